@@ -1,0 +1,18 @@
+"""The only code that talks to the Docker engine.
+
+Everything above this package describes a container with a `ContainerSpec` and gets back a
+`RunResult` or a `RunningContainer`; nothing above it imports `docker`.
+"""
+
+from sandbox.spec import ContainerSpec, Limits, Mount, RunResult
+from sandbox.errors import SandboxError, EngineUnavailableError, SandboxTimeoutError
+
+__all__ = [
+    "ContainerSpec",
+    "Limits",
+    "Mount",
+    "RunResult",
+    "SandboxError",
+    "EngineUnavailableError",
+    "SandboxTimeoutError",
+]

@@ -1,0 +1,245 @@
+"""The Docker engine, owned here: hardened runs with our own deadlines, and label-based cleanup."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.models.containers import Container
+from docker.types import LogConfig, Mount as DockerMount, Ulimit
+
+from sandbox.errors import EngineUnavailableError, SandboxError
+from sandbox.output import CappedBuffer
+from sandbox.spec import MANAGED_LABEL, RUN_ID_LABEL, ContainerSpec, RunResult
+
+# Anything the engine or its HTTP transport can throw at us.
+DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+ENGINE_HELP = (
+    "start one with `bash scripts/ensure-docker.sh` (installs Debian's docker.io and starts dockerd "
+    "as root), or point DOCKER_HOST at a running engine"
+)
+
+
+class DockerEngine:
+    """One Docker client pair: short calls time out, streams (logs, wait) do not.
+
+    Streams may stay silent for as long as a container runs; their end is guaranteed by our own
+    deadline, which kills the container, never by an HTTP read timeout.
+    """
+
+    def __init__(self, client: docker.DockerClient, stream_client: docker.DockerClient) -> None:
+        self.client = client
+        self._stream = stream_client
+
+    @classmethod
+    def connect(cls, timeout_s: float = 60) -> "DockerEngine":
+        try:
+            client = docker.from_env(timeout=int(timeout_s))
+            client.ping()
+            stream_client = docker.from_env(timeout=None)
+        except DOCKER_ERRORS as exc:
+            raise EngineUnavailableError(f"no Docker engine answers ({exc}); {ENGINE_HELP}") from exc
+        return cls(client, stream_client)
+
+    def close(self) -> None:
+        self.client.close()
+        self._stream.close()
+
+    # -- containers -------------------------------------------------------------------------
+
+    def run(self, spec: ContainerSpec, deadline_s: float, output_cap: int = 1_000_000) -> RunResult:
+        """Run to completion or to the deadline; the container is always removed afterwards."""
+        started = time.monotonic()
+        container = self._create(spec)
+        buffer = CappedBuffer(output_cap)
+        exit_holder: dict[str, int] = {}
+        try:
+            self._call(container.start)
+            reader = threading.Thread(target=self._drain, args=(container.id, buffer), daemon=True)
+            waiter = threading.Thread(target=self._await_exit, args=(container.id, exit_holder), daemon=True)
+            reader.start()
+            waiter.start()
+            waiter.join(timeout=max(0.0, deadline_s - (time.monotonic() - started)))
+            timed_out = waiter.is_alive()
+            if timed_out:
+                self._kill(container)
+                waiter.join(timeout=10)
+            reader.join(timeout=5)
+        finally:
+            self._remove(container)
+        exit_code = None if timed_out else exit_holder.get("code")
+        if exit_code is None and not timed_out:
+            raise SandboxError(f"container {container.short_id} ended without an exit status")
+        return RunResult(
+            exit_code=exit_code,
+            timed_out=timed_out,
+            output=buffer.text(),
+            output_bytes=buffer.total,
+            truncated=buffer.truncated,
+            duration_s=time.monotonic() - started,
+            container_id=container.id,
+        )
+
+    def start(self, spec: ContainerSpec) -> "RunningContainer":
+        """Start a long-running container (the agent); the caller owns stopping it."""
+        container = self._create(spec)
+        try:
+            self._call(container.start)
+        except SandboxError:
+            self._remove(container)
+            raise
+        return RunningContainer(self, container.id)
+
+    def reconcile(self, keep_run_ids: frozenset[str] | set[str] = frozenset()) -> list[str]:
+        """Remove every container carrying our label, except those of the given runs."""
+        found = self._call(
+            self.client.containers.list, all=True, filters={"label": f"{MANAGED_LABEL}=1"}
+        )
+        removed = []
+        for container in found:
+            if container.labels.get(RUN_ID_LABEL) in keep_run_ids:
+                continue
+            self._remove(container)
+            removed.append(container.id)
+        return removed
+
+    def inspect(self, container_id: str) -> dict[str, Any]:
+        return self._call(self.client.api.inspect_container, container_id)
+
+    def exists(self, container_id: str) -> bool:
+        try:
+            self.client.api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return False
+        return True
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _create(self, spec: ContainerSpec) -> Container:
+        return self._call(self.client.containers.create, **hardened_create_args(spec))
+
+    def _drain(self, container_id: str, buffer: CappedBuffer) -> None:
+        try:
+            for chunk in self._stream.api.logs(container_id, stream=True, follow=True):
+                buffer.write(chunk)
+        except DOCKER_ERRORS:
+            pass  # the container was removed under us: what we have is what it printed
+
+    def _await_exit(self, container_id: str, holder: dict[str, int]) -> None:
+        try:
+            holder["code"] = self._stream.api.wait(container_id)["StatusCode"]
+        except DOCKER_ERRORS:
+            pass
+
+    def _kill(self, container: Container) -> None:
+        try:
+            container.kill()
+        except DOCKER_ERRORS:
+            pass  # already gone or already stopped: removal below settles it
+
+    def _remove(self, container: Container) -> None:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except DOCKER_ERRORS as exc:
+            raise SandboxError(f"could not remove container {container.short_id}: {exc}") from exc
+
+    @staticmethod
+    def _call(function, *args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except docker.errors.ImageNotFound as exc:
+            raise SandboxError(
+                f"image not found ({exc.explanation}); build it with `supervisor image build`"
+            ) from exc
+        except DOCKER_ERRORS as exc:
+            raise SandboxError(f"Docker engine error: {exc}") from exc
+
+
+class RunningContainer:
+    """A handle on a long-running container; stopping and removing are explicit."""
+
+    def __init__(self, engine: DockerEngine, container_id: str) -> None:
+        self.engine = engine
+        self.id = container_id
+
+    def follow_logs(self) -> Iterator[bytes]:
+        """Yield output chunks until the container stops (or is removed)."""
+        try:
+            yield from self.engine._stream.api.logs(self.id, stream=True, follow=True)
+        except DOCKER_ERRORS:
+            return
+
+    def wait(self, timeout_s: float) -> int | None:
+        """The exit code, or None if it is still running after timeout_s."""
+        holder: dict[str, int] = {}
+        waiter = threading.Thread(target=self.engine._await_exit, args=(self.id, holder), daemon=True)
+        waiter.start()
+        waiter.join(timeout_s)
+        return holder.get("code")
+
+    def is_running(self) -> bool:
+        try:
+            state = self.engine.client.api.inspect_container(self.id)["State"]
+        except docker.errors.NotFound:
+            return False
+        except DOCKER_ERRORS as exc:
+            raise SandboxError(f"Docker engine error: {exc}") from exc
+        return bool(state.get("Running"))
+
+    def stop(self, grace_s: float = 10) -> None:
+        """SIGTERM, then SIGKILL after grace_s (the engine does both)."""
+        try:
+            self.engine.client.api.stop(self.id, timeout=int(grace_s))
+        except docker.errors.NotFound:
+            pass
+        except DOCKER_ERRORS as exc:
+            raise SandboxError(f"could not stop container {self.id[:12]}: {exc}") from exc
+
+    def remove(self) -> None:
+        try:
+            self.engine.client.api.remove_container(self.id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except DOCKER_ERRORS as exc:
+            raise SandboxError(f"could not remove container {self.id[:12]}: {exc}") from exc
+
+
+def hardened_create_args(spec: ContainerSpec) -> dict[str, Any]:
+    """The one place the hardening policy is written down; every container goes through it."""
+    limits = spec.limits
+    tmpfs_options = f"rw,nosuid,nodev,size={limits.tmpfs_mb}m"
+    return dict(
+        image=spec.image,
+        command=spec.command,
+        user=spec.user,
+        working_dir=spec.workdir,
+        environment=dict(spec.env),
+        labels=spec.all_labels(),
+        detach=True,
+        init=True,
+        read_only=True,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges:true"],
+        tmpfs={path: tmpfs_options for path in spec.tmpfs},
+        mem_limit=f"{limits.memory_mb}m",
+        memswap_limit=f"{limits.memory_mb}m",
+        nano_cpus=int(limits.cpus * 1e9),
+        pids_limit=limits.pids,
+        ulimits=[Ulimit(name="nofile", soft=1024, hard=1024)],
+        network_mode=spec.network or "none",
+        mounts=[
+            DockerMount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
+            for m in spec.mounts
+        ],
+        log_config=LogConfig(
+            type="json-file", config={"max-size": f"{limits.log_max_mb}m", "max-file": "1"}
+        ),
+    )

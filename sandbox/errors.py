@@ -1,0 +1,23 @@
+"""Errors raised by the sandbox; each subclasses the matching builtin so callers can catch either."""
+
+from supervisor.errors import OuroborosError
+
+
+class SandboxError(OuroborosError):
+    """A container could not be created, run or cleaned up as asked."""
+
+
+class EngineUnavailableError(SandboxError, ConnectionError):
+    """No Docker engine answers."""
+
+
+class SandboxTimeoutError(SandboxError, TimeoutError):
+    """A deadline passed; carries whatever output was captured."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
+
+
+class ImageBuildError(SandboxError):
+    """An image could not be built or its base could not be made."""
