@@ -1,0 +1,3 @@
+from scripted_model.cli import main
+
+main()
