@@ -15,7 +15,7 @@ from docker.types import LogConfig, Mount as DockerMount, Ulimit
 
 from sandbox.errors import EngineUnavailableError, SandboxError
 from sandbox.output import CappedBuffer
-from sandbox.spec import MANAGED_LABEL, RUN_ID_LABEL, ContainerSpec, RunResult
+from sandbox.spec import INSTANCE_LABEL, MANAGED_LABEL, RUN_ID_LABEL, ContainerSpec, RunResult
 
 # Anything the engine or its HTTP transport can throw at us.
 DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
@@ -96,11 +96,12 @@ class DockerEngine:
             raise
         return RunningContainer(self, container.id)
 
-    def reconcile(self, keep_run_ids: frozenset[str] | set[str] = frozenset()) -> list[str]:
-        """Remove every container carrying our label, except those of the given runs."""
-        found = self._call(
-            self.client.containers.list, all=True, filters={"label": f"{MANAGED_LABEL}=1"}
-        )
+    def reconcile(
+        self, instance: str | None = None, keep_run_ids: frozenset[str] | set[str] = frozenset()
+    ) -> list[str]:
+        """Remove containers carrying our label (of one instance, if named), except kept runs."""
+        labels = [f"{MANAGED_LABEL}=1"] + ([f"{INSTANCE_LABEL}={instance}"] if instance else [])
+        found = self._call(self.client.containers.list, all=True, filters={"label": labels})
         removed = []
         for container in found:
             if container.labels.get(RUN_ID_LABEL) in keep_run_ids:

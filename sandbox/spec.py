@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MANAGED_LABEL = "io.ouroboros.managed"
 RUN_ID_LABEL = "io.ouroboros.run-id"
 ROLE_LABEL = "io.ouroboros.role"
+INSTANCE_LABEL = "io.ouroboros.instance"
 
 # A container that can reach the engine can escape every other limit.
 _DOCKER_SOCKETS = {Path("/var/run/docker.sock"), Path("/run/docker.sock")}
@@ -66,6 +67,10 @@ class ContainerSpec(BaseModel):
     command: list[str] = Field(min_length=1)
     run_id: str = Field(min_length=1, description="Labels the container so reconcile finds it.")
     role: Role
+    instance: str = Field(
+        default="default", min_length=1,
+        description="Which supervisor owns it: reconcile can be limited to one instance's containers.",
+    )
     mounts: list[Mount] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     workdir: str = "/tmp"
@@ -84,7 +89,13 @@ class ContainerSpec(BaseModel):
         return value
 
     def all_labels(self) -> dict[str, str]:
-        return {**self.labels, MANAGED_LABEL: "1", RUN_ID_LABEL: self.run_id, ROLE_LABEL: self.role}
+        return {
+            **self.labels,
+            MANAGED_LABEL: "1",
+            RUN_ID_LABEL: self.run_id,
+            ROLE_LABEL: self.role,
+            INSTANCE_LABEL: self.instance,
+        }
 
 
 class RunResult(BaseModel):

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs (venv, Docker engine, agent image), then pytest.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/sandbox -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

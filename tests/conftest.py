@@ -1,0 +1,44 @@
+"""Shared fixtures. Docker tests need a real engine: with CI=true a missing one fails them."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from sandbox.engine import DockerEngine
+from sandbox.errors import SandboxError
+
+
+def _no_engine(message: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {message}: Docker tests must run in CI, not skip", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A connected engine; fails under CI=true, skips elsewhere, when none answers."""
+    try:
+        engine = DockerEngine.connect()
+    except SandboxError as exc:
+        _no_engine(f"no Docker engine ({exc})")
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def agent_image(docker_engine) -> str:
+    """The agent/gate runtime image tag, built once if missing."""
+    from sandbox.images import ensure_agent_image
+
+    return ensure_agent_image(docker_engine)
+
+
+@pytest.fixture
+def sandbox_instance(docker_engine):
+    """A unique instance label; whatever a test leaves behind under it is removed afterwards."""
+    instance = f"test-{uuid.uuid4().hex[:12]}"
+    yield instance
+    docker_engine.reconcile(instance=instance)
