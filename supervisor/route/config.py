@@ -1,0 +1,115 @@
+"""Configuration of the LLM route: where it forwards, what it charges, where it stops.
+
+Every model here is `extra="forbid"` so a typo in the operator's TOML is an error, not a silently
+ignored cap.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from supervisor.errors import ConfigError
+from supervisor.route.pricing import PricingTable
+
+CONFIG_FILE_NAME = "route.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UpstreamConfig(_Strict):
+    """Where the route forwards requests, and where the real key comes from."""
+
+    base_url: str = Field(
+        default="https://api.anthropic.com",
+        description="Base URL of the real Messages API or of the scripted model server.",
+    )
+    uds: Path | None = Field(
+        default=None, description="Reach the upstream over this Unix socket instead of TCP."
+    )
+    api_key_env: str = Field(
+        default="ANTHROPIC_API_KEY", description="Environment variable of the supervisor holding the real key."
+    )
+    api_key_file: Path | None = Field(
+        default=None, description="File holding the real key; used when the variable is unset."
+    )
+    connect_timeout_s: float = Field(default=10.0, gt=0, description="Upstream connect timeout.")
+    deadline_s: float = Field(
+        default=600.0, gt=0, description="Whole-request deadline upstream, streaming included."
+    )
+
+
+class CapAmount(_Strict):
+    """One cap in tokens and/or dollars; None means no cap in that unit."""
+
+    tokens: int | None = Field(default=None, ge=0, description="All four usage counts summed.")
+    usd: Decimal | None = Field(default=None, ge=0, description="Priced spend in US dollars.")
+
+
+class Caps(_Strict):
+    """Hard caps; a request is refused before forwarding once any one of them is reached."""
+
+    per_cycle: CapAmount = Field(
+        default_factory=lambda: CapAmount(tokens=2_000_000, usd=Decimal("5")),
+        description="Per agent cycle (header x-ouroboros-cycle; requests without it share one bucket).",
+    )
+    per_day: CapAmount = Field(
+        default_factory=lambda: CapAmount(usd=Decimal("50")), description="Per UTC calendar day."
+    )
+    total: CapAmount = Field(default_factory=CapAmount, description="Over the whole ledger.")
+    warn_at: list[float] = Field(
+        default_factory=lambda: [0.8, 0.9], description="Fractions of a cap that raise a warning once."
+    )
+
+
+class RouteLimits(_Strict):
+    """Limits that protect the route (and the supervisor hosting it) from a hostile client."""
+
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="Largest request body.")
+    rate_per_s: float = Field(default=5.0, gt=0, description="Sustained requests per second.")
+    rate_burst: int = Field(default=20, ge=1, description="Requests allowed in a burst.")
+    max_concurrent: int = Field(default=8, ge=1, description="Requests forwarded at the same time.")
+    max_connections: int = Field(default=64, ge=1, description="Open client connections at once.")
+    idle_timeout_s: float = Field(default=60.0, gt=0, description="Drop a silent client connection.")
+
+
+class RouteConfig(_Strict):
+    """Everything the supervisor decides about the agent's access to the LLM."""
+
+    upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
+    caps: Caps = Field(default_factory=Caps)
+    limits: RouteLimits = Field(default_factory=RouteLimits)
+    pricing: PricingTable = Field(default_factory=PricingTable.default)
+
+    @classmethod
+    def load(cls, path: Path) -> RouteConfig:
+        """Read a TOML file whose top level is this model (tables upstream, caps, limits, pricing)."""
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"route config {path} does not exist; create it or omit --config") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"route config {path} is not valid TOML: {exc}; fix the file") from exc
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"route config {path} is invalid: {_first_errors(exc)}; fix the file") from exc
+
+    @classmethod
+    def for_state_dir(cls, state_dir: Path) -> RouteConfig:
+        """The config in `<state_dir>/route.toml` if there is one, else the defaults."""
+        path = state_dir / CONFIG_FILE_NAME
+        return cls.load(path) if path.exists() else cls()
+
+
+def _first_errors(exc: ValidationError, limit: int = 3) -> str:
+    parts = []
+    for err in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)

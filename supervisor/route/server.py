@@ -1,0 +1,265 @@
+"""The LLM route: a small HTTP server in the supervisor process, on a Unix socket and/or loopback TCP.
+
+The agent's container has no network at all; the directory holding the route's socket is its only
+way out (see docs/route.md). One route serves any number of agent runs, each with its own
+credential, and one ledger.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import socketserver
+import threading
+from datetime import timedelta
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+from supervisor.errors import ConfigError
+from supervisor.route.config import RouteConfig
+from supervisor.route.handler import RouteHandler, Refusal
+from supervisor.route.ledger import Ledger, LedgerEntry, LedgerError, utc_now
+from supervisor.route.limits import ConcurrencyGate, Throttle, TokenBucket
+from supervisor.route.metering import BudgetGuard, EventSink, RouteEvent, refusal_event
+from supervisor.route.pricing import Usage
+from supervisor.route.upstream import Upstream
+
+log = logging.getLogger("ouroboros.route")
+
+AGENT_SOCKET_DIR = "/run/ouroboros"  # where the socket directory appears inside the agent container
+SOCKET_NAME = "llm.sock"
+UDS_BASE_URL = "http://llm-route"  # host part is ignored over a Unix socket; kept readable in logs
+_MAX_UDS_PATH = 107  # sun_path is 108 bytes including the terminating NUL
+
+
+def log_only(event: RouteEvent) -> None:
+    log.info("LLM route event %s: %s", event.kind, event.message)
+
+
+class _ConnectionCap:
+    """Mixin: refuse connections past a cap instead of spawning unbounded threads."""
+
+    max_connections = 64
+    daemon_threads = True
+    block_on_close = False
+
+    def process_request(self, request, client_address) -> None:
+        with self._open_lock:
+            full = self._open >= self.max_connections
+            if not full:
+                self._open += 1
+        if full:
+            log.warning("LLM route: connection refused, %d already open", self.max_connections)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open -= 1
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that hangs up mid-request is routine; anything else the handler already logged.
+        log.debug("LLM route: connection ended abruptly", exc_info=True)
+
+    def _init_cap(self, max_connections: int) -> None:
+        self.max_connections = max_connections
+        self._open = 0
+        self._open_lock = threading.Lock()
+
+
+class _TCPServer(_ConnectionCap, ThreadingHTTPServer):
+    pass
+
+
+class _UnixServer(_ConnectionCap, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    pass
+
+
+class LLMRoute:
+    """Start with `start()`, hand each agent run `issue_credential()`, stop with `stop()`.
+
+    `socket_path`: serve on this Unix socket (its directory is what the agent container mounts).
+    `tcp_port`: also serve on 127.0.0.1 (0 picks a free port); None for no TCP.
+    """
+
+    def __init__(
+        self,
+        config: RouteConfig,
+        ledger: Ledger,
+        upstream: Upstream,
+        on_event: EventSink = log_only,
+        *,
+        socket_path: Path | None = None,
+        tcp_port: int | None = None,
+    ) -> None:
+        if socket_path is None and tcp_port is None:
+            raise ConfigError("the LLM route needs a socket_path or a tcp_port to listen on")
+        if socket_path is not None and len(os.fsencode(socket_path)) > _MAX_UDS_PATH:
+            raise ConfigError(f"socket path {socket_path} is longer than {_MAX_UDS_PATH} bytes; choose a shorter directory")
+        self.config = config
+        self.ledger = ledger
+        self.upstream = upstream
+        self.socket_path = socket_path
+        self._tcp_port = tcp_port
+        self._on_event = on_event
+        self.bucket = TokenBucket(config.limits.rate_per_s, config.limits.rate_burst)
+        self.gate = ConcurrencyGate(config.limits.max_concurrent)
+        self.guard = BudgetGuard(ledger.totals, config.caps, self._emit)
+        self._throttle = Throttle()
+        self._credentials: dict[str, str] = {}
+        self._credentials_lock = threading.Lock()
+        self._servers: list[socketserver.BaseServer] = []
+        self._threads: list[threading.Thread] = []
+        self._ledger_error: LedgerError | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> LLMRoute:
+        handler = type("BoundRouteHandler", (RouteHandler,), {"route": self, "timeout": self.config.limits.idle_timeout_s})
+        try:
+            if self.socket_path is not None:
+                self._servers.append(self._unix_server(handler))
+            if self._tcp_port is not None:
+                server = _TCPServer(("127.0.0.1", self._tcp_port), handler)
+                server._init_cap(self.config.limits.max_connections)
+                self._servers.append(server)
+        except OSError as exc:
+            self.stop()
+            raise ConfigError(f"the LLM route cannot listen: {exc}; free the socket or port") from exc
+        for server in self._servers:
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="llm-route", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("LLM route listening on %s", ", ".join(self.listening_on()))
+        return self
+
+    def _unix_server(self, handler: type[RouteHandler]) -> _UnixServer:
+        assert self.socket_path is not None
+        directory = self.socket_path.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)  # the container's uid 10001 must traverse it
+        if self.socket_path.is_socket() or self.socket_path.is_symlink():
+            self.socket_path.unlink()  # left by a route that was killed
+        server = _UnixServer(str(self.socket_path), handler)
+        server._init_cap(self.config.limits.max_connections)
+        # Anyone who can reach the socket still needs a run credential; 0666 lets uid 10001 connect.
+        self.socket_path.chmod(0o666)
+        return server
+
+    def stop(self) -> None:
+        for server, thread in zip(self._servers, self._threads):
+            server.shutdown()  # only servers whose serve_forever runs; shutdown() waits for it
+            thread.join(timeout=5)
+        for server in self._servers:
+            server.server_close()
+        self._servers, self._threads = [], []
+        if self.socket_path is not None and self.socket_path.is_socket():
+            self.socket_path.unlink()
+        self.upstream.close()
+
+    def __enter__(self) -> LLMRoute:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def listening_on(self) -> list[str]:
+        places = []
+        if self.socket_path is not None:
+            places.append(f"unix:{self.socket_path}")
+        if self.url_tcp:
+            places.append(self.url_tcp)
+        return places
+
+    @property
+    def url_tcp(self) -> str | None:
+        for server in self._servers:
+            if isinstance(server, _TCPServer):
+                host, port = server.server_address[:2]
+                return f"http://{host}:{port}"
+        return None
+
+    @property
+    def url(self) -> str:
+        """Base URL for a client: the TCP one when there is one, else the placeholder for the socket."""
+        return self.url_tcp or UDS_BASE_URL
+
+    # -- credentials and what the agent container needs ---------------------------------------
+
+    def issue_credential(self, run_id: str) -> str:
+        """A fresh credential for one agent run; worthless anywhere but this route."""
+        token = "ouroboros-run-" + secrets.token_urlsafe(32)
+        with self._credentials_lock:
+            self._credentials[token] = run_id
+        return token
+
+    def revoke_credential(self, token: str) -> None:
+        with self._credentials_lock:
+            self._credentials.pop(token, None)
+
+    def run_for_credential(self, token: str | None) -> str | None:
+        if not token:
+            return None
+        with self._credentials_lock:
+            for known, run_id in self._credentials.items():
+                if hmac.compare_digest(known.encode(), token.encode()):
+                    return run_id
+        return None
+
+    def agent_env(self, credential: str) -> dict[str, str]:
+        """The environment an agent container needs to reach the route (never the real key)."""
+        if self.socket_path is None:
+            raise ConfigError("agent containers reach the route through its Unix socket; start it with socket_path")
+        return {
+            "ANTHROPIC_BASE_URL": UDS_BASE_URL,
+            "ANTHROPIC_API_KEY": credential,
+            "OUROBOROS_LLM_SOCKET": f"{AGENT_SOCKET_DIR}/{self.socket_path.name}",
+        }
+
+    # -- budget and events (called by the handler) ---------------------------------------------
+
+    def check_budget(self, run_id: str, cycle: str) -> None:
+        if self._ledger_error is not None:
+            raise Refusal(503, "api_error", f"the LLM route stopped forwarding: its ledger failed ({self._ledger_error}); the operator must fix it")
+        status = self.guard.refusal(cycle)
+        if status is None:
+            return
+        self._emit(refusal_event(status, run_id, cycle))
+        headers = {"x-should-retry": "false"}
+        if status.scope == "day":
+            headers["retry-after"] = str(_seconds_to_next_utc_day())
+        raise Refusal(402, "billing_error", f"budget cap reached: {status.describe()}; the agent should idle until the budget resets", headers)
+
+    def record(self, *, run_id: str, cycle: str, model: str, stream: bool, status: int, message_id: str | None, usage: Usage, complete: bool) -> None:
+        price = self.config.pricing.price_for(model)
+        assert price is not None, "the handler refuses unpriced models before forwarding"
+        entry = LedgerEntry(ts=utc_now(), run_id=run_id, cycle=cycle, model=model, stream=stream, status=status, message_id=message_id, complete=complete, usage=usage, cost_usd=price.cost(usage))
+        self.ledger.append(entry)
+        self.guard.after_spend(cycle, run_id)
+
+    def ledger_failed(self, exc: LedgerError) -> None:
+        self._ledger_error = exc
+        self._emit(RouteEvent(kind="upstream_error", message=f"LLM route ledger failed, forwarding stopped: {exc}"))
+
+    def emit_throttled(self, kind: str, message: str) -> None:
+        log.warning("LLM route: %s", message)
+        if self._throttle.allow(kind):
+            self._emit(RouteEvent(kind=kind, message=message))  # type: ignore[arg-type]
+
+    def _emit(self, event: RouteEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:  # the supervisor's journal failing must not take the route down
+            log.exception("LLM route: the event callback failed for %s", event.kind)
+
+
+def _seconds_to_next_utc_day() -> int:
+    now = utc_now()
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, int((tomorrow - now).total_seconds()))
