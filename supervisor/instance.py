@@ -1,0 +1,155 @@
+"""An instance: the directory `supervisor init` makes and `supervisor start` runs.
+
+    HOME/ouroboros.toml      the operator's config (this module's InstanceConfig)
+    HOME/repo.git/           the agent repository (bare): main, gen/N tags, candidates, rejected
+    HOME/repo.git/ouroboros/ the gate's state (decision log, candidates, worktrees, ledger)
+    HOME/memory/journal/     the agent's journal  } mounted over /workspace/agent/{journal,goals}:
+    HOME/memory/goals/       the agent's goals    } memory, never part of a code proposal
+    HOME/run/                what the running supervisor publishes: pid, status, sockets, code
+    HOME/logs/agent.log      the agent's output, rotated
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from supervisor.errors import ConfigError
+from supervisor.route.config import RouteConfig
+
+CONFIG_NAME = "ouroboros.toml"
+HOME_ENV = "OUROBOROS_HOME"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AgentSettings(_Strict):
+    """How the agent container runs."""
+
+    memory_mb: int = Field(default=1024, ge=64, description="Memory cap of the agent container.")
+    cpus: float = Field(default=1.0, gt=0, description="CPU cap of the agent container.")
+    pids: int = Field(default=256, ge=16, description="Process cap of the agent container.")
+    stop_grace_s: float = Field(default=10, ge=0, description="SIGTERM-to-SIGKILL grace on stop.")
+    model: str | None = Field(default=None, description="Model id passed to the agent (OUROBOROS_MODEL).")
+    max_cycles: int | None = Field(default=None, ge=1, description="Cycles per agent run; None: forever.")
+    command: list[str] = Field(
+        default_factory=lambda: ["python", "-m", "agent", "run"], description="Agent entry point."
+    )
+
+
+class ProbationSettings(_Strict):
+    """Restart intensity (Erlang/systemd style) and the rollback cap."""
+
+    max_restarts: int = Field(default=5, ge=1, description="Crashes tolerated within window_s ...")
+    window_s: float = Field(default=10, gt=0, description="... before the generation is rolled back.")
+    probation_s: float = Field(
+        default=60, gt=0, description="A generation that survives this long is marked good."
+    )
+    max_consecutive_rollbacks: int = Field(
+        default=3, ge=1, description="Automatic rollbacks in a row before the supervisor stops."
+    )
+    restart_delay_s: float = Field(default=0.2, ge=0, description="Pause before restarting a crash.")
+
+
+class InstanceConfig(_Strict):
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    probation: ProbationSettings = Field(default_factory=ProbationSettings)
+    route: RouteConfig = Field(default_factory=RouteConfig)
+    scripted_scenario: Path | None = Field(
+        default=None,
+        description="Serve the agent from this scripted-model scenario instead of the real API.",
+    )
+
+    @classmethod
+    def load(cls, path: Path) -> "InstanceConfig":
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path} does not exist; run `supervisor init` first") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML ({exc}); fix the file") from exc
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            details = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()[:5]
+            )
+            raise ConfigError(f"{path} is invalid: {details}; fix the file") from exc
+
+
+class Instance:
+    """Paths of one instance; nothing here touches git or Docker."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home.resolve()
+
+    @classmethod
+    def locate(cls, home: Path | None) -> "Instance":
+        """HOME from the option, else $OUROBOROS_HOME, else the current directory; must be initialised."""
+        chosen = Path(home or os.environ.get(HOME_ENV) or ".")
+        instance = cls(chosen)
+        if not instance.config_path.exists() or not instance.repo.exists():
+            raise ConfigError(
+                f"{instance.home} is not an Ouroboros instance (no {CONFIG_NAME} or repo.git); "
+                "run `supervisor init DIR` and pass --home DIR (or set OUROBOROS_HOME)"
+            )
+        return instance
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_NAME
+
+    @property
+    def repo(self) -> Path:
+        return self.home / "repo.git"
+
+    @property
+    def state(self) -> Path:
+        return self.repo / "ouroboros"
+
+    @property
+    def memory(self) -> Path:
+        return self.home / "memory"
+
+    @property
+    def journal(self) -> Path:
+        return self.memory / "journal"
+
+    @property
+    def goals(self) -> Path:
+        return self.memory / "goals"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def agent_log(self) -> Path:
+        return self.logs / "agent.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "supervisor.pid"
+
+    @property
+    def status_file(self) -> Path:
+        return self.run_dir / "status.json"
+
+    @property
+    def instance_id(self) -> str:
+        """A stable label value for this instance's containers (reconcile is scoped to it)."""
+        import hashlib
+
+        return "home-" + hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
+
+    def config(self) -> InstanceConfig:
+        return InstanceConfig.load(self.config_path)
