@@ -71,6 +71,7 @@ class Step(_Strict):
     stop_reason: Literal["end_turn", "tool_use", "max_tokens", "stop_sequence"] | None = None
     usage: ScriptedUsage = Field(default_factory=ScriptedUsage)
     error: ScriptedError | None = None
+    delay_ms: int = Field(default=0, ge=0, le=600_000, description="wait before answering (to test timeouts and signals)")
 
     @model_validator(mode="after")
     def _message_or_error(self) -> Step:

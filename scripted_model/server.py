@@ -7,6 +7,7 @@ import json
 import os
 import socketserver
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,8 @@ class MessagesHandler(BaseHTTPRequestHandler):
             name, count = self.state.scenario.name, len(self.state.scenario.steps)
             self._send_error(400, "invalid_request_error", f"scenario {name!r} is exhausted after {count} steps")
             return
+        if step.delay_ms:
+            time.sleep(step.delay_ms / 1000)
         if step.error is not None:
             self._send_scripted_error(step.error)
             return

@@ -1,0 +1,106 @@
+"""One step of a cycle as a tool-use loop: ask the model, run the tools it calls, feed results back."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.errors import AgentError
+from agent.llm import LLMClient
+from agent.registry import Phase, ToolContext, ToolRegistry
+from agent.usage import Usage
+
+NO_TOOLS = {"type": "none"}
+
+
+class Action(BaseModel):
+    """One tool call, as journaled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str
+    args: dict[str, Any]
+    ok: bool
+    output: str = Field(description="first line of the result, for the journal")
+
+
+class StepOutcome(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = ""
+    actions: list[Action] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    ended: Literal["end_turn", "turn_cap", "stopped", "max_tokens", "other"] = "end_turn"
+
+
+def add_user_text(messages: list[dict[str, Any]], text: str) -> None:
+    """Append user text, merging into a trailing user turn (e.g. tool results) to keep roles alternating."""
+    if messages and messages[-1]["role"] == "user":
+        content = messages[-1]["content"]
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        messages[-1]["content"] = [*content, {"type": "text", "text": text}]
+    else:
+        messages.append({"role": "user", "content": [{"type": "text", "text": text}]})
+
+
+def _short(args: dict[str, Any]) -> dict[str, Any]:
+    """Arguments for the journal, long strings cut (e.g. whole file contents)."""
+    return {k: (v[:120] + "…" if isinstance(v, str) and len(v) > 120 else v) for k, v in args.items()}
+
+
+class Conversation:
+    """Runs steps against one message list, with the tools executed in the step's phase."""
+
+    def __init__(self, llm: LLMClient, registry: ToolRegistry, base_context: ToolContext, system: str, max_turns: int, stop: threading.Event) -> None:
+        self.llm = llm
+        self.registry = registry
+        self.base_context = base_context
+        self.system = system
+        self.max_turns = max_turns
+        self.stop = stop
+        self.messages: list[dict[str, Any]] = []
+
+    def step(self, prompt: str, phase: Phase, allow_tools: bool = True) -> StepOutcome:
+        add_user_text(self.messages, prompt)
+        outcome = StepOutcome()
+        ctx = self.base_context.model_copy(update={"phase": phase})
+        for _ in range(self.max_turns):
+            reply = self.llm.complete(self.system, self.registry.schemas(), self.messages, None if allow_tools else NO_TOOLS)
+            outcome.usage = outcome.usage + reply.usage
+            self.messages.append({"role": "assistant", "content": reply.content or [{"type": "text", "text": "(empty)"}]})
+            if reply.text:
+                outcome.text = reply.text
+            if reply.stop_reason != "tool_use" or not reply.tool_uses:
+                outcome.ended = "end_turn" if reply.stop_reason in ("end_turn", "stop_sequence") else "max_tokens" if reply.stop_reason == "max_tokens" else "other"
+                return outcome
+            results = [self._run_tool(ctx, block, outcome) for block in reply.tool_uses]
+            self.messages.append({"role": "user", "content": results})
+            if self.stop.is_set():
+                outcome.ended = "stopped"
+                return outcome
+        outcome.ended = "turn_cap"
+        return outcome
+
+    def _run_tool(self, ctx: ToolContext, block: dict[str, Any], outcome: StepOutcome) -> dict[str, Any]:
+        name, args = block["name"], block.get("input") or {}
+        try:
+            output, ok = self.registry.get(name).call(ctx, args), True
+        except AgentError as e:
+            output, ok = f"error: {e}", False
+        except Exception as e:  # noqa: BLE001 - a broken self-registered tool must not kill the agent
+            output, ok = f"error: tool {name} crashed: {type(e).__name__}: {e}", False
+        first_line = output.strip().splitlines()[0] if output.strip() else ""
+        outcome.actions.append(Action(tool=name, args=_short(args), ok=ok, output=first_line[:200]))
+        return {"type": "tool_result", "tool_use_id": block["id"], "content": output, "is_error": not ok}
+
+
+def describe_actions(actions: list[Action]) -> str:
+    if not actions:
+        return "- (no tool calls)"
+    return "\n".join(
+        f"- `{a.tool}` {json.dumps(a.args, ensure_ascii=False)} → {'ok' if a.ok else 'failed'}: {a.output}" for a in actions
+    )

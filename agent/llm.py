@@ -1,0 +1,121 @@
+"""The LLM layer: the real `anthropic` SDK, prompt caching on the stable prefix, usage per call."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anthropic
+import httpx2
+from pydantic import BaseModel, ConfigDict
+
+from agent.config import AgentConfig
+from agent.errors import LLMError, MissingAPIKeyError
+from agent.usage import Usage
+
+_EPHEMERAL = {"type": "ephemeral"}
+NO_KEY_HELP = (
+    "no API key: set ANTHROPIC_API_KEY (inside Ouroboros the supervisor sets a per-run one). "
+    "To run without a key, start the scripted model: "
+    "`python -m scripted_model serve --scenario scripted_model/scenarios/demo.json` "
+    "and export ANTHROPIC_BASE_URL=<the URL it prints> ANTHROPIC_API_KEY=scripted"
+)
+
+
+class LLMReply(BaseModel):
+    """One assistant turn as plain API dicts (text and tool_use blocks), why it stopped, and its usage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    usage: Usage
+
+    @property
+    def text(self) -> str:
+        return "\n".join(b["text"] for b in self.content if b["type"] == "text").strip()
+
+    @property
+    def tool_uses(self) -> list[dict[str, Any]]:
+        return [b for b in self.content if b["type"] == "tool_use"]
+
+
+def build_sdk_client(config: AgentConfig, env: Mapping[str, str] | None = None) -> anthropic.Anthropic:
+    """An SDK client for the configured route: TCP base URL, or the supervisor's Unix socket."""
+    env = os.environ if env is None else env
+    api_key = env.get("ANTHROPIC_API_KEY") or None
+    auth_token = None if api_key else env.get("ANTHROPIC_AUTH_TOKEN") or None
+    if not api_key and not auth_token:
+        raise MissingAPIKeyError(NO_KEY_HELP)
+    http_client = None
+    base_url = config.base_url
+    if config.llm_socket is not None:
+        # Network none in the container: the route is a Unix socket; the URL host is then ignored.
+        http_client = httpx2.Client(transport=httpx2.HTTPTransport(uds=str(config.llm_socket)), timeout=config.request_timeout_s)
+        base_url = base_url or "http://llm-route"
+    return anthropic.Anthropic(
+        api_key=api_key,
+        auth_token=auth_token,
+        base_url=base_url,
+        max_retries=config.max_retries,  # the SDK backs off on 408/409/429/5xx/529, honouring retry-after
+        timeout=config.request_timeout_s,
+        http_client=http_client,
+    )
+
+
+def cached_prefix(system: str, tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Mark the end of the tool schemas and of the system prompt as cache breakpoints."""
+    system_blocks = [{"type": "text", "text": system, "cache_control": _EPHEMERAL}]
+    marked = [dict(t) for t in tools]
+    if marked:
+        marked[-1]["cache_control"] = _EPHEMERAL
+    return system_blocks, marked
+
+
+def _block_to_param(block: Any) -> dict[str, Any] | None:
+    if block.type == "text":
+        return {"type": "text", "text": block.text}
+    if block.type == "tool_use":
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    return None  # other block kinds (e.g. thinking) are not replayed
+
+
+class LLMClient:
+    """Calls the Messages API; reports every call's usage to `on_usage`."""
+
+    def __init__(self, config: AgentConfig, client: anthropic.Anthropic, on_usage: Callable[[Usage], None] | None = None) -> None:
+        self.config = config
+        self.client = client
+        self.on_usage = on_usage
+
+    def complete(
+        self,
+        system: str,
+        tools: list[dict[str, Any]],
+        messages: list[dict[str, Any]],
+        tool_choice: dict[str, Any] | None = None,
+    ) -> LLMReply:
+        system_blocks, marked_tools = cached_prefix(system, tools)
+        extra: dict[str, Any] = {"tool_choice": tool_choice} if tool_choice and marked_tools else {}
+        try:
+            response = self.client.messages.create(
+                model=self.config.model,
+                max_tokens=self.config.max_tokens,
+                system=system_blocks,
+                tools=marked_tools,
+                messages=messages,
+                **extra,
+            )
+        except anthropic.AuthenticationError as e:
+            raise LLMError(f"the model route refused the credential ({e.status_code}); check ANTHROPIC_API_KEY") from e
+        except anthropic.APIStatusError as e:
+            raise LLMError(f"the model answered HTTP {e.status_code} after retries: {e.message}") from e
+        except anthropic.APIConnectionError as e:
+            where = self.config.llm_socket or self.client.base_url
+            raise LLMError(f"cannot reach the model at {where}: {e}; start the route or the scripted model") from e
+        usage = Usage.from_api(response.usage)
+        if self.on_usage is not None:
+            self.on_usage(usage)
+        content = [p for p in (_block_to_param(b) for b in response.content) if p is not None]
+        return LLMReply(content=content, stop_reason=response.stop_reason, usage=usage)

@@ -1,0 +1,147 @@
+"""The nine-step cycle: read goals, select, plan, execute, journal, reflect, self-modify, journal, repeat."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.config import AgentConfig
+from agent.context import build_memory
+from agent.conversation import Action, Conversation, StepOutcome, describe_actions
+from agent.goals import Goal, GoalBook
+from agent.journal import Journal, timestamp, utc_now
+from agent.llm import LLMClient
+from agent.prompts import EXECUTE_PROMPT, REFLECT_PROMPT, SELF_MODIFY_PROMPT, SYSTEM_PROMPT, plan_prompt, reflect_only_prompt
+from agent.registry import ToolContext, ToolRegistry
+from agent.source_guard import SourceSnapshot
+from agent.usage import Usage
+
+_STATUS = re.compile(r"GOAL STATUS:\s*(complete|incomplete)", re.IGNORECASE)
+_PROPOSAL_ID = re.compile(r"proposal ([0-9a-f]{32}) written")
+REFLECTION_SECTIONS = ("Summary", "Lessons learned", "Improvement recommendations")
+
+
+class CycleReport(BaseModel):
+    """What one cycle did; the journal entries are rendered from it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    goal: str
+    completed: bool = False
+    plan: str = ""
+    result: str = ""
+    actions: list[Action] = Field(default_factory=list)
+    restored_source: list[str] = Field(default_factory=list)
+    reflection: str = ""
+    self_modification: str = ""
+    proposals: list[str] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    stopped: bool = False
+
+
+def reflection_sections(text: str) -> str:
+    """The reflection with exactly the three required sections (missing ones marked as such)."""
+    found = {}
+    for i, name in enumerate(REFLECTION_SECTIONS):
+        later = "|".join(re.escape(n) for n in REFLECTION_SECTIONS[i + 1 :]) or r"(?!x)x"
+        match = re.search(rf"^#+ *{re.escape(name)}\s*$(.*?)(?=^#+ *(?:{later})\s*$|\Z)", text, re.MULTILINE | re.DOTALL | re.IGNORECASE)
+        found[name] = match.group(1).strip() if match else ""
+    if not any(found.values()):
+        found["Summary"] = text.strip()
+    return "\n\n".join(f"### {name}\n\n{found[name] or '(not given)'}" for name in REFLECTION_SECTIONS)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, llm: LLMClient, registry: ToolRegistry, stop: threading.Event | None = None) -> None:
+        self.config = config
+        self.llm = llm
+        self.registry = registry
+        self.stop = stop or threading.Event()
+        self.journal = Journal(config.journal_dir)
+        self.goals = GoalBook(config.goals_dir)
+
+    def _conversation(self) -> Conversation:
+        ctx = ToolContext(workspace=self.config.workspace, outbox=self.config.outbox,
+                          command_timeout_s=self.config.command_timeout_s, output_cap=self.config.output_cap)
+        return Conversation(self.llm, self.registry, ctx, SYSTEM_PROMPT, self.config.max_turns, self.stop)
+
+    def run(self, max_cycles: int | None = None) -> int:
+        """Cycle until stopped (SIGTERM sets `stop`) or `max_cycles` is reached; returns cycles run."""
+        done = 0
+        while not self.stop.is_set() and (max_cycles is None or done < max_cycles):
+            self.cycle()
+            done += 1
+        return done
+
+    def cycle(self) -> CycleReport:
+        goal = self.goals.select()  # steps 1-2
+        memory = build_memory(self.journal.entries(), self.config.context)
+        talk = self._conversation()
+        report = CycleReport(goal=goal.title)
+        plan = talk.step(plan_prompt(memory, goal), "execute", allow_tools=False)  # step 3
+        report.plan, report.usage = plan.text, plan.usage
+        if not self.stop.is_set():
+            self._execute(talk, report)  # step 4
+        report.stopped = self.stop.is_set()
+        self._journal_cycle(goal, report)  # step 5
+        if report.stopped:
+            return report
+        self._reflect_and_modify(talk, report, REFLECT_PROMPT)  # steps 6-8
+        return report
+
+    def reflect(self) -> CycleReport:
+        """Reflection and self-modification on the recent journal, without a task."""
+        memory = build_memory(self.journal.entries(), self.config.context)
+        report = CycleReport(goal="(reflection only)")
+        self._reflect_and_modify(self._conversation(), report, reflect_only_prompt(memory))
+        return report
+
+    def _execute(self, talk: Conversation, report: CycleReport) -> None:
+        snapshot = SourceSnapshot(self.config.workspace)
+        try:
+            outcome = talk.step(EXECUTE_PROMPT, "execute")
+        finally:
+            report.restored_source = snapshot.restore()
+        report.actions, report.usage = outcome.actions, report.usage + outcome.usage
+        status = _STATUS.findall(outcome.text)
+        report.completed = bool(status) and status[-1].lower() == "complete" and outcome.ended == "end_turn"
+        report.result = _STATUS.sub("", outcome.text).strip() or f"(no result; step ended: {outcome.ended})"
+
+    def _journal_cycle(self, goal: Goal, report: CycleReport) -> None:
+        status = "stopped" if report.stopped else "complete" if report.completed else "incomplete"
+        body = (
+            f"**Goal:** {goal.title}\n\n**Status:** {status}\n\n**Tokens:** {report.usage.line()}\n\n"
+            f"### Plan\n\n{report.plan or '(none)'}\n\n### Actions\n\n{describe_actions(report.actions)}\n\n"
+            f"### Result\n\n{report.result or '(none)'}"
+        )
+        if report.restored_source:
+            body += "\n\n### Restored\n\nSource changed during execution was put back: " + ", ".join(report.restored_source)
+        self.journal.append("notes", "cycle", body, usage=report.usage, data={"goal": goal.title, "status": status})
+        if report.completed and not goal.self_improvement:
+            self.goals.complete(goal, report.result, timestamp(utc_now()))
+
+    def _reflect_and_modify(self, talk: Conversation, report: CycleReport, reflect_prompt: str) -> None:
+        reflection = talk.step(reflect_prompt, "execute", allow_tools=False)
+        report.reflection = reflection_sections(reflection.text)
+        usage = reflection.usage
+        modify: StepOutcome | None = None
+        if not self.stop.is_set():
+            modify = talk.step(SELF_MODIFY_PROMPT, "reflect")
+            usage = usage + modify.usage
+            report.proposals = [m.group(1) for a in modify.actions if a.tool == "propose" and a.ok for m in [_PROPOSAL_ID.search(a.output)] if m]
+            report.self_modification = modify.text or f"(step ended: {modify.ended})"
+        report.usage = report.usage + usage
+        self._journal_reflection(report, modify, usage)
+
+    def _journal_reflection(self, report: CycleReport, modify: StepOutcome | None, usage: Usage) -> None:
+        proposed = ", ".join(report.proposals) or "none"
+        actions = describe_actions(modify.actions) if modify else "- (skipped: stop requested)"
+        body = (
+            f"**Goal:** {report.goal}\n\n**Tokens:** {usage.line()}\n\n**Cycle tokens:** {report.usage.line()}\n\n"
+            f"{report.reflection}\n\n### Self-modification\n\n**Proposals:** {proposed}\n\n{actions}\n\n"
+            f"{report.self_modification or ''}"
+        ).strip()
+        self.journal.append("reflections", "reflection", body, usage=usage,
+                            data={"goal": report.goal, "proposals": report.proposals, "cycle_usage": report.usage.model_dump()})
