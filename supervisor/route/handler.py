@@ -45,6 +45,7 @@ class RouteHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the SDK's connection pool reuses the connection
     server_version = "ouroboros-llm-route"
     sys_version = ""
+    wbufsize = 64 * 1024  # status, headers and body leave in one write; streams flush per chunk
     route: LLMRoute  # bound by LLMRoute when it builds its server
 
     def setup(self) -> None:
@@ -229,6 +230,7 @@ class RouteHandler(BaseHTTPRequestHandler):
         """Write one chunk of a chunked response; False if the client has gone."""
         try:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
             return True
         except OSError:
             return False
