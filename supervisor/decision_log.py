@@ -1,0 +1,141 @@
+"""The supervisor's decision log: append-only JSON lines, each hash-chained to the one before.
+
+Every record carries `prev` (the hash of the previous record, 64 zeros for the first) and `hash`,
+the sha256 of its own canonical JSON without the `hash` field. Editing, deleting, reordering or
+inserting a line breaks a link that `verify` reports.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from supervisor.candidates import now
+
+GENESIS = "0" * 64
+
+
+class Decision(BaseModel):
+    """One line of the log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int
+    at: str
+    kind: str = Field(description="accepted, rejected, needs-approval, approved, rollback, genesis, ...")
+    candidate: str | None = None
+    commit: str | None = None
+    main_before: str | None = None
+    main_after: str | None = None
+    generation: int | None = None
+    reasons: list[str] = Field(default_factory=list)
+    details: dict[str, Any] = Field(default_factory=dict)
+    prev: str
+    hash: str
+
+
+class VerifyResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ok: bool
+    records: int
+    broken_line: int | None = None
+    problem: str = ""
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    body = {key: value for key, value in record.items() if key != "hash"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(record)).hexdigest()
+
+
+class DecisionLog:
+    """Appends under an exclusive lock so concurrent writers still form one chain."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock_path = path.with_suffix(".lock")
+
+    def append(self, kind: str, **fields: Any) -> Decision:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            last = self._last()
+            record = {"seq": (last["seq"] + 1) if last else 1, "at": now().isoformat(), "kind": kind,
+                      "prev": last["hash"] if last else GENESIS, **fields}
+            record = Decision.model_validate({**record, "hash": "0"}).model_dump()
+            record["hash"] = record_hash(record)
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        return Decision.model_validate(record)
+
+    def records(self) -> Iterator[Decision]:
+        if not self.path.exists():
+            return
+        with open(self.path) as handle:
+            for line in handle:
+                if line.strip():
+                    yield Decision.model_validate_json(line)
+
+    def tail(self, count: int) -> list[Decision]:
+        return list(self.records())[-count:] if count > 0 else []
+
+    def find(self, kind: str, candidate: str | None = None, commit: str | None = None) -> Decision | None:
+        """The latest record of `kind` for a candidate or commit (so re-running a step never logs twice)."""
+        found = None
+        for record in self.records():
+            if record.kind == kind and (candidate is None or record.candidate == candidate) and (
+                    commit is None or record.commit == commit):
+                found = record
+        return found
+
+    def verify(self) -> VerifyResult:
+        """Check every link; report the first line whose hash or link does not hold."""
+        if not self.path.exists():
+            return VerifyResult(ok=True, records=0)
+        prev, count = GENESIS, 0
+        with open(self.path, "rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                problem = _check_line(line, prev, count + 1)
+                if problem:
+                    return VerifyResult(ok=False, records=count, broken_line=number, problem=problem)
+                record = json.loads(line)
+                prev, count = record["hash"], count + 1
+        return VerifyResult(ok=True, records=count)
+
+    def _last(self) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        with open(self.path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 1_000_000))
+            lines = [line for line in handle.read().splitlines() if line.strip()]
+        return json.loads(lines[-1]) if lines else None
+
+
+def _check_line(line: bytes, prev: str, expected_seq: int) -> str:
+    try:
+        record = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "not valid JSON"
+    if not isinstance(record, dict) or "hash" not in record:
+        return "not a decision record"
+    if record.get("prev") != prev:
+        return f"prev is {str(record.get('prev'))[:12]}…, but the record before hashes to {prev[:12]}…"
+    if record_hash(record) != record["hash"]:
+        return "the record's content does not match its hash (edited)"
+    if record.get("seq") != expected_seq:
+        return f"seq is {record.get('seq')}, expected {expected_seq}"
+    return ""

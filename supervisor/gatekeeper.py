@@ -1,0 +1,471 @@
+"""What reaches `main`: proposal → commit → gate → compare-and-swap merge, or reject; and rollback.
+
+Each candidate moves through states saved to disk before each step (pending → committing → gating
+→ merging → accepted, or → rejected / needs-approval). Every step is idempotent, so `recover()`
+after a kill -9 anywhere simply continues each unfinished candidate from its saved state.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from supervisor.candidates import (CANDIDATE_PREFIX, FINAL_STATES, REJECTED_PREFIX, CandidateError,
+                                   CandidateRecord, CandidateStore, make_candidate_commit, now)
+from supervisor.decision_log import DecisionLog
+from supervisor.errors import ConfigError, OuroborosError
+from supervisor.gate import Failure, GateResult, GateRunner
+from supervisor.gate_config import CONFIG_FILE, GateConfig, parse_config
+from supervisor.git_ops import GEN_TAG_PREFIX, MAIN_REF, ZERO, Git, GitError, RefMovedError, find_common_dir
+from supervisor.journal_writer import JournalWriter
+from supervisor.protocol import Proposal
+
+ROLLED_BACK_PREFIX = "refs/ouroboros/rolled-back/"
+MAX_REBASES = 5
+
+
+class RollbackError(OuroborosError, ValueError):
+    """A rollback target is not a commit that passed the gate, or there is nothing to roll back to."""
+
+
+class Verdict(BaseModel):
+    """What happened to one proposal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    candidate: str
+    state: str
+    commit: str | None = None
+    generation: int | None = None
+    reasons: list[str] = Field(default_factory=list)
+    failures: list[Failure] = Field(default_factory=list)
+    protected: list[str] = Field(default_factory=list)
+
+
+class RollbackResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    previous: str
+    target: str
+    generation: int | None
+    kept_as: str = Field(description="The ref that keeps the rolled-back commits reachable.")
+
+
+class Gatekeeper:
+    """The trusted API over one agent repository (bare or not); state in <git-common-dir>/ouroboros/."""
+
+    def __init__(self, repo_path: Path, engine: Any = None, config: GateConfig | None = None,
+                 journal_root: Path | None = None, image: str | None = None, instance: str = "default") -> None:
+        self.common = find_common_dir(Path(repo_path))
+        self.git = Git(self.common)
+        self.state_dir = self.common / "ouroboros"
+        self.worktrees = self.state_dir / "worktrees"
+        self.scratch = self.state_dir / "tmp"
+        self.reports = self.state_dir / "reports"
+        for folder in (self.worktrees, self.scratch, self.reports):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.store = CandidateStore(self.state_dir / "candidates")
+        self.log = DecisionLog(self.state_dir / "decisions.jsonl")
+        self.journal = JournalWriter(journal_root or self.state_dir / "memory" / "journal")
+        self._config = config
+        self._engine = engine
+        self.runner = GateRunner(self.git, engine, self.scratch, image, instance)
+        dangerous = self.git.dangerous_config()
+        if dangerous:
+            raise ConfigError(f"the repository config defines {', '.join(dangerous)}, which could run programs "
+                              f"during gating; remove them with `git config --unset`")
+
+    # -- reading state ----------------------------------------------------------------------
+
+    def main(self) -> str:
+        main = self.git.ref_value(MAIN_REF)
+        if main is None:
+            raise GitError(f"{self.common} has no main branch; create it first (supervisor init)")
+        return main
+
+    def generations(self) -> dict[int, str]:
+        tags = self.git.refs(GEN_TAG_PREFIX.rstrip("/"))
+        return {int(ref[len(GEN_TAG_PREFIX):]): sha for ref, sha in tags.items()
+                if ref[len(GEN_TAG_PREFIX):].isdigit()}
+
+    def generation_of(self, commit: str) -> int | None:
+        numbers = [n for n, sha in self.generations().items() if sha == commit]
+        return max(numbers) if numbers else None
+
+    def config(self, rev: str | None = None) -> GateConfig:
+        """The gate config as committed at `rev` (default main); defaults if the file is absent."""
+        if self._config is not None:
+            return self._config
+        data = self.git.read_blob(rev or self.main(), CONFIG_FILE)
+        return parse_config(data.decode(errors="replace"), f"{CONFIG_FILE} at {(rev or 'main')[:12]}") if data else GateConfig()
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from sandbox.engine import DockerEngine
+
+            self._engine = DockerEngine.connect()
+            self.runner.engine = self._engine
+        return self._engine
+
+    # -- candidates -------------------------------------------------------------------------
+
+    def create_candidate(self) -> CandidateRecord:
+        """A new branch `ouroboros/candidate/<gen>-<n>` at main, checked out in its own worktree."""
+        main = self.main()
+        gen = self.generation_of(main) or 0
+        n = 1
+        while True:
+            candidate_id = f"{gen}-{n}"
+            if not self.store.exists(candidate_id):
+                try:
+                    self.git.update_ref(CANDIDATE_PREFIX + candidate_id, main, ZERO, "ouroboros: new candidate")
+                    break
+                except RefMovedError:
+                    pass
+            n += 1
+        path = self.worktrees / candidate_id
+        record = CandidateRecord(id=candidate_id, gen=gen, n=n, base=main, worktree=str(path),
+                                 created_at=now(), updated_at=now())
+        self.store.save(record)
+        shutil.rmtree(path, ignore_errors=True)
+        self.git.run("worktree", "add", "--quiet", str(path), CANDIDATE_PREFIX.removeprefix("refs/heads/") + candidate_id)
+        record.gitfile = (path / ".git").read_text()  # written by git a moment ago; the agent has not run yet
+        return self.store.save(record)
+
+    def submit(self, candidate: CandidateRecord | str, proposal: Proposal) -> Verdict:
+        """Commit the candidate's workspace with the proposal's message, gate it, merge or reject it."""
+        record = self.store.load(candidate if isinstance(candidate, str) else candidate.id)
+        if record.state != "pending":
+            raise CandidateError(f"candidate {record.id} is {record.state}, not pending; create a new candidate")
+        record.proposal = proposal
+        record.state = "committing"
+        self.store.save(record)
+        return self._advance(record)
+
+    def approve(self, candidate_id: str) -> Verdict:
+        """Let a candidate that changes existing tests (and passed every gate pass) reach main."""
+        record = self._waiting(candidate_id)
+        record.approved = True
+        record.state = "merging"
+        self.store.save(record)
+        self._log_once("approved", record)
+        return self._advance(record)
+
+    def reject(self, candidate_id: str, reason: str = "rejected by the operator") -> Verdict:
+        record = self.store.load(candidate_id)
+        if record.state in FINAL_STATES:
+            raise CandidateError(f"candidate {candidate_id} is already {record.state}")
+        self._reject(record, [reason])
+        return self.verdict(record)
+
+    def _waiting(self, candidate_id: str) -> CandidateRecord:
+        record = self.store.load(candidate_id)
+        if record.state != "needs-approval":
+            raise CandidateError(f"candidate {candidate_id} is {record.state}; only needs-approval candidates "
+                                 f"can be approved")
+        return record
+
+    def verdict(self, record: CandidateRecord) -> Verdict:
+        gate = record.gate
+        return Verdict(candidate=record.id, state=record.state, commit=record.commit, generation=record.generation,
+                       reasons=list(record.reasons), failures=gate.failures if gate else [],
+                       protected=gate.protected if gate else [])
+
+    # -- the state machine ------------------------------------------------------------------
+
+    def _advance(self, record: CandidateRecord) -> Verdict:
+        rebases = 0
+        while record.state in ("committing", "gating", "merging"):
+            if record.state == "committing":
+                self._commit(record)
+            elif record.state == "gating":
+                self._gate(record)
+            elif self._merge(record) == "rebased":
+                rebases += 1
+                if rebases > MAX_REBASES:
+                    self._reject(record, [f"main moved {MAX_REBASES} times while this was gated; propose again"])
+        return self.verdict(record)
+
+    def _commit(self, record: CandidateRecord) -> None:
+        config = self.config(record.base)
+        assert record.proposal is not None
+        commit, snapshot = make_candidate_commit(self.git, record, config, self.scratch,
+                                                 record.proposal.commit_message())
+        self._move(record.branch, commit)
+        record.commit, record.refused = commit, snapshot.refused
+        if snapshot.refused:
+            self._reject(record, ["workspace tricks refused: " + "; ".join(snapshot.refused)])
+        elif self.git.tree_of(commit) == self.git.tree_of(record.base):
+            self._reject(record, ["the proposal changes nothing outside memory paths"])
+        else:
+            record.state = "gating"
+            self.store.save(record)
+
+    def _gate(self, record: CandidateRecord) -> None:
+        assert record.commit is not None
+        base = self.git.parents(record.commit)[0]
+        config = self.config(base)
+        _ = self.engine
+        result = self.runner.judge(record.commit, base, config, self._baseline(base, config))
+        record.gate = result
+        record.reasons = list(result.reasons)
+        if not result.passed:
+            self._reject(record, result.reasons)
+        elif result.needs_approval and not record.approved:
+            record.state = "needs-approval"
+            self._remove_worktree(record)
+            self.store.save(record)
+            if self._log_once("needs-approval", record):
+                self._journal(record, "gate-needs-approval")
+        else:
+            record.state = "merging"
+            self.store.save(record)
+
+    def _merge(self, record: CandidateRecord) -> str:
+        assert record.commit is not None
+        with self._merge_lock():
+            main = self.main()
+            if not self.git.is_ancestor(record.commit, main):
+                base = self.git.parents(record.commit)[0]
+                if base != main:
+                    return self._rebase(record, base, main)
+                try:
+                    self.git.update_ref(MAIN_REF, record.commit, main, f"ouroboros: accept {record.id}")
+                except RefMovedError:
+                    return "rebased"  # main moved between our read and the swap: loop and rebase
+            record.generation = self._tag(record.commit)
+        self._store_baseline(record.commit, record.gate.test_ids if record.gate else {})
+        self._finish(record, "accepted", main_before=main)
+        return "accepted"
+
+    def _rebase(self, record: CandidateRecord, old_base: str, main: str) -> str:
+        tree = self.git.merge_trees(old_base, main, record.commit or "")
+        if tree is None:
+            self._reject(record, [f"conflicts with main {main[:12]}, which moved since the candidate was made"])
+            return "rejected"
+        if tree == self.git.tree_of(main):
+            self._reject(record, ["main already holds this change"])
+            return "rejected"
+        rebased = self.git.commit_tree(tree, [main], self.git.message(record.commit or ""))
+        self._move(record.branch, rebased)
+        record.commit, record.state = rebased, "gating"
+        self.store.save(record)
+        return "rebased"
+
+    def _tag(self, commit: str) -> int:
+        existing = self.generation_of(commit)
+        if existing is not None:
+            return existing
+        number = max(self.generations(), default=0) + 1
+        while True:
+            try:
+                self.git.update_ref(f"{GEN_TAG_PREFIX}{number}", commit, ZERO, "ouroboros: generation")
+                return number
+            except RefMovedError:
+                number += 1
+
+    def _reject(self, record: CandidateRecord, reasons: list[str]) -> None:
+        record.reasons = reasons
+        if record.commit and record.commit != record.base:
+            self._move(record.rejected_ref, record.commit)
+        self._finish(record, "rejected")
+
+    def _finish(self, record: CandidateRecord, state: str, main_before: str | None = None) -> None:
+        """Final bookkeeping; each part is skipped if already done, so it can be re-run after a crash."""
+        self._remove_worktree(record)
+        branch_value = self.git.ref_value(record.branch)
+        if branch_value:
+            self.git.delete_ref(record.branch, branch_value)
+        record.state = state  # type: ignore[assignment]
+        if self._log_once(state, record, main_before=main_before):
+            self._journal(record, f"gate-{state}")
+        self.store.save(record)
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _move(self, ref: str, new: str) -> None:
+        current = self.git.ref_value(ref)
+        if current != new:
+            self.git.update_ref(ref, new, current or ZERO)
+
+    def _log_once(self, kind: str, record: CandidateRecord, main_before: str | None = None) -> bool:
+        if self.log.find(kind, candidate=record.id, commit=record.commit):
+            return False
+        gate = record.gate
+        details: dict[str, Any] = {"summary": record.proposal.summary if record.proposal else ""}
+        if gate:
+            details.update(failures=[f.model_dump() for f in gate.failures[:50]], protected=gate.protected,
+                           passes=[{"name": p.name, "ok": p.ok, "reason": p.reason, "duration_s": p.duration_s,
+                                    "counts": p.counts} for p in gate.passes])
+        if record.refused:
+            details["refused"] = record.refused
+        self.log.append(kind, candidate=record.id, commit=record.commit, main_before=main_before,
+                        main_after=self.git.ref_value(MAIN_REF), generation=record.generation,
+                        reasons=record.reasons, details=details)
+        return True
+
+    def _journal(self, record: CandidateRecord, kind: str) -> None:
+        lines = [f"Candidate {record.id}: {record.state}.",
+                 f"Proposal: {record.proposal.summary if record.proposal else '(none)'}",
+                 f"Commit: {record.commit or '(none)'}"]
+        if record.generation is not None:
+            lines.append(f"Generation: {record.generation}")
+        lines += [f"- {reason}" for reason in record.reasons]
+        for failure in (record.gate.failures if record.gate else [])[:20]:
+            message = failure.message.strip().splitlines()
+            lines.append(f"- failing test `{failure.test_id}`: {message[0][:300] if message else ''}")
+        self.journal.write(kind, "\n".join(lines))
+
+    def _baseline(self, base: str, config: GateConfig) -> dict[str, str] | None:
+        path = self.reports / f"{base}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        baseline = self.runner.baseline(base, config)
+        if baseline is not None:
+            self._store_baseline(base, baseline)
+        return baseline
+
+    def _store_baseline(self, commit: str, outcomes: dict[str, str]) -> None:
+        if outcomes:
+            temp = self.reports / f"{commit}.json.tmp{os.getpid()}"
+            temp.write_text(json.dumps(outcomes, sort_keys=True))
+            os.replace(temp, self.reports / f"{commit}.json")
+
+    def _remove_worktree(self, record: CandidateRecord) -> None:
+        path = Path(record.worktree)
+        if path.parent == self.worktrees and os.path.lexists(path):
+            shutil.rmtree(path)  # rmtree does not follow symlinks (fd-based on Linux)
+        self.git.run("worktree", "prune", check=False)
+
+    @contextmanager
+    def _merge_lock(self) -> Iterator[None]:
+        """Keeps CAS + tag of one supervisor in order; the CAS itself still guards against outsiders."""
+        with open(self.state_dir / "merge.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    # -- generation 0, ad-hoc gating, rollback, recovery ---------------------------------------
+
+    def genesis(self) -> int:
+        """Gate main as generation 0 if no generation exists yet; returns main's generation."""
+        main = self.main()
+        known = self.generation_of(main)
+        if known is not None or self.generations():
+            return known if known is not None else -1
+        result = self.gate_rev(main)
+        if not result.passed:
+            raise OuroborosError(f"main {main[:12]} does not pass its own gate: {'; '.join(result.reasons)}; "
+                                 f"fix main before starting the agent")
+        with self._merge_lock():
+            self.git.update_ref(f"{GEN_TAG_PREFIX}0", main, ZERO, "ouroboros: generation 0")
+        self._store_baseline(main, result.test_ids)
+        self.log.append("genesis", commit=main, main_after=main, generation=0)
+        return 0
+
+    def gate_rev(self, rev: str, base: str | None = None, config: GateConfig | None = None) -> GateResult:
+        """Run the gate on any commit (with a base: also protected paths, no-shrink, base's own tests)."""
+        commit = self.git.rev_parse(rev)
+        if commit is None:
+            raise GitError(f"{rev!r} names no commit in {self.common}; check `git log`")
+        base_commit = None
+        if base is not None:
+            base_commit = self.git.rev_parse(base)
+            if base_commit is None:
+                raise GitError(f"base {base!r} names no commit in {self.common}")
+        config = config or self._config or self._config_at(base_commit or commit)
+        _ = self.engine
+        baseline = self._baseline(base_commit, config) if base_commit and base_commit != commit else None
+        if base_commit == commit:
+            base_commit = None
+        return self.runner.judge(commit, base_commit, config, baseline)
+
+    def _config_at(self, rev: str) -> GateConfig:
+        data = self.git.read_blob(rev, CONFIG_FILE)
+        return parse_config(data.decode(errors="replace"), f"{CONFIG_FILE} at {rev[:12]}") if data else GateConfig()
+
+    def passed_commits(self) -> set[str]:
+        """Commits that passed the gate: generation tags plus accepted/genesis records of the log."""
+        passed = set(self.generations().values())
+        passed |= {r.commit for r in self.log.records() if r.kind in ("accepted", "genesis") and r.commit}
+        return passed
+
+    def rollback(self, to: str | None = None) -> RollbackResult:
+        """Move main back to a commit that passed the gate (default: the previous generation)."""
+        main = self.main()
+        target = self._rollback_target(main, to)
+        current_gen = self.generation_of(main)
+        label = str(current_gen) if current_gen is not None else main[:12]
+        with self._merge_lock():
+            kept = self._free_ref(ROLLED_BACK_PREFIX + label)
+            self.git.update_ref(kept, main, ZERO, "ouroboros: keep rolled-back generation")
+            self.git.update_ref(MAIN_REF, target, main, "ouroboros: rollback")
+        generation = self.generation_of(target)
+        self.log.append("rollback", commit=target, main_before=main, main_after=target, generation=generation,
+                        details={"kept_as": kept})
+        self.journal.write("rollback", f"main rolled back from {main} (generation {current_gen}) to {target} "
+                                       f"(generation {generation}). The rolled-back commits stay at {kept}.")
+        return RollbackResult(previous=main, target=target, generation=generation, kept_as=kept)
+
+    def _rollback_target(self, main: str, to: str | None) -> str:
+        gens = self.generations()
+        if to is None:
+            current = self.generation_of(main)
+            older = [n for n, sha in gens.items() if sha != main and (current is None or n < current)]
+            if not older:
+                raise RollbackError("there is no earlier generation to roll back to; see `git tag -l 'gen/*'`")
+            return gens[max(older)]
+        text = to.removeprefix("gen/")
+        target = gens.get(int(text)) if text.isdigit() and int(text) in gens else self.git.rev_parse(to)
+        if target is None:
+            raise RollbackError(f"{to!r} is neither a generation number nor a commit; see `supervisor log`")
+        if target == main:
+            raise RollbackError(f"main is already at {target[:12]}; nothing to do")
+        if target in set(self.git.refs(REJECTED_PREFIX.rstrip("/")).values()) and target not in gens.values():
+            raise RollbackError(f"{target[:12]} was rejected by the gate; roll back only to a passed generation")
+        if target not in self.passed_commits():
+            raise RollbackError(f"{target[:12]} never passed the gate; pick a generation from `git tag -l 'gen/*'`")
+        return target
+
+    def _free_ref(self, ref: str) -> str:
+        suffix, candidate = 1, ref
+        while self.git.ref_value(candidate) is not None:
+            suffix += 1
+            candidate = f"{ref}-{suffix}"
+        return candidate
+
+    def recover(self, abandon_pending: bool = True) -> list[str]:
+        """After a crash: finish or redo half-done steps, drop stale worktrees and scratch; returns actions."""
+        actions: list[str] = []
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        live: set[str] = set()
+        for record in self.store.all():
+            if record.state == "pending" and abandon_pending:
+                record.reasons = ["abandoned: the supervisor restarted before a proposal arrived"]
+                self._finish(record, "abandoned")
+                actions.append(f"abandoned {record.id}")
+            elif record.state in ("committing", "gating", "merging"):
+                verdict = self._advance(record)
+                actions.append(f"resumed {record.id}: {verdict.state}")
+            if record.state == "pending":
+                live.add(record.id)
+        for path in self.worktrees.iterdir():
+            if path.name not in live:
+                shutil.rmtree(path, ignore_errors=True)
+                actions.append(f"removed stale worktree {path.name}")
+        self.git.run("worktree", "prune", check=False)
+        known = {r.id for r in self.store.all() if r.state not in FINAL_STATES}
+        for ref, sha in self.git.refs(CANDIDATE_PREFIX.rstrip("/")).items():
+            if ref.removeprefix(CANDIDATE_PREFIX) not in known:
+                self.git.delete_ref(ref, sha)
+                actions.append(f"deleted orphan branch {ref}")
+        return actions

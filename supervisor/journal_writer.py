@@ -1,0 +1,82 @@
+"""Writes the supervisor's verdicts into the agent's memory journal, so its next reflection sees them.
+
+The journal folder is bind-mounted writable into the agent's container, so the agent may have
+planted symlinks in it. Every path component is opened relative to a directory descriptor with
+`O_NOFOLLOW`: the supervisor never writes through a link to a host file.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import datetime
+from pathlib import Path
+
+from supervisor.candidates import now
+from supervisor.errors import OuroborosError
+
+
+class JournalError(OuroborosError, OSError):
+    """The journal entry could not be written safely."""
+
+
+class JournalWriter:
+    """Appends `## <ISO-8601 UTC> <kind>` entries to `<root>/YYYY/MM/DD/notes.md`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def write(self, kind: str, body: str, at: datetime | None = None) -> Path:
+        at = at or now()
+        heading = f"## {at.strftime('%Y-%m-%dT%H:%M:%SZ')} {kind}"
+        entry = f"\n{heading}\n\n{body.strip()}\n"
+        parts = [at.strftime("%Y"), at.strftime("%m"), at.strftime("%d")]
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        owner = os.fstat(fd)
+        try:
+            for part in parts:
+                fd = _enter(fd, part, owner)
+            _append(fd, "notes.md", entry.encode(), owner)
+        finally:
+            os.close(fd)
+        return self.root.joinpath(*parts, "notes.md")
+
+
+def _enter(parent_fd: int, name: str, owner: os.stat_result) -> int:
+    created = True
+    try:
+        os.mkdir(name, 0o755, dir_fd=parent_fd)
+    except FileExistsError:
+        created = False
+    try:
+        child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
+    except OSError as exc:
+        raise JournalError(f"journal folder {name} is not a real folder ({exc.strerror}); remove it") from exc
+    finally:
+        os.close(parent_fd)
+    if created:
+        _same_owner(child, owner)
+    return child
+
+
+def _same_owner(fd: int, owner: os.stat_result) -> None:
+    """What the supervisor creates in the journal stays writable by the journal's owner (the agent)."""
+    if os.geteuid() == 0:
+        os.fchown(fd, owner.st_uid, owner.st_gid)
+
+
+def _append(dir_fd: int, name: str, data: bytes, owner: os.stat_result) -> None:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
+    except OSError as exc:
+        raise JournalError(f"journal file {name} could not be opened safely ({exc.strerror})") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise JournalError(f"journal file {name} is not a regular file; remove it")
+        if os.fstat(fd).st_size == 0:
+            _same_owner(fd, owner)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
