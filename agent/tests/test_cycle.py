@@ -1,0 +1,54 @@
+"""A full cycle in-process through the real anthropic SDK against the scripted model (over a Unix socket)."""
+
+import threading
+
+import pytest
+
+from agent.llm import LLMClient, build_sdk_client
+from agent.loop import Agent, reflection_sections
+from agent.registry import default_registry
+from scripted_model import Scenario, ScriptedModelServer
+
+STEPS = [
+    {"content": [{"type": "text", "text": "1. Write the greeting file."}], "match": {"contains": "## Goal: Greet"}},
+    {"content": [{"type": "tool_use", "name": "write_file", "input": {"path": "out/hello.txt", "content": "hello"}}]},
+    {"content": [{"type": "tool_use", "name": "write_file", "input": {"path": "agent/hack.py", "content": "x"}}],
+     "match": {"tool_result_contains": "wrote"}},
+    {"content": [{"type": "text", "text": "Wrote out/hello.txt.\nGOAL STATUS: complete"}], "match": {"tool_result_contains": "refused"}},
+    {"content": [{"type": "text", "text": "### Summary\nGreeted.\n\n### Lessons learned\n- Small goals finish fast.\n\n### Improvement recommendations\n- None."}]},
+    {"content": [{"type": "tool_use", "name": "write_file", "input": {"path": "agent/tools/greet.py", "content": "# reflection-phase edit\n"}}]},
+    {"content": [{"type": "tool_use", "name": "propose", "input": {"why": "Add a greet tool.", "summary": "Add greet"}}]},
+    {"content": [{"type": "text", "text": "Proposed."}], "match": {"tool_result_contains": "proposal"}},
+]
+
+
+@pytest.fixture
+def server(short_dir):
+    with ScriptedModelServer(Scenario(name="unit", steps=STEPS), socket_path=short_dir / "llm.sock") as srv:
+        yield srv
+
+
+def test_one_cycle_end_to_end(config, server):
+    (config.workspace / "agent/goals/active.md").write_text("# Active Goals\n\n## Greet\nWrite hello to out/hello.txt.\n")
+    config = config.model_copy(update={"llm_socket": server.socket_path})
+    llm = LLMClient(config, build_sdk_client(config, env={"ANTHROPIC_API_KEY": "scripted"}))
+    report = Agent(config, llm, default_registry(), threading.Event()).cycle()
+
+    assert report.completed and report.proposals and server.steps_served == len(STEPS)
+    assert (config.workspace / "out/hello.txt").read_text() == "hello"
+    assert not (config.workspace / "agent/hack.py").exists()  # refused while executing
+    assert (config.workspace / "agent/tools/greet.py").exists()  # allowed while reflecting
+    assert "## Greet" in (config.workspace / "agent/goals/completed.md").read_text()
+    assert "## Greet" not in (config.workspace / "agent/goals/active.md").read_text()
+    assert report.usage.calls == len(STEPS) and report.usage.cache_read_input_tokens > 0
+    first = server.requests[0]
+    assert first["system"][0]["cache_control"] == {"type": "ephemeral"}
+    assert first["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert first["tool_choice"] == {"type": "none"}  # no tools while planning
+
+
+def test_reflection_always_has_the_three_sections():
+    text = reflection_sections("### Summary\nok\n### Improvement recommendations\n- more")
+    assert text.index("### Summary") < text.index("### Lessons learned") < text.index("### Improvement recommendations")
+    assert "(not given)" in text
+    assert "free text" in reflection_sections("free text")
