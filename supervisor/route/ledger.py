@@ -8,6 +8,7 @@ reload recognises and skips. Totals are rebuilt in memory on open, so a restart 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 from datetime import datetime, timezone
@@ -19,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from supervisor.errors import OuroborosError
 from supervisor.route.pricing import Usage
+
+log = logging.getLogger("ouroboros.route")
 
 LEDGER_FILE_NAME = "llm-ledger.jsonl"
 NO_CYCLE = "-"
@@ -88,12 +91,11 @@ class LedgerTotals:
 class Ledger:
     """The single writer of one ledger file; holds an exclusive lock on it while open."""
 
-    def __init__(self, path: Path, handle, totals: LedgerTotals, torn_tail: bool) -> None:
+    def __init__(self, path: Path, handle, totals: LedgerTotals) -> None:
         self.path = path
         self._handle = handle
         self._lock = threading.Lock()
         self.totals = totals
-        self._needs_newline = torn_tail
 
     @classmethod
     def open(cls, path: Path) -> Ledger:
@@ -111,15 +113,14 @@ class Ledger:
         if created:
             _fsync_dir(path.parent)
         totals, torn = replay(path)
-        return cls(path, handle, totals, torn)
+        if torn:
+            _cut_torn_tail(path, handle)
+        return cls(path, handle, totals)
 
     def append(self, entry: LedgerEntry) -> None:
         """Write one entry durably (fsync) before its spend counts as recorded."""
         line = entry.model_dump_json().encode("utf-8") + b"\n"
         with self._lock:
-            if self._needs_newline:
-                line = b"\n" + line  # end the line a crash tore, so ours parses on its own
-                self._needs_newline = False
             try:
                 self._handle.write(line)
                 self._handle.flush()
@@ -164,6 +165,15 @@ def read_entries(path: Path) -> tuple[list[LedgerEntry], bool]:
                 "restore it from a backup or move it aside to start counting from zero"
             ) from exc
     return entries, torn
+
+
+def _cut_torn_tail(path: Path, handle) -> None:
+    """Drop the half-written last line a crash left: it was never fsynced, so never acknowledged."""
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    log.warning("ledger %s: dropping %d bytes of a write a crash interrupted", path, len(data) - keep)
+    handle.truncate(keep)
+    os.fsync(handle.fileno())
 
 
 def utc_now() -> datetime:
