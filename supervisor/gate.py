@@ -176,9 +176,9 @@ class GateRunner:
                 folder.mkdir(parents=True)
             self.git.export_tree(rev, src)
             _give_to_container(report_dir)
-            spec = self._spec(run_id, src, report_dir, config)
             try:
-                run = self.engine.run(spec, deadline_s=config.deadline_s)
+                spec = self._spec(run_id, src, report_dir, config)
+                run = self._engine().run(spec, deadline_s=config.deadline_s)
             except Exception as exc:  # fail closed on any engine trouble
                 return PassResult(name=name, ok=False, reason=f"container error: {exc}"), None
             return _evaluate(name, run, report_dir / REPORT_FILE, config)
@@ -196,11 +196,19 @@ class GateRunner:
             limits=Limits(memory_mb=limits.memory_mb, cpus=limits.cpus, pids=limits.pids, tmpfs_mb=limits.tmpfs_mb),
         )
 
+    def _engine(self) -> Any:
+        """Connected on first use, so commands that never run a container never need Docker."""
+        if self.engine is None:
+            from sandbox.engine import DockerEngine
+
+            self.engine = DockerEngine.connect()
+        return self.engine
+
     def _image(self) -> str:
         if self.image is None:
             from sandbox.images import ensure_agent_image
 
-            self.image = ensure_agent_image(self.engine)
+            self.image = ensure_agent_image(self._engine(), progress=lambda _message: None)
         return self.image
 
 

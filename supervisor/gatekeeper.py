@@ -76,7 +76,6 @@ class Gatekeeper:
         self.log = DecisionLog(self.state_dir / "decisions.jsonl")
         self.journal = JournalWriter(journal_root or self.state_dir / "memory" / "journal")
         self._config = config
-        self._engine = engine
         self.runner = GateRunner(self.git, engine, self.scratch, image, instance)
         dangerous = self.git.dangerous_config()
         if dangerous:
@@ -106,15 +105,6 @@ class Gatekeeper:
             return self._config
         data = self.git.read_blob(rev or self.main(), CONFIG_FILE)
         return parse_config(data.decode(errors="replace"), f"{CONFIG_FILE} at {(rev or 'main')[:12]}") if data else GateConfig()
-
-    @property
-    def engine(self) -> Any:
-        if self._engine is None:
-            from sandbox.engine import DockerEngine
-
-            self._engine = DockerEngine.connect()
-            self.runner.engine = self._engine
-        return self._engine
 
     # -- candidates -------------------------------------------------------------------------
 
@@ -214,7 +204,6 @@ class Gatekeeper:
         assert record.commit is not None
         base = self.git.parents(record.commit)[0]
         config = self.config(base)
-        _ = self.engine
         result = self.runner.judge(record.commit, base, config, self._baseline(base, config))
         record.gate = result
         record.reasons = list(result.reasons)
@@ -382,7 +371,6 @@ class Gatekeeper:
             if base_commit is None:
                 raise GitError(f"base {base!r} names no commit in {self.common}")
         config = config or self._config or self._config_at(base_commit or commit)
-        _ = self.engine
         baseline = self._baseline(base_commit, config) if base_commit and base_commit != commit else None
         if base_commit == commit:
             base_commit = None

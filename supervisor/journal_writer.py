@@ -36,7 +36,9 @@ class JournalWriter:
         owner = os.fstat(fd)
         try:
             for part in parts:
-                fd = _enter(fd, part, owner)
+                child = _enter(fd, part, owner)
+                os.close(fd)
+                fd = child
             _append(fd, "notes.md", entry.encode(), owner)
         finally:
             os.close(fd)
@@ -53,8 +55,6 @@ def _enter(parent_fd: int, name: str, owner: os.stat_result) -> int:
         child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
     except OSError as exc:
         raise JournalError(f"journal folder {name} is not a real folder ({exc.strerror}); remove it") from exc
-    finally:
-        os.close(parent_fd)
     if created:
         _same_owner(child, owner)
     return child

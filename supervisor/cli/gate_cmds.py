@@ -1,0 +1,191 @@
+"""Operator commands over the gate: inspect candidates, gate any commit, approve, reject, roll back, audit."""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+from typing import Any
+
+import click
+
+from supervisor.candidates import CandidateRecord, now
+from supervisor.gate import GateResult
+from supervisor.gate_config import parse_config
+from supervisor.gatekeeper import Gatekeeper
+
+repo_option = click.option("--repo", "repo", type=click.Path(path_type=Path), default=".", show_default=False,
+                           help="The agent repository (bare or not); default: the repository containing cwd.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+
+
+def _emit(as_json: bool, data: Any, text: str) -> None:
+    click.echo(json.dumps(data, indent=1, default=str) if as_json else text)
+
+
+def _age(record: CandidateRecord) -> str:
+    seconds = int((now() - record.created_at).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@click.command("candidates")
+@repo_option
+@json_option
+def candidates_cmd(repo: Path, as_json: bool) -> None:
+    """List candidates: id, branch, age, state (pending, gating, accepted, rejected, ...) and reason."""
+    records = Gatekeeper(repo).store.all()
+    rows = [{"id": r.id, "branch": r.branch.removeprefix("refs/heads/"), "age": _age(r), "state": r.state,
+             "reason": "; ".join(r.reasons)[:200], "commit": r.commit} for r in records]
+    lines = [f"{row['id']:<8} {row['state']:<15} {row['age']:>5}  {row['branch']}  {row['reason']}" for row in rows]
+    _emit(as_json, rows, "\n".join(lines) or "no candidates yet")
+
+
+@click.command("show")
+@click.argument("candidate")
+@repo_option
+@json_option
+def show_cmd(candidate: str, repo: Path, as_json: bool) -> None:
+    """Show a candidate: why, diff stat and diff, gate result, failing tests, log tail."""
+    keeper = Gatekeeper(repo)
+    record = keeper.store.load(candidate)
+    base = keeper.git.parents(record.commit)[0] if record.commit else record.base
+    diffstat = keeper.git.diff(base, record.commit, stat_only=True) if record.commit else ""
+    diff = keeper.git.diff(base, record.commit) if record.commit else ""
+    if as_json:
+        _emit(True, {**record.model_dump(mode="json"), "diffstat": diffstat, "diff": diff}, "")
+        return
+    gate = record.gate
+    lines = [f"candidate {record.id}  state {record.state}  commit {record.commit or '-'}",
+             f"summary: {record.proposal.summary if record.proposal else '-'}", "",
+             (record.proposal.why if record.proposal else "(no proposal yet)"), ""]
+    lines += [f"reason: {reason}" for reason in record.reasons] + [f"refused: {item}" for item in record.refused]
+    if gate:
+        for one in gate.passes:
+            lines.append(f"pass {one.name}: {'ok' if one.ok else 'FAILED ' + one.reason} ({one.duration_s:.1f} s, "
+                         f"{one.counts})")
+        lines += [f"failing: {f.test_id}\n    {f.message[:500]}" for f in gate.failures]
+        tail = next((p.log_tail for p in reversed(gate.passes) if p.log_tail), "")
+        lines += ["", "log tail:", tail[-1500:]]
+    lines += ["", diffstat, "", diff]
+    click.echo("\n".join(lines))
+
+
+@click.command("gate")
+@click.argument("rev", default="HEAD")
+@click.option("--base", default=None, help="Also judge REV against this commit: protected paths, no-shrink, base's tests.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Gate config file; default: gate.toml as committed at the base (or at REV).")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the gate's verdict and every test outcome as a JUnit XML report here.")
+@repo_option
+@json_option
+def gate_cmd(rev: str, base: str | None, config_path: Path | None, junit_path: Path | None, repo: Path,
+             as_json: bool) -> None:
+    """Run the gate on a commit (default HEAD) in a fresh container; exit 0 pass, 1 fail, 2 usage."""
+    keeper = Gatekeeper(repo)
+    for name in (rev, base):
+        if name is not None and keeper.git.rev_parse(name) is None:
+            raise click.UsageError(f"{name!r} names no commit in {keeper.common}")
+    config = parse_config(config_path.read_text(), str(config_path)) if config_path else None
+    result = keeper.gate_rev(rev, base=base, config=config)
+    if junit_path:
+        junit_path.write_bytes(verdict_junit(result))
+    verdict = "PASS" if result.passed else "FAIL"
+    if result.needs_approval:
+        verdict = "PASS (changes existing tests: needs approval)"
+    text = [f"gate {verdict} {result.commit[:12]} in {result.duration_s:.1f} s"]
+    text += [f"  {one.name}: {'ok' if one.ok else one.reason} {one.counts}" for one in result.passes]
+    text += [f"  reason: {reason}" for reason in result.reasons]
+    text += [f"  failing: {f.test_id}" for f in result.failures[:30]]
+    _emit(as_json, result.model_dump(mode="json"), "\n".join(text))
+    sys.exit(0 if result.passed else 1)
+
+
+def verdict_junit(result: GateResult) -> bytes:
+    """A JUnit document: one case for the gate's own verdict, then every test the candidate pass ran."""
+    suite = ElementTree.Element("testsuite", name="ouroboros-gate")
+    verdict = ElementTree.SubElement(suite, "testcase", classname="ouroboros.gate", name="verdict")
+    if not result.passed:
+        ElementTree.SubElement(verdict, "failure", message="; ".join(result.reasons)[:2000])
+    messages = {f.test_id: f.message for f in result.failures}
+    for test_id, outcome in sorted(result.test_ids.items()):
+        classname, _, name = test_id.partition("::")
+        case = ElementTree.SubElement(suite, "testcase", classname=classname, name=name)
+        if outcome == "failed":
+            ElementTree.SubElement(case, "failure", message=messages.get(test_id, "")[:2000])
+        elif outcome == "skipped":
+            ElementTree.SubElement(case, "skipped")
+    suite.set("tests", str(len(suite)))
+    suite.set("failures", str(sum(1 for case in suite if case.find("failure") is not None)))
+    return ElementTree.tostring(ElementTree.ElementTree(suite).getroot(), xml_declaration=True, encoding="utf-8")
+
+
+def _verdict_text(verdict: Any) -> str:
+    lines = [f"candidate {verdict.candidate}: {verdict.state}"
+             + (f" as generation {verdict.generation}" if verdict.generation is not None else "")]
+    return "\n".join(lines + [f"  reason: {reason}" for reason in verdict.reasons])
+
+
+@click.command("approve")
+@click.argument("candidate")
+@repo_option
+@json_option
+def approve_cmd(candidate: str, repo: Path, as_json: bool) -> None:
+    """Let a candidate that changes existing tests reach main (re-gated first if main moved)."""
+    verdict = Gatekeeper(repo).approve(candidate)
+    _emit(as_json, verdict.model_dump(mode="json"), _verdict_text(verdict))
+
+
+@click.command("reject")
+@click.argument("candidate")
+@click.option("--reason", default="rejected by the operator", show_default=True, help="Recorded in log and journal.")
+@repo_option
+@json_option
+def reject_cmd(candidate: str, reason: str, repo: Path, as_json: bool) -> None:
+    """Reject a waiting candidate; it stays inspectable under refs/ouroboros/rejected/."""
+    verdict = Gatekeeper(repo).reject(candidate, reason)
+    _emit(as_json, verdict.model_dump(mode="json"), _verdict_text(verdict))
+
+
+@click.command("rollback")
+@click.option("--to", "to", default=None, help="Generation number (3 or gen/3) or a commit that passed the gate; "
+                                                "default: the previous generation.")
+@repo_option
+@json_option
+def rollback_cmd(to: str | None, repo: Path, as_json: bool) -> None:
+    """Move main back to a commit that passed the gate; the rolled-back commits stay reachable."""
+    result = Gatekeeper(repo).rollback(to)
+    _emit(as_json, result.model_dump(mode="json"),
+          f"main rolled back {result.previous[:12]} → {result.target[:12]} (generation {result.generation}); "
+          f"old main kept at {result.kept_as}")
+
+
+@click.command("log")
+@click.option("-n", "count", type=click.IntRange(min=1), default=20, show_default=True, help="How many records.")
+@repo_option
+@json_option
+def log_cmd(count: int, repo: Path, as_json: bool) -> None:
+    """Show the last decisions (accepted, rejected, approvals, rollbacks), oldest first."""
+    records = Gatekeeper(repo).log.tail(count)
+    lines = [f"{r.seq:>4} {r.at[:19]} {r.kind:<15} {r.candidate or '-':<7} {(r.commit or '-')[:12]} "
+             f"{'; '.join(r.reasons)[:120]}" for r in records]
+    _emit(as_json, [r.model_dump(mode="json") for r in records], "\n".join(lines) or "no decisions yet")
+
+
+@click.command("verify-log")
+@repo_option
+@json_option
+def verify_log_cmd(repo: Path, as_json: bool) -> None:
+    """Check the decision log's hash chain; exit 1 and name the first broken line if tampered."""
+    result = Gatekeeper(repo).log.verify()
+    text = (f"decision log OK ({result.records} records)" if result.ok else
+            f"decision log BROKEN at line {result.broken_line}: {result.problem}")
+    _emit(as_json, result.model_dump(mode="json"), text)
+    sys.exit(0 if result.ok else 1)
+
+
+COMMANDS = [candidates_cmd, show_cmd, gate_cmd, approve_cmd, reject_cmd, rollback_cmd, log_cmd, verify_log_cmd]

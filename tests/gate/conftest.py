@@ -1,0 +1,40 @@
+"""Fixtures for the gate tests: real git repositories and, where marked, the real Docker engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supervisor.gatekeeper import Gatekeeper
+from tests.gate.repo_factory import make_repo
+
+
+@pytest.fixture
+def bare_repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path, bare=True)
+
+
+@pytest.fixture
+def offline_keeper(bare_repo: Path) -> Gatekeeper:
+    """A gatekeeper for tests that must never reach a container (rejections before any test runs)."""
+    return Gatekeeper(bare_repo, engine=_NoEngine(), image="never-used")
+
+
+@pytest.fixture
+def keeper_factory(docker_engine, agent_image, sandbox_instance, tmp_path: Path):
+    """Builds gatekeepers over fresh sample repositories that gate in real containers."""
+
+    def build(deadline: float = 60, bare: bool = True, files: dict[str, str] | None = None,
+              name: str = "repo") -> Gatekeeper:
+        repo = make_repo(tmp_path / name, bare=bare, deadline=deadline, files=files)
+        return Gatekeeper(repo, engine=docker_engine, image=agent_image, instance=sandbox_instance)
+
+    return build
+
+
+class _NoEngine:
+    """Stands in for Docker where a test proves no container is ever started."""
+
+    def run(self, spec, deadline_s, output_cap=1_000_000):
+        raise AssertionError(f"a container was started ({spec.command}) although none should be")
