@@ -1,6 +1,6 @@
 """The supervisor's LLM route: the agent's only way to the model, holding the key and the budget.
 
-    config = RouteConfig.for_state_dir(state_dir)
+    config = Instance.locate(home).config().route      # [route] in ouroboros.toml
     ledger = Ledger.open(state_dir / LEDGER_FILE_NAME)
     route = LLMRoute(config, ledger, Upstream.from_config(config.upstream), on_event=journal,
                      socket_path=socket_dir / "llm.sock").start()

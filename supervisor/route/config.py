@@ -15,9 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from supervisor.errors import ConfigError
 from supervisor.route.pricing import PricingTable
 
-CONFIG_FILE_NAME = "route.toml"
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -88,23 +85,17 @@ class RouteConfig(_Strict):
 
     @classmethod
     def load(cls, path: Path) -> RouteConfig:
-        """Read a TOML file whose top level is this model (tables upstream, caps, limits, pricing)."""
+        """The `[route]` table of an instance config (ouroboros.toml); the defaults if it has none."""
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
-            raise ConfigError(f"route config {path} does not exist; create it or omit --config") from exc
+            raise ConfigError(f"config {path} does not exist; pass an existing ouroboros.toml") from exc
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"route config {path} is not valid TOML: {exc}; fix the file") from exc
+            raise ConfigError(f"config {path} is not valid TOML: {exc}; fix the file") from exc
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(data.get("route", {}))
         except ValidationError as exc:
-            raise ConfigError(f"route config {path} is invalid: {_first_errors(exc)}; fix the file") from exc
-
-    @classmethod
-    def for_state_dir(cls, state_dir: Path) -> RouteConfig:
-        """The config in `<state_dir>/route.toml` if there is one, else the defaults."""
-        path = state_dir / CONFIG_FILE_NAME
-        return cls.load(path) if path.exists() else cls()
+            raise ConfigError(f"config {path} has an invalid [route] table: {_first_errors(exc)}; fix the file") from exc
 
 
 def _first_errors(exc: ValidationError, limit: int = 3) -> str:

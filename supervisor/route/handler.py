@@ -96,7 +96,7 @@ class RouteHandler(BaseHTTPRequestHandler):
         if not isinstance(model, str) or not model:
             raise Refusal(400, "invalid_request_error", "model: a model name (string) is required")
         if self.route.config.pricing.price_for(model) is None:
-            raise Refusal(400, "invalid_request_error", f"model {model!r} has no price in the route's pricing table; ask the operator to add it to route.toml [pricing.models]")
+            raise Refusal(400, "invalid_request_error", f"model {model!r} has no price in the route's pricing table; ask the operator to add it under [route.pricing.models] in ouroboros.toml")
         cycle = _cycle_id(self.headers.get(CYCLE_HEADER))
         self.route.check_budget(run_id, cycle)
         self._forward(path, body, run_id, cycle=cycle, model=model, metered=True)

@@ -106,11 +106,13 @@ def test_token_bucket_and_throttle():
 
 
 def test_config_file_errors_say_what_to_fix(tmp_path):
-    path = tmp_path / "route.toml"
-    path.write_text("[caps.per_day]\nusd = 10\ntokns = 5\n")
+    path = tmp_path / "ouroboros.toml"
+    path.write_text("[route.caps.per_day]\nusd = 10\ntokns = 5\n")
     with pytest.raises(ConfigError, match="caps.per_day.tokns"):
         RouteConfig.load(path)
-    path.write_text('[caps.per_day]\nusd = "2.5"\n[pricing.models.my-model]\ninput = 1\noutput = 2\ncache_write = 1.25\ncache_read = 0.1\n')
+    path.write_text('[agent]\nmodel = "x"\n')
+    assert RouteConfig.load(path) == RouteConfig()
+    path.write_text('[route.caps.per_day]\nusd = "2.5"\n[route.pricing.models.my-model]\ninput = 1\noutput = 2\ncache_write = 1.25\ncache_read = 0.1\n')
     config = RouteConfig.load(path)
     assert config.caps.per_day.usd == Decimal("2.5")
     assert config.pricing.price_for("my-model-v2").output == Decimal(2)

@@ -64,7 +64,7 @@ def test_bad_json_wrong_path_and_missing_model(harness):
 def test_a_model_without_a_price_is_refused_before_forwarding(harness):
     status, kind, message = error_of(post(harness, json={**GOOD, "model": "claude-unknown-9"}))
     assert (status, kind) == (400, "invalid_request_error")
-    assert "no price" in message and "route.toml" in message
+    assert "no price" in message and "[route.pricing.models]" in message
 
 
 def test_a_wrong_or_missing_credential_is_401(harness):
