@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-5-5"
 
 
 class ContextLimits(BaseModel):
@@ -34,7 +34,7 @@ class AgentConfig(BaseModel):
     base_url: str | None = Field(default=None, description="Messages API base URL (env ANTHROPIC_BASE_URL)")
     llm_socket: Path | None = Field(default=None, description="Unix socket of the LLM route (env OUROBOROS_LLM_SOCKET)")
     outbox: Path = Field(description="where proposals are dropped (env OUROBOROS_OUTBOX)")
-    max_retries: int = Field(default=4, ge=0, description="SDK retries on 408/409/429/5xx/overloaded")
+    max_retries: int = Field(default=4, ge=0, description="SDK retries on 408/409/429/5xx/overloaded (env OUROBOROS_MAX_RETRIES)")
     request_timeout_s: float = Field(default=300.0, gt=0)
     max_turns: int = Field(default=12, ge=1, description="tool-use turns per step")
     command_timeout_s: float = Field(default=120.0, gt=0, description="run_command default timeout")
@@ -53,8 +53,9 @@ class AgentConfig(BaseModel):
             "llm_socket": env.get("OUROBOROS_LLM_SOCKET") or None,
             "outbox": env.get("OUROBOROS_OUTBOX") or workspace / ".ouroboros" / "outbox",
         }
-        if env.get("OUROBOROS_MAX_TOKENS"):
-            values["max_tokens"] = env["OUROBOROS_MAX_TOKENS"]
+        for key in ("max_tokens", "max_retries"):
+            if env.get(f"OUROBOROS_{key.upper()}"):
+                values[key] = env[f"OUROBOROS_{key.upper()}"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
 
