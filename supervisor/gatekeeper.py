@@ -237,7 +237,7 @@ class Gatekeeper:
         return "accepted"
 
     def _rebase(self, record: CandidateRecord, old_base: str, main: str) -> str:
-        tree = self.git.merge_trees(old_base, main, record.commit or "")
+        tree = self.git.merge_trees(old_base, main, record.commit or "", self.scratch)
         if tree is None:
             self._reject(record, [f"conflicts with main {main[:12]}, which moved since the candidate was made"])
             return "rejected"

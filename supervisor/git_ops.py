@@ -13,6 +13,7 @@ import os
 import re
 import stat
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -199,7 +200,7 @@ class Git:
 
     def tree_from_entries(self, entries: list[TreeEntry], scratch: Path) -> str:
         """Write a tree holding exactly `entries`, through a private index file."""
-        index = scratch / f"index-{os.getpid()}-{id(entries)}"
+        index = scratch / f"index-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         listing = "".join(f"{e.mode} {e.sha}\t{e.path}\0" for e in entries)
         try:
             self.run("read-tree", "--empty", index_file=index)
@@ -209,15 +210,19 @@ class Git:
         finally:
             index.unlink(missing_ok=True)
 
-    def merge_trees(self, base: str, ours: str, theirs: str) -> str | None:
-        """The merged tree of `theirs` replayed on `ours`, or None on a conflict (no work tree used)."""
-        done = self.run("merge-tree", "--write-tree", "--no-messages", f"--merge-base={base}", ours, theirs,
-                        check=False)
-        if done.returncode == 0:
-            return done.stdout.decode().split()[0]
-        if done.returncode == 1:
-            return None
-        raise GitError(f"`git merge-tree` failed: {done.stderr.decode(errors='replace').strip()}")
+    def merge_trees(self, base: str, ours: str, theirs: str, scratch: Path) -> str | None:
+        """`theirs`' change since `base` replayed on `ours`, or None on a conflict.
+
+        An index-only three-way merge: no work tree, no merge drivers, and only trivial
+        resolutions (a path changed on one side only); anything else counts as a conflict.
+        """
+        index = scratch / f"merge-index-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            self.run("read-tree", "-i", "-m", "--aggressive", base, ours, theirs, index_file=index)
+            done = self.run("write-tree", index_file=index, check=False)
+            return done.stdout.decode().strip() if done.returncode == 0 else None
+        finally:
+            index.unlink(missing_ok=True)
 
     def update_ref(self, ref: str, new: str, old: str, reason: str = "ouroboros") -> None:
         """Compare-and-swap: move `ref` to `new` only if it still holds `old` (ZERO = must not exist)."""

@@ -99,3 +99,12 @@ def test_git_never_reads_global_config_or_our_environment(bare_repo: Path, tmp_p
 def test_trusted_config_with_a_filter_driver_is_reported(bare_repo: Path) -> None:
     git(bare_repo, "config", "filter.evil.clean", "touch /tmp/x")
     assert Git(bare_repo).dangerous_config() == ["filter.evil.clean"]
+
+
+def test_index_only_merge_replays_one_sided_changes_and_refuses_conflicts(bare_repo: Path, tmp_path: Path) -> None:
+    g = Git(bare_repo)
+    base = g.ref_value(MAIN_REF)
+    ours, theirs, clash = (_commit_on(g, base, text) for text in ("ours", "theirs", "ours"))
+    assert g.merge_trees(base, ours, theirs, tmp_path) is None  # file.txt changed on both sides
+    same = g.merge_trees(base, ours, clash, tmp_path)
+    assert same == g.tree_of(ours)  # the same change on both sides merges trivially

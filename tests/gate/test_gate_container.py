@@ -1,0 +1,140 @@
+"""The gate in real containers: each way a proposal must be rejected, approval, rollback, the CLI."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from supervisor.gatekeeper import Gatekeeper, RollbackError
+from supervisor.gate_config import GateConfig
+from supervisor.git_ops import MAIN_REF
+from tests.gate.repo_factory import CALC, TEST_CALC, proposal, write_tree
+
+pytestmark = pytest.mark.docker
+
+SUB = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
+TEST_SUB = "from agent.calc import sub\n\n\ndef test_sub():\n    assert sub(3, 1) == 2\n"
+
+
+def _propose(keeper: Gatekeeper, files: dict[str, str], delete: tuple[str, ...] = (), summary: str = "change"):
+    candidate = keeper.create_candidate()
+    write_tree(Path(candidate.worktree), files)
+    for relative in delete:
+        (Path(candidate.worktree) / relative).unlink()
+    return keeper.submit(candidate, proposal(summary, why=f"why: {summary}"))
+
+
+@pytest.fixture
+def keeper(keeper_factory) -> Gatekeeper:
+    keeper = keeper_factory(deadline=60)
+    assert keeper.genesis() == 0
+    return keeper
+
+
+def test_passing_proposal_reaches_main_as_next_generation(keeper: Gatekeeper) -> None:
+    verdict = _propose(keeper, {"agent/calc.py": SUB, "agent/tests/test_sub.py": TEST_SUB}, summary="add sub")
+    assert verdict.state == "accepted" and verdict.generation == 1
+    assert keeper.main() == verdict.commit == keeper.generations()[1]
+    assert keeper.git.message(verdict.commit).startswith("add sub\n\nwhy: add sub")
+    assert keeper.log.find("accepted", commit=verdict.commit) and keeper.log.verify().ok
+    journal = "".join(p.read_text() for p in keeper.journal.root.rglob("notes.md"))
+    assert "gate-accepted" in journal and "Generation: 1" in journal
+
+
+def test_breaking_change_is_rejected_and_journaled(keeper: Gatekeeper) -> None:
+    main = keeper.main()
+    verdict = _propose(keeper, {"agent/calc.py": "def add(a, b):\n    return a + b + (1 if a > 0 else 0)\n"})
+    assert verdict.state == "rejected" and keeper.main() == main
+    assert {f.test_id for f in verdict.failures} == {"agent.tests.test_calc::test_add"}
+    record = keeper.store.load(verdict.candidate)
+    assert keeper.git.ref_value(record.rejected_ref) == verdict.commit  # kept for inspection
+    assert keeper.git.ref_value(record.branch) is None
+    journal = "".join(p.read_text() for p in keeper.journal.root.rglob("notes.md"))
+    assert "gate-rejected" in journal and "agent.tests.test_calc::test_add" in journal
+
+
+def test_deleting_a_test_is_rejected(keeper: Gatekeeper) -> None:
+    verdict = _propose(keeper, {}, delete=("agent/tests/test_calc.py",))
+    # The remaining suite is empty, and a shrunk suite is refused even when the rest passes.
+    assert verdict.state == "rejected"
+    verdict = _propose(keeper, {"agent/tests/test_calc.py": "from agent.calc import add\n\n\n"
+                                "def test_add():\n    assert add(2, 3) == 5\n"})
+    assert verdict.state == "rejected" and "test_add_negative is missing" in verdict.reasons[0]
+
+
+def test_weakened_test_under_the_same_name_is_caught_by_mains_tests(keeper: Gatekeeper) -> None:
+    weakened = TEST_CALC.replace("assert add(2, 3) == 5", "assert True")
+    verdict = _propose(keeper, {"agent/calc.py": "def add(a, b):\n    return 0 if a > 0 else a + b\n",
+                                "agent/tests/test_calc.py": weakened})
+    assert verdict.state == "rejected"
+    gate = keeper.store.load(verdict.candidate).gate
+    assert [p.name for p in gate.passes] == ["candidate", "main-tests"]
+    assert gate.passes[0].ok and not gate.passes[1].ok  # the candidate's own suite was fooled; main's was not
+
+
+def test_changing_an_existing_test_waits_for_approval(keeper: Gatekeeper) -> None:
+    grown = TEST_CALC + "\n\ndef test_add_zero():\n    assert add(0, 0) == 0\n"
+    verdict = _propose(keeper, {"agent/tests/test_calc.py": grown})
+    assert verdict.state == "needs-approval" and keeper.main() != verdict.commit
+    verdict = keeper.approve(verdict.candidate)
+    assert verdict.state == "accepted" and keeper.main() == verdict.commit
+    second = _propose(keeper, {"agent/tests/test_calc.py": grown + "\n# comment\n"})
+    assert second.state == "needs-approval"
+    assert keeper.reject(second.candidate).state == "rejected"
+    assert keeper.main() == verdict.commit
+
+
+def test_zero_tests_is_rejected(keeper_factory) -> None:
+    keeper = keeper_factory(files={"agent/__init__.py": "", "agent/tests/__init__.py": "",
+                                   "agent/tests/helpers.py": "X = 1\n", "gate.toml": "[gate]\n"})
+    result = keeper.gate_rev("main")
+    assert not result.passed and "zero tests collected" in result.reasons[0]
+
+
+def test_hanging_tests_are_killed_at_the_deadline(keeper_factory) -> None:
+    keeper = keeper_factory(deadline=4)
+    keeper.genesis()
+    started = time.monotonic()
+    verdict = _propose(keeper, {"agent/tests/test_hang.py": "import time\n\n\ndef test_hang():\n    time.sleep(600)\n"})
+    took = time.monotonic() - started
+    assert verdict.state == "rejected" and verdict.reasons[0].startswith("timeout")
+    assert 4 <= took < 4 + 10
+
+
+def test_missing_report_and_container_errors_fail_closed(keeper: Gatekeeper) -> None:
+    no_report = GateConfig(command=["python", "-c", "print('all good')"], junit_option="--ignored={path}")
+    result = keeper.gate_rev("main", config=no_report)
+    assert not result.passed and "no usable test report" in result.reasons[0]
+    broken_image = GateConfig(image="ouroboros-no-such-image:never")
+    result = keeper.gate_rev("main", config=broken_image)
+    assert not result.passed and "container error" in result.reasons[0]
+
+
+def test_exit_code_and_report_must_agree(keeper: Gatekeeper) -> None:
+    # A run that prints a passing report but exits non-zero (e.g. a crash at teardown) is a failure.
+    lying = GateConfig(command=["sh", "-c", "python -m pytest -q -p no:cacheprovider agent/tests \"$0\"; exit 3"])
+    result = keeper.gate_rev("main", config=lying)
+    assert not result.passed and "exited 3" in result.reasons[0]
+
+
+def test_rollback_only_to_gated_commits_and_keeps_history(keeper: Gatekeeper) -> None:
+    first = _propose(keeper, {"agent/calc.py": SUB, "agent/tests/test_sub.py": TEST_SUB})
+    second = _propose(keeper, {"README.md": "better readme\n"})
+    bad = _propose(keeper, {"agent/calc.py": "def add(a, b):\n    return 1\n"})
+    assert (first.state, second.state, bad.state) == ("accepted", "accepted", "rejected")
+    with pytest.raises(RollbackError, match="rejected"):
+        keeper.rollback(bad.commit)
+    with pytest.raises(RollbackError, match="never passed"):
+        keeper.rollback(_unrelated(keeper))
+    result = keeper.rollback()
+    assert result.target == first.commit and keeper.main() == first.commit
+    assert keeper.git.ref_value(result.kept_as) == second.commit  # history kept reachable
+    assert keeper.rollback("gen/0").target == keeper.generations()[0]
+    assert keeper.log.verify().ok
+    assert [r.kind for r in keeper.log.records()].count("rollback") == 2
+
+
+def _unrelated(keeper: Gatekeeper) -> str:
+    return keeper.git.commit_tree(keeper.git.tree_of("main"), [keeper.main()], "never gated")
