@@ -74,13 +74,24 @@ class Gatekeeper:
             folder.mkdir(parents=True, exist_ok=True)
         self.store = CandidateStore(self.state_dir / "candidates")
         self.log = DecisionLog(self.state_dir / "decisions.jsonl")
-        self.journal = JournalWriter(journal_root or self.state_dir / "memory" / "journal")
+        self.journal = JournalWriter(self._journal_root(journal_root))
         self._config = config
         self.runner = GateRunner(self.git, engine, self.scratch, image, instance)
         dangerous = self.git.dangerous_config()
         if dangerous:
             raise ConfigError(f"the repository config defines {', '.join(dangerous)}, which could run programs "
                               f"during gating; remove them with `git config --unset`")
+
+    def _journal_root(self, given: Path | None) -> Path:
+        """The agent's memory journal; remembered, so operator commands journal to the same place."""
+        remembered = self.state_dir / "journal-root"
+        if given is not None:
+            if not remembered.exists() or remembered.read_text() != str(Path(given).resolve()):
+                remembered.write_text(str(Path(given).resolve()))
+            return Path(given)
+        if remembered.exists():
+            return Path(remembered.read_text())
+        return self.state_dir / "memory" / "journal"
 
     # -- reading state ----------------------------------------------------------------------
 

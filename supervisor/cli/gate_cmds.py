@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -15,9 +16,19 @@ from supervisor.gate import GateResult
 from supervisor.gate_config import parse_config
 from supervisor.gatekeeper import Gatekeeper
 
-repo_option = click.option("--repo", "repo", type=click.Path(path_type=Path), default=".", show_default=False,
-                           help="The agent repository (bare or not); default: the repository containing cwd.")
+repo_option = click.option(
+    "--repo", "repo", type=click.Path(path_type=Path), default=None,
+    help="The agent repository (bare or not); default: $OUROBOROS_HOME/repo.git, else ./repo.git, "
+         "else the repository containing cwd.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+
+
+def _keeper(repo: Path | None) -> Gatekeeper:
+    if repo is None:
+        home = os.environ.get("OUROBOROS_HOME")
+        instance_repo = Path(home or ".") / "repo.git"
+        repo = instance_repo if home or instance_repo.is_dir() else Path(".")
+    return Gatekeeper(repo)
 
 
 def _emit(as_json: bool, data: Any, text: str) -> None:
@@ -35,9 +46,9 @@ def _age(record: CandidateRecord) -> str:
 @click.command("candidates")
 @repo_option
 @json_option
-def candidates_cmd(repo: Path, as_json: bool) -> None:
+def candidates_cmd(repo: Path | None, as_json: bool) -> None:
     """List candidates: id, branch, age, state (pending, gating, accepted, rejected, ...) and reason."""
-    records = Gatekeeper(repo).store.all()
+    records = _keeper(repo).store.all()
     rows = [{"id": r.id, "branch": r.branch.removeprefix("refs/heads/"), "age": _age(r), "state": r.state,
              "reason": "; ".join(r.reasons)[:200], "commit": r.commit} for r in records]
     lines = [f"{row['id']:<8} {row['state']:<15} {row['age']:>5}  {row['branch']}  {row['reason']}" for row in rows]
@@ -48,9 +59,9 @@ def candidates_cmd(repo: Path, as_json: bool) -> None:
 @click.argument("candidate")
 @repo_option
 @json_option
-def show_cmd(candidate: str, repo: Path, as_json: bool) -> None:
+def show_cmd(candidate: str, repo: Path | None, as_json: bool) -> None:
     """Show a candidate: why, diff stat and diff, gate result, failing tests, log tail."""
-    keeper = Gatekeeper(repo)
+    keeper = _keeper(repo)
     record = keeper.store.load(candidate)
     base = keeper.git.parents(record.commit)[0] if record.commit else record.base
     diffstat = keeper.git.diff(base, record.commit, stat_only=True) if record.commit else ""
@@ -83,10 +94,10 @@ def show_cmd(candidate: str, repo: Path, as_json: bool) -> None:
               help="Write the gate's verdict and every test outcome as a JUnit XML report here.")
 @repo_option
 @json_option
-def gate_cmd(rev: str, base: str | None, config_path: Path | None, junit_path: Path | None, repo: Path,
+def gate_cmd(rev: str, base: str | None, config_path: Path | None, junit_path: Path | None, repo: Path | None,
              as_json: bool) -> None:
     """Run the gate on a commit (default HEAD) in a fresh container; exit 0 pass, 1 fail, 2 usage."""
-    keeper = Gatekeeper(repo)
+    keeper = _keeper(repo)
     for name in (rev, base):
         if name is not None and keeper.git.rev_parse(name) is None:
             raise click.UsageError(f"{name!r} names no commit in {keeper.common}")
@@ -134,9 +145,9 @@ def _verdict_text(verdict: Any) -> str:
 @click.argument("candidate")
 @repo_option
 @json_option
-def approve_cmd(candidate: str, repo: Path, as_json: bool) -> None:
+def approve_cmd(candidate: str, repo: Path | None, as_json: bool) -> None:
     """Let a candidate that changes existing tests reach main (re-gated first if main moved)."""
-    verdict = Gatekeeper(repo).approve(candidate)
+    verdict = _keeper(repo).approve(candidate)
     _emit(as_json, verdict.model_dump(mode="json"), _verdict_text(verdict))
 
 
@@ -145,9 +156,9 @@ def approve_cmd(candidate: str, repo: Path, as_json: bool) -> None:
 @click.option("--reason", default="rejected by the operator", show_default=True, help="Recorded in log and journal.")
 @repo_option
 @json_option
-def reject_cmd(candidate: str, reason: str, repo: Path, as_json: bool) -> None:
+def reject_cmd(candidate: str, reason: str, repo: Path | None, as_json: bool) -> None:
     """Reject a waiting candidate; it stays inspectable under refs/ouroboros/rejected/."""
-    verdict = Gatekeeper(repo).reject(candidate, reason)
+    verdict = _keeper(repo).reject(candidate, reason)
     _emit(as_json, verdict.model_dump(mode="json"), _verdict_text(verdict))
 
 
@@ -156,9 +167,9 @@ def reject_cmd(candidate: str, reason: str, repo: Path, as_json: bool) -> None:
                                                 "default: the previous generation.")
 @repo_option
 @json_option
-def rollback_cmd(to: str | None, repo: Path, as_json: bool) -> None:
+def rollback_cmd(to: str | None, repo: Path | None, as_json: bool) -> None:
     """Move main back to a commit that passed the gate; the rolled-back commits stay reachable."""
-    result = Gatekeeper(repo).rollback(to)
+    result = _keeper(repo).rollback(to)
     _emit(as_json, result.model_dump(mode="json"),
           f"main rolled back {result.previous[:12]} → {result.target[:12]} (generation {result.generation}); "
           f"old main kept at {result.kept_as}")
@@ -168,9 +179,9 @@ def rollback_cmd(to: str | None, repo: Path, as_json: bool) -> None:
 @click.option("-n", "count", type=click.IntRange(min=1), default=20, show_default=True, help="How many records.")
 @repo_option
 @json_option
-def log_cmd(count: int, repo: Path, as_json: bool) -> None:
+def log_cmd(count: int, repo: Path | None, as_json: bool) -> None:
     """Show the last decisions (accepted, rejected, approvals, rollbacks), oldest first."""
-    records = Gatekeeper(repo).log.tail(count)
+    records = _keeper(repo).log.tail(count)
     lines = [f"{r.seq:>4} {r.at[:19]} {r.kind:<15} {r.candidate or '-':<7} {(r.commit or '-')[:12]} "
              f"{'; '.join(r.reasons)[:120]}" for r in records]
     _emit(as_json, [r.model_dump(mode="json") for r in records], "\n".join(lines) or "no decisions yet")
@@ -179,9 +190,9 @@ def log_cmd(count: int, repo: Path, as_json: bool) -> None:
 @click.command("verify-log")
 @repo_option
 @json_option
-def verify_log_cmd(repo: Path, as_json: bool) -> None:
+def verify_log_cmd(repo: Path | None, as_json: bool) -> None:
     """Check the decision log's hash chain; exit 1 and name the first broken line if tampered."""
-    result = Gatekeeper(repo).log.verify()
+    result = _keeper(repo).log.verify()
     text = (f"decision log OK ({result.records} records)" if result.ok else
             f"decision log BROKEN at line {result.broken_line}: {result.problem}")
     _emit(as_json, result.model_dump(mode="json"), text)
