@@ -1,0 +1,69 @@
+"""Where the agent drops proposals: a folder it writes and the supervisor watches (watchfiles).
+
+The folder is the agent's, so every file in it is treated as hostile input: never followed
+through a symlink, size-capped, validated as a v1 message, and removed once handled.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import watchfiles
+
+from supervisor.gate import MalformedReportError, read_regular_file
+from supervisor.protocol import MAX_MESSAGE_BYTES, Proposal, ProtocolError, parse_proposal
+
+CONTAINER_UID = 10001
+
+
+def prepare(outbox: Path) -> None:
+    outbox.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(outbox, CONTAINER_UID, CONTAINER_UID)
+    outbox.chmod(0o755)
+
+
+def pending(outbox: Path) -> list[Path]:
+    """Finished proposal files, oldest first (agents write `*.json.tmp` and rename)."""
+    files = [p for p in outbox.iterdir() if p.name.endswith(".json")]
+    return sorted(files, key=lambda p: (os.lstat(p).st_mtime, p.name))
+
+
+def take(path: Path) -> Proposal:
+    """Read and remove one proposal file; raises ProtocolError for anything but a valid message."""
+    try:
+        data = read_regular_file(path, limit=MAX_MESSAGE_BYTES)
+    except MalformedReportError as exc:
+        raise ProtocolError(f"proposal file {path.name} could not be read safely: {exc}") from exc
+    finally:
+        path.unlink(missing_ok=True)
+    return parse_proposal(data)
+
+
+class OutboxWatcher:
+    """Calls `on_change()` from a background thread whenever a proposal file appears."""
+
+    def __init__(self, outbox: Path, on_change: Callable[[], None]) -> None:
+        self.outbox = outbox
+        self._on_change = on_change
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="outbox-watcher", daemon=True)
+
+    def start(self) -> "OutboxWatcher":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        for changes in watchfiles.watch(
+            self.outbox, stop_event=self._stop, debounce=50, step=20, recursive=False,
+            rust_timeout=500, yield_on_timeout=False,
+        ):
+            if any(path.endswith(".json") for _, path in changes):
+                self._on_change()

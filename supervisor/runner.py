@@ -1,0 +1,418 @@
+"""`supervisor start`: run the agent in its container, gate its proposals, restart, watch probation.
+
+One thread decides; everything else (the container's exit, a new proposal file, a signal, the
+clock) only puts an event on a queue. So every decision happens in order, and a kill -9 at any
+point leaves only states that `Gatekeeper.recover()` and `reconcile` already know how to finish.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import queue
+import shutil
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sandbox.engine import DockerEngine
+from supervisor import outbox
+from supervisor.agent_container import AgentRun, agent_spec, give_to_agent
+from supervisor.candidates import CandidateRecord
+from supervisor.errors import OuroborosError
+from supervisor.gatekeeper import Gatekeeper, RollbackError, Verdict
+from supervisor.instance import Instance, InstanceConfig
+from supervisor.logfile import RotatingLog
+from supervisor.probation import Action, Probation
+from supervisor.protocol import ProtocolError
+from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger
+from supervisor.route.metering import RouteEvent
+from supervisor.route.server import SOCKET_NAME, LLMRoute
+from supervisor.route.upstream import Upstream
+
+Progress = Callable[[str], None]
+
+
+class AlreadyRunningError(OuroborosError, RuntimeError):
+    """Another supervisor holds this instance."""
+
+
+class GaveUpError(OuroborosError, RuntimeError):
+    """Too many automatic rollbacks in a row: a person has to look."""
+
+
+@dataclass
+class Event:
+    kind: str  # "proposal" | "exit" | "stop" | "tick"
+    run_id: str | None = None
+    exit_code: int | None = None
+
+
+@dataclass
+class Status:
+    """What `supervisor status` shows; rewritten on every change."""
+
+    state: str = "starting"
+    pid: int = field(default_factory=os.getpid)
+    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    generation: int | None = None
+    commit: str | None = None
+    generation_since: str | None = None
+    candidate: str | None = None
+    agent_container: str | None = None
+    probation: str = "n/a"
+    restarts: int = 0
+    verdicts: list[dict] = field(default_factory=list)
+    message: str = ""
+
+
+class Supervisor:
+    """Owns one instance while it runs; `run()` returns the process exit code."""
+
+    def __init__(
+        self,
+        instance: Instance,
+        engine: DockerEngine,
+        image: str,
+        config: InstanceConfig | None = None,
+        progress: Progress = lambda message: None,
+        stop_when: Callable[[list[Verdict]], bool] | None = None,
+    ) -> None:
+        self.instance = instance
+        self.engine = engine
+        self.image = image
+        self.config = config or instance.config()
+        self.progress = progress
+        self.stop_when = stop_when
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.status = Status()
+        self.verdicts: list[Verdict] = []
+        self.gatekeeper = Gatekeeper(
+            instance.repo, engine, journal_root=instance.journal, image=image,
+            instance=instance.instance_id,
+        )
+        self.agent: AgentRun | None = None
+        self.candidate: CandidateRecord | None = None
+        self.probation: Probation | None = None
+        self.current_commit: str | None = None
+        self.route: LLMRoute | None = None
+        self._scripted = None
+        self._credential: str | None = None
+        self._log = RotatingLog(instance.agent_log)
+        self._lock_handle = None
+        self._watcher: outbox.OutboxWatcher | None = None
+        self.restart_latencies: list[float] = []
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._take_lock()
+        try:
+            self._prepare()
+            self._launch(reason="start")
+            self._install_signal_handlers()
+            return self._loop()
+        finally:
+            self._shutdown()
+
+    def request_stop(self) -> None:
+        self.events.put(Event("stop"))
+
+    def _take_lock(self) -> None:
+        self.instance.run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.instance.run_dir / "supervisor.lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.close()
+            pid = _read_pid(self.instance.pid_file)
+            raise AlreadyRunningError(
+                f"another supervisor (pid {pid or 'unknown'}) runs {self.instance.home}; "
+                "stop it with `supervisor stop` first"
+            ) from exc
+        self._lock_handle = handle
+        self.instance.pid_file.write_text(str(os.getpid()))
+
+    def _prepare(self) -> None:
+        removed = self.engine.reconcile(instance=self.instance.instance_id)
+        if removed:
+            self.progress(f"removed {len(removed)} leftover container(s) of an earlier run")
+        for action in self.gatekeeper.recover():
+            self.progress(f"recovered: {action}")
+        self.gatekeeper.genesis()
+        for folder in (self.instance.journal, self.instance.goals):
+            folder.mkdir(parents=True, exist_ok=True)
+            give_to_agent(folder)
+        self._outbox = self.instance.run_dir / "outbox"
+        outbox.prepare(self._outbox)
+        self._start_route()
+        self._watcher = outbox.OutboxWatcher(self._outbox, lambda: self.events.put(Event("proposal"))).start()
+
+    def _start_route(self) -> None:
+        route_config = self.config.route
+        environ = dict(os.environ)
+        if self.config.scripted_scenario is not None:
+            from scripted_model import ScriptedModelServer
+
+            self._scripted = ScriptedModelServer(self._scenario_path()).start()
+            route_config = route_config.model_copy(
+                update={"upstream": route_config.upstream.model_copy(update={"base_url": self._scripted.url})}
+            )
+            environ.setdefault(route_config.upstream.api_key_env, "scripted-model-needs-no-key")
+        upstream = Upstream.from_config(route_config.upstream, environ=environ)
+        ledger = Ledger.open(self.instance.state / LEDGER_FILE_NAME)
+        socket_dir = self.instance.run_dir / "llm"
+        self.route = LLMRoute(route_config, ledger, upstream, self._on_route_event,
+                              socket_path=socket_dir / SOCKET_NAME).start()
+
+    def _scenario_path(self) -> Path:
+        path = Path(self.config.scripted_scenario)
+        return path if path.is_absolute() else self.instance.home / path
+
+    def _shutdown(self) -> None:
+        self.status.state = "stopping"
+        self._write_status()
+        if self.agent is not None:
+            self._stop_agent()
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self.route is not None:
+            self.route.stop()
+            self.route.ledger.close()
+        if self._scripted is not None:
+            self._scripted.stop()
+        self.status.state = "stopped"
+        self.status.agent_container = None
+        self._write_status()
+        self._log.close()
+        self.instance.pid_file.unlink(missing_ok=True)
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.request_stop())
+
+    # -- the decision loop ----------------------------------------------------------------------
+
+    def _loop(self) -> int:
+        self._handle_proposals()  # proposals left in the outbox by a run that was killed
+        while True:
+            try:
+                event = self.events.get(timeout=0.5)
+            except queue.Empty:
+                event = Event("tick")
+            if event.kind == "stop":
+                self.progress("stopping: SIGTERM or `supervisor stop`")
+                return 0
+            if event.kind == "proposal":
+                self._handle_proposals()
+            elif event.kind == "exit" and self.agent and event.run_id == self.agent.run_id:
+                self._handle_exit(event.exit_code)
+            elif event.kind == "tick":
+                self._tick()
+            if self.stop_when is not None and self.stop_when(self.verdicts):
+                return 0
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if self.probation and self.probation.passed(now):
+            generation = self.status.generation
+            self.gatekeeper.log.append("probation-passed", commit=self.current_commit, generation=generation)
+            self.progress(f"generation {generation} survived probation: marked good")
+        main = self.gatekeeper.main()
+        if main != self.current_commit:
+            # An operator moved main (approve, rollback): follow it.
+            self.progress(f"main moved to {main[:12]} outside the agent loop; restarting on it")
+            self._relaunch(reason="main moved", after_rollback=False)
+        self.status.probation = "passed" if self.probation and self.probation.good else "on probation"
+        self._write_status()
+
+    def _handle_proposals(self) -> None:
+        for path in outbox.pending(self._outbox):
+            try:
+                proposal = outbox.take(path)
+            except (ProtocolError, ValueError) as exc:
+                self.gatekeeper.log.append("proposal-refused", details={"file": path.name, "error": str(exc)[:500]})
+                self.gatekeeper.journal.write("proposal-refused", f"Your proposal file {path.name} was refused: {exc}")
+                self.progress(f"proposal file {path.name} refused: {exc}")
+                continue
+            self._gate(proposal)
+            if self.stop_when is not None and self.stop_when(self.verdicts):
+                return
+
+    def _gate(self, proposal) -> None:
+        assert self.candidate is not None
+        self.status.state = "gating"
+        self.status.message = proposal.summary
+        self._write_status()
+        self.progress(f"gating proposal {proposal.id[:8]} on candidate {self.candidate.id}: {proposal.summary}")
+        verdict = self.gatekeeper.submit(self.candidate, proposal)
+        self.verdicts.append(verdict)
+        self.status.verdicts = [v.model_dump(mode="json", include={"candidate", "state", "commit", "generation", "reasons"})
+                                for v in self.verdicts[-5:]]
+        if verdict.state == "accepted":
+            self.progress(f"accepted: main is now {verdict.commit[:12]} (generation {verdict.generation})")
+            verdict_at = time.monotonic()
+            if not (self.stop_when and self.stop_when(self.verdicts)):
+                self._relaunch(reason=f"generation {verdict.generation} accepted", after_rollback=False)
+                self.restart_latencies.append(self._last_start_at - verdict_at)
+        else:
+            why = "; ".join(verdict.reasons)[:300] or verdict.state
+            self.progress(f"{verdict.state}: candidate {verdict.candidate} ({why}); agent stays on generation "
+                          f"{self.status.generation}")
+            if not (self.stop_when and self.stop_when(self.verdicts)):
+                # The workspace returns to main: the agent restarts on the same generation.
+                self._relaunch(reason=f"candidate {verdict.candidate} {verdict.state}", after_rollback=False)
+        self.status.state = "running"
+        self._write_status()
+
+    def _handle_exit(self, code: int | None) -> None:
+        self.status.agent_container = None
+        if code == 0:
+            self.progress("the agent exited by itself (exit 0); it stays stopped until main changes")
+            self.status.state = "idle"
+            self._write_status()
+            return
+        now = time.monotonic()
+        assert self.probation is not None
+        action = self.probation.on_crash(now)
+        self.status.restarts += 1
+        self.progress(f"agent crashed (exit {code}): {action.value}")
+        if action is Action.RESTART:
+            time.sleep(self.probation.restart_delay())
+            self._relaunch(reason=f"crash (exit {code})", after_rollback=False, keep_probation=True)
+        elif action is Action.ROLLBACK:
+            try:
+                result = self.gatekeeper.rollback()
+            except RollbackError as exc:
+                self._give_up(f"generation {self.status.generation} crash-loops and cannot be rolled back ({exc})")
+            self.gatekeeper.journal.write(
+                "probation-rollback",
+                f"Generation {self.status.generation} crashed more than {self.config.probation.max_restarts} times "
+                f"in {self.config.probation.window_s:g} s after its restart, so main was rolled back to "
+                f"{result.target} (generation {result.generation}).",
+            )
+            self.progress(f"rolled back to generation {result.generation} ({result.target[:12]}): crash loop")
+            self._relaunch(reason="probation rollback", after_rollback=True)
+        else:
+            self._give_up(f"generation {self.status.generation} crash-loops and "
+                          f"{self.probation.consecutive_rollbacks} automatic rollbacks in a row did not help")
+
+    def _give_up(self, message: str) -> None:
+        self.gatekeeper.log.append("gave-up", commit=self.current_commit, details={"reason": message})
+        self.gatekeeper.journal.write("supervisor-gave-up", message)
+        raise GaveUpError(f"{message}; inspect `supervisor log` and `supervisor logs`, fix main, then start again")
+
+    # -- starting and stopping the agent ----------------------------------------------------------
+
+    def _relaunch(self, reason: str, after_rollback: bool, keep_probation: bool = False) -> None:
+        self._stop_agent()
+        self._launch(reason, after_rollback=after_rollback, keep_probation=keep_probation)
+
+    def _launch(self, reason: str, after_rollback: bool = False, keep_probation: bool = False) -> None:
+        main = self.gatekeeper.main()
+        generation = self.gatekeeper.generation_of(main)
+        new_generation = main != self.current_commit
+        now = time.monotonic()
+        if self.probation is None:
+            self.probation = Probation(self.config.probation, started_at=now)
+        elif new_generation and not keep_probation:
+            self.probation = self.probation.next_generation(now, after_rollback=after_rollback)
+        code_dir = self._code_dir(main)
+        self.candidate = self._workspace_for(main)
+        workspace = Path(self.candidate.worktree)
+        run_id = f"{self.instance.instance_id}-{uuid.uuid4().hex[:8]}"
+        if self._credential:
+            self.route.revoke_credential(self._credential)
+        self._credential = self.route.issue_credential(run_id)
+        spec = agent_spec(
+            image=self.image, instance_id=self.instance.instance_id, run_id=run_id,
+            settings=self.config.agent, code_dir=code_dir, workspace=workspace,
+            journal=self.instance.journal, goals=self.instance.goals, outbox=self._outbox,
+            route_dir=self.route.socket_path.parent, route_env=self.route.agent_env(self._credential),
+            generation=generation if generation is not None else -1,
+        )
+        self.agent = AgentRun(self.engine, spec, self._log)
+        self._last_start_at = time.monotonic()
+        threading.Thread(target=self._await_exit, args=(self.agent,), daemon=True).start()
+        self.current_commit = main
+        if new_generation:
+            self.status.generation_since = datetime.now(timezone.utc).isoformat()
+        self.status.state = "running"
+        self.status.generation = generation
+        self.status.commit = main
+        self.status.candidate = self.candidate.id
+        self.status.agent_container = self.agent.container.id
+        self._write_status()
+        self.progress(f"agent running: generation {generation} ({main[:12]}), candidate {self.candidate.id} "
+                      f"[{reason}]")
+
+    def _workspace_for(self, main: str) -> CandidateRecord:
+        """Keep the candidate across a crash restart (the agent's edits survive); else a fresh one."""
+        if self.candidate is not None:
+            record = self.gatekeeper.store.load(self.candidate.id)
+            if record.state == "pending" and record.base == main:
+                return record
+            if record.state == "pending":
+                self.gatekeeper.abandon(record.id, f"main moved to {main[:12]} before a proposal arrived")
+        record = self.gatekeeper.create_candidate()
+        give_to_agent(Path(record.worktree))
+        return record
+
+    def _await_exit(self, run: AgentRun) -> None:
+        code = run.container.wait(timeout_s=10**9)
+        self.events.put(Event("exit", run_id=run.run_id, exit_code=code))
+
+    def _stop_agent(self) -> None:
+        if self.agent is None:
+            return
+        self.agent.stop(self.config.agent.stop_grace_s)
+        self.agent = None
+        self.status.agent_container = None
+
+    def _code_dir(self, commit: str) -> Path:
+        """The generation's code, exported once from git objects and mounted read-only."""
+        root = self.instance.run_dir / "code"
+        target = root / commit
+        if (target / ".complete").exists():
+            return target
+        scratch = root / f".{commit}.{os.getpid()}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        self.gatekeeper.git.export_tree(commit, scratch)
+        (scratch / ".complete").touch()
+        shutil.rmtree(target, ignore_errors=True)
+        scratch.rename(target)
+        for old in root.iterdir():
+            if old.name not in (commit, self.current_commit) and not old.name.startswith("."):
+                shutil.rmtree(old, ignore_errors=True)
+        return target
+
+    # -- reporting ------------------------------------------------------------------------------
+
+    def _on_route_event(self, event: RouteEvent) -> None:
+        self.gatekeeper.log.append(f"route-{event.kind}", details={"message": event.message[:500]})
+        self.gatekeeper.journal.write(f"budget-{event.kind}", event.message)
+        self.progress(f"LLM route: {event.message}")
+
+    def _write_status(self) -> None:
+        path = self.instance.status_file
+        temp = path.with_suffix(".tmp")
+        temp.write_text(json.dumps(self.status.__dict__, indent=1))
+        os.replace(temp, path)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
