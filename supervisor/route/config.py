@@ -95,7 +95,8 @@ class RouteConfig(_Strict):
         try:
             return cls.model_validate(data.get("route", {}))
         except ValidationError as exc:
-            raise ConfigError(f"config {path} has an invalid [route] table: {_first_errors(exc)}; fix the file") from exc
+            problems = _first_errors(exc)
+            raise ConfigError(f"config {path} has an invalid [route] table: {problems}; fix the file") from exc
 
 
 def _first_errors(exc: ValidationError, limit: int = 3) -> str:

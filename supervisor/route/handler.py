@@ -11,6 +11,7 @@ import logging
 import math
 import socket
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 
@@ -28,8 +29,19 @@ log = logging.getLogger("ouroboros.route")
 MESSAGES = "/v1/messages"
 COUNT_TOKENS = "/v1/messages/count_tokens"
 CYCLE_HEADER = "x-ouroboros-cycle"
+ONLY_ENDPOINTS = f"the LLM route serves only POST {MESSAGES} and POST {COUNT_TOKENS}"
 _RELAYED_RESPONSE_HEADERS = ("request-id", "retry-after", "x-should-retry")
 _CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Call:
+    """What the route knows about one forwarded request."""
+
+    run_id: str
+    cycle: str
+    model: str | None  # None: not metered (count_tokens)
+    deadline: float  # time.monotonic() by which the upstream must be done
 
 
 class Refusal(Exception):
@@ -76,7 +88,7 @@ class RouteHandler(BaseHTTPRequestHandler):
     def _refuse_method(self) -> None:
         self._answered = False
         self.close_connection = True
-        self._send_error(Refusal(404, "not_found_error", f"the LLM route serves only POST {MESSAGES} and POST {COUNT_TOKENS}"))
+        self._send_error(Refusal(404, "not_found_error", ONLY_ENDPOINTS))
 
     # -- the request, step by step -------------------------------------------------------------
 
@@ -84,22 +96,33 @@ class RouteHandler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path not in (MESSAGES, COUNT_TOKENS):
             self.close_connection = True
-            raise Refusal(404, "not_found_error", f"the LLM route serves only POST {MESSAGES} and {COUNT_TOKENS}, not {path}")
+            raise Refusal(404, "not_found_error", f"{ONLY_ENDPOINTS}, not {path}")
         run_id = self._authenticate()
         self._check_rate()
         body = self._read_body()
         request = _parse_json_object(body)
-        if path == COUNT_TOKENS:
-            self._forward(path, body, run_id, cycle=NO_CYCLE, model=None, metered=False)
+        if path == COUNT_TOKENS:  # free: neither metered nor capped
+            self._forward(path, body, Call(run_id, NO_CYCLE, None, self._deadline()))
             return
+        model = self._priced_model(request)
+        cycle = _cycle_id(self.headers.get(CYCLE_HEADER))
+        self.route.check_budget(run_id, cycle)
+        self._forward(path, body, Call(run_id, cycle, model, self._deadline()))
+
+    def _deadline(self) -> float:
+        return time.monotonic() + self.route.upstream.deadline_s
+
+    def _priced_model(self, request: dict) -> str:
         model = request.get("model")
         if not isinstance(model, str) or not model:
             raise Refusal(400, "invalid_request_error", "model: a model name (string) is required")
         if self.route.config.pricing.price_for(model) is None:
-            raise Refusal(400, "invalid_request_error", f"model {model!r} has no price in the route's pricing table; ask the operator to add it under [route.pricing.models] in ouroboros.toml")
-        cycle = _cycle_id(self.headers.get(CYCLE_HEADER))
-        self.route.check_budget(run_id, cycle)
-        self._forward(path, body, run_id, cycle=cycle, model=model, metered=True)
+            raise Refusal(
+                400, "invalid_request_error",
+                f"model {model!r} has no price in the route's pricing table; "
+                "ask the operator to add it under [route.pricing.models] in ouroboros.toml",
+            )
+        return model
 
     def _authenticate(self) -> str:
         token = self.headers.get("x-api-key") or _bearer(self.headers.get("authorization"))
@@ -107,7 +130,10 @@ class RouteHandler(BaseHTTPRequestHandler):
         if run_id is None:
             self.close_connection = True
             self.route.emit_throttled("auth_refused", "a request with an unknown credential was refused")
-            raise Refusal(401, "authentication_error", "invalid x-api-key: use the per-run credential the supervisor gave this agent run")
+            raise Refusal(
+                401, "authentication_error",
+                "invalid x-api-key: use the per-run credential the supervisor gave this agent run",
+            )
         return run_id
 
     def _check_rate(self) -> None:
@@ -115,19 +141,29 @@ class RouteHandler(BaseHTTPRequestHandler):
         if wait > 0:
             self.close_connection = True
             self.route.emit_throttled("limit_refused", "request rate limit of the LLM route reached")
-            raise Refusal(429, "rate_limit_error", f"the LLM route's request rate limit ({self.route.config.limits.rate_per_s}/s) is reached; retry after {wait:.1f}s", {"retry-after": str(math.ceil(wait))})
+            rate = self.route.config.limits.rate_per_s
+            raise Refusal(
+                429, "rate_limit_error",
+                f"the LLM route's request rate limit ({rate}/s) is reached; retry after {wait:.1f}s",
+                {"retry-after": str(math.ceil(wait))},
+            )
 
     def _read_body(self) -> bytes:
         length_header = self.headers.get("content-length")
         if length_header is None or not length_header.isdigit():
             self.close_connection = True
-            raise Refusal(411, "invalid_request_error", "a Content-Length header is required (chunked request bodies are not accepted)")
+            raise Refusal(
+                411, "invalid_request_error",
+                "a Content-Length header is required (chunked request bodies are not accepted)",
+            )
         length = int(length_header)
         limit = self.route.config.limits.max_body_bytes
         if length > limit:
             self.close_connection = True
             self.route.emit_throttled("limit_refused", f"a request body of {length} bytes was refused")
-            raise Refusal(413, "request_too_large", f"request body is {length} bytes; the LLM route accepts at most {limit}")
+            raise Refusal(
+                413, "request_too_large", f"request body is {length} bytes; the LLM route accepts at most {limit}"
+            )
         body = self.rfile.read(length)
         if len(body) != length:
             self.close_connection = True
@@ -136,14 +172,17 @@ class RouteHandler(BaseHTTPRequestHandler):
 
     # -- forwarding ----------------------------------------------------------------------------
 
-    def _forward(self, path: str, body: bytes, run_id: str, *, cycle: str, model: str | None, metered: bool) -> None:
+    def _forward(self, path: str, body: bytes, call: Call) -> None:
         route = self.route
         if not route.gate.try_enter():
             route.emit_throttled("limit_refused", "concurrent request limit of the LLM route reached")
-            raise Refusal(429, "rate_limit_error", f"the LLM route already forwards {route.config.limits.max_concurrent} requests at once; retry shortly", {"retry-after": "1"})
+            limit = route.config.limits.max_concurrent
+            raise Refusal(
+                429, "rate_limit_error", f"the LLM route already forwards {limit} requests at once; retry shortly",
+                {"retry-after": "1"},
+            )
         try:
-            deadline = time.monotonic() + route.upstream.deadline_s
-            headers = {k.lower(): v for k, v in self.headers.items()}
+            headers = {name.lower(): value for name, value in self.headers.items()}
             try:
                 response = route.upstream.open(path, body, headers)
             except httpx2.TimeoutException as exc:
@@ -152,9 +191,9 @@ class RouteHandler(BaseHTTPRequestHandler):
                 raise self._upstream_failure(502, "api_error", f"upstream unreachable: {exc}") from exc
             try:
                 if response.headers.get("content-type", "").startswith("text/event-stream"):
-                    self._relay_stream(response, deadline, run_id, cycle, model, metered)
+                    self._relay_stream(response, call)
                 else:
-                    self._relay_whole(response, deadline, run_id, cycle, model, metered)
+                    self._relay_whole(response, call)
             finally:
                 response.close()
         finally:
@@ -164,35 +203,38 @@ class RouteHandler(BaseHTTPRequestHandler):
         self.route.emit_throttled("upstream_error", message)
         return Refusal(status, kind, message)
 
-    def _relay_whole(self, response: httpx2.Response, deadline: float, run_id: str, cycle: str, model: str | None, metered: bool) -> None:
+    def _past_deadline(self) -> str:
+        return f"upstream exceeded the route's deadline of {self.route.upstream.deadline_s}s"
+
+    def _relay_whole(self, response: httpx2.Response, call: Call) -> None:
         try:
             parts = []
             for chunk in response.iter_raw(_CHUNK):
                 parts.append(chunk)
-                if time.monotonic() > deadline:
-                    raise self._upstream_failure(504, "timeout_error", f"upstream exceeded the route's deadline of {self.route.upstream.deadline_s}s")
+                if time.monotonic() > call.deadline:
+                    raise self._upstream_failure(504, "timeout_error", self._past_deadline())
         except httpx2.TimeoutException as exc:
             raise self._upstream_failure(504, "timeout_error", f"upstream stopped answering ({exc})") from exc
         except httpx2.HTTPError as exc:
             raise self._upstream_failure(502, "api_error", f"upstream connection failed: {exc}") from exc
         content = b"".join(parts)
-        if metered and model is not None and response.status_code == 200:
-            self._meter_message(content, run_id, cycle, model)
+        if call.model is not None and response.status_code == 200:
+            self._meter_message(content, call)  # recorded before the agent sees the answer
         self._send(response.status_code, content, _relayed_headers(response))
 
-    def _meter_message(self, content: bytes, run_id: str, cycle: str, model: str) -> None:
+    def _meter_message(self, content: bytes, call: Call) -> None:
         try:
             message = json.loads(content)
         except ValueError:
             message = None
         usage = Usage.from_api(message.get("usage")) if isinstance(message, dict) else None
-        if usage is None:  # a 200 without usage cannot be priced: count it, loudly, as unknown
+        if usage is None:  # nothing to price: say so loudly rather than guess
             self.route.emit_throttled("upstream_error", "upstream answered 200 without a usage object")
             return
         message_id = message.get("id") if isinstance(message.get("id"), str) else None
-        self.route.record(run_id=run_id, cycle=cycle, model=model, stream=False, status=200, message_id=message_id, usage=usage, complete=True)
+        self.route.record(call, usage, stream=False, status=200, message_id=message_id, complete=True)
 
-    def _relay_stream(self, response: httpx2.Response, deadline: float, run_id: str, cycle: str, model: str | None, metered: bool) -> None:
+    def _relay_stream(self, response: httpx2.Response, call: Call) -> None:
         self.send_response(response.status_code)
         for name, value in _relayed_headers(response).items():
             self.send_header(name, value)
@@ -206,14 +248,20 @@ class RouteHandler(BaseHTTPRequestHandler):
             for chunk in response.iter_raw():
                 tracker.feed(chunk)
                 client_gone = client_gone or not self._write_chunk(chunk)  # keep draining: count it all
-                if time.monotonic() > deadline:
-                    self._stream_error("timeout_error", f"upstream exceeded the route's deadline of {self.route.upstream.deadline_s}s", client_gone)
+                if time.monotonic() > call.deadline:
+                    self._stream_error("timeout_error", self._past_deadline(), client_gone)
                     break
+            else:
+                if not (tracker.stopped or tracker.errored):  # a clean EOF can still be a cut stream
+                    self._stream_error("api_error", "upstream stream ended before message_stop", client_gone)
         except httpx2.HTTPError as exc:
             self._stream_error("api_error", f"upstream stream failed: {exc}", client_gone)
         finally:
-            if metered and model is not None and tracker.usage is not None:
-                self.route.record(run_id=run_id, cycle=cycle, model=model, stream=True, status=response.status_code, message_id=tracker.message_id, usage=tracker.usage, complete=tracker.stopped)
+            if call.model is not None and tracker.usage is not None:
+                self.route.record(
+                    call, tracker.usage, stream=True, status=response.status_code,
+                    message_id=tracker.message_id, complete=tracker.stopped,
+                )
             if not client_gone:
                 self._write_chunk(b"")  # the terminating chunk
             self.close_connection = self.close_connection or client_gone

@@ -126,7 +126,9 @@ class Ledger:
                 self._handle.flush()
                 os.fsync(self._handle.fileno())
             except OSError as exc:
-                raise LedgerError(f"cannot write ledger {self.path}: {exc}; free disk space or fix permissions") from exc
+                raise LedgerError(
+                    f"cannot write ledger {self.path}: {exc}; free disk space or fix permissions"
+                ) from exc
             self.totals.add(entry)
 
     def close(self) -> None:

@@ -21,7 +21,9 @@ log = logging.getLogger("ouroboros.route")
 
 Scope = Literal["cycle", "day", "total"]
 Unit = Literal["tokens", "usd"]
-EventKind = Literal["budget_warning", "budget_refused", "limit_refused", "auth_refused", "upstream_error"]
+EventKind = Literal[
+    "budget_warning", "budget_refused", "limit_refused", "auth_refused", "upstream_error", "ledger_failed"
+]
 
 
 class RouteEvent(BaseModel):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from supervisor.errors import ConfigError
 from supervisor.route.config import RouteConfig
-from supervisor.route.handler import RouteHandler, Refusal
+from supervisor.route.handler import Call, Refusal, RouteHandler
 from supervisor.route.ledger import Ledger, LedgerEntry, LedgerError, utc_now
 from supervisor.route.limits import ConcurrencyGate, Throttle, TokenBucket
 from supervisor.route.metering import BudgetGuard, EventSink, RouteEvent, refusal_event
@@ -101,7 +101,9 @@ class LLMRoute:
         if socket_path is None and tcp_port is None:
             raise ConfigError("the LLM route needs a socket_path or a tcp_port to listen on")
         if socket_path is not None and len(os.fsencode(socket_path)) > _MAX_UDS_PATH:
-            raise ConfigError(f"socket path {socket_path} is longer than {_MAX_UDS_PATH} bytes; choose a shorter directory")
+            raise ConfigError(
+                f"socket path {socket_path} is longer than {_MAX_UDS_PATH} bytes; choose a shorter directory"
+            )
         self.config = config
         self.ledger = ledger
         self.upstream = upstream
@@ -121,7 +123,8 @@ class LLMRoute:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> LLMRoute:
-        handler = type("BoundRouteHandler", (RouteHandler,), {"route": self, "timeout": self.config.limits.idle_timeout_s})
+        bound = {"route": self, "timeout": self.config.limits.idle_timeout_s}  # timeout: per socket read
+        handler = type("BoundRouteHandler", (RouteHandler,), bound)
         try:
             if self.socket_path is not None:
                 self._servers.append(self._unix_server(handler))
@@ -133,7 +136,9 @@ class LLMRoute:
             self.stop()
             raise ConfigError(f"the LLM route cannot listen: {exc}; free the socket or port") from exc
         for server in self._servers:
-            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="llm-route", daemon=True)
+            thread = threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="llm-route", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
         log.info("LLM route listening on %s", ", ".join(self.listening_on()))
@@ -226,7 +231,10 @@ class LLMRoute:
 
     def check_budget(self, run_id: str, cycle: str) -> None:
         if self._ledger_error is not None:
-            raise Refusal(503, "api_error", f"the LLM route stopped forwarding: its ledger failed ({self._ledger_error}); the operator must fix it")
+            raise Refusal(
+                503, "api_error",
+                f"the LLM route stopped forwarding: its ledger failed ({self._ledger_error}); the operator must fix it",
+            )
         status = self.guard.refusal(cycle)
         if status is None:
             return
@@ -234,18 +242,24 @@ class LLMRoute:
         headers = {"x-should-retry": "false"}
         if status.scope == "day":
             headers["retry-after"] = str(_seconds_to_next_utc_day())
-        raise Refusal(402, "billing_error", f"budget cap reached: {status.describe()}; the agent should idle until the budget resets", headers)
+        message = f"budget cap reached: {status.describe()}; the agent should idle until the budget resets"
+        raise Refusal(402, "billing_error", message, headers)
 
-    def record(self, *, run_id: str, cycle: str, model: str, stream: bool, status: int, message_id: str | None, usage: Usage, complete: bool) -> None:
-        price = self.config.pricing.price_for(model)
+    def record(self, call: Call, usage: Usage, *, stream: bool, status: int, message_id: str | None,
+               complete: bool) -> None:
+        assert call.model is not None, "only metered calls are recorded"
+        price = self.config.pricing.price_for(call.model)
         assert price is not None, "the handler refuses unpriced models before forwarding"
-        entry = LedgerEntry(ts=utc_now(), run_id=run_id, cycle=cycle, model=model, stream=stream, status=status, message_id=message_id, complete=complete, usage=usage, cost_usd=price.cost(usage))
+        entry = LedgerEntry(
+            ts=utc_now(), run_id=call.run_id, cycle=call.cycle, model=call.model, stream=stream, status=status,
+            message_id=message_id, complete=complete, usage=usage, cost_usd=price.cost(usage),
+        )
         self.ledger.append(entry)
-        self.guard.after_spend(cycle, run_id)
+        self.guard.after_spend(call.cycle, call.run_id)
 
     def ledger_failed(self, exc: LedgerError) -> None:
         self._ledger_error = exc
-        self._emit(RouteEvent(kind="upstream_error", message=f"LLM route ledger failed, forwarding stopped: {exc}"))
+        self._emit(RouteEvent(kind="ledger_failed", message=f"LLM route ledger failed, forwarding stopped: {exc}"))
 
     def emit_throttled(self, kind: str, message: str) -> None:
         log.warning("LLM route: %s", message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +59,14 @@ class FakeUpstream:
     """A stand-in upstream for what the scripted model cannot show: the headers it was sent, and
     an upstream that is slow (it holds each request until `release` is set or `delay_s` passes)."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, stream: list[bytes] | None = None, event_delay_s: float = 0.0) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.headers: list[dict[str, str]] = []
         self.delay_s = delay_s
+        self.stream = stream  # when set: answer with these SSE events, then just close (no message_stop unless given)
+        self.event_delay_s = event_delay_s
         self.release = threading.Event()
         fake = self
 
@@ -75,12 +78,26 @@ class FakeUpstream:
                 fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if fake.delay_s:
                     fake.release.wait(fake.delay_s)
+                if fake.stream is not None:
+                    self._stream()
+                    return
                 body = json.dumps(fake.message()).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _stream(self) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                for event in fake.stream:
+                    self.wfile.write(event)
+                    self.wfile.flush()
+                    time.sleep(fake.event_delay_s)
 
             def log_message(self, *args: Any) -> None:
                 pass
