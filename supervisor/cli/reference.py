@@ -1,0 +1,37 @@
+"""Write docs/cli.md from the `supervisor` commands' own --help (a test keeps it current).
+
+    python -m supervisor.cli.reference > docs/cli.md
+"""
+
+from __future__ import annotations
+
+import click
+
+from supervisor.cli import main
+
+HEADER = """# `supervisor` command reference
+
+Generated from the commands' own `--help` by `python -m supervisor.cli.reference > docs/cli.md`;
+`tests/supervisor/test_cli_reference.py` fails when it is stale. The agent's `ouroboros` command is
+documented in [agent.md](agent.md).
+"""
+
+
+def _walk(command: click.Command, ctx: click.Context, path: list[str]):
+    yield path, command.get_help(ctx)
+    if isinstance(command, click.Group):
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            child = click.Context(sub, info_name=name, parent=ctx, terminal_width=100, max_content_width=100)
+            yield from _walk(sub, child, [*path, name])
+
+
+def render() -> str:
+    root = click.Context(main, info_name="supervisor", terminal_width=100, max_content_width=100)
+    blocks = [f"## `{' '.join(['supervisor', *path])}`\n\n```text\n{text.rstrip()}\n```"
+              for path, text in _walk(main, root, [])]
+    return HEADER + "\n" + "\n\n".join(blocks) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")
