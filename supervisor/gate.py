@@ -9,8 +9,9 @@ that one container could write. Order of checks (cheapest first, see docs/gate.m
    agree with its report;
 3. every test id that exists on the base must exist in the candidate, and each that passed there
    must pass here (the suite may grow, never shrink or weaken into skips);
-4. only if the candidate changed existing test files: pass "main-tests", the base's test folders
-   grafted onto the candidate's code, every base test must pass; the verdict then needs approval.
+4. only if the candidate changed or deleted existing test files, or added a conftest.py (which can
+   rewrite how every other test runs): pass "main-tests", the base's test folders grafted onto the
+   candidate's code, every base test must pass; the verdict then needs approval.
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ class GateRunner:
         shrink = compare_to_baseline(baseline, result.test_ids)
         if shrink:
             return _fail(result, "the suite shrank or weakened: " + "; ".join(shrink[:20]))
-        result.changed_tests = [path for status, path in changes if status != "A" and config.is_test_path(path)]
+        result.changed_tests = [path for status, path in changes if config.is_test_path(path)
+                                and (status != "A" or path.rsplit("/", 1)[-1] == "conftest.py")]
         if result.changed_tests:
             self._run_main_tests(result, commit, base, config, baseline)
         return result

@@ -138,3 +138,12 @@ def test_rollback_only_to_gated_commits_and_keeps_history(keeper: Gatekeeper) ->
 
 def _unrelated(keeper: Gatekeeper) -> str:
     return keeper.git.commit_tree(keeper.git.tree_of("main"), [keeper.main()], "never gated")
+
+
+def test_new_conftest_that_forces_passes_is_caught(keeper: Gatekeeper) -> None:
+    forge = ("import pytest\n\n\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
+             "    outcome = yield\n    report = outcome.get_result()\n    report.outcome = 'passed'\n")
+    verdict = _propose(keeper, {"agent/calc.py": "def add(a, b):\n    return 0\n", "agent/tests/conftest.py": forge})
+    assert verdict.state == "rejected"
+    gate = keeper.store.load(verdict.candidate).gate
+    assert [(p.name, p.ok) for p in gate.passes] == [("candidate", True), ("main-tests", False)]
