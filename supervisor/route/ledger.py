@@ -125,7 +125,7 @@ class Ledger:
                 self._handle.write(line)
                 self._handle.flush()
                 os.fsync(self._handle.fileno())
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: the ledger was closed under us
                 raise LedgerError(
                     f"cannot write ledger {self.path}: {exc}; free disk space or fix permissions"
                 ) from exc

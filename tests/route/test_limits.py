@@ -164,3 +164,23 @@ def test_connections_past_the_cap_are_closed(scripted, make_route):
             sock.close()
     time.sleep(0.3)
     still_serves(harness)
+
+
+def test_a_ledger_that_cannot_be_written_stops_all_forwarding(scripted, make_route, monkeypatch):
+    import errno
+
+    import supervisor.route.ledger as ledger_module
+
+    upstream = scripted(scenario(USAGE, repeat=True))
+    harness = make_route(upstream.url)
+
+    def disk_full(fd: int) -> None:  # fault injection: the one thing a test cannot make the disk do
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ledger_module.os, "fsync", disk_full)
+    status, kind, message = error_of(post(harness, json=GOOD))
+    assert (status, kind) == (500, "api_error") and "could not record spend" in message
+    assert "ledger_failed" in harness.kinds()
+    status, kind, message = error_of(post(harness, json=GOOD))
+    assert (status, kind) == (503, "api_error") and "stopped forwarding" in message
+    assert upstream.steps_served == 1  # nothing forwarded after the failure

@@ -109,3 +109,14 @@ def test_upstream_errors_are_relayed_and_not_metered(scripted, make_route):
     with pytest.raises(anthropic.BadRequestError, match="scripted refusal"):
         ask(harness.sdk())
     assert harness.route.ledger.totals.total.requests == 0
+
+
+def test_the_upstream_can_be_a_unix_socket(make_route, tmp_path):
+    from scripted_model import ScriptedModelServer
+
+    socket_path = tmp_path / "scripted.sock"
+    with ScriptedModelServer(scenario(USAGES[0], USAGES[1]), socket_path=socket_path) as upstream:
+        harness = make_route(upstream.url, {"upstream": {"base_url": upstream.url, "uds": str(socket_path)}})
+        assert ask(harness.sdk()).usage.input_tokens == 120
+        assert ask(harness.sdk(), stream=True).usage.output_tokens == 250
+    assert harness.route.ledger.totals.total.requests == 2
