@@ -36,6 +36,8 @@ class AgentConfig(BaseModel):
     outbox: Path = Field(description="where proposals are dropped (env OUROBOROS_OUTBOX)")
     max_retries: int = Field(default=4, ge=0, description="SDK retries on 408/409/429/5xx/overloaded (env OUROBOROS_MAX_RETRIES)")
     request_timeout_s: float = Field(default=300.0, gt=0)
+    max_llm_failures: int = Field(default=3, ge=1, description="cycles in a row the model may fail before the run ends")
+    error_backoff_s: float = Field(default=5.0, ge=0, description="pause after a failed cycle, doubled each time")
     max_turns: int = Field(default=12, ge=1, description="tool-use turns per step")
     command_timeout_s: float = Field(default=120.0, gt=0, description="run_command default timeout")
     output_cap: int = Field(default=16_000, ge=256, description="characters of tool output returned to the model")

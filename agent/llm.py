@@ -110,7 +110,8 @@ class LLMClient:
         except anthropic.AuthenticationError as e:
             raise LLMError(f"the model route refused the credential ({e.status_code}); check ANTHROPIC_API_KEY") from e
         except anthropic.APIStatusError as e:
-            raise LLMError(f"the model answered HTTP {e.status_code} after retries: {e.message}") from e
+            retried = " (after retries)" if e.status_code in (408, 409, 429) or e.status_code >= 500 else ""
+            raise LLMError(f"the model answered HTTP {e.status_code}{retried}: {e.message}") from e
         except anthropic.APIConnectionError as e:
             where = self.config.llm_socket or self.client.base_url
             raise LLMError(f"cannot reach the model at {where}: {e}; start the route or the scripted model") from e

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.config import AgentConfig
 from agent.context import build_memory
+from agent.errors import LLMError
 from agent.conversation import Action, Conversation, StepOutcome, describe_actions
 from agent.goals import Goal, GoalBook
 from agent.journal import Journal, timestamp, utc_now
@@ -68,10 +69,22 @@ class Agent:
         return Conversation(self.llm, self.registry, ctx, SYSTEM_PROMPT, self.config.max_turns, self.stop)
 
     def run(self, max_cycles: int | None = None) -> int:
-        """Cycle until stopped (SIGTERM sets `stop`) or `max_cycles` is reached; returns cycles run."""
-        done = 0
+        """Cycle until stopped (SIGTERM sets `stop`) or `max_cycles` is reached; returns cycles run.
+
+        A cycle the model could not serve (LLMError, after the SDK's own retries) is journaled and
+        retried after a growing pause; `max_llm_failures` in a row end the run with that error.
+        """
+        done, failures = 0, 0
         while not self.stop.is_set() and (max_cycles is None or done < max_cycles):
-            self.cycle()
+            try:
+                self.cycle()
+                failures = 0
+            except LLMError as e:
+                failures += 1
+                self.journal.append("notes", "error", f"**LLM failure {failures} in a row:** {e}")
+                if failures >= self.config.max_llm_failures:
+                    raise
+                self.stop.wait(self.config.error_backoff_s * 2 ** (failures - 1))
             done += 1
         return done
 

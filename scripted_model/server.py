@@ -27,15 +27,19 @@ class ScriptState:
         self._seen_prefixes: set[str] = set()
         self._lock = threading.Lock()
 
-    def next_step(self, body: dict[str, Any]) -> tuple[int, Step | None]:
+    def next_step(self, body: dict[str, Any]) -> tuple[int, Step | None, str | None]:
+        """The step answering this request, and why the request does not match it (then not consumed)."""
         with self._lock:
             self.requests.append(body)
             index = self.steps_served
             steps = self.scenario.steps
             if index >= len(steps) and self.scenario.on_exhausted == "error":
-                return index, None
-            self.steps_served += 1
-            return index, steps[index % len(steps)]
+                return index, None, None
+            step = steps[index % len(steps)]
+            problem = match_problem(step, index, body)
+            if problem is None:
+                self.steps_served += 1
+            return index, step, problem
 
     def usage_for(self, step: Step, body: dict[str, Any], content: list[dict[str, Any]]) -> dict[str, int]:
         prefix, rest = request_token_split(body)
@@ -146,19 +150,18 @@ class MessagesHandler(BaseHTTPRequestHandler):
         if missing:
             self._send_error(400, "invalid_request_error", f"missing required field(s): {', '.join(missing)}")
             return
-        index, step = self.state.next_step(body)
+        index, step, problem = self.state.next_step(body)
         if step is None:
             name, count = self.state.scenario.name, len(self.state.scenario.steps)
             self._send_error(400, "invalid_request_error", f"scenario {name!r} is exhausted after {count} steps")
             return
         if step.delay_ms:
             time.sleep(step.delay_ms / 1000)
-        if step.error is not None:
-            self._send_scripted_error(step.error)
-            return
-        problem = match_problem(step, index, body)
         if problem:
             self._send_error(400, "invalid_request_error", problem)
+            return
+        if step.error is not None:
+            self._send_scripted_error(step.error)
             return
         content = render_content(step, index)
         message = {

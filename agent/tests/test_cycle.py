@@ -4,6 +4,9 @@ import threading
 
 import pytest
 
+from agent.errors import LLMError
+from agent.journal import Journal
+
 from agent.llm import LLMClient, build_sdk_client
 from agent.loop import Agent, reflection_sections
 from agent.registry import default_registry
@@ -52,3 +55,34 @@ def test_reflection_always_has_the_three_sections():
     assert text.index("### Summary") < text.index("### Lessons learned") < text.index("### Improvement recommendations")
     assert "(not given)" in text
     assert "free text" in reflection_sections("free text")
+
+
+BAD_REQUEST = {"error": {"status": 400, "type": "invalid_request_error", "message": "scripted refusal"}}
+QUIET_CYCLE = [
+    {"content": [{"type": "text", "text": "1. Nothing."}]},
+    {"content": [{"type": "text", "text": "Nothing to do.\nGOAL STATUS: complete"}]},
+    {"content": [{"type": "text", "text": "### Summary\nQuiet.\n\n### Lessons learned\n- None.\n\n### Improvement recommendations\n- None."}]},
+    {"content": [{"type": "text", "text": "NO CHANGE"}]},
+]
+
+
+def _agent_on(config, server):
+    config = config.model_copy(update={"llm_socket": server.socket_path, "error_backoff_s": 0.01, "max_llm_failures": 2})
+    return Agent(config, LLMClient(config, build_sdk_client(config, env={"ANTHROPIC_API_KEY": "k"})), default_registry(), threading.Event())
+
+
+def test_run_journals_a_model_failure_and_goes_on(config, short_dir):
+    with ScriptedModelServer(Scenario(steps=[BAD_REQUEST, *QUIET_CYCLE]), socket_path=short_dir / "a.sock") as server:
+        assert _agent_on(config, server).run(max_cycles=2) == 2
+        assert server.steps_served == 5
+    kinds = [e.kind for e in Journal(config.journal_dir).entries()]
+    assert kinds == ["error", "cycle", "reflection"]
+
+
+def test_run_gives_up_after_repeated_model_failures(config, short_dir):
+    with ScriptedModelServer(Scenario(steps=[BAD_REQUEST] * 3), socket_path=short_dir / "b.sock") as server:
+        with pytest.raises(LLMError, match="HTTP 400: .*scripted refusal"):
+            _agent_on(config, server).run()
+        assert server.steps_served == 2
+    errors = [e.body for e in Journal(config.journal_dir).entries() if e.kind == "error"]
+    assert [b.split(":**")[0] for b in errors] == ["**LLM failure 1 in a row", "**LLM failure 2 in a row"]

@@ -57,7 +57,7 @@ def test_the_sdk_retries_overloaded_and_rate_limited(serve, tmp_path):
 def test_retries_give_up_with_a_clear_error(serve, tmp_path):
     server = serve(Scenario(steps=[{"error": {"status": 529, "type": "overloaded_error", "message": "Overloaded"}}] * 3))
     config = AgentConfig(workspace=tmp_path, outbox=tmp_path / "o", base_url=server.url, max_retries=2)
-    with pytest.raises(LLMError, match="HTTP 529 after retries"):
+    with pytest.raises(LLMError, match=r"HTTP 529 \(after retries\)"):
         LLMClient(config, build_sdk_client(config, env={"ANTHROPIC_API_KEY": "k"})).complete("sys", [], ASK["messages"])
 
 
@@ -78,13 +78,16 @@ def test_uds_with_a_plain_httpx2_client(serve, short_dir):
         assert http.post("http://x/v1/messages", json=ASK).json()["content"][1]["name"] == "read_file"
 
 
-def test_exhausted_scenario_and_mismatch_are_400s(serve):
+def test_mismatch_is_a_400_that_keeps_the_step_and_exhaustion_is_a_400(serve):
     server = serve(Scenario(steps=[{"content": [{"type": "text", "text": "x"}], "match": {"contains": "expected words"}}]))
     client = anthropic.Anthropic(base_url=server.url, api_key="k", max_retries=0)
-    with pytest.raises(anthropic.BadRequestError, match="expects the last user message to contain 'expected words'"):
+    with pytest.raises(anthropic.BadRequestError, match="step 0 expects the last user message to contain 'expected words'"):
         client.messages.create(**ASK)
+    assert server.steps_served == 0
+    matching = {**ASK, "messages": [{"role": "user", "content": "here are the expected words"}]}
+    assert client.messages.create(**matching).content[0].text == "x"
     with pytest.raises(anthropic.BadRequestError, match="exhausted after 1 steps"):
-        client.messages.create(**ASK)
+        client.messages.create(**matching)
 
 
 def test_usage_simulates_prompt_caching(serve):
