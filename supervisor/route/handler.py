@@ -62,7 +62,7 @@ class RouteHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        try:  # headers and body go out in separate writes; Nagle would hold the second one back
+        try:  # stream chunks are small separate writes; Nagle would hold them back for an ACK
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass  # a Unix socket has no Nagle
