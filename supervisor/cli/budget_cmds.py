@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from supervisor.git_ops import find_common_dir
+from supervisor.errors import ConfigError
+from supervisor.git_ops import GitError, find_common_dir
 from supervisor.instance import CONFIG_NAME, HOME_ENV, Instance
 from supervisor.route.config import RouteConfig
 from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerTotals, read_entries, utc_now
@@ -20,7 +21,10 @@ def _locate(home: Path | None, repo: Path | None, config: Path | None) -> tuple[
     if home is not None or (repo is None and _looks_like_instance(Path(os.environ.get(HOME_ENV) or "."))):
         instance = Instance.locate(home)
         return instance.state, config or instance.config_path
-    common = find_common_dir(repo or Path("."))
+    try:
+        common = find_common_dir(repo or Path("."))
+    except GitError as exc:
+        raise ConfigError(f"{exc}; or pass --home DIR for an instance (or set {HOME_ENV})") from exc
     beside = common.parent / CONFIG_NAME  # an instance keeps repo.git next to its ouroboros.toml
     return common / "ouroboros", config or (beside if beside.is_file() else None)
 

@@ -86,3 +86,10 @@ def test_budget_errors_are_one_clear_line(cli, tmp_path, instance):
     (instance / "ouroboros.toml").write_text("[route.caps]\nper_week = 1\n")
     result = cli("--home", str(instance))
     assert result.exit_code == 1 and "caps.per_week" in result.output and "fix the file" in result.output
+
+
+def test_budget_outside_any_instance_or_repository_says_what_to_pass(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OUROBOROS_HOME", raising=False)
+    result = cli()
+    assert result.exit_code == 1 and "--repo" in result.output and "--home" in result.output
