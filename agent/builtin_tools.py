@@ -7,6 +7,8 @@ import re
 import signal
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -58,6 +60,20 @@ class ProposeArgs(_Args):
     summary: str | None = Field(default=None, description="one-line subject; defaults to the first line of why")
 
 
+def _wait(proc: subprocess.Popen[bytes], timeout: float, stop: threading.Event | None) -> int | str:
+    """The exit code, or why the command's process group was killed (timeout, or the agent stopping)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return proc.wait(timeout=min(0.2, max(deadline - time.monotonic(), 0.01)))
+        except subprocess.TimeoutExpired:
+            stopping = stop is not None and stop.is_set()
+            if stopping or time.monotonic() >= deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return "killed: the agent is stopping" if stopping else f"killed after {timeout:g}s timeout"
+
+
 def run_command(ctx: ToolContext, args: RunCommandArgs) -> str:
     timeout = args.timeout_s or ctx.command_timeout_s
     with tempfile.TemporaryFile() as out:
@@ -65,12 +81,7 @@ def run_command(ctx: ToolContext, args: RunCommandArgs) -> str:
             args.command, shell=True, cwd=ctx.workspace, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,  # own group: a timeout kills its children too
         )
-        try:
-            code: int | str = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            code = f"killed after {timeout:g}s timeout"
+        code = _wait(proc, timeout, ctx.stop)
         size = out.tell()
         out.seek(0)
         head = out.read(ctx.output_cap + 1).decode("utf-8", errors="replace")

@@ -64,7 +64,7 @@ class Agent:
         self.goals = GoalBook(config.goals_dir)
 
     def _conversation(self) -> Conversation:
-        ctx = ToolContext(workspace=self.config.workspace, outbox=self.config.outbox,
+        ctx = ToolContext(workspace=self.config.workspace, outbox=self.config.outbox, stop=self.stop,
                           command_timeout_s=self.config.command_timeout_s, output_cap=self.config.output_cap)
         return Conversation(self.llm, self.registry, ctx, SYSTEM_PROMPT, self.config.max_turns, self.stop)
 

@@ -11,6 +11,7 @@ and the tool becomes both a model-callable tool and an `ouroboros tools <name>` 
 from __future__ import annotations
 
 import importlib
+import threading
 import pkgutil
 from collections.abc import Callable
 from pathlib import Path
@@ -28,10 +29,11 @@ Phase = Literal["execute", "reflect"]
 class ToolContext(BaseModel):
     """What a tool may know: the workspace, the phase, limits and where proposals go."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     workspace: Path
     phase: Phase = "execute"
+    stop: threading.Event | None = Field(default=None, description="set when the agent must stop; long tools give up")
     outbox: Path
     command_timeout_s: float = 120.0
     output_cap: int = 16_000

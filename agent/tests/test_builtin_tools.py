@@ -86,3 +86,12 @@ def test_propose_only_in_reflection(tools, ctx):
     files = list(ctx.outbox.glob("proposal-*.json"))
     assert len(files) == 1 and files[0].stem.removeprefix("proposal-") in out
     assert json.loads(files[0].read_text())["summary"] == "Speed up search"
+
+
+def test_run_command_gives_up_when_the_agent_stops(tools, ctx):
+    import threading
+
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    out = call(tools, ctx.model_copy(update={"stop": stop}), "run_command", command="sleep 30")
+    assert out.splitlines()[0] == "exit code: killed: the agent is stopping"

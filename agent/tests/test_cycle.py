@@ -86,3 +86,15 @@ def test_run_gives_up_after_repeated_model_failures(config, short_dir):
         assert server.steps_served == 2
     errors = [e.body for e in Journal(config.journal_dir).entries() if e.kind == "error"]
     assert [b.split(":**")[0] for b in errors] == ["**LLM failure 1 in a row", "**LLM failure 2 in a row"]
+
+
+def test_tool_turns_per_step_are_capped(config, short_dir):
+    looping = {"content": [{"type": "tool_use", "name": "search_files", "input": {"pattern": "*"}}]}
+    steps = [QUIET_CYCLE[0], looping, looping, looping, *QUIET_CYCLE[2:]]
+    with ScriptedModelServer(Scenario(steps=steps), socket_path=short_dir / "c.sock") as server:
+        agent = _agent_on(config.model_copy(update={"max_turns": 3}), server)
+        report = agent.cycle()
+    assert not report.completed and len(report.actions) == 3
+    assert "step ended: turn_cap" in report.result
+    notes = next(e for e in Journal(config.journal_dir).entries() if e.kind == "cycle")
+    assert "**Status:** incomplete" in notes.body

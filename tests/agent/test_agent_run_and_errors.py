@@ -8,6 +8,7 @@ import sys
 import time
 
 from agent.journal import JournalRecord
+from scripted_model import Scenario
 from conftest import SCENARIOS, agent_env, make_workspace, run_agent
 
 
@@ -36,6 +37,27 @@ def test_sigterm_finishes_the_step_and_exits_zero(workspace, serve):
                for path in (workspace / "agent/journal").glob("*/*/*/entries.jsonl") for line in path.read_text().splitlines()]
     assert [r.kind for r in records].count("cycle") >= 2  # every line parses: nothing torn by the signal
     assert records[-1].data.get("status") in ("complete", "stopped") or records[-1].kind == "reflection"
+
+
+def test_sigterm_during_a_long_command_kills_it_and_journals_the_stop(workspace, serve):
+    server = serve(Scenario(steps=[
+        {"content": [{"type": "text", "text": "1. Run the slow check."}]},
+        {"content": [{"type": "tool_use", "name": "run_command", "input": {"command": "sleep 120", "timeout_s": 300}}]},
+        {"content": [{"type": "text", "text": "unreachable: the agent stops before asking again"}]},
+    ]))
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "run"], cwd=workspace, env=agent_env(workspace, server.url),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: server.steps_served >= 2), "the command never started"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)  # far less than the 120 s command
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert server.steps_served == 2
+    notes = next((workspace / "agent/journal").glob("*/*/*/notes.md")).read_text()
+    assert "**Status:** stopped" in notes and "killed: the agent is stopping" in notes
 
 
 def test_max_cycles_bounds_a_run(workspace, serve):
