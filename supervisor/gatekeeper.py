@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from supervisor.candidates import (CANDIDATE_PREFIX, FINAL_STATES, REJECTED_PREFIX, CandidateError,
                                    CandidateRecord, CandidateStore, make_candidate_commit, now)
@@ -197,10 +197,14 @@ class Gatekeeper:
         return self.verdict(record)
 
     def _commit(self, record: CandidateRecord) -> None:
-        config = self.config(record.base)
         assert record.proposal is not None
-        commit, snapshot = make_candidate_commit(self.git, record, config, self.scratch,
-                                                 record.proposal.commit_message())
+        try:
+            config = self.config(record.base)
+            commit, snapshot = make_candidate_commit(self.git, record, config, self.scratch,
+                                                     record.proposal.commit_message())
+        except (OuroborosError, ValidationError, OSError) as exc:  # fail closed: what cannot be committed is rejected
+            self._reject(record, [f"the workspace could not be committed: {exc}"])
+            return
         self._move(record.branch, commit)
         record.commit, record.refused = commit, snapshot.refused
         if snapshot.refused:
@@ -214,8 +218,12 @@ class Gatekeeper:
     def _gate(self, record: CandidateRecord) -> None:
         assert record.commit is not None
         base = self.git.parents(record.commit)[0]
-        config = self.config(base)
-        result = self.runner.judge(record.commit, base, config, self._baseline(base, config))
+        try:
+            config = self.config(base)
+            result = self.runner.judge(record.commit, base, config, self._baseline(base, config))
+        except (OuroborosError, ValidationError) as exc:  # fail closed: a gate that could not run is a rejection
+            self._reject(record, [f"the gate could not run: {exc}"])
+            return
         record.gate = result
         record.reasons = list(result.reasons)
         if not result.passed:
