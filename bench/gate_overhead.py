@@ -8,6 +8,7 @@ Usage: python bench/gate_overhead.py [--runs 5]
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,9 +43,12 @@ def main() -> None:
     gate_cmd = [sys.executable, "-m", "supervisor.cli", "gate", "main", "--repo", str(repo)]
     supervisor = [str(Path(sys.executable).with_name("supervisor")), "gate", "main", "--repo", str(repo)]
     gate_cmd = supervisor if Path(supervisor[0]).exists() else gate_cmd
-    _timed(gate_cmd, root)  # warm-up: builds or finds the image, warms the page cache
-    host = statistics.median(_timed(host_cmd, checkout) for _ in range(runs))
-    gate = statistics.median(_timed(gate_cmd, root) for _ in range(runs))
+    try:
+        _timed(gate_cmd, root)  # warm-up: builds or finds the image, warms the page cache
+        host = statistics.median(_timed(host_cmd, checkout) for _ in range(runs))
+        gate = statistics.median(_timed(gate_cmd, root) for _ in range(runs))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     print(f"host suite T      {host * 1000:8.0f} ms (median of {runs})")
     print(f"supervisor gate   {gate * 1000:8.0f} ms (median of {runs}, CLI start-up included)")
     print(f"gate_overhead_ms {round((gate - host) * 1000)} (target < 1000)")
