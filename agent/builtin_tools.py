@@ -85,8 +85,9 @@ def run_command(ctx: ToolContext, args: RunCommandArgs) -> str:
         size = out.tell()
         out.seek(0)
         head = out.read(ctx.output_cap + 1).decode("utf-8", errors="replace")
-    output = ctx.cap(head) if size <= ctx.output_cap else head[: ctx.output_cap] + f"\n[... {size - ctx.output_cap} more bytes cut]"
-    return f"exit code: {code}\n{output}"
+    if size > ctx.output_cap:
+        return f"exit code: {code}\n{head[: ctx.output_cap]}\n[... {size - ctx.output_cap} more bytes cut]"
+    return f"exit code: {code}\n{head}"
 
 
 def read_file(ctx: ToolContext, args: ReadFileArgs) -> str:
@@ -155,16 +156,18 @@ def propose(ctx: ToolContext, args: ProposeArgs) -> str:
     return f"proposal {proposal.id} written to {path.name}: {proposal.summary}"
 
 
-_BUILTINS: list[tuple[str, str, type[BaseModel], Callable[[ToolContext, object], str]]] = [
-    ("run_command", "Run a shell command in the workspace; returns the exit code and the (capped) combined output.", RunCommandArgs, run_command),  # type: ignore[list-item]
-    ("read_file", "Read a text file in the workspace, optionally a range of lines.", ReadFileArgs, read_file),  # type: ignore[list-item]
-    ("write_file", "Create or overwrite a text file in the workspace. Your own source (agent/, scripted_model/, gate.toml) is writable only in the reflection phase.", WriteFileArgs, write_file),  # type: ignore[list-item]
-    ("search_files", "List files in the workspace matching a glob pattern.", SearchFilesArgs, search_files),  # type: ignore[list-item]
-    ("search_content", "Search text files in the workspace for a regular expression; returns path:line: text.", SearchContentArgs, search_content),  # type: ignore[list-item]
-    ("propose", "Reflection phase only: propose the changes you made to your own code for the test gate, with the reason.", ProposeArgs, propose),  # type: ignore[list-item]
-]
-
-
 def register_tools(register: Callable[[Tool], None]) -> None:
-    for name, description, args_model, handler in _BUILTINS:
-        register(Tool(name=name, description=description, args_model=args_model, handler=handler))
+    register(Tool(name="run_command", args_model=RunCommandArgs, handler=run_command,
+                  description="Run a shell command in the workspace; returns the exit code and the (capped) combined output."))
+    register(Tool(name="read_file", args_model=ReadFileArgs, handler=read_file,
+                  description="Read a text file in the workspace, optionally a range of lines."))
+    register(Tool(name="write_file", args_model=WriteFileArgs, handler=write_file,
+                  description="Create or overwrite a text file in the workspace. Your own source (agent/, "
+                              "scripted_model/, gate.toml) is writable only in the reflection phase."))
+    register(Tool(name="search_files", args_model=SearchFilesArgs, handler=search_files,
+                  description="List files in the workspace matching a glob pattern."))
+    register(Tool(name="search_content", args_model=SearchContentArgs, handler=search_content,
+                  description="Search text files in the workspace for a regular expression; returns path:line: text."))
+    register(Tool(name="propose", args_model=ProposeArgs, handler=propose,
+                  description="Reflection phase only: propose the changes you made to your own code for the test "
+                              "gate, with the reason."))

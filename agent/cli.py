@@ -11,6 +11,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from agent.cli_tools import tools
 from agent.config import AgentConfig
 from agent.errors import AgentError
 from agent.goals import GoalBook
@@ -20,7 +21,6 @@ from agent.loop import Agent
 from agent.proposal import pending_proposals, write_proposal
 from agent.registry import default_registry
 from agent.usage import Usage
-from agent.cli_tools import tools
 
 
 class AgentGroup(click.Group):
@@ -110,8 +110,12 @@ def feedback(config: AgentConfig, message: str) -> None:
 def propose(config: AgentConfig, why: str, summary: str | None, json_output: bool) -> None:
     """Propose the workspace's changes to the agent's code for the test gate (never commits)."""
     proposal, path = write_proposal(config.outbox, why, summary)
-    Journal(config.journal_dir).append("notes", "proposal", f"**Proposal:** {proposal.id}\n\n**Summary:** {proposal.summary}\n\n{proposal.why}")
-    click.echo(json.dumps({**proposal.model_dump(), "path": str(path)}) if json_output else f"proposal {proposal.id} written to {path}")
+    body = f"**Proposal:** {proposal.id}\n\n**Summary:** {proposal.summary}\n\n{proposal.why}"
+    Journal(config.journal_dir).append("notes", "proposal", body, data={"proposal": proposal.id})
+    if json_output:
+        click.echo(json.dumps({**proposal.model_dump(), "path": str(path)}))
+    else:
+        click.echo(f"proposal {proposal.id} written to {path}")
 
 
 def _status(config: AgentConfig) -> dict[str, Any]:
@@ -121,15 +125,15 @@ def _status(config: AgentConfig) -> dict[str, Any]:
         goals: list[str] | str = [g.title for g in GoalBook(config.goals_dir).read_active()]
     except AgentError as e:
         goals = f"error: {e}"
-    today = sum((r.usage for r in journal.records_today() if r.usage and r.kind == "cycle"), Usage())
-    reflections = sum((r.usage for r in journal.records_today() if r.usage and r.kind == "reflection"), Usage())
+    # cycle entries carry plan+execute usage, reflection entries the rest: together, today's total
+    today = sum((r.usage for r in journal.records_today() if r.usage and r.kind in ("cycle", "reflection")), Usage())
     return {
         "workspace": str(config.workspace),
         "model": config.model,
         "active_goals": goals,
         "journal_entries": len(entries),
         "last_entry": f"{entries[-1].ts} {entries[-1].kind}" if entries else None,
-        "tokens_today": (today + reflections).model_dump(),
+        "tokens_today": today.model_dump(),
         "pending_proposals": [p.id for p in pending_proposals(config.outbox)],
         "outbox": str(config.outbox),
     }
@@ -146,7 +150,10 @@ def status(config: AgentConfig, json_output: bool) -> None:
         return
     goals = data["active_goals"]
     click.echo(f"workspace: {data['workspace']}\nmodel: {data['model']}")
-    click.echo(f"goals: {goals}" if isinstance(goals, str) else f"goals: {len(goals)} active" + (f" (next: {goals[0]})" if goals else ""))
+    if isinstance(goals, str):
+        click.echo(f"goals: {goals}")
+    else:
+        click.echo(f"goals: {len(goals)} active" + (f" (next: {goals[0]})" if goals else ""))
     click.echo(f"journal: {data['journal_entries']} entries; last: {data['last_entry'] or 'none'}")
     click.echo(f"tokens today: {Usage(**data['tokens_today']).line()}")
     click.echo(f"pending proposals: {len(data['pending_proposals'])} in {data['outbox']}")

@@ -14,6 +14,7 @@ from agent.registry import Phase, ToolContext, ToolRegistry
 from agent.usage import Usage
 
 NO_TOOLS = {"type": "none"}
+_ENDINGS: dict[str, Literal["end_turn", "max_tokens"]] = {"end_turn": "end_turn", "stop_sequence": "end_turn", "max_tokens": "max_tokens"}
 
 
 class Action(BaseModel):
@@ -55,7 +56,9 @@ def _short(args: dict[str, Any]) -> dict[str, Any]:
 class Conversation:
     """Runs steps against one message list, with the tools executed in the step's phase."""
 
-    def __init__(self, llm: LLMClient, registry: ToolRegistry, base_context: ToolContext, system: str, max_turns: int, stop: threading.Event) -> None:
+    def __init__(
+        self, llm: LLMClient, registry: ToolRegistry, base_context: ToolContext, system: str, max_turns: int, stop: threading.Event
+    ) -> None:
         self.llm = llm
         self.registry = registry
         self.base_context = base_context
@@ -75,7 +78,7 @@ class Conversation:
             if reply.text:
                 outcome.text = reply.text
             if reply.stop_reason != "tool_use" or not reply.tool_uses:
-                outcome.ended = "end_turn" if reply.stop_reason in ("end_turn", "stop_sequence") else "max_tokens" if reply.stop_reason == "max_tokens" else "other"
+                outcome.ended = _ENDINGS.get(reply.stop_reason or "", "other")
                 return outcome
             results = [self._run_tool(ctx, block, outcome) for block in reply.tool_uses]
             self.messages.append({"role": "user", "content": results})

@@ -54,6 +54,12 @@ def reflection_sections(text: str) -> str:
     return "\n\n".join(f"### {name}\n\n{found[name] or '(not given)'}" for name in REFLECTION_SECTIONS)
 
 
+def proposal_ids(actions: list[Action]) -> list[str]:
+    """Ids of the proposals the successful `propose` calls wrote."""
+    found = (_PROPOSAL_ID.search(a.output) for a in actions if a.tool == "propose" and a.ok)
+    return [m.group(1) for m in found if m]
+
+
 class Agent:
     def __init__(self, config: AgentConfig, llm: LLMClient, registry: ToolRegistry, stop: threading.Event | None = None) -> None:
         self.config = config
@@ -143,7 +149,7 @@ class Agent:
         if not self.stop.is_set():
             modify = talk.step(SELF_MODIFY_PROMPT, "reflect")
             usage = usage + modify.usage
-            report.proposals = [m.group(1) for a in modify.actions if a.tool == "propose" and a.ok for m in [_PROPOSAL_ID.search(a.output)] if m]
+            report.proposals = proposal_ids(modify.actions)
             report.self_modification = modify.text or f"(step ended: {modify.ended})"
         report.usage = report.usage + usage
         self._journal_reflection(report, modify, usage)

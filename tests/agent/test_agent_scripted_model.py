@@ -38,8 +38,8 @@ def test_plain_and_streamed_answers_match(serve):
         events = [event.type for event in stream]
         streamed = stream.get_final_message()
     assert plain.stop_reason == streamed.stop_reason == "tool_use"
-    assert [b.model_dump(exclude={"parsed_output"}) for b in streamed.content] == [b.model_dump() for b in plain.content][:1] + [
-        streamed.content[1].model_dump()]
+    assert [b.type for b in streamed.content] == [b.type for b in plain.content] == ["text", "tool_use"]
+    assert streamed.content[1].id == "toolu_0001_1" and plain.content[1].id == "toolu_0000_1"
     assert streamed.content[0].text == plain.content[0].text and streamed.content[1].input == {"path": "README.md"}
     assert streamed.usage.output_tokens == plain.usage.output_tokens and streamed.usage.input_tokens == plain.usage.input_tokens
     assert events[0] == "message_start" and "content_block_delta" in events and events[-1] == "message_stop"
