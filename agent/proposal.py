@@ -22,8 +22,8 @@ class Proposal(BaseModel):
     version: Literal[1] = 1
     kind: Literal["proposal"] = "proposal"
     id: str = Field(default_factory=lambda: uuid.uuid4().hex, pattern=r"^[0-9a-f]{32}$")
-    why: str = Field(min_length=1, description="the reason; becomes the commit body")
-    summary: str = Field(min_length=1, max_length=200, description="one line; becomes the commit subject")
+    why: str = Field(min_length=1, max_length=20_000, description="the reason; becomes the commit body")
+    summary: str = Field(min_length=1, max_length=200, pattern=r"^[^\r\n]+$", description="one line; becomes the commit subject")
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 

@@ -33,3 +33,10 @@ def test_unknown_fields_are_rejected():
 
 def test_summary_defaults_to_a_short_first_line():
     assert summary_from_why("x" * 100).endswith("...") and len(summary_from_why("x" * 100)) == 72
+
+
+def test_summary_must_be_one_line_and_why_bounded():
+    with pytest.raises(ValidationError):
+        Proposal(why="w", summary="two\nlines")
+    with pytest.raises(ValidationError):
+        Proposal(why="x" * 20_001, summary="s")
