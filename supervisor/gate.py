@@ -22,7 +22,7 @@ import stat
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +38,7 @@ LOG_TAIL_CHARS = 4000
 CONTAINER_UID = 10001
 
 PassName = Literal["candidate", "main-tests", "baseline"]
+BaselineLoader = Callable[[str, "GateConfig"], "dict[str, str] | None"]
 
 
 class Failure(BaseModel):
@@ -95,15 +96,19 @@ class GateRunner:
     # -- the verdict ------------------------------------------------------------------------
 
     def judge(self, commit: str, base: str | None, config: GateConfig,
-              baseline: dict[str, str] | None = None) -> GateResult:
-        """Gate `commit`; with a base, also protected paths, no-shrink and main's own tests."""
+              baseline: BaselineLoader | None = None) -> GateResult:
+        """Gate `commit`; with a base, also protected paths, no-shrink and main's own tests.
+
+        `baseline(base, config)` gives the base's test outcomes (e.g. from a cache); it is only
+        called once the cheaper checks and the candidate pass have succeeded.
+        """
         started = time.monotonic()
-        result = self._judge(commit, base, config, baseline)
+        result = self._judge(commit, base, config, baseline or self.baseline)
         result.duration_s = round(time.monotonic() - started, 3)
         return result
 
     def _judge(self, commit: str, base: str | None, config: GateConfig,
-               baseline: dict[str, str] | None) -> GateResult:
+               load_baseline: BaselineLoader) -> GateResult:
         changes = self.git.changed_paths(base, commit) if base else []
         if base:
             top_level = {entry.path.split("/", 1)[0] for entry in self.git.ls_tree(base)}
@@ -121,8 +126,7 @@ class GateRunner:
             return result
         if base is None:
             return result
-        if baseline is None:
-            baseline = self.baseline(base, config)
+        baseline = load_baseline(base, config)
         if baseline is None:
             return _fail(result, f"could not establish the tests of base {base[:12]}: its own gate run failed")
         shrink = compare_to_baseline(baseline, result.test_ids)

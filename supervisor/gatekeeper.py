@@ -220,7 +220,7 @@ class Gatekeeper:
         base = self.git.parents(record.commit)[0]
         try:
             config = self.config(base)
-            result = self.runner.judge(record.commit, base, config, self._baseline(base, config))
+            result = self.runner.judge(record.commit, base, config, self._baseline)
         except (OuroborosError, ValidationError) as exc:  # fail closed: a gate that could not run is a rejection
             self._reject(record, [f"the gate could not run: {exc}"])
             return
@@ -390,10 +390,9 @@ class Gatekeeper:
             if base_commit is None:
                 raise GitError(f"base {base!r} names no commit in {self.common}")
         config = config or self._config or self._config_at(base_commit or commit)
-        baseline = self._baseline(base_commit, config) if base_commit and base_commit != commit else None
         if base_commit == commit:
             base_commit = None
-        return self.runner.judge(commit, base_commit, config, baseline)
+        return self.runner.judge(commit, base_commit, config, self._baseline)
 
     def _config_at(self, rev: str) -> GateConfig:
         data = self.git.read_blob(rev, CONFIG_FILE)

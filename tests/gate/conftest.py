@@ -16,9 +16,11 @@ def bare_repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def offline_keeper(bare_repo: Path) -> Gatekeeper:
+def offline_keeper(bare_repo: Path):
     """A gatekeeper for tests that must never reach a container (rejections before any test runs)."""
-    return Gatekeeper(bare_repo, engine=_NoEngine(), image="never-used")
+    engine = _NoEngine()
+    yield Gatekeeper(bare_repo, engine=engine, image="never-used")
+    assert engine.started == [], "a container was started although the verdict needed none"
 
 
 @pytest.fixture
@@ -34,7 +36,12 @@ def keeper_factory(docker_engine, agent_image, sandbox_instance, tmp_path: Path)
 
 
 class _NoEngine:
-    """Stands in for Docker where a test proves no container is ever started."""
+    """Stands in for Docker where a test proves no container is ever started (the gate would turn
+    an exception into a rejection, so calls are recorded and checked after the test)."""
+
+    def __init__(self) -> None:
+        self.started: list[list[str]] = []
 
     def run(self, spec, deadline_s, output_cap=1_000_000):
-        raise AssertionError(f"a container was started ({spec.command}) although none should be")
+        self.started.append(spec.command)
+        raise RuntimeError("no container may run in this test")
