@@ -56,10 +56,11 @@ def _agent(config: AgentConfig, stop: threading.Event | None = None, max_turns: 
     return Agent(config, llm, default_registry(), stop)
 
 
-def _echo_report(report: Any) -> None:
+def _echo_report(report: Any, reflection_only: bool = False) -> None:
     status = "stopped" if report.stopped else "complete" if report.completed else "incomplete"
     proposals = ", ".join(report.proposals) or "none"
-    click.echo(f"cycle: {report.goal} — {status}; proposals: {proposals}; tokens: {report.usage.line()}")
+    what = "reflection" if reflection_only else f"cycle: {report.goal} — {status}"
+    click.echo(f"{what}; proposals: {proposals}; tokens: {report.usage.line()}")
 
 
 @main.command()
@@ -90,7 +91,7 @@ def cycle(config: AgentConfig, once: bool, max_turns: int | None) -> None:
 @click.pass_obj
 def reflect(config: AgentConfig) -> None:
     """Reflect on the recent journal without a task, then self-modify and propose if worthwhile."""
-    _echo_report(_agent(config).reflect())
+    _echo_report(_agent(config).reflect(), reflection_only=True)
 
 
 @main.command()

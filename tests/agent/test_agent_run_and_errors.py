@@ -113,3 +113,25 @@ def test_bad_scenario_file_is_a_clear_error(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "scenario file" in result.stderr and "steps.0.content.0.text.text: Field required" in result.stderr
+
+
+def test_reflect_command_reflects_without_a_task(workspace, serve):
+    server = serve(Scenario(steps=[
+        {"content": [{"type": "text", "text": "### Summary\nQuiet day.\n\n### Lessons learned\n- Rest.\n\n"
+                                                "### Improvement recommendations\n- None."}],
+         "match": {"contains": "## Reflection without a task"}},
+        {"content": [{"type": "text", "text": "NO CHANGE: nothing to improve."}], "match": {"contains": "## Step: self-modify"}},
+    ]))
+    result = run_agent(workspace, "reflect", env=agent_env(workspace, server.url))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("reflection; proposals: none")
+    reflections = next((workspace / "agent/journal").glob("*/*/*/reflections.md")).read_text()
+    assert "### Lessons learned\n\n- Rest." in reflections and "NO CHANGE" in reflections
+
+
+def test_feedback_reaches_the_next_prompt(workspace, serve):
+    assert run_agent(workspace, "feedback", "Please keep reports under 20 lines.", env=agent_env(workspace)).returncode == 0
+    server = serve(SCENARIOS / "idle_loop.json")
+    assert run_agent(workspace, "cycle", "--once", env=agent_env(workspace, server.url)).returncode == 0
+    first_prompt = server.requests[0]["messages"][0]["content"][0]["text"]
+    assert "### Recent user feedback" in first_prompt and "Please keep reports under 20 lines." in first_prompt
