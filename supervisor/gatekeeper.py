@@ -364,20 +364,27 @@ class Gatekeeper:
     # -- generation 0, ad-hoc gating, rollback, recovery ---------------------------------------
 
     def genesis(self) -> int:
-        """Gate main as generation 0 if no generation exists yet; returns main's generation."""
+        """Make sure main is a gated generation; returns its number.
+
+        With no generation yet, main is gated and tagged `gen/0`. If main was moved by hand (an
+        operator's commit), it is gated and adopted as the next generation; failing, it is refused.
+        """
         main = self.main()
         known = self.generation_of(main)
-        if known is not None or self.generations():
-            return known if known is not None else -1
+        if known is not None:
+            return known
         result = self.gate_rev(main)
         if not result.passed:
             raise OuroborosError(f"main {main[:12]} does not pass its own gate: {'; '.join(result.reasons)}; "
-                                 f"fix main before starting the agent")
+                                 f"fix main (or `supervisor rollback`) before starting the agent")
+        first = not self.generations()
         with self._merge_lock():
-            self.git.update_ref(f"{GEN_TAG_PREFIX}0", main, ZERO, "ouroboros: generation 0")
+            if first:
+                self.git.update_ref(f"{GEN_TAG_PREFIX}0", main, ZERO, "ouroboros: generation 0")
+            generation = 0 if first else self._tag(main)
         self._store_baseline(main, result.test_ids)
-        self.log.append("genesis", commit=main, main_after=main, generation=0)
-        return 0
+        self.log.append("genesis" if first else "adopted", commit=main, main_after=main, generation=generation)
+        return generation
 
     def gate_rev(self, rev: str, base: str | None = None, config: GateConfig | None = None) -> GateResult:
         """Run the gate on any commit (with a base: also protected paths, no-shrink, base's own tests)."""
@@ -401,7 +408,7 @@ class Gatekeeper:
     def passed_commits(self) -> set[str]:
         """Commits that passed the gate: generation tags plus accepted/genesis records of the log."""
         passed = set(self.generations().values())
-        passed |= {r.commit for r in self.log.records() if r.kind in ("accepted", "genesis") and r.commit}
+        passed |= {r.commit for r in self.log.records() if r.kind in ("accepted", "genesis", "adopted") and r.commit}
         return passed
 
     def rollback(self, to: str | None = None) -> RollbackResult:

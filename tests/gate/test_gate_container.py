@@ -147,3 +147,23 @@ def test_new_conftest_that_forces_passes_is_caught(keeper: Gatekeeper) -> None:
     assert verdict.state == "rejected"
     gate = keeper.store.load(verdict.candidate).gate
     assert [(p.name, p.ok) for p in gate.passes] == [("candidate", True), ("main-tests", False)]
+
+
+def test_main_moved_by_hand_is_gated_and_adopted_or_refused(keeper: Gatekeeper) -> None:
+    from supervisor.errors import OuroborosError
+
+    main = keeper.main()
+    blob = keeper.git.out("hash-object", "-w", "--stdin", input=b"operator notes\n")
+    entries = keeper.git.ls_tree(main)
+    good_tree = keeper.git.tree_from_entries(
+        [*entries, type(entries[0])("100644", "blob", blob, "NOTES.md")], keeper.scratch)
+    good = keeper.git.commit_tree(good_tree, [main], "operator: notes")
+    keeper.git.update_ref(MAIN_REF, good, main)
+    assert keeper.genesis() == 1 and keeper.generations()[1] == good
+    bad_blob = keeper.git.out("hash-object", "-w", "--stdin", input=b"def add(a, b):\n    return 0\n")
+    bad_tree = keeper.git.tree_from_entries(
+        [e if e.path != "agent/calc.py" else type(e)(e.mode, e.kind, bad_blob, e.path)
+         for e in keeper.git.ls_tree(good)], keeper.scratch)
+    keeper.git.update_ref(MAIN_REF, keeper.git.commit_tree(bad_tree, [good], "operator: oops"), good)
+    with pytest.raises(OuroborosError, match="does not pass its own gate"):
+        keeper.genesis()
