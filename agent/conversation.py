@@ -74,12 +74,15 @@ class Conversation:
         for _ in range(self.max_turns):
             reply = self.llm.complete(self.system, self.registry.schemas(), self.messages, None if allow_tools else NO_TOOLS)
             outcome.usage = outcome.usage + reply.usage
-            self.messages.append({"role": "assistant", "content": reply.content or [{"type": "text", "text": "(empty)"}]})
             if reply.text:
                 outcome.text = reply.text
             if reply.stop_reason != "tool_use" or not reply.tool_uses:
+                # Tool calls cut off (e.g. by max_tokens) are not replayed: each tool_use needs a result.
+                text_only = [b for b in reply.content if b["type"] == "text"]
+                self.messages.append({"role": "assistant", "content": text_only or [{"type": "text", "text": "(empty)"}]})
                 outcome.ended = _ENDINGS.get(reply.stop_reason or "", "other")
                 return outcome
+            self.messages.append({"role": "assistant", "content": reply.content})
             results = [self._run_tool(ctx, block, outcome) for block in reply.tool_uses]
             self.messages.append({"role": "user", "content": results})
             if self.stop.is_set():

@@ -126,7 +126,8 @@ class Agent:
         report.actions, report.usage = outcome.actions, report.usage + outcome.usage
         status = _STATUS.findall(outcome.text)
         report.completed = bool(status) and status[-1].lower() == "complete" and outcome.ended == "end_turn"
-        report.result = _STATUS.sub("", outcome.text).strip() or f"(no result; step ended: {outcome.ended})"
+        result = _STATUS.sub("", outcome.text).strip() or "(no result)"
+        report.result = result if outcome.ended == "end_turn" else f"{result}\n\n(step ended: {outcome.ended})"
 
     def _journal_cycle(self, goal: Goal, report: CycleReport) -> None:
         status = "stopped" if report.stopped else "complete" if report.completed else "incomplete"

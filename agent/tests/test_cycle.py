@@ -98,3 +98,14 @@ def test_tool_turns_per_step_are_capped(config, short_dir):
     assert "step ended: turn_cap" in report.result
     notes = next(e for e in Journal(config.journal_dir).entries() if e.kind == "cycle")
     assert "**Status:** incomplete" in notes.body
+
+
+def test_a_cut_off_tool_call_is_not_replayed(config, short_dir):
+    cut_off = {"content": [{"type": "text", "text": "Writing"}, {"type": "tool_use", "name": "write_file", "input": {"path": "x"}}],
+               "stop_reason": "max_tokens"}
+    steps = [QUIET_CYCLE[0], cut_off, *QUIET_CYCLE[2:]]
+    with ScriptedModelServer(Scenario(steps=steps), socket_path=short_dir / "d.sock") as server:
+        report = _agent_on(config, server).cycle()
+        replayed = server.requests[2]["messages"][3]
+    assert not report.completed and report.actions == [] and "max_tokens" in report.result
+    assert replayed == {"role": "assistant", "content": [{"type": "text", "text": "Writing"}]}
