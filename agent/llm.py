@@ -7,12 +7,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import anthropic
-import httpx2
 from pydantic import BaseModel, ConfigDict
 
 from agent.config import AgentConfig
 from agent.errors import LLMError, MissingAPIKeyError
 from agent.usage import Usage
+
+try:  # the SDK's HTTP library: httpx2 from anthropic 2.x on, httpx before; the UDS client must be the same one
+    import httpx2 as sdk_http
+except ImportError:  # pragma: no cover - older SDKs
+    import httpx as sdk_http  # type: ignore[no-redef]
 
 _EPHEMERAL = {"type": "ephemeral"}
 NO_KEY_HELP = (
@@ -52,7 +56,8 @@ def build_sdk_client(config: AgentConfig, env: Mapping[str, str] | None = None) 
     base_url = config.base_url
     if config.llm_socket is not None:
         # Network none in the container: the route is a Unix socket; the URL host is then ignored.
-        http_client = httpx2.Client(transport=httpx2.HTTPTransport(uds=str(config.llm_socket)), timeout=config.request_timeout_s)
+        transport = sdk_http.HTTPTransport(uds=str(config.llm_socket))
+        http_client = sdk_http.Client(transport=transport, timeout=config.request_timeout_s)
         base_url = base_url or "http://llm-route"
     return anthropic.Anthropic(
         api_key=api_key,
