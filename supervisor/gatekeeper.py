@@ -25,7 +25,7 @@ from supervisor.errors import ConfigError, OuroborosError
 from supervisor.gate import Failure, GateResult, GateRunner
 from supervisor.gate_config import CONFIG_FILE, GateConfig, parse_config
 from supervisor.git_ops import GEN_TAG_PREFIX, MAIN_REF, ZERO, Git, GitError, RefMovedError, find_common_dir
-from supervisor.journal_writer import JournalWriter
+from supervisor.journal_writer import JournalError, JournalWriter
 from supervisor.protocol import Proposal
 
 ROLLED_BACK_PREFIX = "refs/ouroboros/rolled-back/"
@@ -240,6 +240,11 @@ class Gatekeeper:
 
     def _merge(self, record: CandidateRecord) -> str:
         assert record.commit is not None
+        gate = record.gate
+        if gate is None or not gate.passed or gate.commit != record.commit:
+            record.state = "gating"  # never merge a commit this record has no passing gate for
+            self.store.save(record)
+            return "regate"
         with self._merge_lock():
             main = self.main()
             if not self.git.is_ancestor(record.commit, main):
@@ -331,7 +336,14 @@ class Gatekeeper:
         for failure in (record.gate.failures if record.gate else [])[:20]:
             message = failure.message.strip().splitlines()
             lines.append(f"- failing test `{failure.test_id}`: {message[0][:300] if message else ''}")
-        self.journal.write(kind, "\n".join(lines))
+        self._note(kind, "\n".join(lines), candidate=record.id)
+
+    def _note(self, kind: str, body: str, candidate: str | None = None) -> None:
+        """Journal for the agent; the agent can break its own journal, which must not block a decision."""
+        try:
+            self.journal.write(kind, body)
+        except JournalError as exc:
+            self.log.append("journal-refused", candidate=candidate, reasons=[str(exc)])
 
     def _baseline(self, base: str, config: GateConfig) -> dict[str, str] | None:
         path = self.reports / f"{base}.json"
@@ -424,7 +436,7 @@ class Gatekeeper:
         generation = self.generation_of(target)
         self.log.append("rollback", commit=target, main_before=main, main_after=target, generation=generation,
                         details={"kept_as": kept})
-        self.journal.write("rollback", f"main rolled back from {main} (generation {current_gen}) to {target} "
+        self._note("rollback", f"main rolled back from {main} (generation {current_gen}) to {target} "
                                        f"(generation {generation}). The rolled-back commits stay at {kept}.")
         return RollbackResult(previous=main, target=target, generation=generation, kept_as=kept)
 

@@ -169,3 +169,30 @@ def test_journal_entry_format(tmp_path: Path) -> None:
     text = path.read_text()
     assert path.relative_to(tmp_path).parts[-1] == "notes.md" and len(path.relative_to(tmp_path).parts) == 4
     assert text.startswith("\n## ") and text.split("\n")[1].endswith("Z gate-accepted")
+
+
+def test_a_sabotaged_journal_does_not_block_the_verdict(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("host\n")
+    day = offline_keeper.journal.write("setup", "x").parent
+    (day / "notes.md").unlink()
+    os.symlink(victim, day / "notes.md")
+    candidate = offline_keeper.create_candidate()
+    write_tree(Path(candidate.worktree), {"gate.toml": "[gate]\n"})
+    verdict = offline_keeper.submit(candidate, proposal("loosen"))
+    assert verdict.state == "rejected" and offline_keeper.store.load(candidate.id).state == "rejected"
+    assert offline_keeper.log.find("journal-refused", candidate=candidate.id)
+    assert victim.read_text() == "host\n"
+
+
+def test_in_tree_symlinks_are_kept_as_links(tmp_path: Path) -> None:
+    from supervisor.candidates import snapshot_workspace
+    from supervisor.gate_config import GateConfig
+
+    workspace, staging = tmp_path / "ws", tmp_path / "stage"
+    write_tree(workspace, {".git": "gitdir: /x\n", "agent/real.py": "X = 1\n"})
+    os.symlink("real.py", workspace / "agent" / "alias.py")
+    snapshot = snapshot_workspace(workspace, staging, GateConfig(), "gitdir: /x\n")
+    assert snapshot.refused == [] and snapshot.files == 2
+    assert os.readlink(staging / "agent" / "alias.py") == "real.py"
+    assert not (staging / ".git").exists()
