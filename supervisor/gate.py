@@ -16,9 +16,7 @@ that one container could write. Order of checks (cheapest first, see docs/gate.m
 
 from __future__ import annotations
 
-import os
 import shutil
-import stat
 import time
 import uuid
 from pathlib import Path
@@ -29,13 +27,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from sandbox import ContainerSpec, Limits, Mount
 from supervisor.gate_config import GateConfig, protected_hits
 from supervisor.git_ops import Git, TreeEntry
-from supervisor.junit import JUnitReport, MalformedReportError, parse_report
+from supervisor.junit import MAX_REPORT_BYTES, JUnitReport, MalformedReportError, parse_report
 
-REPORT_DIR = "/report"
-REPORT_FILE = "junit.xml"
 SRC_DIR = "/src"
+REPORT_PATH = "/tmp/ouroboros-junit.xml"  # on the container's size-capped tmpfs
 LOG_TAIL_CHARS = 4000
-CONTAINER_UID = 10001
+OUTPUT_CAP = 2 * MAX_REPORT_BYTES + 2_000_000  # the report travels in the tail half of the output
+
+# Runs the test command, then prints the report between per-run markers: the container needs no
+# writable host folder at all, so it cannot fill the host's disk or plant links for us to follow.
+WRAPPER = 'rc=0; "$@" || rc=$?; echo; echo "$OUROBOROS_BEGIN"; cat {report}; echo; echo "$OUROBOROS_END"; exit $rc'
 
 PassName = Literal["candidate", "main-tests", "baseline"]
 BaselineLoader = Callable[[str, "GateConfig"], "dict[str, str] | None"]
@@ -176,30 +177,31 @@ class GateRunner:
         """Export `rev` from git objects, run the test command on it read-only, read the report."""
         run_id = f"gate-{uuid.uuid4().hex[:12]}"
         workdir = self.scratch / run_id
-        src, report_dir = workdir / "src", workdir / "report"
+        src = workdir / "src"
+        markers = (f"==OUROBOROS-JUNIT-BEGIN-{run_id}==", f"==OUROBOROS-JUNIT-END-{run_id}==")
         try:
-            for folder in (src, report_dir):
-                folder.mkdir(parents=True)
+            src.mkdir(parents=True)
             self.git.export_tree(rev, src)
-            _give_to_container(report_dir)
             try:
-                spec = self._spec(run_id, src, report_dir, config)
-                run = self._engine().run(spec, deadline_s=config.deadline_s)
+                spec = self._spec(run_id, src, config, markers)
+                run = self._engine().run(spec, deadline_s=config.deadline_s, output_cap=OUTPUT_CAP)
             except Exception as exc:  # fail closed on any engine trouble
                 return PassResult(name=name, ok=False, reason=f"container error: {exc}"), None
-            return _evaluate(name, run, report_dir / REPORT_FILE, config)
+            return _evaluate(name, run, markers, config)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _spec(self, run_id: str, src: Path, report_dir: Path, config: GateConfig) -> ContainerSpec:
-        command = [*config.command, config.junit_option.format(path=f"{REPORT_DIR}/{REPORT_FILE}")]
+    def _spec(self, run_id: str, src: Path, config: GateConfig, markers: tuple[str, str]) -> ContainerSpec:
+        command = [*config.command, config.junit_option.format(path=REPORT_PATH)]
+        wrapped = ["sh", "-c", WRAPPER.format(report=REPORT_PATH), "gate", *command]
         limits = config.limits
         return ContainerSpec(
-            image=config.image or self._image(), command=command, run_id=run_id, role="gate",
-            instance=self.instance, workdir=SRC_DIR,
-            mounts=[Mount(source=src, target=SRC_DIR), Mount(source=report_dir, target=REPORT_DIR, read_only=False)],
-            env={**config.env, "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "CI": "true"},
-            limits=Limits(memory_mb=limits.memory_mb, cpus=limits.cpus, pids=limits.pids, tmpfs_mb=limits.tmpfs_mb),
+            image=config.image or self._image(), command=wrapped, run_id=run_id, role="gate",
+            instance=self.instance, workdir=SRC_DIR, mounts=[Mount(source=src, target=SRC_DIR)],
+            env={**config.env, "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "CI": "true",
+                 "OUROBOROS_BEGIN": markers[0], "OUROBOROS_END": markers[1]},
+            limits=Limits(memory_mb=limits.memory_mb, cpus=limits.cpus, pids=limits.pids,
+                          tmpfs_mb=limits.tmpfs_mb, log_max_mb=max(5, OUTPUT_CAP // 1_000_000 + 1)),
         )
 
     def _engine(self) -> Any:
@@ -218,13 +220,17 @@ class GateRunner:
         return self.image
 
 
-def _evaluate(name: PassName, run: Any, report_path: Path, config: GateConfig) -> tuple[PassResult, JUnitReport | None]:
+def _evaluate(name: PassName, run: Any, markers: tuple[str, str],
+              config: GateConfig) -> tuple[PassResult, JUnitReport | None]:
+    output, report_text = split_report(run.output, markers)
     base = dict(name=name, exit_code=run.exit_code, timed_out=run.timed_out,
-                duration_s=round(run.duration_s, 3), log_tail=run.output[-LOG_TAIL_CHARS:])
+                duration_s=round(run.duration_s, 3), log_tail=output[-LOG_TAIL_CHARS:])
     if run.timed_out:
         return PassResult(**base, ok=False, reason=f"timeout: killed at the {config.deadline_s:g} s deadline"), None
     try:
-        report = parse_report(read_regular_file(report_path))
+        if report_text is None:
+            raise MalformedReportError("the test command wrote no JUnit report (or it was cut off)")
+        report = parse_report(report_text.strip().encode())
     except MalformedReportError as exc:
         return PassResult(**base, ok=False, reason=f"no usable test report: {exc}"), None
     failures = [Failure(test_id=test_id, message=r.message) for test_id, r in report.failed.items()]
@@ -241,6 +247,17 @@ def _evaluate(name: PassName, run: Any, report_path: Path, config: GateConfig) -
     return PassResult(**base, ok=True), report
 
 
+def split_report(output: str, markers: tuple[str, str]) -> tuple[str, str | None]:
+    """The test output without the report, and the report printed between this run's markers."""
+    begin = output.rfind(markers[0] + "\n")
+    if begin < 0:
+        return output, None
+    end = output.find("\n" + markers[1], begin)
+    if end < 0:
+        return output[:begin], None
+    return output[:begin], output[begin + len(markers[0]) + 1 : end]
+
+
 def compare_to_baseline(baseline: dict[str, str], outcomes: dict[str, str]) -> list[str]:
     """Problems: base tests gone from the candidate, or passing on base but not in the candidate."""
     problems = []
@@ -251,32 +268,6 @@ def compare_to_baseline(baseline: dict[str, str], outcomes: dict[str, str]) -> l
         elif before == "passed" and after != "passed":
             problems.append(f"{test_id} passed on main but is {after}")
     return problems
-
-
-def read_regular_file(path: Path, limit: int = 20_000_000) -> bytes:
-    """Read a file a container wrote, never following a symlink it planted there."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError as exc:
-        raise MalformedReportError("the test command wrote no JUnit report") from exc
-    except OSError as exc:
-        raise MalformedReportError(f"the JUnit report could not be opened safely ({exc.strerror})") from exc
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise MalformedReportError("the JUnit report is not a regular file")
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise MalformedReportError(f"the JUnit report is larger than {limit} bytes")
-    return data
-
-
-def _give_to_container(folder: Path) -> None:
-    """Let the container's unprivileged user write the report, and only there."""
-    if os.geteuid() == 0:
-        os.chown(folder, CONTAINER_UID, CONTAINER_UID)
-        os.chmod(folder, 0o700)
-    else:
-        os.chmod(folder, 0o777)
 
 
 def _fail(result: GateResult, reason: str) -> GateResult:

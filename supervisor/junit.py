@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from supervisor.errors import OuroborosError
 
-MAX_REPORT_BYTES = 20_000_000
+MAX_REPORT_BYTES = 8_000_000
 MAX_MESSAGE_CHARS = 2000
 
 Outcome = Literal["passed", "failed", "skipped"]

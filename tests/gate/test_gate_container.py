@@ -167,3 +167,15 @@ def test_main_moved_by_hand_is_gated_and_adopted_or_refused(keeper: Gatekeeper) 
     keeper.git.update_ref(MAIN_REF, keeper.git.commit_tree(bad_tree, [good], "operator: oops"), good)
     with pytest.raises(OuroborosError, match="does not pass its own gate"):
         keeper.genesis()
+
+
+def test_inside_the_gate_the_tree_is_read_only_and_there_is_no_network(keeper: Gatekeeper) -> None:
+    probe = (
+        "import os\nimport socket\n\nimport pytest\n\n\n"
+        "def test_tree_is_read_only():\n    with pytest.raises(OSError):\n        open('/src/agent/x', 'w')\n\n\n"
+        "def test_no_network():\n    with pytest.raises(OSError):\n"
+        "        socket.create_connection(('1.1.1.1', 53), timeout=2)\n\n\n"
+        "def test_unprivileged_with_tmp_home():\n    assert os.getuid() == 10001 and os.environ['HOME'] == '/tmp'\n"
+    )
+    verdict = _propose(keeper, {"agent/tests/test_probe.py": probe})
+    assert verdict.state == "accepted", verdict.reasons

@@ -121,3 +121,22 @@ def test_proposal_protocol_is_strict() -> None:
             parse_proposal(json.dumps(bad).encode())
     with pytest.raises(ProtocolError):
         parse_proposal(b"{" * 100_000)
+
+
+def test_report_is_taken_from_between_this_runs_markers() -> None:
+    from supervisor.gate import split_report
+
+    markers = ("==B-1==", "==E-1==")
+    output = "collected 2 items\n==B-1==\n<fake/>\n==E-1==\nmore\n==B-1==\n<testsuite/>\n\n==E-1==\n"
+    text, report = split_report(output, markers)
+    assert report.strip() == "<testsuite/>" and text.endswith("more\n")
+    assert split_report("no markers\n", markers) == ("no markers\n", None)
+    assert split_report("x\n==B-1==\n<testsuite>cut off", markers)[1] is None
+
+
+def test_gate_container_has_no_writable_host_mount(tmp_path: Path) -> None:
+    from supervisor.gate import GateRunner
+
+    spec = GateRunner(None, None, tmp_path, image="img")._spec("gate-x", tmp_path, GateConfig(), ("b", "e"))
+    assert [m.read_only for m in spec.mounts] == [True]
+    assert spec.network is None and spec.role == "gate" and spec.env["HOME"] == "/tmp"
