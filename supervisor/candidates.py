@@ -8,7 +8,6 @@ file and oversized trees. Git then hashes the staging folder with a private inde
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import shutil
@@ -270,7 +269,3 @@ def make_candidate_commit(git: Git, record: CandidateRecord, config: GateConfig,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return commit, snapshot
-
-
-def load_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}

@@ -11,7 +11,6 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator

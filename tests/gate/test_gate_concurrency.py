@@ -94,3 +94,33 @@ def test_kill_9_mid_gate_then_recover_converges(keeper_factory, docker_engine, a
     # Recovering again changes nothing: every step is idempotent.
     assert Gatekeeper(keeper.common, engine=docker_engine, image=agent_image).recover() == []
     assert [r.kind for r in keeper.log.records()].count("accepted") == 1
+
+
+def test_crash_after_the_swap_or_before_the_commit_converges(keeper_factory, docker_engine, agent_image) -> None:
+    from supervisor.git_ops import MAIN_REF
+
+    keeper = keeper_factory()
+    keeper.genesis()
+    # Crash 1: main was swapped to the gated commit, then the supervisor died before tagging.
+    swapped = keeper.create_candidate()
+    write_tree(Path(swapped.worktree), _files(1))
+    record = keeper.store.load(swapped.id)
+    record.proposal, record.state = proposal("swapped then crashed"), "committing"
+    keeper._commit(record)
+    keeper._gate(record)
+    assert record.state == "merging"
+    keeper.git.update_ref(MAIN_REF, record.commit, keeper.main())
+    # Crash 2: a proposal arrived and was saved, but nothing was committed yet.
+    saved = keeper.create_candidate()
+    write_tree(Path(saved.worktree), _files(2))
+    second = keeper.store.load(saved.id)
+    second.proposal, second.state = proposal("saved then crashed"), "committing"
+    keeper.store.save(second)
+
+    actions = Gatekeeper(keeper.common, engine=docker_engine, image=agent_image).recover()
+    assert sorted(actions) == [f"resumed {swapped.id}: accepted", f"resumed {saved.id}: accepted"]
+    first, later = keeper.store.load(swapped.id), keeper.store.load(saved.id)
+    assert keeper.generations() == {0: keeper.generations()[0], 1: first.commit, 2: later.commit}
+    assert keeper.git.parents(later.commit) == [first.commit] and keeper.main() == later.commit
+    assert [r.kind for r in keeper.log.records()] == ["genesis", "accepted", "accepted"]
+    assert keeper.log.verify().ok and list(keeper.worktrees.iterdir()) == []
