@@ -38,8 +38,8 @@ def write_demo_scenario(target: Path) -> Path:
     return target
 
 
-def two_verdicts(verdicts: list[Verdict]) -> bool:
-    return len(verdicts) >= 2
+def two_verdicts(supervisor: Supervisor) -> bool:
+    return len(supervisor.verdicts) >= 2
 
 
 def run_demo(home: Path | None, progress: Callable[[str], None]) -> tuple[Instance, list[Verdict]]:

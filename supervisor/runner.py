@@ -82,7 +82,7 @@ class Supervisor:
         image: str,
         config: InstanceConfig | None = None,
         progress: Progress = lambda message: None,
-        stop_when: Callable[[list[Verdict]], bool] | None = None,
+        stop_when: Callable[["Supervisor"], bool] | None = None,
     ) -> None:
         self.instance = instance
         self.engine = engine
@@ -108,6 +108,7 @@ class Supervisor:
         self._lock_handle = None
         self._watcher: outbox.OutboxWatcher | None = None
         self.restart_latencies: list[float] = []
+        self.rollbacks = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -219,7 +220,7 @@ class Supervisor:
                 self._handle_exit(event.exit_code)
             elif event.kind == "tick":
                 self._tick()
-            if self.stop_when is not None and self.stop_when(self.verdicts):
+            if self.stop_when is not None and self.stop_when(self):
                 return 0
 
     def _tick(self) -> None:
@@ -246,7 +247,7 @@ class Supervisor:
                 self.progress(f"proposal file {path.name} refused: {exc}")
                 continue
             self._gate(proposal)
-            if self.stop_when is not None and self.stop_when(self.verdicts):
+            if self.stop_when is not None and self.stop_when(self):
                 return
 
     def _gate(self, proposal) -> None:
@@ -262,14 +263,14 @@ class Supervisor:
         if verdict.state == "accepted":
             self.progress(f"accepted: main is now {verdict.commit[:12]} (generation {verdict.generation})")
             verdict_at = time.monotonic()
-            if not (self.stop_when and self.stop_when(self.verdicts)):
+            if not (self.stop_when and self.stop_when(self)):
                 self._relaunch(reason=f"generation {verdict.generation} accepted", after_rollback=False)
                 self.restart_latencies.append(self._last_start_at - verdict_at)
         else:
             why = "; ".join(verdict.reasons)[:300] or verdict.state
             self.progress(f"{verdict.state}: candidate {verdict.candidate} ({why}); agent stays on generation "
                           f"{self.status.generation}")
-            if not (self.stop_when and self.stop_when(self.verdicts)):
+            if not (self.stop_when and self.stop_when(self)):
                 # The workspace returns to main: the agent restarts on the same generation.
                 self._relaunch(reason=f"candidate {verdict.candidate} {verdict.state}", after_rollback=False)
         self.status.state = "running"
@@ -301,6 +302,7 @@ class Supervisor:
                 f"in {self.config.probation.window_s:g} s after its restart, so main was rolled back to "
                 f"{result.target} (generation {result.generation}).",
             )
+            self.rollbacks += 1
             self.progress(f"rolled back to generation {result.generation} ({result.target[:12]}): crash loop")
             self._relaunch(reason="probation rollback", after_rollback=True)
         else:
