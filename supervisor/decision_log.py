@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from supervisor.candidates import now
+from supervisor.candidates import CandidateRecord, now
 
 GENESIS = "0" * 64
 
@@ -139,3 +139,16 @@ def _check_line(line: bytes, prev: str, expected_seq: int) -> str:
     if record.get("seq") != expected_seq:
         return f"seq is {record.get('seq')}, expected {expected_seq}"
     return ""
+
+
+def verdict_details(record: CandidateRecord) -> dict[str, Any]:
+    """What a verdict record keeps beyond its reasons: summary, failing tests, passes, refusals."""
+    details: dict[str, Any] = {"summary": record.proposal.summary if record.proposal else ""}
+    gate = record.gate
+    if gate:
+        details.update(failures=[f.model_dump() for f in gate.failures[:50]], protected=gate.protected,
+                       passes=[{"name": p.name, "ok": p.ok, "reason": p.reason, "duration_s": p.duration_s,
+                                "counts": p.counts} for p in gate.passes])
+    if record.refused:
+        details["refused"] = record.refused
+    return details

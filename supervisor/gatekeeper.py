@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from supervisor.candidates import (CANDIDATE_PREFIX, FINAL_STATES, REJECTED_PREFIX, CandidateError,
                                    CandidateRecord, CandidateStore, make_candidate_commit, now)
-from supervisor.decision_log import DecisionLog
+from supervisor.decision_log import DecisionLog, verdict_details
 from supervisor.errors import ConfigError, OuroborosError
 from supervisor.gate import Failure, GateResult, GateRunner
 from supervisor.gate_config import CONFIG_FILE, GateConfig, parse_config
 from supervisor.git_ops import GEN_TAG_PREFIX, MAIN_REF, ZERO, Git, GitError, RefMovedError, find_common_dir
-from supervisor.journal_writer import JournalError, JournalWriter
+from supervisor.journal_writer import JournalError, JournalWriter, verdict_note
 from supervisor.protocol import Proposal
 
 ROLLED_BACK_PREFIX = "refs/ouroboros/rolled-back/"
@@ -312,30 +312,13 @@ class Gatekeeper:
     def _log_once(self, kind: str, record: CandidateRecord, main_before: str | None = None) -> bool:
         if self.log.find(kind, candidate=record.id, commit=record.commit):
             return False
-        gate = record.gate
-        details: dict[str, Any] = {"summary": record.proposal.summary if record.proposal else ""}
-        if gate:
-            details.update(failures=[f.model_dump() for f in gate.failures[:50]], protected=gate.protected,
-                           passes=[{"name": p.name, "ok": p.ok, "reason": p.reason, "duration_s": p.duration_s,
-                                    "counts": p.counts} for p in gate.passes])
-        if record.refused:
-            details["refused"] = record.refused
         self.log.append(kind, candidate=record.id, commit=record.commit, main_before=main_before,
                         main_after=self.git.ref_value(MAIN_REF), generation=record.generation,
-                        reasons=record.reasons, details=details)
+                        reasons=record.reasons, details=verdict_details(record))
         return True
 
     def _journal(self, record: CandidateRecord, kind: str) -> None:
-        lines = [f"Candidate {record.id}: {record.state}.",
-                 f"Proposal: {record.proposal.summary if record.proposal else '(none)'}",
-                 f"Commit: {record.commit or '(none)'}"]
-        if record.generation is not None:
-            lines.append(f"Generation: {record.generation}")
-        lines += [f"- {reason}" for reason in record.reasons]
-        for failure in (record.gate.failures if record.gate else [])[:20]:
-            message = failure.message.strip().splitlines()
-            lines.append(f"- failing test `{failure.test_id}`: {message[0][:300] if message else ''}")
-        self._note(kind, "\n".join(lines), candidate=record.id)
+        self._note(kind, verdict_note(record), candidate=record.id)
 
     def _note(self, kind: str, body: str, candidate: str | None = None) -> None:
         """Journal for the agent; the agent can break its own journal, which must not block a decision."""

@@ -12,7 +12,7 @@ import stat
 from datetime import datetime
 from pathlib import Path
 
-from supervisor.candidates import now
+from supervisor.candidates import CandidateRecord, now
 from supervisor.errors import OuroborosError
 
 
@@ -80,3 +80,17 @@ def _append(dir_fd: int, name: str, data: bytes, owner: os.stat_result) -> None:
         os.write(fd, data)
     finally:
         os.close(fd)
+
+
+def verdict_note(record: CandidateRecord) -> str:
+    """The journal body for a verdict: what was proposed, what happened, and each failing test."""
+    lines = [f"Candidate {record.id}: {record.state}.",
+             f"Proposal: {record.proposal.summary if record.proposal else '(none)'}",
+             f"Commit: {record.commit or '(none)'}"]
+    if record.generation is not None:
+        lines.append(f"Generation: {record.generation}")
+    lines += [f"- {reason}" for reason in record.reasons]
+    for failure in (record.gate.failures if record.gate else [])[:20]:
+        message = failure.message.strip().splitlines()
+        lines.append(f"- failing test `{failure.test_id}`: {message[0][:300] if message else ''}")
+    return "\n".join(lines)

@@ -15,7 +15,7 @@ from supervisor.gatekeeper import Gatekeeper
 from tests.gate.repo_factory import proposal, write_tree
 
 
-@click.group(cls=OuroborosGroup)
+@click.group(cls=OuroborosGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """The gate commands, grouped as the real `supervisor` group does."""
 

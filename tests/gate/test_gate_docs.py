@@ -25,6 +25,8 @@ def reference() -> str:
                         context_settings={"help_option_names": ["-h", "--help"]})
     parts = [HEADING]
     for command in COMMANDS:
+        if hasattr(command, "_help_option"):
+            command._help_option = None  # click caches the help option of whichever group ran it first
         result = CliRunner().invoke(group, [command.name, "--help"], prog_name="supervisor", terminal_width=80)
         parts.append(f"\n### supervisor {command.name}\n\n```\n{result.output.rstrip()}\n```\n")
     return "".join(parts)
