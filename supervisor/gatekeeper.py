@@ -167,6 +167,15 @@ class Gatekeeper:
         self._reject(record, [reason])
         return self.verdict(record)
 
+    def abandon(self, candidate_id: str, reason: str) -> CandidateRecord:
+        """Drop a pending candidate (no proposal came, or main moved under it): worktree and branch go."""
+        record = self.store.load(candidate_id)
+        if record.state != "pending":
+            raise CandidateError(f"candidate {candidate_id} is {record.state}; only pending candidates are abandoned")
+        record.reasons = [reason]
+        self._finish(record, "abandoned")
+        return record
+
     def _waiting(self, candidate_id: str) -> CandidateRecord:
         record = self.store.load(candidate_id)
         if record.state != "needs-approval":
@@ -457,8 +466,8 @@ class Gatekeeper:
         live: set[str] = set()
         for record in self.store.all():
             if record.state == "pending" and abandon_pending:
-                record.reasons = ["abandoned: the supervisor restarted before a proposal arrived"]
-                self._finish(record, "abandoned")
+                self.abandon(record.id, "the supervisor restarted before a proposal arrived")
+                record = self.store.load(record.id)
                 actions.append(f"abandoned {record.id}")
             elif record.state in ("committing", "gating", "merging"):
                 verdict = self._advance(record)

@@ -196,3 +196,14 @@ def test_in_tree_symlinks_are_kept_as_links(tmp_path: Path) -> None:
     assert snapshot.refused == [] and snapshot.files == 2
     assert os.readlink(staging / "agent" / "alias.py") == "real.py"
     assert not (staging / ".git").exists()
+
+
+def test_abandon_only_pending_candidates(offline_keeper: Gatekeeper) -> None:
+    from supervisor.candidates import CandidateError
+
+    candidate = offline_keeper.create_candidate()
+    record = offline_keeper.abandon(candidate.id, "main moved")
+    assert record.state == "abandoned" and not os.path.exists(candidate.worktree)
+    assert offline_keeper.git.ref_value(candidate.branch) is None
+    with pytest.raises(CandidateError):
+        offline_keeper.abandon(candidate.id, "again")
