@@ -207,3 +207,17 @@ def test_abandon_only_pending_candidates(offline_keeper: Gatekeeper) -> None:
     assert offline_keeper.git.ref_value(candidate.branch) is None
     with pytest.raises(CandidateError):
         offline_keeper.abandon(candidate.id, "again")
+
+
+def test_a_normal_clone_works_like_a_bare_repository(tmp_path: Path) -> None:
+    from tests.gate.repo_factory import make_repo
+
+    clone = make_repo(tmp_path, bare=False)
+    keeper = Gatekeeper(clone, engine=None, image="never-used")
+    assert keeper.state_dir == (clone / ".git" / "ouroboros").resolve()
+    candidate = keeper.create_candidate()
+    write_tree(Path(candidate.worktree), {"gate.toml": "[gate]\n", "agent/new.py": "X = 1\n"})
+    verdict = keeper.submit(candidate, proposal("loosen"))
+    assert verdict.state == "rejected" and "gate.toml (protected: gate.toml)" in verdict.protected
+    assert keeper.git.read_blob(candidate.rejected_ref, "agent/new.py") == b"X = 1\n"
+    assert git(clone, "status", "--porcelain") == ""  # the operator's own checkout is untouched
