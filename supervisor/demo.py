@@ -21,7 +21,7 @@ from supervisor.runner import Supervisor
 
 # One scenario per agent run, played back to back by one scripted server.
 SCENARIO_PARTS = ("demo.json", "breaking_change.json")
-DEMO_MODEL = "claude-sonnet-4-5"
+DEMO_MODEL = "claude-sonnet-5-5"
 
 
 def write_demo_scenario(target: Path) -> Path:

@@ -79,7 +79,7 @@ def init_instance(
         "# scripted_scenario = \"scenario.json\"   # serve the agent from a scripted model (no API key)\n")
     agent_lines = (f"max_cycles = {max_cycles}\n" if max_cycles else
                    "# max_cycles = 10          # cycles per agent run; unset: run forever\n")
-    agent_lines += f'model = "{model}"\n' if model else "# model = \"claude-sonnet-4-5\"\n"
+    agent_lines += f'model = "{model}"\n' if model else "# model = \"claude-sonnet-5-5\"\n"
     instance.config_path.write_text(CONFIG_TEMPLATE.format(scenario_line=scenario_line, agent_lines=agent_lines))
     return instance
 

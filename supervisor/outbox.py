@@ -7,13 +7,13 @@ through a symlink, size-capped, validated as a v1 message, and removed once hand
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import watchfiles
 
-from supervisor.gate import MalformedReportError, read_regular_file
 from supervisor.protocol import MAX_MESSAGE_BYTES, Proposal, ProtocolError, parse_proposal
 
 CONTAINER_UID = 10001
@@ -35,12 +35,22 @@ def pending(outbox: Path) -> list[Path]:
 def take(path: Path) -> Proposal:
     """Read and remove one proposal file; raises ProtocolError for anything but a valid message."""
     try:
-        data = read_regular_file(path, limit=MAX_MESSAGE_BYTES)
-    except MalformedReportError as exc:
-        raise ProtocolError(f"proposal file {path.name} could not be read safely: {exc}") from exc
+        data = _read_regular(path, MAX_MESSAGE_BYTES)
     finally:
         path.unlink(missing_ok=True)
     return parse_proposal(data)
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """Read a file the agent wrote, never through a symlink it planted, never more than limit+1."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ProtocolError(f"proposal file {path.name} could not be opened safely ({exc.strerror})") from exc
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ProtocolError(f"proposal file {path.name} is not a regular file")
+        return handle.read(limit + 1)
 
 
 class OutboxWatcher:

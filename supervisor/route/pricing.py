@@ -92,8 +92,21 @@ class PricingTable(BaseModel):
     @classmethod
     def default(cls) -> PricingTable:
         std = ModelPrice.standard
+        # Newer families whose published prices this table does not know are charged at the highest
+        # listed rate: spend can only be over-counted, never under-counted, until the operator sets
+        # the real price under [route.pricing.models].
+        conservative = std("15", "75")
         return cls(
             models={
+                "claude-opus-5": conservative,
+                "claude-sonnet-5": conservative,
+                "claude-haiku-5": conservative,
+                "claude-fable-5": conservative,
+                "claude-mythos": conservative,
+                "claude-opus-4-8": conservative,
+                "claude-opus-4-7": conservative,
+                "claude-opus-4-6": conservative,
+                "claude-sonnet-4-6": conservative,
                 "claude-opus-4-5": std("5", "25"),
                 "claude-opus-4-1": std("15", "75"),
                 "claude-opus-4": std("15", "75"),
