@@ -1,0 +1,106 @@
+"""The running system end to end: real Docker, real git, the real SDK against the scripted model."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from supervisor.demo import run_demo
+from supervisor.git_ops import GEN_TAG_PREFIX, MAIN_REF
+from supervisor.protocol import Proposal
+from supervisor.runner import Supervisor
+
+from .conftest import containers_of, journal_entries, keeper, scenario
+
+pytestmark = pytest.mark.docker
+
+
+def test_demo_accepts_one_proposal_and_rejects_the_breaking_one(tmp_path, docker_engine, agent_image):
+    instance, verdicts = run_demo(tmp_path / "demo", progress=lambda message: None)
+    assert [v.state for v in verdicts] == ["accepted", "rejected"]
+    gk = keeper(instance, docker_engine, agent_image)
+    generations = gk.generations()
+    assert sorted(generations) == [0, 1]
+    assert gk.main() == generations[1] == verdicts[0].commit
+    # The accepted generation really contains the tool the agent wrote for itself, and its test.
+    tree = {entry.path for entry in gk.git.ls_tree(gk.main())}
+    added = {p for p in tree if p.startswith("agent/")} - {e.path for e in gk.git.ls_tree(generations[0])}
+    assert any(p.startswith("agent/tools/") for p in added) and any(p.startswith("agent/tests/") for p in added)
+    # The rejected one is kept for inspection, with the failing test named in the agent's journal.
+    rejected = gk.git.refs("refs/ouroboros/rejected")
+    assert len(rejected) == 1
+    notes = "\n".join(p.read_text() for p in instance.journal.rglob("notes.md"))
+    assert "gate-rejected" in notes and "test_word_count" in notes
+    assert gk.log.verify().ok
+    assert containers_of(docker_engine, instance) == []
+
+
+def test_a_generation_that_crashes_on_start_is_rolled_back(make_instance, docker_engine, agent_image):
+    instance = make_instance(scenario("idle_loop.json"),
+                             extra_config="")  # probation defaults: 5 crashes in 10 s
+    gk = keeper(instance, docker_engine, agent_image)
+    good = gk.main()
+    candidate = gk.create_candidate()
+    # Passes the agent's tests (they never start `python -m agent`), crashes the real entry point.
+    Path(candidate.worktree, "agent", "__main__.py").write_text("raise SystemExit(3)\n")
+    verdict = gk.submit(candidate, Proposal(
+        version=1, kind="proposal", id=uuid.uuid4().hex, summary="Start faster",
+        why="A change whose tests pass but whose entry point crashes.", created_at=datetime.now(timezone.utc)))
+    assert verdict.state == "accepted", verdict.reasons
+    broken = gk.main()
+
+    supervisor = Supervisor(instance, docker_engine, agent_image, progress=print,
+                            stop_when=lambda s: s.rollbacks >= 1)
+    assert supervisor.run() == 0
+
+    assert gk.main() == good
+    assert gk.git.refs("refs/ouroboros/rolled-back") == {"refs/ouroboros/rolled-back/1": broken}
+    kinds = [record.kind for record in gk.log.records()]
+    assert "rollback" in kinds
+    assert any("probation-rollback" in heading for heading in journal_entries(instance))
+    assert containers_of(docker_engine, instance) == []
+
+
+def test_sigterm_stops_the_agent_and_leaves_nothing_running(make_instance, start_supervisor, docker_engine):
+    instance = make_instance(scenario("idle_loop.json"))
+    process = start_supervisor(instance)
+    process.wait_for(r"agent running: generation 0")
+    assert len(containers_of(docker_engine, instance)) == 1
+    assert process.terminate() == 0
+    assert containers_of(docker_engine, instance) == []
+    assert not instance.pid_file.exists()
+    assert not (instance.run_dir / "llm" / "llm.sock").exists()
+    assert json.loads(instance.status_file.read_text())["state"] == "stopped"
+
+
+@pytest.mark.parametrize("boundary", ["agent running", "gating proposal", "accepted: main is now"])
+def test_kill_9_at_a_step_boundary_then_restart_converges(boundary, make_instance, start_supervisor,
+                                                           docker_engine, agent_image):
+    instance = make_instance(scenario("demo.json"), max_cycles=1)
+    gk = keeper(instance, docker_engine, agent_image)
+    first = start_supervisor(instance)
+    first.wait_for(boundary)
+    before = journal_entries(instance)
+    first.kill9()
+
+    second = start_supervisor(instance)
+    second.wait_for(r"agent running: generation")
+    assert second.terminate() == 0
+
+    assert containers_of(docker_engine, instance) == []
+    main = gk.git.ref_value(MAIN_REF)
+    assert main in set(gk.generations().values())  # main only ever points at a gated generation
+    after = journal_entries(instance)
+    assert after[: len(before)] == before  # nothing written before the kill was lost
+    assert gk.log.verify().ok
+    if boundary != "agent running":
+        # The proposal was gated exactly once, whichever side of the kill the verdict fell on.
+        accepted = [r for r in gk.log.records() if r.kind == "accepted"]
+        assert len(accepted) == 1 and main == accepted[0].commit
+        assert sum("gate-accepted" in h for h in after) == 1
+    leftovers = [p.name for p in (gk.state_dir / "worktrees").iterdir()]
+    assert len(leftovers) <= 1  # at most the candidate of the run that was stopped cleanly
