@@ -38,6 +38,7 @@ class AgentConfig(BaseModel):
     request_timeout_s: float = Field(default=300.0, gt=0)
     max_llm_failures: int = Field(default=3, ge=1, description="cycles in a row the model may fail before the run ends")
     error_backoff_s: float = Field(default=5.0, ge=0, description="pause after a failed cycle, doubled each time")
+    budget_wait_max_s: float = Field(default=3600.0, ge=0, description="longest idle wait when a spending cap is reached")
     max_turns: int = Field(default=12, ge=1, description="tool-use turns per step")
     command_timeout_s: float = Field(default=120.0, gt=0, description="run_command default timeout")
     output_cap: int = Field(default=16_000, ge=256, description="characters of tool output returned to the model")

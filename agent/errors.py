@@ -25,6 +25,14 @@ class LLMError(AgentError, ConnectionError):
     """The model could not be reached or refused the request after retries."""
 
 
+class BudgetExhaustedError(LLMError):
+    """The supervisor's route refused: a spending cap is reached. Wait, do not retry at once."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ToolError(AgentError, RuntimeError):
     """A tool was called wrongly or failed; the message goes back to the model as an error result."""
 

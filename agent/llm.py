@@ -10,7 +10,7 @@ import anthropic
 from pydantic import BaseModel, ConfigDict
 
 from agent.config import AgentConfig
-from agent.errors import LLMError, MissingAPIKeyError
+from agent.errors import BudgetExhaustedError, LLMError, MissingAPIKeyError
 from agent.usage import Usage
 
 try:  # the SDK's HTTP library: httpx2 from anthropic 2.x on, httpx before; the UDS client must be the same one
@@ -86,6 +86,16 @@ def _block_to_param(block: Any) -> dict[str, Any] | None:
     return None  # other block kinds (e.g. thinking) are not replayed
 
 
+CYCLE_HEADER = "x-ouroboros-cycle"
+
+
+def _retry_after(response: Any, default_s: float = 60.0) -> float:
+    try:
+        return max(1.0, float(response.headers.get("retry-after", default_s)))
+    except (TypeError, ValueError, AttributeError):
+        return default_s
+
+
 class LLMClient:
     """Calls the Messages API; reports every call's usage to `on_usage`."""
 
@@ -93,6 +103,8 @@ class LLMClient:
         self.config = config
         self.client = client
         self.on_usage = on_usage
+        # Sent with every call so the supervisor's route can cap spend per cycle.
+        self.cycle_id = "none"
 
     def complete(
         self,
@@ -110,11 +122,14 @@ class LLMClient:
                 system=system_blocks,
                 tools=marked_tools,
                 messages=messages,
+                extra_headers={CYCLE_HEADER: self.cycle_id},
                 **extra,
             )
         except anthropic.AuthenticationError as e:
             raise LLMError(f"the model route refused the credential ({e.status_code}); check ANTHROPIC_API_KEY") from e
         except anthropic.APIStatusError as e:
+            if e.status_code == 402:
+                raise BudgetExhaustedError(f"the route refused: {e.message}", _retry_after(e.response)) from e
             retried = " (after retries)" if e.status_code in (408, 409, 429) or e.status_code >= 500 else ""
             raise LLMError(f"the model answered HTTP {e.status_code}{retried}: {e.message}") from e
         except anthropic.APIConnectionError as e:

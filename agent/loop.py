@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import threading
+import uuid
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.config import AgentConfig
 from agent.context import build_memory
-from agent.errors import LLMError
+from agent.errors import BudgetExhaustedError, LLMError
 from agent.conversation import Action, Conversation, StepOutcome, describe_actions
 from agent.goals import Goal, GoalBook
 from agent.journal import Journal, timestamp, utc_now
@@ -85,6 +86,11 @@ class Agent:
             try:
                 self.cycle()
                 failures = 0
+            except BudgetExhaustedError as e:
+                # A cap is the operator's decision, not a failure: idle until it lifts, never crash-loop.
+                self.journal.append("notes", "budget", f"**Spending cap reached; idling {e.retry_after_s:.0f} s:** {e}")
+                self.stop.wait(min(e.retry_after_s, self.config.budget_wait_max_s))
+                continue
             except LLMError as e:
                 failures += 1
                 self.journal.append("notes", "error", f"**LLM failure {failures} in a row:** {e}")
@@ -95,6 +101,7 @@ class Agent:
         return done
 
     def cycle(self) -> CycleReport:
+        self.llm.cycle_id = uuid.uuid4().hex[:16]
         goal = self.goals.select()  # steps 1-2
         memory = build_memory(self.journal.entries(), self.config.context)
         talk = self._conversation()
@@ -112,6 +119,7 @@ class Agent:
 
     def reflect(self) -> CycleReport:
         """Reflection and self-modification on the recent journal, without a task."""
+        self.llm.cycle_id = uuid.uuid4().hex[:16]
         memory = build_memory(self.journal.entries(), self.config.context)
         report = CycleReport(goal="(reflection only)")
         self._reflect_and_modify(self._conversation(), report, reflect_only_prompt(memory))

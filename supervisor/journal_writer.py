@@ -21,12 +21,12 @@ class JournalError(OuroborosError, OSError):
 
 
 class JournalWriter:
-    """Appends `## <ISO-8601 UTC> <kind>` entries to `<root>/YYYY/MM/DD/notes.md`."""
+    """Appends `## <ISO-8601 UTC> <kind>` entries to `<root>/YYYY/MM/DD/notes.md` (or another day file)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def write(self, kind: str, body: str, at: datetime | None = None) -> Path:
+    def write(self, kind: str, body: str, at: datetime | None = None, file_name: str = "notes.md") -> Path:
         at = at or now()
         heading = f"## {at.strftime('%Y-%m-%dT%H:%M:%SZ')} {kind}"
         entry = f"\n{heading}\n\n{body.strip()}\n"
@@ -39,10 +39,10 @@ class JournalWriter:
                 child = _enter(fd, part, owner)
                 os.close(fd)
                 fd = child
-            _append(fd, "notes.md", entry.encode(), owner)
+            _append(fd, file_name, entry.encode(), owner)
         finally:
             os.close(fd)
-        return self.root.joinpath(*parts, "notes.md")
+        return self.root.joinpath(*parts, file_name)
 
 
 def _enter(parent_fd: int, name: str, owner: os.stat_result) -> int:
