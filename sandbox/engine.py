@@ -60,8 +60,12 @@ class DockerEngine:
         buffer = CappedBuffer(output_cap)
         exit_holder: dict[str, int] = {}
         try:
+            # Attach before start: the stream comes from the container's stdio, not from the engine's
+            # size-capped log file, so nothing is lost to log rotation when the reader falls behind.
+            output = self._call(self._stream.api.attach, container.id, stdout=True, stderr=True,
+                                stream=True, logs=True)
             self._call(container.start)
-            reader = threading.Thread(target=self._drain, args=(container.id, buffer), daemon=True)
+            reader = threading.Thread(target=self._drain, args=(output, buffer), daemon=True)
             waiter = threading.Thread(target=self._await_exit, args=(container.id, exit_holder), daemon=True)
             reader.start()
             waiter.start()
@@ -125,9 +129,9 @@ class DockerEngine:
     def _create(self, spec: ContainerSpec) -> Container:
         return self._call(self.client.containers.create, **hardened_create_args(spec))
 
-    def _drain(self, container_id: str, buffer: CappedBuffer) -> None:
+    def _drain(self, output: Iterator[bytes], buffer: CappedBuffer) -> None:
         try:
-            for chunk in self._stream.api.logs(container_id, stream=True, follow=True):
+            for chunk in output:
                 buffer.write(chunk)
         except DOCKER_ERRORS:
             pass  # the container was removed under us: what we have is what it printed

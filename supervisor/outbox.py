@@ -32,13 +32,16 @@ def pending(outbox: Path) -> list[Path]:
     return sorted(files, key=lambda p: (os.lstat(p).st_mtime, p.name))
 
 
-def take(path: Path) -> Proposal:
-    """Read and remove one proposal file; raises ProtocolError for anything but a valid message."""
-    try:
-        data = _read_regular(path, MAX_MESSAGE_BYTES)
-    finally:
-        path.unlink(missing_ok=True)
-    return parse_proposal(data)
+def read(path: Path) -> Proposal:
+    """Read one proposal file; raises ProtocolError (or ValueError) for anything but a valid message.
+
+    The file stays until `discard`: a supervisor killed before the proposal is recorded finds it again.
+    """
+    return parse_proposal(_read_regular(path, MAX_MESSAGE_BYTES))
+
+
+def discard(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 def _read_regular(path: Path, limit: int) -> bytes:

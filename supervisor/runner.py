@@ -144,9 +144,10 @@ class Supervisor:
         removed = self.engine.reconcile(instance=self.instance.instance_id)
         if removed:
             self.progress(f"removed {len(removed)} leftover container(s) of an earlier run")
-        for action in self.gatekeeper.recover():
+        for action in self.gatekeeper.recover(abandon_pending=False):
             self.progress(f"recovered: {action}")
         self.gatekeeper.genesis()
+        self._adopt_pending_candidate()
         for folder in (self.instance.journal, self.instance.goals):
             folder.mkdir(parents=True, exist_ok=True)
             give_to_agent(folder)
@@ -154,6 +155,19 @@ class Supervisor:
         outbox.prepare(self._outbox)
         self._start_route()
         self._watcher = outbox.OutboxWatcher(self._outbox, lambda: self.events.put(Event("proposal"))).start()
+
+    def _adopt_pending_candidate(self) -> None:
+        """Keep the newest workspace of the last run (its edits, maybe a proposal in the outbox); drop older ones."""
+        main = self.gatekeeper.main()
+        pending = [r for r in self.gatekeeper.store.all() if r.state == "pending"]
+        keep = next((r for r in reversed(pending) if r.base == main), None)
+        for record in pending:
+            if record is not keep:
+                self.gatekeeper.abandon(record.id, "a newer workspace or a new main replaced it")
+                self.progress(f"abandoned stale candidate {record.id}")
+        if keep is not None:
+            self.candidate = keep
+            self.progress(f"resuming candidate {keep.id} and its workspace")
 
     def _start_route(self) -> None:
         route_config = self.config.route
@@ -240,15 +254,23 @@ class Supervisor:
     def _handle_proposals(self) -> None:
         for path in outbox.pending(self._outbox):
             try:
-                proposal = outbox.take(path)
+                proposal = outbox.read(path)
             except (ProtocolError, ValueError) as exc:
+                outbox.discard(path)
                 self.gatekeeper.log.append("proposal-refused", details={"file": path.name, "error": str(exc)[:500]})
                 self.gatekeeper.journal.write("proposal-refused", f"Your proposal file {path.name} was refused: {exc}")
                 self.progress(f"proposal file {path.name} refused: {exc}")
                 continue
+            if self._already_recorded(proposal.id):
+                outbox.discard(path)  # recorded before a crash; recover() has finished it
+                continue
             self._gate(proposal)
+            outbox.discard(path)
             if self.stop_when is not None and self.stop_when(self):
                 return
+
+    def _already_recorded(self, proposal_id: str) -> bool:
+        return any(r.proposal is not None and r.proposal.id == proposal_id for r in self.gatekeeper.store.all())
 
     def _gate(self, proposal) -> None:
         assert self.candidate is not None

@@ -17,17 +17,21 @@ documented in [agent.md](agent.md).
 """
 
 
+# The same settings the real group uses, so the text does not depend on what ran before in-process.
+_SETTINGS = {"terminal_width": 100, "max_content_width": 100, "help_option_names": ["-h", "--help"]}
+
+
 def _walk(command: click.Command, ctx: click.Context, path: list[str]):
     yield path, command.get_help(ctx)
     if isinstance(command, click.Group):
         for name in command.list_commands(ctx):
             sub = command.get_command(ctx, name)
-            child = click.Context(sub, info_name=name, parent=ctx, terminal_width=100, max_content_width=100)
+            child = click.Context(sub, info_name=name, parent=ctx, **_SETTINGS)
             yield from _walk(sub, child, [*path, name])
 
 
 def render() -> str:
-    root = click.Context(main, info_name="supervisor", terminal_width=100, max_content_width=100)
+    root = click.Context(main, info_name="supervisor", **_SETTINGS)
     blocks = [f"## `{' '.join(['supervisor', *path])}`\n\n```text\n{text.rstrip()}\n```"
               for path, text in _walk(main, root, [])]
     return HEADER + "\n" + "\n\n".join(blocks) + "\n"

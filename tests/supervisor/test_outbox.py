@@ -17,11 +17,13 @@ def proposal_bytes(**overrides) -> bytes:
     return json.dumps({**message, **overrides}).encode()
 
 
-def test_a_valid_proposal_is_read_and_removed(tmp_path):
+def test_a_valid_proposal_stays_until_discarded(tmp_path):
     path = tmp_path / "proposal-1.json"
     path.write_bytes(proposal_bytes(summary="Add a tool"))
     assert outbox.pending(tmp_path) == [path]
-    assert outbox.take(path).summary == "Add a tool"
+    assert outbox.read(path).summary == "Add a tool"
+    assert outbox.pending(tmp_path) == [path]  # a crash before the proposal is recorded loses nothing
+    outbox.discard(path)
     assert not path.exists()
 
 
@@ -37,24 +39,23 @@ def test_a_symlink_is_never_followed(tmp_path):
     link.parent.mkdir()
     os.symlink(secret, link)
     with pytest.raises(ProtocolError, match="opened safely"):
-        outbox.take(link)
-    assert secret.read_text() == "host secret" and not link.exists()
+        outbox.read(link)
+    assert secret.read_text() == "host secret"
 
 
 def test_oversized_and_malformed_messages_are_refused(tmp_path):
     big = tmp_path / "big.json"
     big.write_bytes(b" " * (MAX_MESSAGE_BYTES + 10))
     with pytest.raises(ProtocolError, match="more than"):
-        outbox.take(big)
+        outbox.read(big)
     wrong = tmp_path / "wrong.json"
     wrong.write_bytes(proposal_bytes(version=2))
     with pytest.raises(ValueError):
-        outbox.take(wrong)
-    assert not big.exists() and not wrong.exists()
+        outbox.read(wrong)
 
 
 def test_a_fifo_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / "proposal-2.json"
     os.mkfifo(fifo)
     with pytest.raises(ProtocolError, match="not a regular file"):
-        outbox.take(fifo)
+        outbox.read(fifo)
