@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.errors import ConfigError
 from supervisor.route.config import RouteConfig
+from supervisor.toml_config import read_toml, validate
 
 CONFIG_NAME = "ouroboros.toml"
 HOME_ENV = "OUROBOROS_HOME"
@@ -67,19 +67,7 @@ class InstanceConfig(_Strict):
 
     @classmethod
     def load(cls, path: Path) -> "InstanceConfig":
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{path} does not exist; run `supervisor init` first") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML ({exc}); fix the file") from exc
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            details = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()[:5]
-            )
-            raise ConfigError(f"{path} is invalid: {details}; fix the file") from exc
+        return validate(cls, read_toml(path, "run `supervisor init` first"), str(path))
 
 
 class Instance:

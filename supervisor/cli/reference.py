@@ -22,6 +22,10 @@ _SETTINGS = {"terminal_width": 100, "max_content_width": 100, "help_option_names
 
 
 def _walk(command: click.Command, ctx: click.Context, path: list[str]):
+    if hasattr(command, "_help_option"):
+        # click caches the help option of whichever context rendered the command first (a test may
+        # have invoked it outside the group); render from the group's settings every time.
+        command._help_option = None
     yield path, command.get_help(ctx)
     if isinstance(command, click.Group):
         for name in command.list_commands(ctx):

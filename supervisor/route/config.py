@@ -6,13 +6,12 @@ ignored cap.
 
 from __future__ import annotations
 
-import tomllib
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from supervisor.errors import ConfigError
+from supervisor.toml_config import read_toml, validate
 from supervisor.route.pricing import PricingTable
 
 class _Strict(BaseModel):
@@ -86,22 +85,5 @@ class RouteConfig(_Strict):
     @classmethod
     def load(cls, path: Path) -> RouteConfig:
         """The `[route]` table of an instance config (ouroboros.toml); the defaults if it has none."""
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config {path} does not exist; pass an existing ouroboros.toml") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config {path} is not valid TOML: {exc}; fix the file") from exc
-        try:
-            return cls.model_validate(data.get("route", {}))
-        except ValidationError as exc:
-            problems = _first_errors(exc)
-            raise ConfigError(f"config {path} has an invalid [route] table: {problems}; fix the file") from exc
-
-
-def _first_errors(exc: ValidationError, limit: int = 3) -> str:
-    parts = []
-    for err in exc.errors()[:limit]:
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+        data = read_toml(path, "pass an existing ouroboros.toml")
+        return validate(cls, data.get("route", {}), f"the [route] table of {path}")
