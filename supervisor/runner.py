@@ -109,20 +109,23 @@ class Supervisor:
         self._watcher: outbox.OutboxWatcher | None = None
         self.restart_latencies: list[float] = []
         self.rollbacks = 0
+        self._stop_requested = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def run(self) -> int:
         self._take_lock()
+        # Before anything slow: a SIGTERM during start-up is queued and handled by the loop.
+        self._install_signal_handlers()
         try:
             self._prepare()
             self._launch(reason="start")
-            self._install_signal_handlers()
             return self._loop()
         finally:
             self._shutdown()
 
     def request_stop(self) -> None:
+        self._stop_requested = True
         self.events.put(Event("stop"))
 
     def _take_lock(self) -> None:
@@ -219,7 +222,8 @@ class Supervisor:
     # -- the decision loop ----------------------------------------------------------------------
 
     def _loop(self) -> int:
-        self._handle_proposals()  # proposals left in the outbox by a run that was killed
+        if not self._stop_requested:
+            self._handle_proposals()  # proposals left in the outbox by a run that was killed
         while True:
             try:
                 event = self.events.get(timeout=0.5)
