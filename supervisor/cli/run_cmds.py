@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -228,12 +230,15 @@ def demo_cmd(home: Path | None, as_json: bool) -> None:
         click.echo(f"  candidate {verdict.candidate}: {outcome}")
     click.echo("\nLineage (generations, candidates, rejected proposals):")
     click.echo(lineage(instance))
+    # The venv's bin is often not on PATH when the demo runs from scripts/demo.sh.
+    exe = shutil.which("supervisor") or str(Path(sys.executable).parent / "supervisor")
+    shown = next((v.candidate for v in verdicts if v.state != "accepted"), "<candidate>")
     click.echo(f"""
 Where to look:
   journal      {instance.journal}  (notes.md, reflections.md: what the agent did and learned)
   agent log    {instance.agent_log}
-  candidates   supervisor candidates --repo {instance.repo}
-  a verdict    supervisor show <candidate> --repo {instance.repo}
-  decisions    supervisor log --repo {instance.repo}   (verify: supervisor verify-log --repo {instance.repo})
+  candidates   {exe} candidates --repo {instance.repo}
+  a verdict    {exe} show {shown} --repo {instance.repo}
+  decisions    {exe} log --repo {instance.repo}   (verify: {exe} verify-log --repo {instance.repo})
   git          git --git-dir {instance.repo} log --graph --all --oneline""")
 COMMANDS = [init_cmd, start_cmd, status_cmd, stop_cmd, logs_cmd, feedback_cmd, demo_cmd]
