@@ -110,6 +110,7 @@ class Supervisor:
         self.restart_latencies: list[float] = []
         self.rollbacks = 0
         self._stop_requested = False
+        self._status_written = ""
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -315,7 +316,8 @@ class Supervisor:
         self.status.restarts += 1
         self.progress(f"agent crashed (exit {code}): {action.value}")
         if action is Action.RESTART:
-            time.sleep(self.probation.restart_delay())
+            if self._pause_unless_stopped(self.probation.restart_delay()):
+                return
             self._relaunch(reason=f"crash (exit {code})", after_rollback=False, keep_probation=True)
         elif action is Action.ROLLBACK:
             try:
@@ -334,6 +336,13 @@ class Supervisor:
         else:
             self._give_up(f"generation {self.status.generation} crash-loops and "
                           f"{self.probation.consecutive_rollbacks} automatic rollbacks in a row did not help")
+
+    def _pause_unless_stopped(self, seconds: float) -> bool:
+        """Wait before a restart without making a stop request wait too; True if one came."""
+        deadline = time.monotonic() + seconds
+        while not self._stop_requested and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        return self._stop_requested
 
     def _give_up(self, message: str) -> None:
         self.gatekeeper.log.append("gave-up", commit=self.current_commit, details={"reason": message})
@@ -433,10 +442,14 @@ class Supervisor:
         self.progress(f"LLM route: {event.message}")
 
     def _write_status(self) -> None:
+        text = json.dumps(self.status.__dict__, indent=1)
+        if text == self._status_written:
+            return  # the loop ticks twice a second; the disk only hears about changes
         path = self.instance.status_file
         temp = path.with_suffix(".tmp")
-        temp.write_text(json.dumps(self.status.__dict__, indent=1))
+        temp.write_text(text)
         os.replace(temp, path)
+        self._status_written = text
 
 
 def _read_pid(path: Path) -> int | None:
