@@ -51,6 +51,12 @@ class DockerEngine:
         self.client.close()
         self._stream.close()
 
+    @property
+    def long_api(self):
+        """The low-level API without a read timeout, for calls that may stay silent for minutes
+        (image builds, imports); only use it where something else bounds the call."""
+        return self._stream.api
+
     # -- containers -------------------------------------------------------------------------
 
     def run(self, spec: ContainerSpec, deadline_s: float, output_cap: int = 1_000_000) -> RunResult:

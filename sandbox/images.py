@@ -107,7 +107,7 @@ def build_offline_base(engine: DockerEngine, progress: Progress = _say) -> str:
         progress(f"importing {OFFLINE_BASE} ...")
         repository, tag = OFFLINE_BASE.split(":")
         try:
-            engine.client.api.import_image_from_file(str(archive), repository=repository, tag=tag)
+            engine.long_api.import_image_from_file(str(archive), repository=repository, tag=tag)
         except DOCKER_ERRORS as exc:
             raise ImageBuildError(f"docker import of the offline base failed: {exc}") from exc
     built = image_id(engine, OFFLINE_BASE)
@@ -142,7 +142,8 @@ def _build_agent_image(engine: DockerEngine, base: str, tag: str, progress: Prog
         shutil.copy(LOCK_FILE, Path(context) / "requirements.lock")
         shutil.copytree(wheelhouse, Path(context) / "wheelhouse", ignore=shutil.ignore_patterns(".complete"))
         try:
-            for line in engine.client.api.build(
+            # A build step may print nothing for minutes (apt-get on a pulled base): no read timeout.
+            for line in engine.long_api.build(
                 path=context, tag=tag, buildargs={"BASE": base}, rm=True, forcerm=True, decode=True,
                 labels={"io.ouroboros.managed": "1"},
             ):

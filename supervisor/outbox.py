@@ -7,6 +7,7 @@ through a symlink, size-capped, validated as a v1 message, and removed once hand
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import threading
 from collections.abc import Callable
@@ -27,9 +28,19 @@ def prepare(outbox: Path) -> None:
 
 
 def pending(outbox: Path) -> list[Path]:
-    """Finished proposal files, oldest first (agents write `*.json.tmp` and rename)."""
-    files = [p for p in outbox.iterdir() if p.name.endswith(".json")]
-    return sorted(files, key=lambda p: (os.lstat(p).st_mtime, p.name))
+    """Finished proposal files, oldest first (agents write `*.json.tmp` and rename).
+
+    The agent may create and delete entries while we look: whatever vanishes is simply skipped.
+    """
+    found = []
+    for path in outbox.iterdir():
+        if not path.name.endswith(".json"):
+            continue
+        try:
+            found.append((os.lstat(path).st_mtime, path.name, path))
+        except FileNotFoundError:
+            continue
+    return [path for _, _, path in sorted(found)]
 
 
 def read(path: Path) -> Proposal:
@@ -41,7 +52,14 @@ def read(path: Path) -> Proposal:
 
 
 def discard(path: Path) -> None:
-    path.unlink(missing_ok=True)
+    """Remove an entry, whatever the agent made it (a folder named like a proposal included)."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _read_regular(path: Path, limit: int) -> bytes:
@@ -50,10 +68,15 @@ def _read_regular(path: Path, limit: int) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise ProtocolError(f"proposal file {path.name} could not be opened safely ({exc.strerror})") from exc
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise ProtocolError(f"proposal file {path.name} is not a regular file")
-        return handle.read(limit + 1)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ProtocolError(f"proposal entry {path.name} is not a regular file")
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1  # the file object owns it now
+            return handle.read(limit + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 class OutboxWatcher:

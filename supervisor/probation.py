@@ -12,6 +12,8 @@ from enum import Enum
 
 from supervisor.instance import ProbationSettings
 
+BACKOFF_WINDOW_S = 600.0
+
 
 class Action(str, Enum):
     RESTART = "restart"
@@ -27,12 +29,16 @@ class Probation:
     started_at: float
     consecutive_rollbacks: int = 0
     crashes: deque[float] = field(default_factory=deque)
+    recent: deque[float] = field(default_factory=deque)  # crashes in the last BACKOFF_WINDOW_S
     good: bool = False
 
     def on_crash(self, now: float) -> Action:
         self.crashes.append(now)
         while self.crashes and now - self.crashes[0] > self.settings.window_s:
             self.crashes.popleft()
+        self.recent.append(now)
+        while self.recent and now - self.recent[0] > BACKOFF_WINDOW_S:
+            self.recent.popleft()
         if len(self.crashes) <= self.settings.max_restarts or self.good:
             # A generation that survived probation is not rolled back for later trouble (often the
             # environment, not the code): it is restarted with a growing delay instead.
@@ -45,7 +51,9 @@ class Probation:
         """The pause before a restart: short on probation, backing off up to a minute once good."""
         if not self.good:
             return self.settings.restart_delay_s
-        return min(60.0, self.settings.restart_delay_s * 2 ** min(len(self.crashes), 10))
+        # Counted over ten minutes, not the intensity window: the delays themselves would otherwise
+        # push old crashes out of a short window and the backoff would never grow.
+        return min(60.0, self.settings.restart_delay_s * 2 ** min(len(self.recent), 10))
 
     def passed(self, now: float) -> bool:
         """True exactly once: the first time the generation has survived its probation period."""

@@ -25,9 +25,10 @@ from sandbox.engine import DockerEngine
 from supervisor import outbox
 from supervisor.agent_container import AgentRun, agent_spec, give_to_agent
 from supervisor.candidates import CandidateRecord
-from supervisor.errors import OuroborosError
+from supervisor.errors import ConfigError, OuroborosError
 from supervisor.gatekeeper import Gatekeeper, RollbackError, Verdict
 from supervisor.instance import Instance, InstanceConfig
+from supervisor.journal_writer import JournalError
 from supervisor.logfile import RotatingLog
 from supervisor.probation import Action, Probation
 from supervisor.protocol import ProtocolError
@@ -37,6 +38,8 @@ from supervisor.route.server import SOCKET_NAME, LLMRoute
 from supervisor.route.upstream import Upstream
 
 Progress = Callable[[str], None]
+OUTBOX_POLL_S = 5.0
+EVENT_THROTTLE_S = 60.0
 
 
 class AlreadyRunningError(OuroborosError, RuntimeError):
@@ -111,6 +114,7 @@ class Supervisor:
         self.rollbacks = 0
         self._stop_requested = False
         self._status_written = ""
+        self._last_event_at: dict[str, float] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -120,7 +124,10 @@ class Supervisor:
         self._install_signal_handlers()
         try:
             self._prepare()
-            self._launch(reason="start")
+            if not self._stop_requested:
+                self._handle_proposals()  # left by a run that was killed: gate before the agent restarts
+            if self.agent is None and not self._stop_requested:
+                self._launch(reason="start")
             return self._loop()
         finally:
             self._shutdown()
@@ -132,15 +139,19 @@ class Supervisor:
     def _take_lock(self) -> None:
         self.instance.run_dir.mkdir(parents=True, exist_ok=True)
         handle = open(self.instance.run_dir / "supervisor.lock", "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
+        for _ in range(10):
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.1)  # a `status` probe holds it for an instant; a supervisor holds it for good
+        else:
             handle.close()
             pid = _read_pid(self.instance.pid_file)
             raise AlreadyRunningError(
                 f"another supervisor (pid {pid or 'unknown'}) runs {self.instance.home}; "
                 "stop it with `supervisor stop` first"
-            ) from exc
+            )
         self._lock_handle = handle
         self.instance.pid_file.write_text(str(os.getpid()))
 
@@ -164,7 +175,9 @@ class Supervisor:
         """Keep the newest workspace of the last run (its edits, maybe a proposal in the outbox); drop older ones."""
         main = self.gatekeeper.main()
         pending = [r for r in self.gatekeeper.store.all() if r.state == "pending"]
-        keep = next((r for r in reversed(pending) if r.base == main), None)
+        # A kill inside create_candidate can leave a record without its worktree or .git file.
+        usable = [r for r in pending if r.base == main and r.gitfile and Path(r.worktree, ".git").is_file()]
+        keep = usable[-1] if usable else None
         for record in pending:
             if record is not keep:
                 self.gatekeeper.abandon(record.id, "a newer workspace or a new main replaced it")
@@ -179,7 +192,11 @@ class Supervisor:
         if self.config.scripted_scenario is not None:
             from scripted_model import ScriptedModelServer
 
-            self._scripted = ScriptedModelServer(self._scenario_path()).start()
+            try:
+                self._scripted = ScriptedModelServer(self._scenario_path()).start()
+            except (ValueError, OSError) as exc:
+                raise ConfigError(f"scripted_scenario {self._scenario_path()} cannot be served: {exc}; "
+                                  f"fix the path or the file in {self.instance.config_path}") from exc
             route_config = route_config.model_copy(
                 update={"upstream": route_config.upstream.model_copy(update={"base_url": self._scripted.url})}
             )
@@ -223,8 +240,7 @@ class Supervisor:
     # -- the decision loop ----------------------------------------------------------------------
 
     def _loop(self) -> int:
-        if not self._stop_requested:
-            self._handle_proposals()  # proposals left in the outbox by a run that was killed
+        polled_at = time.monotonic()
         while True:
             try:
                 event = self.events.get(timeout=0.5)
@@ -238,19 +254,27 @@ class Supervisor:
             elif event.kind == "exit" and self.agent and event.run_id == self.agent.run_id:
                 self._handle_exit(event.exit_code)
             elif event.kind == "tick":
+                if time.monotonic() - polled_at > OUTBOX_POLL_S:
+                    polled_at = time.monotonic()
+                    self._handle_proposals()  # a safety net under watchfiles (inotify limits, a dead thread)
                 self._tick()
             if self.stop_when is not None and self.stop_when(self):
                 return 0
 
     def _tick(self) -> None:
         now = time.monotonic()
-        if self.probation and self.probation.passed(now):
+        # Only a generation that is actually running can prove itself.
+        if self.agent is not None and self.probation and self.probation.passed(now):
             generation = self.status.generation
             self.gatekeeper.log.append("probation-passed", commit=self.current_commit, generation=generation)
             self.progress(f"generation {generation} survived probation: marked good")
         main = self.gatekeeper.main()
-        if main != self.current_commit:
-            # An operator moved main (approve, rollback): follow it.
+        if main != self.current_commit and not self._stop_requested:
+            # An operator moved main (approve, rollback): follow it, after gating what the agent
+            # already proposed on the old workspace.
+            self._handle_proposals()
+            if self.gatekeeper.main() == self.current_commit:
+                return
             self.progress(f"main moved to {main[:12]} outside the agent loop; restarting on it")
             self._relaunch(reason="main moved", after_rollback=False)
         self.status.probation = "passed" if self.probation and self.probation.good else "on probation"
@@ -258,21 +282,43 @@ class Supervisor:
 
     def _handle_proposals(self) -> None:
         for path in outbox.pending(self._outbox):
+            if self._stop_requested:
+                return  # the rest stays in the outbox for the next start
             try:
                 proposal = outbox.read(path)
-            except (ProtocolError, ValueError) as exc:
+            except (ProtocolError, ValueError, OSError) as exc:
                 outbox.discard(path)
-                self.gatekeeper.log.append("proposal-refused", details={"file": path.name, "error": str(exc)[:500]})
-                self.gatekeeper.journal.write("proposal-refused", f"Your proposal file {path.name} was refused: {exc}")
-                self.progress(f"proposal file {path.name} refused: {exc}")
+                self._refused("proposal-refused", f"Your proposal file {path.name} was refused: {exc}")
                 continue
             if self._already_recorded(proposal.id):
                 outbox.discard(path)  # recorded before a crash; recover() has finished it
                 continue
             self._gate(proposal)
             outbox.discard(path)
-            if self.stop_when is not None and self.stop_when(self):
-                return
+            # Whatever else is queued was written on the workspace that was just judged and replaced.
+            for stale in outbox.pending(self._outbox):
+                outbox.discard(stale)
+                self._note("proposal-dropped", f"Proposal file {stale.name} arrived while an earlier proposal of "
+                                                "the same workspace was being gated; that workspace is gone, so it "
+                                                "was dropped. Propose again from your new workspace.")
+            return
+
+    def _note(self, kind: str, body: str) -> None:
+        """Journal for the agent; a sabotaged journal is logged, never allowed to stop the supervisor."""
+        try:
+            self.gatekeeper.journal.write(kind, body)
+        except (JournalError, OSError) as exc:
+            self.gatekeeper.log.append("journal-refused", details={"kind": kind, "error": str(exc)[:300]})
+
+    def _refused(self, kind: str, message: str) -> None:
+        """Log a refusal, at most once a minute per kind: a hostile agent can repeat it forever."""
+        now = time.monotonic()
+        if now - self._last_event_at.get(kind, -EVENT_THROTTLE_S) < EVENT_THROTTLE_S:
+            return
+        self._last_event_at[kind] = now
+        self.gatekeeper.log.append(kind, details={"message": message[:500]})
+        self._note(kind, message)
+        self.progress(message)
 
     def _already_recorded(self, proposal_id: str) -> bool:
         return any(r.proposal is not None and r.proposal.id == proposal_id for r in self.gatekeeper.store.all())
@@ -305,8 +351,8 @@ class Supervisor:
 
     def _handle_exit(self, code: int | None) -> None:
         self.status.agent_container = None
-        if code == 0:
-            self.progress("the agent exited by itself (exit 0); it stays stopped until main changes")
+        if code == 0 and self.config.agent.max_cycles is not None:
+            self.progress("the agent finished its cycles (exit 0); it stays stopped until main changes")
             self.status.state = "idle"
             self._write_status()
             return
@@ -324,7 +370,7 @@ class Supervisor:
                 result = self.gatekeeper.rollback()
             except RollbackError as exc:
                 self._give_up(f"generation {self.status.generation} crash-loops and cannot be rolled back ({exc})")
-            self.gatekeeper.journal.write(
+            self._note(
                 "probation-rollback",
                 f"Generation {self.status.generation} crashed more than {self.config.probation.max_restarts} times "
                 f"in {self.config.probation.window_s:g} s after its restart, so main was rolled back to "
@@ -346,13 +392,15 @@ class Supervisor:
 
     def _give_up(self, message: str) -> None:
         self.gatekeeper.log.append("gave-up", commit=self.current_commit, details={"reason": message})
-        self.gatekeeper.journal.write("supervisor-gave-up", message)
+        self._note("supervisor-gave-up", message)
         raise GaveUpError(f"{message}; inspect `supervisor log` and `supervisor logs`, fix main, then start again")
 
     # -- starting and stopping the agent ----------------------------------------------------------
 
     def _relaunch(self, reason: str, after_rollback: bool, keep_probation: bool = False) -> None:
         self._stop_agent()
+        if self._stop_requested:
+            return  # the loop is about to shut down: starting an agent now would only be killed again
         self._launch(reason, after_rollback=after_rollback, keep_probation=keep_probation)
 
     def _launch(self, reason: str, after_rollback: bool = False, keep_probation: bool = False) -> None:
@@ -430,16 +478,17 @@ class Supervisor:
         shutil.rmtree(target, ignore_errors=True)
         scratch.rename(target)
         for old in root.iterdir():
-            if old.name not in (commit, self.current_commit) and not old.name.startswith("."):
+            # Keep this generation and the one still running; half-exported scratch dirs of a killed
+            # supervisor (".<sha>.<pid>") go too.
+            if old.name not in (commit, self.current_commit):
                 shutil.rmtree(old, ignore_errors=True)
         return target
 
     # -- reporting ------------------------------------------------------------------------------
 
     def _on_route_event(self, event: RouteEvent) -> None:
-        self.gatekeeper.log.append(f"route-{event.kind}", details={"message": event.message[:500]})
-        self.gatekeeper.journal.write(f"budget-{event.kind}", event.message)
-        self.progress(f"LLM route: {event.message}")
+        # Called from route threads; a refused agent may retry at the route's rate, hence the throttle.
+        self._refused(f"route-{event.kind}", f"LLM route: {event.message}")
 
     def _write_status(self) -> None:
         text = json.dumps(self.status.__dict__, indent=1)

@@ -109,7 +109,8 @@ def status_cmd(home: Path | None, as_json: bool) -> None:
 
 @click.command("stop")
 @home_option
-@click.option("--timeout", default=60, show_default=True, help="Seconds to wait for a clean exit.")
+@click.option("--timeout", default=360, show_default=True,
+              help="Seconds to wait for a clean exit (a gate already running finishes first).")
 @json_option
 def stop_cmd(home: Path | None, timeout: int, as_json: bool) -> None:
     """Ask the running supervisor to stop (SIGTERM) and wait until it has."""
@@ -117,7 +118,12 @@ def stop_cmd(home: Path | None, timeout: int, as_json: bool) -> None:
     pid = _running_pid(instance)
     if pid is None:
         raise click.ClickException(f"no supervisor is running for {instance.home}; nothing to stop")
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        raise click.ClickException(f"supervisor {pid} is already gone; nothing to stop")
+    except PermissionError:
+        raise click.ClickException(f"not allowed to signal supervisor {pid}; run `supervisor stop` as its user")
     deadline = time.monotonic() + timeout
     while _running_pid(instance) is not None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -174,9 +180,14 @@ def _running_pid(instance: Instance) -> int | None:
     lock_path = instance.run_dir / "supervisor.lock"
     if not lock_path.exists():
         return None
-    with open(lock_path, "a+") as handle:
+    try:
+        handle = open(lock_path)
+    except PermissionError as exc:
+        raise click.ClickException(f"cannot read {lock_path}; run this as the supervisor's user") from exc
+    with handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Shared, so two probes never conflict; the running supervisor holds it exclusively.
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             try:
                 return int(instance.pid_file.read_text().strip())

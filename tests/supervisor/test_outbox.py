@@ -59,3 +59,13 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(ProtocolError, match="not a regular file"):
         outbox.read(fifo)
+
+
+def test_a_folder_named_like_a_proposal_is_refused_and_removed(tmp_path):
+    folder = tmp_path / "evil.json"
+    (folder / "inside").mkdir(parents=True)
+    assert outbox.pending(tmp_path) == [folder]
+    with pytest.raises(ProtocolError, match="not a regular file"):
+        outbox.read(folder)
+    outbox.discard(folder)
+    assert outbox.pending(tmp_path) == [] and not folder.exists()

@@ -51,3 +51,14 @@ def test_a_generation_that_proves_good_resets_the_rollback_count():
     probation.passed(60)
     nxt = probation.next_generation(61, after_rollback=False)
     assert nxt.consecutive_rollbacks == 0
+
+
+def test_the_backoff_of_a_good_generation_grows_to_a_minute_even_though_it_spaces_crashes_out():
+    probation = Probation(SETTINGS, started_at=0)
+    probation.passed(60)
+    now, delays = 61.0, []
+    for _ in range(12):
+        assert probation.on_crash(now) is Action.RESTART
+        delays.append(probation.restart_delay())
+        now += delays[-1] + 1.0  # the agent runs a second, then crashes again
+    assert delays == sorted(delays) and delays[-1] == 60.0

@@ -104,3 +104,23 @@ def test_kill_9_at_a_step_boundary_then_restart_converges(boundary, make_instanc
         assert sum("gate-accepted" in h for h in after) == 1
     leftovers = [p.name for p in (gk.state_dir / "worktrees").iterdir()]
     assert len(leftovers) <= 1  # at most the candidate of the run that was stopped cleanly
+
+
+def test_hostile_outbox_and_journal_entries_do_not_stop_the_supervisor(make_instance, start_supervisor,
+                                                                       docker_engine, agent_image, tmp_path):
+    instance = make_instance(scenario("idle_loop.json"))
+    outbox = instance.run_dir / "outbox"
+    outbox.mkdir(parents=True)
+    (outbox / "evil.json").mkdir()  # a folder named like a proposal
+    (outbox / "junk.json").write_text("{not json")
+    target = tmp_path / "outside"
+    target.mkdir()
+    year = datetime.now(timezone.utc).strftime("%Y")
+    (instance.journal / year).symlink_to(target)  # journal writes must not follow it
+    process = start_supervisor(instance)
+    process.wait_for(r"agent running: generation 0")
+    assert process.terminate() == 0
+    assert list(target.iterdir()) == []
+    assert not (outbox / "evil.json").exists() and not (outbox / "junk.json").exists()
+    kinds = [record.kind for record in keeper(instance, docker_engine, agent_image).log.records()]
+    assert "proposal-refused" in kinds and "journal-refused" in kinds
