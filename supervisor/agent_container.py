@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 
 from sandbox import ContainerSpec, Limits, Mount
 from sandbox.engine import DockerEngine, RunningContainer
+from supervisor.git_ops import Git
 from supervisor.instance import AgentSettings
 from supervisor.logfile import RotatingLog
 
@@ -67,6 +69,28 @@ def agent_spec(
         ],
         labels={"io.ouroboros.generation": str(generation)},
     )
+
+
+def export_code(git: Git, root: Path, commit: str, running: str | None) -> Path:
+    """A generation's code, exported once from git objects (never a worktree) for a read-only mount.
+
+    Older exports go, except the one a running agent still has mounted; so do half-exported scratch
+    folders (`.<sha>.<pid>`) of a supervisor that was killed.
+    """
+    target = root / commit
+    if (target / ".complete").exists():
+        return target
+    scratch = root / f".{commit}.{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    git.export_tree(commit, scratch)
+    (scratch / ".complete").touch()
+    shutil.rmtree(target, ignore_errors=True)
+    scratch.rename(target)
+    for old in root.iterdir():
+        if old.name not in (commit, running):
+            shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def give_to_agent(path: Path) -> None:

@@ -8,22 +8,20 @@ point leaves only states that `Gatekeeper.recover()` and `reconcile` already kno
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import queue
-import shutil
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sandbox.engine import DockerEngine
 from supervisor import outbox
-from supervisor.agent_container import AgentRun, agent_spec, give_to_agent
+from supervisor.agent_container import AgentRun, agent_spec, export_code, give_to_agent
 from supervisor.candidates import CandidateRecord
 from supervisor.errors import ConfigError, OuroborosError
 from supervisor.gatekeeper import Gatekeeper, RollbackError, Verdict
@@ -36,6 +34,7 @@ from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger
 from supervisor.route.metering import RouteEvent
 from supervisor.route.server import SOCKET_NAME, LLMRoute
 from supervisor.route.upstream import Upstream
+from supervisor.status import Status, StatusFile, VerdictSummary
 
 Progress = Callable[[str], None]
 OUTBOX_POLL_S = 5.0
@@ -55,24 +54,6 @@ class Event:
     kind: str  # "proposal" | "exit" | "stop" | "tick"
     run_id: str | None = None
     exit_code: int | None = None
-
-
-@dataclass
-class Status:
-    """What `supervisor status` shows; rewritten on every change."""
-
-    state: str = "starting"
-    pid: int = field(default_factory=os.getpid)
-    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
-    generation: int | None = None
-    commit: str | None = None
-    generation_since: str | None = None
-    candidate: str | None = None
-    agent_container: str | None = None
-    probation: str = "n/a"
-    restarts: int = 0
-    verdicts: list[dict] = field(default_factory=list)
-    message: str = ""
 
 
 class Supervisor:
@@ -95,6 +76,7 @@ class Supervisor:
         self.stop_when = stop_when
         self.events: queue.Queue[Event] = queue.Queue()
         self.status = Status()
+        self._status_file = StatusFile(instance.status_file)
         self.verdicts: list[Verdict] = []
         self.gatekeeper = Gatekeeper(
             instance.repo, engine, journal_root=instance.journal, image=image,
@@ -113,7 +95,6 @@ class Supervisor:
         self.restart_latencies: list[float] = []
         self.rollbacks = 0
         self._stop_requested = False
-        self._status_written = ""
         self._last_event_at: dict[str, float] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -331,7 +312,7 @@ class Supervisor:
         self.progress(f"gating proposal {proposal.id[:8]} on candidate {self.candidate.id}: {proposal.summary}")
         verdict = self.gatekeeper.submit(self.candidate, proposal)
         self.verdicts.append(verdict)
-        self.status.verdicts = [v.model_dump(mode="json", include={"candidate", "state", "commit", "generation", "reasons"})
+        self.status.verdicts = [VerdictSummary.model_validate(v.model_dump(include=set(VerdictSummary.model_fields)))
                                 for v in self.verdicts[-5:]]
         if verdict.state == "accepted":
             self.progress(f"accepted: main is now {verdict.commit[:12]} (generation {verdict.generation})")
@@ -431,7 +412,7 @@ class Supervisor:
         threading.Thread(target=self._await_exit, args=(self.agent,), daemon=True).start()
         self.current_commit = main
         if new_generation:
-            self.status.generation_since = datetime.now(timezone.utc).isoformat()
+            self.status.generation_since = datetime.now(timezone.utc)
         self.status.state = "running"
         self.status.generation = generation
         self.status.commit = main
@@ -465,24 +446,7 @@ class Supervisor:
         self.status.agent_container = None
 
     def _code_dir(self, commit: str) -> Path:
-        """The generation's code, exported once from git objects and mounted read-only."""
-        root = self.instance.run_dir / "code"
-        target = root / commit
-        if (target / ".complete").exists():
-            return target
-        scratch = root / f".{commit}.{os.getpid()}"
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
-        self.gatekeeper.git.export_tree(commit, scratch)
-        (scratch / ".complete").touch()
-        shutil.rmtree(target, ignore_errors=True)
-        scratch.rename(target)
-        for old in root.iterdir():
-            # Keep this generation and the one still running; half-exported scratch dirs of a killed
-            # supervisor (".<sha>.<pid>") go too.
-            if old.name not in (commit, self.current_commit):
-                shutil.rmtree(old, ignore_errors=True)
-        return target
+        return export_code(self.gatekeeper.git, self.instance.run_dir / "code", commit, running=self.current_commit)
 
     # -- reporting ------------------------------------------------------------------------------
 
@@ -491,15 +455,7 @@ class Supervisor:
         self._refused(f"route-{event.kind}", f"LLM route: {event.message}")
 
     def _write_status(self) -> None:
-        text = json.dumps(self.status.__dict__, indent=1)
-        if text == self._status_written:
-            return  # the loop ticks twice a second; the disk only hears about changes
-        path = self.instance.status_file
-        temp = path.with_suffix(".tmp")
-        temp.write_text(text)
-        os.replace(temp, path)
-        self._status_written = text
-
+        self._status_file.write(self.status)
 
 def _read_pid(path: Path) -> int | None:
     try:

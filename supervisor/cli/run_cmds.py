@@ -167,10 +167,10 @@ def feedback_cmd(message: str, home: Path | None, as_json: bool) -> None:
 
 
 def _read_status(instance: Instance) -> dict:
-    try:
-        return json.loads(instance.status_file.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {"state": "never started", "verdicts": []}
+    from supervisor.status import StatusFile
+
+    status = StatusFile(instance.status_file).read()
+    return status.model_dump(mode="json") if status else {"state": "never started", "verdicts": []}
 
 
 def _running_pid(instance: Instance) -> int | None:

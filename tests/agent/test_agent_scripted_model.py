@@ -72,7 +72,7 @@ def test_unix_socket_route_runs_a_whole_cycle(serve, workspace, short_dir):
 
 
 def test_uds_with_a_plain_httpx2_client(serve, short_dir):
-    server = serve(Scenario(steps=[HELLO]), socket_path=short_dir / "s.sock")
+    serve(Scenario(steps=[HELLO]), socket_path=short_dir / "s.sock")
     with httpx2.Client(transport=httpx2.HTTPTransport(uds=str(short_dir / "s.sock"))) as http:
         assert http.get("http://x/health").json()["scenario"] == "scenario"
         assert http.post("http://x/v1/messages", json=ASK).json()["content"][1]["name"] == "read_file"

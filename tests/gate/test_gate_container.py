@@ -10,7 +10,7 @@ import pytest
 from supervisor.gatekeeper import Gatekeeper, RollbackError
 from supervisor.gate_config import GateConfig
 from supervisor.git_ops import MAIN_REF
-from tests.gate.repo_factory import CALC, TEST_CALC, proposal, write_tree
+from tests.gate.repo_factory import TEST_CALC, proposal, write_tree
 
 pytestmark = pytest.mark.docker
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from supervisor.gatekeeper import Gatekeeper
-from supervisor.git_ops import MAIN_REF
 from supervisor.journal_writer import JournalError, JournalWriter
 from tests.gate.repo_factory import git, proposal, write_tree
 

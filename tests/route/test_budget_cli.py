@@ -6,7 +6,6 @@ import json
 import subprocess
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 from route_helpers import MODEL, scenario

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.demo import run_demo
-from supervisor.git_ops import GEN_TAG_PREFIX, MAIN_REF
+from supervisor.git_ops import MAIN_REF
 from supervisor.protocol import Proposal
 from supervisor.runner import Supervisor
 
