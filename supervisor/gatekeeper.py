@@ -35,8 +35,8 @@ class RollbackError(OuroborosError, ValueError):
     """A rollback target is not a commit that passed the gate, or there is nothing to roll back to."""
 
 
-class Verdict(BaseModel):
-    """What happened to one proposal."""
+class VerdictSummary(BaseModel):
+    """What happened to one proposal, in brief (what `supervisor status` keeps)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -45,6 +45,11 @@ class Verdict(BaseModel):
     commit: str | None = None
     generation: int | None = None
     reasons: list[str] = Field(default_factory=list)
+
+
+class Verdict(VerdictSummary):
+    """What happened to one proposal, with the failing tests and protected paths."""
+
     failures: list[Failure] = Field(default_factory=list)
     protected: list[str] = Field(default_factory=list)
 

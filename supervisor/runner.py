@@ -24,7 +24,7 @@ from supervisor import outbox
 from supervisor.agent_container import AgentRun, agent_spec, export_code, give_to_agent
 from supervisor.candidates import CandidateRecord
 from supervisor.errors import ConfigError, OuroborosError
-from supervisor.gatekeeper import Gatekeeper, RollbackError, Verdict
+from supervisor.gatekeeper import Gatekeeper, RollbackError, Verdict, VerdictSummary
 from supervisor.instance import Instance, InstanceConfig
 from supervisor.journal_writer import JournalError
 from supervisor.logfile import RotatingLog
@@ -34,7 +34,7 @@ from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger
 from supervisor.route.metering import RouteEvent
 from supervisor.route.server import SOCKET_NAME, LLMRoute
 from supervisor.route.upstream import Upstream
-from supervisor.status import Status, StatusFile, VerdictSummary
+from supervisor.status import Status, StatusFile
 
 Progress = Callable[[str], None]
 OUTBOX_POLL_S = 5.0

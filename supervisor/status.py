@@ -8,15 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-
-class VerdictSummary(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    candidate: str
-    state: str
-    commit: str | None = None
-    generation: int | None = None
-    reasons: list[str] = Field(default_factory=list)
+from supervisor.gatekeeper import VerdictSummary
 
 
 class Status(BaseModel):

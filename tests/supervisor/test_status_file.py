@@ -1,6 +1,7 @@
 """status.json round-trips through its model; unchanged status is not rewritten."""
 
-from supervisor.status import Status, StatusFile, VerdictSummary
+from supervisor.gatekeeper import VerdictSummary
+from supervisor.status import Status, StatusFile
 
 
 def test_status_round_trips_and_is_written_only_on_change(tmp_path):
