@@ -38,6 +38,7 @@ from supervisor.status import Status, StatusFile
 
 Progress = Callable[[str], None]
 OUTBOX_POLL_S = 5.0
+MAIN_CHECK_S = 2.0
 EVENT_THROTTLE_S = 60.0
 
 
@@ -95,6 +96,7 @@ class Supervisor:
         self.restart_latencies: list[float] = []
         self.rollbacks = 0
         self._stop_requested = False
+        self._main_checked_at = 0.0
         self._last_event_at: dict[str, float] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -249,6 +251,10 @@ class Supervisor:
             generation = self.status.generation
             self.gatekeeper.log.append("probation-passed", commit=self.current_commit, generation=generation)
             self.progress(f"generation {generation} survived probation: marked good")
+        if now - self._main_checked_at < MAIN_CHECK_S:
+            self._write_status()
+            return
+        self._main_checked_at = now  # each look at main is a git process: not on every tick, for weeks
         main = self.gatekeeper.main()
         if main != self.current_commit and not self._stop_requested:
             # An operator moved main (approve, rollback): follow it, after gating what the agent
