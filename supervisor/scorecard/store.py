@@ -1,0 +1,390 @@
+"""A scorecard per generation, computed by the supervisor from its own records, kept current per event.
+
+Sources, all written by trusted code: the decision log (verdicts, main moves, rollbacks, probation,
+agent starts and exits), the route's ledger (tokens and dollars, attributed to the generation that
+was `main` when the response finished), and git (the first line of each accepted commit's message).
+The one exception is `goals`: the number of goals the agent's own goals file gained while a
+generation was `main` — the agent's word, labelled so wherever it is shown.
+
+The store is a SQLite file in the gate's state folder. `update()` reads only what the decision log
+and the ledger gained since the offsets it saved, and commits the new rows and the new offsets in
+one transaction: a kill at any point leaves either the old state or the new one, never a mix.
+Nothing is recomputed from all history; a decision log that was truncated or rewritten under the
+saved offset makes the store start over (and says so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from supervisor.candidates import CandidateError, CandidateStore
+from supervisor.decision_log import GENESIS, Decision, record_hash
+from supervisor.git_ops import Git, GitError
+from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerEntry
+from supervisor.route.pricing import USAGE_FIELDS
+from supervisor.scorecard import tables as schema
+
+MAX_GOALS_BYTES = 1_000_000
+MAX_BATCH_BYTES = 8_000_000  # one update reads at most this much of each file; the next one goes on
+VERDICTS = ("accepted", "rejected", "needs-approval")
+GATE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+
+
+class GenerationCard(BaseModel):
+    """One generation's scorecard (see docs/console.md for each field's source)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    generation: int
+    commit: str
+    parent: str | None = None
+    parent_generation: int | None = None
+    candidate: str | None = None
+    accepted_at: float | None = None
+    why: str = ""
+    gate_s: float | None = None
+    acceptance: str | None = None
+    alive_s: float = 0.0
+    cycles: int = 0
+    goals: int = 0
+    tokens: int = 0
+    usd: Decimal = Decimal(0)
+    requests: int = 0
+    made: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    waiting: int = 0
+    starts: int = 0
+    crashes: int = 0
+    rollbacks_from: int = 0
+    rolled_back: bool = False
+    probation_passed: bool = False
+
+    @property
+    def restarts(self) -> int:
+        return max(0, self.starts - 1)
+
+    @property
+    def tokens_per_goal(self) -> float | None:
+        return self.tokens / self.goals if self.goals else None
+
+
+class CandidateRow(BaseModel):
+    """What the store keeps of one judged proposal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    gen: int
+    state: str
+    at: float
+    commit: str | None = None
+    summary: str = ""
+    reasons: list[str] = []
+    failures: list[dict[str, Any]] = []
+    gate_s: float | None = None
+    generation: int | None = None
+
+
+class ScorecardStore:
+    """The incremental store of one agent repository's state folder (`<repo>/ouroboros/`)."""
+
+    def __init__(self, state_dir: Path, goals_dir: Path | None = None) -> None:
+        self.state_dir = state_dir
+        self.log_path = state_dir / "decisions.jsonl"
+        self.ledger_path = state_dir / LEDGER_FILE_NAME
+        self.goals_file = goals_dir / "completed.md" if goals_dir else None
+        self.path = state_dir / "scorecard.sqlite"
+        self._candidates = state_dir / "candidates"
+        self._git = Git(state_dir.parent)
+
+    def connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(schema.SCHEMA)
+        return db
+
+    # -- consuming new records ---------------------------------------------------------------
+
+    def update(self) -> int:
+        """Consume whatever the decision log and the ledger gained; returns how many records."""
+        db = self.connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")  # one updater at a time; readers are never blocked (WAL)
+            cutoff = time.time()
+            count = self._consume_log(db) + self._consume_ledger(db, cutoff) + self._consume_goals(db)
+            db.execute("COMMIT")
+            return count
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+
+    def _consume_log(self, db: sqlite3.Connection) -> int:
+        offset, last_hash = int(schema.meta(db, "log_offset", "0")), schema.meta(db, "log_hash", GENESIS)
+        size = self.log_path.stat().st_size if self.log_path.exists() else 0
+        if size < offset or not self._continues(offset, last_hash):
+            schema.reset(db, f"the decision log changed under offset {offset}; recounted from the start")
+            offset, last_hash = 0, GENESIS
+        lines, offset = _read_lines(self.log_path, offset)
+        for line in lines:
+            last_hash = self._one_record(db, line, last_hash)
+        schema.set_meta(db, log_offset=str(offset), log_hash=last_hash)
+        return len(lines)
+
+    def _continues(self, offset: int, last_hash: str) -> bool:
+        """True if the line ending at `offset` still has the hash we consumed last (not rewritten)."""
+        if offset == 0:
+            return True
+        with open(self.log_path, "rb") as handle:
+            handle.seek(max(0, offset - 1_000_000))
+            tail = handle.read(offset - handle.tell()).splitlines()
+        try:
+            return bool(tail) and json.loads(tail[-1]).get("hash") == last_hash
+        except ValueError:
+            return False
+
+    def _one_record(self, db: sqlite3.Connection, line: bytes, prev: str) -> str:
+        seq = int(schema.meta(db, "log_seq", "0")) + 1
+        problem = _chain_problem(line, prev, seq)
+        if problem and schema.meta(db, "chain_ok", "1") == "1":
+            schema.set_meta(db, chain_ok="0", chain_problem=f"record {seq}: {problem}")
+        try:
+            decision = Decision.model_validate_json(line)
+        except ValidationError:
+            schema.set_meta(db, log_seq=str(seq))
+            return prev
+        schema.set_meta(db, log_seq=str(seq))
+        self._apply(db, decision)
+        return decision.hash
+
+    def _apply(self, db: sqlite3.Connection, d: Decision) -> None:
+        at = _epoch(d.at)
+        schema.bump(db, f"decisions|{d.kind}")
+        if d.kind in ("genesis", "adopted") and d.commit:
+            self._new_generation(db, d, at, d.commit, None)
+        elif d.kind in VERDICTS and d.candidate:
+            self._verdict(db, d, at)
+        elif d.kind == "approved" and d.candidate:
+            db.execute("UPDATE candidates SET state='approved' WHERE id=?", (d.candidate,))
+        elif d.kind == "rollback" and d.main_after:
+            self._rollback(db, d, at)
+        elif d.kind == "probation-passed" and d.generation is not None:
+            db.execute("UPDATE generations SET probation_passed=1 WHERE n=?", (d.generation,))
+        elif d.kind == "agent-started":
+            db.execute("UPDATE generations SET starts=starts+1 WHERE n=?", (_gen_or_main(db, d),))
+        elif d.kind in ("agent-exited", "agent-crashed"):
+            db.execute("UPDATE generations SET crashes=crashes+1 WHERE n=?", (_gen_or_main(db, d),))
+            schema.bump(db, "crashes")
+        elif d.kind.startswith("route-"):
+            schema.bump(db, f"route_refusals|{d.kind.removeprefix('route-')}")
+
+    def _new_generation(self, db: sqlite3.Connection, d: Decision, at: float, commit: str,
+                        candidate: str | None) -> None:
+        number = d.generation if d.generation is not None else schema.next_generation(db)
+        parent = d.main_before
+        parent_gen = schema.generation_of(db, parent) if parent else None
+        why = self._why(commit, d.details.get("summary", ""))
+        gate_s = _gate_seconds(d.details)
+        acceptance = _acceptance(d.details)
+        db.execute("INSERT OR IGNORE INTO generations (n, commit_sha, parent, parent_gen, candidate, accepted_at, "
+                   "why, gate_s, acceptance) VALUES (?,?,?,?,?,?,?,?,?)",
+                   (number, commit, parent, parent_gen, candidate, at, why, gate_s, acceptance))
+        schema.move_main(db, number, at)
+
+    def _verdict(self, db: sqlite3.Connection, d: Decision, at: float) -> None:
+        gen = self._candidate_gen(d.candidate or "")
+        previous = db.execute("SELECT state FROM candidates WHERE id=?", (d.candidate,)).fetchone()
+        failures = d.details.get("failures") or []
+        gate_s = _gate_seconds(d.details)
+        db.execute("INSERT OR REPLACE INTO candidates (id, gen, state, at, commit_sha, summary, reasons, failures, "
+                   "gate_s, generation) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                   (d.candidate, gen, d.kind, at, d.commit, str(d.details.get("summary", ""))[:500],
+                    json.dumps(d.reasons[:20]), json.dumps(failures[:50]), gate_s, d.generation))
+        column = {"accepted": "accepted", "rejected": "rejected", "needs-approval": "waiting"}[d.kind]
+        if previous is None:
+            db.execute(f"UPDATE generations SET made=made+1, {column}={column}+1 WHERE n=?", (gen,))
+        elif previous["state"] in ("needs-approval", "approved"):
+            db.execute(f"UPDATE generations SET waiting=waiting-1, {column}={column}+1 WHERE n=?", (gen,))
+        if previous is None or previous["state"] != d.kind:
+            schema.bump(db, f"verdicts|{d.kind}")
+            schema.day_gate(db, at, passed=d.kind != "rejected")
+            if gate_s is not None:
+                schema.observe_gate(db, gate_s, GATE_BUCKETS)
+        if d.kind == "accepted" and d.commit:
+            self._new_generation(db, d, at, d.commit, d.candidate)
+
+    def _rollback(self, db: sqlite3.Connection, d: Decision, at: float) -> None:
+        left = schema.generation_of(db, d.main_before) if d.main_before else None
+        if left is not None:
+            db.execute("UPDATE generations SET rolled_back=1 WHERE n=?", (left,))
+        target = d.generation if d.generation is not None else schema.generation_of(db, d.main_after)
+        if target is not None:
+            db.execute("UPDATE generations SET rollbacks_from=rollbacks_from+1 WHERE n=?", (target,))
+            schema.move_main(db, target, at)
+        schema.bump(db, "rollbacks")
+
+    def _candidate_gen(self, candidate_id: str) -> int:
+        try:
+            return CandidateStore(self._candidates).load(candidate_id).gen
+        except (CandidateError, ValidationError, OSError):
+            head = candidate_id.split("-", 1)[0]
+            return int(head) if head.isdigit() else -1
+
+    def _why(self, commit: str, fallback: object) -> str:
+        try:
+            text = self._git.message(commit)
+        except (GitError, OSError):
+            text = ""
+        return (text or str(fallback)).strip().splitlines()[0][:300] if (text or fallback) else ""
+
+    def _consume_ledger(self, db: sqlite3.Connection, cutoff: float) -> int:
+        offset = int(schema.meta(db, "ledger_offset", "0"))
+        size = self.ledger_path.stat().st_size if self.ledger_path.exists() else 0
+        if size < offset:
+            offset = 0  # moved aside and started over, as the route's docs allow
+        lines, end = _read_lines(self.ledger_path, offset)
+        consumed = 0
+        for line in lines:
+            try:
+                entry = LedgerEntry.model_validate_json(line)
+            except ValidationError:
+                offset += len(line) + 1
+                continue
+            if entry.ts.timestamp() > cutoff:
+                break  # a main move logged after our read of the log may still claim it: next update
+            schema.add_spend(db, entry, schema.generation_at(db, entry.ts.timestamp()), USAGE_FIELDS)
+            offset += len(line) + 1
+            consumed += 1
+        schema.set_meta(db, ledger_offset=str(offset if consumed < len(lines) else end))
+        return consumed
+
+    def _consume_goals(self, db: sqlite3.Connection) -> int:
+        """Goals the agent's goals file gained: credited to the generation that is main now."""
+        if self.goals_file is None:
+            return 0
+        count = _count_goals(self.goals_file)
+        seen = int(schema.meta(db, "goals_seen", "0"))
+        if count > seen:
+            db.execute("UPDATE generations SET goals=goals+? WHERE n=?", (count - seen, schema.main_generation(db)))
+        if count != seen:
+            schema.set_meta(db, goals_seen=str(count))
+        return max(0, count - seen)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def cards(self, limit: int | None = None, before: int | None = None) -> list[GenerationCard]:
+        """Generations, newest first, with the current one's time alive counted up to now."""
+        with _closing(self.connect()) as db:
+            return schema.cards(db, GenerationCard, limit, before)
+
+    def card(self, number: int) -> GenerationCard | None:
+        found = self.cards(limit=1, before=number + 1)  # `before` is exclusive
+        return found[0] if found and found[0].generation == number else None
+
+    def candidates(self, limit: int = 200, before: int | None = None, state: str | None = None) -> list[CandidateRow]:
+        with _closing(self.connect()) as db:
+            return schema.candidate_rows(db, CandidateRow, limit, before, state)
+
+    def candidate(self, candidate_id: str) -> CandidateRow | None:
+        with _closing(self.connect()) as db:
+            rows = schema.candidate_rows(db, CandidateRow, 1, None, None, candidate_id)
+        return rows[0] if rows else None
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters, per-day figures, the chain check and the main generation, in one read."""
+        with _closing(self.connect()) as db:
+            return schema.snapshot(db)
+
+
+class _closing:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.db
+
+    def __exit__(self, *exc: object) -> None:
+        self.db.close()
+
+
+def _read_lines(path: Path, offset: int) -> tuple[list[bytes], int]:
+    """Complete lines from `offset` (a torn last line waits), and the offset after the last one."""
+    if not path.exists():
+        return [], offset
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read(MAX_BATCH_BYTES)
+    end = data.rfind(b"\n") + 1
+    return [line for line in data[:end].split(b"\n")[:-1]], offset + end
+
+
+def _chain_problem(line: bytes, prev: str, seq: int) -> str:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return "not valid JSON"
+    if not isinstance(record, dict) or "hash" not in record:
+        return "not a decision record"
+    if record.get("prev") != prev:
+        return "its prev does not match the record before"
+    if record_hash(record) != record["hash"]:
+        return "its content does not match its hash (edited)"
+    if record.get("seq") != seq:
+        return f"seq is {record.get('seq')}, expected {seq}"
+    return ""
+
+
+def _epoch(text: str) -> float:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return time.time()
+
+
+def _gen_or_main(db: sqlite3.Connection, d: Decision) -> int | None:
+    return d.generation if d.generation is not None else schema.main_generation(db)
+
+
+def _gate_seconds(details: dict[str, Any]) -> float | None:
+    passes = details.get("passes")
+    if not isinstance(passes, list) or not passes:
+        return None
+    total = sum(float(p.get("duration_s") or 0) for p in passes if isinstance(p, dict))
+    return round(total, 3)
+
+
+def _acceptance(details: dict[str, Any]) -> str | None:
+    """The acceptance stage's result, where a pass of that name exists (issue 9's stage)."""
+    for item in details.get("passes") or []:
+        if isinstance(item, dict) and "accept" in str(item.get("name", "")):
+            return "passed" if item.get("ok") else f"failed: {str(item.get('reason', ''))[:200]}"
+    return None
+
+
+def _count_goals(path: Path) -> int:
+    """`## ` headings of the agent's completed.md: never through a link, never blocking on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return 0
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return 0
+        data = handle.read(MAX_GOALS_BYTES)
+    return sum(1 for line in data.splitlines() if line.startswith(b"## "))
