@@ -140,6 +140,8 @@ class Handler(BaseHTTPRequestHandler):
         view = self.server.view
         if path == "/static/console.css":
             return HTTPStatus.OK, static_css(), "text/css"
+        if path == "/favicon.ico":
+            return HTTPStatus.NO_CONTENT, b"", "text/plain"
         with self.server.refresh_lock:
             view.refresh()
         html: str | None = None

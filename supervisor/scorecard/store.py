@@ -34,6 +34,7 @@ from supervisor.route.pricing import USAGE_FIELDS
 from supervisor.scorecard import tables as schema
 
 MAX_GOALS_BYTES = 1_000_000
+COMPLETED_MARK = "**Completed:**"  # how the agent's goals.py marks a finished goal
 MAX_BATCH_BYTES = 8_000_000  # one update reads at most this much of each file; the next one goes on
 VERDICTS = ("accepted", "rejected", "needs-approval")
 GATE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
@@ -273,16 +274,18 @@ class ScorecardStore:
         return consumed
 
     def _consume_goals(self, db: sqlite3.Connection) -> int:
-        """Goals the agent's goals file gained: credited to the generation that is main now."""
+        """Goals the agent's completed.md gained, each credited to the generation that was main when
+        its `**Completed:**` time says it was done (now, if that time is unreadable or in the future)."""
         if self.goals_file is None:
             return 0
-        count = _count_goals(self.goals_file)
+        stamps = _completed_stamps(self.goals_file)
         seen = int(schema.meta(db, "goals_seen", "0"))
-        if count > seen:
-            db.execute("UPDATE generations SET goals=goals+? WHERE n=?", (count - seen, schema.main_generation(db)))
-        if count != seen:
-            schema.set_meta(db, goals_seen=str(count))
-        return max(0, count - seen)
+        for stamp in stamps[seen:]:
+            when = stamp if stamp is not None and stamp <= time.time() else time.time()
+            db.execute("UPDATE generations SET goals=goals+1 WHERE n=?", (schema.generation_at(db, when),))
+        if len(stamps) != seen:
+            schema.set_meta(db, goals_seen=str(len(stamps)))
+        return max(0, len(stamps) - seen)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -377,14 +380,27 @@ def _acceptance(details: dict[str, Any]) -> str | None:
     return None
 
 
-def _count_goals(path: Path) -> int:
-    """`## ` headings of the agent's completed.md: never through a link, never blocking on a FIFO."""
+def _completed_stamps(path: Path) -> list[float | None]:
+    """The `**Completed:** <UTC time>` of each goal in completed.md; never through a link, never a FIFO."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
-        return 0
+        return []
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return 0
+            return []
         data = handle.read(MAX_GOALS_BYTES)
-    return sum(1 for line in data.splitlines() if line.startswith(b"## "))
+    stamps: list[float | None] = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.startswith(COMPLETED_MARK):
+            stamps.append(_epoch_or_none(line[len(COMPLETED_MARK):].strip()))
+    return stamps
+
+
+def _epoch_or_none(text: str) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
