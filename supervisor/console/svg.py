@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from supervisor.console.text import safe
 
-WIDTH, HEIGHT, PAD = 640, 180, 36
+WIDTH, HEIGHT, PAD = 640, 140, 36
+MAX_BAR = 48
+SIDE_X = 330  # where a generation's other candidates start, right of its label
 
 
 @dataclass
@@ -21,7 +23,7 @@ def bar_chart(title: str, bars: list[Bar], unit: str, css: str) -> str:
     if not bars:
         return f'<p class="empty">{safe(title)}: no data yet</p>'
     top = max(max(bar.value for bar in bars), 1e-9)
-    step = (WIDTH - PAD) / len(bars)
+    step = min((WIDTH - PAD) / len(bars), MAX_BAR)
     parts = [f'<svg class="chart {css}" role="img" viewBox="0 0 {WIDTH} {HEIGHT + 20}" '
              f'xmlns="http://www.w3.org/2000/svg"><title>{safe(title)}</title>',
              f'<text x="0" y="12" class="axis">{safe(_number(top))} {safe(unit)}</text>',
@@ -33,7 +35,10 @@ def bar_chart(title: str, bars: list[Bar], unit: str, css: str) -> str:
                 f'height="{height:.1f}"><title>{safe(bar.label)}: {safe(_number(bar.value))} {safe(unit)}</title></rect>')
         parts.append(f'<a href="{safe(bar.href)}">{rect}</a>' if bar.href else rect)
     parts.append(f'<text x="{PAD}" y="{HEIGHT + 15}" class="axis">{safe(bars[0].label)}</text>')
-    parts.append(f'<text x="{WIDTH}" y="{HEIGHT + 15}" class="axis end">{safe(bars[-1].label)}</text></svg>')
+    if len(bars) > 1:
+        last_x = PAD + len(bars) * step
+        parts.append(f'<text x="{last_x:.0f}" y="{HEIGHT + 15}" class="axis end">{safe(bars[-1].label)}</text>')
+    parts.append("</svg>")
     return "".join(parts)
 
 
@@ -62,7 +67,7 @@ def lineage_graph(chain: list[tuple[Node, list[Node]]]) -> str:
             parts.append(f'<line class="edge" x1="30" y1="{y}" x2="30" y2="{y + row}"/>')
         parts.append(_node(generation, 30, y, radius, 50))
         for position, other in enumerate(others[:6]):
-            x = 260 + position * 62
+            x = SIDE_X + position * 50
             parts.append(f'<line class="edge side" x1="30" y1="{y}" x2="{x}" y2="{y}"/>')
             parts.append(_node(other, x, y, radius - 2, None))
     parts.append("</svg>")
@@ -70,7 +75,11 @@ def lineage_graph(chain: list[tuple[Node, list[Node]]]) -> str:
 
 
 def _node(node: Node, x: int, y: int, radius: int, text_x: int | None) -> str:
-    label = (f'<text class="label" x="{text_x}" y="{y + 4}">{safe(node.label, 60)}</text>' if text_x
+    label = (f'<text class="label" x="{text_x}" y="{y + 4}">{safe(_short(node.label, 36))}</text>' if text_x
              else f'<text class="label small" x="{x + radius + 3}" y="{y + 4}">{safe(node.key, 12)}</text>')
     return (f'<a href="{safe(node.href)}" class="node {safe(node.kind)}"><title>{safe(node.title, 400)}</title>'
             f'<circle cx="{x}" cy="{y}" r="{radius}"/>{label}</a>')
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

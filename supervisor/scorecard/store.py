@@ -151,12 +151,16 @@ class ScorecardStore:
         if offset == 0:
             return True
         with open(self.log_path, "rb") as handle:
-            handle.seek(max(0, offset - 1_000_000))
-            tail = handle.read(offset - handle.tell()).splitlines()
+            for window in (65_536, 4_000_000):  # a record fits the first window but for huge details
+                handle.seek(max(0, offset - window))
+                lines = handle.read(offset - handle.tell()).split(b"\n")
+                if len(lines) >= 3 or offset <= window:
+                    break
         try:
-            return bool(tail) and json.loads(tail[-1]).get("hash") == last_hash
+            record = json.loads(lines[-2]) if len(lines) >= 2 else None
         except ValueError:
             return False
+        return isinstance(record, dict) and record.get("hash") == last_hash == record_hash(record)
 
     def _one_record(self, db: sqlite3.Connection, line: bytes, prev: str) -> str:
         seq = int(schema.meta(db, "log_seq", "0")) + 1
