@@ -17,7 +17,7 @@ from supervisor.console.text import safe
 from supervisor.console.view import InstanceView
 from supervisor.scorecard import CandidateRow, GenerationCard
 
-LINEAGE_ROWS = 30
+LINEAGE_ROWS = 20  # the newest; older ones are a link away (/generations)
 LOG_ROWS = 20
 
 
@@ -67,7 +67,7 @@ def main_page(view: InstanceView) -> str:
     snapshot = view.store.snapshot()
     cards = view.store.cards(limit=LINEAGE_ROWS)
     oldest = cards[-1].generation if cards else 0
-    others = [c for c in view.store.candidates(limit=400) if c.state != "accepted" and c.gen >= oldest]
+    others = view.store.not_accepted_since(oldest)
     body = (status_section(view, snapshot) + lineage_section(cards, others) + charts_section(cards, snapshot)
             + waiting_section(view) + log_section(view, snapshot) + journal_section(view, 3000))
     return page("Ouroboros: " + str(view.instance.home), body)

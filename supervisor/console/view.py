@@ -23,7 +23,7 @@ from supervisor.status import Status, StatusFile
 CANDIDATE_ID = re.compile(r"^[0-9]{1,9}-[0-9]{1,9}$")
 SHA = re.compile(r"^[0-9a-f]{40}$")
 MAX_DIFF_CHARS = 200_000
-LOG_TAIL_BYTES = 256_000
+LOG_TAIL_BYTES = 64_000
 
 
 class InstanceView:

@@ -19,10 +19,12 @@ import json
 import os
 import sqlite3
 import stat
+import threading
 import time
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -107,32 +109,43 @@ class ScorecardStore:
         self.path = state_dir / "scorecard.sqlite"
         self._candidates = state_dir / "candidates"
         self._git = Git(state_dir.parent)
+        self._lock = threading.RLock()
+        self._db: sqlite3.Connection | None = None
 
-    def connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(schema.SCHEMA)
-        return db
+    @contextmanager
+    def session(self) -> Iterator[sqlite3.Connection]:
+        """The store's one connection, opened on first use and shared by threads one at a time."""
+        with self._lock:
+            if self._db is None:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(schema.SCHEMA)
+                self._db = db
+            yield self._db
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     # -- consuming new records ---------------------------------------------------------------
 
     def update(self) -> int:
         """Consume whatever the decision log and the ledger gained; returns how many records."""
-        db = self.connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")  # one updater at a time; readers are never blocked (WAL)
-            cutoff = time.time()
-            count = self._consume_log(db) + self._consume_ledger(db, cutoff) + self._consume_goals(db)
-            db.execute("COMMIT")
-            return count
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
+        with self.session() as db:
+            try:
+                db.execute("BEGIN IMMEDIATE")  # one updater at a time; readers are never blocked (WAL)
+                cutoff = time.time()
+                count = self._consume_log(db) + self._consume_ledger(db, cutoff) + self._consume_goals(db)
+                db.execute("COMMIT")
+                return count
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
 
     def _consume_log(self, db: sqlite3.Connection) -> int:
         offset, last_hash = int(schema.meta(db, "log_offset", "0")), schema.meta(db, "log_hash", GENESIS)
@@ -151,7 +164,7 @@ class ScorecardStore:
         if offset == 0:
             return True
         with open(self.log_path, "rb") as handle:
-            for window in (65_536, 4_000_000):  # a record fits the first window but for huge details
+            for window in (8_192, 4_000_000):  # a record fits the first window but for huge details
                 handle.seek(max(0, offset - window))
                 lines = handle.read(offset - handle.tell()).split(b"\n")
                 if len(lines) >= 3 or offset <= window:
@@ -295,7 +308,7 @@ class ScorecardStore:
 
     def cards(self, limit: int | None = None, before: int | None = None) -> list[GenerationCard]:
         """Generations, newest first, with the current one's time alive counted up to now."""
-        with _closing(self.connect()) as db:
+        with self.session() as db:
             return schema.cards(db, GenerationCard, limit, before)
 
     def card(self, number: int) -> GenerationCard | None:
@@ -303,29 +316,23 @@ class ScorecardStore:
         return found[0] if found and found[0].generation == number else None
 
     def candidates(self, limit: int = 200, before: int | None = None, state: str | None = None) -> list[CandidateRow]:
-        with _closing(self.connect()) as db:
+        with self.session() as db:
             return schema.candidate_rows(db, CandidateRow, limit, before, state)
 
+    def not_accepted_since(self, generation: int, limit: int = 100) -> list[CandidateRow]:
+        """Candidates made by `generation` or later that did not become generations, newest first."""
+        with self.session() as db:
+            return schema.candidate_rows(db, CandidateRow, limit, None, None, min_gen=generation)
+
     def candidate(self, candidate_id: str) -> CandidateRow | None:
-        with _closing(self.connect()) as db:
+        with self.session() as db:
             rows = schema.candidate_rows(db, CandidateRow, 1, None, None, candidate_id)
         return rows[0] if rows else None
 
     def snapshot(self) -> dict[str, Any]:
         """Counters, per-day figures, the chain check and the main generation, in one read."""
-        with _closing(self.connect()) as db:
+        with self.session() as db:
             return schema.snapshot(db)
-
-
-class _closing:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        return self.db
-
-    def __exit__(self, *exc: object) -> None:
-        self.db.close()
 
 
 def _read_lines(path: Path, offset: int) -> tuple[list[bytes], int]:

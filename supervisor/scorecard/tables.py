@@ -154,15 +154,18 @@ def cards(db: sqlite3.Connection, cls: type, limit: int | None, before: int | No
 
 
 def candidate_rows(db: sqlite3.Connection, cls: type, limit: int, before: float | None, state: str | None,
-                   candidate_id: str | None = None) -> list[Any]:
+                   candidate_id: str | None = None, min_gen: int | None = None) -> list[Any]:
     clauses, args = [], []
-    for clause, value in (("at < ?", before), ("state = ?", state), ("id = ?", candidate_id)):
+    if min_gen is not None:
+        clauses.append("state != 'accepted'")
+    for clause, value in (("at < ?", before), ("state = ?", state), ("id = ?", candidate_id), ("gen >= ?", min_gen)):
         if value is not None:
             clauses.append(clause)
             args.append(value)
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    order = "gen DESC, at DESC" if min_gen is not None else "at DESC"  # a range of the gen index, not a scan
     rows = db.execute(f"SELECT id, gen, state, at, commit_sha AS [commit], summary, reasons, failures, gate_s, "
-                      f"generation FROM candidates{where} ORDER BY at DESC LIMIT ?", (*args, limit)).fetchall()
+                      f"generation FROM candidates{where} ORDER BY {order} LIMIT ?", (*args, limit)).fetchall()
     return [cls.model_validate({**dict(row), "reasons": json.loads(row["reasons"]),
                                 "failures": json.loads(row["failures"])}) for row in rows]
 
