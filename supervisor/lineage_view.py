@@ -16,17 +16,20 @@ environment that points git and the agent at it. The agent can run `git log` the
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 from sandbox import ContainerSpec, Mount
 from supervisor.console.text import plain
-from supervisor.git_ops import Git
+from supervisor.git_ops import Git, GitError
 from supervisor.instance import Instance
 from supervisor.scorecard import ScorecardStore
 
 TARGET = "/history"
+log = logging.getLogger("ouroboros.lineage")
 REFSPECS = (
     "+refs/heads/main:refs/heads/main",
     "+refs/tags/gen/*:refs/tags/gen/*",
@@ -71,8 +74,16 @@ def mount(folder: Path) -> tuple[Mount, dict[str, str]]:
 
 
 def with_history(spec: ContainerSpec, instance: Instance) -> ContainerSpec:
-    """`spec` plus the history, read-only (the one-line hook in the runner's launch)."""
-    history, env = mount(build(instance))
+    """`spec` plus the history, read-only (the one-line hook in the runner's launch).
+
+    Memory is a help, not a condition: if the history cannot be built (a full disk, a git failure),
+    the agent starts without it rather than not at all, and the next start tries again.
+    """
+    try:
+        history, env = mount(build(instance))
+    except (GitError, OSError, sqlite3.Error) as exc:
+        log.warning("the agent starts without its history: %s", exc)
+        return spec
     data = spec.model_dump()
     data["mounts"] = [*data["mounts"], history.model_dump()]
     data["env"] = {**data["env"], **env}

@@ -55,6 +55,11 @@ def test_scorecard_of_the_demo_equals_the_records(demo):
     before = sum(e.usage.total_tokens for e in entries if e.ts.isoformat() < switch)
     assert cards[0].tokens == before
     assert cards[0].goals >= 1 and cards[0].tokens_per_goal == cards[0].tokens / cards[0].goals
+    # Agent starts come from the runner's own records (one per launch), crashes likewise (none here).
+    starts = [r for r in records if r.kind == "agent-started"]
+    assert cards[0].starts == sum(r.generation == 0 for r in starts) >= 1
+    assert cards[1].starts == sum(r.generation == 1 for r in starts) >= 1
+    assert sum(c.crashes for c in cards.values()) == sum(r.kind == "agent-crashed" for r in records)
 
 
 def demo_git_subject(demo, commit: str) -> str:
