@@ -110,3 +110,10 @@ def test_metrics_parse_and_scorecard_cli(home, server):
     assert text.exit_code == 0 and "proposal 1-2" in text.output
     missing = CliRunner().invoke(cli, ["scorecard", "--home", str(home / "nope")])
     assert missing.exit_code != 0 and "Traceback" not in missing.output
+
+
+def test_console_cli_refuses_a_public_bind_without_a_token(home):
+    result = CliRunner().invoke(cli, ["console", "--home", str(home), "--bind", "0.0.0.0:0"])
+    assert result.exit_code != 0 and "token" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["console", "--home", str(home), "--bind", "nonsense"])
+    assert result.exit_code != 0 and "HOST:PORT" in result.output
