@@ -16,86 +16,26 @@ saved offset makes the store start over (and says so).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import stat
 import threading
 import time
 from contextlib import contextmanager
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from supervisor.candidates import CandidateError, CandidateStore
 from supervisor.decision_log import GENESIS, Decision, record_hash
 from supervisor.git_ops import Git, GitError
 from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerEntry
 from supervisor.route.pricing import USAGE_FIELDS
+from supervisor.scorecard import records
 from supervisor.scorecard import tables as schema
+from supervisor.scorecard.models import CandidateRow, GenerationCard
 
-MAX_GOALS_BYTES = 1_000_000
-COMPLETED_MARK = "**Completed:**"  # how the agent's goals.py marks a finished goal
-MAX_BATCH_BYTES = 8_000_000  # one update reads at most this much of each file; the next one goes on
 VERDICTS = ("accepted", "rejected", "needs-approval")
 GATE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
-
-
-class GenerationCard(BaseModel):
-    """One generation's scorecard (see docs/console.md for each field's source)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    generation: int
-    commit: str
-    parent: str | None = None
-    parent_generation: int | None = None
-    candidate: str | None = None
-    accepted_at: float | None = None
-    why: str = ""
-    gate_s: float | None = None
-    acceptance: str | None = None
-    alive_s: float = 0.0
-    cycles: int = 0
-    goals: int = 0
-    tokens: int = 0
-    usd: Decimal = Decimal(0)
-    requests: int = 0
-    made: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    waiting: int = 0
-    starts: int = 0
-    crashes: int = 0
-    rollbacks_from: int = 0
-    rolled_back: bool = False
-    probation_passed: bool = False
-
-    @property
-    def restarts(self) -> int:
-        return max(0, self.starts - 1)
-
-    @property
-    def tokens_per_goal(self) -> float | None:
-        return self.tokens / self.goals if self.goals else None
-
-
-class CandidateRow(BaseModel):
-    """What the store keeps of one judged proposal."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str
-    gen: int
-    state: str
-    at: float
-    commit: str | None = None
-    summary: str = ""
-    reasons: list[str] = []
-    failures: list[dict[str, Any]] = []
-    gate_s: float | None = None
-    generation: int | None = None
 
 
 class ScorecardStore:
@@ -153,7 +93,7 @@ class ScorecardStore:
         if size < offset or not self._continues(offset, last_hash):
             schema.reset(db, f"the decision log changed under offset {offset}; recounted from the start")
             offset, last_hash = 0, GENESIS
-        lines, offset = _read_lines(self.log_path, offset)
+        lines, offset = records.read_lines(self.log_path, offset)
         for line in lines:
             last_hash = self._one_record(db, line, last_hash)
         schema.set_meta(db, log_offset=str(offset), log_hash=last_hash)
@@ -177,7 +117,7 @@ class ScorecardStore:
 
     def _one_record(self, db: sqlite3.Connection, line: bytes, prev: str) -> str:
         seq = int(schema.meta(db, "log_seq", "0")) + 1
-        problem = _chain_problem(line, prev, seq)
+        problem = records.chain_problem(line, prev, seq)
         if problem and schema.meta(db, "chain_ok", "1") == "1":
             schema.set_meta(db, chain_ok="0", chain_problem=f"record {seq}: {problem}")
         try:
@@ -190,7 +130,7 @@ class ScorecardStore:
         return decision.hash
 
     def _apply(self, db: sqlite3.Connection, d: Decision) -> None:
-        at = _epoch(d.at)
+        at = records.epoch(d.at)
         schema.bump(db, f"decisions|{d.kind}")
         if d.kind in ("genesis", "adopted") and d.commit:
             self._new_generation(db, d, at, d.commit, None)
@@ -216,8 +156,8 @@ class ScorecardStore:
         parent = d.main_before
         parent_gen = schema.generation_of(db, parent) if parent else None
         why = self._why(commit, d.details.get("summary", ""))
-        gate_s = _gate_seconds(d.details)
-        acceptance = _acceptance(d.details)
+        gate_s = records.gate_seconds(d.details)
+        acceptance = records.acceptance(d.details)
         db.execute("INSERT OR IGNORE INTO generations (n, commit_sha, parent, parent_gen, candidate, accepted_at, "
                    "why, gate_s, acceptance) VALUES (?,?,?,?,?,?,?,?,?)",
                    (number, commit, parent, parent_gen, candidate, at, why, gate_s, acceptance))
@@ -227,7 +167,7 @@ class ScorecardStore:
         gen = self._candidate_gen(d.candidate or "")
         previous = db.execute("SELECT state FROM candidates WHERE id=?", (d.candidate,)).fetchone()
         failures = d.details.get("failures") or []
-        gate_s = _gate_seconds(d.details)
+        gate_s = records.gate_seconds(d.details)
         db.execute("INSERT OR REPLACE INTO candidates (id, gen, state, at, commit_sha, summary, reasons, failures, "
                    "gate_s, generation) VALUES (?,?,?,?,?,?,?,?,?,?)",
                    (d.candidate, gen, d.kind, at, d.commit, str(d.details.get("summary", ""))[:500],
@@ -263,18 +203,20 @@ class ScorecardStore:
             return int(head) if head.isdigit() else -1
 
     def _why(self, commit: str, fallback: object) -> str:
+        """The first line of the commit's message (git), else of the proposal's summary (the record)."""
         try:
             text = self._git.message(commit)
         except (GitError, OSError):
             text = ""
-        return (text or str(fallback)).strip().splitlines()[0][:300] if (text or fallback) else ""
+        lines = (text.strip() or str(fallback or "")).strip().splitlines()
+        return lines[0][:300] if lines else ""
 
     def _consume_ledger(self, db: sqlite3.Connection, cutoff: float) -> int:
         offset = int(schema.meta(db, "ledger_offset", "0"))
         size = self.ledger_path.stat().st_size if self.ledger_path.exists() else 0
         if size < offset:
             offset = 0  # moved aside and started over, as the route's docs allow
-        lines, end = _read_lines(self.ledger_path, offset)
+        lines, end = records.read_lines(self.ledger_path, offset)
         consumed = 0
         for line in lines:
             try:
@@ -295,7 +237,7 @@ class ScorecardStore:
         its `**Completed:**` time says it was done (now, if that time is unreadable or in the future)."""
         if self.goals_file is None:
             return 0
-        stamps = _completed_stamps(self.goals_file)
+        stamps = records.completed_stamps(self.goals_file)
         seen = int(schema.meta(db, "goals_seen", "0"))
         for stamp in stamps[seen:]:
             when = stamp if stamp is not None and stamp <= time.time() else time.time()
@@ -335,83 +277,5 @@ class ScorecardStore:
             return schema.snapshot(db)
 
 
-def _read_lines(path: Path, offset: int) -> tuple[list[bytes], int]:
-    """Complete lines from `offset` (a torn last line waits), and the offset after the last one."""
-    if not path.exists():
-        return [], offset
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        data = handle.read(MAX_BATCH_BYTES)
-    end = data.rfind(b"\n") + 1
-    return [line for line in data[:end].split(b"\n")[:-1]], offset + end
-
-
-def _chain_problem(line: bytes, prev: str, seq: int) -> str:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return "not valid JSON"
-    if not isinstance(record, dict) or "hash" not in record:
-        return "not a decision record"
-    if record.get("prev") != prev:
-        return "its prev does not match the record before"
-    if record_hash(record) != record["hash"]:
-        return "its content does not match its hash (edited)"
-    if record.get("seq") != seq:
-        return f"seq is {record.get('seq')}, expected {seq}"
-    return ""
-
-
-def _epoch(text: str) -> float:
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return time.time()
-
-
 def _gen_or_main(db: sqlite3.Connection, d: Decision) -> int | None:
     return d.generation if d.generation is not None else schema.main_generation(db)
-
-
-def _gate_seconds(details: dict[str, Any]) -> float | None:
-    passes = details.get("passes")
-    if not isinstance(passes, list) or not passes:
-        return None
-    total = sum(float(p.get("duration_s") or 0) for p in passes if isinstance(p, dict))
-    return round(total, 3)
-
-
-def _acceptance(details: dict[str, Any]) -> str | None:
-    """The acceptance stage's result, where a pass of that name exists (issue 9's stage)."""
-    for item in details.get("passes") or []:
-        if isinstance(item, dict) and "accept" in str(item.get("name", "")):
-            return "passed" if item.get("ok") else f"failed: {str(item.get('reason', ''))[:200]}"
-    return None
-
-
-def _completed_stamps(path: Path) -> list[float | None]:
-    """The `**Completed:** <UTC time>` of each goal in completed.md; never through a link, never a FIFO."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return []
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return []
-        data = handle.read(MAX_GOALS_BYTES)
-    stamps: list[float | None] = []
-    for line in data.decode("utf-8", "replace").splitlines():
-        if line.startswith(COMPLETED_MARK):
-            stamps.append(_epoch_or_none(line[len(COMPLETED_MARK):].strip()))
-    return stamps
-
-
-def _epoch_or_none(text: str) -> float | None:
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
