@@ -18,7 +18,7 @@ from supervisor.protocol import Proposal
 HOSTILE = "<script>document.title='pwned'</script>\x1b[2J\x1b]0;owned\x07<b>bold</b> \u202eevil"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo(tmp_path_factory, docker_engine, agent_image) -> Instance:
     instance, verdicts = run_demo(tmp_path_factory.mktemp("console") / "demo", progress=lambda message: None)
     assert [v.state for v in verdicts] == ["accepted", "rejected"]
