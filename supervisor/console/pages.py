@@ -212,7 +212,8 @@ def candidate_page(view: InstanceView, candidate_id: str) -> str | None:
     row = view.store.candidate(candidate_id)
     if row is None:
         return None
-    failures = table(("failing test", "message"), [(safe(f.get("test_id", "")), safe(f.get("message", ""), 2000))
+    failures = table(("failing test", "message"), [(safe(f.get("test_id", "")),
+                                                    f'<pre class="agent">{safe(f.get("message", ""), 2000)}</pre>')
                                                    for f in row.failures], "failures")
     card = view.store.card(row.gen)
     commands = ""
