@@ -35,6 +35,8 @@ class InstanceCollector(Collector):
         yield _counter("ouroboros_agent_crashes", "Agent container exits the supervisor counted as crashes.",
                        counters, "crashes")
         yield _labelled("ouroboros_proposals", "Proposals judged, by verdict.", counters, "verdicts|", ["verdict"])
+        yield _labelled("ouroboros_decisions", "Decision-log records, by kind (agent-started counts restarts).",
+                        counters, "decisions|", ["kind"])
         yield _histogram(counters)
         yield _labelled("ouroboros_llm_tokens", "Tokens metered by the LLM route, by kind and model.", counters,
                         "tokens|", ["kind", "model"])

@@ -68,7 +68,8 @@ def main_page(view: InstanceView) -> str:
     cards = view.store.cards(limit=LINEAGE_ROWS)
     oldest = cards[-1].generation if cards else 0
     others = view.store.not_accepted_since(oldest)
-    body = (status_section(view, snapshot) + lineage_section(cards, others) + charts_section(cards, snapshot)
+    warning = f'<p class="warning">{safe(view.stale)}</p>' if view.stale else ""
+    body = (warning + status_section(view, snapshot) + lineage_section(cards, others) + charts_section(cards, snapshot)
             + waiting_section(view) + log_section(view, snapshot) + journal_section(view, 3000))
     return page("Ouroboros: " + str(view.instance.home), body)
 

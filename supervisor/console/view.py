@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -34,9 +35,16 @@ class InstanceView:
         self.store = ScorecardStore(instance.state, instance.goals)
         self.git = Git(instance.repo)
         self.log = DecisionLog(instance.state / "decisions.jsonl")
+        self.stale = ""
 
     def refresh(self) -> None:
-        self.store.update()
+        """Consume new records; if that cannot be done (say, a state folder this user may only read),
+        show what the store already holds and say why it is not current."""
+        try:
+            self.store.update()
+            self.stale = ""
+        except (sqlite3.Error, OSError) as exc:
+            self.stale = f"the scorecard could not be updated ({exc}); figures may be behind"
 
     def config(self) -> InstanceConfig:
         try:

@@ -117,3 +117,28 @@ def test_console_cli_refuses_a_public_bind_without_a_token(home):
     assert result.exit_code != 0 and "token" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["console", "--home", str(home), "--bind", "nonsense"])
     assert result.exit_code != 0 and "HOST:PORT" in result.output
+
+
+def test_start_in_thread_serves_until_shut_down(home):
+    from supervisor.console.server import start_in_thread
+
+    server = start_in_thread(home, "127.0.0.1:0")
+    try:
+        assert "Lineage" in httpx.get(server.url).text
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(server.url, timeout=2)
+
+
+def test_a_store_that_cannot_update_shows_what_it_has_and_says_so(home, server, monkeypatch):
+    import sqlite3
+
+    def broken() -> int:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    assert "could not be updated" not in httpx.get(server.url).text  # consumed once
+    monkeypatch.setattr(server.view.store, "update", broken)
+    page = httpx.get(server.url).text
+    assert "could not be updated" in page and "readonly database" in page and "proposal 1-2" in page
