@@ -7,7 +7,7 @@ the same after a restart and equal what `supervisor log` and `supervisor budget`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -38,10 +38,13 @@ class InstanceCollector(Collector):
         yield _labelled("ouroboros_decisions", "Decision-log records, by kind (agent-started counts restarts).",
                         counters, "decisions|", ["kind"])
         yield _histogram(counters)
-        yield _labelled("ouroboros_llm_tokens", "Tokens metered by the LLM route, by kind and model.", counters,
-                        "tokens|", ["kind", "model"])
-        yield _labelled("ouroboros_llm_usd", "US dollars metered by the LLM route, by model.", counters, "usd|",
-                        ["model"])
+        # The agent names the model of each request; labelled by the pricing entry it matched, the
+        # series stay as few as the operator's pricing table, whatever names the agent invents.
+        price_of = _pricing_names(self.view)
+        yield _labelled("ouroboros_llm_tokens", "Tokens metered by the LLM route, by kind and priced model.",
+                        counters, "tokens|", ["kind", "model"], lambda values: [values[0], price_of(values[1])])
+        yield _labelled("ouroboros_llm_usd", "US dollars metered by the LLM route, by priced model.", counters,
+                        "usd|", ["model"], lambda values: [price_of(values[0])])
         yield _labelled("ouroboros_route_requests", "Requests the route forwarded and metered, by upstream status.",
                         counters, "requests|", ["status"])
         yield _labelled("ouroboros_route_refusals_logged", "Route refusals in the decision log, by reason "
@@ -73,14 +76,31 @@ def _counter(name: str, doc: str, counters: dict, key: str) -> CounterMetricFami
     return CounterMetricFamily(name, doc, value=float(counters.get(key, 0)))
 
 
-def _labelled(name: str, doc: str, counters: dict, prefix: str, labels: list[str]) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc, labels=labels)
-    for key, value in sorted(counters.items()):
+def _labelled(name: str, doc: str, counters: dict, prefix: str, labels: list[str],
+              relabel: Callable[[list[str]], list[str]] = lambda values: values) -> CounterMetricFamily:
+    sums: dict[tuple[str, ...], float] = {}
+    for key, value in counters.items():
         if key.startswith(prefix):
             values = key[len(prefix):].split("|")
             if len(values) == len(labels):
-                family.add_metric(values, float(value))
+                merged = tuple(relabel(values))
+                sums[merged] = sums.get(merged, 0.0) + float(value)
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for values, total in sorted(sums.items()):
+        family.add_metric(list(values), total)
     return family
+
+
+def _pricing_names(view: "InstanceView") -> Callable[[str], str]:
+    names = list(view.config().route.pricing.models)
+
+    def price_of(model: str) -> str:
+        if model in names:
+            return model
+        prefixes = [name for name in names if model.startswith(name)]
+        return max(prefixes, key=len) if prefixes else "other"
+
+    return price_of
 
 
 def _histogram(counters: dict) -> HistogramMetricFamily:

@@ -142,3 +142,19 @@ def test_a_store_that_cannot_update_shows_what_it_has_and_says_so(home, server, 
     monkeypatch.setattr(server.view.store, "update", broken)
     page = httpx.get(server.url).text
     assert "could not be updated" in page and "readonly database" in page and "proposal 1-2" in page
+
+
+def test_invented_model_names_do_not_multiply_series(home, server):
+    from datetime import datetime, timezone
+
+    from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger
+
+    from .helpers import entry
+
+    ledger = Ledger.open(home / "repo.git" / "ouroboros" / LEDGER_FILE_NAME)
+    for index in range(5):
+        ledger.append(entry(datetime.now(timezone.utc), "c", 10, "0.001", model=f"claude-sonnet-5-x{index}"))
+    ledger.close()
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(server.url + "metrics").text)}
+    usd = {s.labels["model"]: s.value for s in families["ouroboros_llm_usd"].samples}
+    assert usd == {"claude-sonnet-5": pytest.approx(0.005), "other": pytest.approx(0.12)}
