@@ -102,9 +102,10 @@ def summary(store: ScorecardStore) -> str:
               + (" — later rolled back" if c.rolled_back else "") for c in cards]
     lines += ["", "## Rejected proposals (newest first)", ""]
     for row in rejected:
-        tests = ", ".join(str(f.get("test_id", "")) for f in row.failures[:5])
-        lines.append(f"- {row.id} (from gen {row.gen}): {plain(row.summary, 200)} — "
-                     f"{plain('; '.join(row.reasons), 300)}" + (f" — failing: {plain(tests, 300)}" if tests else ""))
+        reasons = "; ".join(row.reasons)
+        tests = ", ".join(t for t in (str(f.get("test_id", "")) for f in row.failures[:5]) if t not in reasons)
+        lines.append(f"- {row.id} (from gen {row.gen}): {plain(row.summary, 200)} — {plain(reasons, 400)}"
+                     + (f" — failing: {plain(tests, 300)}" if tests else ""))
     lines += ["", "## Scorecard trend (newest first)", "",
               "| gen | tokens | USD | goals | tokens/goal | proposals made/accepted/rejected | crashes |",
               "|---|---|---|---|---|---|---|"]
