@@ -75,8 +75,8 @@ class ConsoleServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{'[' + host + ']' if ':' in str(host) else host}:{port}/"
+        host, port = str(self.server_address[0]), self.server_address[1]
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS generations (
@@ -136,7 +138,7 @@ def add_spend(db: sqlite3.Connection, entry: Any, gen: int | None, usage_fields:
         bump(db, f"tokens|{kind}|{entry.model}", getattr(entry.usage, kind))
 
 
-def cards(db: sqlite3.Connection, cls: type, limit: int | None, before: int | None) -> list[Any]:
+def cards(db: sqlite3.Connection, cls: type[BaseModel], limit: int | None, before: int | None) -> list[Any]:
     query = f"SELECT {CARD_COLUMNS} FROM generations"
     args: list[Any] = []
     if before is not None:
@@ -153,7 +155,7 @@ def cards(db: sqlite3.Connection, cls: type, limit: int | None, before: int | No
     return found
 
 
-def candidate_rows(db: sqlite3.Connection, cls: type, limit: int, before: float | None, state: str | None,
+def candidate_rows(db: sqlite3.Connection, cls: type[BaseModel], limit: int, before: float | None, state: str | None,
                    candidate_id: str | None = None, min_gen: int | None = None) -> list[Any]:
     clauses, args = [], []
     if min_gen is not None:
