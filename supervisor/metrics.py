@@ -8,7 +8,7 @@ the same after a restart and equal what `supervisor log` and `supervisor budget`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -72,11 +72,11 @@ class InstanceCollector(Collector):
                                 value=status.restarts if status else 0)
 
 
-def _counter(name: str, doc: str, counters: dict, key: str) -> CounterMetricFamily:
+def _counter(name: str, doc: str, counters: dict[str, Any], key: str) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=float(counters.get(key, 0)))
 
 
-def _labelled(name: str, doc: str, counters: dict, prefix: str, labels: list[str],
+def _labelled(name: str, doc: str, counters: dict[str, Any], prefix: str, labels: list[str],
               relabel: Callable[[list[str]], list[str]] = lambda values: values) -> CounterMetricFamily:
     sums: dict[tuple[str, ...], float] = {}
     for key, value in counters.items():
@@ -86,8 +86,8 @@ def _labelled(name: str, doc: str, counters: dict, prefix: str, labels: list[str
                 merged = tuple(relabel(values))
                 sums[merged] = sums.get(merged, 0.0) + float(value)
     family = CounterMetricFamily(name, doc, labels=labels)
-    for values, total in sorted(sums.items()):
-        family.add_metric(list(values), total)
+    for merged_values, total in sorted(sums.items()):
+        family.add_metric(list(merged_values), total)
     return family
 
 
@@ -103,7 +103,7 @@ def _pricing_names(view: "InstanceView") -> Callable[[str], str]:
     return price_of
 
 
-def _histogram(counters: dict) -> HistogramMetricFamily:
+def _histogram(counters: dict[str, Any]) -> HistogramMetricFamily:
     buckets = [(f"{bound:g}", float(counters.get(f"gate_bucket|{bound:g}", 0))) for bound in GATE_BUCKETS]
     buckets.append(("+Inf", float(counters.get("gate_bucket|+Inf", 0))))
     return HistogramMetricFamily("ouroboros_gate_duration_seconds", "Time the gate took per judged proposal.",

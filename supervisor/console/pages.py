@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Iterable
+from typing import Any, Iterable
 
 from supervisor.console import agent_files
 from supervisor.console.svg import Bar, Node, bar_chart, lineage_graph
@@ -74,7 +74,7 @@ def main_page(view: InstanceView) -> str:
     return page("Ouroboros: " + str(view.instance.home), body)
 
 
-def status_section(view: InstanceView, snapshot: dict) -> str:
+def status_section(view: InstanceView, snapshot: dict[str, Any]) -> str:
     status = view.status()
     rows = [("state", safe(status.state if status else "never started")),
             ("generation", gen_link(status.generation) if status else ""),
@@ -134,7 +134,7 @@ def _card_row(card: GenerationCard) -> list[str]:
             str(card.restarts), "yes" if card.rolled_back else ""]
 
 
-def charts_section(cards: list[GenerationCard], snapshot: dict) -> str:
+def charts_section(cards: list[GenerationCard], snapshot: dict[str, Any]) -> str:
     days = snapshot["days"][-30:]
     oldest_first = list(reversed(cards))
     spend_day = [Bar(d["day"], float(Decimal(d["usd"]))) for d in days]
@@ -167,7 +167,7 @@ def waiting_section(view: InstanceView) -> str:
                else "<p>nothing waits</p>") + "</section>")
 
 
-def log_section(view: InstanceView, snapshot: dict, count: int = LOG_ROWS) -> str:
+def log_section(view: InstanceView, snapshot: dict[str, Any], count: int = LOG_ROWS) -> str:
     meta = snapshot["meta"]
     chain = ("verified as each record arrived: every hash and link holds" if meta.get("chain_ok", "1") == "1"
              else "BROKEN: " + meta.get("chain_problem", ""))

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from supervisor import metrics
 from supervisor.console import pages
+from supervisor.console.text import safe
 from supervisor.console.view import CANDIDATE_ID, InstanceView
 from supervisor.errors import ConfigError
 from supervisor.instance import Instance
@@ -111,8 +112,8 @@ class Handler(BaseHTTPRequestHandler):
             status, body, kind = self._route(url.path, query)
         except Exception as exc:  # a broken record must not take the console down; say what broke
             status, body, kind = (HTTPStatus.INTERNAL_SERVER_ERROR,
-                                  pages.page("Error", f"<pre>{pages.safe(type(exc).__name__)}: "
-                                                      f"{pages.safe(exc, 2000)}</pre>").encode(), "text/html")
+                                  pages.page("Error", f"<pre>{safe(type(exc).__name__)}: "
+                                                      f"{safe(exc, 2000)}</pre>").encode(), "text/html")
         self._send(status, body, kind, head, cookie if isinstance(cookie, str) else None)
 
     def _host_is_loopback(self) -> bool:

@@ -72,7 +72,7 @@ def next_generation(db: sqlite3.Connection) -> int:
 
 def generation_of(db: sqlite3.Connection, commit: str | None) -> int | None:
     row = db.execute("SELECT MAX(n) FROM generations WHERE commit_sha=?", (commit,)).fetchone()
-    return row[0]
+    return None if row[0] is None else int(row[0])
 
 
 def main_generation(db: sqlite3.Connection) -> int | None:
@@ -111,7 +111,7 @@ def observe_gate(db: sqlite3.Connection, seconds: float, buckets: tuple[float, .
     bump(db, "gate_sum", Decimal(str(seconds)))
 
 
-def _add(db: sqlite3.Connection, table: str, where: str, key: tuple, tokens: int, usd: Decimal) -> None:
+def _add(db: sqlite3.Connection, table: str, where: str, key: tuple[Any, ...], tokens: int, usd: Decimal) -> None:
     row = db.execute(f"SELECT usd FROM {table} WHERE {where}", key).fetchone()
     total = str(Decimal(row[0]) + usd) if row else str(usd)
     db.execute(f"UPDATE {table} SET tokens=tokens+?, usd=?, requests=requests+1 WHERE {where}",
