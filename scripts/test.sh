@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+bash scripts/ensure-browser.sh  # Debian's chromium for tests/console (Playwright drives it)
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sandbox.engine import DockerEngine
-from supervisor import outbox
+from supervisor import lineage_view, outbox
 from supervisor.agent_container import AgentRun, agent_spec, export_code, give_to_agent
 from supervisor.candidates import CandidateRecord
 from supervisor.errors import ConfigError, OuroborosError
@@ -346,6 +346,8 @@ class Supervisor:
         now = time.monotonic()
         assert self.probation is not None
         action = self.probation.on_crash(now)
+        self.gatekeeper.log.append("agent-crashed", commit=self.current_commit, generation=self.status.generation,
+                                   details={"exit_code": code, "action": action.value})  # for the scorecard
         self.status.restarts += 1
         self.progress(f"agent crashed (exit {code}): {action.value}")
         if action is Action.RESTART:
@@ -413,6 +415,9 @@ class Supervisor:
             route_dir=self.route.socket_path.parent, route_env=self.route.agent_env(self._credential),
             generation=generation if generation is not None else -1,
         )
+        spec = lineage_view.with_history(spec, self.instance)  # its lineage, read-only at /history
+        self.gatekeeper.log.append("agent-started", commit=main, generation=generation,
+                                   details={"run_id": run_id, "reason": reason[:200]})  # for the scorecard
         self.agent = AgentRun(self.engine, spec, self._log)
         self._last_start_at = time.monotonic()
         threading.Thread(target=self._await_exit, args=(self.agent,), daemon=True).start()

@@ -1,0 +1,130 @@
+"""The agent's long-term memory of its lineage: a read-only copy of its history, given at each start.
+
+`build()` keeps `HOME/run/history/` current:
+
+    repo.git/     a bare repository holding only the history: main, the gen/N tags, rejected and
+                  rolled-back proposals (as branches rejected/<id>, rolled-back/<n>). Objects are
+                  copied by `git fetch` from the trusted repository: no alternates, no remote, no
+                  FETCH_HEAD, no hooks, no reflogs; nothing in it names the trusted repository.
+    SUMMARY.md    accepted generations with their whys, rejected proposals with their verdicts, and
+                  the scorecard trend, from the supervisor's own records.
+    gitconfig     `safe.directory = *`, so git inside the container reads a repository it does not own.
+
+`mount()` is what the agent's container gets: that folder, read-only, at /history, plus the
+environment that points git and the agent at it. The agent can run `git log` there and write nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+from sandbox import ContainerSpec, Mount
+from supervisor.console.text import plain
+from supervisor.git_ops import Git, GitError
+from supervisor.instance import Instance
+from supervisor.scorecard import ScorecardStore
+
+TARGET = "/history"
+log = logging.getLogger("ouroboros.lineage")
+REFSPECS = (
+    "+refs/heads/main:refs/heads/main",
+    "+refs/tags/gen/*:refs/tags/gen/*",
+    "+refs/ouroboros/rejected/*:refs/heads/rejected/*",
+    "+refs/ouroboros/rolled-back/*:refs/heads/rolled-back/*",
+)
+SUMMARY_ROWS = 20
+GITCONFIG = "[safe]\n\tdirectory = *\n"
+
+
+def history_dir(instance: Instance) -> Path:
+    return instance.run_dir / "history"
+
+
+def build(instance: Instance) -> Path:
+    """Bring the history mirror and its summary up to date; returns the folder to mount."""
+    folder = history_dir(instance)
+    repo = folder / "repo.git"
+    if not (repo / "HEAD").exists():
+        shutil.rmtree(repo, ignore_errors=True)  # a half-made mirror of a killed supervisor
+        repo.mkdir(parents=True)
+        Git(repo).run("init", "--quiet", "--bare", "--template=", str(repo))
+    mirror = Git(repo)
+    mirror.run("-c", "protocol.file.allow=always", "fetch", "--quiet", "--no-tags", "--prune",
+               "--no-write-fetch-head", "--no-recurse-submodules", str(instance.repo), *REFSPECS)
+    mirror.run("symbolic-ref", "HEAD", "refs/heads/main")
+    for leftover in ("FETCH_HEAD", "ORIG_HEAD", "logs", "hooks", "description"):
+        path = repo / leftover
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    _write(folder / "gitconfig", GITCONFIG)
+    store = ScorecardStore(instance.state, instance.goals)
+    store.update()
+    _write(folder / "SUMMARY.md", summary(store))
+    _readable(folder)
+    return folder
+
+
+def mount(folder: Path) -> tuple[Mount, dict[str, str]]:
+    """The read-only mount and the environment for the agent's container."""
+    env = {"OUROBOROS_HISTORY": TARGET, "GIT_CONFIG_GLOBAL": f"{TARGET}/gitconfig"}
+    return Mount(source=folder, target=TARGET, read_only=True), env
+
+
+def with_history(spec: ContainerSpec, instance: Instance) -> ContainerSpec:
+    """`spec` plus the history, read-only (the one-line hook in the runner's launch).
+
+    Memory is a help, not a condition: if the history cannot be built (a full disk, a git failure),
+    the agent starts without it rather than not at all, and the next start tries again.
+    """
+    try:
+        history, env = mount(build(instance))
+    except (GitError, OSError, sqlite3.Error) as exc:
+        log.warning("the agent starts without its history: %s", exc)
+        return spec
+    data = spec.model_dump()
+    data["mounts"] = [*data["mounts"], history.model_dump()]
+    data["env"] = {**data["env"], **env}
+    return ContainerSpec.model_validate(data)
+
+
+def summary(store: ScorecardStore) -> str:
+    """A short markdown page: what was accepted and why, what was rejected and why, the trend."""
+    cards = store.cards(limit=SUMMARY_ROWS)
+    rejected = store.candidates(limit=SUMMARY_ROWS, state="rejected")
+    lines = ["# Your lineage (written by the supervisor; read-only)", "",
+             "Run `git --git-dir=/history/repo.git log --oneline --graph --all` for the full history:",
+             "`main`, the `gen/N` tags, and every rejected proposal as branch `rejected/<id>`.", "",
+             "## Accepted generations (newest first)", ""]
+    lines += [f"- gen {c.generation} ({c.commit[:12]}): {plain(c.why, 200)}"
+              + (" — later rolled back" if c.rolled_back else "") for c in cards]
+    lines += ["", "## Rejected proposals (newest first)", ""]
+    for row in rejected:
+        reasons = "; ".join(row.reasons)
+        tests = ", ".join(t for t in (str(f.get("test_id", "")) for f in row.failures[:5]) if t not in reasons)
+        lines.append(f"- {row.id} (from gen {row.gen}): {plain(row.summary, 200)} — {plain(reasons, 400)}"
+                     + (f" — failing: {plain(tests, 300)}" if tests else ""))
+    lines += ["", "## Scorecard trend (newest first)", "",
+              "| gen | tokens | USD | goals | tokens/goal | proposals made/accepted/rejected | crashes |",
+              "|---|---|---|---|---|---|---|"]
+    for c in cards[:10]:
+        per_goal = f"{c.tokens_per_goal:,.0f}" if c.tokens_per_goal is not None else "-"
+        lines.append(f"| {c.generation} | {c.tokens:,} | {c.usd:.4f} | {c.goals} | {per_goal} | "
+                     f"{c.made}/{c.accepted}/{c.rejected} | {c.crashes} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.{os.getpid()}")
+    temp.write_text(text)
+    os.replace(temp, path)
+
+
+def _readable(folder: Path) -> None:
+    """World-readable, writable by the supervisor only (the container's user is someone else)."""
+    for root, dirs, files in os.walk(folder):
+        os.chmod(root, 0o755)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o644)
