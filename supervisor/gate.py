@@ -224,8 +224,6 @@ class GateRunner:
         try:
             src.mkdir(parents=True)
             self.git.export_tree(rev, src)
-            (workdir / "trusted").mkdir()
-            (workdir / "trusted" / "pytest.ini").write_text(trusted_ini(config))
             try:
                 spec = self._spec(run_id, src, config, markers)
                 run = self._engine().run(spec, deadline_s=config.deadline_s, output_cap=OUTPUT_CAP)
@@ -238,7 +236,10 @@ class GateRunner:
     def _spec(self, run_id: str, src: Path, config: GateConfig, markers: tuple[str, str]) -> ContainerSpec:
         wrapped = ["sh", "-c", WRAPPER.format(report=REPORT_PATH), "gate", *pytest_command(config)]
         limits = config.limits
-        mounts = [Mount(source=src, target=SRC_DIR), Mount(source=src.parent / "trusted", target=TRUSTED_DIR)]
+        trusted = src.parent / "trusted"
+        trusted.mkdir(exist_ok=True)
+        (trusted / "pytest.ini").write_text(trusted_ini(config))
+        mounts = [Mount(source=src, target=SRC_DIR), Mount(source=trusted, target=TRUSTED_DIR)]
         return ContainerSpec(
             image=config.image or self._image(), command=wrapped, run_id=run_id, role="gate",
             instance=self.instance, workdir=SRC_DIR, mounts=mounts,
