@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from supervisor.instance import Instance
+from supervisor.safe_text import echo
 
 home_option = click.option(
     "--home", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -24,7 +25,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 
 def _say(message: str) -> None:
     stamp = datetime.now().strftime("%H:%M:%S")
-    click.echo(f"[{stamp}] {message}", err=True)
+    echo(f"[{stamp}] {message}", err=True)
 
 
 @click.command("init")
@@ -104,7 +105,7 @@ def status_cmd(home: Path | None, as_json: bool) -> None:
     for verdict in status.get("verdicts", []):
         why = "; ".join(verdict.get("reasons") or [])[:100]
         lines.append(f"verdict     {verdict['candidate']}: {verdict['state']} {why}")
-    click.echo("\n".join(lines))
+    echo("\n".join(lines))
 
 
 @click.command("stop")
@@ -142,11 +143,11 @@ def logs_cmd(home: Path | None, follow: bool, lines: int) -> None:
 
     instance = Instance.locate(home)
     for line in tail_lines(instance.agent_log, lines):
-        click.echo(line)
+        echo(line)
     if follow:
         try:
             for text in follow_file(instance.agent_log):
-                click.echo(text, nl=False)
+                echo(text, nl=False)
         except KeyboardInterrupt:
             pass
 
@@ -238,9 +239,9 @@ def demo_cmd(home: Path | None, as_json: bool) -> None:
     for verdict in verdicts:
         outcome = (f"accepted as generation {verdict.generation}" if verdict.state == "accepted"
                    else f"{verdict.state}: {'; '.join(verdict.reasons)[:300]}")
-        click.echo(f"  candidate {verdict.candidate}: {outcome}")
+        echo(f"  candidate {verdict.candidate}: {outcome}")
     click.echo("\nLineage (generations, candidates, rejected proposals):")
-    click.echo(lineage(instance))
+    echo(lineage(instance))
     # The venv's bin is often not on PATH when the demo runs from scripts/demo.sh.
     exe = shutil.which("supervisor") or str(Path(sys.executable).parent / "supervisor")
     shown = next((v.candidate for v in verdicts if v.state != "accepted"), "<candidate>")
