@@ -63,8 +63,9 @@ class RetentionPolicy(BaseModel):
     max_age_days: float = Field(default=30, ge=0, description="Older rejected proposals are dropped.")
     max_total_mb: int = Field(default=300, ge=0,
                               description="Most space (MB) held only by kept rejected proposals.")
-    prune_grace_s: int = Field(default=3600, ge=0,
-                               description="Unreachable objects younger than this survive a prune.")
+    prune_grace_s: int = Field(default=600, ge=0,
+                               description="Unreachable objects younger than this survive a prune (a "
+                                           "concurrent writer may still need them).")
     gc_every_s: int = Field(default=3600, ge=0, description="Least time between two `git gc` runs.")
 
 

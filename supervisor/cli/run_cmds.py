@@ -90,6 +90,7 @@ def status_cmd(home: Path | None, as_json: bool) -> None:
     if not running:
         status["state"] = "stopped"
     status["tokens"] = _spend(instance)
+    status["repository"] = _space(instance)
     if as_json:
         click.echo(json.dumps(status, indent=1))
         return
@@ -102,6 +103,10 @@ def status_cmd(home: Path | None, as_json: bool) -> None:
     lines.append(f"candidate   {status.get('candidate') or '-'}")
     lines.append(f"restarts    {status.get('restarts', 0)}")
     lines.append(f"tokens      {status['tokens']['tokens']}  (${status['tokens']['usd']})")
+    if status["repository"]:
+        space = status["repository"]
+        lines.append(f"repository  {space['objects_bytes'] / 1e6:.1f} MB; {space['rejected']} rejected proposals "
+                     f"kept ({space['rejected_bytes'] / 1e6:.1f} MB of it)")
     for verdict in status.get("verdicts", []):
         why = "; ".join(verdict.get("reasons") or [])[:100]
         lines.append(f"verdict     {verdict['candidate']}: {verdict['state']} {why}")
@@ -206,6 +211,17 @@ def _spend(instance: Instance) -> dict:
     for entry in entries:
         totals.add(entry)
     return {"tokens": totals.total.tokens, "usd": str(totals.total.usd)}
+
+
+def _space(instance: Instance) -> dict:
+    """Space the agent repository uses (supervisor/retention.py); empty if it cannot be read."""
+    from supervisor.git_ops import Git, GitError
+    from supervisor.retention import space
+
+    try:
+        return space(Git(instance.repo), instance.repo / "ouroboros").model_dump()
+    except (GitError, OSError):
+        return {}
 
 
 def _since(iso: str) -> str:
