@@ -23,6 +23,10 @@ MAX_HITS = 50
 
 PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("pytest internals (_pytest)", re.compile(r"\b_pytest\b")),
+    ("pytest's report machinery", re.compile(r"\b(TestReport|CollectReport|CallInfo|from_item_and_call|from_call"
+                                             r"|LogXML|junitxml|runtestprotocol|call_and_report|runtest)\b")),
+    ("an assignment into pytest", re.compile(r"\bpytest(\s*\.\s*\w+)+\s*=(?!=)|setattr\(\s*pytest\b")),
+    ("interpreter hooks", re.compile(r"\bsys\s*\.\s*(settrace|setprofile|addaudithook|_getframe|excepthook)\b")),
     ("pytest_plugins", re.compile(r"\bpytest_plugins\b")),
     ("a pytest hook implementation", re.compile(r"\bdef\s+pytest_\w+|\bhookimpl\b|\bpluggy\b")),
     ("sys.modules patching", re.compile(r"\bsys\s*\.\s*modules\b")),
