@@ -65,9 +65,12 @@ def show_cmd(candidate: str, repo: Path | None, as_json: bool) -> None:
     """Show a candidate: why, diff stat and diff, gate result, failing tests, log tail."""
     keeper = _keeper(repo)
     record = keeper.store.load(candidate)
-    base = keeper.git.parents(record.commit)[0] if record.commit else record.base
-    diffstat = keeper.git.diff(base, record.commit, stat_only=True) if record.commit else ""
-    diff = keeper.git.diff(base, record.commit) if record.commit else ""
+    if record.commit and keeper.git.rev_parse(record.commit) is None:
+        diffstat, diff = "", "(the commit is gone: pruned under the rejected-proposal retention policy)"
+    else:
+        base = keeper.git.parents(record.commit)[0] if record.commit else record.base
+        diffstat = keeper.git.diff(base, record.commit, stat_only=True) if record.commit else ""
+        diff = keeper.git.diff(base, record.commit) if record.commit else ""
     if as_json:
         _emit(True, {**record.model_dump(mode="json"), "diffstat": diffstat, "diff": diff}, "")
         return
