@@ -154,7 +154,7 @@ class GateRunner:
         if baseline is None:
             _fail(result, f"could not establish the tests of base {base[:12]}: its own gate run failed")
             return None
-        outcomes = {test_id: r.outcome for test_id, r in report.tests.items()} if report else {}
+        outcomes: dict[str, str] = {test_id: r.outcome for test_id, r in report.tests.items()} if report else {}
         broken = compare_to_baseline(baseline, outcomes)
         if broken:
             _fail(result, "main's own tests do not all pass against the candidate: " + "; ".join(broken[:20]))

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import click
-import pytest
 from click.testing import CliRunner
 
 from supervisor.cli import OuroborosGroup
@@ -17,7 +16,7 @@ from supervisor.decision_log import DecisionLog
 from supervisor.errors import OuroborosError
 from supervisor.gate_config import RetentionPolicy
 from supervisor.gatekeeper import Gatekeeper
-from supervisor.retention import enforce, select_expired, space, Rejected
+from supervisor.retention import Rejected, enforce, select_expired, space
 from supervisor.safe_text import terminal_safe
 from tests.gate.repo_factory import git, proposal, write_tree
 
@@ -104,7 +103,7 @@ def test_rejected_proposals_are_kept_under_a_retention_policy(offline_keeper: Ga
     # The policy comes from main's gate.toml, which a proposal can never change.
     _set_gate_toml(offline_keeper, tmp_path, "[gate.retention]\nkeep = 2\nprune_grace_s = 0\ngc_every_s = 0\n")
     kept_blobs = []
-    for n in range(4):
+    for _ in range(4):
         bulk = os.urandom(64 * 1024).hex()
         verdict = _submit(offline_keeper, lambda ws, bulk=bulk: write_tree(
             ws, {**BREAK, "gate.toml": "[gate]\n", "agent/bulk.txt": bulk}))
