@@ -110,7 +110,7 @@ class GateRunner:
         """Gate `commit`; with a base, also protected paths, no-shrink and main's own tests.
 
         `baseline(base, config)` gives the base's test outcomes (e.g. from a cache); it is only
-        called once the cheaper checks and the candidate pass have succeeded.
+        called once the cheaper checks and the main-tests pass have succeeded.
         """
         started = time.monotonic()
         result = self._judge(commit, base, config, baseline or self.baseline)
