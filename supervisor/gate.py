@@ -204,8 +204,8 @@ class GateRunner:
         Nothing of the candidate's test files, conftests, pytest ini files, `*.pth`, `*.dist-info`
         or `sitecustomize.py` is present: main's tests run alone, as main has them.
         """
-        def is_tests(path: str) -> bool:
-            return config.is_test_path(path) or is_test_machinery(path)
+        def is_tests(path: str) -> bool:  # a test folder replaced by a file or link counts too
+            return config.is_test_path(path) or config.is_test_path(path + "/") or is_test_machinery(path)
 
         keep = [e for e in self.git.ls_tree(commit) if not is_tests(e.path)]
         tests = [e for e in self.git.ls_tree(base) if is_tests(e.path)]

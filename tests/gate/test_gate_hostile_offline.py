@@ -196,3 +196,19 @@ def test_git_runs_no_hook_from_the_tree_during_prune(offline_keeper: Gatekeeper,
     assert verdict.state == "rejected" and offline_keeper.git.refs("refs/ouroboros/rejected") == {}
     assert not marker.exists()
     git(offline_keeper.common, "fsck", "--no-progress")  # nothing main needs was pruned
+
+
+def test_the_graft_holds_mains_test_folder_even_if_the_candidate_replaced_it_by_a_link(
+        offline_keeper: Gatekeeper, tmp_path: Path) -> None:
+    from supervisor.gate_config import GateConfig
+    from supervisor.git_ops import TreeEntry
+
+    git_ = offline_keeper.git
+    main = offline_keeper.main()
+    link = git_.out("hash-object", "-w", "--stdin", input=b"../elsewhere")
+    entries = [e for e in git_.ls_tree(main) if not e.path.startswith("agent/tests/")]
+    tree = git_.tree_from_entries([*entries, TreeEntry("120000", "blob", link, "agent/tests")], tmp_path)
+    commit = git_.commit_tree(tree, [main], "tests folder is now a link")
+    grafted = offline_keeper.runner.graft_tests(commit, main, GateConfig())
+    paths = {e.path: e.mode for e in git_.ls_tree(grafted)}
+    assert "agent/tests" not in paths and paths["agent/tests/test_calc.py"] == "100644"
