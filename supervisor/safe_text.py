@@ -9,11 +9,13 @@ reorder what is shown (bidi overrides). Every such character is printed as a vis
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import click
 
-KEPT = {"\n", "\t"}
+# Only characters outside printable ASCII (and newline, tab) are looked at one by one.
+SUSPECT = re.compile(r"[^\x20-\x7e\n\t]")
 # Categories shown escaped: controls (C0, DEL, C1), format characters (bidi overrides and
 # isolates, zero-width characters), surrogates (undecodable bytes), private use, unassigned,
 # and the line/paragraph separators that some terminals treat as newlines.
@@ -29,12 +31,14 @@ def _escape(char: str) -> str:
     return f"\\U{code:08x}"
 
 
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    return _escape(char) if unicodedata.category(char) in ESCAPED_CATEGORIES else char
+
+
 def terminal_safe(text: str) -> str:
     """`text` with every control, format and separator character (but newline and tab) escaped."""
-    if text.isascii() and text.isprintable():
-        return text
-    return "".join(char if char in KEPT or unicodedata.category(char) not in ESCAPED_CATEGORIES
-                   else _escape(char) for char in text)
+    return SUSPECT.sub(_visible, text)
 
 
 def echo(text: str = "", nl: bool = True, err: bool = False) -> None:
