@@ -10,7 +10,6 @@ import click
 import pydantic
 
 from supervisor.errors import OuroborosError
-from supervisor.safe_text import terminal_safe
 from supervisor.cli import budget_cmds, engine_cmds, gate_cmds, run_cmds  # noqa: E402
 
 
@@ -21,6 +20,8 @@ class OuroborosGroup(click.Group):
         try:
             return super().invoke(ctx)
         except OuroborosError as exc:
+            from supervisor.safe_text import terminal_safe  # error text may quote the agent's bytes
+
             raise click.ClickException(terminal_safe(str(exc))) from exc
         except pydantic.ValidationError as exc:
             raise click.ClickException(render_validation_error(exc)) from exc
