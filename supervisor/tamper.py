@@ -77,7 +77,7 @@ def tamper_hits(git: Git, base: str, commit: str, changes: list[tuple[str, str]]
     touched = [path for status, path in changes if status != "D"]
     if not touched:
         return []
-    old_entries = {e.path: e.sha for e in git.ls_tree(base)}
+    old_entries = {e.path: e.sha for e in git.ls_tree(base) if e.kind == "blob"}
     new_entries = {e.path: e.sha for e in git.ls_tree(commit) if e.kind == "blob"}
     paths = [path for path in touched if path in new_entries]
     blobs = git.read_blobs([new_entries[p] for p in paths] + [old_entries[p] for p in paths if p in old_entries])
