@@ -11,6 +11,8 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,6 +21,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from supervisor.candidates import CandidateRecord, now
 
 GENESIS = "0" * 64
+
+# Records the agent can cause again and again (a sabotaged journal refusing every note, junk or
+# stale proposal files, requests the LLM route refuses): each kind is written at most once per
+# THROTTLE_S by one log writer; the next one written counts those held back (`details.suppressed`).
+REPEATABLE_KINDS = frozenset({"journal-refused", "proposal-refused", "proposal-dropped"})
+REPEATABLE_PREFIXES = ("route-",)
+THROTTLE_S = 60.0
+
+
+def is_repeatable(kind: str) -> bool:
+    return kind in REPEATABLE_KINDS or kind.startswith(REPEATABLE_PREFIXES)
 
 
 class Decision(BaseModel):
@@ -61,11 +74,37 @@ def record_hash(record: dict[str, Any]) -> str:
 class DecisionLog:
     """Appends under an exclusive lock so concurrent writers still form one chain."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, throttle_s: float = THROTTLE_S) -> None:
         self.path = path
         self.lock_path = path.with_suffix(".lock")
+        self.throttle_s = throttle_s
+        self._last_at: dict[str, float] = {}
+        self._held_back: dict[str, int] = {}
+        self._throttle_lock = threading.Lock()
 
-    def append(self, kind: str, **fields: Any) -> Decision:
+    def append(self, kind: str, **fields: Any) -> Decision | None:
+        """Append one record; None when a repeatable kind was throttled (counted, not written)."""
+        held_back = self._throttle(kind)
+        if held_back is None:
+            return None
+        if held_back:
+            fields["details"] = {**fields.get("details", {}), "suppressed": held_back}
+        return self._append(kind, **fields)
+
+    def _throttle(self, kind: str) -> int | None:
+        """None: hold this record back; else how many of its kind were held back before it."""
+        if not is_repeatable(kind):
+            return 0
+        now_s = time.monotonic()
+        with self._throttle_lock:
+            last = self._last_at.get(kind)
+            if last is not None and now_s - last < self.throttle_s:
+                self._held_back[kind] = self._held_back.get(kind, 0) + 1
+                return None
+            self._last_at[kind] = now_s
+            return self._held_back.pop(kind, 0)
+
+    def _append(self, kind: str, **fields: Any) -> Decision:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -4,14 +4,20 @@ A verdict is built from data the supervisor produced itself: the diff it compute
 commits, the exit code the engine saw, and a JUnit report read back from a directory that only
 that one container could write. Order of checks (cheapest first, see docs/gate.md):
 
-1. protected paths touched → reject, no test runs;
-2. pass "candidate": the candidate's suite on the candidate's code; must exit 0, collect tests and
-   agree with its report;
-3. every test id that exists on the base must exist in the candidate, and each that passed there
-   must pass here (the suite may grow, never shrink or weaken into skips);
-4. only if the candidate changed or deleted existing test files, or added a conftest.py (which can
-   rewrite how every other test runs): pass "main-tests", the base's test folders grafted onto the
-   candidate's code, every base test must pass; the verdict then needs approval.
+1. a symlink that resolves outside the tree (alone or through a chain) → reject, no test runs;
+2. protected paths touched → reject, no test runs;
+3. pass "main-tests": the base's test folders (and the base's test machinery anywhere: conftests,
+   pytest ini files, `*.pth`, `*.dist-info`, test modules) grafted onto the candidate's code, with
+   none of the candidate's test files present; every test that passed on the base must pass;
+4. pass "candidate": the candidate's own suite on its code (skipped when the grafted tree is the
+   candidate's tree: pass 3 then ran exactly it); must exit 0, collect tests and agree with its
+   report, and every test id of the base must still exist and pass (the suite becomes main's);
+5. changed existing tests, an added conftest, or a diff touching pytest/Python machinery
+   (supervisor/tamper.py) → the verdict needs approval.
+
+pytest never reads configuration from the judged tree: Python starts isolated (`-I`: no cwd on
+sys.path, no PYTHON* variables, no user site), pytest gets a trusted ini (`-c`), `--rootdir`,
+`--confcutdir`, no plugin autoloading and only the plugins the base's gate.toml names.
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox import ContainerSpec, Limits, Mount
-from supervisor.gate_config import GateConfig, protected_hits
+from supervisor.gate_config import GateConfig, is_test_machinery, protected_hits
 from supervisor.git_ops import Git, TreeEntry
 from supervisor.junit import MAX_REPORT_BYTES, JUnitReport, MalformedReportError, parse_report
+from supervisor.tamper import tamper_hits
 
 SRC_DIR = "/src"
+TRUSTED_DIR = "/ouroboros-gate"  # the gate's own pytest.ini, mounted read-only beside the tree
 REPORT_PATH = "/tmp/ouroboros-junit.xml"  # on the container's size-capped tmpfs
 LOG_TAIL_CHARS = 4000
 OUTPUT_CAP = 2 * MAX_REPORT_BYTES + 2_000_000  # the report travels in the tail half of the output
@@ -77,6 +85,7 @@ class GateResult(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     protected: list[str] = Field(default_factory=list)
     changed_tests: list[str] = Field(default_factory=list)
+    tamper: list[str] = Field(default_factory=list, description="Diff lines touching pytest/Python machinery.")
     failures: list[Failure] = Field(default_factory=list)
     passes: list[PassResult] = Field(default_factory=list)
     test_ids: dict[str, str] = Field(default_factory=dict, description="Candidate pass: id → outcome.")
@@ -101,7 +110,7 @@ class GateRunner:
         """Gate `commit`; with a base, also protected paths, no-shrink and main's own tests.
 
         `baseline(base, config)` gives the base's test outcomes (e.g. from a cache); it is only
-        called once the cheaper checks and the candidate pass have succeeded.
+        called once the cheaper checks and the main-tests pass have succeeded.
         """
         started = time.monotonic()
         result = self._judge(commit, base, config, baseline or self.baseline)
@@ -110,51 +119,77 @@ class GateRunner:
 
     def _judge(self, commit: str, base: str | None, config: GateConfig,
                load_baseline: BaselineLoader) -> GateResult:
-        changes = self.git.changed_paths(base, commit) if base else []
-        if base:
-            top_level = {entry.path.split("/", 1)[0] for entry in self.git.ls_tree(base)}
-            hits = protected_hits([path for _, path in changes], config, top_level)
-            if hits:
-                return GateResult(commit=commit, base=base, passed=False, protected=hits,
-                                  reasons=[f"touches protected paths: {', '.join(hits)}"])
-        first, report = self.run_pass(commit, config, "candidate")
-        result = GateResult(commit=commit, base=base, passed=first.ok, passes=[first],
-                            failures=list(first.failures))
-        if report is not None:
-            result.test_ids = {test_id: r.outcome for test_id, r in report.tests.items()}
-        if not first.ok:
-            result.reasons.append(first.reason)
-            return result
+        result = GateResult(commit=commit, base=base, passed=False)
+        escaping = self.git.escaping_links(commit)
+        if escaping:
+            return _fail(result, "symlinks resolve outside the tree: " + "; ".join(escaping[:20]))
         if base is None:
-            return result
-        baseline = load_baseline(base, config)
+            return self._candidate_pass(result, commit, config, None)
+        changes = self.git.changed_paths(base, commit)
+        top_level = {entry.path.split("/", 1)[0] for entry in self.git.ls_tree(base)}
+        result.protected = protected_hits([path for _, path in changes], config, top_level)
+        if result.protected:
+            return _fail(result, f"touches protected paths: {', '.join(result.protected)}")
+        grafted = self.graft_tests(commit, base, config)
+        baseline = self._run_main_tests(result, grafted, base, config, load_baseline)
         if baseline is None:
-            return _fail(result, f"could not establish the tests of base {base[:12]}: its own gate run failed")
-        shrink = compare_to_baseline(baseline, result.test_ids)
-        if shrink:
-            return _fail(result, "the suite shrank or weakened: " + "; ".join(shrink[:20]))
-        result.changed_tests = [path for status, path in changes if config.is_test_path(path)
-                                and (status != "A" or path.rsplit("/", 1)[-1] == "conftest.py")]
-        if result.changed_tests:
-            self._run_main_tests(result, commit, base, config, baseline)
+            return result
+        if grafted != self.git.tree_of(commit):  # else the main-tests pass ran exactly the candidate's suite
+            self._candidate_pass(result, commit, config, baseline)
+            if not result.passed:
+                return result
+        self._needs_approval(result, commit, base, config, changes)
         return result
 
-    def _run_main_tests(self, result: GateResult, commit: str, base: str, config: GateConfig,
-                        baseline: dict[str, str]) -> None:
-        grafted = self.graft_tests(commit, base, config)
-        second, report = self.run_pass(grafted, config, "main-tests")
-        result.passes.append(second)
-        result.failures += second.failures
-        if not second.ok:
-            _fail(result, f"main's own tests fail against the candidate's code: {second.reason}")
-            return
-        outcomes = {test_id: r.outcome for test_id, r in report.tests.items()} if report else {}
+    def _run_main_tests(self, result: GateResult, grafted: str, base: str, config: GateConfig,
+                        load_baseline: BaselineLoader) -> dict[str, str] | None:
+        """Pass "main-tests": main's own tests, alone, against the candidate's code."""
+        main_pass, report = self.run_pass(grafted, config, "main-tests")
+        result.passes.append(main_pass)
+        result.failures += main_pass.failures
+        if not main_pass.ok:
+            _fail(result, f"main's own tests fail against the candidate's code: {main_pass.reason}")
+            return None
+        baseline = load_baseline(base, config)
+        if baseline is None:
+            _fail(result, f"could not establish the tests of base {base[:12]}: its own gate run failed")
+            return None
+        outcomes: dict[str, str] = {test_id: r.outcome for test_id, r in report.tests.items()} if report else {}
         broken = compare_to_baseline(baseline, outcomes)
         if broken:
             _fail(result, "main's own tests do not all pass against the candidate: " + "; ".join(broken[:20]))
-            return
-        result.needs_approval = True
-        result.reasons.append("changes existing tests: " + ", ".join(result.changed_tests))
+            return None
+        result.passed, result.test_ids = True, outcomes
+        return baseline
+
+    def _candidate_pass(self, result: GateResult, commit: str, config: GateConfig,
+                        baseline: dict[str, str] | None) -> GateResult:
+        """Pass "candidate": the candidate's whole suite; with a baseline, it may not shrink or weaken."""
+        first, report = self.run_pass(commit, config, "candidate")
+        result.passes.append(first)
+        result.failures += first.failures
+        if report is not None:
+            result.test_ids = {test_id: r.outcome for test_id, r in report.tests.items()}
+        if not first.ok:
+            return _fail(result, first.reason)
+        shrink = compare_to_baseline(baseline, result.test_ids) if baseline is not None else []
+        if shrink:
+            return _fail(result, "the suite shrank or weakened: " + "; ".join(shrink[:20]))
+        result.passed = True
+        return result
+
+    def _needs_approval(self, result: GateResult, commit: str, base: str, config: GateConfig,
+                        changes: list[tuple[str, str]]) -> None:
+        result.changed_tests = [path for status, path in changes if config.is_test_path(path)
+                                and (status != "A" or path.rsplit("/", 1)[-1] == "conftest.py")]
+        if result.changed_tests:
+            result.needs_approval = True
+            result.reasons.append("changes existing tests: " + ", ".join(result.changed_tests))
+        result.tamper = tamper_hits(self.git, base, commit, changes)
+        if result.tamper:
+            result.needs_approval = True
+            result.reasons.append("touches pytest or Python start-up machinery (never accepted without "
+                                  "approval): " + "; ".join(result.tamper[:20]))
 
     def baseline(self, base: str, config: GateConfig) -> dict[str, str] | None:
         """Test outcomes of the base, by running its own suite (callers cache the answer)."""
@@ -164,9 +199,16 @@ class GateRunner:
         return {test_id: r.outcome for test_id, r in report.tests.items()}
 
     def graft_tests(self, commit: str, base: str, config: GateConfig) -> str:
-        """A tree: the candidate's code with the test folders exactly as they are on the base."""
-        keep = [e for e in self.git.ls_tree(commit) if not config.is_test_path(e.path)]
-        tests = [e for e in self.git.ls_tree(base) if config.is_test_path(e.path)]
+        """A tree: the candidate's code with main's test folders and main's test machinery elsewhere.
+
+        Nothing of the candidate's test files, conftests, pytest ini files, `*.pth`, `*.dist-info`
+        or `sitecustomize.py` is present: main's tests run alone, as main has them.
+        """
+        def is_tests(path: str) -> bool:  # a test folder replaced by a file or link counts too
+            return config.is_test_path(path) or config.is_test_path(path + "/") or is_test_machinery(path)
+
+        keep = [e for e in self.git.ls_tree(commit) if not is_tests(e.path)]
+        tests = [e for e in self.git.ls_tree(base) if is_tests(e.path)]
         entries = [TreeEntry(e.mode, e.kind, e.sha, e.path) for e in keep + tests]
         self.scratch.mkdir(parents=True, exist_ok=True)
         return self.git.tree_from_entries(entries, self.scratch)
@@ -192,13 +234,17 @@ class GateRunner:
             shutil.rmtree(workdir, ignore_errors=True)
 
     def _spec(self, run_id: str, src: Path, config: GateConfig, markers: tuple[str, str]) -> ContainerSpec:
-        command = [*config.command, config.junit_option.format(path=REPORT_PATH)]
-        wrapped = ["sh", "-c", WRAPPER.format(report=REPORT_PATH), "gate", *command]
+        wrapped = ["sh", "-c", WRAPPER.format(report=REPORT_PATH), "gate", *pytest_command(config)]
         limits = config.limits
+        trusted = src.parent / "trusted"
+        trusted.mkdir(exist_ok=True)
+        (trusted / "pytest.ini").write_text(trusted_ini(config))
+        mounts = [Mount(source=src, target=SRC_DIR), Mount(source=trusted, target=TRUSTED_DIR)]
         return ContainerSpec(
             image=config.image or self._image(), command=wrapped, run_id=run_id, role="gate",
-            instance=self.instance, workdir=SRC_DIR, mounts=[Mount(source=src, target=SRC_DIR)],
+            instance=self.instance, workdir=SRC_DIR, mounts=mounts,
             env={**config.env, "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "CI": "true",
+                 "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
                  "OUROBOROS_BEGIN": markers[0], "OUROBOROS_END": markers[1]},
             limits=Limits(memory_mb=limits.memory_mb, cpus=limits.cpus, pids=limits.pids,
                           tmpfs_mb=limits.tmpfs_mb, log_max_mb=max(5, OUTPUT_CAP // 1_000_000 + 1)),
@@ -218,6 +264,34 @@ class GateRunner:
 
             self.image = ensure_agent_image(self._engine(), progress=lambda _message: None)
         return self.image
+
+
+def pytest_command(config: GateConfig) -> list[str]:
+    """The configured pytest command, started so that nothing in the judged tree configures it.
+
+    `-I`: no cwd or script folder on sys.path, no PYTHON* variables, no user site, so no
+    `sitecustomize.py`, `*.pth`, `*.dist-info` or shadowing module of the tree is seen at start-up.
+    `-c`: the gate's own ini (so no pytest.ini/pytest.toml/.pytest.ini/pyproject.toml/tox.ini/setup.cfg
+    of the tree is read); plugins are only the ones named here (autoload is off in the environment).
+    The tree becomes importable through the trusted ini's `pythonpath`, after those plugins loaded.
+    """
+    trusted = ["-c", f"{TRUSTED_DIR}/pytest.ini", f"--rootdir={SRC_DIR}", f"--confcutdir={SRC_DIR}",
+               "-p", "no:cacheprovider"]
+    for plugin in config.plugins:
+        trusted += ["-p", plugin]
+    return [config.command[0], "-I", "-B", "-m", "pytest", *trusted, *config.command[3:],
+            config.junit_option.format(path=REPORT_PATH)]
+
+
+def trusted_ini(config: GateConfig) -> str:
+    """The only pytest configuration the gate's pytest reads, from the base's gate.toml."""
+    lines = ["[pytest]"]
+    for key, value in {"pythonpath": SRC_DIR, **config.pytest_ini}.items():
+        if isinstance(value, str):
+            lines.append(f"{key} = {value}")
+        else:
+            lines += [f"{key} ="] + [f"    {item}" for item in value]
+    return "\n".join(lines) + "\n"
 
 
 def _evaluate(name: PassName, run: Any, markers: tuple[str, str],

@@ -1,7 +1,9 @@
 """The gate's configuration: `gate.toml` at the root of the judged repository, validated strictly.
 
 The config the gate obeys is always read from git objects of the *base* (`main`), never from the
-candidate: `gate.toml` is a protected path, so a candidate cannot loosen its own gate.
+candidate: `gate.toml` is a protected path, so a candidate cannot loosen its own gate. pytest's own
+configuration is never read from the judged tree at all: the gate writes a trusted ini file from
+`pytest_ini` below and points pytest at it (see supervisor/gate.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,42 @@ DEFAULT_PROTECTED = [
 # Never negotiable: the gate's own config and every git control file a tree can carry.
 ALWAYS_PROTECTED = ["gate.toml", "**/.gitattributes", ".gitattributes", "**/.gitmodules", ".gitmodules"]
 
+# Files that steer how Python or pytest start, wherever they are: in the main-tests pass they are
+# always main's (a candidate's added or changed ones are left out), and a diff touching them needs
+# approval (supervisor/tamper.py).
+MACHINERY_NAMES = {"conftest.py", "pytest.ini", "pytest.toml", ".pytest.toml", ".pytest.ini", "tox.ini",
+                   "setup.cfg", "sitecustomize.py", "usercustomize.py"}
+MACHINERY_SUFFIXES = (".pth",)
+MACHINERY_FOLDER_SUFFIXES = (".dist-info", ".egg-info", ".egg-link")
+PYTHON_NAMES = re.compile(r"^python(3(\.\d+)?)?$")
+INI_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def is_test_machinery(path: str) -> bool:
+    """A file that configures or extends pytest/Python start-up, or a test module outside test folders."""
+    parts = path.split("/")
+    name = parts[-1]
+    if name in MACHINERY_NAMES or name.endswith(MACHINERY_SUFFIXES):
+        return True
+    if any(part.endswith(MACHINERY_FOLDER_SUFFIXES) for part in parts[:-1]) or name.endswith(MACHINERY_FOLDER_SUFFIXES):
+        return True
+    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+
+
+class RetentionPolicy(BaseModel):
+    """How many rejected proposals stay inspectable under refs/ouroboros/rejected/; the rest are pruned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep: int = Field(default=50, ge=0, description="Most rejected proposals kept (newest first).")
+    max_age_days: float = Field(default=30, ge=0, description="Older rejected proposals are dropped.")
+    max_total_mb: int = Field(default=300, ge=0,
+                              description="Most space (MB) held only by kept rejected proposals.")
+    prune_grace_s: int = Field(default=600, ge=0,
+                               description="Unreachable objects younger than this survive a prune (a "
+                                           "concurrent writer may still need them).")
+    gc_every_s: int = Field(default=3600, ge=0, description="Least time between two `git gc` runs.")
+
 
 class GateLimits(BaseModel):
     """Resource caps of each gate container."""
@@ -49,6 +87,11 @@ class GateConfig(BaseModel):
 
     command: list[str] = Field(default_factory=lambda: list(DEFAULT_COMMAND), min_length=1,
                                description="Test command, run with the candidate tree as cwd.")
+    pytest_ini: dict[str, str | list[str]] = Field(
+        default_factory=dict, description="The trusted [pytest] ini the gate writes (markers, filterwarnings, ...); "
+                                          "ini files in the judged tree are never read.")
+    plugins: list[str] = Field(default_factory=list,
+                               description="pytest plugins to load with -p; nothing else is autoloaded.")
     junit_option: str = Field(default="--junitxml={path}",
                               description="Appended to the command; {path} is where the report goes.")
     deadline_s: float = Field(default=300, gt=0, le=7200, description="Kill the run after this long.")
@@ -66,6 +109,33 @@ class GateConfig(BaseModel):
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the tests.")
     max_snapshot_mb: int = Field(default=200, ge=1, description="Largest workspace accepted as a proposal.")
     max_files: int = Field(default=20000, ge=1, description="Most files accepted in a proposal.")
+    retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
+
+    @field_validator("command")
+    @classmethod
+    def _runs_pytest(cls, value: list[str]) -> list[str]:
+        if len(value) < 3 or not PYTHON_NAMES.match(PurePosixPath(value[0]).name) or value[1:3] != ["-m", "pytest"]:
+            raise ValueError("command must run pytest as `python -m pytest ...`: the gate starts that Python "
+                             "isolated and gives pytest its own trusted configuration")
+        return value
+
+    @field_validator("pytest_ini")
+    @classmethod
+    def _plain_ini(cls, value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        for key, item in value.items():
+            lines = [item] if isinstance(item, str) else item
+            if not INI_KEY.match(key) or any("\n" in line or "\r" in line for line in lines):
+                raise ValueError(f"pytest_ini.{key}: keys are plain names and values single lines (a list for "
+                                 f"several)")
+        return value
+
+    @field_validator("plugins")
+    @classmethod
+    def _plugin_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][\w.]*", name):
+                raise ValueError(f"plugin {name!r} is not a module name")
+        return value
 
     @field_validator("test_paths", "memory_paths")
     @classmethod

@@ -26,6 +26,7 @@ from supervisor.gate_config import CONFIG_FILE, GateConfig, parse_config
 from supervisor.git_ops import GEN_TAG_PREFIX, MAIN_REF, ZERO, Git, GitError, RefMovedError, find_common_dir
 from supervisor.journal_writer import JournalError, JournalWriter, verdict_note
 from supervisor.protocol import Proposal
+from supervisor.retention import enforce as enforce_retention
 
 ROLLED_BACK_PREFIX = "refs/ouroboros/rolled-back/"
 MAX_REBASES = 5
@@ -304,6 +305,7 @@ class Gatekeeper:
         if record.commit and record.commit != record.base:
             self._move(record.rejected_ref, record.commit)
         self._finish(record, "rejected")
+        enforce_retention(self.git, lambda: self.config().retention, self.state_dir)
 
     def _finish(self, record: CandidateRecord, state: str, main_before: str | None = None) -> None:
         """Final bookkeeping; each part is skipped if already done, so it can be re-run after a crash."""

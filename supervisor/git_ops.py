@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from supervisor.errors import OuroborosError
 
 ZERO = "0" * 40
+MAX_LINK_HOPS = 40  # as the kernel's limit on symlinks followed in one lookup
 MAIN_REF = "refs/heads/main"
 GEN_TAG_PREFIX = "refs/tags/gen/"
 
@@ -179,6 +180,18 @@ class Git:
             offset = start + int(size) + 1
         return blobs
 
+    def link_targets(self, rev: str, entries: list[TreeEntry] | None = None) -> dict[str, str]:
+        """Every symlink of the tree of `rev`: path → target, as stored."""
+        links = [e for e in (entries if entries is not None else self.ls_tree(rev)) if e.mode == "120000"]
+        blobs = self.read_blobs([e.sha for e in links])
+        return {e.path: blobs[e.sha].decode("utf-8", "surrogateescape") for e in links}
+
+    def escaping_links(self, rev: str, entries: list[TreeEntry] | None = None) -> list[str]:
+        """Symlinks of `rev` that, resolved component by component inside the tree, leave it."""
+        links = self.link_targets(rev, entries)
+        return [f"{path} -> {target!r}" for path, target in sorted(links.items())
+                if resolve_in_tree(path, links) is None]
+
     def changed_paths(self, old: str, new: str) -> list[tuple[str, str]]:
         """(status letter, path) for every file that differs; renames show as delete + add."""
         raw = self.run("diff-tree", "-r", "-z", "--no-renames", "--no-ext-diff", "--no-textconv",
@@ -247,9 +260,13 @@ class Git:
         """Write the tree of `rev` into the empty directory `dest` from git objects; returns file count.
 
         Symlinks are recreated as symlinks and never followed; gitlinks are skipped. Paths are
-        checked so nothing lands outside `dest` even for a crafted tree.
+        checked so nothing lands outside `dest` even for a crafted tree, and a tree holding a
+        symlink that resolves outside itself (alone or through a chain of links) is refused whole.
         """
         entries = [e for e in self.ls_tree(rev) if e.kind == "blob"]
+        escaping = self.escaping_links(rev, entries)
+        if escaping:
+            raise GitError(f"refusing to export {rev[:12]}: symlinks resolve outside the tree: {', '.join(escaping[:5])}")
         blobs = self.read_blobs([e.sha for e in entries])
         os.chmod(dest, 0o755)
         for entry in entries:
@@ -264,6 +281,38 @@ class Git:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(content)
         return len(entries)
+
+
+def resolve_in_tree(path: str, links: dict[str, str]) -> list[str] | None:
+    """Where `path` lands, following the tree's own `links` one component at a time, as the kernel does.
+
+    Returns the landing path's components, or None if it climbs above the root, reaches an absolute
+    target, lands in `.git`, or follows more than MAX_LINK_HOPS links. A chain like `b -> ..`,
+    `u1 -> b/..`, `x -> u1/etc` is caught because each link is expanded where it is met, never
+    judged by its own text alone.
+    """
+    landed: list[str] = []
+    pending = list(reversed(path.split("/")))
+    hops = 0
+    while pending:
+        part = pending.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not landed:
+                return None
+            landed.pop()
+            continue
+        landed.append(part)
+        target = links.get("/".join(landed))
+        if target is None:
+            continue
+        hops += 1
+        if hops > MAX_LINK_HOPS or target.startswith("/"):
+            return None
+        landed.pop()
+        pending.extend(reversed(target.split("/")))
+    return None if landed[:1] == [".git"] else landed
 
 
 def _inside(root: Path, relative: str) -> Path:

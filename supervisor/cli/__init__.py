@@ -20,7 +20,9 @@ class OuroborosGroup(click.Group):
         try:
             return super().invoke(ctx)
         except OuroborosError as exc:
-            raise click.ClickException(str(exc)) from exc
+            from supervisor.safe_text import terminal_safe  # error text may quote the agent's bytes
+
+            raise click.ClickException(terminal_safe(str(exc))) from exc
         except pydantic.ValidationError as exc:
             raise click.ClickException(render_validation_error(exc)) from exc
 

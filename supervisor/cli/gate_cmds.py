@@ -15,6 +15,7 @@ from supervisor.candidates import CandidateRecord, now
 from supervisor.gate import GateResult
 from supervisor.gate_config import parse_config
 from supervisor.gatekeeper import Gatekeeper
+from supervisor.safe_text import echo, terminal_safe
 
 repo_option = click.option(
     "--repo", "repo", type=click.Path(path_type=Path), default=None,
@@ -32,7 +33,8 @@ def _keeper(repo: Path | None) -> Gatekeeper:
 
 
 def _emit(as_json: bool, data: Any, text: str) -> None:
-    click.echo(json.dumps(data, indent=1, default=str) if as_json else text)
+    # JSON escapes every control character itself; text is made terminal-safe.
+    click.echo(json.dumps(data, indent=1, default=str) if as_json else terminal_safe(text))
 
 
 def _age(record: CandidateRecord) -> str:
@@ -63,9 +65,12 @@ def show_cmd(candidate: str, repo: Path | None, as_json: bool) -> None:
     """Show a candidate: why, diff stat and diff, gate result, failing tests, log tail."""
     keeper = _keeper(repo)
     record = keeper.store.load(candidate)
-    base = keeper.git.parents(record.commit)[0] if record.commit else record.base
-    diffstat = keeper.git.diff(base, record.commit, stat_only=True) if record.commit else ""
-    diff = keeper.git.diff(base, record.commit) if record.commit else ""
+    if record.commit and keeper.git.rev_parse(record.commit) is None:
+        diffstat, diff = "", "(the commit is gone: pruned under the rejected-proposal retention policy)"
+    else:
+        base = keeper.git.parents(record.commit)[0] if record.commit else record.base
+        diffstat = keeper.git.diff(base, record.commit, stat_only=True) if record.commit else ""
+        diff = keeper.git.diff(base, record.commit) if record.commit else ""
     if as_json:
         _emit(True, {**record.model_dump(mode="json"), "diffstat": diffstat, "diff": diff}, "")
         return
@@ -82,7 +87,7 @@ def show_cmd(candidate: str, repo: Path | None, as_json: bool) -> None:
         tail = next((p.log_tail for p in reversed(gate.passes) if p.log_tail), "")
         lines += ["", "log tail:", tail[-1500:]]
     lines += ["", diffstat, "", diff]
-    click.echo("\n".join(lines))
+    echo("\n".join(lines))
 
 
 @click.command("gate")

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from supervisor.instance import Instance
+from supervisor.safe_text import echo
 
 home_option = click.option(
     "--home", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -24,7 +25,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 
 def _say(message: str) -> None:
     stamp = datetime.now().strftime("%H:%M:%S")
-    click.echo(f"[{stamp}] {message}", err=True)
+    echo(f"[{stamp}] {message}", err=True)
 
 
 @click.command("init")
@@ -89,6 +90,7 @@ def status_cmd(home: Path | None, as_json: bool) -> None:
     if not running:
         status["state"] = "stopped"
     status["tokens"] = _spend(instance)
+    status["repository"] = _space(instance)
     if as_json:
         click.echo(json.dumps(status, indent=1))
         return
@@ -101,10 +103,14 @@ def status_cmd(home: Path | None, as_json: bool) -> None:
     lines.append(f"candidate   {status.get('candidate') or '-'}")
     lines.append(f"restarts    {status.get('restarts', 0)}")
     lines.append(f"tokens      {status['tokens']['tokens']}  (${status['tokens']['usd']})")
+    if status["repository"]:
+        space = status["repository"]
+        lines.append(f"repository  {space['objects_bytes'] / 1e6:.1f} MB; {space['rejected']} rejected proposals "
+                     f"kept ({space['rejected_bytes'] / 1e6:.1f} MB of it)")
     for verdict in status.get("verdicts", []):
         why = "; ".join(verdict.get("reasons") or [])[:100]
         lines.append(f"verdict     {verdict['candidate']}: {verdict['state']} {why}")
-    click.echo("\n".join(lines))
+    echo("\n".join(lines))
 
 
 @click.command("stop")
@@ -142,11 +148,11 @@ def logs_cmd(home: Path | None, follow: bool, lines: int) -> None:
 
     instance = Instance.locate(home)
     for line in tail_lines(instance.agent_log, lines):
-        click.echo(line)
+        echo(line)
     if follow:
         try:
             for text in follow_file(instance.agent_log):
-                click.echo(text, nl=False)
+                echo(text, nl=False)
         except KeyboardInterrupt:
             pass
 
@@ -207,6 +213,17 @@ def _spend(instance: Instance) -> dict:
     return {"tokens": totals.total.tokens, "usd": str(totals.total.usd)}
 
 
+def _space(instance: Instance) -> dict:
+    """Space the agent repository uses (supervisor/retention.py); empty if it cannot be read."""
+    from supervisor.git_ops import Git, GitError
+    from supervisor.retention import space
+
+    try:
+        return space(Git(instance.repo), instance.repo / "ouroboros").model_dump()
+    except (GitError, OSError):
+        return {}
+
+
 def _since(iso: str) -> str:
     seconds = int((datetime.now(timezone.utc) - datetime.fromisoformat(iso)).total_seconds())
     hours, rest = divmod(seconds, 3600)
@@ -238,9 +255,9 @@ def demo_cmd(home: Path | None, as_json: bool) -> None:
     for verdict in verdicts:
         outcome = (f"accepted as generation {verdict.generation}" if verdict.state == "accepted"
                    else f"{verdict.state}: {'; '.join(verdict.reasons)[:300]}")
-        click.echo(f"  candidate {verdict.candidate}: {outcome}")
+        echo(f"  candidate {verdict.candidate}: {outcome}")
     click.echo("\nLineage (generations, candidates, rejected proposals):")
-    click.echo(lineage(instance))
+    echo(lineage(instance))
     # The venv's bin is often not on PATH when the demo runs from scripts/demo.sh.
     exe = shutil.which("supervisor") or str(Path(sys.executable).parent / "supervisor")
     shown = next((v.candidate for v in verdicts if v.state != "accepted"), "<candidate>")

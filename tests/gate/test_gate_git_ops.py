@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.git_ops import MAIN_REF, ZERO, Git, GitError, RefMovedError, TreeEntry, find_common_dir
+from supervisor.git_ops import (MAIN_REF, ZERO, Git, GitError, RefMovedError, TreeEntry, find_common_dir,
+                               resolve_in_tree)
 from tests.gate.repo_factory import git, make_repo
 
 
@@ -57,18 +58,58 @@ def test_racing_writers_exactly_one_wins(bare_repo: Path) -> None:
     assert all(g.rev_parse(new) for new in news)  # the losers' commits still exist: nothing lost
 
 
+def _blob(g: Git, data: bytes) -> str:
+    return g.out("hash-object", "-w", "--stdin", input=data)
+
+
 def test_export_writes_symlinks_as_links_and_never_follows_them(bare_repo: Path, tmp_path: Path) -> None:
     g = Git(bare_repo)
-    link = g.out("hash-object", "-w", "--stdin", input=b"/etc/passwd")
-    text = g.out("hash-object", "-w", "--stdin", input=b"hello\n")
-    tree = g.tree_from_entries([TreeEntry("120000", "blob", link, "escape"),
-                                TreeEntry("100755", "blob", text, "bin/run.sh")], tmp_path)
+    tree = g.tree_from_entries([TreeEntry("120000", "blob", _blob(g, b"bin/run.sh"), "alias"),
+                                TreeEntry("100755", "blob", _blob(g, b"hello\n"), "bin/run.sh")], tmp_path)
     dest = tmp_path / "export"
     dest.mkdir()
     assert g.export_tree(tree, dest) == 2
-    assert os.readlink(dest / "escape") == "/etc/passwd"
+    assert os.readlink(dest / "alias") == "bin/run.sh"
     assert (dest / "bin" / "run.sh").read_text() == "hello\n"
     assert os.stat(dest / "bin" / "run.sh").st_mode & 0o111
+
+
+def _chain(g: Git, depth: int) -> list[TreeEntry]:
+    """`agent/b -> ..`, `agent/u1 -> b/..`, ..., `agent/x -> uN/etc/shadow`: each looks in-tree alone."""
+    entries = [TreeEntry("120000", "blob", _blob(g, b".."), "agent/b")]
+    for n in range(1, depth + 1):
+        entries.append(TreeEntry("120000", "blob", _blob(g, b"b/.." if n == 1 else f"u{n - 1}/..".encode()),
+                                 f"agent/u{n}"))
+    entries.append(TreeEntry("120000", "blob", _blob(g, f"u{depth}/etc/shadow".encode()), "agent/x"))
+    return entries
+
+
+@pytest.mark.parametrize("target", [b"/etc/passwd", b"../../etc/passwd", b"../.git/config", b"loop"])
+def test_export_refuses_links_that_leave_the_tree(bare_repo: Path, tmp_path: Path, target: bytes) -> None:
+    g = Git(bare_repo)
+    tree = g.tree_from_entries([TreeEntry("120000", "blob", _blob(g, target), "agent/loop" if target == b"loop"
+                                          else "agent/leak")], tmp_path)
+    dest = tmp_path / "export"
+    dest.mkdir()
+    with pytest.raises(GitError, match="resolve outside the tree"):
+        g.export_tree(tree, dest)
+    assert list(dest.iterdir()) == []
+
+
+def test_a_chain_of_in_tree_looking_links_is_resolved_component_by_component(bare_repo: Path, tmp_path: Path) -> None:
+    g = Git(bare_repo)
+    tree = g.tree_from_entries(_chain(g, 30), tmp_path)
+    links = g.link_targets(tree)
+    assert resolve_in_tree("agent/b", links) == []  # the tree's root: inside
+    assert resolve_in_tree("agent/u1", links) is None  # b/.. is the root's parent
+    escaping = g.escaping_links(tree)
+    assert "agent/x -> 'u30/etc/shadow'" in escaping and "agent/b -> '..'" not in escaping
+    dest = tmp_path / "export"
+    dest.mkdir()
+    with pytest.raises(GitError, match="resolve outside the tree"):
+        g.export_tree(tree, dest)
+    assert not os.path.lexists(dest / "agent")
+    assert resolve_in_tree("a/l", {"a/l": "../a/./m"}) == ["a", "m"]
 
 
 def test_find_common_dir_bare_clone_and_worktree(tmp_path: Path) -> None:

@@ -137,6 +137,33 @@ def test_report_is_taken_from_between_this_runs_markers() -> None:
 def test_gate_container_has_no_writable_host_mount(tmp_path: Path) -> None:
     from supervisor.gate import GateRunner
 
-    spec = GateRunner(None, None, tmp_path, image="img")._spec("gate-x", tmp_path, GateConfig(), ("b", "e"))
-    assert [m.read_only for m in spec.mounts] == [True]
+    src = tmp_path / "src"
+    src.mkdir()
+    spec = GateRunner(None, None, tmp_path, image="img")._spec("gate-x", src, GateConfig(), ("b", "e"))
+    assert [(m.target, m.read_only) for m in spec.mounts] == [("/src", True), ("/ouroboros-gate", True)]
     assert spec.network is None and spec.role == "gate" and spec.env["HOME"] == "/tmp"
+    assert spec.env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] == "1"
+
+
+def test_pytest_starts_isolated_with_the_gates_own_config(tmp_path: Path) -> None:
+    from supervisor.gate import GateRunner, trusted_ini
+
+    config = GateConfig(pytest_ini={"markers": ["docker: needs docker"]}, plugins=["hypothesis.extra.pytestplugin"])
+    src = tmp_path / "src"
+    src.mkdir()
+    command = GateRunner(None, None, tmp_path, image="img")._spec("gate-x", src, config, ("b", "e")).command
+    pytest = command[command.index("python"):]
+    assert pytest[:9] == ["python", "-I", "-B", "-m", "pytest", "-c", "/ouroboros-gate/pytest.ini",
+                          "--rootdir=/src", "--confcutdir=/src"]
+    assert pytest[pytest.index("hypothesis.extra.pytestplugin") - 1] == "-p"
+    assert (tmp_path / "trusted" / "pytest.ini").read_text() == trusted_ini(config)
+    assert trusted_ini(config) == "[pytest]\npythonpath = /src\nmarkers =\n    docker: needs docker\n"
+
+
+@pytest.mark.parametrize("command", [["pytest"], ["sh", "-c", "pytest"], ["python", "-c", "print(1)"],
+                                     ["python", "-m", "pytest_evil"]])
+def test_the_test_command_must_be_python_m_pytest(command: list[str]) -> None:
+    with pytest.raises(pydantic.ValidationError, match="python -m pytest"):
+        GateConfig(command=command)
+    with pytest.raises(pydantic.ValidationError):
+        GateConfig(pytest_ini={"addopts": "-p x\n[other]"})
