@@ -62,6 +62,8 @@ def _tool_results(scenario: Scenario, evidence: Evidence) -> list[Problem]:
         got = evidence.results.get(call.key)
         label = f"{call.tool} call {call.key!r}"
         if got is None:
+            if not call.expect.required:
+                continue
             problems.append(Problem(kind=CheckKind.TOOL_RESULT, detail=f"{label}: no result was sent back"))
             continue
         if got.is_error == call.expect.ok:

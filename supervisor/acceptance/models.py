@@ -69,6 +69,7 @@ class ResultExpectation(TextExpectation):
     """What the agent must send back to the model for one tool call."""
 
     ok: bool = Field(default=True, description="True: a normal result; False: an error result (is_error).")
+    required: bool = Field(default=True, description="False: the run may end before this result is sent back.")
 
 
 class ToolCall(_Strict):
