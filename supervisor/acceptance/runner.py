@@ -21,7 +21,7 @@ from sandbox import ContainerSpec, Limits, Mount
 from supervisor.acceptance.judge import Evidence, judge
 from supervisor.acceptance.models import CheckKind, Problem, Scenario, ScenarioOutcome, ScenarioResult
 from supervisor.acceptance.server import SOCKET_NAME, AcceptanceServer
-from supervisor.acceptance.workspace import lay_out
+from supervisor.acceptance.workspace import lay_out, socket_folder
 
 CODE, WORKSPACE, OUTBOX, SOCKETS = "/code", "/workspace", "/ouroboros/outbox", "/run/ouroboros"
 OUTPUT_CAP = 400_000
@@ -58,9 +58,10 @@ def run_scenario(plan: RunPlan, scenario: Scenario) -> ScenarioResult:
     """Run and judge one scenario; infrastructure trouble is an `error` outcome, never a pass."""
     started = time.monotonic()
     root = plan.scratch / f"acc-{scenario.name}-{secrets.token_hex(4)}"
+    sockets = socket_folder()
     try:
         root.mkdir(parents=True)
-        workspace, outbox, sockets = lay_out(plan.code, root, scenario.goals, scenario.fixtures)
+        workspace, outbox = lay_out(plan.code, root, scenario.goals, scenario.fixtures)
         with AcceptanceServer(scenario, sockets) as server:
             run = _execute(plan, scenario, _spec(plan, scenario, workspace, outbox, sockets), server)
             results = dict(server.state.results)
@@ -73,6 +74,7 @@ def run_scenario(plan: RunPlan, scenario: Scenario) -> ScenarioResult:
                               wall_s=round(time.monotonic() - started, 3))
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(sockets, ignore_errors=True)
     return ScenarioResult(
         scenario=scenario.name, outcome=ScenarioOutcome.FAILED if problems else ScenarioOutcome.PASSED,
         problems=problems, exit_code=run.exit_code, requests=requests, wall_s=round(time.monotonic() - started, 3),

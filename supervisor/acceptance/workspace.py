@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import tempfile
 from pathlib import Path, PurePosixPath
 
 from supervisor.agent_container import give_to_agent
@@ -35,9 +36,15 @@ def export_agent(git: Git, commit: str, dest: Path) -> Path:
     return dest
 
 
-def lay_out(code: Path, root: Path, goals: str, fixtures: dict[str, str]) -> tuple[Path, Path, Path]:
-    """(workspace, outbox, socket folder) under `root`, owned by the container's user."""
-    workspace, outbox, sockets = root / "ws", root / "outbox", root / "sock"
+def socket_folder() -> Path:
+    """A fresh short folder for the model's socket (a socket path holds at most 107 bytes, and an
+    instance's scratch folder can be deeper than that); the caller removes it."""
+    return Path(tempfile.mkdtemp(prefix="ouroboros-acc-"))
+
+
+def lay_out(code: Path, root: Path, goals: str, fixtures: dict[str, str]) -> tuple[Path, Path]:
+    """(workspace, outbox) under `root`, owned by the container's user."""
+    workspace, outbox = root / "ws", root / "outbox"
     shutil.copytree(code, workspace, symlinks=True)
     for memory in MEMORY:
         _clear(workspace / memory)
@@ -46,10 +53,9 @@ def lay_out(code: Path, root: Path, goals: str, fixtures: dict[str, str]) -> tup
     for relative, content in fixtures.items():
         write_inside(workspace, relative, content)
     outbox.mkdir()
-    sockets.mkdir()
     for folder in (workspace, outbox):
         give_to_agent(folder)
-    return workspace, outbox, sockets
+    return workspace, outbox
 
 
 def _clear(path: Path) -> None:

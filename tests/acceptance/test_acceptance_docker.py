@@ -1,0 +1,64 @@
+"""Acceptance for real: the candidate's own CLI in hardened containers, judged from outside its process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supervisor.acceptance.library import default_scenarios
+from supervisor.acceptance.models import CheckKind, ScenarioOutcome
+from supervisor.acceptance.stage import run_stage, stage_limits
+from supervisor.gatekeeper import Gatekeeper
+from supervisor.git_ops import Git
+from tests.acceptance.candidates import BREAK_WORD_COUNT, TRICKS, Workbench, honest_edits
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory, docker_engine):
+    """One instance whose own acceptance set is just the scenarios word_count appears in."""
+    made = Workbench(tmp_path_factory.mktemp("acceptance"), only=("word-count", "cli-tool"))
+    yield made
+    docker_engine.reconcile(instance=made.instance.instance_id)
+
+
+def stage(bench: Workbench, engine, image: str, commit: str, scenarios=None):
+    chosen = scenarios or default_scenarios()
+    workers, limits = stage_limits(2.0, 2048, len(chosen), 4)
+    return run_stage(Git(bench.instance.repo), engine, image, bench.instance.instance_id,
+                     bench.instance.repo / "ouroboros-test-scratch", commit, chosen, workers, limits)
+
+
+@pytest.mark.parametrize("trick", sorted(TRICKS))
+def test_a_broken_word_count_is_rejected_by_acceptance_however_pytest_is_fooled(bench, docker_engine, agent_image, trick):
+    commit = bench.candidate(f"cand-{trick}", [*TRICKS[trick], BREAK_WORD_COUNT])
+    keeper = Gatekeeper(bench.instance.repo, docker_engine, image=agent_image, instance=bench.instance.instance_id)
+    result = keeper.gate_rev(commit, base="main")
+    assert not result.passed, result.reasons
+    report = result.acceptance
+    fooled = report is not None  # acceptance runs only once every pytest pass and check has passed
+    if report is None:  # the test passes saw through it this time: acceptance must reject it on its own too
+        report = stage(bench, docker_engine, agent_image, commit, [s for s in default_scenarios() if s.name == "word-count"])
+    assert report.outcome is ScenarioOutcome.FAILED
+    assert CheckKind.TOOL_RESULT.value in report.failed_kinds()
+    if fooled:  # what the agent's journal learns: the kind of check, never the scenario
+        told = "; ".join(result.reasons + [f.test_id + f.message for f in result.failures])
+        assert "acceptance failed" in told and "tool-result" in told
+        assert "field-notes" not in told and "words" not in told
+
+
+def test_an_honest_candidate_with_reworded_prompts_and_an_extra_check_passes(bench, docker_engine, agent_image):
+    commit = bench.candidate("honest", honest_edits())
+    report = stage(bench, docker_engine, agent_image, commit)
+    assert report.outcome is ScenarioOutcome.PASSED, [(s.scenario, s.problems) for s in report.scenarios]
+    assert {s.scenario for s in report.scenarios} == {s.name for s in default_scenarios()}
+
+
+def test_the_planted_break_alone_fails_the_default_set_on_the_tool_result(bench, docker_engine, agent_image):
+    commit = bench.candidate("plain-break", [BREAK_WORD_COUNT])
+    report = stage(bench, docker_engine, agent_image, commit)
+    failed = {s.scenario: {p.kind for p in s.problems} for s in report.scenarios if s.outcome is not ScenarioOutcome.PASSED}
+    assert report.outcome is ScenarioOutcome.FAILED
+    assert failed == {"word-count": {CheckKind.TOOL_RESULT}, "cli-tool": {CheckKind.OUTPUT}}
