@@ -158,7 +158,7 @@ def test_links_and_fifos_the_agent_left_are_refused_not_followed(tmp_path: Path)
 
 def test_default_scenarios_load_and_cover_the_contract():
     names = {s.name for s in default_scenarios()}
-    assert {"builtin-tools", "word-count", "cycle-contract", "proposal", "cli-tool", "source-guard", "sigterm"} <= names
+    assert {"builtin-tools", "word-count", "cycle-contract", "cli-tool", "sigterm"} <= names
     tools = {c.tool for s in default_scenarios() for c in s.calls()}
     assert {"read_file", "search_content", "search_files", "run_command", "write_file", "word_count", "propose"} <= tools
 
