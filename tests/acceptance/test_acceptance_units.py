@@ -173,7 +173,8 @@ def test_bad_scenarios_are_refused_with_the_reason(tmp_path: Path):
         load_scenario_file(bad)
 
 
-def test_cli_lists_shows_and_adds_scenarios_held_in_the_instance(tmp_path: Path):
+def test_cli_lists_shows_and_adds_scenarios_held_in_the_instance(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("OUROBOROS_HOME", raising=False)
     home = tmp_path / "home"
     home.mkdir()
     (home / "ouroboros.toml").write_text("[acceptance]\nmax_parallel = 2\n")
