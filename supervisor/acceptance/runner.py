@@ -58,7 +58,7 @@ def run_scenario(plan: RunPlan, scenario: Scenario) -> ScenarioResult:
     """Run and judge one scenario; infrastructure trouble is an `error` outcome, never a pass."""
     started = time.monotonic()
     root = plan.scratch / f"acc-{scenario.name}-{secrets.token_hex(4)}"
-    sockets = socket_folder()
+    sockets = socket_folder(plan.scratch)
     try:
         root.mkdir(parents=True)
         workspace, outbox = lay_out(plan.code, root, scenario.goals, scenario.fixtures)

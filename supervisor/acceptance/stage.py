@@ -17,9 +17,11 @@ from typing import Any
 
 from sandbox import Limits
 from supervisor.acceptance.library import scenario_set
-from supervisor.acceptance.models import AcceptanceReport, AcceptanceSettings, Scenario, ScenarioOutcome, ScenarioResult
+from supervisor.acceptance.models import (AcceptanceReport, AcceptanceSettings, CheckKind, Problem, Scenario,
+                                          ScenarioOutcome, ScenarioResult)
 from supervisor.acceptance.runner import RunPlan, run_scenario
 from supervisor.acceptance.workspace import export_agent
+from supervisor.errors import OuroborosError
 from supervisor.git_ops import Git
 from supervisor.instance import CONFIG_NAME, InstanceConfig
 
@@ -55,7 +57,12 @@ def run_stage(git: Git, engine: Any, image: str, instance: str, scratch: Path, c
     started = time.monotonic()
     folder = scratch / f"acceptance-{secrets.token_hex(6)}"
     try:
-        code = export_agent(git, commit, folder / "code")
+        try:
+            code = export_agent(git, commit, folder / "code")
+        except (OSError, OuroborosError) as exc:  # fail closed, as "could not run"
+            problem = Problem(kind=CheckKind.INFRASTRUCTURE, detail=f"the candidate's agent/ could not be exported: {exc}")
+            failed = ScenarioResult(scenario="(export)", outcome=ScenarioOutcome.ERROR, problems=[problem])
+            return AcceptanceReport(commit=commit, outcome=ScenarioOutcome.ERROR, scenarios=[failed])
         plan = RunPlan(engine=engine, image=image, instance=instance, code=code, scratch=folder, limits=limits)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="acceptance") as pool:
             results = list(pool.map(lambda s: run_scenario(plan, s), scenarios))

@@ -8,16 +8,19 @@ written without following any link the candidate's tree may hold.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import stat
 import tempfile
 from pathlib import Path, PurePosixPath
 
+from supervisor.acceptance.server import SOCKET_NAME
 from supervisor.agent_container import give_to_agent
 from supervisor.errors import OuroborosError
 from supervisor.git_ops import Git
 
 AGENT_DIR = "agent"
+_MAX_SOCKET_PATH = 100
 MEMORY = ("agent/journal", "agent/goals")
 
 
@@ -36,9 +39,13 @@ def export_agent(git: Git, commit: str, dest: Path) -> Path:
     return dest
 
 
-def socket_folder() -> Path:
-    """A fresh short folder for the model's socket (a socket path holds at most 107 bytes, and an
-    instance's scratch folder can be deeper than that); the caller removes it."""
+def socket_folder(scratch: Path) -> Path:
+    """A fresh folder for the model's socket, in the scratch folder (which a restarted supervisor
+    clears) unless that path is too long for a socket (108 bytes); then a short temporary one."""
+    candidate = scratch / f"s-{secrets.token_hex(4)}"
+    if len(os.fsencode(candidate / SOCKET_NAME)) <= _MAX_SOCKET_PATH:
+        candidate.mkdir(parents=True)
+        return candidate
     return Path(tempfile.mkdtemp(prefix="ouroboros-acc-"))
 
 
