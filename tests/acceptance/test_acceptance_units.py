@@ -193,3 +193,22 @@ def test_cli_lists_shows_and_adds_scenarios_held_in_the_instance(tmp_path: Path,
     assert runner.invoke(main, ["acceptance", "add", str(mine)]).exit_code == 1
     only_mine = scenario_set(home, AcceptanceSettings(defaults=False))
     assert [s.name for s in only_mine] == ["my-check"]
+
+
+def test_a_commit_without_an_agent_cannot_pass_acceptance(tmp_path: Path):
+    from sandbox import Limits
+    from supervisor.acceptance.models import ScenarioOutcome
+    from supervisor.acceptance.stage import run_stage
+    from supervisor.git_ops import Git
+    from tests.acceptance.candidates import git
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "README.md").write_text("no agent here\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "no agent")
+    report = run_stage(Git(repo / ".git"), None, "never-used", "unit", tmp_path / "scratch", git(repo, "rev-parse", "HEAD"),
+                       default_scenarios(), 1, Limits())
+    assert report.outcome is ScenarioOutcome.ERROR
+    assert report.failed_kinds() == ["infrastructure"] and "could not run" in report.summary()
