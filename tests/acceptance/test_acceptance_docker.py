@@ -42,7 +42,9 @@ def test_a_broken_word_count_is_rejected_by_acceptance_however_pytest_is_fooled(
     if report is None:  # the test passes saw through it this time: acceptance must reject it on its own too
         report = stage(bench, docker_engine, agent_image, commit, [s for s in default_scenarios() if s.name == "word-count"])
     assert report.outcome is ScenarioOutcome.FAILED
-    assert CheckKind.TOOL_RESULT.value in report.failed_kinds()
+    failing = {s.scenario: {p.kind for p in s.problems} for s in report.scenarios if s.outcome is not ScenarioOutcome.PASSED}
+    assert failing["word-count"] == {CheckKind.TOOL_RESULT}  # the break itself, and nothing else went wrong
+    assert set(failing) <= {"word-count", "cli-tool"}
     if fooled:  # what the agent's journal learns: the kind of check, never the scenario
         told = "; ".join(result.reasons + [f.test_id + f.message for f in result.failures])
         assert "acceptance failed" in told and "tool-result" in told
@@ -54,11 +56,6 @@ def test_an_honest_candidate_with_reworded_prompts_and_an_extra_check_passes(ben
     report = stage(bench, docker_engine, agent_image, commit)
     assert report.outcome is ScenarioOutcome.PASSED, [(s.scenario, s.problems) for s in report.scenarios]
     assert {s.scenario for s in report.scenarios} == {s.name for s in default_scenarios()}
-
-
-def test_the_planted_break_alone_fails_the_default_set_on_the_tool_result(bench, docker_engine, agent_image):
-    commit = bench.candidate("plain-break", [BREAK_WORD_COUNT])
-    report = stage(bench, docker_engine, agent_image, commit)
-    failed = {s.scenario: {p.kind for p in s.problems} for s in report.scenarios if s.outcome is not ScenarioOutcome.PASSED}
-    assert report.outcome is ScenarioOutcome.FAILED
-    assert failed == {"word-count": {CheckKind.TOOL_RESULT}, "cli-tool": {CheckKind.OUTPUT}}
+    requests = {s.scenario: s.requests for s in report.scenarios}
+    # plan, two tool turns, the step's end, the added check, reflection, self-modify: the extra call really ran
+    assert requests["word-count"] == 7
