@@ -59,3 +59,22 @@ def test_an_honest_candidate_with_reworded_prompts_and_an_extra_check_passes(ben
     requests = {s.scenario: s.requests for s in report.scenarios}
     # plan, two tool turns, the step's end, the added check, reflection, self-modify: the extra call really ran
     assert requests["word-count"] == 7
+
+
+def test_the_cli_runs_the_stage_on_a_revision_and_exits_by_the_verdict(bench, agent_image):
+    import json
+
+    from click.testing import CliRunner
+
+    from supervisor.cli import main
+
+    broken = bench.candidate("cli-broken", [BREAK_WORD_COUNT])
+    runner = CliRunner()
+    args = ["acceptance", "run", "--home", str(bench.instance.home), "--scenario", "cli-tool", "--json"]
+    good = runner.invoke(main, [*args[:2], "main", *args[2:]])
+    assert good.exit_code == 0, good.output
+    assert json.loads(good.output)["outcome"] == "passed"
+    bad = runner.invoke(main, [*args[:2], broken, *args[2:]])
+    assert bad.exit_code == 1, bad.output
+    report = json.loads(bad.output)
+    assert report["outcome"] == "failed" and report["scenarios"][0]["problems"][0]["kind"] == "output"
