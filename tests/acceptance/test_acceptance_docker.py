@@ -78,3 +78,21 @@ def test_the_cli_runs_the_stage_on_a_revision_and_exits_by_the_verdict(bench, ag
     assert bad.exit_code == 1, bad.output
     report = json.loads(bad.output)
     assert report["outcome"] == "failed" and report["scenarios"][0]["problems"][0]["kind"] == "output"
+
+
+def test_the_container_sees_only_the_candidates_agent_its_workspace_and_the_model_socket(bench, docker_engine,
+                                                                                          agent_image):
+    from supervisor.acceptance.models import Scenario
+
+    probe = ("ls /code; ls /run/ouroboros; id -u; "
+             "grep -rl 'acceptance' /code /workspace /run/ouroboros 2>/dev/null | grep -i scenario || echo NO-SCENARIOS; "
+             "python -c \"import socket; socket.create_connection(('1.1.1.1', 53), timeout=2)\" 2>&1 | tail -1; "
+             "touch /code/x 2>&1 | tail -1; env | grep -c ANTHROPIC_API_KEY=sk- || true")
+    look = Scenario.model_validate({
+        "name": "look-around", "goals": "# Active Goals\n\n## Look around\n\nLook around.\n",
+        "execute": [{"key": "look", "tool": "run_command", "input": {"command": probe},
+                     "expect": {"regex": [r"(?m)^agent$", r"(?m)^llm\.sock$", r"(?m)^10001$", "NO-SCENARIOS",
+                                          "(?i)network is unreachable|OSError", "(?i)read-only file system"],
+                                "absent": ["supervisor", "scenarios"]}}]})
+    report = stage(bench, docker_engine, agent_image, Git(bench.instance.repo).rev_parse("main"), [look])
+    assert report.outcome is ScenarioOutcome.PASSED, [(s.problems, s.output_tail) for s in report.scenarios]
