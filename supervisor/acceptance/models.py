@@ -9,7 +9,7 @@ files it left, its journal, its goals, its outbox and its exit code.
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
@@ -157,7 +157,7 @@ class Scenario(_Strict):
         return [*self.execute, *self.self_modify]
 
 
-class CheckKind(str, Enum):
+class CheckKind(StrEnum):
     """What kind of check failed: the only part of a verdict the agent's journal learns."""
 
     TOOL_RESULT = "tool-result"
@@ -176,7 +176,7 @@ class Problem(_Strict):
     detail: str = Field(description="For the operator only: may quote the scenario.")
 
 
-class ScenarioOutcome(str, Enum):
+class ScenarioOutcome(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     ERROR = "error"  # the stage could not run it (infrastructure): not a verdict on the candidate

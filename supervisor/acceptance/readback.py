@@ -11,7 +11,7 @@ import os
 import stat
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from collections.abc import Iterator
 
 MAX_FILE_BYTES = 1_000_000
 MAX_ENTRIES = 2_000

@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 import socketserver
 import threading
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ MAX_RESULT_CHARS = 64_000
 MAX_CONNECTIONS = 8
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     EXECUTE = "execute"
     AWAIT_REFLECTION = "await-reflection"
     MODIFY = "modify"
