@@ -1,11 +1,9 @@
 """One error hierarchy for the trusted side; the CLI is the only place that turns these into exit codes."""
 
 
-class OuroborosError(Exception):
-    """Root of every error the supervisor or sandbox raises on purpose.
+from sandbox.errors import OuroborosError
 
-    The message must say what was wrong and what to do about it: the CLI prints it as is.
-    """
+__all__ = ["ConfigError", "OuroborosError"]
 
 
 class ConfigError(OuroborosError, ValueError):
