@@ -15,7 +15,7 @@ INSTANCE_LABEL = "io.ouroboros.instance"
 # A container that can reach the engine can escape every other limit.
 _DOCKER_SOCKETS = {Path("/var/run/docker.sock"), Path("/run/docker.sock")}
 
-Role = Literal["agent", "gate", "probe", "bench", "route-test"]
+Role = Literal["agent", "gate", "acceptance", "probe", "bench", "route-test"]
 
 
 class Mount(BaseModel):

@@ -31,6 +31,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox import ContainerSpec, Limits, Mount
+from supervisor.acceptance.models import AcceptanceReport
 from supervisor.gate_config import GateConfig, is_test_machinery, protected_hits
 from supervisor.git_ops import Git, TreeEntry
 from supervisor.junit import MAX_REPORT_BYTES, JUnitReport, MalformedReportError, parse_report
@@ -46,7 +47,7 @@ OUTPUT_CAP = 2 * MAX_REPORT_BYTES + 2_000_000  # the report travels in the tail 
 # writable host folder at all, so it cannot fill the host's disk or plant links for us to follow.
 WRAPPER = 'rc=0; "$@" || rc=$?; echo; echo "$OUROBOROS_BEGIN"; cat {report}; echo; echo "$OUROBOROS_END"; exit $rc'
 
-PassName = Literal["candidate", "main-tests", "baseline"]
+PassName = Literal["candidate", "main-tests", "baseline", "acceptance"]
 BaselineLoader = Callable[[str, "GateConfig"], "dict[str, str] | None"]
 
 
@@ -90,6 +91,7 @@ class GateResult(BaseModel):
     passes: list[PassResult] = Field(default_factory=list)
     test_ids: dict[str, str] = Field(default_factory=dict, description="Candidate pass: id → outcome.")
     duration_s: float = 0.0
+    acceptance: AcceptanceReport | None = Field(default=None, description="Held-out acceptance, operator's eyes only.")
 
 
 class GateRunner:
@@ -114,6 +116,10 @@ class GateRunner:
         """
         started = time.monotonic()
         result = self._judge(commit, base, config, baseline or self.baseline)
+        if result.passed:  # held-out acceptance: the candidate run for real, judged outside its process
+            from supervisor.acceptance.stage import accept
+
+            accept(self, result, config)
         result.duration_s = round(time.monotonic() - started, 3)
         return result
 

@@ -10,7 +10,7 @@ import click
 import pydantic
 
 from supervisor.errors import OuroborosError
-from supervisor.cli import budget_cmds, console_cmds, engine_cmds, gate_cmds, run_cmds  # noqa: E402
+from supervisor.cli import acceptance_cmds, budget_cmds, console_cmds, engine_cmds, gate_cmds, run_cmds  # noqa: E402
 
 
 class OuroborosGroup(click.Group):
@@ -41,6 +41,6 @@ def main() -> None:
     """Run a self-improving agent in containers; let its changes reach main only through the gate."""
 
 
-for _module in (run_cmds, gate_cmds, engine_cmds, budget_cmds, console_cmds):
+for _module in (run_cmds, gate_cmds, engine_cmds, budget_cmds, console_cmds, acceptance_cmds):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -40,8 +40,9 @@ def test_demo_accepts_one_proposal_and_rejects_the_breaking_one(tmp_path, docker
 
 
 def test_a_generation_that_crashes_on_start_is_rolled_back(make_instance, docker_engine, agent_image):
-    instance = make_instance(scenario("idle_loop.json"),
-                             extra_config="")  # probation defaults: 5 crashes in 10 s
+    # Probation defaults (5 crashes in 10 s). Acceptance would reject this generation before it
+    # reached main (it runs the entry point); probation is for crashes no scenario provokes.
+    instance = make_instance(scenario("idle_loop.json"), extra_config="[acceptance]\nenabled = false\n")
     gk = keeper(instance, docker_engine, agent_image)
     good = gk.main()
     candidate = gk.create_candidate()
