@@ -1,0 +1,217 @@
+"""The JSON every `supervisor` command prints under --json: one model per command, documented in docs/json.md.
+
+Rules (checked by tests/operator/test_json_contract.py): every key is always present (null when
+unknown, never left out), timestamps are ISO-8601 in UTC, errors are `ErrorOut`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from supervisor.decision_log import Decision, VerifyResult
+from supervisor.gate import Failure, GateResult
+from supervisor.gatekeeper import RollbackResult, Verdict, VerdictSummary
+from supervisor.route.ledger import Spend as LedgerSpend
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(_Out):
+    kind: str = Field(description="`usage`, `error`, or the error's class, e.g. `EngineUnavailableError`.")
+    message: str = Field(description="What went wrong and what to do about it.")
+    exit_code: int = Field(description="The process exit code (docs/operations.md, Exit codes).")
+
+
+class ErrorOut(_Out):
+    """Any command under --json, when it fails: printed on stdout instead of the command's document."""
+
+    error: ErrorBody
+
+
+class InitOut(_Out):
+    """`supervisor init --json`."""
+
+    home: str
+    repo: str
+    config: str
+    memory: str
+    generation: int | None = Field(description="The gated generation 0; null with --no-gate.")
+    gated: bool = Field(description="Whether generation 0 was gated now (`start` gates it otherwise).")
+
+
+class StartEvent(_Out):
+    """`supervisor start --json`: one JSON Lines record per progress message, then one `exit` record."""
+
+    at: datetime = Field(description="UTC.")
+    kind: Literal["progress", "exit"]
+    message: str
+    exit_code: int | None = Field(description="Set on the `exit` record only.")
+
+
+class Spend(_Out):
+    tokens: int
+    usd: str = Field(description="A decimal string, e.g. \"0.0123\".")
+
+
+class StatusOut(_Out):
+    """`supervisor status --json` (exit 0 when a supervisor runs, 3 when none does)."""
+
+    running: bool = Field(description="A supervisor holds the instance lock right now.")
+    state: str = Field(description="never started, starting, running, gating, idle, stopping, stopped.")
+    pid: int | None = Field(description="The running supervisor's pid (in its own PID namespace).")
+    started_at: datetime | None
+    generation: int | None
+    commit: str | None
+    generation_since: datetime | None
+    candidate: str | None
+    agent_container: str | None
+    probation: str
+    restarts: int
+    verdicts: list[VerdictSummary] = Field(description="The last five.")
+    message: str
+    tokens: Spend = Field(description="LLM spend in total (ledger).")
+    checked_at: datetime = Field(description="When this was read (UTC).")
+
+
+class StopOut(_Out):
+    """`supervisor stop --json`."""
+
+    stopped: int = Field(description="The pid that was asked to stop.")
+    via: Literal["control", "signal"] = Field(description="The control file, or SIGTERM to a local pid.")
+    seconds: float
+
+
+class LogLine(_Out):
+    """`supervisor logs --json`: JSON Lines, one record per line of the agent's output."""
+
+    line: str
+
+
+class FeedbackOut(_Out):
+    """`supervisor feedback --json`."""
+
+    written: str
+
+
+class DemoOut(_Out):
+    """`supervisor demo --json`."""
+
+    home: str
+    verdicts: list[VerdictSummary]
+
+
+class CandidateRow(_Out):
+    """`supervisor candidates --json`: an array of these, oldest first."""
+
+    id: str
+    branch: str
+    state: str
+    created_at: datetime
+    updated_at: datetime
+    commit: str | None
+    generation: int | None
+    summary: str | None
+    reasons: list[str]
+
+
+class ShowOut(CandidateRow):
+    """`supervisor show ID --json`."""
+
+    base: str
+    why: str | None
+    refused: list[str]
+    approved: bool
+    gate: GateResult | None
+    failures: list[Failure]
+    diffstat: str
+    diff: str
+
+
+class ImageOut(_Out):
+    """`supervisor image build --json` and `supervisor image show --json`."""
+
+    image: str | None = Field(description="The agent image tag; null if it is not built yet (show).")
+    present: bool
+    base: str
+    base_present: bool
+    seconds: float
+
+
+class ContainerRow(_Out):
+    id: str
+    name: str
+    role: str | None
+    instance: str | None
+    run_id: str | None
+    status: str
+
+
+class ReconcileOut(_Out):
+    """`supervisor reconcile --json`."""
+
+    scope: Literal["instance", "all"]
+    instance: str | None = Field(description="The instance label value; null with --all.")
+    dry_run: bool
+    containers: list[ContainerRow] = Field(description="What was removed (or would be, with --dry-run).")
+
+
+class ConfigFile(_Out):
+    path: str
+    kind: Literal["ouroboros.toml", "gate.toml"]
+    ok: bool
+    errors: list[str]
+
+
+class ConfigCheckOut(_Out):
+    """`supervisor config check --json` (exit 0 all valid, 1 otherwise)."""
+
+    ok: bool
+    files: list[ConfigFile]
+
+
+class CycleSpend(LedgerSpend):
+    id: str
+
+
+class BudgetSpend(_Out):
+    total: LedgerSpend
+    day: LedgerSpend = Field(description="Today (UTC).")
+    last_cycle: CycleSpend | None = Field(description="The latest cycle in the ledger; null before the first.")
+
+
+class BudgetCap(_Out):
+    scope: Literal["cycle", "day", "total"]
+    key: str = Field(description="The cycle id, the UTC day, or 'all'.")
+    unit: Literal["tokens", "usd"]
+    spent: Decimal
+    cap: Decimal
+    fraction: float
+    reached: bool
+
+
+class BudgetOut(_Out):
+    """`supervisor budget --json`."""
+
+    ledger: str
+    config: str | None = Field(description="The file the caps came from; null: defaults.")
+    day: str = Field(description="The UTC day, YYYY-MM-DD.")
+    spend: BudgetSpend
+    caps: list[BudgetCap]
+    refusing: bool = Field(description="A cap is reached: the route refuses new requests.")
+    torn_tail: bool = Field(description="The ledger's last line was cut short (a crash while writing).")
+
+
+# Models the gate commands print as they are (owned by the gate; listed here for the docs).
+REUSED = {
+    "gate": GateResult,
+    "approve / reject": Verdict,
+    "rollback": RollbackResult,
+    "log (an array of these)": Decision,
+    "verify-log": VerifyResult,
+}
