@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.errors import ConfigError
+from supervisor.notify import NotifySettings
 from supervisor.route.config import RouteConfig
 from supervisor.toml_config import read_toml, validate
 
@@ -60,6 +61,7 @@ class InstanceConfig(_Strict):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     probation: ProbationSettings = Field(default_factory=ProbationSettings)
     route: RouteConfig = Field(default_factory=RouteConfig)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     scripted_scenario: Path | None = Field(
         default=None,
         description="Serve the agent from this scripted-model scenario instead of the real API.",

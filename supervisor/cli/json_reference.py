@@ -22,7 +22,7 @@ The contract:
 - Every command that prints data takes `--json` and prints one JSON document on stdout (streams,
   `logs` and `start`, print JSON Lines: one object per line).
 - Every key below is always present; an unknown value is `null`, never a missing key.
-- Timestamps are ISO-8601 in UTC (`2026-11-29T08:42:34.123456+00:00`).
+- Timestamps are ISO-8601 in UTC (`2026-11-29T08:42:34.123456Z`).
 - An error under `--json` prints an `ErrorOut` document on stdout instead, with the exit code
   it names: 1 failed or rejected, 2 usage, 3 infrastructure (no Docker engine, no permission, an
   image that cannot be built; for `status`: no supervisor runs), 4 `start` gave up after
