@@ -46,9 +46,17 @@ def holder(lock: Path) -> int | None:
     except OSError:
         return FOREIGN
     for pid in _flock_pids(table, info.st_dev, info.st_ino):
-        if pid > 0:
+        if pid > 0 and _same_pid_namespace(pid):
             return pid
     return FOREIGN
+
+
+def _same_pid_namespace(pid: int) -> bool:
+    """Only a process in our own PID namespace is ever signalled; anything else gets the control file."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid") == os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return False
 
 
 def _flock_pids(table: str, dev: int, ino: int) -> list[int]:
