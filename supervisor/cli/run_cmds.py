@@ -282,8 +282,8 @@ def demo_cmd(home: Path | None, as_json: bool) -> None:
 Where to look:
   journal      {instance.journal}  (notes.md, reflections.md: what the agent did and learned)
   agent log    {instance.agent_log}
-  candidates   {exe} candidates --repo {instance.repo}
-  a verdict    {exe} show {shown} --repo {instance.repo}
-  decisions    {exe} log --repo {instance.repo}   (verify: {exe} verify-log --repo {instance.repo})
+  candidates   {exe} candidates --home {instance.home}
+  a verdict    {exe} show {shown} --home {instance.home}
+  decisions    {exe} log --home {instance.home}   (verify: {exe} verify-log --home {instance.home})
   git          git --git-dir {instance.repo} log --graph --all --oneline""")
 COMMANDS = [init_cmd, start_cmd, status_cmd, stop_cmd, logs_cmd, feedback_cmd, demo_cmd]
