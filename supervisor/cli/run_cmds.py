@@ -124,11 +124,22 @@ def status_report(instance: Instance) -> StatusOut:
         "restarts": 0, "verdicts": [], "message": ""}
     state = (status.state if status else "never started") if running else (
         "stopped" if status else "never started")
+    if not running:
+        known.update(_main_generation(instance))  # the repository is the truth once nothing runs
     return StatusOut(
         running=running, state=state, pid=status.pid if status and running else None,
         started_at=utc(status.started_at) if status else None,
         generation_since=utc(status.generation_since) if status else None,
         tokens=_spend(instance), checked_at=datetime.now(timezone.utc), **known)
+
+
+def _main_generation(instance: Instance) -> dict:
+    from supervisor.gatekeeper import Gatekeeper
+    from supervisor.git_ops import MAIN_REF
+
+    keeper = Gatekeeper(instance.repo, instance=instance.instance_id)
+    main = keeper.git.ref_value(MAIN_REF)
+    return {"commit": main, "generation": keeper.generation_of(main) if main else None}
 
 
 def _status_text(status: StatusOut) -> str:

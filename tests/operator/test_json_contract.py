@@ -104,3 +104,26 @@ def test_config_check_validates_both_files_without_starting_anything(instance: I
     text = cli("config", "check", "--home", str(instance.home), "--gate", str(gate), code=1)[1]
     assert "INVALID" in text and "deadline_s" in text
     assert not (instance.run_dir / "supervisor.lock").exists()
+
+
+def test_status_after_init_shows_main_and_its_generation(instance: Instance) -> None:
+    from supervisor.git_ops import MAIN_REF, Git
+
+    status = cli_json("status", "--home", str(instance.home), code=3)
+    assert status["commit"] == Git(instance.repo).ref_value(MAIN_REF)
+    assert status["generation"] is None  # not gated yet (init --no-gate): no gen/0 tag
+
+
+def test_logs_json_is_one_object_per_line(instance: Instance) -> None:
+    import json
+
+    instance.logs.mkdir(parents=True, exist_ok=True)
+    instance.agent_log.write_text("first\nsecond \x1b[31mred\x1b[0m\nthird\n")
+    _, out = cli("logs", "--home", str(instance.home), "-n", "2", "--json")
+    assert [json.loads(line)["line"] for line in out.splitlines()] == ["second \x1b[31mred\x1b[0m", "third"]
+
+
+def test_gate_without_an_engine_is_exit_3_not_a_rejection(instance: Instance, monkeypatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent-ouroboros/docker.sock")
+    error = cli_json("gate", "--home", str(instance.home), code=3)["error"]
+    assert error["kind"] == "EngineUnavailableError"
