@@ -12,4 +12,5 @@ context="$(mktemp -d /tmp/ouroboros-supervisor-image.XXXXXX)"
 trap 'rm -rf "$context"' EXIT
 "$python" -m pip wheel --quiet --wheel-dir "$context/wheelhouse" .
 cp Dockerfile.supervisor "$context/Dockerfile"
-docker build --quiet --build-arg "BASE=$base" -t "$tag" "$context"
+# --network none: the build needs no network at all (and must not fetch anything).
+docker build --quiet --network none --build-arg "BASE=$base" -t "$tag" "$context"

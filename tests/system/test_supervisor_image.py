@@ -55,7 +55,8 @@ def test_supervisor_image_runs_non_root_and_docker_stop_stops_the_agent(supervis
                    instance=instance.instance_id).genesis()
         subprocess.run(["chown", "-R", "10001:10001", str(work)], check=True)
         socket_gid = str(os.stat("/var/run/docker.sock").st_gid)
-        subprocess.run(["docker", "run", "-d", "--name", name, "--group-add", socket_gid,
+        # --network none: with the scripted model the supervisor needs no network (the real API would).
+        subprocess.run(["docker", "run", "-d", "--name", name, "--network", "none", "--group-add", socket_gid,
                         "-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", f"{work}:{work}",
                         "-e", f"OUROBOROS_HOME={instance.home}", supervisor_image, "start"],
                        check=True, capture_output=True, text=True)
