@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
 from tests.gate.repo_factory import git, make_repo, write_tree
 from tests.operator.conftest import NOBODY, ROOT
@@ -29,10 +28,13 @@ BIN = Path(sys.executable).parent
 
 
 def _workflow() -> dict:
-    return YAML(typ="safe").load(WORKFLOW.read_text())
+    yaml = pytest.importorskip("ruamel.yaml", reason="the test extra (check-jsonschema) is not installed")
+    return yaml.YAML(typ="safe").load(WORKFLOW.read_text())
 
 
 def test_workflow_is_valid_pinned_and_least_privileged() -> None:
+    if not (BIN / "check-jsonschema").exists():
+        pytest.skip("check-jsonschema (the test extra) is not installed, e.g. inside the gate's container")
     checked = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
                               str(WORKFLOW)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
