@@ -37,10 +37,10 @@ class ErrorOut(_Out):
 class InitOut(_Out):
     """`supervisor init --json`."""
 
-    home: str
-    repo: str
-    config: str
-    memory: str
+    home: str = Field(description="The instance directory (absolute).")
+    repo: str = Field(description="Its bare agent repository, HOME/repo.git.")
+    config: str = Field(description="Its configuration, HOME/ouroboros.toml.")
+    memory: str = Field(description="The agent's journal and goals, HOME/memory.")
     generation: int | None = Field(description="The gated generation 0; null with --no-gate.")
     gated: bool = Field(description="Whether generation 0 was gated now (`start` gates it otherwise).")
 
@@ -50,7 +50,7 @@ class StartEvent(_Out):
 
     at: datetime = Field(description="UTC.")
     kind: Literal["progress", "exit"]
-    message: str
+    message: str = Field(description="What the supervisor is doing (the text it prints on stderr without --json).")
     exit_code: int | None = Field(description="Set on the `exit` record only.")
 
 
@@ -65,16 +65,16 @@ class StatusOut(_Out):
     running: bool = Field(description="A supervisor holds the instance lock right now.")
     state: str = Field(description="never started, starting, running, gating, idle, stopping, stopped.")
     pid: int | None = Field(description="The running supervisor's pid (in its own PID namespace).")
-    started_at: datetime | None
-    generation: int | None
-    commit: str | None
-    generation_since: datetime | None
-    candidate: str | None
-    agent_container: str | None
-    probation: str
-    restarts: int
+    started_at: datetime | None = Field(description="When the last (or current) supervisor run started.")
+    generation: int | None = Field(description="The generation main is at (null: not gated yet).")
+    commit: str | None = Field(description="main's commit; when nothing runs, read from the repository.")
+    generation_since: datetime | None = Field(description="When the agent started on this generation.")
+    candidate: str | None = Field(description="The agent's current candidate (its workspace).")
+    agent_container: str | None = Field(description="The agent container's id while one runs.")
+    probation: str = Field(description="n/a, on probation, or passed.")
+    restarts: int = Field(description="Agent crashes restarted in this supervisor run.")
     verdicts: list[VerdictSummary] = Field(description="The last five.")
-    message: str
+    message: str = Field(description="The proposal being gated, or why the supervisor stopped.")
     tokens: Spend = Field(description="LLM spend in total (ledger).")
     checked_at: datetime = Field(description="When this was read (UTC).")
 
@@ -90,66 +90,66 @@ class StopOut(_Out):
 class LogLine(_Out):
     """`supervisor logs --json`: JSON Lines, one record per line of the agent's output."""
 
-    line: str
+    line: str = Field(description="One line of the agent's output, without its newline, as written.")
 
 
 class FeedbackOut(_Out):
     """`supervisor feedback --json`."""
 
-    written: str
+    written: str = Field(description="The journal file the note was appended to.")
 
 
 class DemoOut(_Out):
     """`supervisor demo --json`."""
 
-    home: str
-    verdicts: list[VerdictSummary]
+    home: str = Field(description="The throw-away instance the demo made (kept for inspection).")
+    verdicts: list[VerdictSummary] = Field(description="One per gated proposal, in order.")
 
 
 class CandidateRow(_Out):
     """`supervisor candidates --json`: an array of these, oldest first."""
 
-    id: str
-    branch: str
-    state: str
+    id: str = Field(description="GEN-N: the generation it started from and its number there.")
+    branch: str = Field(description="Its branch, e.g. ouroboros/candidate/0-1.")
+    state: str = Field(description="pending, gating, accepted, rejected, needs-approval, ...")
     created_at: datetime
     updated_at: datetime
-    commit: str | None
-    generation: int | None
-    summary: str | None
-    reasons: list[str]
+    commit: str | None = Field(description="The commit judged (null before the agent proposed).")
+    generation: int | None = Field(description="The generation it became, if accepted.")
+    summary: str | None = Field(description="The proposal's one-line summary (agent-written).")
+    reasons: list[str] = Field(description="Why it was rejected or held (the gate's words).")
 
 
 class ShowOut(CandidateRow):
     """`supervisor show ID --json`."""
 
-    base: str
-    why: str | None
-    refused: list[str]
-    approved: bool
-    gate: GateResult | None
-    failures: list[Failure]
-    diffstat: str
-    diff: str
+    base: str = Field(description="main when the candidate was created.")
+    why: str | None = Field(description="The proposal's reason (agent-written; becomes the commit message).")
+    refused: list[str] = Field(description="Workspace entries refused as tricks (symlinks out, FIFOs, ...).")
+    approved: bool = Field(description="An operator approved its change to existing tests.")
+    gate: GateResult | None = Field(description="The gate's full result; null before gating.")
+    failures: list[Failure] = Field(description="Failing tests (also inside `gate`).")
+    diffstat: str = Field(description="`git diff --stat` against its parent.")
+    diff: str = Field(description="The full diff against its parent.")
 
 
 class ImageOut(_Out):
     """`supervisor image build --json` and `supervisor image show --json`."""
 
     image: str | None = Field(description="The agent image tag; null if it is not built yet (show).")
-    present: bool
-    base: str
-    base_present: bool
-    seconds: float
+    present: bool = Field(description="The agent image exists on this engine.")
+    base: str = Field(description="The base image it is (or would be) built on.")
+    base_present: bool = Field(description="The base exists on this engine.")
+    seconds: float = Field(description="How long the command took.")
 
 
 class ContainerRow(_Out):
-    id: str
+    id: str = Field(description="The full container id.")
     name: str
-    role: str | None
-    instance: str | None
-    run_id: str | None
-    status: str
+    role: str | None = Field(description="agent, gate, probe (label io.ouroboros.role).")
+    instance: str | None = Field(description="Label io.ouroboros.instance: which instance started it.")
+    run_id: str | None = Field(description="Label io.ouroboros.run-id.")
+    status: str = Field(description="The engine's state: running, exited, created, ...")
 
 
 class ReconcileOut(_Out):
@@ -162,16 +162,16 @@ class ReconcileOut(_Out):
 
 
 class ConfigFile(_Out):
-    path: str
+    path: str = Field(description="The file, or `REPO main:gate.toml` for the committed gate config.")
     kind: Literal["ouroboros.toml", "gate.toml"]
     ok: bool
-    errors: list[str]
+    errors: list[str] = Field(description="What is wrong, one entry per problem; empty when ok.")
 
 
 class ConfigCheckOut(_Out):
     """`supervisor config check --json` (exit 0 all valid, 1 otherwise)."""
 
-    ok: bool
+    ok: bool = Field(description="Every file checked is valid.")
     files: list[ConfigFile]
 
 
