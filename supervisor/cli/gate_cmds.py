@@ -121,8 +121,13 @@ def gate_cmd(rev: str, base: str | None, config_path: Path | None, junit_path: P
     files (filters, includeIf as actions/checkout writes) is gated from a private mirror clone,
     so none of its config is read.
     """
+    from supervisor.cli.private_clone import in_worktree, worktree_head
+
+    source = resolve_repo(home, repo)
+    head = worktree_head(source or Path("."))
+    rev, base = in_worktree(rev, head), in_worktree(base, head)
     with tempfile.TemporaryDirectory(prefix="ouroboros-gate-") as scratch:
-        keeper = _keeper(_private_if_needed(resolve_repo(home, repo), Path(scratch)))
+        keeper = _keeper(_private_if_needed(source, Path(scratch)))
         for name in (rev, base):
             if name is not None and keeper.git.rev_parse(name) is None:
                 raise click.UsageError(f"{name!r} names no commit in {keeper.common}")

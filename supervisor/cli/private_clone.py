@@ -10,6 +10,7 @@ drivers) and judges the clone, whose config is git's default and ours.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -31,5 +32,40 @@ def private_clone(repo: Path, target: Path) -> Path:
     )
     if done.returncode != 0:
         raise GitError(f"could not make a private clone of {source}: {done.stderr.decode(errors='replace').strip()}")
-    # A non-bare checkout's HEAD is what `gate HEAD` means; the mirror copies it (detached or not).
+    # Every object of the source, also those no ref reaches (a linked worktree's detached HEAD):
+    # objects are data, read the same way the gate reads them anyway; only the config stays behind.
+    (target / "objects" / "info" / "alternates").write_text(str(source / "objects") + "\n")
     return target
+
+
+_HEAD_VALUE = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64}|refs/[A-Za-z0-9._/-]+)$")
+
+
+def worktree_head(start: Path) -> str | None:
+    """The HEAD of the work tree at or above `start` (a commit id or a ref name), read from its files.
+
+    `git` run on the common dir would answer with the main work tree's HEAD, not a linked
+    worktree's; None for a bare repository (whose HEAD is the common dir's own).
+    """
+    start = Path(start).resolve()
+    for directory in (start, *start.parents):
+        dot_git = directory / ".git"
+        if dot_git.is_dir():
+            gitdir = dot_git
+        elif dot_git.is_file():
+            gitdir = (directory / dot_git.read_text().strip().removeprefix("gitdir:").strip()).resolve()
+        else:
+            continue
+        try:
+            value = (gitdir / "HEAD").read_text().strip().removeprefix("ref:").strip()
+        except OSError:
+            return None
+        return value if _HEAD_VALUE.match(value) else None
+    return None
+
+
+def in_worktree(rev: str | None, head: str | None) -> str | None:
+    """`HEAD`, `HEAD~2`, `HEAD^` ... of this work tree, spelled so any clone of it understands."""
+    if rev is None or head is None or not re.match(r"^HEAD($|[~^@])", rev):
+        return rev
+    return head + rev[len("HEAD"):]
