@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import getpass
+import grp
 import os
 import pwd
-import grp
 from pathlib import Path
 
 # Exit codes of every `supervisor` command (docs/operations.md, "Exit codes").
@@ -16,12 +16,9 @@ EXIT_INFRASTRUCTURE = 3  # no Docker engine, no permission, an image that cannot
 EXIT_NOT_RUNNING = 3  # `supervisor status`: no supervisor runs (as `systemctl is-active`)
 EXIT_GAVE_UP = 4  # `supervisor start` gave up after too many rollbacks: restarting will not help
 
+from sandbox.errors import OuroborosError  # noqa: E402  (the root lives in sandbox, which imports nothing of ours)
 
-class OuroborosError(Exception):
-    """Root of every error the supervisor or sandbox raises on purpose.
-
-    The message must say what was wrong and what to do about it: the CLI prints it as is.
-    """
+__all__ = ["AccessError", "ConfigError", "OuroborosError", "describe_permission_error"]
 
 
 class ConfigError(OuroborosError, ValueError):

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Lint, types and layers, as CI runs them: ruff, import-linter (the trust boundary), mypy.
+# Needs the venv from scripts/bootstrap.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+.venv/bin/python -m pip install --quiet -e '.[lint]'
+.venv/bin/ruff check .
+.venv/bin/lint-imports
+.venv/bin/mypy
