@@ -29,7 +29,7 @@ class AccessError(OuroborosError, PermissionError):
     """The operating system refused access to a file; the message says whose it is and what to run."""
 
     @classmethod
-    def from_os_error(cls, exc: PermissionError) -> "AccessError":
+    def from_os_error(cls, exc: PermissionError) -> AccessError:
         return cls(describe_permission_error(exc))
 
 

@@ -20,12 +20,17 @@ import subprocess
 import threading
 import urllib.request
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+if TYPE_CHECKING:
+    from supervisor.instance import Instance, InstanceConfig
+    from supervisor.route.config import Caps
+    from supervisor.route.metering import CapStatus
 
 EventName = Literal["needs-approval", "accepted", "rejected", "rolled-back", "gave-up", "budget"]
 ALL_EVENTS: list[EventName] = ["needs-approval", "accepted", "rejected", "rolled-back", "gave-up", "budget"]
@@ -99,7 +104,7 @@ class Sender:
         self.last_error = ""
         self._thread = threading.Thread(target=self._run, name="ouroboros-notify-send", daemon=True)
 
-    def start(self) -> "Sender":
+    def start(self) -> Sender:
         self._thread.start()
         return self
 
@@ -152,7 +157,7 @@ class Sender:
 class Watcher:
     """Reads what was appended to the decision log and the ledger, and offers events to the sender."""
 
-    def __init__(self, home: Path, decisions: Path, ledger: Path, caps, state_file: Path, sender: Sender,
+    def __init__(self, home: Path, decisions: Path, ledger: Path, caps: Caps, state_file: Path, sender: Sender,
                  progress: Callable[[str], None]) -> None:
         from supervisor.route.ledger import LedgerTotals
 
@@ -165,7 +170,7 @@ class Watcher:
         self._crossed: set[tuple[str, str, str, Decimal]] = set()
         self._stop = threading.Event()
 
-    def start(self) -> "Watcher":
+    def start(self) -> Watcher:
         self.poll(announce_budget=False)  # what was crossed before we started is old news
         threading.Thread(target=self._run, name="ouroboros-notify-watch", daemon=True).start()
         return self
@@ -213,8 +218,9 @@ class Watcher:
             self._seq = 0
         self._save_seq()
 
-    def _decision_event(self, event: EventName, record: dict) -> NotifyEvent:
-        details = record.get("details") if isinstance(record.get("details"), dict) else {}
+    def _decision_event(self, event: EventName, record: dict[str, Any]) -> NotifyEvent:
+        raw = record.get("details")
+        details: dict[str, Any] = raw if isinstance(raw, dict) else {}
         message = str(details.get("reason") or details.get("summary") or "")
         generation = record.get("generation")
         return NotifyEvent(event=event, at=_parse_time(record.get("at")), instance=str(self.home),
@@ -233,7 +239,7 @@ class Watcher:
                 continue
             self._totals.add(entry)
             self._cycle = entry.cycle
-        day = datetime.now(timezone.utc).date().isoformat()
+        day = datetime.now(UTC).date().isoformat()
         for status in cap_statuses(self._totals, self.caps, self._cycle, day):
             for threshold in THRESHOLDS:
                 mark = (status.scope, status.key, status.unit, threshold)
@@ -242,11 +248,11 @@ class Watcher:
                     if announce:
                         self.sender.offer(self._budget_event(status, threshold))
 
-    def _budget_event(self, status, threshold: Decimal) -> NotifyEvent:
+    def _budget_event(self, status: CapStatus, threshold: Decimal) -> NotifyEvent:
         percent = int(threshold * 100)
         mark = BudgetMark(scope=status.scope, key=status.key, unit=status.unit, spent=str(status.spent),
                           cap=str(status.cap), threshold=percent)
-        return NotifyEvent(event="budget", at=datetime.now(timezone.utc), instance=str(self.home), budget=mark,
+        return NotifyEvent(event="budget", at=datetime.now(UTC), instance=str(self.home), budget=mark,
                            message=f"LLM spend reached {percent}% of the {status.scope} cap: {status.describe()}")
 
     def _saved_seq(self) -> int | None:
@@ -268,11 +274,11 @@ def _parse_time(value: object) -> datetime:
     try:
         moment = datetime.fromisoformat(str(value))
     except ValueError:
-        return datetime.now(timezone.utc)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return datetime.now(UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def start(instance, config, progress: Callable[[str], None]) -> Watcher | None:
+def start(instance: Instance, config: InstanceConfig, progress: Callable[[str], None]) -> Watcher | None:
     """The runner's one hook (in `_prepare`): start watching, if `[notify]` names a webhook or command."""
     from supervisor.route.ledger import LEDGER_FILE_NAME
 

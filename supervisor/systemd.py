@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from typing import Protocol
 
 READY_STATES = frozenset({"running", "idle", "gating"})
@@ -25,7 +26,7 @@ class _StatusLike(Protocol):
 
 
 class Notifier:
-    def __init__(self, environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
         self.address = _address(environ.get("NOTIFY_SOCKET", ""))
         self.interval_s = _watchdog_interval(environ)
         self._ready = False
@@ -80,7 +81,7 @@ def _address(raw: str) -> str | bytes | None:
     return raw if raw.startswith("/") else None
 
 
-def _watchdog_interval(environ) -> float | None:
+def _watchdog_interval(environ: Mapping[str, str]) -> float | None:
     usec, pid = environ.get("WATCHDOG_USEC", ""), environ.get("WATCHDOG_PID", "")
     if not usec.isdigit() or int(usec) == 0:
         return None

@@ -7,6 +7,7 @@ assembles them into one group and is the single place where library errors becom
 from __future__ import annotations
 
 import json
+from typing import IO, Any
 
 import click
 import pydantic
@@ -23,11 +24,11 @@ class CommandError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = EXIT_FAILED, kind: str = "error", as_json: bool = False):
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it on the class; ours varies
         self.kind = kind
         self.as_json = as_json
 
-    def show(self, file=None) -> None:
+    def show(self, file: IO[Any] | None = None) -> None:
         if self.as_json:
             body = {"error": {"kind": self.kind, "message": self.message, "exit_code": self.exit_code}}
             click.echo(json.dumps(body), file=file)
@@ -48,7 +49,7 @@ def exit_code_for(exc: BaseException) -> int:
 class OuroborosGroup(click.Group):
     """A click group that renders our own errors as one clear line (or JSON) instead of a traceback."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except CommandError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -58,7 +59,7 @@ def _check_instance_config(path: Path) -> ConfigFile:
     return ConfigFile(path=str(path), kind="ouroboros.toml", ok=not errors, errors=errors)
 
 
-def _check_gate_text(where: str, read) -> ConfigFile:
+def _check_gate_text(where: str, read: Callable[[], str | None]) -> ConfigFile:
     errors: list[str] = []
     try:
         text = read()

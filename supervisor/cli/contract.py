@@ -208,7 +208,7 @@ class BudgetOut(_Out):
 
 
 # Models the gate commands print as they are (owned by the gate; listed here for the docs).
-REUSED = {
+REUSED: dict[str, type[BaseModel]] = {
     "gate": GateResult,
     "approve / reject": Verdict,
     "rollback": RollbackResult,

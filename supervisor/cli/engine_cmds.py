@@ -35,12 +35,15 @@ def image_build(base: str | None, as_json: bool) -> None:
 
     started = time.monotonic()
     engine = DockerEngine.connect()
-    progress = (lambda message: click.echo(message, err=True))
-    chosen = base or resolve_base(engine, progress)
-    tag = ensure_agent_image(engine, base=chosen, progress=progress)
+    chosen = base or resolve_base(engine, _progress)
+    tag = ensure_agent_image(engine, base=chosen, progress=_progress)
     result = ImageOut(image=tag, present=True, base=chosen, base_present=True,
                       seconds=round(time.monotonic() - started, 2))
     emit(as_json, result, f"agent image {tag} ready ({result.seconds} s)")
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
 
 
 @image_group.command("show")

@@ -18,6 +18,7 @@ from supervisor.errors import EXIT_FAILED, EXIT_INFRASTRUCTURE, EXIT_OK
 from supervisor.gate import GateResult
 from supervisor.gate_config import parse_config
 from supervisor.gatekeeper import Gatekeeper
+from datetime import UTC
 
 
 def _keeper(repo: Path | None) -> Gatekeeper:
@@ -47,9 +48,9 @@ def _row(r: CandidateRecord) -> CandidateRow:
 
 
 def _age(row: CandidateRow) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    seconds = int((datetime.now(timezone.utc) - row.created_at).total_seconds())
+    seconds = int((datetime.now(UTC) - row.created_at).total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"

@@ -39,7 +39,7 @@ COMMANDS: list[tuple[str, type[BaseModel]]] = [
     ("demo", contract.DemoOut),
     ("candidates (an array of these)", contract.CandidateRow),
     ("show", contract.ShowOut),
-    *contract.REUSED.items(),
+    *((title, model) for title, model in contract.REUSED.items()),
     ("budget", contract.BudgetOut),
     ("image build / image show", contract.ImageOut),
     ("reconcile", contract.ReconcileOut),
@@ -50,7 +50,7 @@ COMMANDS: list[tuple[str, type[BaseModel]]] = [
 
 def _type(prop: dict[str, Any]) -> str:
     if "$ref" in prop:
-        return f"`{prop['$ref'].rsplit('/', 1)[-1]}`"
+        return f"`{str(prop['$ref']).rsplit('/', 1)[-1]}`"
     if "anyOf" in prop:
         return " or ".join(_type(option) for option in prop["anyOf"])
     if "enum" in prop:
@@ -66,7 +66,7 @@ def _type(prop: dict[str, Any]) -> str:
         return "timestamp"
     if kind == "string" and prop.get("pattern"):
         return "decimal string"
-    return kind
+    return str(kind)
 
 
 def _table(name: str, schema: dict[str, Any]) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import click
@@ -28,7 +27,7 @@ def _say(message: str) -> None:
 
 
 def _say_json(message: str) -> None:
-    emit_line(StartEvent(at=datetime.now(timezone.utc), kind="progress", message=message, exit_code=None))
+    emit_line(StartEvent(at=datetime.now(UTC), kind="progress", message=message, exit_code=None))
 
 
 @click.command("init")
@@ -94,7 +93,7 @@ def start_cmd(home: Path | None, as_json: bool) -> None:
     image = ensure_agent_image(engine, progress=progress)
     code = Supervisor(instance, engine, image, progress=progress).run()
     if as_json:
-        emit_line(StartEvent(at=datetime.now(timezone.utc), kind="exit", message="stopped", exit_code=code))
+        emit_line(StartEvent(at=datetime.now(UTC), kind="exit", message="stopped", exit_code=code))
     raise SystemExit(code)
 
 
@@ -130,7 +129,7 @@ def status_report(instance: Instance) -> StatusOut:
         running=running, state=state, pid=status.pid if status and running else None,
         started_at=utc(status.started_at) if status else None,
         generation_since=utc(status.generation_since) if status else None,
-        tokens=_spend(instance), checked_at=datetime.now(timezone.utc), **known)
+        tokens=_spend(instance), checked_at=datetime.now(UTC), **known)
 
 
 def _main_generation(instance: Instance) -> dict:
@@ -252,7 +251,7 @@ def _spend(instance: Instance) -> Spend:
 
 
 def _since(moment: datetime) -> str:
-    seconds = int((datetime.now(timezone.utc) - moment).total_seconds())
+    seconds = int((datetime.now(UTC) - moment).total_seconds())
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s"
 

@@ -8,7 +8,6 @@ from this tree and OUROBOROS_BASE_IMAGE at the base already on this engine.
 
 from __future__ import annotations
 
-import grp
 import os
 import re
 import shutil

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -67,7 +67,7 @@ def _config(instance: Instance, **notify_settings) -> InstanceConfig:
 
 
 def _spend(instance: Instance, usd: str) -> None:
-    entry = LedgerEntry(ts=datetime.now(timezone.utc), run_id="r", cycle="c1", model="m", stream=False, status=200,
+    entry = LedgerEntry(ts=datetime.now(UTC), run_id="r", cycle="c1", model="m", stream=False, status=200,
                         complete=True, usage=Usage(input_tokens=10), cost_usd=Decimal(usd))
     with open(instance.state / LEDGER_FILE_NAME, "a") as handle:
         handle.write(entry.model_dump_json() + "\n")
@@ -123,7 +123,7 @@ def test_a_slow_or_failing_hook_never_blocks_and_never_raises(tmp_path: Path) ->
     messages: list[str] = []
     try:
         sender = Sender(NotifySettings(webhook=slow.url, queue_size=3, timeout_s=1), messages.append).start()
-        event = NotifyEvent(event="rejected", at=datetime.now(timezone.utc), instance=str(tmp_path))
+        event = NotifyEvent(event="rejected", at=datetime.now(UTC), instance=str(tmp_path))
         started = time.monotonic()
         for _ in range(50):
             sender.offer(event)
@@ -133,7 +133,7 @@ def test_a_slow_or_failing_hook_never_blocks_and_never_raises(tmp_path: Path) ->
         slow.server.shutdown()
     failing = Sender(NotifySettings(webhook="http://127.0.0.1:9/none", command=["false"], timeout_s=1),
                      messages.append).start()
-    failing.offer(NotifyEvent(event="gave-up", at=datetime.now(timezone.utc), instance=str(tmp_path)))
+    failing.offer(NotifyEvent(event="gave-up", at=datetime.now(UTC), instance=str(tmp_path)))
     deadline = time.monotonic() + 10
     while failing.failed < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
