@@ -25,6 +25,10 @@ class LLMError(AgentError, ConnectionError):
     """The model could not be reached or refused the request after retries."""
 
 
+class ScenarioExhaustedError(LLMError):
+    """A scripted model has played its whole scenario: nothing more will come; idle, do not crash."""
+
+
 class BudgetExhaustedError(LLMError):
     """The supervisor's route refused: a spending cap is reached. Wait, do not retry at once."""
 

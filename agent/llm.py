@@ -10,7 +10,7 @@ import anthropic
 from pydantic import BaseModel, ConfigDict
 
 from agent.config import AgentConfig
-from agent.errors import BudgetExhaustedError, LLMError, MissingAPIKeyError
+from agent.errors import BudgetExhaustedError, LLMError, MissingAPIKeyError, ScenarioExhaustedError
 from agent.usage import Usage
 
 try:  # the SDK's HTTP library: httpx2 from anthropic 2.x on, httpx before; the UDS client must be the same one
@@ -89,6 +89,14 @@ def _block_to_param(block: Any) -> dict[str, Any] | None:
 CYCLE_HEADER = "x-ouroboros-cycle"
 
 
+SCENARIO_EXHAUSTED = "scenario_exhausted"  # the scripted model's error type after its last step
+
+
+def _error_type(body: object) -> str | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    return error.get("type") if isinstance(error, dict) else None
+
+
 def _retry_after(response: Any, default_s: float = 60.0) -> float:
     try:
         return max(1.0, float(response.headers.get("retry-after", default_s)))
@@ -130,6 +138,8 @@ class LLMClient:
         except anthropic.APIStatusError as e:
             if e.status_code == 402:
                 raise BudgetExhaustedError(f"the route refused: {e.message}", _retry_after(e.response)) from e
+            if _error_type(e.body) == SCENARIO_EXHAUSTED:
+                raise ScenarioExhaustedError(f"the scripted model has no more steps: {e.message}") from e
             retried = " (after retries)" if e.status_code in (408, 409, 429) or e.status_code >= 500 else ""
             raise LLMError(f"the model answered HTTP {e.status_code}{retried}: {e.message}") from e
         except anthropic.APIConnectionError as e:

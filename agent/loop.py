@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.config import AgentConfig
 from agent.context import build_memory
-from agent.errors import BudgetExhaustedError, LLMError
+from agent.errors import BudgetExhaustedError, LLMError, ScenarioExhaustedError
 from agent.conversation import Action, Conversation, StepOutcome, describe_actions
 from agent.goals import Goal, GoalBook
 from agent.journal import Journal, timestamp, utc_now
@@ -86,6 +86,11 @@ class Agent:
             try:
                 self.cycle()
                 failures = 0
+            except ScenarioExhaustedError as e:
+                # A scripted run that has said everything ends here, quietly: idle until stopped.
+                self.journal.append("notes", "scenario-ended", f"**The scripted scenario has ended; idling until stopped:** {e}")
+                self.stop.wait()
+                break
             except BudgetExhaustedError as e:
                 # A cap is the operator's decision, not a failure: idle until it lifts, never crash-loop.
                 self.journal.append("notes", "budget", f"**Spending cap reached; idling {e.retry_after_s:.0f} s:** {e}")

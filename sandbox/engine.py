@@ -13,7 +13,7 @@ import requests.exceptions
 from docker.models.containers import Container
 from docker.types import LogConfig, Mount as DockerMount, Ulimit
 
-from sandbox.errors import EngineUnavailableError, SandboxError
+from sandbox.errors import EngineAccessError, EngineUnavailableError, SandboxError
 from sandbox.output import CappedBuffer
 from sandbox.spec import INSTANCE_LABEL, MANAGED_LABEL, RUN_ID_LABEL, ContainerSpec, RunResult
 
@@ -44,6 +44,8 @@ class DockerEngine:
             client.ping()
             stream_client = docker.from_env(timeout=None)
         except DOCKER_ERRORS as exc:
+            if _caused_by_permission(exc):
+                raise EngineAccessError(socket_permission_message(exc)) from exc
             raise EngineUnavailableError(f"no Docker engine answers ({exc}); {ENGINE_HELP}") from exc
         return cls(client, stream_client)
 
@@ -119,6 +121,25 @@ class DockerEngine:
             self._remove(container)
             removed.append(container.id)
         return removed
+
+    def managed(self, instance: str | None = None) -> list[dict[str, str]]:
+        """Our containers (of one instance, if named): id, name, status and labels, for listing."""
+        labels = [f"{MANAGED_LABEL}=1"] + ([f"{INSTANCE_LABEL}={instance}"] if instance else [])
+        found = self._call(self.client.containers.list, all=True, filters={"label": labels})
+        return [{"id": c.id, "name": c.name, "status": c.status, **c.labels} for c in found]
+
+    def remove_managed(self, container_id: str) -> bool:
+        """Remove one container, only if it still carries our label; False if it is already gone."""
+        try:
+            container = self.client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return False
+        except DOCKER_ERRORS as exc:
+            raise SandboxError(f"could not look up container {container_id[:12]}: {exc}") from exc
+        if container.labels.get(MANAGED_LABEL) != "1":
+            return False
+        self._remove(container)
+        return True
 
     def inspect(self, container_id: str) -> dict[str, Any]:
         return self._call(self.client.api.inspect_container, container_id)
@@ -221,6 +242,33 @@ class RunningContainer:
             pass
         except DOCKER_ERRORS as exc:
             raise SandboxError(f"could not remove container {self.id[:12]}: {exc}") from exc
+
+
+def _caused_by_permission(exc: BaseException) -> bool:
+    """docker-py wraps the socket's EACCES several layers deep (requests, urllib3); look through them."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, PermissionError) or "Permission denied" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def socket_permission_message(exc: BaseException) -> str:
+    import getpass
+    import grp
+    import os
+
+    socket = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
+    try:
+        group = grp.getgrgid(os.stat(socket).st_gid).gr_name
+    except (OSError, KeyError):
+        group = "docker"
+    user = getpass.getuser()
+    return (f"a Docker engine is there but {user} may not use its socket {socket} ({exc}); add {user} to the "
+            f"`{group}` group (`sudo usermod -aG {group} {user}`, then log in again) or run as root")
 
 
 def hardened_create_args(spec: ContainerSpec) -> dict[str, Any]:

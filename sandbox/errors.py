@@ -19,6 +19,10 @@ class EngineUnavailableError(SandboxError, ConnectionError):
     """No Docker engine answers."""
 
 
+class EngineAccessError(SandboxError, PermissionError):
+    """A Docker engine is there, but this user may not talk to it (the socket's permissions)."""
+
+
 class SandboxTimeoutError(SandboxError, TimeoutError):
     """A deadline passed; carries whatever output was captured."""
 

@@ -3,6 +3,13 @@
 The tag is a content hash of the Dockerfile, the dependency lock and the base image's id, so an
 unchanged input set is a single `docker image inspect` away (the rebuild check costs well under
 a second) and the agent's code, which is mounted per generation, never triggers a build.
+
+Dockerfile.agent and the lock are read from the source checkout, else from the copies a wheel
+carries as package data (`sandbox/image_context/`, put there by setup.py at build time).
+
+The base, unless OUROBOROS_BASE_IMAGE names one: the offline base or the Python image if either is
+present; else the Python image pulled from a registry; else (no registry) the offline base made
+with debootstrap, which needs root; else an error that says what to set.
 """
 
 from __future__ import annotations
@@ -22,10 +29,20 @@ from sandbox.engine import DOCKER_ERRORS, DockerEngine
 from sandbox.errors import ImageBuildError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PACKAGED = Path(__file__).resolve().parent / "image_context"
 OFFLINE_BASE = "ouroboros-base:bookworm"
+PULLABLE_BASE = "python:3.11-slim-bookworm"
+BASE_ENV = "OUROBOROS_BASE_IMAGE"
 AGENT_REPOSITORY = "ouroboros-agent"
-DOCKERFILE = PROJECT_ROOT / "Dockerfile.agent"
-LOCK_FILE = PROJECT_ROOT / "agent_image" / "requirements.lock"
+
+
+def _input_file(checkout: Path, packaged_name: str) -> Path:
+    """The checkout's file if this runs from one (editable install, tests), else the packaged copy."""
+    return checkout if checkout.is_file() else PACKAGED / packaged_name
+
+
+DOCKERFILE = _input_file(PROJECT_ROOT / "Dockerfile.agent", "Dockerfile.agent")
+LOCK_FILE = _input_file(PROJECT_ROOT / "agent_image" / "requirements.lock", "requirements.lock")
 BASE_PACKAGES = "python3,python3-venv,git,ca-certificates"
 
 Progress = Callable[[str], None]
@@ -36,8 +53,43 @@ def _say(message: str) -> None:
 
 
 def configured_base() -> str:
-    """The base image: OUROBOROS_BASE_IMAGE (e.g. python:3.11-slim) or the offline one."""
-    return os.environ.get("OUROBOROS_BASE_IMAGE", OFFLINE_BASE)
+    """The base image named by OUROBOROS_BASE_IMAGE, else the first choice (see resolve_base)."""
+    return candidate_bases()[0]
+
+
+def candidate_bases() -> list[str]:
+    named = os.environ.get(BASE_ENV)
+    return [named] if named else [OFFLINE_BASE, PULLABLE_BASE]
+
+
+def resolve_base(engine: DockerEngine, progress: Progress = _say) -> str:
+    """Which base to build on (see the module docstring); pulls the Python image if it must."""
+    bases = candidate_bases()
+    if len(bases) == 1:
+        return bases[0]
+    present = next((name for name in bases if image_id(engine, name)), None)
+    if present:
+        return present
+    progress(f"pulling base image {PULLABLE_BASE} ...")
+    try:
+        engine.long_api.pull(PULLABLE_BASE)
+        return PULLABLE_BASE
+    except DOCKER_ERRORS as exc:
+        pull_error = str(exc)
+    if os.geteuid() == 0 and _debootstrap() is not None:
+        progress(f"no registry answered ({pull_error[:200]}); building the offline base instead")
+        return OFFLINE_BASE
+    raise ImageBuildError(
+        f"no base image for the agent image: {PULLABLE_BASE} could not be pulled ({pull_error[:300]}) and the "
+        f"offline base {OFFLINE_BASE} needs debootstrap run as root. Set {BASE_ENV} to a Debian-based Python "
+        f"3.11 image that this engine has or can pull (e.g. a registry mirror), or run `supervisor image build` "
+        f"once as root with debootstrap installed (`apt-get install -y debootstrap`)"
+    )
+
+
+def _debootstrap() -> str | None:
+    found = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
+    return found if Path(found).exists() else None
 
 
 def image_id(engine: DockerEngine, name: str) -> str | None:
@@ -61,7 +113,7 @@ def ensure_agent_image(
 ) -> str:
     """Return the tag of an up-to-date agent image, building it (and its base) only if needed."""
     engine = engine or DockerEngine.connect()
-    base = base or configured_base()
+    base = base or resolve_base(engine, progress)
     base_id = ensure_base_image(engine, base, progress)
     tag = agent_image_tag(base_id)
     if image_id(engine, tag) is None:
@@ -79,22 +131,24 @@ def ensure_base_image(engine: DockerEngine, base: str, progress: Progress = _say
             return engine.client.images.pull(base).id
         except DOCKER_ERRORS as exc:
             raise ImageBuildError(
-                f"base image {base} is not present and could not be pulled ({exc}); "
-                f"unset OUROBOROS_BASE_IMAGE to build the offline base {OFFLINE_BASE} instead"
+                f"base image {base} is not present and could not be pulled ({exc}); set {BASE_ENV} to an "
+                f"image this engine has (`docker images`), or unset it to let the supervisor choose"
             ) from exc
     return build_offline_base(engine, progress)
 
 
 def build_offline_base(engine: DockerEngine, progress: Progress = _say) -> str:
     """Make a Debian bookworm base with debootstrap and import it: no registry needed."""
-    debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
-    if not Path(debootstrap).exists():
+    debootstrap = _debootstrap()
+    if debootstrap is None:
         raise ImageBuildError(
             "the offline base image needs debootstrap: run `apt-get install -y debootstrap` as root, "
-            "or set OUROBOROS_BASE_IMAGE to a pullable Python 3.11 image such as python:3.11-slim"
+            f"or set {BASE_ENV} to a pullable Python 3.11 image such as {PULLABLE_BASE}"
         )
     if os.geteuid() != 0:
-        raise ImageBuildError("building the offline base image with debootstrap needs root")
+        raise ImageBuildError(
+            f"building the offline base image with debootstrap needs root: run `supervisor image build` once as "
+            f"root, or set {BASE_ENV} to a Python 3.11 image this engine has or can pull (e.g. {PULLABLE_BASE})")
     with tempfile.TemporaryDirectory(prefix="ouroboros-base-", dir="/var/tmp") as scratch:
         rootfs = Path(scratch) / "rootfs"
         progress(f"building offline base {OFFLINE_BASE} with debootstrap (about a minute) ...")

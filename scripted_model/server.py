@@ -153,7 +153,8 @@ class MessagesHandler(BaseHTTPRequestHandler):
         index, step, problem = self.state.next_step(body)
         if step is None:
             name, count = self.state.scenario.name, len(self.state.scenario.steps)
-            self._send_error(400, "invalid_request_error", f"scenario {name!r} is exhausted after {count} steps")
+            # Its own error type, so an agent can tell "nothing more will come" from a bad request.
+            self._send_error(400, "scenario_exhausted", f"scenario {name!r} is exhausted after {count} steps")
             return
         if step.delay_ms:
             time.sleep(step.delay_ms / 1000)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -16,6 +18,7 @@ from supervisor.instance import CONFIG_NAME, Instance
 PACKAGES = ("agent", "scripted_model")
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
 MEMORY_FOLDERS = ("journal", "goals")
+STAGING_PREFIX = ".ouroboros-init-"
 
 AGENT_GATE_TOML = """\
 # The gate this agent's proposals must pass (protected: a proposal cannot change it).
@@ -62,26 +65,58 @@ def package_dir(name: str) -> Path:
 def init_instance(
     home: Path, scenario: Path | None = None, max_cycles: int | None = None, model: str | None = None
 ) -> Instance:
-    """Create HOME with a bare agent repository whose main holds the packaged agent."""
+    """Create HOME with a bare agent repository whose main holds the packaged agent.
+
+    Atomic: everything is made in a hidden sibling directory, then renamed into place in one step,
+    so a failure or a kill at any point leaves HOME as it was (absent or empty); the next init
+    removes the sibling a dead init left behind.
+    """
     home = home.resolve()
-    if home.exists() and any(home.iterdir()):
-        raise ConfigError(f"{home} exists and is not empty; choose a new directory for the instance")
-    instance = Instance(home)
-    home.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(instance.repo)],
-                   check=True, env=safe_env(), capture_output=True)
+    if home.exists() and (not home.is_dir() or any(home.iterdir())):
+        raise ConfigError(f"{home} exists and is not an empty directory; choose a new directory for the instance")
+    home.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_attempts(home)
+    staging = home.parent / f"{STAGING_PREFIX}{home.name}.{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        _build(Instance(staging), scenario, max_cycles, model)
+        os.rename(staging, home)  # replaces an empty HOME; fails (leaving it untouched) if it filled meanwhile
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, PermissionError):
+            raise
+        raise ConfigError(f"could not create the instance in {home}: {exc}") from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Instance(home)
+
+
+def _remove_dead_attempts(home: Path) -> None:
+    """Staging directories of inits that were killed (their pid no longer runs)."""
+    for leftover in home.parent.glob(f"{STAGING_PREFIX}{home.name}.*"):
+        pid = leftover.name.rsplit(".", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _build(instance: Instance, scenario: Path | None, max_cycles: int | None, model: str | None) -> None:
+    instance.home.mkdir()
+    done = subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(instance.repo)],
+                          env=safe_env(), capture_output=True)
+    if done.returncode != 0:
+        raise ConfigError(f"git init failed: {done.stderr.decode(errors='replace').strip()}")
     with tempfile.TemporaryDirectory(prefix="ouroboros-init-") as scratch:
         tree = Path(scratch) / "tree"
         _lay_out_agent_repo(tree)
         _first_commit(Git(instance.repo), tree, Path(scratch))
         _seed_memory(instance, tree)
-    scenario_line = f'scripted_scenario = "{scenario}"\n' if scenario else (
+    scenario_line = f"scripted_scenario = {json.dumps(str(scenario))}\n" if scenario else (
         "# scripted_scenario = \"scenario.json\"   # serve the agent from a scripted model (no API key)\n")
     agent_lines = (f"max_cycles = {max_cycles}\n" if max_cycles else
                    "# max_cycles = 10          # cycles per agent run; unset: run forever\n")
     agent_lines += f'model = "{model}"\n' if model else "# model = \"claude-sonnet-5-5\"\n"
     instance.config_path.write_text(CONFIG_TEMPLATE.format(scenario_line=scenario_line, agent_lines=agent_lines))
-    return instance
 
 
 def _lay_out_agent_repo(tree: Path) -> None:

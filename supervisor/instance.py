@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.acceptance.models import AcceptanceSettings
 from supervisor.errors import ConfigError
+from supervisor.notify import NotifySettings
 from supervisor.route.config import RouteConfig
 from supervisor.toml_config import read_toml, validate
 
@@ -62,6 +63,7 @@ class InstanceConfig(_Strict):
     probation: ProbationSettings = Field(default_factory=ProbationSettings)
     route: RouteConfig = Field(default_factory=RouteConfig)
     acceptance: AcceptanceSettings = Field(default_factory=AcceptanceSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     scripted_scenario: Path | None = Field(
         default=None,
         description="Serve the agent from this scripted-model scenario instead of the real API.",

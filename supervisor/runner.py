@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sandbox.engine import DockerEngine
 from supervisor import lineage_view, outbox
+from supervisor import control, notify, systemd  # operator hooks: stop file, notifications, sd_notify
 from supervisor.agent_container import AgentRun, agent_spec, export_code, give_to_agent
 from supervisor.candidates import CandidateRecord
 from supervisor.errors import ConfigError, OuroborosError
@@ -137,6 +138,7 @@ class Supervisor:
             )
         self._lock_handle = handle
         self.instance.pid_file.write_text(str(os.getpid()))
+        control.clear(self.instance.run_dir)  # a stop request left for an earlier run is not for this one
 
     def _prepare(self) -> None:
         removed = self.engine.reconcile(instance=self.instance.instance_id)
@@ -149,6 +151,7 @@ class Supervisor:
         for folder in (self.instance.journal, self.instance.goals):
             folder.mkdir(parents=True, exist_ok=True)
             give_to_agent(folder)
+        notify.start(self.instance, self.config, self.progress)
         self._outbox = self.instance.run_dir / "outbox"
         outbox.prepare(self._outbox)
         self._start_route()
@@ -245,6 +248,8 @@ class Supervisor:
                 return 0
 
     def _tick(self) -> None:
+        if control.stop_requested(self.instance.run_dir):
+            self.request_stop()  # `supervisor stop` from another PID namespace (docs/operations.md)
         now = time.monotonic()
         # Only a generation that is actually running can prove itself.
         if self.agent is not None and self.probation and self.probation.passed(now):
@@ -467,6 +472,7 @@ class Supervisor:
 
     def _write_status(self) -> None:
         self._status_file.write(self.status)
+        systemd.publish(self.status)
 
 def _read_pid(path: Path) -> int | None:
     try:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from supervisor.cli.common import json_option
+from supervisor.cli.contract import BudgetOut
 from supervisor.errors import ConfigError
 from supervisor.git_ops import GitError, find_common_dir
 from supervisor.instance import CONFIG_NAME, HOME_ENV, Instance
@@ -34,6 +36,7 @@ def _looks_like_instance(path: Path) -> bool:
 
 
 def budget_report(state_dir: Path, config: RouteConfig, config_path: Path | None) -> dict:
+    """The report as plain JSON data, validated against the documented BudgetOut contract."""
     ledger_path = state_dir / LEDGER_FILE_NAME
     entries, torn = read_entries(ledger_path)
     totals = LedgerTotals()
@@ -42,7 +45,7 @@ def budget_report(state_dir: Path, config: RouteConfig, config_path: Path | None
     day = utc_now().date().isoformat()
     last_cycle = entries[-1].cycle if entries else None
     statuses = cap_statuses(totals, config.caps, last_cycle, day)
-    return {
+    report = {
         "ledger": str(ledger_path),
         "config": str(config_path) if config_path else None,
         "day": day,
@@ -55,6 +58,7 @@ def budget_report(state_dir: Path, config: RouteConfig, config_path: Path | None
         "refusing": any(status.reached for status in statuses),
         "torn_tail": torn,
     }
+    return BudgetOut.model_validate(report).model_dump(mode="json")
 
 
 def _render(report: dict) -> str:
@@ -88,7 +92,7 @@ def _render(report: dict) -> str:
               help="The agent repository instead of an instance; its ledger is in <git-common-dir>/ouroboros/.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=f"Take the caps from this {CONFIG_NAME} ([route] table); default: the instance's.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+@json_option
 def budget_cmd(home: Path | None, repo: Path | None, config_path: Path | None, as_json: bool) -> None:
     """Show LLM spend against the route's caps: per day (UTC), in total, and for the latest cycle."""
     state_dir, config_file = _locate(home, repo, config_path)

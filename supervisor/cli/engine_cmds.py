@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import time
+from pathlib import Path
 
 import click
 
 from sandbox.engine import DockerEngine
-from sandbox.images import configured_base, ensure_agent_image
+from sandbox.spec import INSTANCE_LABEL, ROLE_LABEL, RUN_ID_LABEL
+from supervisor import control
+from supervisor.cli.common import emit, home_option, json_option
+from supervisor.cli.contract import ContainerRow, ImageOut, ReconcileOut
+from supervisor.instance import Instance
 
 
 @click.group("image")
@@ -16,27 +20,85 @@ def image_group() -> None:
     """Build or show the agent/gate runtime image."""
 
 
+base_option = click.option(
+    "--base", default=None,
+    help="Base image (default: $OUROBOROS_BASE_IMAGE, else the offline base if present, else a pulled "
+         "python:3.11-slim-bookworm, else an offline base made with debootstrap as root).")
+
+
 @image_group.command("build")
-@click.option("--base", default=None, help="Base image (default: $OUROBOROS_BASE_IMAGE, else an offline Debian base made with debootstrap).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@base_option
+@json_option
 def image_build(base: str | None, as_json: bool) -> None:
     """Make sure the agent image exists; build only what changed since the last build."""
+    from sandbox.images import ensure_agent_image, resolve_base
+
     started = time.monotonic()
     engine = DockerEngine.connect()
-    tag = ensure_agent_image(engine, base=base)
-    result = {"image": tag, "base": base or configured_base(), "seconds": round(time.monotonic() - started, 2)}
-    click.echo(json.dumps(result) if as_json else f"agent image {tag} ready ({result['seconds']} s)")
+    chosen = base or resolve_base(engine, _progress)
+    tag = ensure_agent_image(engine, base=chosen, progress=_progress)
+    result = ImageOut(image=tag, present=True, base=chosen, base_present=True,
+                      seconds=round(time.monotonic() - started, 2))
+    emit(as_json, result, f"agent image {tag} ready ({result.seconds} s)")
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@image_group.command("show")
+@base_option
+@json_option
+def image_show(base: str | None, as_json: bool) -> None:
+    """Show which agent image the inputs name and whether it and its base exist; builds nothing."""
+    from sandbox.images import agent_image_tag, candidate_bases, image_id
+
+    started = time.monotonic()
+    engine = DockerEngine.connect()
+    bases = [base] if base else candidate_bases()
+    chosen = next((name for name in bases if image_id(engine, name)), bases[0])
+    base_id = image_id(engine, chosen)
+    tag = agent_image_tag(base_id) if base_id else None
+    present = bool(tag and image_id(engine, tag))
+    result = ImageOut(image=tag, present=present, base=chosen, base_present=base_id is not None,
+                      seconds=round(time.monotonic() - started, 2))
+    state = "present" if present else "not built (run `supervisor image build`)"
+    emit(as_json, result, f"agent image {tag or '-'}: {state}\nbase        {chosen}: "
+                          f"{'present' if base_id else 'absent'}")
 
 
 @click.command("reconcile")
-@click.option("--json", "as_json", is_flag=True, help="Print the removed container ids as JSON.")
-def reconcile(as_json: bool) -> None:
-    """Remove every leftover container this project started (found by label, never by name)."""
-    removed = DockerEngine.connect().reconcile()
-    if as_json:
-        click.echo(json.dumps({"removed": removed}))
-    else:
-        click.echo(f"removed {len(removed)} leftover container(s)")
+@home_option
+@click.option("--all", "everything", is_flag=True,
+              help="Every Ouroboros container on this engine, of every instance (running agents included).")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@json_option
+def reconcile(home: Path | None, everything: bool, dry_run: bool, as_json: bool) -> None:
+    """Remove leftover containers of this instance (found by label, never by name), and list them.
+
+    A running supervisor does this itself when it starts; refused while one runs the instance.
+    """
+    instance = None if everything else Instance.locate(home)
+    if instance is not None and control.is_locked(instance.run_dir / "supervisor.lock") and not dry_run:
+        raise click.ClickException(f"a supervisor runs {instance.home}: its containers are not leftovers "
+                                   f"(it reconciles when it starts); stop it first or use --dry-run")
+    engine = DockerEngine.connect()
+    label = instance.instance_id if instance else None
+    rows = [_row(found) for found in engine.managed(label)]
+    if not dry_run:
+        rows = [row for row in rows if engine.remove_managed(row.id)]
+    result = ReconcileOut(scope="all" if everything else "instance", instance=label, dry_run=dry_run,
+                          containers=rows)
+    verb = "would remove" if dry_run else "removed"
+    lines = [f"{verb} {len(rows)} container(s)" + (f" of {instance.home}" if instance else " (all instances)")]
+    lines += [f"  {row.id[:12]} {row.name:<30} {row.role or '-':<6} {row.status:<8} {row.instance or '-'}"
+              for row in rows]
+    emit(as_json, result, "\n".join(lines))
+
+
+def _row(found: dict[str, str]) -> ContainerRow:
+    return ContainerRow(id=found["id"], name=found["name"], status=found["status"], role=found.get(ROLE_LABEL),
+                        instance=found.get(INSTANCE_LABEL), run_id=found.get(RUN_ID_LABEL))
 
 
 COMMANDS = [image_group, reconcile]

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
 
 import click
 
-from supervisor.candidates import CandidateRecord, now
+from supervisor.candidates import CandidateRecord
+from supervisor.cli.common import emit, home_option, json_option, repo_option, resolve_repo, utc
+from supervisor.cli.contract import CandidateRow, ShowOut
+from supervisor.errors import EXIT_FAILED, EXIT_INFRASTRUCTURE, EXIT_OK
 from supervisor.gate import GateResult
 from supervisor.gate_config import parse_config
 from supervisor.gatekeeper import Gatekeeper
 from supervisor.safe_text import echo, terminal_safe
-
-repo_option = click.option(
-    "--repo", "repo", type=click.Path(path_type=Path), default=None,
-    help="The agent repository (bare or not); default: $OUROBOROS_HOME/repo.git, else ./repo.git, "
-         "else the repository containing cwd.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+from datetime import UTC
 
 
 def _keeper(repo: Path | None) -> Gatekeeper:
@@ -29,16 +27,31 @@ def _keeper(repo: Path | None) -> Gatekeeper:
         home = os.environ.get("OUROBOROS_HOME")
         instance_repo = Path(home or ".") / "repo.git"
         repo = instance_repo if home or instance_repo.is_dir() else Path(".")
-    return Gatekeeper(repo)
+    return Gatekeeper(repo, instance=_instance_label(repo))
+
+
+def _instance_label(repo: Path) -> str:
+    """The gate containers carry the instance's label, so `reconcile --home` finds leftovers of this one."""
+    from supervisor.instance import Instance
+
+    return Instance(repo.resolve().parent).instance_id if repo.name == "repo.git" else "default"
 
 
 def _emit(as_json: bool, data: Any, text: str) -> None:
-    # JSON escapes every control character itself; text is made terminal-safe.
-    click.echo(json.dumps(data, indent=1, default=str) if as_json else terminal_safe(text))
+    emit(as_json, data, text)
 
 
-def _age(record: CandidateRecord) -> str:
-    seconds = int((now() - record.created_at).total_seconds())
+def _row(r: CandidateRecord) -> CandidateRow:
+    return CandidateRow(id=r.id, branch=r.branch.removeprefix("refs/heads/"), state=r.state,
+                        created_at=utc(r.created_at), updated_at=utc(r.updated_at), commit=r.commit,
+                        generation=r.generation, summary=r.proposal.summary if r.proposal else None,
+                        reasons=r.reasons)
+
+
+def _age(row: CandidateRow) -> str:
+    from datetime import datetime
+
+    seconds = int((datetime.now(UTC) - row.created_at).total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"
@@ -46,24 +59,25 @@ def _age(record: CandidateRecord) -> str:
 
 
 @click.command("candidates")
+@home_option
 @repo_option
 @json_option
-def candidates_cmd(repo: Path | None, as_json: bool) -> None:
+def candidates_cmd(home: Path | None, repo: Path | None, as_json: bool) -> None:
     """List candidates: id, branch, age, state (pending, gating, accepted, rejected, ...) and reason."""
-    records = _keeper(repo).store.all()
-    rows = [{"id": r.id, "branch": r.branch.removeprefix("refs/heads/"), "age": _age(r), "state": r.state,
-             "reason": "; ".join(r.reasons)[:200], "commit": r.commit} for r in records]
-    lines = [f"{row['id']:<8} {row['state']:<15} {row['age']:>5}  {row['branch']}  {row['reason']}" for row in rows]
+    rows = [_row(r) for r in _keeper(resolve_repo(home, repo)).store.all()]
+    lines = [f"{row.id:<8} {row.state:<15} {_age(row):>5}  {row.branch}  {'; '.join(row.reasons)[:200]}"
+             for row in rows]
     _emit(as_json, rows, "\n".join(lines) or "no candidates yet")
 
 
 @click.command("show")
 @click.argument("candidate")
+@home_option
 @repo_option
 @json_option
-def show_cmd(candidate: str, repo: Path | None, as_json: bool) -> None:
+def show_cmd(candidate: str, home: Path | None, repo: Path | None, as_json: bool) -> None:
     """Show a candidate: why, diff stat and diff, gate result, failing tests, log tail."""
-    keeper = _keeper(repo)
+    keeper = _keeper(resolve_repo(home, repo))
     record = keeper.store.load(candidate)
     if record.commit and keeper.git.rev_parse(record.commit) is None:
         diffstat, diff = "", "(the commit is gone: pruned under the rejected-proposal retention policy)"
@@ -72,7 +86,10 @@ def show_cmd(candidate: str, repo: Path | None, as_json: bool) -> None:
         diffstat = keeper.git.diff(base, record.commit, stat_only=True) if record.commit else ""
         diff = keeper.git.diff(base, record.commit) if record.commit else ""
     if as_json:
-        _emit(True, {**record.model_dump(mode="json"), "diffstat": diffstat, "diff": diff}, "")
+        _emit(True, ShowOut(**_row(record).model_dump(), base=record.base,
+                            why=record.proposal.why if record.proposal else None, refused=record.refused,
+                            approved=record.approved, gate=record.gate,
+                            failures=record.gate.failures if record.gate else [], diffstat=diffstat, diff=diff), "")
         return
     gate = record.gate
     lines = [f"candidate {record.id}  state {record.state}  commit {record.commit or '-'}",
@@ -97,17 +114,58 @@ def show_cmd(candidate: str, repo: Path | None, as_json: bool) -> None:
               help="Gate config file; default: gate.toml as committed at the base (or at REV).")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the gate's verdict and every test outcome as a JUnit XML report here.")
+@home_option
 @repo_option
 @json_option
-def gate_cmd(rev: str, base: str | None, config_path: Path | None, junit_path: Path | None, repo: Path | None,
-             as_json: bool) -> None:
-    """Run the gate on a commit (default HEAD) in a fresh container; exit 0 pass, 1 fail, 2 usage."""
-    keeper = _keeper(repo)
-    for name in (rev, base):
-        if name is not None and keeper.git.rev_parse(name) is None:
-            raise click.UsageError(f"{name!r} names no commit in {keeper.common}")
-    config = parse_config(config_path.read_text(), str(config_path)) if config_path else None
-    result = keeper.gate_rev(rev, base=base, config=config)
+def gate_cmd(rev: str, base: str | None, config_path: Path | None, junit_path: Path | None, home: Path | None,
+             repo: Path | None, as_json: bool) -> None:
+    """Run the gate on a commit (default HEAD) in a fresh container.
+
+    Exit 0 pass, 1 rejected, 2 usage, 3 infrastructure (no Docker engine, no image, a container
+    error: nothing was judged). A repository whose git config could run programs or pull in other
+    files (filters, includeIf as actions/checkout writes) is gated from a private mirror clone,
+    so none of its config is read.
+    """
+    from supervisor.cli.private_clone import in_worktree, worktree_head
+
+    source = resolve_repo(home, repo)
+    head = worktree_head(source or Path("."))
+    rev, base = in_worktree(rev, head), in_worktree(base, head)
+    with tempfile.TemporaryDirectory(prefix="ouroboros-gate-") as scratch:
+        keeper = _keeper(_private_if_needed(source, Path(scratch)))
+        for name in (rev, base):
+            if name is not None and keeper.git.rev_parse(name) is None:
+                raise click.UsageError(f"{name!r} names no commit in {keeper.common}")
+        config = parse_config(config_path.read_text(), str(config_path)) if config_path else None
+        _connect(keeper)
+        result = keeper.gate_rev(rev, base=base, config=config)
+    _report_gate(result, junit_path, as_json)
+
+
+def _private_if_needed(repo: Path | None, scratch: Path) -> Path | None:
+    from supervisor.cli.private_clone import needs_private_clone, private_clone
+
+    if repo is None:
+        home = os.environ.get("OUROBOROS_HOME")
+        if home or Path("repo.git").is_dir():
+            return None  # an instance: its config is the supervisor's own
+        repo = Path(".")
+    return private_clone(repo, scratch / "mirror.git") if needs_private_clone(repo) else repo
+
+
+def _connect(keeper: Gatekeeper) -> None:
+    """Engine and image before judging, so a missing engine is exit 3, never a 'rejected' verdict."""
+    from sandbox.engine import DockerEngine
+    from sandbox.images import ensure_agent_image
+
+    runner = keeper.runner
+    if runner.engine is None:
+        runner.engine = DockerEngine.connect()
+    if runner.image is None:
+        runner.image = ensure_agent_image(runner.engine, progress=lambda message: click.echo(message, err=True))
+
+
+def _report_gate(result: GateResult, junit_path: Path | None, as_json: bool) -> None:
     if junit_path:
         junit_path.write_bytes(verdict_junit(result))
     verdict = "PASS" if result.passed else "FAIL"
@@ -117,8 +175,9 @@ def gate_cmd(rev: str, base: str | None, config_path: Path | None, junit_path: P
     text += [f"  {one.name}: {'ok' if one.ok else one.reason} {one.counts}" for one in result.passes]
     text += [f"  reason: {reason}" for reason in result.reasons]
     text += [f"  failing: {f.test_id}" for f in result.failures[:30]]
-    _emit(as_json, result.model_dump(mode="json"), "\n".join(text))
-    sys.exit(0 if result.passed else 1)
+    _emit(as_json, result, "\n".join(text))
+    infrastructure = any(one.reason.startswith("container error:") for one in result.passes)
+    sys.exit(EXIT_OK if result.passed else EXIT_INFRASTRUCTURE if infrastructure else EXIT_FAILED)
 
 
 def verdict_junit(result: GateResult) -> bytes:
@@ -148,59 +207,64 @@ def _verdict_text(verdict: Any) -> str:
 
 @click.command("approve")
 @click.argument("candidate")
+@home_option
 @repo_option
 @json_option
-def approve_cmd(candidate: str, repo: Path | None, as_json: bool) -> None:
+def approve_cmd(candidate: str, home: Path | None, repo: Path | None, as_json: bool) -> None:
     """Let a candidate that changes existing tests reach main (re-gated first if main moved)."""
-    verdict = _keeper(repo).approve(candidate)
-    _emit(as_json, verdict.model_dump(mode="json"), _verdict_text(verdict))
+    verdict = _keeper(resolve_repo(home, repo)).approve(candidate)
+    _emit(as_json, verdict, _verdict_text(verdict))
 
 
 @click.command("reject")
 @click.argument("candidate")
 @click.option("--reason", default="rejected by the operator", show_default=True, help="Recorded in log and journal.")
+@home_option
 @repo_option
 @json_option
-def reject_cmd(candidate: str, reason: str, repo: Path | None, as_json: bool) -> None:
+def reject_cmd(candidate: str, reason: str, home: Path | None, repo: Path | None, as_json: bool) -> None:
     """Reject a waiting candidate; it stays inspectable under refs/ouroboros/rejected/."""
-    verdict = _keeper(repo).reject(candidate, reason)
-    _emit(as_json, verdict.model_dump(mode="json"), _verdict_text(verdict))
+    verdict = _keeper(resolve_repo(home, repo)).reject(candidate, reason)
+    _emit(as_json, verdict, _verdict_text(verdict))
 
 
 @click.command("rollback")
 @click.option("--to", "to", default=None, help="Generation number (3 or gen/3) or a commit that passed the gate; "
                                                 "default: the previous generation.")
+@home_option
 @repo_option
 @json_option
-def rollback_cmd(to: str | None, repo: Path | None, as_json: bool) -> None:
+def rollback_cmd(to: str | None, home: Path | None, repo: Path | None, as_json: bool) -> None:
     """Move main back to a commit that passed the gate; the rolled-back commits stay reachable."""
-    result = _keeper(repo).rollback(to)
-    _emit(as_json, result.model_dump(mode="json"),
+    result = _keeper(resolve_repo(home, repo)).rollback(to)
+    _emit(as_json, result,
           f"main rolled back {result.previous[:12]} → {result.target[:12]} (generation {result.generation}); "
           f"old main kept at {result.kept_as}")
 
 
 @click.command("log")
 @click.option("-n", "count", type=click.IntRange(min=1), default=20, show_default=True, help="How many records.")
+@home_option
 @repo_option
 @json_option
-def log_cmd(count: int, repo: Path | None, as_json: bool) -> None:
+def log_cmd(count: int, home: Path | None, repo: Path | None, as_json: bool) -> None:
     """Show the last decisions (accepted, rejected, approvals, rollbacks), oldest first."""
-    records = _keeper(repo).log.tail(count)
+    records = _keeper(resolve_repo(home, repo)).log.tail(count)
     lines = [f"{r.seq:>4} {r.at[:19]} {r.kind:<15} {r.candidate or '-':<7} {(r.commit or '-')[:12]} "
              f"{'; '.join(r.reasons)[:120]}" for r in records]
-    _emit(as_json, [r.model_dump(mode="json") for r in records], "\n".join(lines) or "no decisions yet")
+    _emit(as_json, records, "\n".join(lines) or "no decisions yet")
 
 
 @click.command("verify-log")
+@home_option
 @repo_option
 @json_option
-def verify_log_cmd(repo: Path | None, as_json: bool) -> None:
+def verify_log_cmd(home: Path | None, repo: Path | None, as_json: bool) -> None:
     """Check the decision log's hash chain; exit 1 and name the first broken line if tampered."""
-    result = _keeper(repo).log.verify()
+    result = _keeper(resolve_repo(home, repo)).log.verify()
     text = (f"decision log OK ({result.records} records)" if result.ok else
             f"decision log BROKEN at line {result.broken_line}: {result.problem}")
-    _emit(as_json, result.model_dump(mode="json"), text)
+    _emit(as_json, result, text)
     sys.exit(0 if result.ok else 1)
 
 

@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import click
 
-from supervisor.instance import Instance
-from supervisor.safe_text import echo
-
-home_option = click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="The instance directory (default: $OUROBOROS_HOME, else the current directory).",
+from supervisor import control
+from supervisor.cli.common import emit, emit_line, home_option, json_option, utc
+from supervisor.cli.contract import (
+    DemoOut, FeedbackOut, InitOut, LogLine, Spend, StartEvent, StatusOut, StopOut,
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+from supervisor.errors import EXIT_NOT_RUNNING, OuroborosError
+from supervisor.instance import Instance
+from supervisor.retention import SpaceReport
+from supervisor.safe_text import echo
 
 
 def _say(message: str) -> None:
     stamp = datetime.now().strftime("%H:%M:%S")
     echo(f"[{stamp}] {message}", err=True)
+
+
+def _say_json(message: str) -> None:
+    emit_line(StartEvent(at=datetime.now(UTC), kind="progress", message=message, exit_code=None))
 
 
 @click.command("init")
@@ -35,47 +39,63 @@ def _say(message: str) -> None:
 @click.option("--no-gate", is_flag=True, help="Skip gating generation 0 now (`supervisor start` gates it).")
 @json_option
 def init_cmd(directory: Path, scenario: Path | None, no_gate: bool, as_json: bool) -> None:
-    """Make a new instance in DIRECTORY from the packaged agent, ready for `supervisor start`."""
+    """Make a new instance in DIRECTORY from the packaged agent, then gate generation 0.
+
+    The directory appears whole or not at all. If gating fails (no engine, a failing test), the
+    instance stays and `supervisor start` gates generation 0 first.
+    """
     from supervisor.init_instance import init_instance
 
     instance = init_instance(directory, scenario.resolve() if scenario else None)
-    generation = None
-    if not no_gate:
-        from sandbox.engine import DockerEngine
-        from sandbox.images import ensure_agent_image
-        from supervisor.gatekeeper import Gatekeeper
+    generation = None if no_gate else _gate_generation_zero(instance, as_json)
+    result = InitOut(home=str(instance.home), repo=str(instance.repo), config=str(instance.config_path),
+                     memory=str(instance.memory), generation=generation, gated=generation is not None)
+    gated = (f"generation 0 passed the gate ({instance.repo} main, tag gen/0)" if generation is not None
+             else "generation 0 not gated yet: `supervisor start` gates it first")
+    emit(as_json, result, f"instance ready in {instance.home}\n  config  {instance.config_path}\n"
+                          f"  repo    {instance.repo}\n  memory  {instance.memory}\n  {gated}\n"
+                          f"start it with: supervisor start --home {instance.home}")
 
+
+def _gate_generation_zero(instance: Instance, as_json: bool) -> int:
+    from sandbox.engine import DockerEngine
+    from sandbox.images import ensure_agent_image
+    from supervisor.gatekeeper import Gatekeeper
+
+    progress = (lambda message: None) if as_json else _say
+    try:
         engine = DockerEngine.connect()
-        image = ensure_agent_image(engine)
-        _say("gating generation 0 (the packaged agent's own tests, in a container) ...")
-        generation = Gatekeeper(instance.repo, engine, journal_root=instance.journal, image=image,
-                                instance=instance.instance_id).genesis()
-    result = {"home": str(instance.home), "repo": str(instance.repo), "config": str(instance.config_path),
-              "generation": generation}
-    if as_json:
-        click.echo(json.dumps(result))
-    else:
-        click.echo(f"instance ready in {instance.home}\n  config  {instance.config_path}\n"
-                   f"  repo    {instance.repo}\n  memory  {instance.memory}\n"
-                   f"start it with: supervisor start --home {instance.home}")
+        image = ensure_agent_image(engine, progress=progress)
+        progress("gating generation 0 (the packaged agent's own tests, in a container) ...")
+        return Gatekeeper(instance.repo, engine, journal_root=instance.journal, image=image,
+                          instance=instance.instance_id).genesis()
+    except OuroborosError as exc:
+        raise type(exc)(f"{exc}\n(the instance in {instance.home} was made; generation 0 is not gated yet: "
+                        f"fix the above, then `supervisor start --home {instance.home}` gates it first)") from exc
 
 
 @click.command("start")
 @home_option
-def start_cmd(home: Path | None) -> None:
+@json_option
+def start_cmd(home: Path | None, as_json: bool) -> None:
     """Run the agent in its container and gate its proposals, in the foreground, until SIGTERM.
 
     Uses the real Claude API with $ANTHROPIC_API_KEY unless the instance config names a scripted
-    scenario. Progress goes to stderr; the agent's own output to HOME/logs/agent.log.
+    scenario. Progress goes to stderr (with --json: JSON Lines on stdout); the agent's own output
+    to HOME/logs/agent.log. Exit 0 after a stop, 4 after giving up (too many rollbacks), 3 when
+    Docker is missing, 1 on other errors.
     """
     from sandbox.engine import DockerEngine
     from sandbox.images import ensure_agent_image
     from supervisor.runner import Supervisor
 
+    progress = _say_json if as_json else _say
     instance = Instance.locate(home)
     engine = DockerEngine.connect()
-    image = ensure_agent_image(engine, progress=_say)
-    code = Supervisor(instance, engine, image, progress=_say).run()
+    image = ensure_agent_image(engine, progress=progress)
+    code = Supervisor(instance, engine, image, progress=progress).run()
+    if as_json:
+        emit_line(StartEvent(at=datetime.now(UTC), kind="exit", message="stopped", exit_code=code))
     raise SystemExit(code)
 
 
@@ -83,34 +103,64 @@ def start_cmd(home: Path | None) -> None:
 @home_option
 @json_option
 def status_cmd(home: Path | None, as_json: bool) -> None:
-    """Show generation, commit, uptime, state, last verdicts and tokens spent."""
+    """Show generation, commit, uptime, state, last verdicts and tokens spent.
+
+    Exit 0 when a supervisor runs this instance, 3 when none does (as `systemctl is-active`).
+    """
     instance = Instance.locate(home)
-    status = _read_status(instance)
-    running = _running_pid(instance) is not None
+    report = status_report(instance)
+    emit(as_json, report, _status_text(report))
+    if not report.running:
+        sys.exit(EXIT_NOT_RUNNING)
+
+
+def status_report(instance: Instance) -> StatusOut:
+    from supervisor.status import StatusFile
+
+    status = StatusFile(instance.status_file).read()
+    running = control.is_locked(instance.run_dir / "supervisor.lock")
+    fields = ("generation", "commit", "candidate", "agent_container", "probation", "restarts", "verdicts", "message")
+    known = status.model_dump(include=set(fields)) if status else {
+        "generation": None, "commit": None, "candidate": None, "agent_container": None, "probation": "n/a",
+        "restarts": 0, "verdicts": [], "message": ""}
+    state = (status.state if status else "never started") if running else (
+        "stopped" if status else "never started")
     if not running:
-        status["state"] = "stopped"
-    status["tokens"] = _spend(instance)
-    status["repository"] = _space(instance)
-    if as_json:
-        click.echo(json.dumps(status, indent=1))
-        return
-    lines = [f"state       {status.get('state')}",
-             f"generation  {status.get('generation')}  ({(status.get('commit') or '-')[:12]})"]
-    if running and status.get("started_at"):
-        lines.append(f"uptime      {_since(status['started_at'])}")
-    if status.get("generation_since"):
-        lines.append(f"on it for   {_since(status['generation_since'])}  probation: {status.get('probation')}")
-    lines.append(f"candidate   {status.get('candidate') or '-'}")
-    lines.append(f"restarts    {status.get('restarts', 0)}")
-    lines.append(f"tokens      {status['tokens']['tokens']}  (${status['tokens']['usd']})")
-    if status["repository"]:
-        space = status["repository"]
-        lines.append(f"repository  {space['objects_bytes'] / 1e6:.1f} MB; {space['rejected']} rejected proposals "
-                     f"kept ({space['rejected_bytes'] / 1e6:.1f} MB of it)")
-    for verdict in status.get("verdicts", []):
-        why = "; ".join(verdict.get("reasons") or [])[:100]
-        lines.append(f"verdict     {verdict['candidate']}: {verdict['state']} {why}")
-    echo("\n".join(lines))
+        known.update(_main_generation(instance))  # the repository is the truth once nothing runs
+    return StatusOut(
+        running=running, state=state, pid=status.pid if status and running else None,
+        started_at=utc(status.started_at) if status else None,
+        generation_since=utc(status.generation_since) if status else None,
+        tokens=_spend(instance), repository=_space(instance), checked_at=datetime.now(UTC), **known)
+
+
+def _main_generation(instance: Instance) -> dict:
+    from supervisor.gatekeeper import Gatekeeper
+    from supervisor.git_ops import MAIN_REF
+
+    keeper = Gatekeeper(instance.repo, instance=instance.instance_id)
+    main = keeper.git.ref_value(MAIN_REF)
+    return {"commit": main, "generation": keeper.generation_of(main) if main else None}
+
+
+def _status_text(status: StatusOut) -> str:
+    lines = [f"state       {status.state}",
+             f"generation  {status.generation}  ({(status.commit or '-')[:12]})"]
+    if status.running and status.started_at:
+        lines.append(f"uptime      {_since(status.started_at)}")
+    if status.generation_since:
+        lines.append(f"on it for   {_since(status.generation_since)}  probation: {status.probation}")
+    lines.append(f"candidate   {status.candidate or '-'}")
+    lines.append(f"restarts    {status.restarts}")
+    lines.append(f"tokens      {status.tokens.tokens}  (${status.tokens.usd})")
+    if status.repository:
+        space = status.repository
+        lines.append(f"repository  {space.objects_bytes / 1e6:.1f} MB; {space.rejected} rejected proposals "
+                     f"kept ({space.rejected_bytes / 1e6:.1f} MB of it)")
+    for verdict in status.verdicts:
+        why = "; ".join(verdict.reasons or [])[:100]
+        lines.append(f"verdict     {verdict.candidate}: {verdict.state} {why}")
+    return "\n".join(lines)
 
 
 @click.command("stop")
@@ -119,40 +169,64 @@ def status_cmd(home: Path | None, as_json: bool) -> None:
               help="Seconds to wait for a clean exit (a gate already running finishes first).")
 @json_option
 def stop_cmd(home: Path | None, timeout: int, as_json: bool) -> None:
-    """Ask the running supervisor to stop (SIGTERM) and wait until it has."""
+    """Ask the running supervisor to stop and wait until it has.
+
+    A supervisor in this PID namespace gets SIGTERM; one elsewhere (in a container) is asked through
+    HOME/run/control/stop, which its loop reads. No pid from another namespace is ever signalled.
+    """
     instance = Instance.locate(home)
-    pid = _running_pid(instance)
+    lock = instance.run_dir / "supervisor.lock"
+    started = time.monotonic()
+    pid = control.holder(lock)
     if pid is None:
         raise click.ClickException(f"no supervisor is running for {instance.home}; nothing to stop")
+    control.request_stop(instance.run_dir)
+    via = "control" if pid == control.FOREIGN else _signal(pid)
+    deadline = time.monotonic() + timeout
+    while control.is_locked(lock) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if control.is_locked(lock):
+        raise click.ClickException(f"the supervisor did not stop within {timeout} s; check `supervisor logs`")
+    shown = _status_pid(instance) if pid == control.FOREIGN else pid
+    result = StopOut(stopped=shown, via=via, seconds=round(time.monotonic() - started, 2))
+    emit(as_json, result, f"supervisor {shown} stopped")
+
+
+def _signal(pid: int) -> str:
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        raise click.ClickException(f"supervisor {pid} is already gone; nothing to stop")
-    except PermissionError:
-        raise click.ClickException(f"not allowed to signal supervisor {pid}; run `supervisor stop` as its user")
-    deadline = time.monotonic() + timeout
-    while _running_pid(instance) is not None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _running_pid(instance) is not None:
-        raise click.ClickException(f"supervisor {pid} did not stop within {timeout} s; check `supervisor logs`")
-    click.echo(json.dumps({"stopped": pid}) if as_json else f"supervisor {pid} stopped")
+        pass  # gone between the lookup and now: the wait below sees the lock free
+    except PermissionError as exc:
+        raise click.ClickException(f"not allowed to signal supervisor {pid}; run `supervisor stop` as its user") from exc
+    return "signal"
+
+
+def _status_pid(instance: Instance) -> int:
+    from supervisor.status import StatusFile
+
+    status = StatusFile(instance.status_file).read()
+    return status.pid if status else 0
 
 
 @click.command("logs")
 @home_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output (survives log rotation).")
 @click.option("-n", "lines", default=50, show_default=True, type=click.IntRange(min=0), help="Lines of history.")
-def logs_cmd(home: Path | None, follow: bool, lines: int) -> None:
-    """Print the agent's output (HOME/logs/agent.log)."""
+@json_option
+def logs_cmd(home: Path | None, follow: bool, lines: int, as_json: bool) -> None:
+    """Print the agent's output (HOME/logs/agent.log); with --json, one JSON object per line."""
     from supervisor.logfile import follow as follow_file, tail_lines
 
     instance = Instance.locate(home)
+    show = (lambda text: emit_line(LogLine(line=text.rstrip("\n")))) if as_json else (
+        lambda text: echo(text, nl=False))
     for line in tail_lines(instance.agent_log, lines):
-        echo(line)
+        show(line + "\n")
     if follow:
         try:
             for text in follow_file(instance.agent_log):
-                echo(text, nl=False)
+                show(text)
         except KeyboardInterrupt:
             pass
 
@@ -169,63 +243,32 @@ def feedback_cmd(message: str, home: Path | None, as_json: bool) -> None:
         raise click.BadParameter("the feedback message is empty", param_hint="MESSAGE")
     instance = Instance.locate(home)
     path = JournalWriter(instance.journal).write("user-feedback", message, file_name="user-feedback.md")
-    click.echo(json.dumps({"written": str(path)}) if as_json else f"feedback written to {path}")
+    emit(as_json, FeedbackOut(written=str(path)), f"feedback written to {path}")
 
 
-def _read_status(instance: Instance) -> dict:
-    from supervisor.status import StatusFile
-
-    status = StatusFile(instance.status_file).read()
-    return status.model_dump(mode="json") if status else {"state": "never started", "verdicts": []}
-
-
-def _running_pid(instance: Instance) -> int | None:
-    """The pid of the supervisor holding the instance lock, if one does."""
-    import fcntl
-
-    lock_path = instance.run_dir / "supervisor.lock"
-    if not lock_path.exists():
-        return None
-    try:
-        handle = open(lock_path)
-    except PermissionError as exc:
-        raise click.ClickException(f"cannot read {lock_path}; run this as the supervisor's user") from exc
-    with handle:
-        try:
-            # Shared, so two probes never conflict; the running supervisor holds it exclusively.
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                return int(instance.pid_file.read_text().strip())
-            except (FileNotFoundError, ValueError):
-                return None
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return None
-
-
-def _spend(instance: Instance) -> dict:
+def _spend(instance: Instance) -> Spend:
     from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerTotals, read_entries
 
     entries, _ = read_entries(instance.state / LEDGER_FILE_NAME)
     totals = LedgerTotals()
     for entry in entries:
         totals.add(entry)
-    return {"tokens": totals.total.tokens, "usd": str(totals.total.usd)}
+    return Spend(tokens=totals.total.tokens, usd=str(totals.total.usd))
 
 
-def _space(instance: Instance) -> dict:
+def _space(instance: Instance) -> SpaceReport | None:
     """Space the agent repository uses (supervisor/retention.py); empty if it cannot be read."""
     from supervisor.git_ops import Git, GitError
     from supervisor.retention import space
 
     try:
-        return space(Git(instance.repo), instance.repo / "ouroboros").model_dump()
+        return space(Git(instance.repo), instance.repo / "ouroboros")
     except (GitError, OSError):
-        return {}
+        return None
 
 
-def _since(iso: str) -> str:
-    seconds = int((datetime.now(timezone.utc) - datetime.fromisoformat(iso)).total_seconds())
+def _since(moment: datetime) -> str:
+    seconds = int((datetime.now(UTC) - moment).total_seconds())
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s"
 
@@ -244,12 +287,13 @@ def demo_cmd(home: Path | None, as_json: bool) -> None:
     containers, and a scripted model server speaking the Anthropic Messages API.
     """
     from supervisor.demo import lineage, run_demo
+    from supervisor.gatekeeper import VerdictSummary
 
     instance, verdicts = run_demo(home, progress=_say)
-    summary = [{"candidate": v.candidate, "state": v.state, "generation": v.generation,
-                "reasons": v.reasons} for v in verdicts]
     if as_json:
-        click.echo(json.dumps({"home": str(instance.home), "verdicts": summary}, indent=1))
+        summary = [VerdictSummary.model_validate(v.model_dump(include=set(VerdictSummary.model_fields)))
+                   for v in verdicts]
+        emit(True, DemoOut(home=str(instance.home), verdicts=summary), "")
         return
     click.echo("\nVerdicts:")
     for verdict in verdicts:
@@ -265,8 +309,8 @@ def demo_cmd(home: Path | None, as_json: bool) -> None:
 Where to look:
   journal      {instance.journal}  (notes.md, reflections.md: what the agent did and learned)
   agent log    {instance.agent_log}
-  candidates   {exe} candidates --repo {instance.repo}
-  a verdict    {exe} show {shown} --repo {instance.repo}
-  decisions    {exe} log --repo {instance.repo}   (verify: {exe} verify-log --repo {instance.repo})
+  candidates   {exe} candidates --home {instance.home}
+  a verdict    {exe} show {shown} --home {instance.home}
+  decisions    {exe} log --home {instance.home}   (verify: {exe} verify-log --home {instance.home})
   git          git --git-dir {instance.repo} log --graph --all --oneline""")
 COMMANDS = [init_cmd, start_cmd, status_cmd, stop_cmd, logs_cmd, feedback_cmd, demo_cmd]

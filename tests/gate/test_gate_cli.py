@@ -36,7 +36,7 @@ def test_log_and_verify_log_detect_tampering(offline_keeper: Gatekeeper) -> None
     offline_keeper.submit(candidate, proposal("loosen the gate"))
     repo = str(offline_keeper.common)
     rows = json.loads(run("candidates", "--repo", repo, "--json"))
-    assert rows[0]["state"] == "rejected" and "gate.toml" in rows[0]["reason"]
+    assert rows[0]["state"] == "rejected" and "gate.toml" in "; ".join(rows[0]["reasons"])
     assert "loosen the gate" in run("show", candidate.id, "--repo", repo)
     shown = json.loads(run("show", candidate.id, "--repo", repo, "--json"))
     assert "gate.toml" in shown["diffstat"]
