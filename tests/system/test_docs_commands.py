@@ -58,6 +58,7 @@ def test_every_documented_command_runs(doc: str, tmp_path: Path, docker_engine, 
     home = tmp_path / "srv" / "ouroboros"
     scenario = package_dir("scripted_model") / "scenarios" / "idle_loop.json"
     background: list[subprocess.Popen] = []
+    servers: list[subprocess.Popen] = []
     instance_id = None
     try:
         for command in commands:
@@ -74,7 +75,7 @@ def test_every_documented_command_runs(doc: str, tmp_path: Path, docker_engine, 
             if verb == "console":  # serves until stopped: it must come up and keep serving
                 server = subprocess.Popen([sys.executable, "-m", "supervisor", *args, "--bind", "127.0.0.1:0"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                background.append(server)
+                servers.append(server)
                 time.sleep(3)
                 assert server.poll() is None, f"`{command}` exited: {server.stderr.read() if server.stderr else ''}"
                 continue
@@ -89,7 +90,7 @@ def test_every_documented_command_runs(doc: str, tmp_path: Path, docker_engine, 
 
                 instance_id = Instance(home).instance_id
     finally:
-        for process in background:
+        for process in servers + background:
             if process.poll() is None:
                 process.terminate()
                 process.wait(timeout=120)
