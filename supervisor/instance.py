@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from supervisor.errors import ConfigError
 from supervisor.route.config import RouteConfig
@@ -64,6 +64,14 @@ class InstanceConfig(_Strict):
         default=None,
         description="Serve the agent from this scripted-model scenario instead of the real API.",
     )
+
+    @model_validator(mode="after")
+    def _route_allows_the_agent_model(self) -> "InstanceConfig":
+        """The route forwards only listed models; agent.model is always one of them."""
+        models = self.route.policy.models
+        if self.agent.model and self.agent.model not in models:
+            models.append(self.agent.model)
+        return self
 
     @classmethod
     def load(cls, path: Path) -> "InstanceConfig":

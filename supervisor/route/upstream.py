@@ -62,6 +62,7 @@ class Upstream:
     def open(self, path: str, body: bytes, client_headers: Mapping[str, str]) -> httpx2.Response:
         """Send a request and return the response with its body not yet read (caller closes it)."""
         headers = {name: client_headers[name] for name in FORWARDED_REQUEST_HEADERS if name in client_headers}
+        headers["content-type"] = "application/json"  # the body is the route's own re-serialised JSON
         headers["x-api-key"] = self.__api_key
         headers["accept-encoding"] = "identity"  # bytes are relayed as they come; no re-encoding
         request = self._client.build_request("POST", path, content=body, headers=headers)
