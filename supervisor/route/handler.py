@@ -177,7 +177,8 @@ class RouteHandler(BaseHTTPRequestHandler):
         """The declared body size, checked before a byte of the body is read."""
         if "transfer-encoding" in self.headers:
             self.close_connection = True
-            raise Refusal(411, "invalid_request_error", "chunked request bodies are not accepted; send Content-Length")
+            raise Refusal(411, "invalid_request_error",
+                          "a Content-Length header is required (chunked request bodies are not accepted)")
         values = self.headers.get_all("content-length") or []
         if not values:
             self.close_connection = True

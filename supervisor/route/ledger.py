@@ -296,8 +296,9 @@ def iter_records(path: Path, offset: int = 0) -> Iterator[tuple[int, Record | No
             try:
                 record = parse_record(raw)
             except (ValidationError, ValueError) as exc:
+                where = f"line {number}" + (f" after byte {offset}" if offset else "")
                 raise LedgerError(
-                    f"ledger {path} line {number} after byte {offset} is corrupt ({_short(exc)}); "
+                    f"ledger {path} {where} is corrupt ({_short(exc)}); "
                     "restore it from a backup or move it aside to start counting from zero"
                 ) from exc
             yield position, record
