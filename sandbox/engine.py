@@ -13,6 +13,7 @@ import requests.exceptions
 from docker.models.containers import Container
 from docker.types import LogConfig, Mount as DockerMount, Ulimit
 
+from sandbox import seccomp
 from sandbox.errors import EngineUnavailableError, SandboxError
 from sandbox.output import CappedBuffer
 from sandbox.spec import INSTANCE_LABEL, MANAGED_LABEL, RUN_ID_LABEL, ContainerSpec, RunResult
@@ -238,7 +239,7 @@ def hardened_create_args(spec: ContainerSpec) -> dict[str, Any]:
         init=True,
         read_only=True,
         cap_drop=["ALL"],
-        security_opt=["no-new-privileges:true"],
+        security_opt=["no-new-privileges:true", f"seccomp={seccomp.profile_json()}"],
         tmpfs={path: tmpfs_options for path in spec.tmpfs},
         mem_limit=f"{limits.memory_mb}m",
         memswap_limit=f"{limits.memory_mb}m",
