@@ -40,16 +40,19 @@ def save_snapshot(ledger: Path, handle: IO[bytes], totals: LedgerTotals) -> None
     os.replace(scratch, target)
 
 
-def load_totals(ledger: Path) -> tuple[LedgerTotals, int | None]:
-    """Totals of the whole ledger, and the offset of a torn last line to cut (None: not torn)."""
+def load_totals(ledger: Path) -> tuple[LedgerTotals, int | None, int]:
+    """Totals of the whole ledger, the offset of a torn last line to cut (None: not torn), and how
+    many records had to be replayed past the snapshot."""
     totals, offset = _trusted_snapshot(ledger)
+    replayed = 0
     if not ledger.exists():
-        return totals, None
+        return totals, None, replayed
     for position, record in iter_records(ledger, offset):
         if record is None:
-            return totals, position
+            return totals, position, replayed
         totals.apply(record)
-    return totals, None
+        replayed += 1
+    return totals, None, replayed
 
 
 def _trusted_snapshot(ledger: Path) -> tuple[LedgerTotals, int]:
@@ -81,5 +84,5 @@ def _tail_hash(ledger: Path, offset: int) -> str:
 
 def read_totals(ledger: Path) -> tuple[LedgerTotals, bool]:
     """Read-only totals for reports (`supervisor budget`): snapshot plus tail, nothing written."""
-    totals, torn_at = load_totals(ledger)
+    totals, torn_at, _ = load_totals(ledger)
     return totals, torn_at is not None
