@@ -1,0 +1,67 @@
+"""The agent's writable areas are size-capped on the host: writing past the cap fails with ENOSPC
+inside a real container, and the host's filesystem holds no more than the image."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+
+import pytest
+
+from sandbox import ContainerSpec, Mount
+from supervisor.diskcap import CappedArea, DiskWatch, cap_areas, release, usage
+
+pytestmark = pytest.mark.docker
+
+FILL = r"""
+import json, os
+written, error = 0, None
+chunk = os.urandom(1024 * 1024)
+try:
+    with open("/workspace/fill.bin", "wb") as out:
+        for _ in range(64):
+            out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+            written += len(chunk)
+except OSError as exc:
+    error = exc.errno
+print(json.dumps({"written": written, "errno": error, "kept": open("/workspace/kept.txt").read()}), flush=True)
+"""
+
+
+@pytest.fixture
+def capped(tmp_path):
+    if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true: the disk cap test needs root and e2fsprogs", pytrace=False)
+        pytest.skip("needs root and e2fsprogs for loop mounts")
+    area = CappedArea("workspace", tmp_path / "area", 16)
+    area.directory.mkdir()
+    (area.directory / "kept.txt").write_text("from before the cap")
+    yield area, tmp_path / "disk"
+    release([area])
+
+
+def test_writing_past_the_cap_fails_with_enospc_inside_the_container(docker_engine, agent_image, sandbox_instance,
+                                                                     capped):
+    area, images = capped
+    done = cap_areas([area], images, "loop", owner=10001)
+    assert done and os.path.ismount(area.directory)
+    assert cap_areas([area], images, "loop", owner=10001) == []  # a second start finds it mounted
+    spec = ContainerSpec(image=agent_image, command=["python3", "-c", FILL], run_id=f"disk-{uuid.uuid4().hex[:8]}",
+                         role="agent", instance=sandbox_instance, workdir="/workspace",
+                         mounts=[Mount(source=area.directory, target="/workspace", read_only=False)])
+    result = docker_engine.run(spec, deadline_s=120)
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output.strip().splitlines()[-1])
+    assert found["errno"] == 28 and found["written"] <= 16 * 2**20
+    assert found["kept"] == "from before the cap"  # what the directory held moved into the image
+    image = images / "workspace.img"
+    assert image.stat().st_blocks * 512 <= 17 * 2**20  # the host holds the capped image, nothing more
+    watch = DiskWatch([area])
+    assert [m for m in watch.newly_full() if "workspace" in m and "full" in m]
+    assert watch.newly_full() == []  # said once
+    assert usage([area])[0].full
