@@ -6,8 +6,10 @@ image (`HOME/disk/<name>.img`, loop-mounted `nosuid,nodev`). Writing past the ca
 inside the container; the host's own filesystem only ever holds the image files.
 
 Crash-only: a directory that is already a mount point is left as it is (a previous start mounted
-it). A directory that already holds files (memory after `supervisor init`) is copied into the
-fresh image first; the copy is redone until the image carries a `.ouroboros-populated` marker.
+it; mounts stay across a clean stop too, so the CLI and git see the same files while it is
+stopped). A directory that already holds files (memory after `supervisor init`, or files written
+while the image was not mounted, e.g. after a reboot) is copied into the image, then emptied, then
+the image is mounted over it; a kill anywhere in between only repeats the copy at the next start.
 
 Needs root (mount) and e2fsprogs. Without root, `mode = "auto"` leaves the directories uncapped and
 says so; `mode = "loop"` refuses to start. docs/sandbox.md describes the alternative of mounting
@@ -132,13 +134,18 @@ def _mount_capped(area: CappedArea, images: Path, owner: int | None) -> None:
     staging.mkdir(exist_ok=True)
     _run(["mount", "-o", "loop,nosuid,nodev", str(image), str(staging)])
     try:
-        if not (staging / POPULATED).exists():
+        leftovers = any(area.directory.iterdir())
+        if leftovers and (staging / POPULATED).exists():
+            # Written while the image was not mounted (e.g. after a reboot): it joins the image.
+            log.warning("agent disk area %s: merging files written outside its image into it", area.name)
+        if leftovers or not (staging / POPULATED).exists():
             _copy_tree(area.directory, staging)
-            (staging / POPULATED).touch()
+        (staging / POPULATED).touch()
         if owner is not None:
             os.chown(staging, owner, owner)
     finally:
         _run(["umount", str(staging)])
+    _clear(area.directory)  # one copy of the data: the image's (a kill before this only repeats the copy)
     _run(["mount", "-o", "loop,nosuid,nodev", str(image), str(area.directory)])
     log.info("agent disk area %s: %s on %s (%d MB)", area.name, area.directory, image, area.size_mb)
 
@@ -146,6 +153,14 @@ def _mount_capped(area: CappedArea, images: Path, owner: int | None) -> None:
 def _copy_tree(source: Path, target: Path) -> None:
     """What the directory already holds goes into the image: owners, modes and links kept, no link followed."""
     _run(["cp", "-a", "--", f"{source}/.", str(target)])
+
+
+def _clear(directory: Path) -> None:
+    for entry in directory.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _run(command: list[str]) -> None:

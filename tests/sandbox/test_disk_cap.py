@@ -65,3 +65,15 @@ def test_writing_past_the_cap_fails_with_enospc_inside_the_container(docker_engi
     assert [m for m in watch.newly_full() if "workspace" in m and "full" in m]
     assert watch.newly_full() == []  # said once
     assert usage([area])[0].full
+
+
+def test_the_data_lives_in_the_image_and_files_written_while_unmounted_join_it(capped):
+    area, images = capped
+    cap_areas([area], images, "loop")
+    (area.directory / "during.txt").write_text("written while mounted")
+    release([area])
+    assert sorted(p.name for p in area.directory.iterdir()) == []  # one copy of the data: the image's
+    (area.directory / "after-reboot.txt").write_text("written while unmounted")
+    cap_areas([area], images, "loop")
+    assert sorted(p.name for p in area.directory.iterdir() if not p.name.startswith((".", "lost+found"))) == [
+        "after-reboot.txt", "during.txt", "kept.txt"]
