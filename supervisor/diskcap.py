@@ -9,7 +9,8 @@ Crash-only: a directory that is already a mount point is left as it is (a previo
 it; mounts stay across a clean stop too, so the CLI and git see the same files while it is
 stopped). A directory that already holds files (memory after `supervisor init`, or files written
 while the image was not mounted, e.g. after a reboot) is copied into the image, then emptied, then
-the image is mounted over it; a kill anywhere in between only repeats the copy at the next start.
+the image is mounted over it (`<name>.populated` beside the image records the first copy); a kill
+anywhere in between only repeats the copy at the next start.
 
 Needs root (mount) and e2fsprogs. Without root, `mode = "auto"` leaves the directories uncapped and
 says so; `mode = "loop"` refuses to start. docs/sandbox.md describes the alternative of mounting
@@ -30,7 +31,7 @@ from supervisor.errors import ConfigError
 
 log = logging.getLogger("ouroboros.disk")
 
-POPULATED = ".ouroboros-populated"
+POPULATED = ".populated"
 Mode = Literal["auto", "loop", "off"]
 
 
@@ -132,15 +133,19 @@ def _mount_capped(area: CappedArea, images: Path, owner: int | None) -> None:
     area.directory.mkdir(parents=True, exist_ok=True)
     staging = images / f".{area.name}.staging"
     staging.mkdir(exist_ok=True)
+    populated = images / f"{area.name}{POPULATED}"  # beside the image: the area holds only the agent's files
     _run(["mount", "-o", "loop,nosuid,nodev", str(image), str(staging)])
     try:
+        lost_found = staging / "lost+found"
+        if lost_found.is_dir() and not any(lost_found.iterdir()):
+            lost_found.rmdir()  # mkfs made it; the area's users (git, the gatekeeper) expect only their own files
         leftovers = any(area.directory.iterdir())
-        if leftovers and (staging / POPULATED).exists():
+        if leftovers and populated.exists():
             # Written while the image was not mounted (e.g. after a reboot): it joins the image.
             log.warning("agent disk area %s: merging files written outside its image into it", area.name)
-        if leftovers or not (staging / POPULATED).exists():
+        if leftovers or not populated.exists():
             _copy_tree(area.directory, staging)
-        (staging / POPULATED).touch()
+        populated.touch()
         if owner is not None:
             os.chown(staging, owner, owner)
     finally:
