@@ -209,12 +209,17 @@ class RouteHandler(BaseHTTPRequestHandler):
     # -- forwarding ----------------------------------------------------------------------------
 
     def _forward_metered(self, path: str, body: bytes, call: Call) -> None:
-        """Forward under a reservation: settled by the relay, released if nothing was spent."""
+        """Forward under a reservation: settled by the relay, released only if nothing was spent.
+
+        A settlement that fails (the ledger cannot be written) leaves the reservation held: the
+        usage is real, so it is charged at its worst case when the ledger is next opened.
+        """
+        self._metering_tried = False
         settled = False
         try:
             settled = self._forward(path, body, call)
         finally:
-            if not settled:
+            if not settled and not self._metering_tried:
                 self.route.release(call, "the request ended without usage to record")
 
     def _forward(self, path: str, body: bytes, call: Call) -> bool:
@@ -272,6 +277,7 @@ class RouteHandler(BaseHTTPRequestHandler):
             self.route.emit_throttled("upstream_error", "upstream answered 200 without a usage object")
             usage = call.reservation.usage
         if usage is not None:
+            self._metering_tried = True
             self.route.record(call, usage, stream=False, status=200, message_id=message_id, complete=True)
 
     def _relay_stream(self, response: httpx2.Response, call: Call) -> bool:
@@ -299,6 +305,7 @@ class RouteHandler(BaseHTTPRequestHandler):
             self._stream_error("api_error", f"upstream stream failed: {exc}", client_gone)
         finally:
             if call.reservation is not None and tracker.usage is not None:
+                self._metering_tried = True
                 self.route.record(
                     call, tracker.usage, stream=True, status=response.status_code,
                     message_id=tracker.message_id, complete=tracker.stopped,

@@ -232,14 +232,19 @@ class Ledger:
             ledger.snapshot()
         return ledger
 
-    def append(self, record: Record) -> None:
-        """Write one record durably (fsync) before it counts."""
+    def append(self, record: Record, *, sync: bool = True) -> None:
+        """Write one record before it counts: fsynced, or with `sync=False` only handed to the kernel.
+
+        A record handed to the kernel survives a kill of the supervisor (the case reservations are
+        for); only an OS crash can lose it, and the next fsynced record makes it durable too.
+        """
         line = record.model_dump_json(exclude_none=True).encode("utf-8") + b"\n"
         with self.lock:
             try:
                 self._handle.write(line)
                 self._handle.flush()
-                os.fsync(self._handle.fileno())
+                if sync:
+                    os.fsync(self._handle.fileno())
             except (OSError, ValueError) as exc:  # ValueError: the ledger was closed under us
                 raise LedgerError(f"cannot write ledger {self.path}: {exc}; free disk space or fix permissions") from exc
             self.totals.apply(record)

@@ -115,7 +115,7 @@ class BudgetGuard:
                     else (usd, held.cost_usd)
                 if status.spent + reserved + asked > status.cap:
                     return status.model_copy(update={"reserved": reserved, "asked": asked})
-            ledger.append(held)
+            ledger.append(held, sync=False)  # survives a kill; the settlement's fsync covers it
         return None
 
     def after_spend(self, cycle: str, run_id: str) -> None:

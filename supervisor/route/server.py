@@ -295,7 +295,7 @@ class LLMRoute:
     def release(self, call: Call, reason: str) -> None:
         """End a reservation that spent nothing (refused or failed upstream before any usage)."""
         if call.reservation is not None:
-            self.ledger.append(Release(ts=utc_now(), id=call.reservation.id, reason=reason[:200]))
+            self.ledger.append(Release(ts=utc_now(), id=call.reservation.id, reason=reason[:200]), sync=False)
 
     def ledger_failed(self, exc: LedgerError) -> None:
         self._ledger_error = exc

@@ -186,4 +186,5 @@ def test_a_ledger_that_cannot_be_written_stops_all_forwarding(scripted, make_rou
     assert "ledger_failed" in harness.kinds()
     status, kind, message = error_of(post(harness, json=GOOD))
     assert (status, kind) == (503, "api_error") and "stopped forwarding" in message
-    assert upstream.steps_served == 0  # the reservation could not be written: nothing was forwarded
+    assert upstream.steps_served == 1  # nothing forwarded after the failure
+    assert len(harness.route.ledger.totals.open) == 1  # the unsettled answer stays held at its worst case
