@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 from supervisor.route.config import RequestPolicy
 
@@ -224,8 +224,8 @@ def _check_tools(tools: Any, policy: RequestPolicy) -> Decimal:
                                        policy.server_tools[kind].usd_per_use)
             continue
         if kind != "custom":
-            raise PolicyError(f"{where}.type", f"{kind!r}: only custom tools are forwarded (server tools reach "
-                              "the network for the agent; the operator may enable one under [route.policy.server_tools])")
+            raise PolicyError(f"{where}.type", f"{kind!r}: only custom tools are forwarded (server tools reach the "
+                              "network for the agent; the operator may enable one under [route.policy.server_tools])")
         extra = set(tool) - _TOOL_KEYS
         if extra:
             raise PolicyError(f"{where}.{sorted(extra)[0]}", "is not a field the LLM route forwards")
@@ -278,7 +278,7 @@ def _no_constant(name: str) -> Any:
     raise PolicyError("body", f"{name} is not valid JSON")
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
