@@ -77,7 +77,13 @@ def cap_areas(areas: list[CappedArea], images: Path, mode: Mode, owner: int | No
     for area in areas:
         if os.path.ismount(area.directory):
             continue
-        _mount_capped(area, images, owner)
+        try:
+            _mount_capped(area, images, owner)
+        except ConfigError as exc:
+            if mode == "loop":
+                raise
+            done.append(f"agent disk area {area.name} is NOT size-capped: {exc}")  # auto: say so, run on
+            continue
         done.append(f"{area.name}: {area.directory} capped at {area.size_mb} MB")
     return done
 
