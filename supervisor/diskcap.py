@@ -8,9 +8,10 @@ inside the container; the host's own filesystem only ever holds the image files.
 Crash-only: a directory that is already a mount point is left as it is (a previous start mounted
 it; mounts stay across a clean stop too, so the CLI and git see the same files while it is
 stopped). A directory that already holds files (memory after `supervisor init`, or files written
-while the image was not mounted, e.g. after a reboot) is copied into the image, then emptied, then
-the image is mounted over it (`<name>.populated` beside the image records the first copy); a kill
-anywhere in between only repeats the copy at the next start.
+while the image was not mounted, e.g. after a reboot) is copied into the image (`<name>.populated`
+beside the image records the first copy), set aside, and the image mounted in its place; the old
+copy is deleted once the mount holds, and put back if the mount fails. A kill anywhere in between
+only repeats a step at the next start.
 
 Needs root (mount) and e2fsprogs. Without root, `mode = "auto"` leaves the directories uncapped and
 says so; `mode = "loop"` refuses to start. docs/sandbox.md describes the alternative of mounting
@@ -156,8 +157,7 @@ def _mount_capped(area: CappedArea, images: Path, owner: int | None) -> None:
             os.chown(staging, owner, owner)
     finally:
         _run(["umount", str(staging)])
-    _clear(area.directory)  # one copy of the data: the image's (a kill before this only repeats the copy)
-    _run(["mount", "-o", "loop,nosuid,nodev", str(image), str(area.directory)])
+    _mount_over(image, area.directory)
     log.info("agent disk area %s: %s on %s (%d MB)", area.name, area.directory, image, area.size_mb)
 
 
@@ -166,12 +166,24 @@ def _copy_tree(source: Path, target: Path) -> None:
     _run(["cp", "-a", "--", f"{source}/.", str(target)])
 
 
-def _clear(directory: Path) -> None:
-    for entry in directory.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+def _mount_over(image: Path, directory: Path) -> None:
+    """Mount the image at `directory`, whose old content (already copied into the image) is set
+    aside first and deleted only once the mount holds: one copy of the data, never none."""
+    aside = directory.with_name(f".{directory.name}.before-disk-cap")
+    if aside.exists():
+        shutil.rmtree(aside)  # left by a kill after an earlier copy into the image: already in it
+    os.rename(directory, aside)
+    directory.mkdir()
+    stat = os.stat(aside)
+    os.chmod(directory, stat.st_mode & 0o7777)
+    os.chown(directory, stat.st_uid, stat.st_gid)
+    try:
+        _run(["mount", "-o", "loop,nosuid,nodev", str(image), str(directory)])
+    except ConfigError:
+        directory.rmdir()
+        os.rename(aside, directory)
+        raise
+    shutil.rmtree(aside)
 
 
 def _run(command: list[str]) -> None:

@@ -78,3 +78,23 @@ def test_the_data_lives_in_the_image_and_files_written_while_unmounted_join_it(c
     cap_areas([area], images, "loop")
     assert sorted(p.name for p in area.directory.iterdir()) == [
         "after-reboot.txt", "during.txt", "kept.txt"]
+
+
+def test_a_mount_that_fails_puts_the_directory_back_and_auto_mode_runs_on(capped, monkeypatch):
+    from supervisor import diskcap
+
+    area, images = capped
+    real_run = diskcap._run
+
+    def failing_final_mount(command: list[str]) -> None:
+        if command[0] == "mount" and command[-1] == str(area.directory):
+            raise diskcap.ConfigError("no loop device left (simulated)")
+        real_run(command)
+
+    monkeypatch.setattr(diskcap, "_run", failing_final_mount)
+    messages = cap_areas([area], images, "auto")
+    assert "NOT size-capped" in messages[0] and not os.path.ismount(area.directory)
+    assert (area.directory / "kept.txt").read_text() == "from before the cap"  # never without its data
+    with pytest.raises(diskcap.ConfigError):
+        cap_areas([area], images, "loop")
+    assert (area.directory / "kept.txt").exists()
