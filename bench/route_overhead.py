@@ -1,7 +1,8 @@
 """What the LLM route adds per request over calling the scripted model directly, and its throughput.
 
-Each request through the route is authenticated, rate- and cap-checked, forwarded, metered from
-its usage and fsynced to a ledger on disk before the answer goes back, exactly as in production.
+Each request through the route is authenticated, rate-checked, parsed and checked against the
+allow-list, reserved against every cap (fsynced), forwarded, settled from its usage (fsynced) before
+the answer goes back, exactly as in production.
 Direct and routed calls alternate so drift hits both equally. Last line: the headline figure.
 
     python bench/route_overhead.py [--requests 400] [--seconds 3] [--threads 4]
@@ -89,6 +90,7 @@ def main() -> None:
     config = RouteConfig.model_validate({
         "limits": {"rate_per_s": 100_000, "rate_burst": 100_000, "max_concurrent": 64},
         "caps": {"per_cycle": {}, "per_day": {}, "total": {}},
+        "policy": {"models": [MODEL]},
     })
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-route-") as tmp, ScriptedModelServer(scenario) as scripted:
         config.upstream.base_url = scripted.url

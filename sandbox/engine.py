@@ -13,6 +13,7 @@ import requests.exceptions
 from docker.models.containers import Container
 from docker.types import LogConfig, Mount as DockerMount, Ulimit
 
+from sandbox import seccomp
 from sandbox.errors import EngineAccessError, EngineUnavailableError, SandboxError
 from sandbox.output import CappedBuffer
 from sandbox.spec import INSTANCE_LABEL, MANAGED_LABEL, RUN_ID_LABEL, ContainerSpec, RunResult
@@ -98,15 +99,24 @@ class DockerEngine:
             container_id=container.id,
         )
 
-    def start(self, spec: ContainerSpec) -> "RunningContainer":
-        """Start a long-running container (the agent); the caller owns stopping it."""
+    def start(self, spec: ContainerSpec, *, attach: bool = False) -> "RunningContainer":
+        """Start a long-running container (the agent); the caller owns stopping it.
+
+        `attach=True`: its output is attached before it starts (read it with `output()`, and do
+        read it: an undrained attach stream can stall the container's writes). Unlike following the
+        engine's log file, the attach stream is not cut when that size-capped file rotates.
+        """
         container = self._create(spec)
         try:
+            stream = None
+            if attach:
+                stream = self._call(self._stream.api.attach, container.id, stdout=True, stderr=True,
+                                    stream=True, logs=True)
             self._call(container.start)
         except SandboxError:
             self._remove(container)
             raise
-        return RunningContainer(self, container.id)
+        return RunningContainer(self, container.id, stream)
 
     def reconcile(
         self, instance: str | None = None, keep_run_ids: frozenset[str] | set[str] = frozenset()
@@ -198,9 +208,20 @@ class DockerEngine:
 class RunningContainer:
     """A handle on a long-running container; stopping and removing are explicit."""
 
-    def __init__(self, engine: DockerEngine, container_id: str) -> None:
+    def __init__(self, engine: DockerEngine, container_id: str, attached: Iterator[bytes] | None = None) -> None:
         self.engine = engine
         self.id = container_id
+        self._attached = attached
+
+    def output(self) -> Iterator[bytes]:
+        """Output chunks until the container stops: from the attach made before start, else from
+        an attach made now (output printed before this call is not repeated)."""
+        try:
+            stream = self._attached or self.engine._stream.api.attach(self.id, stdout=True, stderr=True, stream=True)
+            self._attached = None
+            yield from stream
+        except DOCKER_ERRORS:
+            return
 
     def follow_logs(self) -> Iterator[bytes]:
         """Yield output chunks until the container stops (or is removed)."""
@@ -286,7 +307,7 @@ def hardened_create_args(spec: ContainerSpec) -> dict[str, Any]:
         init=True,
         read_only=True,
         cap_drop=["ALL"],
-        security_opt=["no-new-privileges:true"],
+        security_opt=["no-new-privileges:true", f"seccomp={seccomp.profile_json()}"],
         tmpfs={path: tmpfs_options for path in spec.tmpfs},
         mem_limit=f"{limits.memory_mb}m",
         memswap_limit=f"{limits.memory_mb}m",

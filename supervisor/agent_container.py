@@ -108,7 +108,7 @@ class AgentRun:
 
     def __init__(self, engine: DockerEngine, spec: ContainerSpec, log: RotatingLog) -> None:
         self.spec = spec
-        self.container: RunningContainer = engine.start(spec)
+        self.container: RunningContainer = engine.start(spec, attach=True)
         self._pump = threading.Thread(target=self._copy_output, args=(log,), daemon=True)
         self._pump.start()
 
@@ -117,8 +117,13 @@ class AgentRun:
         return self.spec.run_id
 
     def _copy_output(self, log: RotatingLog) -> None:
-        for chunk in self.container.follow_logs():
-            log.write(chunk)
+        # The attach stream, not the engine's log file: following that file loses everything after
+        # the engine rotates it under a fast writer ("Error grabbing logs").
+        for chunk in self.container.output():
+            try:
+                log.write(chunk)
+            except OSError as exc:  # a full disk costs lines of the log, never the pump
+                log.note_lost(len(chunk), exc)
 
     def stop(self, grace_s: float) -> None:
         self.container.stop(grace_s)

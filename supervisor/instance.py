@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from supervisor.acceptance.models import AcceptanceSettings
 from supervisor.errors import ConfigError
@@ -58,16 +59,44 @@ class ProbationSettings(_Strict):
     restart_delay_s: float = Field(default=0.2, ge=0, description="Pause before restarting a crash.")
 
 
+class LogSettings(_Strict):
+    """The agent's output on the host (HOME/logs/agent.log)."""
+
+    agent_log_max_mb: int = Field(default=10, ge=1, description="Size at which agent.log is rotated.")
+    agent_log_keep: int = Field(default=5, ge=1, description="Rotated files kept (agent.log.1 ... .N).")
+
+
+class DiskSettings(_Strict):
+    """Hard caps on what the agent can write on the host (see supervisor/diskcap.py)."""
+
+    mode: Literal["auto", "loop", "off"] = Field(
+        default="auto", description="loop: size-capped loop-mounted images (needs root); auto: loop when root.",
+    )
+    workspace_mb: int = Field(default=2048, ge=16, description="Cap of the candidate worktrees (the workspace).")
+    memory_mb: int = Field(default=512, ge=16, description="Cap of the agent's memory (journal and goals).")
+    outbox_mb: int = Field(default=64, ge=16, description="Cap of the proposal outbox.")
+
+
 class InstanceConfig(_Strict):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     probation: ProbationSettings = Field(default_factory=ProbationSettings)
     route: RouteConfig = Field(default_factory=RouteConfig)
     acceptance: AcceptanceSettings = Field(default_factory=AcceptanceSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    logs: LogSettings = Field(default_factory=LogSettings)
+    disk: DiskSettings = Field(default_factory=DiskSettings)
     scripted_scenario: Path | None = Field(
         default=None,
         description="Serve the agent from this scripted-model scenario instead of the real API.",
     )
+
+    @model_validator(mode="after")
+    def _route_allows_the_agent_model(self) -> "InstanceConfig":
+        """The route forwards only listed models; agent.model is always one of them."""
+        models = self.route.policy.models
+        if self.agent.model and self.agent.model not in models:
+            models.append(self.agent.model)
+        return self
 
     @classmethod
     def load(cls, path: Path) -> "InstanceConfig":
@@ -127,6 +156,11 @@ class Instance:
     @property
     def agent_log(self) -> Path:
         return self.logs / "agent.log"
+
+    @property
+    def disk_images(self) -> Path:
+        """Where the size-capped images of the agent's writable areas live."""
+        return self.home / "disk"
 
     @property
     def pid_file(self) -> Path:

@@ -3,29 +3,69 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
 
 class RotatingLog:
-    """Append raw bytes; past `max_bytes` the file becomes `.1` (older ones shift, `keep` kept)."""
+    """Append raw bytes; past `max_bytes` the file becomes `.1` (older ones shift, `keep` kept).
+
+    It also follows an outside rotation (logrotate without copytruncate): on SIGHUP (see
+    `reopen_on_sighup`), or at the next write after the path stops naming the open file (checked at
+    most once a second), it reopens the path. Write failures (a full disk) cost the chunk, never
+    the caller: the bytes lost are counted and noted in the file once it can be written again.
+    """
 
     def __init__(self, path: Path, max_bytes: int = 10 * 1024 * 1024, keep: int = 3) -> None:
         self.path = path
         self.max_bytes = max_bytes
-        self.keep = keep
+        self.keep = max(1, keep)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = open(path, "ab")
         self._lock = threading.Lock()  # an old run's output may still drain while a new one starts
+        self._reopen = False
+        self._checked = time.monotonic()
+        self.lost_bytes = 0
+        _OPEN_LOGS.add(self)
 
     def write(self, chunk: bytes) -> None:
         with self._lock:
+            self._follow_outside_rotation()
+            if self.lost_bytes:
+                self._handle.write(b"\n[ouroboros: %d bytes of agent output lost: could not write the log]\n"
+                                   % self.lost_bytes)
+                self.lost_bytes = 0
             self._handle.write(chunk)
             self._handle.flush()
             if self._handle.tell() >= self.max_bytes:
                 self._rotate()
+
+    def note_lost(self, count: int, exc: OSError) -> None:
+        """A write failed (e.g. ENOSPC): count what was lost, so the next good write says so."""
+        with self._lock:
+            self.lost_bytes += count
+
+    def request_reopen(self) -> None:
+        """Reopen the path at the next write (async-signal-safe: it only sets a flag)."""
+        self._reopen = True
+
+    def _follow_outside_rotation(self) -> None:
+        now = time.monotonic()
+        if not self._reopen and now - self._checked < 1.0:
+            return
+        self._checked = now
+        try:
+            moved = os.stat(self.path).st_ino != os.fstat(self._handle.fileno()).st_ino
+        except FileNotFoundError:
+            moved = True
+        if moved or self._reopen:
+            self._reopen = False
+            self._handle.close()
+            self._handle = open(self.path, "ab")
 
     def _rotate(self) -> None:
         self._handle.close()
@@ -37,7 +77,21 @@ class RotatingLog:
         self._handle = open(self.path, "ab")
 
     def close(self) -> None:
-        self._handle.close()
+        with self._lock:
+            self._handle.close()
+        _OPEN_LOGS.discard(self)
+
+
+_OPEN_LOGS: "weakref.WeakSet[RotatingLog]" = weakref.WeakSet()
+
+
+def reopen_on_sighup() -> None:
+    """Make SIGHUP reopen every open RotatingLog (for logrotate); call from the main thread."""
+    def handler(signum: int, frame: object) -> None:
+        for log in list(_OPEN_LOGS):
+            log.request_reopen()
+
+    signal.signal(signal.SIGHUP, handler)
 
 
 def tail_lines(path: Path, count: int) -> list[str]:

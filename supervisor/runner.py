@@ -28,7 +28,9 @@ from supervisor.errors import ConfigError, OuroborosError
 from supervisor.gatekeeper import Gatekeeper, RollbackError, Verdict, VerdictSummary
 from supervisor.instance import Instance, InstanceConfig
 from supervisor.journal_writer import JournalError
-from supervisor.logfile import RotatingLog
+from supervisor import diskcap
+from supervisor.diskcap import DiskWatch
+from supervisor.logfile import RotatingLog, reopen_on_sighup
 from supervisor.probation import Action, Probation
 from supervisor.protocol import ProtocolError
 from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger
@@ -91,7 +93,9 @@ class Supervisor:
         self.route: LLMRoute | None = None
         self._scripted = None
         self._credential: str | None = None
-        self._log = RotatingLog(instance.agent_log)
+        self._log = RotatingLog(instance.agent_log, max_bytes=self.config.logs.agent_log_max_mb * 2**20,
+                                keep=self.config.logs.agent_log_keep)
+        self._disk_watch: DiskWatch | None = None
         self._lock_handle = None
         self._watcher: outbox.OutboxWatcher | None = None
         self.restart_latencies: list[float] = []
@@ -148,6 +152,7 @@ class Supervisor:
             self.progress(f"recovered: {action}")
         self.gatekeeper.genesis()
         self._adopt_pending_candidate()
+        self._disk_watch = self._cap_agent_disk()  # [route branch] before the agent's folders are prepared
         for folder in (self.instance.journal, self.instance.goals):
             folder.mkdir(parents=True, exist_ok=True)
             give_to_agent(folder)
@@ -222,6 +227,18 @@ class Supervisor:
             return
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.request_stop())
+        reopen_on_sighup()  # logrotate: agent.log is reopened at the next write
+
+    def _cap_agent_disk(self) -> DiskWatch:
+        """Each host area the agent writes on its own size-capped filesystem (supervisor/diskcap.py)."""
+        disk = self.config.disk
+        areas = diskcap.agent_areas(
+            worktrees=self.gatekeeper.worktrees, memory=self.instance.memory, outbox=self.instance.run_dir / "outbox",
+            workspace_mb=disk.workspace_mb, memory_mb=disk.memory_mb, outbox_mb=disk.outbox_mb,
+        )
+        for message in diskcap.cap_areas(areas, self.instance.disk_images, disk.mode):
+            self.progress(message)
+        return DiskWatch(areas)
 
     # -- the decision loop ----------------------------------------------------------------------
 
@@ -260,6 +277,8 @@ class Supervisor:
             self._write_status()
             return
         self._main_checked_at = now  # each look at main is a git process: not on every tick, for weeks
+        for message in self._disk_watch.newly_full() if self._disk_watch else []:
+            self._refused("disk-full", message)  # the agent gets ENOSPC; the supervisor says so and runs on
         main = self.gatekeeper.main()
         if main != self.current_commit and not self._stop_requested:
             # An operator moved main (approve, rollback): follow it, after gating what the agent

@@ -42,3 +42,17 @@ def sandbox_instance(docker_engine):
     instance = f"test-{uuid.uuid4().hex[:12]}"
     yield instance
     docker_engine.reconcile(instance=instance)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _unmount_agent_disks(tmp_path_factory):
+    """Supervisors started as root loop-mount size-capped images over their instances' agent areas
+    (supervisor/diskcap.py); the mounts outlive a stop on purpose. Unmount this session's at its end."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    import subprocess
+
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(base)]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", point], capture_output=True, check=False)

@@ -7,7 +7,9 @@
     credential = route.issue_credential(run_id)   # env: route.agent_env(credential)
 """
 
-from supervisor.route.config import CapAmount, Caps, RouteConfig, RouteLimits, UpstreamConfig
+from supervisor.route.config import (
+    CapAmount, Caps, RequestPolicy, RouteConfig, RouteLimits, ServerToolPrice, UpstreamConfig,
+)
 from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger, LedgerEntry, LedgerError
 from supervisor.route.metering import CapStatus, RouteEvent, cap_statuses
 from supervisor.route.pricing import ModelPrice, PricingTable, Usage
@@ -26,9 +28,11 @@ __all__ = [
     "LedgerError",
     "ModelPrice",
     "PricingTable",
+    "RequestPolicy",
     "RouteConfig",
     "RouteEvent",
     "RouteLimits",
+    "ServerToolPrice",
     "Upstream",
     "UpstreamConfig",
     "Usage",

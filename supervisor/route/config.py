@@ -48,7 +48,7 @@ class CapAmount(_Strict):
 
 
 class Caps(_Strict):
-    """Hard caps; a request is refused before forwarding once any one of them is reached."""
+    """Hard caps; a request is refused before forwarding if its worst case could pass any of them."""
 
     per_cycle: CapAmount = Field(
         default_factory=lambda: CapAmount(tokens=2_000_000, usd=Decimal("5")),
@@ -72,6 +72,47 @@ class RouteLimits(_Strict):
     max_concurrent: int = Field(default=8, ge=1, description="Requests forwarded at the same time.")
     max_connections: int = Field(default=64, ge=1, description="Open client connections at once.")
     idle_timeout_s: float = Field(default=60.0, gt=0, description="Drop a silent client connection.")
+    auth_failures_per_s: float = Field(default=1.0, gt=0, description="Failed authentications answered per second.")
+    auth_failures_burst: int = Field(default=10, ge=1, description="Failed authentications answered in a burst.")
+    stop_deadline_s: float = Field(
+        default=30.0, ge=0, description="On stop, how long requests in flight may take to finish and be metered."
+    )
+
+
+class ServerToolPrice(_Strict):
+    """An operator's explicit opt-in to one server-side tool type (e.g. `web_search_20250305`).
+
+    Server tools let the provider reach the network for the agent and are billed per use, outside
+    the four token counts; so each is refused unless listed here with its price and a use cap.
+    """
+
+    usd_per_use: Decimal = Field(ge=0, description="Price of one use, in US dollars.")
+    max_uses: int = Field(ge=1, description="Uses per request; the request's own max_uses must not exceed it.")
+
+
+class RequestPolicy(_Strict):
+    """What a request may ask for: everything else is refused with a 400 naming the field."""
+
+    models: list[str] = Field(
+        default_factory=list,
+        description="Models the agent may call besides agent.model (which is always allowed).",
+    )
+    max_tokens_ceiling: int = Field(default=32_000, ge=1, description="Largest max_tokens a request may set.")
+    betas: list[str] = Field(
+        default_factory=list, description="anthropic-beta values the route forwards; none by default."
+    )
+    server_tools: dict[str, ServerToolPrice] = Field(
+        default_factory=dict, description="Server-side tool types allowed, each priced; none by default."
+    )
+    input_overhead_tokens: int = Field(
+        default=4096, ge=0,
+        description="Added to the body's size when bounding input tokens (tool and system prompts the API adds).",
+    )
+    image_tokens: int = Field(default=1600, ge=0, description="Input tokens reserved per image block.")
+    max_json_nodes: int = Field(
+        default=200_000, ge=100,
+        description="Most JSON objects and arrays in one body (bounds the memory parsing takes).",
+    )
 
 
 class RouteConfig(_Strict):
@@ -81,6 +122,7 @@ class RouteConfig(_Strict):
     caps: Caps = Field(default_factory=Caps)
     limits: RouteLimits = Field(default_factory=RouteLimits)
     pricing: PricingTable = Field(default_factory=PricingTable.default)
+    policy: RequestPolicy = Field(default_factory=RequestPolicy)
 
     @classmethod
     def load(cls, path: Path) -> RouteConfig:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import httpx2
 
-from supervisor.route.ledger import NO_CYCLE, LedgerError
+from supervisor.route.ledger import NO_CYCLE, LedgerError, Reservation
+from supervisor.route.policy import Admitted, PolicyError, admit, parse_json
 from supervisor.route.pricing import Usage
 from supervisor.route.sse import StreamUsage
 
@@ -32,6 +34,7 @@ CYCLE_HEADER = "x-ouroboros-cycle"
 ONLY_ENDPOINTS = f"the LLM route serves only POST {MESSAGES} and POST {COUNT_TOKENS}"
 _RELAYED_RESPONSE_HEADERS = ("request-id", "retry-after", "x-should-retry")
 _CHUNK = 64 * 1024
+_DIGITS = re.compile(r"[0-9]{1,15}")  # ASCII digits only: str.isdigit() also accepts '²'
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Call:
     cycle: str
     model: str | None  # None: not metered (count_tokens)
     deadline: float  # time.monotonic() by which the upstream must be done
+    reservation: Reservation | None = None
 
 
 class Refusal(Exception):
@@ -93,48 +97,69 @@ class RouteHandler(BaseHTTPRequestHandler):
     # -- the request, step by step -------------------------------------------------------------
 
     def _handle_post(self) -> None:
+        """Cheap checks first (path, credential, rate, size, concurrency), then read and judge the body."""
         path = self.path.split("?", 1)[0]
         if path not in (MESSAGES, COUNT_TOKENS):
             self.close_connection = True
             raise Refusal(404, "not_found_error", f"{ONLY_ENDPOINTS}, not {path}")
         run_id = self._authenticate()
         self._check_rate()
-        body = self._read_body()
-        request = _parse_json_object(body)
-        if path == COUNT_TOKENS:  # free: neither metered nor capped
-            self._forward(path, body, Call(run_id, NO_CYCLE, None, self._deadline()))
-            return
-        model = self._priced_model(request)
-        cycle = _cycle_id(self.headers.get(CYCLE_HEADER))
-        self.route.check_budget(run_id, cycle)
-        self._forward(path, body, Call(run_id, cycle, model, self._deadline()))
+        length = self._content_length()
+        if self.route.stopping:
+            self.close_connection = True
+            raise Refusal(503, "overloaded_error", "the LLM route is stopping; retry shortly", {"retry-after": "5"})
+        if not self.route.gate.try_enter():
+            self.close_connection = True  # the body is not read: the connection cannot be reused
+            self.route.emit_throttled("limit_refused", "concurrent request limit of the LLM route reached")
+            limit = self.route.config.limits.max_concurrent
+            raise Refusal(
+                429, "rate_limit_error", f"the LLM route already forwards {limit} requests at once; retry shortly",
+                {"retry-after": "1"},
+            )
+        try:
+            admitted = self._admit(self._read_body(length), count_tokens=path == COUNT_TOKENS)
+            if path == COUNT_TOKENS:  # free: neither metered nor capped
+                self._forward(path, admitted.body, Call(run_id, NO_CYCLE, None, self._deadline()))
+                return
+            cycle = _cycle_id(self.headers.get(CYCLE_HEADER))
+            held = self.route.reserve(run_id, cycle, admitted)
+            body = admitted.body
+            del admitted  # only the bytes travel on; the parsed request is already gone
+            self._forward_metered(path, body, Call(run_id, cycle, held.model, self._deadline(), held))
+        finally:
+            self.route.gate.leave()
 
     def _deadline(self) -> float:
         return time.monotonic() + self.route.upstream.deadline_s
 
-    def _priced_model(self, request: dict) -> str:
-        model = request.get("model")
-        if not isinstance(model, str) or not model:
-            raise Refusal(400, "invalid_request_error", "model: a model name (string) is required")
-        if self.route.config.pricing.price_for(model) is None:
-            raise Refusal(
-                400, "invalid_request_error",
-                f"model {model!r} has no price in the route's pricing table; "
-                "ask the operator to add it under [route.pricing.models] in ouroboros.toml",
-            )
-        return model
+    def _admit(self, body: bytes, *, count_tokens: bool) -> Admitted:
+        """Parse (one body at a time) and check against the allow-list; the parsed request is dropped here."""
+        route = self.route
+        try:
+            with route.parse_lock:
+                request = parse_json(body, route.config.policy.max_json_nodes)
+                del body
+                return admit(request, route.config.policy, route.allowed_models, self.headers.get("anthropic-beta"),
+                             count_tokens=count_tokens)
+        except PolicyError as exc:
+            route.emit_throttled("policy_refused", f"a request was refused: {exc}")
+            raise Refusal(400, "invalid_request_error", f"{exc} (refused by the Ouroboros LLM route)") from exc
 
     def _authenticate(self) -> str:
         token = self.headers.get("x-api-key") or _bearer(self.headers.get("authorization"))
         run_id = self.route.run_for_credential(token)
-        if run_id is None:
-            self.close_connection = True
-            self.route.emit_throttled("auth_refused", "a request with an unknown credential was refused")
-            raise Refusal(
-                401, "authentication_error",
-                "invalid x-api-key: use the per-run credential the supervisor gave this agent run",
-            )
-        return run_id
+        if run_id is not None:
+            return run_id
+        self.close_connection = True
+        wait = self.route.auth_failures.take()
+        self.route.emit_throttled("auth_refused", "requests with an unknown credential were refused")
+        if wait > 0:  # a flood of wrong credentials: answered slowly and cheaply
+            raise Refusal(429, "rate_limit_error", "too many failed authentications; retry later",
+                          {"retry-after": str(math.ceil(wait))})
+        raise Refusal(
+            401, "authentication_error",
+            "invalid x-api-key: use the per-run credential the supervisor gave this agent run",
+        )
 
     def _check_rate(self) -> None:
         wait = self.route.bucket.take()
@@ -148,15 +173,23 @@ class RouteHandler(BaseHTTPRequestHandler):
                 {"retry-after": str(math.ceil(wait))},
             )
 
-    def _read_body(self) -> bytes:
-        length_header = self.headers.get("content-length")
-        if length_header is None or not length_header.isdigit():
+    def _content_length(self) -> int:
+        """The declared body size, checked before a byte of the body is read."""
+        if "transfer-encoding" in self.headers:
+            self.close_connection = True
+            raise Refusal(411, "invalid_request_error",
+                          "a Content-Length header is required (chunked request bodies are not accepted)")
+        values = self.headers.get_all("content-length") or []
+        if not values:
             self.close_connection = True
             raise Refusal(
                 411, "invalid_request_error",
                 "a Content-Length header is required (chunked request bodies are not accepted)",
             )
-        length = int(length_header)
+        if len(values) > 1 or not _DIGITS.fullmatch(values[0].strip()):
+            self.close_connection = True
+            raise Refusal(400, "invalid_request_error", "Content-Length must be one decimal number")
+        length = int(values[0])
         limit = self.route.config.limits.max_body_bytes
         if length > limit:
             self.close_connection = True
@@ -164,6 +197,9 @@ class RouteHandler(BaseHTTPRequestHandler):
             raise Refusal(
                 413, "request_too_large", f"request body is {length} bytes; the LLM route accepts at most {limit}"
             )
+        return length
+
+    def _read_body(self, length: int) -> bytes:
         body = self.rfile.read(length)
         if len(body) != length:
             self.close_connection = True
@@ -172,32 +208,37 @@ class RouteHandler(BaseHTTPRequestHandler):
 
     # -- forwarding ----------------------------------------------------------------------------
 
-    def _forward(self, path: str, body: bytes, call: Call) -> None:
-        route = self.route
-        if not route.gate.try_enter():
-            route.emit_throttled("limit_refused", "concurrent request limit of the LLM route reached")
-            limit = route.config.limits.max_concurrent
-            raise Refusal(
-                429, "rate_limit_error", f"the LLM route already forwards {limit} requests at once; retry shortly",
-                {"retry-after": "1"},
-            )
+    def _forward_metered(self, path: str, body: bytes, call: Call) -> None:
+        """Forward under a reservation: settled by the relay, released only if nothing was spent.
+
+        A settlement that fails (the ledger cannot be written) leaves the reservation held: the
+        usage is real, so it is charged at its worst case when the ledger is next opened.
+        """
+        self._metering_tried = False
+        settled = False
         try:
-            headers = {name.lower(): value for name, value in self.headers.items()}
-            try:
-                response = route.upstream.open(path, body, headers)
-            except httpx2.TimeoutException as exc:
-                raise self._upstream_failure(504, "timeout_error", f"upstream did not answer in time ({exc})") from exc
-            except httpx2.HTTPError as exc:
-                raise self._upstream_failure(502, "api_error", f"upstream unreachable: {exc}") from exc
-            try:
-                if response.headers.get("content-type", "").startswith("text/event-stream"):
-                    self._relay_stream(response, call)
-                else:
-                    self._relay_whole(response, call)
-            finally:
-                response.close()
+            settled = self._forward(path, body, call)
         finally:
-            route.gate.leave()
+            if not settled and not self._metering_tried:
+                self.route.release(call, "the request ended without usage to record")
+
+    def _forward(self, path: str, body: bytes, call: Call) -> bool:
+        """Send upstream and relay the answer; True once the call's usage was recorded."""
+        route = self.route
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        try:
+            response = route.upstream.open(path, body, headers)
+        except httpx2.TimeoutException as exc:
+            raise self._upstream_failure(504, "timeout_error", f"upstream did not answer in time ({exc})") from exc
+        except httpx2.HTTPError as exc:
+            raise self._upstream_failure(502, "api_error", f"upstream unreachable: {exc}") from exc
+        del body
+        try:
+            if response.headers.get("content-type", "").startswith("text/event-stream"):
+                return self._relay_stream(response, call)
+            return self._relay_whole(response, call)
+        finally:
+            response.close()
 
     def _upstream_failure(self, status: int, kind: str, message: str) -> Refusal:
         self.route.emit_throttled("upstream_error", message)
@@ -206,7 +247,7 @@ class RouteHandler(BaseHTTPRequestHandler):
     def _past_deadline(self) -> str:
         return f"upstream exceeded the route's deadline of {self.route.upstream.deadline_s}s"
 
-    def _relay_whole(self, response: httpx2.Response, call: Call) -> None:
+    def _relay_whole(self, response: httpx2.Response, call: Call) -> bool:
         try:
             parts = []
             for chunk in response.iter_raw(_CHUNK):
@@ -218,9 +259,12 @@ class RouteHandler(BaseHTTPRequestHandler):
         except httpx2.HTTPError as exc:
             raise self._upstream_failure(502, "api_error", f"upstream connection failed: {exc}") from exc
         content = b"".join(parts)
-        if call.model is not None and response.status_code == 200:
+        recorded = False
+        if call.reservation is not None and response.status_code == 200:
             self._meter_message(content, call)  # recorded before the agent sees the answer
+            recorded = True
         self._send(response.status_code, content, _relayed_headers(response))
+        return recorded
 
     def _meter_message(self, content: bytes, call: Call) -> None:
         try:
@@ -228,13 +272,15 @@ class RouteHandler(BaseHTTPRequestHandler):
         except ValueError:
             message = None
         usage = Usage.from_api(message.get("usage")) if isinstance(message, dict) else None
-        if usage is None:  # nothing to price: say so loudly rather than guess
+        message_id = message.get("id") if isinstance(message, dict) and isinstance(message.get("id"), str) else None
+        if usage is None and call.reservation is not None:  # nothing to price: charge the worst case
             self.route.emit_throttled("upstream_error", "upstream answered 200 without a usage object")
-            return
-        message_id = message.get("id") if isinstance(message.get("id"), str) else None
-        self.route.record(call, usage, stream=False, status=200, message_id=message_id, complete=True)
+            usage = call.reservation.usage
+        if usage is not None:
+            self._metering_tried = True
+            self.route.record(call, usage, stream=False, status=200, message_id=message_id, complete=True)
 
-    def _relay_stream(self, response: httpx2.Response, call: Call) -> None:
+    def _relay_stream(self, response: httpx2.Response, call: Call) -> bool:
         self.send_response(response.status_code)
         for name, value in _relayed_headers(response).items():
             self.send_header(name, value)
@@ -244,6 +290,7 @@ class RouteHandler(BaseHTTPRequestHandler):
         self._answered = True
         tracker = StreamUsage()
         client_gone = False
+        recorded = False
         try:
             for chunk in response.iter_raw():
                 tracker.feed(chunk)
@@ -257,14 +304,17 @@ class RouteHandler(BaseHTTPRequestHandler):
         except httpx2.HTTPError as exc:
             self._stream_error("api_error", f"upstream stream failed: {exc}", client_gone)
         finally:
-            if call.model is not None and tracker.usage is not None:
+            if call.reservation is not None and tracker.usage is not None:
+                self._metering_tried = True
                 self.route.record(
                     call, tracker.usage, stream=True, status=response.status_code,
                     message_id=tracker.message_id, complete=tracker.stopped,
                 )
+                recorded = True
             if not client_gone:
                 self._write_chunk(b"")  # the terminating chunk
             self.close_connection = self.close_connection or client_gone
+        return recorded
 
     def _stream_error(self, kind: str, message: str, client_gone: bool) -> None:
         self.route.emit_throttled("upstream_error", message)
@@ -307,16 +357,6 @@ class RouteHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
         log.debug("LLM route: " + format, *args)
-
-
-def _parse_json_object(body: bytes) -> dict:
-    try:
-        request = json.loads(body)
-    except ValueError as exc:
-        raise Refusal(400, "invalid_request_error", f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(request, dict):
-        raise Refusal(400, "invalid_request_error", "request body must be a JSON object")
-    return request
 
 
 def _bearer(value: str | None) -> str | None:

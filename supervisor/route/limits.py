@@ -33,13 +33,26 @@ class ConcurrencyGate:
     """At most `limit` holders at once; a caller past the limit is told no instead of waiting."""
 
     def __init__(self, limit: int) -> None:
-        self._semaphore = threading.BoundedSemaphore(limit)
+        self._limit = limit
+        self.busy = 0
+        self._changed = threading.Condition()
 
     def try_enter(self) -> bool:
-        return self._semaphore.acquire(blocking=False)
+        with self._changed:
+            if self.busy >= self._limit:
+                return False
+            self.busy += 1
+            return True
 
     def leave(self) -> None:
-        self._semaphore.release()
+        with self._changed:
+            self.busy -= 1
+            self._changed.notify_all()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no one holds the gate; False if someone still does after timeout_s."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.busy == 0, timeout=timeout_s)
 
 
 class Throttle:
@@ -49,13 +62,19 @@ class Throttle:
         self._interval = interval_s
         self._clock = clock
         self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def allow(self, key: str) -> bool:
+        return self.allow_counting(key)[0]
+
+    def allow_counting(self, key: str) -> tuple[bool, int]:
+        """Whether this one goes through, and how many of its kind were held back since the last."""
         with self._lock:
             now = self._clock()
             last = self._last.get(key)
             if last is not None and now - last < self._interval:
-                return False
+                self._held[key] = self._held.get(key, 0) + 1
+                return False, 0
             self._last[key] = now
-            return True
+            return True, self._held.pop(key, 0)

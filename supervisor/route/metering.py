@@ -1,13 +1,15 @@
-"""Caps against spend: refuse before forwarding once a cap is reached, warn once at 80% and 90%.
+"""Caps against spend: reserve the worst case before forwarding, warn once at 80% and 90%.
 
-The check is "already at or past a cap", so one response (per concurrent request) can carry spend
-past a cap; the next request is refused. Limits.max_concurrent bounds that overshoot.
+A request is forwarded only if spend recorded, plus every reservation still open, plus this
+request's own worst case fits under every cap; the check and the reservation happen under the
+ledger's lock, so no interleaving of concurrent requests can pass a cap.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Callable, Literal
@@ -15,14 +17,16 @@ from typing import Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.route.config import CapAmount, Caps
-from supervisor.route.ledger import LedgerTotals, Spend, utc_now
+from supervisor.route.ledger import Ledger, LedgerTotals, Reservation, Spend, utc_now
+from supervisor.route.pricing import Usage
 
 log = logging.getLogger("ouroboros.route")
 
 Scope = Literal["cycle", "day", "total"]
 Unit = Literal["tokens", "usd"]
 EventKind = Literal[
-    "budget_warning", "budget_refused", "limit_refused", "auth_refused", "upstream_error", "ledger_failed"
+    "budget_warning", "budget_refused", "limit_refused", "auth_refused", "upstream_error", "ledger_failed",
+    "policy_refused", "reservation_exceeded",
 ]
 
 
@@ -53,6 +57,8 @@ class CapStatus(BaseModel):
     spent: Decimal
     cap: Decimal
     fraction: float
+    reserved: Decimal = Field(default=Decimal(0), description="Held by requests in flight.")
+    asked: Decimal = Field(default=Decimal(0), description="The refused request's worst case.")
 
     @property
     def reached(self) -> bool:
@@ -61,7 +67,10 @@ class CapStatus(BaseModel):
     def describe(self) -> str:
         unit = "USD" if self.unit == "usd" else "tokens"
         where = {"cycle": f"cycle {self.key}", "day": f"UTC day {self.key}", "total": "total"}[self.scope]
-        return f"{where}: {self.spent} of {self.cap} {unit} ({self.fraction:.0%})"
+        text = f"{where}: {self.spent} of {self.cap} {unit} ({self.fraction:.0%})"
+        if self.asked:
+            text += f", {self.reserved} held by requests in flight, this request may cost up to {self.asked}"
+        return text
 
 
 def cap_statuses(totals: LedgerTotals, caps: Caps, cycle: str | None, day: str) -> list[CapStatus]:
@@ -97,11 +106,16 @@ class BudgetGuard:
         self._warned: set[tuple[str, str, str, float]] = set()
         self._mark_already_crossed()
 
-    def refusal(self, cycle: str) -> CapStatus | None:
-        """The first cap already reached for a request in this cycle today, if any."""
-        for status in cap_statuses(self._totals, self._caps, cycle, _today()):
-            if status.reached:
-                return status
+    def reserve(self, ledger: Ledger, held: Reservation) -> CapStatus | None:
+        """Write `held` to the ledger if it fits under every cap; else the cap it would pass."""
+        with ledger.lock:  # no settlement may change the totals between the check and the write
+            for status in cap_statuses(self._totals, self._caps, held.cycle, held.day):
+                tokens, usd = self._totals.reserved(status.scope, status.key)
+                reserved, asked = (Decimal(tokens), Decimal(held.usage.total_tokens)) if status.unit == "tokens" \
+                    else (usd, held.cost_usd)
+                if status.spent + reserved + asked > status.cap:
+                    return status.model_copy(update={"reserved": reserved, "asked": asked})
+            ledger.append(held, sync=False)  # survives a kill; the settlement's fsync covers it
         return None
 
     def after_spend(self, cycle: str, run_id: str) -> None:
@@ -138,6 +152,13 @@ class BudgetGuard:
                 for threshold in self._caps.warn_at:
                     if status.fraction >= threshold:
                         self._warned.add((status.scope, status.key, status.unit, threshold))
+
+
+def new_reservation(run_id: str, cycle: str, model: str, stream: bool, worst: Usage, cost: Decimal) -> Reservation:
+    return Reservation(
+        ts=utc_now(), id=uuid.uuid4().hex, run_id=run_id, cycle=cycle, day=_today(), model=model,
+        stream=stream, usage=worst, cost_usd=cost,
+    )
 
 
 def refusal_event(status: CapStatus, run_id: str, cycle: str) -> RouteEvent:

@@ -7,7 +7,7 @@ in this module can hand it to a container.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx2
@@ -62,9 +62,13 @@ class Upstream:
     def open(self, path: str, body: bytes, client_headers: Mapping[str, str]) -> httpx2.Response:
         """Send a request and return the response with its body not yet read (caller closes it)."""
         headers = {name: client_headers[name] for name in FORWARDED_REQUEST_HEADERS if name in client_headers}
+        headers["content-type"] = "application/json"  # the body is the route's own re-serialised JSON
+        headers["content-length"] = str(len(body))
         headers["x-api-key"] = self.__api_key
         headers["accept-encoding"] = "identity"  # bytes are relayed as they come; no re-encoding
-        request = self._client.build_request("POST", path, content=body, headers=headers)
+        # In slices: given one bytes object, the HTTP layer joins it with the headers into a second
+        # copy of the whole body for the one send; 16 concurrent 8 MiB bodies made that 128 MB.
+        request = self._client.build_request("POST", path, content=_slices(body), headers=headers)
         return self._client.send(request, stream=True)
 
     def close(self) -> None:
@@ -72,6 +76,12 @@ class Upstream:
 
     def __repr__(self) -> str:  # never show the key
         return f"Upstream({self.base_url!r})"
+
+
+def _slices(body: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
+    view = memoryview(body)
+    for start in range(0, len(view), size):
+        yield bytes(view[start:start + size])
 
 
 def resolve_api_key(config: UpstreamConfig, environ: Mapping[str, str]) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from route_helpers import REAL_KEY, FakeUpstream, RouteHarness
+from route_helpers import MODEL, REAL_KEY, FakeUpstream, RouteHarness
 
 from scripted_model import Scenario, ScriptedModelServer
 from supervisor.route import LLMRoute, Ledger, RouteConfig, RouteEvent, Upstream
@@ -40,7 +40,7 @@ def make_route(state_dir: Path, tmp_path: Path) -> Iterator[Callable[..., RouteH
     started: list[tuple[LLMRoute, Ledger]] = []
 
     def start(upstream_url: str, config: dict[str, Any] | None = None, *, socket: bool = True) -> RouteHarness:
-        data = {"upstream": {"base_url": upstream_url}, **(config or {})}
+        data = {"upstream": {"base_url": upstream_url}, "policy": {"models": [MODEL]}, **(config or {})}
         route_config = RouteConfig.model_validate(data)
         ledger_path = state_dir / "llm-ledger.jsonl"
         ledger = Ledger.open(ledger_path)

@@ -52,7 +52,7 @@ def test_a_body_over_the_limit_is_refused_unread(harness):
 
 def test_bad_json_wrong_path_and_missing_model(harness):
     assert error_of(post(harness, content=b"{not json"))[:2] == (400, "invalid_request_error")
-    assert error_of(post(harness, content=b"[1, 2]"))[2] == "request body must be a JSON object"
+    assert error_of(post(harness, content=b"[1, 2]"))[2].startswith("body: must be a JSON object")
     assert error_of(post(harness, json={"max_tokens": 1}))[2].startswith("model:")
     status, kind, message = error_of(post(harness, path="/v1/complete", json=GOOD))
     assert (status, kind) == (404, "not_found_error") and "/v1/messages" in message
@@ -61,10 +61,13 @@ def test_bad_json_wrong_path_and_missing_model(harness):
     still_serves(harness)
 
 
-def test_a_model_without_a_price_is_refused_before_forwarding(harness):
+def test_a_model_without_a_price_is_refused_before_forwarding(scripted, make_route):
+    upstream = scripted(scenario(USAGE, repeat=True))
+    harness = make_route(upstream.url, {"policy": {"models": [MODEL, "claude-unknown-9"]}})
     status, kind, message = error_of(post(harness, json={**GOOD, "model": "claude-unknown-9"}))
     assert (status, kind) == (400, "invalid_request_error")
     assert "no price" in message and "[route.pricing.models]" in message
+    assert upstream.steps_served == 0
 
 
 def test_a_wrong_or_missing_credential_is_401(harness):
@@ -184,3 +187,4 @@ def test_a_ledger_that_cannot_be_written_stops_all_forwarding(scripted, make_rou
     status, kind, message = error_of(post(harness, json=GOOD))
     assert (status, kind) == (503, "api_error") and "stopped forwarding" in message
     assert upstream.steps_served == 1  # nothing forwarded after the failure
+    assert len(harness.route.ledger.totals.open) == 1  # the unsettled answer stays held at its worst case

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from decimal import Decimal
 
@@ -67,7 +68,7 @@ def test_spend_survives_a_route_restart(scripted, make_route):
     first = make_route(upstream.url)
     ask(first.sdk())
     ask(first.sdk(), stream=True)
-    spent = first.route.ledger.totals.total.model_copy()
+    spent = dataclasses.replace(first.route.ledger.totals.total)
     stop(first)
 
     second = make_route(upstream.url)

@@ -34,7 +34,8 @@ def test_inspect_shows_every_hardening_setting(docker_engine, agent_image, sandb
     host = info["HostConfig"]
     assert host["CapDrop"] == ["ALL"]
     assert not host.get("CapAdd")
-    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host["SecurityOpt"][0] == "no-new-privileges:true"
+    assert [opt.split("=", 1)[0] for opt in host["SecurityOpt"]] == ["no-new-privileges:true", "seccomp"]
     assert host["ReadonlyRootfs"] is True
     assert host["Tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=16m"}
     assert host["Memory"] == 128 * 1024 * 1024

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from scripted_model import ScriptedModelServer
-from supervisor.route.config import CapAmount, Caps, RouteConfig, UpstreamConfig
+from supervisor.route.config import CapAmount, Caps, RequestPolicy, RouteConfig, UpstreamConfig
 from supervisor.route.ledger import Ledger, read_entries
 from supervisor.route.server import LLMRoute
 from supervisor.route.upstream import Upstream
@@ -27,8 +27,11 @@ def test_agent_idles_at_the_cap_and_labels_every_call_with_its_cycle(tmp_path):
     (workspace / "agent" / "goals" / "active.md").write_text("# Active Goals\n")
     events = []
     with ScriptedModelServer(scenario("idle_loop.json")) as model:
+        # The route reserves each request's worst case (its size + overhead + max_tokens 4096), so
+        # the cap leaves room for a few calls before the refusal this test is about.
         config = RouteConfig(upstream=UpstreamConfig(base_url=model.url),
-                             caps=Caps(total=CapAmount(tokens=10000), per_cycle=CapAmount(), per_day=CapAmount()))
+                             caps=Caps(total=CapAmount(tokens=60000), per_cycle=CapAmount(), per_day=CapAmount()),
+                             policy=RequestPolicy(models=["claude-sonnet-5-5"]))
         ledger = Ledger.open(tmp_path / "ledger.jsonl")
         route = LLMRoute(config, ledger, Upstream(model.url, "real-key"), events.append, tcp_port=0).start()
         try:

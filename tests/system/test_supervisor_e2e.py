@@ -96,7 +96,8 @@ def test_kill_9_at_a_step_boundary_then_restart_converges(boundary, make_instanc
     main = gk.git.ref_value(MAIN_REF)
     assert main in set(gk.generations().values())  # main only ever points at a gated generation
     after = journal_entries(instance)
-    assert after[: len(before)] == before  # nothing written before the kill was lost
+    # nothing written before the kill was lost (new entries may land in an earlier-sorted day file)
+    assert [entry for entry in after if entry in before] == before
     assert gk.log.verify().ok
     if boundary != "agent running":
         # The proposal was gated exactly once, whichever side of the kill the verdict fell on.
