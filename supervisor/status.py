@@ -8,7 +8,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from supervisor.appendfile import write_atomic
 from supervisor.gatekeeper import VerdictSummary
+from supervisor.states import SupervisorState, check_supervisor
 
 
 class Status(BaseModel):
@@ -16,7 +18,7 @@ class Status(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    state: str = "starting"
+    state: SupervisorState = SupervisorState.STARTING
     pid: int = Field(default_factory=os.getpid)
     started_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     generation: int | None = None
@@ -29,6 +31,12 @@ class Status(BaseModel):
     verdicts: list[VerdictSummary] = Field(default_factory=list, description="The last five.")
     message: str = ""
 
+    def change_state(self, new: SupervisorState, message: str | None = None) -> None:
+        """The one way the supervisor's state changes: checked against `states.SUPERVISOR_TRANSITIONS`."""
+        self.state = check_supervisor(self.state, new)
+        if message is not None:
+            self.message = message
+
 
 class StatusFile:
     """Atomic writes, and only of changes: the loop ticks twice a second for weeks."""
@@ -37,14 +45,17 @@ class StatusFile:
         self.path = path
         self._written = ""
 
-    def write(self, status: Status) -> None:
+    def write(self, status: Status) -> bool:
+        """Publish `status`; False if it could not be written (a full disk): status is never worth a crash."""
         text = status.model_dump_json(indent=1)
         if text == self._written:
-            return
-        temp = self.path.with_suffix(".tmp")
-        temp.write_text(text)
-        os.replace(temp, self.path)
+            return True
+        try:
+            write_atomic(self.path, text.encode())
+        except OSError:
+            return False
         self._written = text
+        return True
 
     def read(self) -> Status | None:
         """The last published status; None if the supervisor never ran (or the file is unreadable)."""
