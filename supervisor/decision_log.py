@@ -208,7 +208,8 @@ def _check_line(line: bytes, prev: str, expected_seq: int) -> str:
 
 def verdict_details(record: CandidateRecord) -> dict[str, Any]:
     """What a verdict record keeps beyond its reasons: summary, failing tests, passes, refusals."""
-    details: dict[str, Any] = {"summary": record.proposal.summary if record.proposal else ""}
+    details: dict[str, Any] = {"summary": record.proposal.summary if record.proposal else "",
+                               "proposal": record.proposal.id if record.proposal else None}
     gate = record.gate
     if gate:
         details.update(failures=[f.model_dump() for f in gate.failures[:50]], protected=gate.protected,

@@ -126,6 +126,7 @@ class Supervisor:
         self._recently_dropped: set[str] = set()
         self._maintained_at = time.monotonic()
         self._verdicts_since_maintenance = 0
+        self._old_handlers: dict[int, Any] = {}
 
     @property
     def gatekeeper(self) -> Gatekeeper:
@@ -268,6 +269,7 @@ class Supervisor:
             ("stop the scripted model", lambda: self._scripted.stop() if self._scripted else None),
             ("publish stopped", self._publish_stopped),
             ("close the agent log", self._log.close),
+            ("restore signal handlers", self._restore_signal_handlers),
         ]
         try:
             for name, step in steps:
@@ -295,7 +297,12 @@ class Supervisor:
         if threading.current_thread() is not threading.main_thread():
             return
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.request_stop())
+            self._old_handlers[signum] = signal.signal(signum, lambda *_: self.request_stop())
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, handler in self._old_handlers.items():
+            signal.signal(signum, handler)
+        self._old_handlers.clear()
 
     # -- the decision loop ----------------------------------------------------------------------
 
@@ -390,10 +397,12 @@ class Supervisor:
             if recorded == DROPPED or (isinstance(recorded, CandidateRecord) and recorded.state in FINAL):
                 outbox.discard(path)  # decided before a crash; only the file was left
                 continue
-            self._judge(proposal, recorded if isinstance(recorded, CandidateRecord) else None)
+            verdict = self._judge(proposal, recorded if isinstance(recorded, CandidateRecord) else None)
             outbox.discard(path)
-            # Whatever else is queued was written on the workspace that was just judged and replaced.
+            # Whatever else is queued was written on the workspace that was just judged and replaced
+            # (the agent was stopped before the gate, so nothing of its next run is among them).
             self._drop_stale()
+            self._after_verdict(verdict)
             return
 
     def _recorded(self, proposal: Proposal) -> CandidateRecord | str | None:
@@ -413,7 +422,7 @@ class Supervisor:
             return None  # indexed, then killed before the candidate took it: not decided yet
         return record
 
-    def _judge(self, proposal: Proposal, recorded: CandidateRecord | None) -> None:
+    def _judge(self, proposal: Proposal, recorded: CandidateRecord | None) -> Verdict:
         self._stop_agent()  # the agent must not touch what is being judged, nor the worktree being removed
         self._set_state(_S.GATING, proposal.summary)
         if recorded is not None and recorded.state != CandidateState.PENDING:
@@ -423,7 +432,7 @@ class Supervisor:
             candidate = recorded or self._candidate_for_proposal(proposal)
             self.progress(f"gating proposal {proposal.id[:8]} on candidate {candidate.id}: {proposal.summary}")
             verdict = self.gatekeeper.submit(candidate, proposal)
-        self._after_verdict(verdict)
+        return verdict
 
     def _candidate_for_proposal(self, proposal: Proposal) -> CandidateRecord:
         """The pending workspace the proposal was written on; or, if that run's workspace is gone (a
