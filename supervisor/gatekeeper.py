@@ -255,16 +255,17 @@ class Gatekeeper:
 
     def _unless_disk_full(self, exc: BaseException) -> None:
         """A full disk is never the candidate's fault: raise DiskFullError instead of a verdict."""
-        if is_disk_full(exc) or self._free_bytes() < MIN_FREE_BYTES:
+        if is_disk_full(exc) or self.disk_full():
             raise DiskFullError(28, f"no space left under {self.state_dir} ({exc}); free disk space, "
                                     "gating resumes by itself") from exc
 
-    def _free_bytes(self) -> int:
+    def disk_full(self) -> bool:
+        """Less than MIN_FREE_BYTES left where the state lives (a failed write there is then the disk's fault)."""
         try:
             info = os.statvfs(self.state_dir)
         except OSError:
-            return 0
-        return info.f_bavail * info.f_frsize
+            return False
+        return info.f_bavail * info.f_frsize < MIN_FREE_BYTES
 
     def _gate(self, record: CandidateRecord) -> None:
         if record.commit is None:

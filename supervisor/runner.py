@@ -13,6 +13,7 @@ that fills up are waited out, never turned into a verdict; shutdown always stops
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import queue
@@ -358,8 +359,12 @@ class Supervisor:
 
     def _handle_proposals(self) -> None:
         """Gate what is in the outbox; a full disk pauses gating (status says so) instead of deciding."""
-        if self.status.state is _S.DISK_FULL and time.monotonic() < self._disk_retry_at:
-            return
+        if self.status.state is _S.DISK_FULL:
+            if time.monotonic() < self._disk_retry_at:
+                return
+            if self.gatekeeper.disk_full():
+                self._pause_for_disk(OSError(errno.ENOSPC, "still no space left"))
+                return
         try:
             if not self._recovered:
                 self._recover()
@@ -533,6 +538,9 @@ class Supervisor:
         self.status.agent_container = None
         if code is None:
             self._engine_lost_agent()
+            return
+        if self.gatekeeper.disk_full():  # weather, not the generation's fault: restarted once there is room
+            self._pause_for_disk(OSError(errno.ENOSPC, f"the agent exited ({code}) while the disk is full"))
             return
         if code == 0 and self.config.agent.max_cycles is not None:
             self.progress("the agent finished its cycles (exit 0); it stays stopped until main changes")
