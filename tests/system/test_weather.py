@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from supervisor.git_ops import MAIN_REF
-from supervisor.instance import Instance
 from tests.chaos.chaos_instance import chaos_instance, decisions_per_proposal, written_ids
 from tests.supervisor.fakes import write_proposal
 
