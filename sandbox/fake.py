@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 
 from sandbox.engine import AgentContainer, Engine
@@ -88,7 +89,7 @@ class FakeEngine(Engine):
         self.agent = agent
         self.down = False
         self.containers: dict[str, FakeContainer] = {}
-        self.calls: list[ContainerSpec] = []
+        self.calls: deque[ContainerSpec] = deque(maxlen=100)  # the last gate specs, for assertions
         self.lock = threading.Lock()
 
     def check(self) -> None:

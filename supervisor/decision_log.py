@@ -21,7 +21,7 @@ from supervisor.candidates import CandidateRecord, now, printable
 from supervisor.errors import OuroborosError
 
 GENESIS = "0" * 64
-RECENT_BYTES = 256 * 1024  # how far back `find_recent` looks: a resumed step logs within seconds
+RECENT_BYTES = 128 * 1024  # how far back `find_recent` looks: a resumed step logs within seconds
 
 
 class DecisionLogError(OuroborosError, ValueError):
@@ -111,7 +111,11 @@ class DecisionLog:
     def find_recent(self, kind: str, candidate: str | None = None, commit: str | None = None) -> Decision | None:
         """Like `find`, over the last RECENT_BYTES only: bounded work per decision, however long the log."""
         found = None
+        needles = [json.dumps(value, ensure_ascii=False).encode() for value in (kind, candidate, commit)
+                   if value is not None]
         for line in self._tail_lines(RECENT_BYTES):
+            if not all(needle in line for needle in needles):
+                continue  # cheap: most lines are about other candidates
             try:
                 record = Decision.model_validate_json(line)
             except ValueError:

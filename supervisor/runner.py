@@ -38,16 +38,17 @@ from supervisor.errors import ConfigError, OuroborosError
 from supervisor.gatekeeper import Gatekeeper, GateInterruptedError, RollbackError, Verdict, VerdictSummary
 from supervisor.git_ops import find_common_dir
 from supervisor.instance import Instance, InstanceConfig
+from supervisor.intake import Intake
 from supervisor.journal_writer import JournalError
 from supervisor.logfile import RotatingLog
 from supervisor.probation import Action, Probation
-from supervisor.protocol import Proposal, ProtocolError
+from supervisor.protocol import Proposal
 from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger
 from supervisor.route.metering import RouteEvent
 from supervisor.route.server import SOCKET_NAME, LLMRoute
 from supervisor.route.upstream import Upstream
 from supervisor.repo_lock import RepoLock
-from supervisor.states import FINAL, CandidateState, SupervisorState
+from supervisor.states import CandidateState, SupervisorState
 from supervisor.status import Status, StatusFile
 
 Progress = Callable[[str], None]
@@ -59,8 +60,6 @@ DISK_RETRY_S = 10.0
 LAUNCH_TRIES = 3
 MAINTAIN_EVERY = 200  # verdicts between `git pack-refs` + `git gc` (the repository turns auto-gc off)
 MAINTAIN_AFTER_S = 6 * 3600.0
-DROPPED = "dropped"  # what the proposal index says of a proposal dropped unjudged
-DROP_IDS_PER_RECORD = 200
 _S = SupervisorState
 
 
@@ -124,7 +123,7 @@ class Supervisor:
         self._last_start_at = 0.0
         self._disk_retry_at = 0.0
         self._recovered = False
-        self._recently_dropped: set[str] = set()
+        self._intake: Intake | None = None
         self._maintained_at = time.monotonic()
         self._verdicts_since_maintenance = 0
         self._old_handlers: dict[int, Any] = {}
@@ -197,7 +196,7 @@ class Supervisor:
         if removed:
             self.progress(f"removed {len(removed)} leftover container(s) of an earlier run")
         outbox.prepare(self._outbox)
-        self._recently_dropped = self._dropped_in_log()
+        self._intake = Intake(self.gatekeeper, self._outbox, self.progress, self._refused)
         self._recover()
         for folder in (self.instance.journal, self.instance.goals):
             folder.mkdir(parents=True, exist_ok=True)
@@ -389,43 +388,17 @@ class Supervisor:
         self._set_state(_S.DISK_FULL, f"disk full, gating paused: {str(exc)[:300]}")
 
     def _gate_pending(self) -> None:
-        for path in outbox.pending(self._outbox):
-            if self._stop_requested:
-                return  # the rest stays in the outbox for the next start
-            try:
-                proposal = outbox.read(path)
-            except (ProtocolError, ValueError, OSError) as exc:
-                self._refused("proposal-refused", f"Your proposal file {path.name} was refused: {exc}")
-                outbox.discard(path)
-                continue
-            recorded = self._recorded(proposal)
-            if recorded == DROPPED or (isinstance(recorded, CandidateRecord) and recorded.state in FINAL):
-                outbox.discard(path)  # decided before a crash; only the file was left
-                continue
-            verdict = self._judge(proposal, recorded if isinstance(recorded, CandidateRecord) else None)
-            outbox.discard(path)
-            # Whatever else is queued was written on the workspace that was just judged and replaced
-            # (the agent was stopped before the gate, so nothing of its next run is among them).
-            self._drop_stale()
-            self._after_verdict(verdict)
-            return
-
-    def _recorded(self, proposal: Proposal) -> CandidateRecord | str | None:
-        """What is already known of a proposal: DROPPED, its candidate record, or None (new to us)."""
-        store = self.gatekeeper.store
-        found = store.candidate_for(proposal.id)
-        if found == DROPPED or (found is None and proposal.id in self._recently_dropped):
-            return DROPPED
+        if self._stop_requested or self._intake is None:
+            return  # what is queued stays in the outbox for the next start
+        found = self._intake.next()
         if found is None:
-            return None
-        try:
-            record = store.load(found)
-        except CandidateError as exc:
-            self.progress(f"proposal {proposal.id[:8]}: {exc}; gating it again")
-            return None
-        if record.proposal is None or record.proposal.id != proposal.id:
-            return None  # indexed, then killed before the candidate took it: not decided yet
-        return record
+            return
+        verdict = self._judge(found.proposal, found.recorded)
+        outbox.discard(found.path)
+        # Whatever else is queued was written on the workspace that was just judged and replaced
+        # (the agent was stopped before the gate, so nothing of its next run is among them).
+        self._intake.drop_stale()
+        self._after_verdict(verdict)
 
     def _judge(self, proposal: Proposal, recorded: CandidateRecord | None) -> Verdict:
         self._stop_agent()  # the agent must not touch what is being judged, nor the worktree being removed
@@ -474,37 +447,6 @@ class Supervisor:
                 self._relaunch(reason=f"candidate {verdict.candidate} {verdict.state}", after_rollback=False)
         self._set_state(_S.RUNNING, "")
         self._maybe_maintain()
-
-    def _drop_stale(self) -> None:
-        """Proposals still queued were written on the workspace just judged: dropped, each recorded once
-        (logged, then indexed, then removed, so a kill in between neither loses nor repeats a record)."""
-        stale_files = outbox.pending(self._outbox)
-        ids: list[str] = []
-        for stale in stale_files:
-            try:
-                proposal = outbox.read(stale)
-            except (ProtocolError, ValueError, OSError):
-                continue  # not a proposal: nothing to record, it just goes
-            if self._recorded(proposal) is None:
-                ids.append(proposal.id)
-        for start in range(0, len(ids), DROP_IDS_PER_RECORD):
-            self.gatekeeper.log.append("proposal-dropped", details={"proposals": ids[start:start + DROP_IDS_PER_RECORD]})
-        for proposal_id in ids:
-            self.gatekeeper.store.index_proposal(proposal_id, DROPPED)
-        for stale in stale_files:
-            outbox.discard(stale)
-        if ids:
-            self._refused("proposal-dropped", f"{len(ids)} proposal file(s) arrived while an earlier proposal of "
-                                              "the same workspace was being gated; that workspace is gone, so "
-                                              "they were dropped. Propose again from your new workspace.")
-
-    def _dropped_in_log(self) -> set[str]:
-        """Proposal ids the log's recent tail dropped (a kill may have come before they were indexed)."""
-        found: set[str] = set()
-        record = self.gatekeeper.log.find_recent("proposal-dropped")
-        if record is not None:
-            found.update(str(item) for item in record.details.get("proposals", []))
-        return found
 
     def _maybe_maintain(self) -> None:
         self._verdicts_since_maintenance += 1
