@@ -4,7 +4,7 @@ The real supervisor loop (`Supervisor.run()`, in this process) with an agent tha
 once every run, so verdicts follow each other as fast as the supervisor can decide. At every
 verdict the process's resident memory (VmRSS) is sampled. Reported:
 
-- time per verdict, first vs last 100 verdicts (first vs last third with fewer than 300):
+- time per verdict (median), first vs last 100 verdicts (first vs last third with fewer than 300):
   verdict_time_ratio, target <= 1.1;
 - RSS growth per verdict after warm-up (a least-squares slope over the second half), target 0.
 
@@ -102,7 +102,8 @@ def main() -> None:
         raise SystemExit(f"only {len(samples)} verdicts in {args.seconds:g} s: run longer")
     gaps = [b[0] - a[0] for a, b in zip(samples, samples[1:])]
     window = 100 if len(gaps) >= 300 else len(gaps) // 3
-    first, last = statistics.fmean(gaps[:window]), statistics.fmean(gaps[-window:])
+    # Medians: a burst of load from other work on the machine should not pass for a slowdown.
+    first, last = statistics.median(gaps[:window]), statistics.median(gaps[-window:])
     half = len(samples) // 2
     growth = slope([float(i) for i in range(half, len(samples))], [float(s[1]) for s in samples[half:]])
     print(f"verdicts {len(samples)} in {args.seconds:g} s ({args.engine} engine); time per verdict first "
