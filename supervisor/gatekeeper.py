@@ -422,7 +422,12 @@ class Gatekeeper:
     def _baseline(self, base: str, config: GateConfig) -> dict[str, str] | None:
         path = self.reports / f"{base}.json"
         if path.exists():
-            return json.loads(path.read_text())
+            try:
+                data = json.loads(path.read_text())
+                return {str(test_id): str(outcome) for test_id, outcome in dict(data).items()}
+            except (OSError, ValueError, TypeError) as exc:  # a torn or edited cache: run the base again
+                self.warn(f"the baseline cache {path} is unreadable ({exc}); it is computed again")
+                path.unlink(missing_ok=True)
         baseline = self.runner.baseline(base, config)
         if baseline is not None:
             self._store_baseline(base, baseline)

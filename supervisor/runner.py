@@ -604,8 +604,9 @@ class Supervisor:
         elif new_generation and not keep_probation:
             self.probation = self.probation.next_generation(now, after_rollback=after_rollback)
         route = self.route
-        if route is None:
+        if route is None or route.socket_path is None:
             raise OuroborosError("the LLM route is not running; the agent cannot start without it")
+        socket_dir = route.socket_path.parent
         code_dir = self._code_dir(main)
         self.candidate = self._workspace_for(main)
         workspace = Path(self.candidate.worktree)
@@ -617,7 +618,7 @@ class Supervisor:
             image=self.image, instance_id=self.instance.instance_id, run_id=run_id,
             settings=self.config.agent, code_dir=code_dir, workspace=workspace,
             journal=self.instance.journal, goals=self.instance.goals, outbox=self._outbox,
-            route_dir=route.socket_path.parent, route_env=route.agent_env(self._credential),
+            route_dir=socket_dir, route_env=route.agent_env(self._credential),
             generation=generation if generation is not None else -1,
         )
         self.agent = AgentRun(self.engine, spec, self._log)
