@@ -292,3 +292,32 @@ def test_queued_proposals_of_a_judged_workspace_are_dropped_once_each_and_noted_
     assert len(decided) >= 5  # two judged, the rest of their runs dropped
     notes = "\n".join(p.read_text() for p in instance.journal.rglob("notes.md"))
     assert notes.count("proposal-dropped") == 1  # throttled: at most one note a minute
+
+
+def test_a_stop_while_a_gate_waits_for_the_engine_leaves_a_state_the_next_start_finishes(tmp_path):
+    def gate(spec: ContainerSpec) -> RunResult:
+        engine.go_down()  # and it stays down until the test brings it back
+        return passing_gate(spec)
+
+    written: list[str] = []
+    engine = FakeEngine(agent=proposing_agent(written))
+    instance = fake_instance(tmp_path / "home", engine)
+    engine.gate = gate
+    supervisor = Supervisor(instance, engine, "fake-image")
+    thread, outcome = run_in_thread(supervisor)
+    wait_until(lambda: supervisor.status.state is SupervisorState.WAITING_FOR_ENGINE)
+    supervisor.request_stop()
+    thread.join(20)
+    assert outcome == {"code": 0}
+    gk = keeper(instance, engine)
+    record = gk.store.load(gk.store.candidate_for(written[0]))
+    assert record.state == "gating" and record.infra_tries == 1
+    assert (instance.run_dir / "outbox" / f"{written[0]}.json").exists()
+    assert verdict_kinds(gk) == [] and not instance.pid_file.exists()
+
+    engine.come_back()
+    engine.gate = passing_gate
+    again = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
+    assert again.run() == 0
+    assert verdicts_for(gk, written[0]) == ["accepted"]
+    assert gk.log.verify().ok
