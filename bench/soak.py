@@ -37,6 +37,21 @@ from tests.chaos.chaos_instance import chaos_instance  # noqa: E402
 from tests.supervisor.fakes import write_proposal  # noqa: E402
 
 
+# The docker variant of fake_agent: proposes at once, every run, rewriting one file.
+SOAK_AGENT = r"""
+import datetime, json, os, time, uuid
+ws, out = os.environ["OUROBOROS_WORKSPACE"], os.environ["OUROBOROS_OUTBOX"]
+pid = uuid.uuid4().hex
+open(os.path.join(ws, "agent", "soak_note.txt"), "w").write(pid + "\n")
+message = {"version": 1, "kind": "proposal", "id": pid, "why": "Soak.", "summary": "Soak " + pid[:8],
+           "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+open(os.path.join(out, pid + ".json.tmp"), "w").write(json.dumps(message))
+os.rename(os.path.join(out, pid + ".json.tmp"), os.path.join(out, pid + ".json"))
+while True:
+    time.sleep(1)
+"""
+
+
 def rss_kb() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -46,7 +61,9 @@ def rss_kb() -> int:
 
 def fake_agent(container: FakeContainer) -> int:
     workspace = Path(container.mount("/workspace"))
-    (workspace / "agent" / f"note_{uuid.uuid4().hex[:8]}.txt").write_text("a note\n")
+    # One file rewritten each time: the tree stays the same size, so a slowdown would be the
+    # supervisor's (a tree that grows makes every snapshot, export and checkout grow with it).
+    (workspace / "agent" / "soak_note.txt").write_text(uuid.uuid4().hex + "\n")
     write_proposal(Path(container.mount("/ouroboros/outbox")))
     container.stopped.wait()
     return 137
@@ -66,7 +83,7 @@ def setup(engine_kind: str):
 
     engine = DockerEngine.connect()
     image = ensure_agent_image(engine)
-    return chaos_instance(home, engine, image), engine, image
+    return chaos_instance(home, engine, image, agent=SOAK_AGENT), engine, image
 
 
 def cpu_s() -> float:

@@ -73,7 +73,7 @@ class GaveUpError(OuroborosError, RuntimeError):
 
 @dataclass
 class Event:
-    kind: str  # "proposal" | "exit" | "stop" | "tick"
+    kind: str  # "proposal" | "exit" | "stop" | "tick" | "poll" (a tick that also looks at the outbox)
     run_id: str | None = None
     exit_code: int | None = None
 
@@ -316,17 +316,29 @@ class Supervisor:
             if event.kind == "stop" or self._stop_requested:
                 self.progress("stopping: SIGTERM or `supervisor stop`")
                 return 0
-            if event.kind == "proposal":
-                self._handle_proposals()
-            elif event.kind == "exit" and self.agent and event.run_id == self.agent.run_id:
-                self._handle_exit(event.exit_code)
-            elif event.kind == "tick":
-                if time.monotonic() - polled_at > OUTBOX_POLL_S or self.status.state is _S.DISK_FULL:
-                    polled_at = time.monotonic()
-                    self._handle_proposals()  # a safety net under watchfiles (inotify limits, a dead thread)
-                self._tick()
+            if event.kind == "tick" and (time.monotonic() - polled_at > OUTBOX_POLL_S
+                                         or self.status.state is _S.DISK_FULL):
+                polled_at = time.monotonic()
+                event = Event("poll")  # a safety net under watchfiles (inotify limits, a dead thread)
+            try:
+                self._dispatch(event)
+            except OSError as exc:  # a full disk anywhere (a log record, a status, an export) is weather
+                if not is_disk_full(exc):
+                    raise
+                self._pause_for_disk(exc)
             if self.stop_when is not None and self.stop_when(self):
                 return 0
+
+    def _dispatch(self, event: Event) -> None:
+        if event.kind == "proposal":
+            self._handle_proposals()
+        elif event.kind == "exit" and self.agent and event.run_id == self.agent.run_id:
+            self._handle_exit(event.exit_code)
+        elif event.kind == "poll":
+            self._handle_proposals()
+            self._tick()
+        elif event.kind == "tick":
+            self._tick()
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -472,9 +484,13 @@ class Supervisor:
         if now - self._last_event_at.get(kind, -EVENT_THROTTLE_S) < EVENT_THROTTLE_S:
             return
         self._last_event_at[kind] = now
-        self.gatekeeper.log.append(kind, details={"message": message[:500]})
-        self._note(kind, message)
         self.progress(message)
+        try:
+            self.gatekeeper.log.append(kind, details={"message": message[:500]})
+        except OSError as exc:  # a full disk: the refusal itself still holds
+            self.progress(f"could not log {kind}: {exc}")
+            return
+        self._note(kind, message)
 
     def _handle_exit(self, code: int | None) -> None:
         self.status.agent_container = None

@@ -45,11 +45,11 @@ while True:
 """
 
 
-def chaos_instance(home: Path, engine, image: str) -> Instance:
+def chaos_instance(home: Path, engine, image: str, agent: str = PROPOSING_AGENT) -> Instance:
     scenario = package_dir("scripted_model") / "scenarios" / "idle_loop.json"
     instance = init_instance(home, scenario, model="claude-sonnet-5-5")
     config = instance.config_path.read_text().replace(
-        "[agent]\n", "[agent]\nstop_grace_s = 1\ncommand = " + json.dumps(["python", "-c", PROPOSING_AGENT]) + "\n", 1)
+        "[agent]\n", "[agent]\nstop_grace_s = 1\ncommand = " + json.dumps(["python", "-c", agent]) + "\n", 1)
     instance.config_path.write_text(config)
     _commit_on_main(Git(instance.repo), {"gate.toml": CHEAP_GATE, "agent/chaos_tests/test_main.py": CHEAP_TEST})
     Gatekeeper(instance.repo, engine, journal_root=instance.journal, image=image,
