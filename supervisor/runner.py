@@ -127,6 +127,7 @@ class Supervisor:
         self._maintained_at = time.monotonic()
         self._verdicts_since_maintenance = 0
         self._old_handlers: dict[int, Any] = {}
+        self._proposal_queued = threading.Event()
 
     @property
     def gatekeeper(self) -> Gatekeeper:
@@ -202,7 +203,7 @@ class Supervisor:
             folder.mkdir(parents=True, exist_ok=True)
             give_to_agent(folder)
         self._start_route()
-        self._watcher = outbox.OutboxWatcher(self._outbox, lambda: self.events.put(Event("proposal"))).start()
+        self._watcher = outbox.OutboxWatcher(self._outbox, self._proposal_arrived).start()
 
     def _recover(self) -> None:
         """Finish what an earlier run left (a full disk makes this wait and retry, never fail the start)."""
@@ -329,8 +330,16 @@ class Supervisor:
             if self.stop_when is not None and self.stop_when(self):
                 return 0
 
+    def _proposal_arrived(self) -> None:
+        """From the watcher thread: at most one proposal event is queued at a time, however busy the
+        agent (each event looks at the whole outbox), so the queue cannot grow without bound."""
+        if not self._proposal_queued.is_set():
+            self._proposal_queued.set()
+            self.events.put(Event("proposal"))
+
     def _dispatch(self, event: Event) -> None:
         if event.kind == "proposal":
+            self._proposal_queued.clear()
             self._handle_proposals()
         elif event.kind == "exit" and self.agent and event.run_id == self.agent.run_id:
             self._handle_exit(event.exit_code)
