@@ -202,7 +202,8 @@ def test_a_full_disk_pauses_gating_then_the_proposal_gets_one_real_verdict(tmp_p
     instance = fake_instance(tmp_path / "home", engine)
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
     thread, outcome = run_in_thread(supervisor)
-    wait_until(lambda: '"paused: disk full"' in instance.status_file.read_text())  # what `status` shows
+    wait_until(lambda: instance.status_file.exists()
+               and '"paused: disk full"' in instance.status_file.read_text())  # what `status` shows
     gk = keeper(instance, engine)
     assert verdict_kinds(gk) == []  # no verdict while the disk is full
     full.clear()
