@@ -16,6 +16,7 @@ import fcntl
 import os
 import time
 from pathlib import Path
+from typing import IO
 
 from supervisor.errors import OuroborosError
 
@@ -24,6 +25,10 @@ HOLDER_FILE = "supervisor.holder"
 
 class RepositoryLockedError(OuroborosError, RuntimeError):
     """Another supervisor runs on this repository."""
+
+
+class AlreadyRunningError(OuroborosError, RuntimeError):
+    """Another supervisor holds this instance (home)."""
 
 
 class RepoLock:
@@ -84,3 +89,41 @@ class RepoLock:
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+
+class HomeLock:
+    """The home's own lock and pid file: what `supervisor status` and `stop` probe (a probe holds it
+    shared for an instant). The repository lock, taken first, is the one that keeps supervisors apart."""
+
+    def __init__(self, run_dir: Path, pid_file: Path, home: Path) -> None:
+        self.run_dir, self.pid_file, self.home = run_dir, pid_file, home
+        self._handle: IO[str] | None = None
+
+    def acquire(self, attempts: int = 10, pause_s: float = 0.1) -> "HomeLock":
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.run_dir / "supervisor.lock", "a+")
+        for _ in range(attempts):
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(pause_s)
+        else:
+            handle.close()
+            raise AlreadyRunningError(f"another supervisor (pid {read_pid(self.pid_file) or 'unknown'}) runs "
+                                      f"{self.home}; stop it with `supervisor stop` first")
+        self._handle = handle
+        self.pid_file.write_text(str(os.getpid()))
+        return self
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None

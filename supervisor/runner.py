@@ -14,7 +14,6 @@ that fills up are waited out, never turned into a verdict; shutdown always stops
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import queue
 import signal
@@ -26,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sandbox.engine import Engine
 from sandbox.errors import SandboxError
@@ -47,7 +46,8 @@ from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger
 from supervisor.route.metering import RouteEvent
 from supervisor.route.server import SOCKET_NAME, LLMRoute
 from supervisor.route.upstream import Upstream
-from supervisor.repo_lock import RepoLock
+from supervisor.repo_lock import AlreadyRunningError as AlreadyRunningError  # re-exported for callers
+from supervisor.repo_lock import HomeLock, RepoLock
 from supervisor.states import CandidateState, SupervisorState
 from supervisor.status import Status, StatusFile
 
@@ -61,10 +61,6 @@ LAUNCH_TRIES = 3
 MAINTAIN_EVERY = 200  # verdicts between `git pack-refs` + `git gc` (the repository turns auto-gc off)
 MAINTAIN_AFTER_S = 6 * 3600.0
 _S = SupervisorState
-
-
-class AlreadyRunningError(OuroborosError, RuntimeError):
-    """Another supervisor holds this instance."""
 
 
 class GaveUpError(OuroborosError, RuntimeError):
@@ -112,7 +108,7 @@ class Supervisor:
         self._credential: str | None = None
         self._log = RotatingLog(instance.agent_log)
         self._repo_lock: RepoLock | None = None
-        self._lock_handle: IO[str] | None = None
+        self._home_lock: HomeLock | None = None
         self._watcher: outbox.OutboxWatcher | None = None
         self._outbox = instance.run_dir / "outbox"
         self.restart_latencies: deque[float] = deque(maxlen=100)
@@ -161,30 +157,10 @@ class Supervisor:
     def _take_locks(self) -> None:
         self._repo_lock = RepoLock(find_common_dir(self.instance.repo)).acquire(self.instance.home)
         try:
-            self._take_home_lock()
+            self._home_lock = HomeLock(self.instance.run_dir, self.instance.pid_file, self.instance.home).acquire()
         except BaseException:
             self._repo_lock.release()
             raise
-
-    def _take_home_lock(self) -> None:
-        """The home's own lock: what `supervisor status` and `stop` probe (the repository lock decides)."""
-        self.instance.run_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.instance.run_dir / "supervisor.lock", "a+")
-        for _ in range(10):
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                time.sleep(0.1)  # a `status` probe holds it for an instant; a supervisor holds it for good
-        else:
-            handle.close()
-            pid = _read_pid(self.instance.pid_file)
-            raise AlreadyRunningError(
-                f"another supervisor (pid {pid or 'unknown'}) runs {self.instance.home}; "
-                "stop it with `supervisor stop` first"
-            )
-        self._lock_handle = handle
-        self.instance.pid_file.write_text(str(os.getpid()))
 
     def _prepare(self) -> None:
         self._gatekeeper = Gatekeeper(self.instance.repo, self.engine, journal_root=self.instance.journal,
@@ -280,8 +256,8 @@ class Supervisor:
                     self.progress(f"during shutdown, could not {name}: {exc}")
         finally:
             self.instance.pid_file.unlink(missing_ok=True)
-            if self._lock_handle is not None:
-                self._lock_handle.close()
+            if self._home_lock is not None:
+                self._home_lock.release()
             if self._repo_lock is not None:
                 self._repo_lock.release()
 
@@ -709,9 +685,3 @@ class Supervisor:
     def _write_status(self) -> None:
         self._status_file.write(self.status)  # a full disk leaves the old status; never worth a crash
 
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
