@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,50 @@ ENGINE_HELP = (
 )
 
 
-class DockerEngine:
+class AgentContainer(ABC):
+    """A long-running container the caller stops and removes (what `Engine.start` returns)."""
+
+    id: str
+
+    @abstractmethod
+    def output(self) -> Iterator[bytes]:
+        """Output chunks until the container stops (the attach stream, never the engine's log file)."""
+
+    @abstractmethod
+    def wait(self, timeout_s: float) -> int | None:
+        """The exit code; None if still running after timeout_s or the engine lost track of it."""
+
+    @abstractmethod
+    def is_running(self) -> bool: ...
+
+    @abstractmethod
+    def stop(self, grace_s: float = 10) -> None: ...
+
+    @abstractmethod
+    def remove(self) -> None: ...
+
+
+class Engine(ABC):
+    """What the supervisor needs from a container engine; `sandbox.fake.FakeEngine` is the test double."""
+
+    @abstractmethod
+    def run(self, spec: ContainerSpec, deadline_s: float, output_cap: int = 1_000_000) -> RunResult:
+        """Run to completion or to the deadline; the container is always removed afterwards."""
+
+    @abstractmethod
+    def start(self, spec: ContainerSpec, *, attach: bool = False) -> AgentContainer:
+        """Start a long-running container; `attach=True` attaches its output before it starts."""
+
+    @abstractmethod
+    def reconcile(self, instance: str | None = None,
+                  keep_run_ids: frozenset[str] | set[str] = frozenset()) -> list[str]: ...
+
+    @abstractmethod
+    def ping(self) -> bool:
+        """True if the engine answers now (cheap; used to wait out an engine restart)."""
+
+
+class DockerEngine(Engine):
     """One Docker client pair: short calls time out, streams (logs, wait) do not.
 
     Streams may stay silent for as long as a container runs; their end is guaranteed by our own
@@ -53,6 +97,12 @@ class DockerEngine:
     def close(self) -> None:
         self.client.close()
         self._stream.close()
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except DOCKER_ERRORS:
+            return False
 
     @property
     def long_api(self):
@@ -205,7 +255,7 @@ class DockerEngine:
             raise SandboxError(f"Docker engine error: {exc}") from exc
 
 
-class RunningContainer:
+class RunningContainer(AgentContainer):
     """A handle on a long-running container; stopping and removing are explicit."""
 
     def __init__(self, engine: DockerEngine, container_id: str, attached: Iterator[bytes] | None = None) -> None:

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from sandbox import ContainerSpec, Limits, Mount
-from sandbox.engine import DockerEngine, RunningContainer
+from sandbox.engine import AgentContainer, Engine
 from supervisor.git_ops import Git
 from supervisor.instance import AgentSettings
 from supervisor.logfile import RotatingLog
@@ -106,9 +106,9 @@ def give_to_agent(path: Path) -> None:
 class AgentRun:
     """A started agent container, its output pumped into the rotating log."""
 
-    def __init__(self, engine: DockerEngine, spec: ContainerSpec, log: RotatingLog) -> None:
+    def __init__(self, engine: Engine, spec: ContainerSpec, log: RotatingLog) -> None:
         self.spec = spec
-        self.container: RunningContainer = engine.start(spec, attach=True)
+        self.container: AgentContainer = engine.start(spec, attach=True)
         self._pump = threading.Thread(target=self._copy_output, args=(log,), daemon=True)
         self._pump.start()
 

@@ -14,23 +14,21 @@ import shutil
 import stat
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from supervisor.appendfile import write_atomic
 from supervisor.errors import OuroborosError
 from supervisor.gate import GateResult
 from supervisor.gate_config import GateConfig
 from supervisor.git_ops import Git
 from supervisor.protocol import Proposal
+from supervisor.states import FINAL, CandidateState, check_candidate
 
 CANDIDATE_PREFIX = "refs/heads/ouroboros/candidate/"
 REJECTED_PREFIX = "refs/ouroboros/rejected/"
 SKIPPED_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis"}
 
-State = Literal["pending", "committing", "gating", "merging", "needs-approval", "accepted", "rejected",
-                "abandoned"]
-FINAL_STATES = {"accepted", "rejected", "abandoned"}
+FINAL_STATES = FINAL
 
 
 class CandidateError(OuroborosError, LookupError):
@@ -48,7 +46,7 @@ class CandidateRecord(BaseModel):
     base: str = Field(description="main when the candidate was created.")
     worktree: str
     gitfile: str = Field(default="", description="The worktree's .git file as git wrote it.")
-    state: State = "pending"
+    state: CandidateState = CandidateState.PENDING
     created_at: datetime
     updated_at: datetime
     proposal: Proposal | None = None
@@ -58,6 +56,11 @@ class CandidateRecord(BaseModel):
     gate: GateResult | None = None
     approved: bool = False
     generation: int | None = None
+    infra_tries: int = Field(default=0, description="Gate runs the engine failed (not the candidate).")
+
+    def change_state(self, new: CandidateState) -> None:
+        """The one way a candidate's state changes: checked against `states.CANDIDATE_TRANSITIONS`."""
+        self.state = check_candidate(self.state, new)
 
     @property
     def branch(self) -> str:
@@ -73,40 +76,118 @@ def now() -> datetime:
 
 
 class CandidateStore:
-    """One JSON file per candidate, each written by temp file + rename so a crash never tears it."""
+    """One JSON file per candidate, each written by temp file + rename so a crash never tears it.
+
+    Live candidates are `candidates/<id>.json`; finished ones move to `candidates/done/`, so a start
+    or a proposal only ever reads the few live records, never the whole history. `proposals/<id>`
+    names the candidate a proposal id was recorded on: looking one up is one file, not a scan.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
+        self.done = folder / "done"
+        self.proposals = folder.parent / "proposals"
+        for path in (folder, self.done, self.proposals):
+            path.mkdir(parents=True, exist_ok=True)
+        self.corrupt: list[Path] = []
 
     def path(self, candidate_id: str) -> Path:
-        if not candidate_id.replace("-", "").isdigit():
+        if not candidate_id.replace("-", "").isdigit() or candidate_id.count("-") != 1:
             raise CandidateError(f"{candidate_id!r} is not a candidate id (like 3-1); see `supervisor candidates`")
         return self.folder / f"{candidate_id}.json"
 
+    def _done_path(self, candidate_id: str) -> Path:
+        return self.done / self.path(candidate_id).name
+
     def exists(self, candidate_id: str) -> bool:
-        return self.path(candidate_id).exists()
+        return self.path(candidate_id).exists() or self._done_path(candidate_id).exists()
 
     def load(self, candidate_id: str) -> CandidateRecord:
-        path = self.path(candidate_id)
-        if not path.exists():
-            raise CandidateError(f"no candidate {candidate_id}; list them with `supervisor candidates`")
-        return CandidateRecord.model_validate_json(path.read_text())
+        for path in (self.path(candidate_id), self._done_path(candidate_id)):
+            if path.exists():
+                return self._read(path)
+        raise CandidateError(f"no candidate {candidate_id}; list them with `supervisor candidates`")
+
+    def _read(self, path: Path) -> CandidateRecord:
+        try:
+            return CandidateRecord.model_validate_json(path.read_bytes())
+        except (ValidationError, OSError, ValueError) as exc:
+            raise CandidateError(f"the candidate record {path} is unreadable or corrupt ({str(exc)[:200]}); "
+                                 f"move it aside (e.g. to {path.name}.corrupt) and run the command again") from exc
 
     def save(self, record: CandidateRecord) -> CandidateRecord:
         record.updated_at = now()
-        path = self.path(record.id)
-        temp = path.with_suffix(f".tmp{os.getpid()}")
-        with open(temp, "w") as handle:
-            handle.write(record.model_dump_json(indent=1))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
+        data = record.model_dump_json(indent=1).encode()
+        if record.state in FINAL:
+            write_atomic(self._done_path(record.id), data)
+            self.path(record.id).unlink(missing_ok=True)
+        else:
+            write_atomic(self.path(record.id), data)
         return record
 
-    def all(self) -> list[CandidateRecord]:
-        records = [CandidateRecord.model_validate_json(p.read_text()) for p in self.folder.glob("*.json")]
+    def active(self) -> list[CandidateRecord]:
+        """Unfinished candidates, oldest first; finished ones found here (a crash mid-save) are archived."""
+        records = []
+        for path in self.folder.glob("*.json"):
+            record = self._try_read(path)
+            if record is None:
+                continue
+            if record.state in FINAL:
+                self.save(record)
+            else:
+                records.append(record)
         return sorted(records, key=lambda r: r.created_at)
+
+    def all(self) -> list[CandidateRecord]:
+        """Every readable record, live and finished (for the operator's listings); corrupt ones are skipped
+        and named in `self.corrupt`."""
+        self.corrupt = []
+        found = {}
+        for path in [*self.done.glob("*.json"), *self.folder.glob("*.json")]:
+            record = self._try_read(path)
+            if record is not None:
+                found[record.id] = record
+        return sorted(found.values(), key=lambda r: r.created_at)
+
+    def _try_read(self, path: Path) -> CandidateRecord | None:
+        try:
+            return self._read(path)
+        except CandidateError:
+            self.corrupt.append(path)
+            return None
+
+    def next_n(self, gen: int) -> int:
+        """The first free candidate number of a generation in O(log n) looks (ids are used in order)."""
+        high = 1
+        while self.exists(f"{gen}-{high}"):
+            high *= 2
+        low = high // 2  # taken (or 0); high is free
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self.exists(f"{gen}-{middle}"):
+                low = middle
+            else:
+                high = middle
+        return high
+
+    # -- the proposal index ---------------------------------------------------------------------
+
+    def index_proposal(self, proposal_id: str, candidate_id: str) -> None:
+        write_atomic(self._proposal_path(proposal_id), candidate_id.encode())
+
+    def candidate_for(self, proposal_id: str) -> str | None:
+        try:
+            text = self._proposal_path(proposal_id).read_text().strip()
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+        return text or None
+
+    def _proposal_path(self, proposal_id: str) -> Path:
+        if not (len(proposal_id) == 32 and all(c in "0123456789abcdef" for c in proposal_id)):
+            raise CandidateError(f"{proposal_id!r} is not a proposal id")
+        folder = self.proposals / proposal_id[:2]
+        folder.mkdir(exist_ok=True)
+        return folder / proposal_id
 
 
 # -- workspace → staging copy ------------------------------------------------------------------
@@ -157,6 +238,9 @@ def _copy_folder(dir_fd: int, dest: Path, prefix: str, config: GateConfig, limit
                  result: Snapshot) -> None:
     for name in sorted(os.listdir(dir_fd)):
         relative = prefix + name
+        if not _encodable(name):
+            result.refused.append(f"{printable(relative)}: a file name that is not valid UTF-8")
+            continue
         if relative == ".git" or name in SKIPPED_NAMES or name.endswith((".pyc", ".pyo")):
             continue
         if config.is_memory_path(relative) or config.is_memory_path(relative + "/"):
@@ -164,7 +248,11 @@ def _copy_folder(dir_fd: int, dest: Path, prefix: str, config: GateConfig, limit
         if name == ".git":
             result.refused.append(f"{relative}: a nested git repository or git file")
             continue
-        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        try:
+            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            result.refused.append(f"{relative}: vanished while being read")
+            continue
         if stat.S_ISLNK(info.st_mode):
             _copy_link(dir_fd, name, relative, dest / name, result)
         elif stat.S_ISDIR(info.st_mode):
@@ -191,8 +279,28 @@ def _copy_subfolder(dir_fd: int, name: str, dest: Path, prefix: str, config: Gat
         os.close(child)
 
 
+def _encodable(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.listdir hands undecodable bytes back as lone surrogates
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """Any name the agent chose, as text that every JSON writer and terminal can take (bytes escaped)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _copy_link(dir_fd: int, name: str, relative: str, dest: Path, result: Snapshot) -> None:
-    target = os.readlink(name, dir_fd=dir_fd)
+    try:
+        target = os.readlink(name, dir_fd=dir_fd)
+    except OSError:
+        result.refused.append(f"{relative}: changed while being read")
+        return
+    if not _encodable(target):
+        result.refused.append(f"{relative}: a symlink target that is not valid UTF-8")
+        return
     landing = posixpath.normpath(posixpath.join(posixpath.dirname(relative), target))
     if posixpath.isabs(target) or landing == ".." or landing.startswith("../") or landing.split("/")[0] == ".git":
         result.refused.append(f"{relative}: symlink to {target!r} leaves the tree")

@@ -18,9 +18,16 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from supervisor.candidates import CandidateRecord, now
+from supervisor.appendfile import append_line, repair_tail
+from supervisor.candidates import CandidateRecord, now, printable
+from supervisor.errors import OuroborosError
 
 GENESIS = "0" * 64
+RECENT_BYTES = 128 * 1024  # how far back `find_recent` looks: a resumed step logs within seconds
+
+
+class DecisionLogError(OuroborosError, ValueError):
+    """The decision log cannot be read; the message names the file and the line."""
 
 # Records the agent can cause again and again (a sabotaged journal refusing every note, junk or
 # stale proposal files, requests the LLM route refuses): each kind is written at most once per
@@ -110,22 +117,52 @@ class DecisionLog:
             fcntl.flock(lock, fcntl.LOCK_EX)
             last = self._last()
             record = {"seq": (last["seq"] + 1) if last else 1, "at": now().isoformat(), "kind": kind,
-                      "prev": last["hash"] if last else GENESIS, **fields}
+                      "prev": last["hash"] if last else GENESIS, **safe(fields)}
             record = Decision.model_validate({**record, "hash": "0"}).model_dump()
             record["hash"] = record_hash(record)
-            with open(self.path, "a") as handle:
-                handle.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+            append_line(self.path, json.dumps(record, sort_keys=True, ensure_ascii=False).encode())
+            self._remember(record)
         return Decision.model_validate(record)
+
+    def repair(self) -> str | None:
+        """At start-up: cut a torn last record (a kill or full disk mid-write); a warning, or None."""
+        with open(self.lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._cached = None
+            return repair_tail(self.path)
 
     def records(self) -> Iterator[Decision]:
         if not self.path.exists():
             return
-        with open(self.path) as handle:
-            for line in handle:
+        with open(self.path, "rb") as handle:
+            for number, line in enumerate(handle, start=1):
                 if line.strip():
-                    yield Decision.model_validate_json(line)
+                    yield self._parse(line, number)
+
+    def _parse(self, line: bytes, number: int) -> Decision:
+        try:
+            return Decision.model_validate_json(line)
+        except ValueError as exc:
+            raise DecisionLogError(f"{self.path} line {number} is not a decision record ({str(exc)[:200]}); "
+                                   f"check it with `supervisor verify-log` and restore the file from a backup"
+                                   ) from exc
+
+    def find_recent(self, kind: str, candidate: str | None = None, commit: str | None = None) -> Decision | None:
+        """Like `find`, over the last RECENT_BYTES only: bounded work per decision, however long the log."""
+        found = None
+        needles = [json.dumps(value, ensure_ascii=False).encode() for value in (kind, candidate, commit)
+                   if value is not None]
+        for line in self._tail_lines(RECENT_BYTES):
+            if not all(needle in line for needle in needles):
+                continue  # cheap: most lines are about other candidates
+            try:
+                record = Decision.model_validate_json(line)
+            except ValueError:
+                continue
+            if record.kind == kind and (candidate is None or record.candidate == candidate) and (
+                    commit is None or record.commit == commit):
+                found = record
+        return found
 
     def tail(self, count: int) -> list[Decision]:
         return list(self.records())[-count:] if count > 0 else []
@@ -153,15 +190,47 @@ class DecisionLog:
                 prev, count = record["hash"], count + 1
         return VerifyResult(ok=True, records=count)
 
+    _cached: tuple[int, int, dict[str, Any]] | None = None
+
     def _last(self) -> dict[str, Any] | None:
-        if not self.path.exists():
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
             return None
-        with open(self.path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 1_000_000))
-            lines = [line for line in handle.read().splitlines() if line.strip()]
+        if self._cached and self._cached[:2] == (info.st_ino, info.st_size):
+            return self._cached[2]  # nobody appended since our own last append
+        lines = self._tail_lines(64 * 1024) or self._tail_lines(info.st_size)
         return json.loads(lines[-1]) if lines else None
+
+    def _remember(self, record: dict[str, Any]) -> None:
+        info = os.stat(self.path)
+        self._cached = (info.st_ino, info.st_size, record)
+
+    def _tail_lines(self, window: int) -> list[bytes]:
+        """Complete lines within the last `window` bytes (the first, maybe cut, is dropped)."""
+        try:
+            handle = open(self.path, "rb")
+        except FileNotFoundError:
+            return []
+        with handle:
+            size = handle.seek(0, os.SEEK_END)
+            start = max(0, size - window)
+            handle.seek(start)
+            lines = handle.read().split(b"\n")
+        if start > 0:
+            lines = lines[1:]
+        return [line for line in lines if line.strip()]
+
+
+def safe(value: Any) -> Any:
+    """Strings the agent influenced (file names, messages) made encodable: undecodable bytes escaped."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {safe(key): safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [safe(item) for item in value]
+    return value
 
 
 def _check_line(line: bytes, prev: str, expected_seq: int) -> str:
@@ -182,7 +251,8 @@ def _check_line(line: bytes, prev: str, expected_seq: int) -> str:
 
 def verdict_details(record: CandidateRecord) -> dict[str, Any]:
     """What a verdict record keeps beyond its reasons: summary, failing tests, passes, refusals."""
-    details: dict[str, Any] = {"summary": record.proposal.summary if record.proposal else ""}
+    details: dict[str, Any] = {"summary": record.proposal.summary if record.proposal else "",
+                               "proposal": record.proposal.id if record.proposal else None}
     gate = record.gate
     if gate:
         details.update(failures=[f.model_dump() for f in gate.failures[:50]], protected=gate.protected,

@@ -11,14 +11,17 @@ import fcntl
 import json
 import os
 import shutil
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from supervisor.candidates import (CANDIDATE_PREFIX, FINAL_STATES, REJECTED_PREFIX, CandidateError,
-                                   CandidateRecord, CandidateStore, make_candidate_commit, now)
+from supervisor.appendfile import DiskFullError, is_disk_full
+from supervisor.candidates import (CANDIDATE_PREFIX, REJECTED_PREFIX, CandidateError, CandidateRecord,
+                                   CandidateStore, make_candidate_commit, now)
 from supervisor.decision_log import DecisionLog, verdict_details
 from supervisor.errors import ConfigError, OuroborosError
 from supervisor.gate import Failure, GateResult, GateRunner
@@ -27,9 +30,19 @@ from supervisor.git_ops import GEN_TAG_PREFIX, MAIN_REF, ZERO, Git, GitError, Re
 from supervisor.journal_writer import JournalError, JournalWriter, verdict_note
 from supervisor.protocol import Proposal
 from supervisor.retention import enforce as enforce_retention
+from supervisor.states import FINAL, IN_FLIGHT, CandidateState, MergeOutcome
 
 ROLLED_BACK_PREFIX = "refs/ouroboros/rolled-back/"
 MAX_REBASES = 5
+INFRA_TRIES = 3  # gate runs that fail for the engine's reasons before "infrastructure error"
+CONTAINER_ERROR = "container error"  # how gate.py words a pass the engine could not run
+MIN_FREE_BYTES = 4 * 1024 * 1024  # below this a failed write is a full disk, whatever git printed
+
+_S = CandidateState
+
+
+class GateInterruptedError(OuroborosError, RuntimeError):
+    """The engine was gone and a stop came while waiting for it: the candidate stays resumable."""
 
 
 class RollbackError(OuroborosError, ValueError):
@@ -82,6 +95,10 @@ class Gatekeeper:
         self.journal = JournalWriter(self._journal_root(journal_root))
         self._config = config
         self.runner = GateRunner(self.git, engine, self.scratch, image, instance)
+        # Called when a gate failed for the engine's reasons; True once it answers again, False to give up
+        # for now (a stop came). The runner replaces it with one that shows the wait in status.
+        self.engine_wait: Callable[[], bool] = self._wait_for_engine
+        self.warn: Callable[[str], None] = lambda message: None
         dangerous = self.git.dangerous_config()
         if dangerous:
             raise ConfigError(f"the repository config defines {', '.join(dangerous)}, which could run programs "
@@ -128,7 +145,7 @@ class Gatekeeper:
         """A new branch `ouroboros/candidate/<gen>-<n>` at main, checked out in its own worktree."""
         main = self.main()
         gen = self.generation_of(main) or 0
-        n = 1
+        n = self.store.next_n(gen)
         while True:
             candidate_id = f"{gen}-{n}"
             if not self.store.exists(candidate_id):
@@ -142,7 +159,7 @@ class Gatekeeper:
         record = CandidateRecord(id=candidate_id, gen=gen, n=n, base=main, worktree=str(path),
                                  created_at=now(), updated_at=now())
         self.store.save(record)
-        shutil.rmtree(path, ignore_errors=True)
+        self._remove_tree(path)
         self.git.run("worktree", "add", "--quiet", str(path), CANDIDATE_PREFIX.removeprefix("refs/heads/") + candidate_id)
         record.gitfile = (path / ".git").read_text()  # written by git a moment ago; the agent has not run yet
         return self.store.save(record)
@@ -150,25 +167,30 @@ class Gatekeeper:
     def submit(self, candidate: CandidateRecord | str, proposal: Proposal) -> Verdict:
         """Commit the candidate's workspace with the proposal's message, gate it, merge or reject it."""
         record = self.store.load(candidate if isinstance(candidate, str) else candidate.id)
-        if record.state != "pending":
+        if record.state != _S.PENDING:
             raise CandidateError(f"candidate {record.id} is {record.state}, not pending; create a new candidate")
+        self.store.index_proposal(proposal.id, record.id)  # before the state: a kill leaves it findable
         record.proposal = proposal
-        record.state = "committing"
+        record.change_state(_S.COMMITTING)
         self.store.save(record)
+        return self._advance(record)
+
+    def resume(self, record: CandidateRecord) -> Verdict:
+        """Continue a candidate a kill, a stop, a full disk or the engine interrupted."""
         return self._advance(record)
 
     def approve(self, candidate_id: str) -> Verdict:
         """Let a candidate that changes existing tests (and passed every gate pass) reach main."""
         record = self._waiting(candidate_id)
         record.approved = True
-        record.state = "merging"
+        record.change_state(_S.MERGING)
         self.store.save(record)
         self._log_once("approved", record)
         return self._advance(record)
 
     def reject(self, candidate_id: str, reason: str = "rejected by the operator") -> Verdict:
         record = self.store.load(candidate_id)
-        if record.state in FINAL_STATES:
+        if record.state in FINAL:
             raise CandidateError(f"candidate {candidate_id} is already {record.state}")
         self._reject(record, [reason])
         return self.verdict(record)
@@ -176,22 +198,22 @@ class Gatekeeper:
     def abandon(self, candidate_id: str, reason: str) -> CandidateRecord:
         """Drop a pending candidate (no proposal came, or main moved under it): worktree and branch go."""
         record = self.store.load(candidate_id)
-        if record.state != "pending":
+        if record.state != _S.PENDING:
             raise CandidateError(f"candidate {candidate_id} is {record.state}; only pending candidates are abandoned")
         record.reasons = [reason]
-        self._finish(record, "abandoned")
+        self._finish(record, _S.ABANDONED)
         return record
 
     def _waiting(self, candidate_id: str) -> CandidateRecord:
         record = self.store.load(candidate_id)
-        if record.state != "needs-approval":
+        if record.state != _S.NEEDS_APPROVAL:
             raise CandidateError(f"candidate {candidate_id} is {record.state}; only needs-approval candidates "
                                  f"can be approved")
         return record
 
     def verdict(self, record: CandidateRecord) -> Verdict:
         gate = record.gate
-        return Verdict(candidate=record.id, state=record.state, commit=record.commit, generation=record.generation,
+        return Verdict(candidate=record.id, state=record.state.value, commit=record.commit, generation=record.generation,
                        reasons=list(record.reasons), failures=gate.failures if gate else [],
                        protected=gate.protected if gate else [])
 
@@ -199,24 +221,27 @@ class Gatekeeper:
 
     def _advance(self, record: CandidateRecord) -> Verdict:
         rebases = 0
-        while record.state in ("committing", "gating", "merging"):
-            if record.state == "committing":
+        while record.state in IN_FLIGHT:
+            if record.state == _S.COMMITTING:
                 self._commit(record)
-            elif record.state == "gating":
+            elif record.state == _S.GATING:
                 self._gate(record)
-            elif self._merge(record) == "rebased":
+            elif self._merge(record) is MergeOutcome.REBASED:
                 rebases += 1
                 if rebases > MAX_REBASES:
                     self._reject(record, [f"main moved {MAX_REBASES} times while this was gated; propose again"])
         return self.verdict(record)
 
     def _commit(self, record: CandidateRecord) -> None:
-        assert record.proposal is not None
+        if record.proposal is None:  # only a hand-edited record can lack it
+            self._reject(record, ["the candidate record has no proposal to commit"])
+            return
         try:
             config = self.config(record.base)
             commit, snapshot = make_candidate_commit(self.git, record, config, self.scratch,
                                                      record.proposal.commit_message())
         except (OuroborosError, ValidationError, OSError) as exc:  # fail closed: what cannot be committed is rejected
+            self._unless_disk_full(exc)
             self._reject(record, [f"the workspace could not be committed: {exc}"])
             return
         self._move(record.branch, commit)
@@ -226,67 +251,120 @@ class Gatekeeper:
         elif self.git.tree_of(commit) == self.git.tree_of(record.base):
             self._reject(record, ["the proposal changes nothing outside memory paths"])
         else:
-            record.state = "gating"
+            record.change_state(_S.GATING)
             self.store.save(record)
 
+    def _unless_disk_full(self, exc: BaseException) -> None:
+        """A full disk is never the candidate's fault: raise DiskFullError instead of a verdict."""
+        if is_disk_full(exc) or self.disk_full():
+            raise DiskFullError(28, f"no space left under {self.state_dir} ({exc}); free disk space, "
+                                    "gating resumes by itself") from exc
+
+    def disk_full(self) -> bool:
+        """Less than MIN_FREE_BYTES left where the state lives (a failed write there is then the disk's fault)."""
+        try:
+            info = os.statvfs(self.state_dir)
+        except OSError:
+            return False
+        return info.f_bavail * info.f_frsize < MIN_FREE_BYTES
+
     def _gate(self, record: CandidateRecord) -> None:
-        assert record.commit is not None
+        if record.commit is None:
+            self._reject(record, ["the candidate record has no commit to gate"])
+            return
         base = self.git.parents(record.commit)[0]
         try:
             config = self.config(base)
             result = self.runner.judge(record.commit, base, config, self._baseline)
-        except (OuroborosError, ValidationError) as exc:  # fail closed: a gate that could not run is a rejection
+        except (OuroborosError, ValidationError, OSError) as exc:  # fail closed: a gate that could not run is a rejection
+            self._unless_disk_full(exc)
             self._reject(record, [f"the gate could not run: {exc}"])
+            return
+        if self._infrastructure_failed(result):
+            self._after_infrastructure_failure(record, result)
             return
         record.gate = result
         record.reasons = list(result.reasons)
         if not result.passed:
             self._reject(record, result.reasons)
         elif result.needs_approval and not record.approved:
-            record.state = "needs-approval"
+            record.change_state(_S.NEEDS_APPROVAL)
             self._remove_worktree(record)
             self.store.save(record)
             if self._log_once("needs-approval", record):
                 self._journal(record, "gate-needs-approval")
         else:
-            record.state = "merging"
+            record.change_state(_S.MERGING)
             self.store.save(record)
 
-    def _merge(self, record: CandidateRecord) -> str:
-        assert record.commit is not None
+    def _infrastructure_failed(self, result: GateResult) -> bool:
+        """The engine, not the candidate, failed this gate: a pass it could not run, or it stopped answering."""
+        if result.passed:
+            return False
+        if any(p.reason.startswith(CONTAINER_ERROR) for p in result.passes):
+            return True
+        engine = self.runner.engine
+        return engine is not None and hasattr(engine, "ping") and not engine.ping()
+
+    def _after_infrastructure_failure(self, record: CandidateRecord, result: GateResult) -> None:
+        record.infra_tries += 1
+        why = "; ".join(result.reasons)[:300] or "the engine stopped answering"
+        self.store.save(record)
+        self.warn(f"candidate {record.id}: the gate failed for the engine's reasons ({why}); "
+                  f"try {record.infra_tries} of {INFRA_TRIES}")
+        if record.infra_tries >= INFRA_TRIES:
+            record.reasons = [f"infrastructure error: the container engine failed the gate {INFRA_TRIES} times "
+                              f"({why}); this says nothing about the proposal, propose it again"]
+            self._finish(record, _S.INFRASTRUCTURE_ERROR)
+        elif not self.engine_wait():
+            raise GateInterruptedError(f"candidate {record.id} waits for the engine; the next start resumes it")
+
+    def _wait_for_engine(self, limit_s: float = 120) -> bool:
+        engine = self.runner.engine
+        deadline, delay = time.monotonic() + limit_s, 0.5
+        while engine is not None and hasattr(engine, "ping") and not engine.ping():
+            if time.monotonic() > deadline:
+                return True  # try again anyway: after INFRA_TRIES it is recorded, never blamed
+            time.sleep(delay)
+            delay = min(delay * 2, 10)
+        return True
+
+    def _merge(self, record: CandidateRecord) -> MergeOutcome:
         gate = record.gate
-        if gate is None or not gate.passed or gate.commit != record.commit:
-            record.state = "gating"  # never merge a commit this record has no passing gate for
+        if record.commit is None or gate is None or not gate.passed or gate.commit != record.commit:
+            record.change_state(_S.GATING)  # never merge a commit this record has no passing gate for
             self.store.save(record)
-            return "regate"
+            return MergeOutcome.REGATE
+        commit = record.commit
         with self._merge_lock():
             main = self.main()
-            if not self.git.is_ancestor(record.commit, main):
-                base = self.git.parents(record.commit)[0]
+            if not self.git.is_ancestor(commit, main):
+                base = self.git.parents(commit)[0]
                 if base != main:
                     return self._rebase(record, base, main)
                 try:
-                    self.git.update_ref(MAIN_REF, record.commit, main, f"ouroboros: accept {record.id}")
+                    self.git.update_ref(MAIN_REF, commit, main, f"ouroboros: accept {record.id}")
                 except RefMovedError:
-                    return "rebased"  # main moved between our read and the swap: loop and rebase
-            record.generation = self._tag(record.commit)
-        self._store_baseline(record.commit, record.gate.test_ids if record.gate else {})
-        self._finish(record, "accepted", main_before=main)
-        return "accepted"
+                    return MergeOutcome.RACED  # main moved between our read and the swap: loop and rebase
+            record.generation = self._tag(commit)
+        self._store_baseline(commit, gate.test_ids)
+        self._finish(record, _S.ACCEPTED, main_before=main)
+        return MergeOutcome.ACCEPTED
 
-    def _rebase(self, record: CandidateRecord, old_base: str, main: str) -> str:
+    def _rebase(self, record: CandidateRecord, old_base: str, main: str) -> MergeOutcome:
         tree = self.git.merge_trees(old_base, main, record.commit or "", self.scratch)
         if tree is None:
             self._reject(record, [f"conflicts with main {main[:12]}, which moved since the candidate was made"])
-            return "rejected"
+            return MergeOutcome.REJECTED
         if tree == self.git.tree_of(main):
             self._reject(record, ["main already holds this change"])
-            return "rejected"
+            return MergeOutcome.REJECTED
         rebased = self.git.commit_tree(tree, [main], self.git.message(record.commit or ""))
         self._move(record.branch, rebased)
-        record.commit, record.state = rebased, "gating"
+        record.commit = rebased
+        record.change_state(_S.GATING)
         self.store.save(record)
-        return "rebased"
+        return MergeOutcome.REBASED
 
     def _tag(self, commit: str) -> int:
         existing = self.generation_of(commit)
@@ -304,18 +382,18 @@ class Gatekeeper:
         record.reasons = reasons
         if record.commit and record.commit != record.base:
             self._move(record.rejected_ref, record.commit)
-        self._finish(record, "rejected")
+        self._finish(record, _S.REJECTED)
         enforce_retention(self.git, lambda: self.config().retention, self.state_dir)
 
-    def _finish(self, record: CandidateRecord, state: str, main_before: str | None = None) -> None:
+    def _finish(self, record: CandidateRecord, state: CandidateState, main_before: str | None = None) -> None:
         """Final bookkeeping; each part is skipped if already done, so it can be re-run after a crash."""
         self._remove_worktree(record)
         branch_value = self.git.ref_value(record.branch)
         if branch_value:
             self.git.delete_ref(record.branch, branch_value)
-        record.state = state  # type: ignore[assignment]
-        if self._log_once(state, record, main_before=main_before):
-            self._journal(record, f"gate-{state}")
+        record.change_state(state)
+        if self._log_once(state.value, record, main_before=main_before):
+            self._journal(record, f"gate-{state.value}")
         self.store.save(record)
 
     # -- bookkeeping ------------------------------------------------------------------------
@@ -326,7 +404,7 @@ class Gatekeeper:
             self.git.update_ref(ref, new, current or ZERO)
 
     def _log_once(self, kind: str, record: CandidateRecord, main_before: str | None = None) -> bool:
-        if self.log.find(kind, candidate=record.id, commit=record.commit):
+        if self.log.find_recent(kind, candidate=record.id, commit=record.commit):
             return False
         self.log.append(kind, candidate=record.id, commit=record.commit, main_before=main_before,
                         main_after=self.git.ref_value(MAIN_REF), generation=record.generation,
@@ -340,13 +418,18 @@ class Gatekeeper:
         """Journal for the agent; the agent can break its own journal, which must not block a decision."""
         try:
             self.journal.write(kind, body)
-        except JournalError as exc:
-            self.log.append("journal-refused", candidate=candidate, reasons=[str(exc)])
+        except (JournalError, OSError) as exc:
+            self.log.append("journal-refused", candidate=candidate, reasons=[str(exc)[:300]])
 
     def _baseline(self, base: str, config: GateConfig) -> dict[str, str] | None:
         path = self.reports / f"{base}.json"
         if path.exists():
-            return json.loads(path.read_text())
+            try:
+                data = json.loads(path.read_text())
+                return {str(test_id): str(outcome) for test_id, outcome in dict(data).items()}
+            except (OSError, ValueError, TypeError) as exc:  # a torn or edited cache: run the base again
+                self.warn(f"the baseline cache {path} is unreadable ({exc}); it is computed again")
+                path.unlink(missing_ok=True)
         baseline = self.runner.baseline(base, config)
         if baseline is not None:
             self._store_baseline(base, baseline)
@@ -360,9 +443,37 @@ class Gatekeeper:
 
     def _remove_worktree(self, record: CandidateRecord) -> None:
         path = Path(record.worktree)
-        if path.parent == self.worktrees and os.path.lexists(path):
-            shutil.rmtree(path)  # rmtree does not follow symlinks (fd-based on Linux)
+        if path.parent == self.worktrees:
+            self._remove_tree(path)
         self.git.run("worktree", "prune", check=False)
+
+    def _remove_tree(self, path: Path) -> None:
+        """Remove a tree the agent wrote; never raises: what cannot go now goes at the next start.
+
+        The caller stops the agent first, so nothing writes into it meanwhile; rmtree never follows
+        symlinks (fd-based on Linux) and unwritable folders are made writable and tried again.
+        """
+        problems: list[str] = []
+
+        def retry(function: Callable[..., Any], target: str, info: Any) -> None:
+            try:
+                os.chmod(os.path.dirname(target), 0o700)
+                function(target)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                problems.append(f"{target}: {exc.strerror}")
+
+        for _ in range(3):
+            if not os.path.lexists(path):
+                return
+            problems.clear()
+            try:
+                shutil.rmtree(path, onerror=retry)
+            except OSError as exc:
+                problems.append(str(exc))
+        if os.path.lexists(path):
+            self.warn(f"could not remove {path} yet ({'; '.join(problems[:3])}); the next start retries")
 
     @contextmanager
     def _merge_lock(self) -> Iterator[None]:
@@ -466,29 +577,42 @@ class Gatekeeper:
         return candidate
 
     def recover(self, abandon_pending: bool = True) -> list[str]:
-        """After a crash: finish or redo half-done steps, drop stale worktrees and scratch; returns actions."""
+        """After a crash: finish or redo half-done steps, drop stale worktrees and scratch; returns actions.
+
+        Reads only the live candidates (finished ones are archived), so a start costs the same after
+        ten candidates or ten thousand.
+        """
         actions: list[str] = []
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        torn = self.log.repair()
+        if torn:
+            actions.append(torn)
+        self._remove_tree(self.scratch)
         self.scratch.mkdir(parents=True, exist_ok=True)
         live: set[str] = set()
-        for record in self.store.all():
-            if record.state == "pending" and abandon_pending:
+        for record in self.store.active():
+            if record.state == _S.PENDING and abandon_pending:
                 self.abandon(record.id, "the supervisor restarted before a proposal arrived")
-                record = self.store.load(record.id)
                 actions.append(f"abandoned {record.id}")
-            elif record.state in ("committing", "gating", "merging"):
+                continue
+            if record.state in IN_FLIGHT:
                 verdict = self._advance(record)
                 actions.append(f"resumed {record.id}: {verdict.state}")
-            if record.state == "pending":
+            if record.state == _S.PENDING:
                 live.add(record.id)
+        actions += [f"unreadable candidate record {path}; move it aside" for path in self.store.corrupt]
         for path in self.worktrees.iterdir():
             if path.name not in live:
-                shutil.rmtree(path, ignore_errors=True)
+                self._remove_tree(path)
                 actions.append(f"removed stale worktree {path.name}")
         self.git.run("worktree", "prune", check=False)
-        known = {r.id for r in self.store.all() if r.state not in FINAL_STATES}
+        known = {r.id for r in self.store.active()}
         for ref, sha in self.git.refs(CANDIDATE_PREFIX.rstrip("/")).items():
             if ref.removeprefix(CANDIDATE_PREFIX) not in known:
                 self.git.delete_ref(ref, sha)
                 actions.append(f"deleted orphan branch {ref}")
         return actions
+
+    def maintain(self) -> None:
+        """Pack loose refs and objects (the repository config turns automatic gc off): run now and then."""
+        self.git.run("pack-refs", "--all", "--prune", check=False, timeout_s=600)
+        self.git.run("gc", "--quiet", "--prune=2.weeks.ago", check=False, timeout_s=1800)

@@ -12,7 +12,8 @@ import stat
 from datetime import datetime
 from pathlib import Path
 
-from supervisor.candidates import CandidateRecord, now
+from supervisor.appendfile import append_all
+from supervisor.candidates import CandidateRecord, now, printable
 from supervisor.errors import OuroborosError
 
 
@@ -29,7 +30,7 @@ class JournalWriter:
     def write(self, kind: str, body: str, at: datetime | None = None, file_name: str = "notes.md") -> Path:
         at = at or now()
         heading = f"## {at.strftime('%Y-%m-%dT%H:%M:%SZ')} {kind}"
-        entry = f"\n{heading}\n\n{body.strip()}\n"
+        entry = f"\n{heading}\n\n{printable(body.strip())}\n"
         parts = [at.strftime("%Y"), at.strftime("%m"), at.strftime("%d")]
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
@@ -77,7 +78,7 @@ def _append(dir_fd: int, name: str, data: bytes, owner: os.stat_result) -> None:
             raise JournalError(f"journal file {name} is not a regular file; remove it")
         if os.fstat(fd).st_size == 0:
             _same_owner(fd, owner)
-        os.write(fd, data)
+        append_all(fd, data, fsync=False, name=name)  # all or nothing: a full disk leaves no torn entry
     finally:
         os.close(fd)
 

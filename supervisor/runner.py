@@ -2,51 +2,67 @@
 
 One thread decides; everything else (the container's exit, a new proposal file, a signal, the
 clock) only puts an event on a queue. So every decision happens in order, and a kill -9 at any
-point leaves only states that `Gatekeeper.recover()` and `reconcile` already know how to finish.
+point leaves only states that `Gatekeeper.recover()` and `reconcile` already know how to finish
+(see `supervisor/states.py` for the finite list, and docs/operations.md "Recovery").
+
+Crash-only rules kept here: the repository lock comes before anything is read or written; a
+proposal file leaves the outbox only after its verdict (or its drop) is on disk; the agent is
+stopped before its workspace is judged or removed; an engine that stops answering and a disk
+that fills up are waited out, never turned into a verdict; shutdown always stops the agent.
 """
 
 from __future__ import annotations
 
-import fcntl
+import errno
 import os
 import queue
 import signal
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-from sandbox.engine import DockerEngine
-from supervisor import lineage_view, outbox
-from supervisor import control, notify, systemd  # operator hooks: stop file, notifications, sd_notify
+from sandbox.engine import Engine
+from sandbox.errors import SandboxError
+from supervisor import control, lineage_view, notify, outbox, systemd  # control/notify/systemd: operator hooks
 from supervisor.agent_container import AgentRun, agent_spec, export_code, give_to_agent
-from supervisor.candidates import CandidateRecord
+from supervisor.appendfile import is_disk_full
+from supervisor.candidates import CandidateError, CandidateRecord
 from supervisor.errors import ConfigError, OuroborosError
-from supervisor.gatekeeper import Gatekeeper, RollbackError, Verdict, VerdictSummary
+from supervisor.gatekeeper import Gatekeeper, GateInterruptedError, RollbackError, Verdict, VerdictSummary
+from supervisor.git_ops import find_common_dir
 from supervisor.instance import Instance, InstanceConfig
+from supervisor.intake import Intake
 from supervisor.journal_writer import JournalError
 from supervisor import diskcap
 from supervisor.diskcap import DiskWatch
 from supervisor.logfile import RotatingLog, reopen_on_sighup
 from supervisor.probation import Action, Probation
-from supervisor.protocol import ProtocolError
+from supervisor.protocol import Proposal
 from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger
 from supervisor.route.metering import RouteEvent
 from supervisor.route.server import SOCKET_NAME, LLMRoute
 from supervisor.route.upstream import Upstream
+from supervisor.repo_lock import AlreadyRunningError as AlreadyRunningError  # re-exported for callers
+from supervisor.repo_lock import HomeLock, RepoLock
+from supervisor.states import CandidateState, SupervisorState
 from supervisor.status import Status, StatusFile
 
 Progress = Callable[[str], None]
 OUTBOX_POLL_S = 5.0
 MAIN_CHECK_S = 2.0
 EVENT_THROTTLE_S = 60.0
-
-
-class AlreadyRunningError(OuroborosError, RuntimeError):
-    """Another supervisor holds this instance."""
+ENGINE_BACKOFF_MAX_S = 30.0
+DISK_RETRY_S = 10.0
+LAUNCH_TRIES = 3
+MAINTAIN_EVERY = 200  # verdicts between `git pack-refs` + `git gc` (the repository turns auto-gc off)
+MAINTAIN_AFTER_S = 6 * 3600.0
+_S = SupervisorState
 
 
 class GaveUpError(OuroborosError, RuntimeError):
@@ -55,7 +71,7 @@ class GaveUpError(OuroborosError, RuntimeError):
 
 @dataclass
 class Event:
-    kind: str  # "proposal" | "exit" | "stop" | "tick"
+    kind: str  # "proposal" | "exit" | "stop" | "tick" | "poll" (a tick that also looks at the outbox)
     run_id: str | None = None
     exit_code: int | None = None
 
@@ -66,7 +82,7 @@ class Supervisor:
     def __init__(
         self,
         instance: Instance,
-        engine: DockerEngine,
+        engine: Engine,
         image: str,
         config: InstanceConfig | None = None,
         progress: Progress = lambda message: None,
@@ -81,42 +97,60 @@ class Supervisor:
         self.events: queue.Queue[Event] = queue.Queue()
         self.status = Status()
         self._status_file = StatusFile(instance.status_file)
-        self.verdicts: list[Verdict] = []
-        self.gatekeeper = Gatekeeper(
-            instance.repo, engine, journal_root=instance.journal, image=image,
-            instance=instance.instance_id,
-        )
+        # Bounded: a supervisor that runs for weeks keeps no per-verdict state in memory.
+        self.verdicts: deque[Verdict] = deque(maxlen=5)
+        self.verdict_count = 0
+        self._gatekeeper: Gatekeeper | None = None
         self.agent: AgentRun | None = None
         self.candidate: CandidateRecord | None = None
         self.probation: Probation | None = None
         self.current_commit: str | None = None
         self.route: LLMRoute | None = None
-        self._scripted = None
+        self._scripted: Any = None
         self._credential: str | None = None
         self._log = RotatingLog(instance.agent_log, max_bytes=self.config.logs.agent_log_max_mb * 2**20,
                                 keep=self.config.logs.agent_log_keep)
         self._disk_watch: DiskWatch | None = None
-        self._lock_handle = None
+        self._repo_lock: RepoLock | None = None
+        self._home_lock: HomeLock | None = None
         self._watcher: outbox.OutboxWatcher | None = None
-        self.restart_latencies: list[float] = []
+        self._outbox = instance.run_dir / "outbox"
+        self.restart_latencies: deque[float] = deque(maxlen=100)
         self.rollbacks = 0
         self._stop_requested = False
         self._main_checked_at = 0.0
         self._last_event_at: dict[str, float] = {}
+        self._last_start_at = 0.0
+        self._disk_retry_at = 0.0
+        self._recovered = False
+        self._intake: Intake | None = None
+        self._maintained_at = time.monotonic()
+        self._verdicts_since_maintenance = 0
+        self._old_handlers: dict[int, Any] = {}
+        self._proposal_queued = threading.Event()
+
+    @property
+    def gatekeeper(self) -> Gatekeeper:
+        if self._gatekeeper is None:
+            raise OuroborosError("the supervisor has not taken its repository yet (call run())")
+        return self._gatekeeper
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._take_lock()
+        self._take_locks()  # before anything is read or written: a second supervisor stops here
         # Before anything slow: a SIGTERM during start-up is queued and handled by the loop.
         self._install_signal_handlers()
         try:
             self._prepare()
             if not self._stop_requested:
                 self._handle_proposals()  # left by a run that was killed: gate before the agent restarts
-            if self.agent is None and not self._stop_requested:
-                self._launch(reason="start")
+            if self.agent is None and not self._stop_requested and self.status.state is not _S.DISK_FULL:
+                self._launch_safely(reason="start")
             return self._loop()
+        except GateInterruptedError as exc:
+            self.progress(f"stopped while waiting for the engine: {exc}")
+            return 0
         finally:
             self._shutdown()
 
@@ -124,48 +158,54 @@ class Supervisor:
         self._stop_requested = True
         self.events.put(Event("stop"))
 
-    def _take_lock(self) -> None:
-        self.instance.run_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.instance.run_dir / "supervisor.lock", "a+")
-        for _ in range(10):
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                time.sleep(0.1)  # a `status` probe holds it for an instant; a supervisor holds it for good
-        else:
-            handle.close()
-            pid = _read_pid(self.instance.pid_file)
-            raise AlreadyRunningError(
-                f"another supervisor (pid {pid or 'unknown'}) runs {self.instance.home}; "
-                "stop it with `supervisor stop` first"
-            )
-        self._lock_handle = handle
-        self.instance.pid_file.write_text(str(os.getpid()))
+    def _take_locks(self) -> None:
+        self._repo_lock = RepoLock(find_common_dir(self.instance.repo)).acquire(self.instance.home)
+        try:
+            self._home_lock = HomeLock(self.instance.run_dir, self.instance.pid_file, self.instance.home).acquire()
+        except BaseException:
+            self._repo_lock.release()
+            raise
         control.clear(self.instance.run_dir)  # a stop request left for an earlier run is not for this one
 
     def _prepare(self) -> None:
+        self._gatekeeper = Gatekeeper(self.instance.repo, self.engine, journal_root=self.instance.journal,
+                                      image=self.image, instance=self.instance.instance_id)
+        self._gatekeeper.engine_wait = self._wait_for_engine
+        self._gatekeeper.warn = self.progress
+        if not self._wait_for_engine():
+            return
         removed = self.engine.reconcile(instance=self.instance.instance_id)
         if removed:
             self.progress(f"removed {len(removed)} leftover container(s) of an earlier run")
-        for action in self.gatekeeper.recover(abandon_pending=False):
-            self.progress(f"recovered: {action}")
-        self.gatekeeper.genesis()
-        self._adopt_pending_candidate()
-        self._disk_watch = self._cap_agent_disk()  # [route branch] before the agent's folders are prepared
+        outbox.prepare(self._outbox)
+        self._intake = Intake(self.gatekeeper, self._outbox, self.progress, self._refused)
+        self._recover()
+        self._disk_watch = self._cap_agent_disk()  # before the agent's folders are prepared
         for folder in (self.instance.journal, self.instance.goals):
             folder.mkdir(parents=True, exist_ok=True)
             give_to_agent(folder)
         notify.start(self.instance, self.config, self.progress)
-        self._outbox = self.instance.run_dir / "outbox"
-        outbox.prepare(self._outbox)
         self._start_route()
-        self._watcher = outbox.OutboxWatcher(self._outbox, lambda: self.events.put(Event("proposal"))).start()
+        self._watcher = outbox.OutboxWatcher(self._outbox, self._proposal_arrived).start()
+
+    def _recover(self) -> None:
+        """Finish what an earlier run left (a full disk makes this wait and retry, never fail the start)."""
+        try:
+            for action in self.gatekeeper.recover(abandon_pending=False):
+                self.progress(f"recovered: {action}")
+            self.gatekeeper.genesis()
+            self._adopt_pending_candidate()
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            self._pause_for_disk(exc)
+            return
+        self._recovered = True
 
     def _adopt_pending_candidate(self) -> None:
         """Keep the newest workspace of the last run (its edits, maybe a proposal in the outbox); drop older ones."""
         main = self.gatekeeper.main()
-        pending = [r for r in self.gatekeeper.store.all() if r.state == "pending"]
+        pending = [r for r in self.gatekeeper.store.active() if r.state == CandidateState.PENDING]
         # A kill inside create_candidate can leave a record without its worktree or .git file.
         usable = [r for r in pending if r.base == main and r.gitfile and Path(r.worktree, ".git").is_file()]
         keep = usable[-1] if usable else None
@@ -199,35 +239,55 @@ class Supervisor:
                               socket_path=socket_dir / SOCKET_NAME).start()
 
     def _scenario_path(self) -> Path:
-        path = Path(self.config.scripted_scenario)
+        path = Path(self.config.scripted_scenario or "")
         return path if path.is_absolute() else self.instance.home / path
 
     def _shutdown(self) -> None:
-        self.status.state = "stopping"
-        self._write_status()
-        if self.agent is not None:
-            self._stop_agent()
-        if self._watcher is not None:
-            self._watcher.stop()
+        """Every step is tried even if an earlier one failed (a full disk, a gone engine); the agent is
+        always stopped, the pid file always removed, the locks always released."""
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("publish stopping", lambda: self._set_state(_S.STOPPING)),
+            ("stop the agent", self._stop_agent),
+            ("stop the outbox watcher", lambda: self._watcher.stop() if self._watcher else None),
+            ("stop the LLM route", self._stop_route),
+            ("stop the scripted model", lambda: self._scripted.stop() if self._scripted else None),
+            ("publish stopped", self._publish_stopped),
+            ("close the agent log", self._log.close),
+            ("restore signal handlers", self._restore_signal_handlers),
+        ]
+        try:
+            for name, step in steps:
+                try:
+                    step()
+                except Exception as exc:  # noqa: BLE001 - shutdown must reach its end whatever failed
+                    self.progress(f"during shutdown, could not {name}: {exc}")
+        finally:
+            self.instance.pid_file.unlink(missing_ok=True)
+            if self._home_lock is not None:
+                self._home_lock.release()
+            if self._repo_lock is not None:
+                self._repo_lock.release()
+
+    def _stop_route(self) -> None:
         if self.route is not None:
             self.route.stop()
             self.route.ledger.close()
-        if self._scripted is not None:
-            self._scripted.stop()
-        self.status.state = "stopped"
+
+    def _publish_stopped(self) -> None:
         self.status.agent_container = None
-        self._write_status()
-        self._log.close()
-        self.instance.pid_file.unlink(missing_ok=True)
-        if self._lock_handle is not None:
-            self._lock_handle.close()
+        self._set_state(_S.STOPPED)
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.request_stop())
+            self._old_handlers[signum] = signal.signal(signum, lambda *_: self.request_stop())
         reopen_on_sighup()  # logrotate: agent.log is reopened at the next write
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, handler in self._old_handlers.items():
+            signal.signal(signum, handler)
+        self._old_handlers.clear()
 
     def _cap_agent_disk(self) -> DiskWatch:
         """Each host area the agent writes on its own size-capped filesystem (supervisor/diskcap.py)."""
@@ -249,25 +309,48 @@ class Supervisor:
                 event = self.events.get(timeout=0.5)
             except queue.Empty:
                 event = Event("tick")
-            if event.kind == "stop":
+            if event.kind == "stop" or self._stop_requested:
                 self.progress("stopping: SIGTERM or `supervisor stop`")
                 return 0
-            if event.kind == "proposal":
-                self._handle_proposals()
-            elif event.kind == "exit" and self.agent and event.run_id == self.agent.run_id:
-                self._handle_exit(event.exit_code)
-            elif event.kind == "tick":
-                if time.monotonic() - polled_at > OUTBOX_POLL_S:
-                    polled_at = time.monotonic()
-                    self._handle_proposals()  # a safety net under watchfiles (inotify limits, a dead thread)
-                self._tick()
+            if event.kind == "tick" and (time.monotonic() - polled_at > OUTBOX_POLL_S
+                                         or self.status.state is _S.DISK_FULL):
+                polled_at = time.monotonic()
+                event = Event("poll")  # a safety net under watchfiles (inotify limits, a dead thread)
+            try:
+                self._dispatch(event)
+            except OSError as exc:  # a full disk anywhere (a log record, a status, an export) is weather
+                if not is_disk_full(exc):
+                    raise
+                self._pause_for_disk(exc)
             if self.stop_when is not None and self.stop_when(self):
                 return 0
+
+    def _proposal_arrived(self) -> None:
+        """From the watcher thread: at most one proposal event is queued at a time, however busy the
+        agent (each event looks at the whole outbox), so the queue cannot grow without bound."""
+        if not self._proposal_queued.is_set():
+            self._proposal_queued.set()
+            self.events.put(Event("proposal"))
+
+    def _dispatch(self, event: Event) -> None:
+        if event.kind == "proposal":
+            self._proposal_queued.clear()
+            self._handle_proposals()
+        elif event.kind == "exit" and self.agent and event.run_id == self.agent.run_id:
+            self._handle_exit(event.exit_code)
+        elif event.kind == "poll":
+            self._handle_proposals()
+            self._tick()
+        elif event.kind == "tick":
+            self._tick()
 
     def _tick(self) -> None:
         if control.stop_requested(self.instance.run_dir):
             self.request_stop()  # `supervisor stop` from another PID namespace (docs/operations.md)
         now = time.monotonic()
+        if self.status.state is _S.DISK_FULL:
+            self._write_status()
+            return
         # Only a generation that is actually running can prove itself.
         if self.agent is not None and self.probation and self.probation.passed(now):
             generation = self.status.generation
@@ -291,28 +374,110 @@ class Supervisor:
         self.status.probation = "passed" if self.probation and self.probation.good else "on probation"
         self._write_status()
 
+    # -- proposals ------------------------------------------------------------------------------
+
     def _handle_proposals(self) -> None:
-        for path in outbox.pending(self._outbox):
-            if self._stop_requested:
-                return  # the rest stays in the outbox for the next start
-            try:
-                proposal = outbox.read(path)
-            except (ProtocolError, ValueError, OSError) as exc:
-                outbox.discard(path)
-                self._refused("proposal-refused", f"Your proposal file {path.name} was refused: {exc}")
-                continue
-            if self._already_recorded(proposal.id):
-                outbox.discard(path)  # recorded before a crash; recover() has finished it
-                continue
-            self._gate(proposal)
-            outbox.discard(path)
-            # Whatever else is queued was written on the workspace that was just judged and replaced.
-            for stale in outbox.pending(self._outbox):
-                outbox.discard(stale)
-                self._note("proposal-dropped", f"Proposal file {stale.name} arrived while an earlier proposal of "
-                                                "the same workspace was being gated; that workspace is gone, so it "
-                                                "was dropped. Propose again from your new workspace.")
+        """Gate what is in the outbox; a full disk pauses gating (status says so) instead of deciding."""
+        if self.status.state is _S.DISK_FULL:
+            if time.monotonic() < self._disk_retry_at:
+                return
+            if self.gatekeeper.disk_full():
+                self._pause_for_disk(OSError(errno.ENOSPC, "still no space left"))
+                return
+        try:
+            if not self._recovered:
+                self._recover()
+                if not self._recovered:
+                    return
+            self._gate_pending()
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            self._pause_for_disk(exc)
             return
+        if self.status.state is _S.DISK_FULL:
+            self.progress("there is disk space again: gating resumes")
+            self._set_state(_S.RUNNING, "")
+            if self.agent is None and not self._stop_requested:
+                self._launch_safely(reason="disk space freed")
+
+    def _pause_for_disk(self, exc: BaseException) -> None:
+        self._disk_retry_at = time.monotonic() + DISK_RETRY_S
+        if self.status.state is not _S.DISK_FULL:
+            self.progress(f"disk full: gating paused until there is room ({exc})")
+        self._set_state(_S.DISK_FULL, f"disk full, gating paused: {str(exc)[:300]}")
+
+    def _gate_pending(self) -> None:
+        if self._stop_requested or self._intake is None:
+            return  # what is queued stays in the outbox for the next start
+        found = self._intake.next()
+        if found is None:
+            return
+        verdict = self._judge(found.proposal, found.recorded)
+        outbox.discard(found.path)
+        # Whatever else is queued was written on the workspace that was just judged and replaced
+        # (the agent was stopped before the gate, so nothing of its next run is among them).
+        self._intake.drop_stale()
+        self._after_verdict(verdict)
+
+    def _judge(self, proposal: Proposal, recorded: CandidateRecord | None) -> Verdict:
+        self._stop_agent()  # the agent must not touch what is being judged, nor the worktree being removed
+        self._set_state(_S.GATING, proposal.summary)
+        if recorded is not None and recorded.state != CandidateState.PENDING:
+            self.progress(f"resuming proposal {proposal.id[:8]} on candidate {recorded.id} ({recorded.state.value})")
+            verdict = self.gatekeeper.resume(recorded)
+        else:
+            candidate = recorded or self._candidate_for_proposal(proposal)
+            self.progress(f"gating proposal {proposal.id[:8]} on candidate {candidate.id}: {proposal.summary}")
+            verdict = self.gatekeeper.submit(candidate, proposal)
+        return verdict
+
+    def _candidate_for_proposal(self, proposal: Proposal) -> CandidateRecord:
+        """The pending workspace the proposal was written on; or, if that run's workspace is gone (a
+        stop or kill between its proposal and its verdict), a fresh candidate so it still gets a verdict."""
+        if self.candidate is not None:
+            try:
+                record = self.gatekeeper.store.load(self.candidate.id)
+            except CandidateError:
+                record = None
+            if record is not None and record.state == CandidateState.PENDING:
+                return record
+        self.progress(f"proposal {proposal.id[:8]} has no workspace left; it is judged on a fresh candidate")
+        self.candidate = self.gatekeeper.create_candidate()
+        return self.candidate
+
+    def _after_verdict(self, verdict: Verdict) -> None:
+        self.verdicts.append(verdict)
+        self.verdict_count += 1
+        self.status.verdicts = [VerdictSummary.model_validate(v.model_dump(include=set(VerdictSummary.model_fields)))
+                                for v in self.verdicts]
+        stopping = self._stop_requested or bool(self.stop_when and self.stop_when(self))
+        if verdict.state == CandidateState.ACCEPTED:
+            self.progress(f"accepted: main is now {(verdict.commit or '')[:12]} (generation {verdict.generation})")
+            verdict_at = time.monotonic()
+            if not stopping:
+                self._relaunch(reason=f"generation {verdict.generation} accepted", after_rollback=False)
+                self.restart_latencies.append(self._last_start_at - verdict_at)
+        else:
+            why = "; ".join(verdict.reasons)[:300] or verdict.state
+            self.progress(f"{verdict.state}: candidate {verdict.candidate} ({why}); agent stays on generation "
+                          f"{self.status.generation}")
+            if not stopping:
+                # The workspace returns to main: the agent restarts on the same generation.
+                self._relaunch(reason=f"candidate {verdict.candidate} {verdict.state}", after_rollback=False)
+        self._set_state(_S.RUNNING, "")
+        self._maybe_maintain()
+
+    def _maybe_maintain(self) -> None:
+        self._verdicts_since_maintenance += 1
+        now = time.monotonic()
+        if self._verdicts_since_maintenance < MAINTAIN_EVERY and now - self._maintained_at < MAINTAIN_AFTER_S:
+            return
+        self._verdicts_since_maintenance, self._maintained_at = 0, now
+        try:
+            self.gatekeeper.maintain()
+        except OuroborosError as exc:
+            self.progress(f"git maintenance failed ({exc}); it is tried again later")
 
     def _note(self, kind: str, body: str) -> None:
         """Journal for the agent; a sabotaged journal is logged, never allowed to stop the supervisor."""
@@ -327,48 +492,29 @@ class Supervisor:
         if now - self._last_event_at.get(kind, -EVENT_THROTTLE_S) < EVENT_THROTTLE_S:
             return
         self._last_event_at[kind] = now
-        self.gatekeeper.log.append(kind, details={"message": message[:500]})
-        self._note(kind, message)
         self.progress(message)
-
-    def _already_recorded(self, proposal_id: str) -> bool:
-        return any(r.proposal is not None and r.proposal.id == proposal_id for r in self.gatekeeper.store.all())
-
-    def _gate(self, proposal) -> None:
-        assert self.candidate is not None
-        self.status.state = "gating"
-        self.status.message = proposal.summary
-        self._write_status()
-        self.progress(f"gating proposal {proposal.id[:8]} on candidate {self.candidate.id}: {proposal.summary}")
-        verdict = self.gatekeeper.submit(self.candidate, proposal)
-        self.verdicts.append(verdict)
-        self.status.verdicts = [VerdictSummary.model_validate(v.model_dump(include=set(VerdictSummary.model_fields)))
-                                for v in self.verdicts[-5:]]
-        if verdict.state == "accepted":
-            self.progress(f"accepted: main is now {verdict.commit[:12]} (generation {verdict.generation})")
-            verdict_at = time.monotonic()
-            if not (self.stop_when and self.stop_when(self)):
-                self._relaunch(reason=f"generation {verdict.generation} accepted", after_rollback=False)
-                self.restart_latencies.append(self._last_start_at - verdict_at)
-        else:
-            why = "; ".join(verdict.reasons)[:300] or verdict.state
-            self.progress(f"{verdict.state}: candidate {verdict.candidate} ({why}); agent stays on generation "
-                          f"{self.status.generation}")
-            if not (self.stop_when and self.stop_when(self)):
-                # The workspace returns to main: the agent restarts on the same generation.
-                self._relaunch(reason=f"candidate {verdict.candidate} {verdict.state}", after_rollback=False)
-        self.status.state = "running"
-        self._write_status()
+        try:
+            self.gatekeeper.log.append(kind, details={"message": message[:500]})
+        except OSError as exc:  # a full disk: the refusal itself still holds
+            self.progress(f"could not log {kind}: {exc}")
+            return
+        self._note(kind, message)
 
     def _handle_exit(self, code: int | None) -> None:
         self.status.agent_container = None
+        if code is None:
+            self._engine_lost_agent()
+            return
+        if self.gatekeeper.disk_full():  # weather, not the generation's fault: restarted once there is room
+            self._pause_for_disk(OSError(errno.ENOSPC, f"the agent exited ({code}) while the disk is full"))
+            return
         if code == 0 and self.config.agent.max_cycles is not None:
             self.progress("the agent finished its cycles (exit 0); it stays stopped until main changes")
-            self.status.state = "idle"
-            self._write_status()
+            self._set_state(_S.IDLE)
             return
         now = time.monotonic()
-        assert self.probation is not None
+        if self.probation is None:
+            self.probation = Probation(self.config.probation, started_at=now)
         action = self.probation.on_crash(now)
         self.gatekeeper.log.append("agent-crashed", commit=self.current_commit, generation=self.status.generation,
                                    details={"exit_code": code, "action": action.value})  # for the scorecard
@@ -379,25 +525,29 @@ class Supervisor:
                 return
             self._relaunch(reason=f"crash (exit {code})", after_rollback=False, keep_probation=True)
         elif action is Action.ROLLBACK:
-            try:
-                result = self.gatekeeper.rollback()
-            except RollbackError as exc:
-                self._give_up(f"generation {self.status.generation} crash-loops and cannot be rolled back ({exc})")
-            self._note(
-                "probation-rollback",
-                f"Generation {self.status.generation} crashed more than {self.config.probation.max_restarts} times "
-                f"in {self.config.probation.window_s:g} s after its restart, so main was rolled back to "
-                f"{result.target} (generation {result.generation}).",
-            )
-            self.rollbacks += 1
-            self.progress(f"rolled back to generation {result.generation} ({result.target[:12]}): crash loop")
-            self._relaunch(reason="probation rollback", after_rollback=True)
+            self._roll_back()
         else:
             self._give_up(f"generation {self.status.generation} crash-loops and "
                           f"{self.probation.consecutive_rollbacks} automatic rollbacks in a row did not help")
 
+    def _roll_back(self) -> None:
+        try:
+            result = self.gatekeeper.rollback()
+        except RollbackError as exc:
+            self._give_up(f"generation {self.status.generation} crash-loops and cannot be rolled back ({exc})")
+            return
+        self._note(
+            "probation-rollback",
+            f"Generation {self.status.generation} crashed more than {self.config.probation.max_restarts} times "
+            f"in {self.config.probation.window_s:g} s after its restart, so main was rolled back to "
+            f"{result.target} (generation {result.generation}).",
+        )
+        self.rollbacks += 1
+        self.progress(f"rolled back to generation {result.generation} ({result.target[:12]}): crash loop")
+        self._relaunch(reason="probation rollback", after_rollback=True)
+
     def _pause_unless_stopped(self, seconds: float) -> bool:
-        """Wait before a restart without making a stop request wait too; True if one came."""
+        """Wait without making a stop request wait too; True if one came."""
         deadline = time.monotonic() + seconds
         while not self._stop_requested and time.monotonic() < deadline:
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
@@ -408,13 +558,67 @@ class Supervisor:
         self._note("supervisor-gave-up", message)
         raise GaveUpError(f"{message}; inspect `supervisor log` and `supervisor logs`, fix main, then start again")
 
+    # -- the engine's weather -------------------------------------------------------------------
+
+    def _wait_for_engine(self) -> bool:
+        """Back off until the engine answers (status shows the wait); False if a stop came first."""
+        if self.engine.ping():
+            return True
+        before = self.status.state
+        self._set_state(_S.WAITING_FOR_ENGINE, "the container engine does not answer; waiting for it")
+        self.progress("the container engine does not answer; waiting for it (backing off up to "
+                      f"{ENGINE_BACKOFF_MAX_S:g} s)")
+        delay = 0.5
+        while not self._pause_unless_stopped(delay):
+            if self.engine.ping():
+                self.progress("the container engine answers again")
+                self._set_state(before if before is not _S.WAITING_FOR_ENGINE else _S.RUNNING, "")
+                keep = {self.agent.run_id} if self.agent is not None else set()
+                self.engine.reconcile(instance=self.instance.instance_id, keep_run_ids=keep)
+                return True
+            delay = min(delay * 2, ENGINE_BACKOFF_MAX_S)
+        return False
+
+    def _engine_lost_agent(self) -> None:
+        """The agent's container ended with no exit status: the engine went away. Not a crash of the
+        generation: once the engine is back, the agent is re-adopted if it still runs, else restarted
+        once."""
+        run = self.agent
+        if run is None or not self._wait_for_engine():
+            return
+        try:
+            alive = run.container.is_running()
+        except SandboxError:
+            alive = False
+        if alive and self.agent is run:
+            self.progress("the agent survived the engine's restart: re-adopted")
+            threading.Thread(target=self._await_exit, args=(run,), daemon=True).start()
+            self.status.agent_container = run.container.id
+            return
+        self.progress("the agent did not survive the engine's restart: starting it again")
+        self._relaunch(reason="engine restarted", after_rollback=False, keep_probation=True)
+
     # -- starting and stopping the agent ----------------------------------------------------------
 
     def _relaunch(self, reason: str, after_rollback: bool, keep_probation: bool = False) -> None:
         self._stop_agent()
         if self._stop_requested:
             return  # the loop is about to shut down: starting an agent now would only be killed again
-        self._launch(reason, after_rollback=after_rollback, keep_probation=keep_probation)
+        self._launch_safely(reason, after_rollback=after_rollback, keep_probation=keep_probation)
+
+    def _launch_safely(self, reason: str, after_rollback: bool = False, keep_probation: bool = False) -> None:
+        """Start the agent; an engine that does not answer is waited for, a few times, never fatal at once."""
+        for attempt in range(1, LAUNCH_TRIES + 1):
+            try:
+                self._launch(reason, after_rollback=after_rollback, keep_probation=keep_probation)
+                return
+            except SandboxError as exc:
+                self.progress(f"could not start the agent (try {attempt} of {LAUNCH_TRIES}): {exc}")
+                self._stop_agent()
+                if attempt == LAUNCH_TRIES or not self._wait_for_engine():
+                    if self._stop_requested:
+                        return
+                    raise
 
     def _launch(self, reason: str, after_rollback: bool = False, keep_probation: bool = False) -> None:
         main = self.gatekeeper.main()
@@ -425,18 +629,22 @@ class Supervisor:
             self.probation = Probation(self.config.probation, started_at=now)
         elif new_generation and not keep_probation:
             self.probation = self.probation.next_generation(now, after_rollback=after_rollback)
+        route = self.route
+        if route is None or route.socket_path is None:
+            raise OuroborosError("the LLM route is not running; the agent cannot start without it")
+        socket_dir = route.socket_path.parent
         code_dir = self._code_dir(main)
         self.candidate = self._workspace_for(main)
         workspace = Path(self.candidate.worktree)
         run_id = f"{self.instance.instance_id}-{uuid.uuid4().hex[:8]}"
         if self._credential:
-            self.route.revoke_credential(self._credential)
-        self._credential = self.route.issue_credential(run_id)
+            route.revoke_credential(self._credential)
+        self._credential = route.issue_credential(run_id)
         spec = agent_spec(
             image=self.image, instance_id=self.instance.instance_id, run_id=run_id,
             settings=self.config.agent, code_dir=code_dir, workspace=workspace,
             journal=self.instance.journal, goals=self.instance.goals, outbox=self._outbox,
-            route_dir=self.route.socket_path.parent, route_env=self.route.agent_env(self._credential),
+            route_dir=socket_dir, route_env=route.agent_env(self._credential),
             generation=generation if generation is not None else -1,
         )
         spec = lineage_view.with_history(spec, self.instance)  # its lineage, read-only at /history
@@ -448,7 +656,7 @@ class Supervisor:
         self.current_commit = main
         if new_generation:
             self.status.generation_since = datetime.now(timezone.utc)
-        self.status.state = "running"
+        self.status.change_state(_S.RUNNING)
         self.status.generation = generation
         self.status.commit = main
         self.status.candidate = self.candidate.id
@@ -460,11 +668,15 @@ class Supervisor:
     def _workspace_for(self, main: str) -> CandidateRecord:
         """Keep the candidate across a crash restart (the agent's edits survive); else a fresh one."""
         if self.candidate is not None:
-            record = self.gatekeeper.store.load(self.candidate.id)
-            if record.state == "pending" and record.base == main:
-                return record
-            if record.state == "pending":
-                self.gatekeeper.abandon(record.id, f"main moved to {main[:12]} before a proposal arrived")
+            try:
+                record = self.gatekeeper.store.load(self.candidate.id)
+            except CandidateError as exc:
+                self.progress(f"{exc}; the agent gets a fresh workspace")
+            else:
+                if record.state == CandidateState.PENDING and record.base == main:
+                    return record
+                if record.state == CandidateState.PENDING:
+                    self.gatekeeper.abandon(record.id, f"main moved to {main[:12]} before a proposal arrived")
         record = self.gatekeeper.create_candidate()
         give_to_agent(Path(record.worktree))
         return record
@@ -474,11 +686,16 @@ class Supervisor:
         self.events.put(Event("exit", run_id=run.run_id, exit_code=code))
 
     def _stop_agent(self) -> None:
-        if self.agent is None:
-            return
-        self.agent.stop(self.config.agent.stop_grace_s)
-        self.agent = None
+        """Stop and remove the agent's container; an engine error is reported, never raised (whatever
+        is left carries our labels and goes at the engine's return or the next start)."""
+        run, self.agent = self.agent, None
         self.status.agent_container = None
+        if run is None:
+            return
+        try:
+            run.stop(self.config.agent.stop_grace_s)
+        except SandboxError as exc:
+            self.progress(f"could not stop the agent's container ({exc}); it is removed once the engine answers")
 
     def _code_dir(self, commit: str) -> Path:
         return export_code(self.gatekeeper.git, self.instance.run_dir / "code", commit, running=self.current_commit)
@@ -489,12 +706,11 @@ class Supervisor:
         # Called from route threads; a refused agent may retry at the route's rate, hence the throttle.
         self._refused(f"route-{event.kind}", f"LLM route: {event.message}")
 
+    def _set_state(self, state: SupervisorState, message: str | None = None) -> None:
+        self.status.change_state(state, message)
+        self._write_status()
+
     def _write_status(self) -> None:
-        self._status_file.write(self.status)
+        self._status_file.write(self.status)  # a full disk leaves the old status; never worth a crash
         systemd.publish(self.status)
 
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None

@@ -8,7 +8,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from supervisor.appendfile import DiskFullError, write_atomic
 from supervisor.gatekeeper import VerdictSummary
+from supervisor.states import SupervisorState, check_supervisor
+
+
+PAD_BLOCK = 4096
 
 
 class Status(BaseModel):
@@ -16,7 +21,7 @@ class Status(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    state: str = "starting"
+    state: SupervisorState = SupervisorState.STARTING
     pid: int = Field(default_factory=os.getpid)
     started_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     generation: int | None = None
@@ -29,6 +34,12 @@ class Status(BaseModel):
     verdicts: list[VerdictSummary] = Field(default_factory=list, description="The last five.")
     message: str = ""
 
+    def change_state(self, new: SupervisorState, message: str | None = None) -> None:
+        """The one way the supervisor's state changes: checked against `states.SUPERVISOR_TRANSITIONS`."""
+        self.state = check_supervisor(self.state, new)
+        if message is not None:
+            self.message = message
+
 
 class StatusFile:
     """Atomic writes, and only of changes: the loop ticks twice a second for weeks."""
@@ -37,14 +48,40 @@ class StatusFile:
         self.path = path
         self._written = ""
 
-    def write(self, status: Status) -> None:
+    def write(self, status: Status) -> bool:
+        """Publish `status`; False if it could not be written: status is never worth a crash.
+
+        The file is padded to whole blocks, so when the disk is full (when status matters most: it
+        must say "paused: disk full") it is overwritten in place, which needs no new space.
+        """
         text = status.model_dump_json(indent=1)
         if text == self._written:
-            return
-        temp = self.path.with_suffix(".tmp")
-        temp.write_text(text)
-        os.replace(temp, self.path)
+            return True
+        data = _padded(text)
+        try:
+            write_atomic(self.path, data)
+        except DiskFullError:
+            if not self._overwrite_in_place(data):
+                return False
+        except OSError:
+            return False
         self._written = text
+        return True
+
+    def _overwrite_in_place(self, data: bytes) -> bool:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            if os.fstat(fd).st_size < len(data):
+                return False
+            os.pwrite(fd, data.ljust(os.fstat(fd).st_size), 0)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return True
 
     def read(self) -> Status | None:
         """The last published status; None if the supervisor never ran (or the file is unreadable)."""
@@ -52,3 +89,8 @@ class StatusFile:
             return Status.model_validate_json(self.path.read_text())
         except (FileNotFoundError, ValidationError):
             return None
+
+
+def _padded(text: str) -> bytes:
+    data = text.encode() + b"\n"
+    return data.ljust(-(-len(data) // PAD_BLOCK) * PAD_BLOCK)

@@ -53,6 +53,13 @@ def containers_of(engine, instance: Instance) -> list:
     return engine.client.containers.list(all=True, filters={"label": f"io.ouroboros.instance={instance.instance_id}"})
 
 
+def journal_by_file(instance: Instance) -> dict[str, list[str]]:
+    """The `## <timestamp> <kind>` headings of each journal file, in file order."""
+    return {str(path.relative_to(instance.journal)): [line for line in path.read_text().splitlines()
+                                                      if re.match(r"^## \d{4}-", line)]
+            for path in sorted(instance.journal.rglob("*.md"))}
+
+
 def journal_entries(instance: Instance) -> list[str]:
     """Every `## <timestamp> <kind>` heading in the memory journal, in file order."""
     headings = []

@@ -1,0 +1,323 @@
+"""The runner's decisions on the fake engine: leftovers, stops, engine loss, full disks, two homes."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox.errors import SandboxError
+from sandbox.fake import FakeEngine, passing_gate
+from sandbox.spec import ContainerSpec, RunResult
+from supervisor import candidates as candidates_module
+from supervisor.repo_lock import RepositoryLockedError
+from supervisor.runner import Supervisor
+from supervisor.states import SupervisorState
+
+from tests.supervisor.fakes import fake_instance, keeper, proposing_agent, run_in_thread, verdict_kinds, write_proposal
+
+
+def wait_until(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def verdicts_for(gatekeeper, proposal_id: str) -> list[str]:
+    """Every record that decided `proposal_id`: a verdict of its candidate, or a drop naming it."""
+    found = []
+    for record in gatekeeper.log.records():
+        if record.kind == "proposal-dropped" and proposal_id in record.details.get("proposals", []):
+            found.append(record.kind)
+        elif record.kind in ("accepted", "rejected", "needs-approval", "infrastructure-error") and \
+                record.details.get("proposal") == proposal_id:
+            found.append(record.kind)
+    return found
+
+
+def test_a_leftover_proposal_with_no_workspace_gets_a_candidate_and_one_verdict(tmp_path):
+    engine = FakeEngine()
+    instance = fake_instance(tmp_path / "home", engine)
+    outbox = instance.run_dir / "outbox"
+    outbox.mkdir(parents=True)
+    proposal_id = write_proposal(outbox)  # as if the run that wrote it was stopped mid-gate and is gone
+    supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
+    assert supervisor.run() == 0
+    gk = keeper(instance, engine)
+    assert verdicts_for(gk, proposal_id) == ["rejected"]  # its workspace is gone: it changes nothing
+    assert list(outbox.iterdir()) == []
+    assert gk.log.verify().ok
+    assert engine.running(instance.instance_id) == []
+
+
+def test_an_accepted_proposal_restarts_the_agent_on_the_new_main(tmp_path):
+    written: list[str] = []
+    engine = FakeEngine(agent=proposing_agent(written))
+    instance = fake_instance(tmp_path / "home", engine)
+    supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 2)
+    assert supervisor.run() == 0
+    gk = keeper(instance, engine)
+    assert [verdicts_for(gk, pid) for pid in written[:2]] == [["accepted"], ["accepted"]]
+    assert gk.main() == gk.generations()[2]
+    assert engine.running(instance.instance_id) == []  # shutdown stopped the agent
+    assert not instance.pid_file.exists()
+
+
+def test_the_agent_is_stopped_before_its_workspace_is_judged_or_removed(tmp_path):
+    churned = threading.Event()
+
+    def churning_agent(container):
+        workspace = Path(container.mount("/workspace"))
+        from tests.supervisor.fakes import write_proposal as propose
+        (workspace / "agent" / "churn").mkdir()
+        propose(Path(container.mount("/ouroboros/outbox")))
+        n = 0
+        while not container.stopped.is_set():  # churns until stopped, as fast as it can
+            path = workspace / "agent" / "churn" / f"f{n % 50}"
+            path.write_text("x" * (n % 100))
+            if n % 3 == 0:
+                path.unlink(missing_ok=True)
+            n += 1
+            churned.set()
+        return 137
+
+    seen_running: list[int] = []
+
+    def gate(spec: ContainerSpec) -> RunResult:
+        seen_running.append(sum(1 for c in engine.running() if not c.stopped.is_set()))
+        return passing_gate(spec)
+
+    engine = FakeEngine(gate=gate, agent=churning_agent)
+    instance = fake_instance(tmp_path / "home", engine)
+    seen_running.clear()
+    supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
+    assert supervisor.run() == 0
+    assert churned.is_set() and seen_running and set(seen_running) == {0}
+    assert keeper(instance, engine).log.verify().ok
+
+
+def test_a_file_name_that_is_not_utf8_is_a_clean_recorded_rejection(tmp_path):
+    def hostile_edit(workspace: Path) -> None:
+        os.close(os.open(os.path.join(os.fsencode(workspace / "agent"), b"bad-\xff\xfe.py"), os.O_CREAT | os.O_WRONLY))
+
+    written: list[str] = []
+    engine = FakeEngine(agent=proposing_agent(written, edit=hostile_edit))
+    instance = fake_instance(tmp_path / "home", engine)
+    supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
+    assert supervisor.run() == 0
+    gk = keeper(instance, engine)
+    assert verdicts_for(gk, written[0]) == ["rejected"]
+    record = next(r for r in gk.log.records() if r.kind == "rejected")
+    assert "not valid UTF-8" in " ".join(record.reasons) and "\\xff" in " ".join(record.reasons)
+    assert gk.log.verify().ok
+    # ... and the instance starts again (the old failure mode: recover() raised at every start).
+    again = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.agent is not None)
+    assert again.run() == 0
+
+
+def test_a_gate_the_engine_fails_is_retried_after_it_returns_never_rejected(tmp_path):
+    calls: list[str] = []
+
+    def gate(spec: ContainerSpec) -> RunResult:
+        calls.append(spec.run_id)
+        if len(calls) == 1:
+            engine.go_down()  # an engine restart while the gate runs
+            threading.Timer(1.0, engine.come_back).start()
+        return passing_gate(spec)
+
+    written: list[str] = []
+    engine = FakeEngine(agent=proposing_agent(written))
+    instance = fake_instance(tmp_path / "home", engine)
+    engine.gate = gate
+    states: list[SupervisorState] = []
+    supervisor = Supervisor(instance, engine, "fake-image",
+                            stop_when=lambda s: states.append(s.status.state) or s.verdict_count >= 1)
+    assert supervisor.run() == 0
+    gk = keeper(instance, engine)
+    assert verdicts_for(gk, written[0]) == ["accepted"]
+    assert len(calls) == 2
+    record = gk.store.load(gk.store.candidate_for(written[0]))
+    assert record.infra_tries == 1 and record.state == "accepted"
+
+
+def test_a_gate_the_engine_keeps_failing_is_an_infrastructure_error_not_a_rejection(tmp_path):
+    def broken(spec: ContainerSpec) -> RunResult:
+        raise SandboxError("Docker engine error: 500 Server Error")
+
+    written: list[str] = []
+    engine = FakeEngine(agent=proposing_agent(written))
+    instance = fake_instance(tmp_path / "home", engine)
+    engine.gate = broken
+    supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
+    assert supervisor.run() == 0
+    gk = keeper(instance, engine)
+    assert verdicts_for(gk, written[0]) == ["infrastructure-error"]
+    assert "rejected" not in verdict_kinds(gk)
+    assert not gk.git.refs("refs/ouroboros/rejected")
+    notes = "\n".join(p.read_text() for p in instance.journal.rglob("notes.md"))
+    assert "gate-infrastructure-error" in notes and "says nothing about the proposal" in notes
+
+
+def test_an_engine_restart_restarts_the_agent_exactly_once_and_counts_no_crash(tmp_path):
+    engine = FakeEngine()
+    instance = fake_instance(tmp_path / "home", engine)
+    supervisor = Supervisor(instance, engine, "fake-image")
+    thread, outcome = run_in_thread(supervisor)
+    wait_until(lambda: supervisor.agent is not None)
+    first = supervisor.agent.container.id
+    seen: list[str] = []
+    engine.go_down()
+    wait_until(lambda: supervisor.status.state is SupervisorState.WAITING_FOR_ENGINE or seen.append("x"))
+    time.sleep(1.0)
+    engine.come_back()
+    wait_until(lambda: supervisor.agent is not None and supervisor.agent.container.id != first)
+    time.sleep(1.0)
+    assert len(engine.running(instance.instance_id)) == 1
+    assert supervisor.status.restarts == 0 and supervisor.status.state is SupervisorState.RUNNING
+    supervisor.request_stop()
+    thread.join(20)
+    assert outcome == {"code": 0} and engine.running(instance.instance_id) == []
+
+
+def test_a_full_disk_pauses_gating_then_the_proposal_gets_one_real_verdict(tmp_path, monkeypatch):
+    real = candidates_module.make_candidate_commit
+    full = threading.Event()
+    full.set()
+
+    def no_space(*args, **kwargs):
+        if full.is_set():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("supervisor.gatekeeper.make_candidate_commit", no_space)
+    written: list[str] = []
+    engine = FakeEngine(agent=proposing_agent(written))
+    instance = fake_instance(tmp_path / "home", engine)
+    supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
+    thread, outcome = run_in_thread(supervisor)
+    wait_until(lambda: instance.status_file.exists()
+               and '"paused: disk full"' in instance.status_file.read_text())  # what `status` shows
+    gk = keeper(instance, engine)
+    assert verdict_kinds(gk) == []  # no verdict while the disk is full
+    full.clear()
+    monkeypatch.setattr("supervisor.runner.DISK_RETRY_S", 0.1)
+    supervisor._disk_retry_at = 0.0
+    thread.join(30)
+    assert outcome == {"code": 0}
+    assert verdicts_for(gk, written[0]) == ["accepted"]
+
+
+def test_a_second_supervisor_on_the_same_repository_refuses_even_after_the_lock_file_is_deleted(tmp_path):
+    engine = FakeEngine()
+    instance = fake_instance(tmp_path / "home", engine)
+    other_home = tmp_path / "other"
+    other_home.mkdir()
+    (other_home / "repo.git").symlink_to(instance.repo)
+    (other_home / "ouroboros.toml").write_text(instance.config_path.read_text())
+    from supervisor.instance import Instance
+
+    other = Instance(other_home)
+    first = Supervisor(instance, engine, "fake-image")
+    thread, outcome = run_in_thread(first)
+    wait_until(lambda: first.agent is not None)
+    before = sorted(p.name for p in (instance.repo / "ouroboros").rglob("*"))
+    for lock in (instance.run_dir / "supervisor.lock", instance.repo / "ouroboros" / "supervisor.holder"):
+        lock.unlink()
+    with pytest.raises(RepositoryLockedError, match="one repository, one supervisor"):
+        Supervisor(other, engine, "fake-image").run()
+    with pytest.raises(RepositoryLockedError):
+        Supervisor(instance, engine, "fake-image").run()
+    assert not (other_home / "run").exists()  # refused before touching anything
+    assert len(engine.running()) == 1
+    after = sorted(p.name for p in (instance.repo / "ouroboros").rglob("*"))
+    assert set(before) - set(after) == {"supervisor.holder"}
+    first.request_stop()
+    thread.join(20)
+    assert outcome == {"code": 0}
+
+
+def test_shutdown_stops_the_agent_and_removes_the_pid_file_even_when_steps_fail(tmp_path, monkeypatch):
+    engine = FakeEngine()
+    instance = fake_instance(tmp_path / "home", engine)
+
+    def broken(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("supervisor.runner.Supervisor._stop_route", broken)
+    monkeypatch.setattr("supervisor.runner.RotatingLog.close", broken)
+    lines: list[str] = []
+    supervisor = Supervisor(instance, engine, "fake-image", progress=lines.append,
+                            stop_when=lambda s: s.agent is not None)
+    assert supervisor.run() == 0
+    assert engine.running(instance.instance_id) == []
+    assert not instance.pid_file.exists()
+    assert any("could not stop the LLM route" in line for line in lines)
+
+
+def test_a_corrupt_finished_record_and_a_torn_log_tail_do_not_block_a_start(tmp_path):
+    engine = FakeEngine()
+    instance = fake_instance(tmp_path / "home", engine)
+    gk = keeper(instance, engine)
+    done = gk.store.done / "0-9.json"
+    done.write_text('{"id": "0-9", "state": "acc')
+    with open(gk.log.path, "ab") as handle:
+        handle.write(b'{"seq": 99, "kind": "accep')  # a kill in the middle of an append
+    lines: list[str] = []
+    supervisor = Supervisor(instance, engine, "fake-image", progress=lines.append,
+                            stop_when=lambda s: s.agent is not None)
+    assert supervisor.run() == 0
+    assert any("decisions.jsonl" in line and "torn" in line for line in lines)
+    assert gk.log.verify().ok
+    assert [r.id for r in gk.store.all()] and done in gk.store.corrupt
+    with pytest.raises(Exception, match=str(done)):
+        gk.store.load("0-9")
+
+
+def test_queued_proposals_of_a_judged_workspace_are_dropped_once_each_and_noted_once(tmp_path):
+    written: list[str] = []
+    engine = FakeEngine(agent=proposing_agent(written, times=4))
+    instance = fake_instance(tmp_path / "home", engine)
+    supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 2)
+    assert supervisor.run() == 0
+    gk = keeper(instance, engine)
+    decided = [pid for pid in written if verdicts_for(gk, pid)]
+    assert all(len(verdicts_for(gk, pid)) == 1 for pid in written)
+    assert len(decided) >= 5  # two judged, the rest of their runs dropped
+    notes = "\n".join(p.read_text() for p in instance.journal.rglob("notes.md"))
+    assert notes.count("proposal-dropped") == 1  # throttled: at most one note a minute
+
+
+def test_a_stop_while_a_gate_waits_for_the_engine_leaves_a_state_the_next_start_finishes(tmp_path):
+    def gate(spec: ContainerSpec) -> RunResult:
+        engine.go_down()  # and it stays down until the test brings it back
+        return passing_gate(spec)
+
+    written: list[str] = []
+    engine = FakeEngine(agent=proposing_agent(written))
+    instance = fake_instance(tmp_path / "home", engine)
+    engine.gate = gate
+    supervisor = Supervisor(instance, engine, "fake-image")
+    thread, outcome = run_in_thread(supervisor)
+    wait_until(lambda: supervisor.status.state is SupervisorState.WAITING_FOR_ENGINE)
+    supervisor.request_stop()
+    thread.join(20)
+    assert outcome == {"code": 0}
+    gk = keeper(instance, engine)
+    record = gk.store.load(gk.store.candidate_for(written[0]))
+    assert record.state == "gating" and record.infra_tries == 1
+    assert (instance.run_dir / "outbox" / f"{written[0]}.json").exists()
+    assert verdict_kinds(gk) == [] and not instance.pid_file.exists()
+
+    engine.come_back()
+    engine.gate = passing_gate
+    again = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
+    assert again.run() == 0
+    assert verdicts_for(gk, written[0]) == ["accepted"]
+    assert gk.log.verify().ok
