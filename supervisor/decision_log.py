@@ -32,7 +32,9 @@ class DecisionLogError(OuroborosError, ValueError):
 # Records the agent can cause again and again (a sabotaged journal refusing every note, junk or
 # stale proposal files, requests the LLM route refuses): each kind is written at most once per
 # THROTTLE_S by one log writer; the next one written counts those held back (`details.suppressed`).
-REPEATABLE_KINDS = frozenset({"journal-refused", "proposal-refused", "proposal-dropped"})
+# Not `proposal-dropped`: that record is the fate of each proposal it names (one verdict per
+# proposal, supervisor/intake.py), already batched, and its journal note is throttled instead.
+REPEATABLE_KINDS = frozenset({"journal-refused", "proposal-refused"})
 REPEATABLE_PREFIXES = ("route-",)
 THROTTLE_S = 60.0
 

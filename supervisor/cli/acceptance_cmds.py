@@ -15,6 +15,7 @@ import click
 from supervisor.acceptance.library import add_scenario, scenario_set
 from supervisor.acceptance.models import AcceptanceReport, ScenarioOutcome
 from supervisor.acceptance.stage import operator_detail, run_stage, settings_for, stage_limits
+from supervisor.cli.common import json_option
 from supervisor.errors import ConfigError
 from supervisor.instance import CONFIG_NAME, HOME_ENV
 
@@ -22,7 +23,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 home_option = click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
                            help="The instance (default: $OUROBOROS_HOME); without one, only the default set.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 
 
 def safe(text: str) -> str:

@@ -14,7 +14,7 @@ from supervisor.errors import ConfigError
 from supervisor.git_ops import GitError, find_common_dir
 from supervisor.instance import CONFIG_NAME, HOME_ENV, Instance
 from supervisor.route.config import RouteConfig
-from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerTotals, read_entries, utc_now
+from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerTotals, Spend, read_entries, utc_now
 from supervisor.route.metering import cap_statuses
 
 
@@ -35,6 +35,10 @@ def _looks_like_instance(path: Path) -> bool:
     return (path / CONFIG_NAME).is_file() and (path / "repo.git").is_dir()
 
 
+def _spend(spend: Spend) -> dict[str, object]:
+    return {"tokens": spend.tokens, "usd": str(spend.usd), "requests": spend.requests}
+
+
 def budget_report(state_dir: Path, config: RouteConfig, config_path: Path | None) -> dict:
     """The report as plain JSON data, validated against the documented BudgetOut contract."""
     ledger_path = state_dir / LEDGER_FILE_NAME
@@ -50,9 +54,9 @@ def budget_report(state_dir: Path, config: RouteConfig, config_path: Path | None
         "config": str(config_path) if config_path else None,
         "day": day,
         "spend": {
-            "total": totals.total.model_dump(mode="json"),
-            "day": totals.day(day).model_dump(mode="json"),
-            "last_cycle": {"id": last_cycle, **totals.cycle(last_cycle).model_dump(mode="json")} if last_cycle else None,
+            "total": _spend(totals.total),
+            "day": _spend(totals.day(day)),
+            "last_cycle": {"id": last_cycle, **_spend(totals.cycle(last_cycle))} if last_cycle else None,
         },
         "caps": [{**status.model_dump(mode="json"), "reached": status.reached} for status in statuses],
         "refusing": any(status.reached for status in statuses),

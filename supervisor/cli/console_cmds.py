@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import click
 
+from supervisor.cli.common import home_option, json_option
 from supervisor.instance import HOME_ENV
 
 TOKEN_ENV = "OUROBOROS_CONSOLE_TOKEN"
-home_option = click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help=f"The instance directory (default: ${HOME_ENV}, else the current directory).",
-)
 
 
 @click.command("scorecard")
 @home_option
 @click.option("-n", "limit", type=click.IntRange(min=1), default=None, help="Only the newest N generations.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
+@json_option
 def scorecard_cmd(home: Path | None, limit: int | None, as_json: bool) -> None:
     """Show the scorecard of each generation, computed from the supervisor's own records."""
     from supervisor.console import pages
@@ -48,14 +46,18 @@ def scorecard_cmd(home: Path | None, limit: int | None, as_json: bool) -> None:
               help="HOST:PORT to listen on; anything but loopback requires --token.")
 @click.option("--token", "use_token", is_flag=True,
               help=f"Require an access token: ${TOKEN_ENV}, else a new random one printed once.")
-def console_cmd(home: Path | None, bind: str, use_token: bool) -> None:
+@json_option
+def console_cmd(home: Path | None, bind: str, use_token: bool, as_json: bool) -> None:
     """Serve a read-only web page of the instance: status, lineage, scorecards, charts, log, journal, /metrics."""
     from supervisor.console.server import make_server, new_token
 
     token = (os.environ.get(TOKEN_ENV) or new_token()) if use_token else None
     server = make_server(home or Path(os.environ.get(HOME_ENV) or "."), bind, token)
     url = server.url + (f"?token={token}" if token and not os.environ.get(TOKEN_ENV) else "")
-    click.echo(f"console: {url}  (read-only; Ctrl-C stops it)", err=True)
+    if as_json:  # one line, then serve: a script reads where the console listens
+        click.echo(json.dumps({"url": url, "read_only": True}))
+    else:
+        click.echo(f"console: {url}  (read-only; Ctrl-C stops it)", err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -16,7 +16,6 @@ from supervisor.decision_log import Decision, VerifyResult
 from supervisor.gate import Failure, GateResult
 from supervisor.gatekeeper import RollbackResult, Verdict, VerdictSummary
 from supervisor.retention import SpaceReport
-from supervisor.route.ledger import Spend as LedgerSpend
 
 
 class _Out(BaseModel):
@@ -177,6 +176,14 @@ class ConfigCheckOut(_Out):
     files: list[ConfigFile]
 
 
+class LedgerSpend(_Out):
+    """Spend in one scope, as the route's ledger counts it."""
+
+    tokens: int
+    usd: Decimal
+    requests: int
+
+
 class CycleSpend(LedgerSpend):
     id: str
 
@@ -194,6 +201,8 @@ class BudgetCap(_Out):
     spent: Decimal
     cap: Decimal
     fraction: float
+    reserved: Decimal = Field(description="Held right now by requests in flight (worst case, settled when they end).")
+    asked: Decimal = Field(description="Always 0 here; the route fills it in when it refuses a request.")
     reached: bool
 
 

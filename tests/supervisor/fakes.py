@@ -23,8 +23,10 @@ IDLE = package_dir("scripted_model") / "scenarios" / "idle_loop.json"
 
 def fake_instance(home: Path, engine: FakeEngine, extra_config: str = "") -> Instance:
     instance = init_instance(home, IDLE, model="claude-sonnet-5-5")
-    if extra_config:
-        instance.config_path.write_text(instance.config_path.read_text() + "\n" + extra_config)
+    # The fake engine runs no real agent, so held-out acceptance (tested on the real engine in
+    # tests/acceptance) is off here; these tests are about the runner's decisions.
+    extra_config = "[acceptance]\nenabled = false\n" + extra_config
+    instance.config_path.write_text(instance.config_path.read_text() + "\n" + extra_config)
     keeper(instance, engine).genesis()
     return instance
 
