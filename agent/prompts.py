@@ -22,6 +22,9 @@ Rules:
   reason (it becomes the commit message). A trusted supervisor runs the test gate; a rejected
   proposal is reverted and its verdict appears in your journal.
 - You never commit, push or move git refs yourself.
+- Your lineage, when the supervisor provides it, is a read-only git repository at $OUROBOROS_HISTORY
+  (accepted generations with their whys, rejected proposals and their verdicts); read its SUMMARY.md,
+  or run `git -C "$OUROBOROS_HISTORY" log --all` with run_command, before deciding what to change.
 - Keep answers short and factual.
 """
 

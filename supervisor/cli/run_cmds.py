@@ -76,8 +76,11 @@ def _gate_generation_zero(instance: Instance, as_json: bool) -> int:
 
 @click.command("start")
 @home_option
+@click.option("--console", "console_bind", metavar="HOST:PORT", default=None,
+              help="Also serve the read-only web console (`supervisor console`) here, e.g. 127.0.0.1:8788; "
+                   "anything but loopback needs $OUROBOROS_CONSOLE_TOKEN.")
 @json_option
-def start_cmd(home: Path | None, as_json: bool) -> None:
+def start_cmd(home: Path | None, console_bind: str | None, as_json: bool) -> None:
     """Run the agent in its container and gate its proposals, in the foreground, until SIGTERM.
 
     Uses the real Claude API with $ANTHROPIC_API_KEY unless the instance config names a scripted
@@ -93,6 +96,11 @@ def start_cmd(home: Path | None, as_json: bool) -> None:
     instance = Instance.locate(home)
     engine = DockerEngine.connect()
     image = ensure_agent_image(engine, progress=progress)
+    if console_bind:
+        from supervisor.console.server import start_in_thread
+
+        console = start_in_thread(instance.home, console_bind, os.environ.get("OUROBOROS_CONSOLE_TOKEN"))
+        progress(f"console: {console.url} (read-only)")
     code = Supervisor(instance, engine, image, progress=progress).run()
     if as_json:
         emit_line(StartEvent(at=datetime.now(UTC), kind="exit", message="stopped", exit_code=code))
