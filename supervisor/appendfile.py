@@ -24,13 +24,15 @@ class DiskFullError(OuroborosError, OSError):
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """True for ENOSPC/EDQUOT, also when a subprocess (git) reported it only as text."""
+    """True for ENOSPC/EDQUOT, by the error number only.
+
+    Never by the message: a git error quotes paths and link targets the candidate chose, so text
+    like "No space left on device" proves nothing. A subprocess that failed for lack of space is
+    recognised by the filesystem itself (`Gatekeeper.disk_full`, a statvfs), not by what it said.
+    """
     if isinstance(exc, DiskFullError):
         return True
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-        return True
-    text = str(exc)
-    return "No space left on device" in text or "Disk quota exceeded" in text
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
 
 def append_line(path: Path, line: bytes, fsync: bool = True) -> None:

@@ -68,6 +68,7 @@ class PassResult(BaseModel):
     reason: str = Field(default="", description="Why the pass failed; empty when it passed.")
     exit_code: int | None = None
     timed_out: bool = False
+    infrastructure: bool = Field(default=False, description="The engine failed this pass (not the candidate's fault).")
     duration_s: float = 0.0
     counts: dict[str, int] = Field(default_factory=dict)
     failures: list[Failure] = Field(default_factory=list)
@@ -234,7 +235,7 @@ class GateRunner:
                 spec = self._spec(run_id, src, config, markers)
                 run = self._engine().run(spec, deadline_s=config.deadline_s, output_cap=OUTPUT_CAP)
             except Exception as exc:  # fail closed on any engine trouble
-                return PassResult(name=name, ok=False, reason=f"container error: {exc}"), None
+                return PassResult(name=name, ok=False, reason=f"container error: {exc}", infrastructure=True), None
             return _evaluate(name, run, markers, config)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -35,7 +35,6 @@ from supervisor.states import FINAL, IN_FLIGHT, CandidateState, MergeOutcome
 ROLLED_BACK_PREFIX = "refs/ouroboros/rolled-back/"
 MAX_REBASES = 5
 INFRA_TRIES = 3  # gate runs that fail for the engine's reasons before "infrastructure error"
-CONTAINER_ERROR = "container error"  # how gate.py words a pass the engine could not run
 MIN_FREE_BYTES = 4 * 1024 * 1024  # below this a failed write is a full disk, whatever git printed
 
 _S = CandidateState
@@ -301,7 +300,7 @@ class Gatekeeper:
         """The engine, not the candidate, failed this gate: a pass it could not run, or it stopped answering."""
         if result.passed:
             return False
-        if any(p.reason.startswith(CONTAINER_ERROR) for p in result.passes):
+        if any(p.infrastructure for p in result.passes):  # set by the gate for engine errors only
             return True
         engine = self.runner.engine
         return engine is not None and hasattr(engine, "ping") and not engine.ping()

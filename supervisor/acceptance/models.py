@@ -50,6 +50,11 @@ class TextExpectation(_Strict):
     absent: list[str] = Field(default_factory=list, description="Substrings that must not appear.")
     regex: list[str] = Field(default_factory=list, description="Regular expressions that must all match (search).")
     equals: str | None = Field(default=None, description="The whole text, exactly (surrounding whitespace ignored).")
+    counts: dict[str, int] = Field(
+        default_factory=dict,
+        description="label → number: the label must appear followed by a number, and every such number must "
+                    "equal this one (a text listing many candidates cannot pass).")
+    max_chars: int | None = Field(default=None, ge=1, description="The text may be at most this long.")
 
     @field_validator("regex")
     @classmethod
@@ -62,6 +67,14 @@ class TextExpectation(_Strict):
         found += [f"does not match /{item}/" for item in self.regex if not re.search(item, text, re.MULTILINE)]
         if self.equals is not None and text.strip() != self.equals.strip():
             found.append(f"is not exactly {self.equals[:80]!r}")
+        if self.max_chars is not None and len(text) > self.max_chars:
+            found.append(f"is longer than {self.max_chars} characters")
+        for label, value in self.counts.items():
+            numbers = [int(m.group(1)) for m in re.finditer(rf"\b{re.escape(label)}\W{{0,3}}(\d+)", text)]
+            if not numbers:
+                found.append(f"gives no number for {label!r}")
+            elif any(number != value for number in numbers):
+                found.append(f"gives {label!r} other than {value}")
         return found
 
 
@@ -191,6 +204,7 @@ class ScenarioResult(_Strict):
     wall_s: float = 0.0
     agent_s: float | None = Field(default=None, description="The agent process's own run time, if measured.")
     output_tail: str = ""
+    engine_failed: bool = Field(default=False, description="The container engine failed this run (not the candidate).")
 
 
 class AcceptanceReport(_Strict):
@@ -206,12 +220,20 @@ class AcceptanceReport(_Strict):
         return sorted(kinds)
 
     def summary(self) -> str:
-        """One line without any scenario content: what the agent's journal may learn."""
+        """One line without any scenario content: all the agent's journal may learn.
+
+        Not even which kinds of check failed: a candidate that saw a scenario could choose which
+        kinds to fail and so pass bits of it to the next generation. The kinds and the details are
+        for the operator (`supervisor show`).
+        """
         if self.outcome is ScenarioOutcome.PASSED:
             return f"acceptance passed ({len(self.scenarios)} scenarios)"
-        bad = sum(1 for s in self.scenarios if s.outcome is not ScenarioOutcome.PASSED)
         what = "could not run" if self.outcome is ScenarioOutcome.ERROR else "failed"
-        return f"acceptance {what}: {bad} of {len(self.scenarios)} scenarios; failed checks: {', '.join(self.failed_kinds())}"
+        return f"acceptance {what} (held-out scenarios: details for the operator only)"
+
+    def engine_failed(self) -> bool:
+        """The engine, not the candidate, kept the stage from a verdict."""
+        return self.outcome is ScenarioOutcome.ERROR and any(s.engine_failed for s in self.scenarios)
 
 
 class AcceptanceSettings(_Strict):

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from sandbox import ContainerSpec, Limits, Mount
+from sandbox.errors import SandboxError
 from supervisor.acceptance.judge import Evidence, judge
 from supervisor.acceptance.models import CheckKind, Problem, Scenario, ScenarioOutcome, ScenarioResult
 from supervisor.acceptance.server import SOCKET_NAME, AcceptanceServer
@@ -44,6 +45,7 @@ class RunPlan(BaseModel):
     scratch: Path
     limits: Limits
     model: str = "claude-sonnet-5-5"
+    generation: int = 1
 
 
 class _Run(BaseModel):
@@ -71,6 +73,7 @@ def run_scenario(plan: RunPlan, scenario: Scenario) -> ScenarioResult:
     except Exception as exc:  # noqa: BLE001 - fail closed, and say it was not the candidate's verdict
         problem = Problem(kind=CheckKind.INFRASTRUCTURE, detail=f"{type(exc).__name__}: {exc}")
         return ScenarioResult(scenario=scenario.name, outcome=ScenarioOutcome.ERROR, problems=[problem],
+                              engine_failed=isinstance(exc, SandboxError),  # only the engine's errors excuse
                               wall_s=round(time.monotonic() - started, 3))
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -90,7 +93,10 @@ def _spec(plan: RunPlan, scenario: Scenario, workspace: Path, outbox: Path, sock
         "PYTHONPATH": CODE, "PYTHONSAFEPATH": "1", "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp",
         "OUROBOROS_WORKSPACE": WORKSPACE, "OUROBOROS_OUTBOX": OUTBOX, "OUROBOROS_MODEL": plan.model,
         "OUROBOROS_LLM_SOCKET": f"{SOCKETS}/{SOCKET_NAME}", "ANTHROPIC_BASE_URL": "http://llm-route",
-        "ANTHROPIC_API_KEY": "acceptance-" + secrets.token_hex(8), "OUROBOROS_MAX_RETRIES": "0",
+        # Shaped as production's (supervisor/agent_container.py, the route's credentials), so the
+        # environment gives a candidate nothing to tell a judged run from a live one by.
+        "ANTHROPIC_API_KEY": "ouroboros-run-" + secrets.token_urlsafe(32),
+        "OUROBOROS_GENERATION": str(plan.generation),
     }
     return ContainerSpec(
         image=plan.image, command=command, run_id=f"acc-{secrets.token_hex(6)}", role="acceptance",

@@ -12,6 +12,7 @@ agent returns for every call it made: that record is what the judge reads.
 from __future__ import annotations
 
 import secrets
+import string
 import socketserver
 import threading
 from enum import StrEnum
@@ -129,10 +130,16 @@ class AcceptanceState(ScriptState):
     def _tool_turn(self, calls: list[ToolCall]) -> Step:
         blocks: list[TextBlock | ToolUseBlock] = [TextBlock(text="Next step.")]
         for call in calls:
-            tool_id = f"toolu_acc_{secrets.token_hex(8)}"
+            tool_id = tool_use_id()
             self.issued[tool_id] = call
             blocks.append(ToolUseBlock(id=tool_id, name=call.tool, input=call.input))
         return Step(content=blocks, stop_reason="tool_use")
+
+
+def tool_use_id() -> str:
+    """An id shaped like the real API's (`toolu_01` + 22 base-62 characters): nothing to tell a judge by."""
+    alphabet = string.ascii_letters + string.digits
+    return "toolu_01" + "".join(secrets.choice(alphabet) for _ in range(22))
 
 
 def _text(text: str) -> Step:

@@ -44,10 +44,10 @@ def test_a_broken_word_count_is_rejected_by_acceptance_however_pytest_is_fooled(
     failing = {s.scenario: {p.kind for p in s.problems} for s in report.scenarios if s.outcome is not ScenarioOutcome.PASSED}
     assert failing["word-count"] == {CheckKind.TOOL_RESULT}  # the break itself, and nothing else went wrong
     assert set(failing) <= {"word-count", "cli-tool"}
-    if fooled:  # what the agent's journal learns: the kind of check, never the scenario
+    if fooled:  # what the agent's journal learns: one bit, not the kind of check nor the scenario
         told = "; ".join(result.reasons + [f.test_id + f.message for f in result.failures])
-        assert "acceptance failed" in told and "tool-result" in told
-        assert "field-notes" not in told and "words" not in told
+        assert "acceptance failed" in told
+        assert "tool-result" not in told and "field-notes" not in told and "words" not in told
 
 
 def test_an_honest_candidate_with_reworded_prompts_and_an_extra_check_passes(bench, docker_engine, agent_image):
