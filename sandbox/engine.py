@@ -83,7 +83,7 @@ class DockerEngine(Engine):
         self._stream = stream_client
 
     @classmethod
-    def connect(cls, timeout_s: float = 60) -> "DockerEngine":
+    def connect(cls, timeout_s: float = 60) -> DockerEngine:
         try:
             client = docker.from_env(timeout=int(timeout_s))
             client.ping()
@@ -149,7 +149,7 @@ class DockerEngine(Engine):
             container_id=container.id,
         )
 
-    def start(self, spec: ContainerSpec, *, attach: bool = False) -> "RunningContainer":
+    def start(self, spec: ContainerSpec, *, attach: bool = False) -> RunningContainer:
         """Start a long-running container (the agent); the caller owns stopping it.
 
         `attach=True`: its output is attached before it starts (read it with `output()`, and do

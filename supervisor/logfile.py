@@ -82,7 +82,7 @@ class RotatingLog:
         _OPEN_LOGS.discard(self)
 
 
-_OPEN_LOGS: "weakref.WeakSet[RotatingLog]" = weakref.WeakSet()
+_OPEN_LOGS: weakref.WeakSet[RotatingLog] = weakref.WeakSet()
 
 
 def reopen_on_sighup() -> None:

@@ -63,7 +63,7 @@ class Probation:
         self.consecutive_rollbacks = 0
         return True
 
-    def next_generation(self, now: float, after_rollback: bool) -> "Probation":
+    def next_generation(self, now: float, after_rollback: bool) -> Probation:
         """Probation for the generation started next; rollbacks count until one proves good."""
         rollbacks = self.consecutive_rollbacks + (1 if after_rollback else 0)
         return Probation(self.settings, started_at=now, consecutive_rollbacks=rollbacks)

@@ -18,7 +18,7 @@ from supervisor.errors import EXIT_FAILED, EXIT_INFRASTRUCTURE, EXIT_OK
 from supervisor.gate import GateResult
 from supervisor.gate_config import parse_config
 from supervisor.gatekeeper import Gatekeeper
-from supervisor.safe_text import echo, terminal_safe
+from supervisor.safe_text import echo
 from datetime import UTC
 
 

@@ -12,7 +12,8 @@ import threading
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Callable, Literal
+from typing import Literal
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 

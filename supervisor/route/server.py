@@ -172,7 +172,7 @@ class LLMRoute:
         that cannot settle stays reserved in the ledger and is charged its worst case at next open.
         """
         self.stopping = True
-        for server, thread in zip(self._servers, self._threads):
+        for server, thread in zip(self._servers, self._threads, strict=False):
             server.shutdown()  # only servers whose serve_forever runs; shutdown() waits for it
             thread.join(timeout=5)
         for server in self._servers:
