@@ -53,7 +53,8 @@ class Probation:
             return self.settings.restart_delay_s
         # Counted over ten minutes, not the intensity window: the delays themselves would otherwise
         # push old crashes out of a short window and the backoff would never grow.
-        return min(60.0, self.settings.restart_delay_s * 2 ** min(len(self.recent), 10))
+        backoff: int = 2 ** min(len(self.recent), 10)  # int ** int is typed Any (a negative power is a float)
+        return min(60.0, self.settings.restart_delay_s * backoff)
 
     def passed(self, now: float) -> bool:
         """True exactly once: the first time the generation has survived its probation period."""

@@ -7,7 +7,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -196,7 +196,8 @@ def verdict_junit(result: GateResult) -> bytes:
             ElementTree.SubElement(case, "skipped")
     suite.set("tests", str(len(suite)))
     suite.set("failures", str(sum(1 for case in suite if case.find("failure") is not None)))
-    return ElementTree.tostring(ElementTree.ElementTree(suite).getroot(), xml_declaration=True, encoding="utf-8")
+    # encoding="utf-8" returns bytes; the stubs type any named encoding but "unicode" as Any.
+    return cast(bytes, ElementTree.tostring(suite, xml_declaration=True, encoding="utf-8"))
 
 
 def _verdict_text(verdict: Any) -> str:
