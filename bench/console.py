@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from decimal import Decimal
 from pathlib import Path
 
@@ -87,7 +87,7 @@ def make_instance(root: Path, generations: int) -> tuple[Instance, Writer, datet
     state = home / "repo.git" / "ouroboros"
     state.mkdir()
     writer = Writer(state)
-    start = datetime.now(timezone.utc) - timedelta(minutes=generations + EVENTS + 5)
+    start = datetime.now(UTC) - timedelta(minutes=generations + EVENTS + 5)
     writer.decision(start, "genesis", commit=_sha(0), main_after=_sha(0), generation=0)
     for gen in range(generations):
         writer.generation(start + timedelta(minutes=gen, seconds=5), gen)

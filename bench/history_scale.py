@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,7 +43,7 @@ SCENARIO = package_dir("scripted_model") / "scenarios" / "idle_loop.json"
 
 def proposal() -> Proposal:
     return Proposal(version=1, kind="proposal", id=uuid.uuid4().hex, summary="Add a note", why="Benchmark.",
-                    created_at=datetime.now(timezone.utc))
+                    created_at=datetime.now(UTC))
 
 
 def keeper(instance: Instance, engine: FakeEngine) -> Gatekeeper:
@@ -83,7 +83,7 @@ def write_past(gk: Gatekeeper, template: CandidateRecord, past: int) -> None:
         (gk.store.done / f"{candidate_id}.json").write_text(record.model_dump_json(indent=1))
         gk.store.index_proposal(pid, candidate_id)
         seq += 1
-        entry = {"seq": seq, "at": datetime.now(timezone.utc).isoformat(), "kind": state.value, "candidate": candidate_id,
+        entry = {"seq": seq, "at": datetime.now(UTC).isoformat(), "kind": state.value, "candidate": candidate_id,
                  "commit": template.commit, "main_before": None, "main_after": None, "generation": None,
                  "reasons": ["past"], "details": {"summary": "past", "proposal": pid}, "prev": prev}
         entry["hash"] = prev = record_hash(entry)

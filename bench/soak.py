@@ -113,7 +113,7 @@ def soak(seconds: float, engine_kind: str) -> list[tuple[float, int, float]]:
 def slope(xs: list[float], ys: list[float]) -> float:
     mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
     spread = sum((x - mean_x) ** 2 for x in xs)
-    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / spread if spread else 0.0
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=False)) / spread if spread else 0.0
 
 
 def main() -> None:
@@ -141,7 +141,7 @@ def ratio_parts(samples: list[tuple[float, int, float]], field: int, window: int
     """Median gap between consecutive verdicts in `field`, over the first and the last `window` gaps.
 
     Medians: a burst of load from other work on the machine should not pass for a slowdown."""
-    gaps = [float(b[field]) - float(a[field]) for a, b in zip(samples, samples[1:])]
+    gaps = [float(b[field]) - float(a[field]) for a, b in zip(samples, samples[1:], strict=False)]
     return statistics.median(gaps[:window]), statistics.median(gaps[-window:])
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ParamSpec, TypeVar, cast
 
 import docker
 import docker.errors
@@ -26,6 +26,9 @@ ENGINE_HELP = (
     "start one with `bash scripts/ensure-docker.sh` (installs Debian's docker.io and starts dockerd "
     "as root), or point DOCKER_HOST at a running engine"
 )
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 class AgentContainer(ABC):
@@ -83,11 +86,12 @@ class DockerEngine(Engine):
         self._stream = stream_client
 
     @classmethod
-    def connect(cls, timeout_s: float = 60) -> "DockerEngine":
+    def connect(cls, timeout_s: float = 60) -> DockerEngine:
         try:
             client = docker.from_env(timeout=int(timeout_s))
             client.ping()
-            stream_client = docker.from_env(timeout=None)
+            # docker-py accepts timeout=None (no read timeout); its stubs only admit an int.
+            stream_client = docker.from_env(timeout=None)  # type: ignore[arg-type]
         except DOCKER_ERRORS as exc:
             if _caused_by_permission(exc):
                 raise EngineAccessError(socket_permission_message(exc)) from exc
@@ -105,7 +109,7 @@ class DockerEngine(Engine):
             return False
 
     @property
-    def long_api(self):
+    def long_api(self) -> docker.APIClient:
         """The low-level API without a read timeout, for calls that may stay silent for minutes
         (image builds, imports); only use it where something else bounds the call."""
         return self._stream.api
@@ -121,8 +125,8 @@ class DockerEngine(Engine):
         try:
             # Attach before start: the stream comes from the container's stdio, not from the engine's
             # size-capped log file, so nothing is lost to log rotation when the reader falls behind.
-            output = self._call(self._stream.api.attach, container.id, stdout=True, stderr=True,
-                                stream=True, logs=True)
+            output = self._call(lambda: self._stream.api.attach(_id(container), stdout=True, stderr=True,
+                                                                stream=True, logs=True))
             self._call(container.start)
             reader = threading.Thread(target=self._drain, args=(output, buffer), daemon=True)
             waiter = threading.Thread(target=self._await_exit, args=(container.id, exit_holder), daemon=True)
@@ -146,10 +150,10 @@ class DockerEngine(Engine):
             output_bytes=buffer.total,
             truncated=buffer.truncated,
             duration_s=time.monotonic() - started,
-            container_id=container.id,
+            container_id=_id(container),
         )
 
-    def start(self, spec: ContainerSpec, *, attach: bool = False) -> "RunningContainer":
+    def start(self, spec: ContainerSpec, *, attach: bool = False) -> RunningContainer:
         """Start a long-running container (the agent); the caller owns stopping it.
 
         `attach=True`: its output is attached before it starts (read it with `output()`, and do
@@ -158,15 +162,15 @@ class DockerEngine(Engine):
         """
         container = self._create(spec)
         try:
-            stream = None
+            stream: Iterator[bytes] | None = None
             if attach:
-                stream = self._call(self._stream.api.attach, container.id, stdout=True, stderr=True,
-                                    stream=True, logs=True)
+                stream = self._call(lambda: self._stream.api.attach(_id(container), stdout=True, stderr=True,
+                                                                    stream=True, logs=True))
             self._call(container.start)
         except SandboxError:
             self._remove(container)
             raise
-        return RunningContainer(self, container.id, stream)
+        return RunningContainer(self, _id(container), stream)
 
     def reconcile(
         self, instance: str | None = None, keep_run_ids: frozenset[str] | set[str] = frozenset()
@@ -179,14 +183,14 @@ class DockerEngine(Engine):
             if container.labels.get(RUN_ID_LABEL) in keep_run_ids:
                 continue
             self._remove(container)
-            removed.append(container.id)
+            removed.append(_id(container))
         return removed
 
     def managed(self, instance: str | None = None) -> list[dict[str, str]]:
         """Our containers (of one instance, if named): id, name, status and labels, for listing."""
         labels = [f"{MANAGED_LABEL}=1"] + ([f"{INSTANCE_LABEL}={instance}"] if instance else [])
         found = self._call(self.client.containers.list, all=True, filters={"label": labels})
-        return [{"id": c.id, "name": c.name, "status": c.status, **c.labels} for c in found]
+        return [{"id": _id(c), "name": cast(str, c.name), "status": c.status, **c.labels} for c in found]
 
     def remove_managed(self, container_id: str) -> bool:
         """Remove one container, only if it still carries our label; False if it is already gone."""
@@ -244,7 +248,7 @@ class DockerEngine(Engine):
             raise SandboxError(f"could not remove container {container.short_id}: {exc}") from exc
 
     @staticmethod
-    def _call(function, *args, **kwargs):
+    def _call(function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         try:
             return function(*args, **kwargs)
         except docker.errors.ImageNotFound as exc:
@@ -313,6 +317,12 @@ class RunningContainer(AgentContainer):
             pass
         except DOCKER_ERRORS as exc:
             raise SandboxError(f"could not remove container {self.id[:12]}: {exc}") from exc
+
+
+def _id(container: Container) -> str:
+    """A container the engine created or listed always carries its Id; the stubs allow None only
+    for models built from partial attributes, which we never make."""
+    return cast(str, container.id)
 
 
 def _caused_by_permission(exc: BaseException) -> bool:

@@ -38,7 +38,7 @@ def passing_gate(spec: ContainerSpec) -> RunResult:
 class FakeContainer(AgentContainer):
     """An agent run: `script(self)` runs in a thread until it returns an exit code or `stopped` is set."""
 
-    def __init__(self, engine: "FakeEngine", spec: ContainerSpec, script: AgentScript | None) -> None:
+    def __init__(self, engine: FakeEngine, spec: ContainerSpec, script: AgentScript | None) -> None:
         self.engine = engine
         self.spec = spec
         self.id = uuid.uuid4().hex

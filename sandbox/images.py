@@ -22,6 +22,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import docker.errors
 
@@ -128,7 +129,7 @@ def ensure_base_image(engine: DockerEngine, base: str, progress: Progress = _say
     if base != OFFLINE_BASE:
         progress(f"pulling base image {base} ...")
         try:
-            return engine.client.images.pull(base).id
+            return cast(str, engine.client.images.pull(base).id)  # a pulled image always has an Id
         except DOCKER_ERRORS as exc:
             raise ImageBuildError(
                 f"base image {base} is not present and could not be pulled ({exc}); set {BASE_ENV} to an "

@@ -12,7 +12,7 @@ import os
 import posixpath
 import shutil
 import stat
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -72,7 +72,7 @@ class CandidateRecord(BaseModel):
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class CandidateStore:

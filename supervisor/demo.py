@@ -9,7 +9,7 @@ verdict is journaled, and the agent stays on generation 1. No API key, no networ
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sandbox.engine import DockerEngine
@@ -42,7 +42,7 @@ def two_verdicts(supervisor: Supervisor) -> bool:
     return len(supervisor.verdicts) >= 2
 
 
-def run_demo(home: Path | None, progress: Callable[[str], None]) -> tuple[Instance, list[Verdict]]:
+def run_demo(home: Path | None, progress: Callable[[str], None]) -> tuple[Instance, Sequence[Verdict]]:
     home = home or Path(tempfile.mkdtemp(prefix="ouroboros-demo-"))
     engine = DockerEngine.connect()
     progress("making sure the agent image exists (built offline the first time) ...")

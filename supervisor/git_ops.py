@@ -16,8 +16,20 @@ import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypedDict, Unpack
 
 from supervisor.errors import OuroborosError
+
+
+class _RunOptions(TypedDict, total=False):
+    """The keyword options of `Git.run`, which `Git.out` passes through."""
+
+    input: bytes | None
+    work_tree: Path | None
+    index_file: Path | None
+    check: bool
+    timeout_s: float
+
 
 ZERO = "0" * 40
 MAX_LINK_HOPS = 40  # as the kernel's limit on symlinks followed in one lookup
@@ -118,7 +130,7 @@ class Git:
             raise GitError(f"`git {' '.join(args[:3])}` failed: {message}")
         return done
 
-    def out(self, *args: str, **kwargs) -> str:
+    def out(self, *args: str, **kwargs: Unpack[_RunOptions]) -> str:
         return self.run(*args, **kwargs).stdout.decode(errors="replace").strip()
 
     # -- reading ------------------------------------------------------------------------------

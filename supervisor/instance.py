@@ -91,7 +91,7 @@ class InstanceConfig(_Strict):
     )
 
     @model_validator(mode="after")
-    def _route_allows_the_agent_model(self) -> "InstanceConfig":
+    def _route_allows_the_agent_model(self) -> InstanceConfig:
         """The route forwards only listed models; agent.model is always one of them."""
         models = self.route.policy.models
         if self.agent.model and self.agent.model not in models:
@@ -99,7 +99,7 @@ class InstanceConfig(_Strict):
         return self
 
     @classmethod
-    def load(cls, path: Path) -> "InstanceConfig":
+    def load(cls, path: Path) -> InstanceConfig:
         return validate(cls, read_toml(path, "run `supervisor init` first"), str(path))
 
 
@@ -110,7 +110,7 @@ class Instance:
         self.home = home.resolve()
 
     @classmethod
-    def locate(cls, home: Path | None) -> "Instance":
+    def locate(cls, home: Path | None) -> Instance:
         """HOME from the option, else $OUROBOROS_HOME, else the current directory; must be initialised."""
         chosen = Path(home or os.environ.get(HOME_ENV) or ".")
         instance = cls(chosen)

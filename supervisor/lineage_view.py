@@ -124,7 +124,7 @@ def _write(path: Path, text: str) -> None:
 
 def _readable(folder: Path) -> None:
     """World-readable, writable by the supervisor only (the container's user is someone else)."""
-    for root, dirs, files in os.walk(folder):
+    for root, _dirs, files in os.walk(folder):
         os.chmod(root, 0o755)
         for name in files:
             os.chmod(os.path.join(root, name), 0o644)

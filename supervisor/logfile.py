@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -82,7 +82,7 @@ class RotatingLog:
         _OPEN_LOGS.discard(self)
 
 
-_OPEN_LOGS: "weakref.WeakSet[RotatingLog]" = weakref.WeakSet()
+_OPEN_LOGS: weakref.WeakSet[RotatingLog] = weakref.WeakSet()
 
 
 def reopen_on_sighup() -> None:
@@ -106,7 +106,7 @@ def tail_lines(path: Path, count: int) -> list[str]:
     return data.decode("utf-8", "replace").splitlines()[-count:] if count else []
 
 
-def follow(path: Path, poll_s: float = 0.25, stop=lambda: False) -> Iterator[str]:
+def follow(path: Path, poll_s: float = 0.25, stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
     """Yield text appended to `path` from now on, surviving rotation (reopens on a new inode)."""
     handle = None
     inode = None

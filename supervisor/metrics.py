@@ -23,7 +23,7 @@ STATES = ("starting", "running", "gating", "idle", "stopping", "stopped")
 
 
 class InstanceCollector(Collector):
-    def __init__(self, view: "InstanceView") -> None:
+    def __init__(self, view: InstanceView) -> None:
         self.view = view
 
     def collect(self) -> Iterator[Metric]:
@@ -91,7 +91,7 @@ def _labelled(name: str, doc: str, counters: dict[str, Any], prefix: str, labels
     return family
 
 
-def _pricing_names(view: "InstanceView") -> Callable[[str], str]:
+def _pricing_names(view: InstanceView) -> Callable[[str], str]:
     names = list(view.config().route.pricing.models)
 
     def price_of(model: str) -> str:
@@ -110,7 +110,7 @@ def _histogram(counters: dict[str, Any]) -> HistogramMetricFamily:
                                  buckets=buckets, sum_value=float(counters.get("gate_sum", 0)))
 
 
-def render(view: "InstanceView") -> tuple[bytes, str]:
+def render(view: InstanceView) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(InstanceCollector(view))
     return generate_latest(registry), CONTENT_TYPE_LATEST

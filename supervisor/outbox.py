@@ -88,7 +88,7 @@ class OutboxWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="outbox-watcher", daemon=True)
 
-    def start(self) -> "OutboxWatcher":
+    def start(self) -> OutboxWatcher:
         self._thread.start()
         return self
 

@@ -53,7 +53,8 @@ class Probation:
             return self.settings.restart_delay_s
         # Counted over ten minutes, not the intensity window: the delays themselves would otherwise
         # push old crashes out of a short window and the backoff would never grow.
-        return min(60.0, self.settings.restart_delay_s * 2 ** min(len(self.recent), 10))
+        backoff: int = 2 ** min(len(self.recent), 10)  # int ** int is typed Any (a negative power is a float)
+        return min(60.0, self.settings.restart_delay_s * backoff)
 
     def passed(self, now: float) -> bool:
         """True exactly once: the first time the generation has survived its probation period."""
@@ -63,7 +64,7 @@ class Probation:
         self.consecutive_rollbacks = 0
         return True
 
-    def next_generation(self, now: float, after_rollback: bool) -> "Probation":
+    def next_generation(self, now: float, after_rollback: bool) -> Probation:
         """Probation for the generation started next; rollbacks count until one proves good."""
         rollbacks = self.consecutive_rollbacks + (1 if after_rollback else 0)
         return Probation(self.settings, started_at=now, consecutive_rollbacks=rollbacks)

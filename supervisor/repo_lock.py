@@ -38,7 +38,7 @@ class RepoLock:
         self.git_dir = Path(git_dir).resolve()
         self._fd: int | None = None
 
-    def acquire(self, home: Path, attempts: int = 10, pause_s: float = 0.1) -> "RepoLock":
+    def acquire(self, home: Path, attempts: int = 10, pause_s: float = 0.1) -> RepoLock:
         fd = os.open(self.git_dir, os.O_RDONLY | os.O_DIRECTORY)
         for _ in range(attempts):
             try:
@@ -99,7 +99,7 @@ class HomeLock:
         self.run_dir, self.pid_file, self.home = run_dir, pid_file, home
         self._handle: IO[str] | None = None
 
-    def acquire(self, attempts: int = 10, pause_s: float = 0.1) -> "HomeLock":
+    def acquire(self, attempts: int = 10, pause_s: float = 0.1) -> HomeLock:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         handle = open(self.run_dir / "supervisor.lock", "a+")
         for _ in range(attempts):

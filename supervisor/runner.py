@@ -23,7 +23,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ class Supervisor:
         image: str,
         config: InstanceConfig | None = None,
         progress: Progress = lambda message: None,
-        stop_when: Callable[["Supervisor"], bool] | None = None,
+        stop_when: Callable[[Supervisor], bool] | None = None,
     ) -> None:
         self.instance = instance
         self.engine = engine
@@ -655,7 +655,7 @@ class Supervisor:
         threading.Thread(target=self._await_exit, args=(self.agent,), daemon=True).start()
         self.current_commit = main
         if new_generation:
-            self.status.generation_since = datetime.now(timezone.utc)
+            self.status.generation_since = datetime.now(UTC)
         self.status.change_state(_S.RUNNING)
         self.status.generation = generation
         self.status.commit = main

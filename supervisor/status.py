@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,7 +23,7 @@ class Status(BaseModel):
 
     state: SupervisorState = SupervisorState.STARTING
     pid: int = Field(default_factory=os.getpid)
-    started_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     generation: int | None = None
     commit: str | None = None
     generation_since: datetime | None = None

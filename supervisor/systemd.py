@@ -20,9 +20,13 @@ READY_STATES = frozenset({"running", "idle", "gating"})
 
 
 class _StatusLike(Protocol):
-    state: str
-    generation: int | None
-    message: str
+    # Read-only, so a status whose state is a str enum (SupervisorState) fits.
+    @property
+    def state(self) -> str: ...
+    @property
+    def generation(self) -> int | None: ...
+    @property
+    def message(self) -> str: ...
 
 
 class Notifier:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -39,7 +40,7 @@ def _spend(spend: Spend) -> dict[str, object]:
     return {"tokens": spend.tokens, "usd": str(spend.usd), "requests": spend.requests}
 
 
-def budget_report(state_dir: Path, config: RouteConfig, config_path: Path | None) -> dict:
+def budget_report(state_dir: Path, config: RouteConfig, config_path: Path | None) -> dict[str, Any]:
     """The report as plain JSON data, validated against the documented BudgetOut contract."""
     ledger_path = state_dir / LEDGER_FILE_NAME
     entries, torn = read_entries(ledger_path)
@@ -65,7 +66,7 @@ def budget_report(state_dir: Path, config: RouteConfig, config_path: Path | None
     return BudgetOut.model_validate(report).model_dump(mode="json")
 
 
-def _render(report: dict) -> str:
+def _render(report: dict[str, Any]) -> str:
     spend = report["spend"]
     lines = [
         f"ledger  {report['ledger']}",

@@ -6,7 +6,7 @@ import json
 import os
 from datetime import datetime, UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import click
 from pydantic import BaseModel
@@ -76,6 +76,12 @@ def emit_line(data: Any) -> None:
     click.echo(json.dumps(to_jsonable(data)))
 
 
+@overload
+def utc(moment: datetime) -> datetime: ...
+@overload
+def utc(moment: None) -> None: ...
+@overload
+def utc(moment: datetime | None) -> datetime | None: ...
 def utc(moment: datetime | None) -> datetime | None:
     """Aware UTC (ISO-8601 with +00:00 when dumped), whatever the stored value was."""
     if moment is None:

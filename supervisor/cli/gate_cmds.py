@@ -7,7 +7,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -18,7 +18,7 @@ from supervisor.errors import EXIT_FAILED, EXIT_INFRASTRUCTURE, EXIT_OK
 from supervisor.gate import GateResult
 from supervisor.gate_config import parse_config
 from supervisor.gatekeeper import Gatekeeper
-from supervisor.safe_text import echo, terminal_safe
+from supervisor.safe_text import echo
 from datetime import UTC
 
 
@@ -196,7 +196,8 @@ def verdict_junit(result: GateResult) -> bytes:
             ElementTree.SubElement(case, "skipped")
     suite.set("tests", str(len(suite)))
     suite.set("failures", str(sum(1 for case in suite if case.find("failure") is not None)))
-    return ElementTree.tostring(ElementTree.ElementTree(suite).getroot(), xml_declaration=True, encoding="utf-8")
+    # encoding="utf-8" returns bytes; the stubs type any named encoding but "unicode" as Any.
+    return cast(bytes, ElementTree.tostring(suite, xml_declaration=True, encoding="utf-8"))
 
 
 def _verdict_text(verdict: Any) -> str:

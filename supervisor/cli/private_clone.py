@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import overload
 
 from supervisor.git_ops import Git, GitError, find_common_dir, safe_env
 
@@ -64,6 +65,12 @@ def worktree_head(start: Path) -> str | None:
     return None
 
 
+@overload
+def in_worktree(rev: str, head: str | None) -> str: ...
+@overload
+def in_worktree(rev: None, head: str | None) -> None: ...
+@overload
+def in_worktree(rev: str | None, head: str | None) -> str | None: ...
 def in_worktree(rev: str | None, head: str | None) -> str | None:
     """`HEAD`, `HEAD~2`, `HEAD^` ... of this work tree, spelled so any clone of it understands."""
     if rev is None or head is None or not re.match(r"^HEAD($|[~^@])", rev):

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TypedDict, cast
+
 import click
 
 from supervisor.cli import main
@@ -17,11 +20,17 @@ documented in [agent.md](agent.md).
 """
 
 
+class _Settings(TypedDict):
+    terminal_width: int
+    max_content_width: int
+    help_option_names: list[str]
+
+
 # The same settings the real group uses, so the text does not depend on what ran before in-process.
-_SETTINGS = {"terminal_width": 100, "max_content_width": 100, "help_option_names": ["-h", "--help"]}
+_SETTINGS: _Settings = {"terminal_width": 100, "max_content_width": 100, "help_option_names": ["-h", "--help"]}
 
 
-def _walk(command: click.Command, ctx: click.Context, path: list[str]):
+def _walk(command: click.Command, ctx: click.Context, path: list[str]) -> Iterator[tuple[list[str], str]]:
     if hasattr(command, "_help_option"):
         # click caches the help option of whichever context rendered the command first (a test may
         # have invoked it outside the group); render from the group's settings every time.
@@ -29,7 +38,8 @@ def _walk(command: click.Command, ctx: click.Context, path: list[str]):
     yield path, command.get_help(ctx)
     if isinstance(command, click.Group):
         for name in command.list_commands(ctx):
-            sub = command.get_command(ctx, name)
+            # list_commands names only commands get_command resolves, never None
+            sub = cast(click.Command, command.get_command(ctx, name))
             child = click.Context(sub, info_name=name, parent=ctx, **_SETTINGS)
             yield from _walk(sub, child, [*path, name])
 

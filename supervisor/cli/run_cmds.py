@@ -8,7 +8,9 @@ import signal
 import sys
 import time
 from datetime import datetime, UTC
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -142,7 +144,7 @@ def status_report(instance: Instance) -> StatusOut:
         tokens=_spend(instance), repository=_space(instance), checked_at=datetime.now(UTC), **known)
 
 
-def _main_generation(instance: Instance) -> dict:
+def _main_generation(instance: Instance) -> dict[str, str | int | None]:
     from supervisor.gatekeeper import Gatekeeper
     from supervisor.git_ops import MAIN_REF
 
@@ -189,7 +191,7 @@ def stop_cmd(home: Path | None, timeout: int, as_json: bool) -> None:
     if pid is None:
         raise click.ClickException(f"no supervisor is running for {instance.home}; nothing to stop")
     control.request_stop(instance.run_dir)
-    via = "control" if pid == control.FOREIGN else _signal(pid)
+    via: Literal["control", "signal"] = "control" if pid == control.FOREIGN else _signal(pid)
     deadline = time.monotonic() + timeout
     while control.is_locked(lock) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -200,7 +202,7 @@ def stop_cmd(home: Path | None, timeout: int, as_json: bool) -> None:
     emit(as_json, result, f"supervisor {shown} stopped")
 
 
-def _signal(pid: int) -> str:
+def _signal(pid: int) -> Literal["signal"]:
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -227,7 +229,7 @@ def logs_cmd(home: Path | None, follow: bool, lines: int, as_json: bool) -> None
     from supervisor.logfile import follow as follow_file, tail_lines
 
     instance = Instance.locate(home)
-    show = (lambda text: emit_line(LogLine(line=text.rstrip("\n")))) if as_json else (
+    show: Callable[[str], None] = (lambda text: emit_line(LogLine(line=text.rstrip("\n")))) if as_json else (
         lambda text: echo(text, nl=False))
     for line in tail_lines(instance.agent_log, lines):
         show(line + "\n")

@@ -7,9 +7,10 @@ formatted here. Each page reads a bounded amount whatever the history's length (
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from supervisor.console import agent_files
 from supervisor.console.svg import Bar, Node, bar_chart, lineage_graph
@@ -41,7 +42,7 @@ def table(headers: Iterable[str], rows: Iterable[Iterable[str]], css: str = "") 
 def when(epoch: float | None) -> str:
     if epoch is None:
         return ""
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def duration(seconds: float | None) -> str:

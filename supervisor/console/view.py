@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -58,14 +58,14 @@ class InstanceView:
     def uptime_s(self, status: Status | None) -> float | None:
         if status is None or status.state == "stopped":
             return None
-        return (datetime.now(timezone.utc) - status.started_at).total_seconds()
+        return (datetime.now(UTC) - status.started_at).total_seconds()
 
     def caps(self, snapshot: dict[str, Any]) -> list[CapStatus]:
         """Spend against every configured cap, from the scorecard's running totals."""
         totals = LedgerTotals()
         total = snapshot["total"]
         totals.total = Spend(tokens=total["tokens"], usd=total["usd"], requests=total["requests"])
-        today = datetime.now(timezone.utc).date().isoformat()
+        today = datetime.now(UTC).date().isoformat()
         for day in snapshot["days"]:
             if day["day"] == today:
                 totals.by_day[today] = Spend(tokens=day["tokens"], usd=Decimal(day["usd"]), requests=day["requests"])

@@ -21,10 +21,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, Literal, Union
+from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -70,7 +70,7 @@ class LedgerEntry(_Record):
 
     @property
     def day(self) -> str:
-        return self.charged_day or self.ts.astimezone(timezone.utc).date().isoformat()
+        return self.charged_day or self.ts.astimezone(UTC).date().isoformat()
 
 
 class Reservation(_Record):
@@ -95,7 +95,7 @@ class Release(_Record):
     reason: str
 
 
-Record = Union[LedgerEntry, Reservation, Release]
+Record = LedgerEntry | Reservation | Release
 
 
 @dataclass(slots=True)
@@ -341,7 +341,7 @@ def _cut_torn_tail(path: Path, handle: IO[bytes], keep: int) -> None:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _fsync_dir(directory: Path) -> None:

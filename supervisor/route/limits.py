@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 
 class TokenBucket:
     """`rate` requests per second on average, `burst` at once; never blocks, only answers."""
 
-    def __init__(self, rate: float, burst: int, clock=time.monotonic) -> None:
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._rate = rate
         self._burst = float(burst)
         self._tokens = float(burst)
@@ -58,7 +59,7 @@ class ConcurrencyGate:
 class Throttle:
     """Lets one event of each kind through per `interval_s`, so a hostile client cannot flood the journal."""
 
-    def __init__(self, interval_s: float = 60.0, clock=time.monotonic) -> None:
+    def __init__(self, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._interval = interval_s
         self._clock = clock
         self._last: dict[str, float] = {}

@@ -12,7 +12,8 @@ import threading
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Callable, Literal
+from typing import Literal
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -146,7 +147,7 @@ class BudgetGuard:
     def _mark_already_crossed(self) -> None:
         """After a restart, thresholds crossed before it were warned about then; do not repeat."""
         day = _today()
-        cycles = list(self._totals.by_cycle) or [None]
+        cycles: list[str | None] = list(self._totals.by_cycle) or [None]
         for cycle in cycles:
             for status in cap_statuses(self._totals, self._caps, cycle, day):
                 for threshold in self._caps.warn_at:

@@ -45,7 +45,7 @@ class Usage(BaseModel):
                 counts[name] = value
         return cls(**counts)
 
-    def merged_with(self, later: Usage | None, later_raw: dict | None) -> Usage:
+    def merged_with(self, later: Usage | None, later_raw: dict[str, Any] | None) -> Usage:
         """Streaming: message_delta counts are cumulative and replace the fields they name."""
         if later is None or later_raw is None:
             return self

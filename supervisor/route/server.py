@@ -12,11 +12,13 @@ import hmac
 import logging
 import os
 import secrets
+import socket
 import socketserver
 import threading
 from datetime import timedelta
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from supervisor.errors import ConfigError
 from supervisor.route.config import RouteConfig
@@ -40,7 +42,17 @@ def log_only(event: RouteEvent) -> None:
     log.info("LLM route event %s: %s", event.kind, event.message)
 
 
-class _ConnectionCap:
+if TYPE_CHECKING:
+    # What the mixin below is always mixed into: a threading socket server (for the type checker only).
+    class _CapBase(socketserver.ThreadingMixIn, socketserver.BaseServer): ...
+
+    # What socketserver hands its hooks: a connected socket (a datagram pair for UDP servers).
+    _Request = socket.socket | tuple[bytes, socket.socket]
+else:
+    _CapBase = object
+
+
+class _ConnectionCap(_CapBase):
     """Mixin: refuse connections past a cap instead of spawning unbounded threads."""
 
     max_connections = 64
@@ -48,7 +60,7 @@ class _ConnectionCap:
     daemon_threads = True
     block_on_close = False
 
-    def process_request(self, request, client_address) -> None:
+    def process_request(self, request: _Request, client_address: Any) -> None:
         with self._open_lock:
             full = self._open >= self.max_connections
             if not full:
@@ -59,14 +71,14 @@ class _ConnectionCap:
             return
         super().process_request(request, client_address)
 
-    def process_request_thread(self, request, client_address) -> None:
+    def process_request_thread(self, request: _Request, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
             with self._open_lock:
                 self._open -= 1
 
-    def handle_error(self, request, client_address) -> None:
+    def handle_error(self, request: _Request, client_address: Any) -> None:
         # A client that hangs up mid-request is routine; anything else the handler already logged.
         log.debug("LLM route: connection ended abruptly", exc_info=True)
 
@@ -137,9 +149,9 @@ class LLMRoute:
             if self.socket_path is not None:
                 self._servers.append(self._unix_server(handler))
             if self._tcp_port is not None:
-                server = _TCPServer(("127.0.0.1", self._tcp_port), handler)
-                server._init_cap(self.config.limits.max_connections)
-                self._servers.append(server)
+                tcp_server = _TCPServer(("127.0.0.1", self._tcp_port), handler)
+                tcp_server._init_cap(self.config.limits.max_connections)
+                self._servers.append(tcp_server)
         except OSError as exc:
             self.stop()
             raise ConfigError(f"the LLM route cannot listen: {exc}; free the socket or port") from exc
@@ -172,7 +184,7 @@ class LLMRoute:
         that cannot settle stays reserved in the ledger and is charged its worst case at next open.
         """
         self.stopping = True
-        for server, thread in zip(self._servers, self._threads):
+        for server, thread in zip(self._servers, self._threads, strict=False):
             server.shutdown()  # only servers whose serve_forever runs; shutdown() waits for it
             thread.join(timeout=5)
         for server in self._servers:
@@ -189,7 +201,7 @@ class LLMRoute:
     def __enter__(self) -> LLMRoute:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def listening_on(self) -> list[str]:
@@ -204,7 +216,8 @@ class LLMRoute:
     def url_tcp(self) -> str | None:
         for server in self._servers:
             if isinstance(server, _TCPServer):
-                host, port = server.server_address[:2]
+                # an AF_INET server's address is (host, port) with a str host
+                host, port = cast(tuple[str, int], server.server_address[:2])
                 return f"http://{host}:{port}"
         return None
 

@@ -7,6 +7,7 @@ API versions, updated input/cache counts). Content deltas, the bulk of a stream,
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from supervisor.route.pricing import Usage
 
@@ -47,7 +48,7 @@ class StreamUsage:
         if isinstance(data, dict):
             self._on_data(data)
 
-    def _on_data(self, data: dict) -> None:
+    def _on_data(self, data: dict[str, Any]) -> None:
         kind = data.get("type")
         if kind == "message_start" and isinstance(data.get("message"), dict):
             message = data["message"]

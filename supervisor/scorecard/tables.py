@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal
 from typing import Any
 
@@ -95,7 +95,7 @@ def generation_at(db: sqlite3.Connection, ts: float) -> int | None:
 
 
 def day_of(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).date().isoformat()
+    return datetime.fromtimestamp(ts, UTC).date().isoformat()
 
 
 def day_gate(db: sqlite3.Connection, at: float, passed: bool) -> None:

@@ -17,6 +17,7 @@ from supervisor.git_ops import MAIN_REF
 from supervisor.states import IN_FLIGHT
 from tests.chaos.chaos_instance import chaos_instance, decisions_per_proposal, written_ids
 from tests.system.conftest import SupervisorProcess, containers_of, keeper
+from datetime import UTC
 
 pytestmark = pytest.mark.docker
 KILLS = int(os.environ.get("CHAOS_KILLS", "30"))
@@ -85,9 +86,9 @@ def _wait_for_a_verdict_after(gk, since: float, timeout: float = 120) -> None:
 
 
 def _iso(epoch: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 def _last_step(process: SupervisorProcess) -> str:

@@ -4,7 +4,7 @@ candidate), plus one more candidate, judged by the real gatekeeper, whose summar
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
@@ -27,7 +27,7 @@ def demo(tmp_path_factory, docker_engine, agent_image) -> Instance:
     candidate = keeper.create_candidate()
     # It changes nothing, so the real gatekeeper rejects it without a container: it is judged all the same.
     verdict = keeper.submit(candidate, Proposal(version=1, kind="proposal", id=uuid.uuid4().hex, summary=HOSTILE,
-                                                why=HOSTILE, created_at=datetime.now(timezone.utc)))
+                                                why=HOSTILE, created_at=datetime.now(UTC)))
     assert verdict.state == "rejected"
     yield instance
     docker_engine.reconcile(instance=instance.instance_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal
 from pathlib import Path
 
@@ -32,7 +32,7 @@ def write_history(state: Path, generations: int) -> dict:
     try:
         for gen in range(generations):
             for n, (kind, tokens) in enumerate((("rejected", 300), ("accepted", 700)), start=1):
-                ledger.append(entry(datetime.now(timezone.utc), f"cycle-{gen}-{n}", tokens, "0.02"))
+                ledger.append(entry(datetime.now(UTC), f"cycle-{gen}-{n}", tokens, "0.02"))
                 expected["tokens"] += tokens
                 expected["usd"] += Decimal("0.02")
                 commit = sha(gen + 1) if kind == "accepted" else sha(gen * 10 + n, "d")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal
 
 from supervisor.decision_log import DecisionLog
@@ -52,7 +52,7 @@ def test_update_reads_only_what_is_new_and_survives_a_reopen(tmp_path):
     log = DecisionLog(state / "decisions.jsonl")
     log.append("rejected", candidate="2-1", commit=sha(99, "d"), reasons=["no"], details={"summary": "late"})
     ledger = Ledger.open(state / LEDGER_FILE_NAME)
-    ledger.append(entry(datetime.now(timezone.utc), "cycle-late", 50, "0.5"))
+    ledger.append(entry(datetime.now(UTC), "cycle-late", 50, "0.5"))
     ledger.close()
     assert ScorecardStore(state).update() == 2  # a new process goes on from the saved offsets
     card = ScorecardStore(state).card(2)

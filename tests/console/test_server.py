@@ -17,6 +17,7 @@ from supervisor.decision_log import DecisionLog
 from supervisor.instance import Instance
 
 from .helpers import synthetic_instance
+from datetime import UTC
 
 HOSTILE = "<script>alert(1)</script>\x1b[31mred\x1b]8;;http://x\x07link <img src=x onerror=alert(2)>"
 
@@ -145,7 +146,7 @@ def test_a_store_that_cannot_update_shows_what_it_has_and_says_so(home, server, 
 
 
 def test_invented_model_names_do_not_multiply_series(home, server):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger
 
@@ -153,7 +154,7 @@ def test_invented_model_names_do_not_multiply_series(home, server):
 
     ledger = Ledger.open(home / "repo.git" / "ouroboros" / LEDGER_FILE_NAME)
     for index in range(5):
-        ledger.append(entry(datetime.now(timezone.utc), "c", 10, "0.001", model=f"claude-sonnet-5-x{index}"))
+        ledger.append(entry(datetime.now(UTC), "c", 10, "0.001", model=f"claude-sonnet-5-x{index}"))
     ledger.close()
     families = {f.name: f for f in text_string_to_metric_families(httpx.get(server.url + "metrics").text)}
     usd = {s.labels["model"]: s.value for s in families["ouroboros_llm_usd"].samples}

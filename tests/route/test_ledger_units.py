@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal
 
 import pytest
@@ -18,7 +18,7 @@ from supervisor.errors import ConfigError
 def entry(tokens: int = 10, day: int = 25, cycle: str = "c") -> LedgerEntry:
     usage = Usage(input_tokens=tokens)
     return LedgerEntry(
-        ts=datetime(2026, 11, day, 12, tzinfo=timezone.utc), run_id="r", cycle=cycle, model="m", stream=False,
+        ts=datetime(2026, 11, day, 12, tzinfo=UTC), run_id="r", cycle=cycle, model="m", stream=False,
         status=200, complete=True, usage=usage, cost_usd=Decimal(tokens) / 1_000_000,
     )
 

@@ -9,7 +9,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from sandbox.fake import FakeContainer, FakeEngine
@@ -39,7 +39,7 @@ def keeper(instance: Instance, engine: FakeEngine) -> Gatekeeper:
 def write_proposal(outbox: Path, summary: str = "Add a note") -> str:
     proposal_id = uuid.uuid4().hex
     message = {"version": 1, "kind": "proposal", "id": proposal_id, "why": "Because a test says so.",
-               "summary": summary, "created_at": datetime.now(timezone.utc).isoformat()}
+               "summary": summary, "created_at": datetime.now(UTC).isoformat()}
     temp = outbox / f"{proposal_id}.json.tmp"
     temp.write_text(json.dumps(message))
     os.replace(temp, outbox / f"{proposal_id}.json")

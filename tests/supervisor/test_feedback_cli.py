@@ -1,7 +1,7 @@
 """`supervisor feedback` lands in today's user-feedback.md, in the journal format the agent reads."""
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from click.testing import CliRunner
 
@@ -15,7 +15,7 @@ def test_feedback_is_appended_to_todays_user_feedback(tmp_path):
     for message in ("Prefer small proposals.", "Thanks for the TODO report."):
         result = runner.invoke(main, ["feedback", message, "--home", str(instance.home)])
         assert result.exit_code == 0, result.output
-    today = datetime.now(timezone.utc)
+    today = datetime.now(UTC)
     path = instance.journal / today.strftime("%Y/%m/%d") / "user-feedback.md"
     text = path.read_text()
     assert len(re.findall(r"^## \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ user-feedback$", text, re.M)) == 2

@@ -3,7 +3,7 @@
 import json
 import os
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
@@ -13,7 +13,7 @@ from supervisor.protocol import MAX_MESSAGE_BYTES, ProtocolError
 
 def proposal_bytes(**overrides) -> bytes:
     message = {"version": 1, "kind": "proposal", "id": uuid.uuid4().hex, "why": "because",
-               "summary": "Make it better", "created_at": datetime.now(timezone.utc).isoformat()}
+               "summary": "Make it better", "created_at": datetime.now(UTC).isoformat()}
     return json.dumps({**message, **overrides}).encode()
 
 

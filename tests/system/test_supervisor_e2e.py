@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -50,7 +50,7 @@ def test_a_generation_that_crashes_on_start_is_rolled_back(make_instance, docker
     Path(candidate.worktree, "agent", "__main__.py").write_text("raise SystemExit(3)\n")
     verdict = gk.submit(candidate, Proposal(
         version=1, kind="proposal", id=uuid.uuid4().hex, summary="Start faster",
-        why="A change whose tests pass but whose entry point crashes.", created_at=datetime.now(timezone.utc)))
+        why="A change whose tests pass but whose entry point crashes.", created_at=datetime.now(UTC)))
     assert verdict.state == "accepted", verdict.reasons
     broken = gk.main()
 
@@ -118,7 +118,7 @@ def test_hostile_outbox_and_journal_entries_do_not_stop_the_supervisor(make_inst
     (outbox / "junk.json").write_text("{not json")
     target = tmp_path / "outside"
     target.mkdir()
-    year = datetime.now(timezone.utc).strftime("%Y")
+    year = datetime.now(UTC).strftime("%Y")
     (instance.journal / year).symlink_to(target)  # journal writes must not follow it
     process = start_supervisor(instance)
     process.wait_for(r"agent running: generation 0")

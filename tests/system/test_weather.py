@@ -99,7 +99,7 @@ def test_a_second_home_on_the_same_repository_refuses_even_with_the_lock_files_d
         state_dir = instance.repo / "ouroboros"
         journal_root = (state_dir / "journal-root").read_text()
         before = _listing(state_dir)
-        for attempt in range(2):
+        for _attempt in range(2):
             done = subprocess.run([*SUPERVISOR, "start", "--home", str(other_home)], capture_output=True,
                                   text=True, timeout=60)
             assert done.returncode != 0 and "one repository, one supervisor" in done.stderr, done.stderr

@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -62,7 +62,7 @@ def test_an_engine_restart_during_a_gate_gets_a_real_verdict_and_one_agent_after
     Path(slow.worktree, "agent", "chaos_tests", "test_main.py").write_text(SLOW_TEST)
     verdict = gk.approve(gk.submit(slow, Proposal(
         version=1, kind="proposal", id=uuid.uuid4().hex, summary="Slow test", why="Give the restart time.",
-        created_at=datetime.now(timezone.utc))).candidate)
+        created_at=datetime.now(UTC))).candidate)
     assert verdict.state == "accepted", verdict.reasons
     process = SupervisorProcess(instance)
     try:
