@@ -85,9 +85,12 @@ class Intake:
             if self.recorded(proposal) is None:
                 ids.append(proposal.id)
         for start in range(0, len(ids), DROP_IDS_PER_RECORD):
-            self.gatekeeper.log.append("proposal-dropped", details={"proposals": ids[start:start + DROP_IDS_PER_RECORD]})
-        for proposal_id in ids:
-            self.gatekeeper.store.index_proposal(proposal_id, DROPPED)
+            batch = ids[start:start + DROP_IDS_PER_RECORD]
+            self.gatekeeper.log.append("proposal-dropped", details={"proposals": batch})
+            # Each batch indexed before the next is logged: a kill leaves at most the newest record
+            # unindexed, and that one is exactly what `_dropped_in_log` reads back.
+            for proposal_id in batch:
+                self.gatekeeper.store.index_proposal(proposal_id, DROPPED)
         for stale in stale_files:
             outbox.discard(stale)
         if ids:
