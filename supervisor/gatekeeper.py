@@ -280,6 +280,8 @@ class Gatekeeper:
             self._unless_disk_full(exc)
             self._reject(record, [f"the gate could not run: {exc}"])
             return
+        if not result.passed and self.disk_full():  # whatever failed, a full disk is never the candidate's fault
+            raise DiskFullError(28, f"no space left under {self.state_dir}; free disk space, gating resumes by itself")
         if self._infrastructure_failed(result):
             self._after_infrastructure_failure(record, result)
             return

@@ -50,6 +50,9 @@ def chaos_instance(home: Path, engine, image: str, agent: str = PROPOSING_AGENT)
     instance = init_instance(home, scenario, model="claude-sonnet-5-5")
     config = instance.config_path.read_text().replace(
         "[agent]\n", "[agent]\nstop_grace_s = 1\ncommand = " + json.dumps(["python", "-c", agent]) + "\n", 1)
+    # Kill tests are about the supervisor's states, not the candidate's behaviour: held-out
+    # acceptance (its own tests in tests/acceptance) would add ~15 s to every one of many gates.
+    config += "\n[acceptance]\nenabled = false\n"
     instance.config_path.write_text(config)
     _commit_on_main(Git(instance.repo), {"gate.toml": CHEAP_GATE, "agent/chaos_tests/test_main.py": CHEAP_TEST})
     Gatekeeper(instance.repo, engine, journal_root=instance.journal, image=image,

@@ -54,6 +54,9 @@ def test_a_full_disk_pauses_gating_without_a_false_verdict_and_resumes_once_spac
 
     home = small_disk / "home"
     instance = init_instance(home, scenario("idle_loop.json"), model="claude-sonnet-5-5")
+    # The state directory's own disk fills here; the agent's areas stay on it (no loop-mounted caps,
+    # which tests/sandbox/test_disk_cap.py covers), so the proposal can be moved in after it filled.
+    instance.config_path.write_text(instance.config_path.read_text() + '\n[disk]\nmode = "off"\n')
     gk = keeper(instance, docker_engine, agent_image)
     gk.genesis()
     process = SupervisorProcess(instance)
