@@ -212,3 +212,32 @@ def test_a_commit_without_an_agent_cannot_pass_acceptance(tmp_path: Path):
                        default_scenarios(), 1, Limits())
     assert report.outcome is ScenarioOutcome.ERROR
     assert report.failed_kinds() == ["infrastructure"] and "could not run" in report.summary()
+
+
+def test_a_counted_result_listing_every_number_fails_and_the_true_one_passes():
+    from supervisor.acceptance.models import ResultExpectation
+
+    expect = ResultExpectation(counts={"lines": 4, "words": 20, "chars": 108}, max_chars=400)
+    assert expect.problems('{"lines": 4, "words": 20, "chars": 108}') == []
+    shotgun = " ".join(f"lines {i} words {i} chars {i}" for i in range(1200))  # a hostile word_count
+    assert expect.problems(shotgun)
+    short_shotgun = " ".join(f"lines {i} words {i} chars {i}" for i in (4, 20, 108))
+    assert any("other than" in p for p in expect.problems(short_shotgun))
+    assert any("no number" in p for p in expect.problems("it has some lines and words"))
+
+
+def test_the_agent_learns_one_bit_and_only_engine_errors_excuse_a_candidate():
+    from supervisor.acceptance.models import (AcceptanceReport, CheckKind, Problem, ScenarioOutcome,
+                                              ScenarioResult)
+
+    failed = ScenarioResult(scenario="word-count", outcome=ScenarioOutcome.FAILED,
+                            problems=[Problem(kind=CheckKind.TOOL_RESULT, detail="words 21 != 20 in field-notes")])
+    report = AcceptanceReport(commit="c" * 40, outcome=ScenarioOutcome.FAILED, scenarios=[failed])
+    told = report.summary()
+    assert "failed" in told and "tool-result" not in told and "word-count" not in told and "field" not in told
+    assert not report.engine_failed()
+    crashed_judge = ScenarioResult(scenario="x", outcome=ScenarioOutcome.ERROR, engine_failed=False,
+                                   problems=[Problem(kind=CheckKind.INFRASTRUCTURE, detail="ValueError")])
+    assert not AcceptanceReport(commit="c" * 40, outcome=ScenarioOutcome.ERROR, scenarios=[crashed_judge]).engine_failed()
+    engine_gone = crashed_judge.model_copy(update={"engine_failed": True})
+    assert AcceptanceReport(commit="c" * 40, outcome=ScenarioOutcome.ERROR, scenarios=[engine_gone]).engine_failed()
