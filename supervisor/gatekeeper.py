@@ -35,6 +35,7 @@ from supervisor.states import FINAL, IN_FLIGHT, CandidateState, MergeOutcome
 
 ROLLED_BACK_PREFIX = "refs/ouroboros/rolled-back/"
 MAX_REBASES = 5
+INFRA_BACKOFF_S = 2.0  # first pause after an engine-failed gate; doubles each try
 INFRA_TRIES = 3  # gate runs that fail for the engine's reasons before "infrastructure error"
 MIN_FREE_BYTES = 4 * 1024 * 1024  # below this a failed write is a full disk, whatever git printed
 
@@ -318,7 +319,11 @@ class Gatekeeper:
             record.reasons = [f"infrastructure error: the container engine failed the gate {INFRA_TRIES} times "
                               f"({why}); this says nothing about the proposal, propose it again"]
             self._finish(record, _S.INFRASTRUCTURE_ERROR)
-        elif not self.engine_wait():
+        else:
+            # A stopping engine may still answer a ping while it refuses containers: back off
+            # before asking, so the tries span a restart instead of one second of it.
+            time.sleep(min(INFRA_BACKOFF_S * 2 ** (record.infra_tries - 1), 30))
+        if record.infra_tries < INFRA_TRIES and not self.engine_wait():
             raise GateInterruptedError(f"candidate {record.id} waits for the engine; the next start resumes it")
 
     def _wait_for_engine(self, limit_s: float = 120) -> bool:
