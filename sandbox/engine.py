@@ -176,9 +176,8 @@ class DockerEngine(Engine):
         self, instance: str | None = None, keep_run_ids: frozenset[str] | set[str] = frozenset()
     ) -> list[str]:
         """Remove containers carrying our label (of one instance, if named), except kept runs."""
-        labels = [f"{MANAGED_LABEL}=1"] + ([f"{INSTANCE_LABEL}={instance}"] if instance else [])
-        found = self._call(self.client.containers.list, all=True, filters={"label": labels})
         removed = []
+        found = self._list_managed(instance)
         for container in found:
             if container.labels.get(RUN_ID_LABEL) in keep_run_ids:
                 continue
@@ -188,8 +187,7 @@ class DockerEngine(Engine):
 
     def managed(self, instance: str | None = None) -> list[dict[str, str]]:
         """Our containers (of one instance, if named): id, name, status and labels, for listing."""
-        labels = [f"{MANAGED_LABEL}=1"] + ([f"{INSTANCE_LABEL}={instance}"] if instance else [])
-        found = self._call(self.client.containers.list, all=True, filters={"label": labels})
+        found = self._list_managed(instance)
         return [{"id": _id(c), "name": cast(str, c.name), "status": c.status, **c.labels} for c in found]
 
     def remove_managed(self, container_id: str) -> bool:
@@ -216,6 +214,13 @@ class DockerEngine(Engine):
         return True
 
     # -- internals --------------------------------------------------------------------------
+
+    def _list_managed(self, instance: str | None) -> list[Container]:
+        """Our containers as they are now. The engine lists, then each one is inspected: one that a
+        run removes in between (every run removes its container at its end) is left out rather than
+        failing the whole listing with "No such container"."""
+        labels = [f"{MANAGED_LABEL}=1"] + ([f"{INSTANCE_LABEL}={instance}"] if instance else [])
+        return self._call(self.client.containers.list, all=True, filters={"label": labels}, ignore_removed=True)
 
     def _create(self, spec: ContainerSpec) -> Container:
         return self._call(self.client.containers.create, **hardened_create_args(spec))

@@ -50,7 +50,9 @@ def keeper(instance: Instance, engine, image: str) -> Gatekeeper:
 
 
 def containers_of(engine, instance: Instance) -> list:
-    return engine.client.containers.list(all=True, filters={"label": f"io.ouroboros.instance={instance.instance_id}"})
+    # ignore_removed: a run's container removed between the engine's listing and its inspection is gone, not an error
+    return engine.client.containers.list(all=True, filters={"label": f"io.ouroboros.instance={instance.instance_id}"},
+                                         ignore_removed=True)
 
 
 def journal_by_file(instance: Instance) -> dict[str, list[str]]:
