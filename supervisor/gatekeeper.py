@@ -35,11 +35,20 @@ from supervisor.states import FINAL, IN_FLIGHT, CandidateState, MergeOutcome
 
 ROLLED_BACK_PREFIX = "refs/ouroboros/rolled-back/"
 MAX_REBASES = 5
-INFRA_BACKOFF_S = 2.0  # first pause after an engine-failed gate; doubles each try
-INFRA_TRIES = 3  # gate runs that fail for the engine's reasons before "infrastructure error"
+# A gate the engine failed is tried again after a pause that doubles (5, 10, 20, 40 s): a restart
+# takes seconds to tens of seconds, and a stopping engine still answers pings while it refuses
+# containers, so the tries must span the restart rather than one second of it.
+INFRA_BACKOFF_S = 5.0
+INFRA_BACKOFF_MAX_S = 60.0
+INFRA_TRIES = 5  # gate runs that fail for the engine's reasons before "infrastructure error"
 MIN_FREE_BYTES = 4 * 1024 * 1024  # below this a failed write is a full disk, whatever git printed
 
 _S = CandidateState
+
+
+def infra_backoff_s(tries: int) -> float:
+    """The pause before trying again a gate the engine has failed `tries` times."""
+    return float(min(INFRA_BACKOFF_S * 2 ** (tries - 1), INFRA_BACKOFF_MAX_S))
 
 
 class GateInterruptedError(OuroborosError, RuntimeError):
@@ -96,9 +105,10 @@ class Gatekeeper:
         self.journal = JournalWriter(self._journal_root(journal_root))
         self._config = config
         self.runner = GateRunner(self.git, engine, self.scratch, image, instance)
-        # Called when a gate failed for the engine's reasons; True once it answers again, False to give up
-        # for now (a stop came). The runner replaces it with one that shows the wait in status.
-        self.engine_wait: Callable[[], bool] = self._wait_for_engine
+        # Called when a gate failed for the engine's reasons, with the least pause to take first; True once
+        # the engine answers again, False to give up for now (a stop came). The runner replaces it with one
+        # that a stop interrupts and that shows the wait in status.
+        self.engine_wait: Callable[[float], bool] = self._wait_for_engine
         self.warn: Callable[[str], None] = lambda message: None
         dangerous = self.git.dangerous_config()
         if dangerous:
@@ -319,14 +329,12 @@ class Gatekeeper:
             record.reasons = [f"infrastructure error: the container engine failed the gate {INFRA_TRIES} times "
                               f"({why}); this says nothing about the proposal, propose it again"]
             self._finish(record, _S.INFRASTRUCTURE_ERROR)
-        else:
-            # A stopping engine may still answer a ping while it refuses containers: back off
-            # before asking, so the tries span a restart instead of one second of it.
-            time.sleep(min(INFRA_BACKOFF_S * 2 ** (record.infra_tries - 1), 30))
-        if record.infra_tries < INFRA_TRIES and not self.engine_wait():
+            return
+        if not self.engine_wait(infra_backoff_s(record.infra_tries)):
             raise GateInterruptedError(f"candidate {record.id} waits for the engine; the next start resumes it")
 
-    def _wait_for_engine(self, limit_s: float = 120) -> bool:
+    def _wait_for_engine(self, pause_s: float = 0.0, limit_s: float = 120) -> bool:
+        time.sleep(pause_s)
         engine = self.runner.engine
         deadline, delay = time.monotonic() + limit_s, 0.5
         while engine is not None and hasattr(engine, "ping") and not engine.ping():

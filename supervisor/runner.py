@@ -560,24 +560,30 @@ class Supervisor:
 
     # -- the engine's weather -------------------------------------------------------------------
 
-    def _wait_for_engine(self) -> bool:
-        """Back off until the engine answers (status shows the wait); False if a stop came first."""
-        if self.engine.ping():
+    def _wait_for_engine(self, pause_s: float = 0.0) -> bool:
+        """Pause `pause_s` (after the engine failed a gate), then back off until the engine answers;
+        status shows the wait, a stop cuts it short. False if a stop came first."""
+        if not pause_s and self.engine.ping():
             return True
         before = self.status.state
-        self._set_state(_S.WAITING_FOR_ENGINE, "the container engine does not answer; waiting for it")
-        self.progress("the container engine does not answer; waiting for it (backing off up to "
-                      f"{ENGINE_BACKOFF_MAX_S:g} s)")
+        if pause_s:
+            why = f"the container engine failed a gate; asking it again in {pause_s:g} s"
+        else:
+            why = f"the container engine does not answer; waiting for it (backing off up to {ENGINE_BACKOFF_MAX_S:g} s)"
+        self._set_state(_S.WAITING_FOR_ENGINE, why)
+        self.progress(why)
+        if pause_s and self._pause_unless_stopped(pause_s):
+            return False
         delay = 0.5
-        while not self._pause_unless_stopped(delay):
-            if self.engine.ping():
-                self.progress("the container engine answers again")
-                self._set_state(before if before is not _S.WAITING_FOR_ENGINE else _S.RUNNING, "")
-                keep = {self.agent.run_id} if self.agent is not None else set()
-                self.engine.reconcile(instance=self.instance.instance_id, keep_run_ids=keep)
-                return True
+        while not self.engine.ping():
+            if self._pause_unless_stopped(delay):
+                return False
             delay = min(delay * 2, ENGINE_BACKOFF_MAX_S)
-        return False
+        self.progress("the container engine answers")
+        self._set_state(before if before is not _S.WAITING_FOR_ENGINE else _S.RUNNING, "")
+        keep = {self.agent.run_id} if self.agent is not None else set()
+        self.engine.reconcile(instance=self.instance.instance_id, keep_run_ids=keep)
+        return True
 
     def _engine_lost_agent(self) -> None:
         """The agent's container ended with no exit status: the engine went away. Not a crash of the

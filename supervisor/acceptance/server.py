@@ -25,6 +25,7 @@ from scripted_model.scenario import Scenario as ScriptedScenario
 from scripted_model.scenario import ScriptedError, Step, TextBlock, ToolUseBlock
 from scripted_model.server import MessagesHandler, ScriptState
 from supervisor.acceptance.models import Scenario, ToolCall, turns
+from supervisor.unix_socket import bind_address
 
 SOCKET_NAME = "llm.sock"
 MAX_BODY_BYTES = 8_000_000
@@ -205,7 +206,8 @@ class AcceptanceServer:
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o755)  # the container's uid must traverse it
         handler = type("AcceptanceHandler", (_Handler,), {"state": self.state})
-        self._server = _UnixServer(str(self.socket_path), handler)
+        with bind_address(self.socket_path) as address:  # the scratch folder can be deep
+            self._server = _UnixServer(address, handler)
         self.socket_path.chmod(0o666)  # uid 10001 connects; nothing else can reach this directory
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="acceptance-model", daemon=True)

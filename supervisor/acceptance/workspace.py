@@ -11,16 +11,13 @@ import os
 import secrets
 import shutil
 import stat
-import tempfile
 from pathlib import Path, PurePosixPath
 
-from supervisor.acceptance.server import SOCKET_NAME
 from supervisor.agent_container import give_to_agent
 from supervisor.errors import OuroborosError
 from supervisor.git_ops import Git
 
 AGENT_DIR = "agent"
-_MAX_SOCKET_PATH = 100
 MEMORY = ("agent/journal", "agent/goals")
 
 
@@ -40,13 +37,11 @@ def export_agent(git: Git, commit: str, dest: Path) -> Path:
 
 
 def socket_folder(scratch: Path) -> Path:
-    """A fresh folder for the model's socket, in the scratch folder (which a restarted supervisor
-    clears) unless that path is too long for a socket (108 bytes); then a short temporary one."""
-    candidate = scratch / f"s-{secrets.token_hex(4)}"
-    if len(os.fsencode(candidate / SOCKET_NAME)) <= _MAX_SOCKET_PATH:
-        candidate.mkdir(parents=True)
-        return candidate
-    return Path(tempfile.mkdtemp(prefix="ouroboros-acc-"))
+    """A fresh folder for the model's socket, in the scratch folder, which a restarted supervisor
+    clears (however deep it is: the server binds through the folder's descriptor)."""
+    folder = scratch / f"s-{secrets.token_hex(4)}"
+    folder.mkdir(parents=True)
+    return folder
 
 
 def lay_out(code: Path, root: Path, goals: str, fixtures: dict[str, str]) -> tuple[Path, Path]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import hmac
 import logging
-import os
 import secrets
 import socket
 import socketserver
@@ -29,13 +28,13 @@ from supervisor.route.metering import BudgetGuard, EventSink, RouteEvent, new_re
 from supervisor.route.policy import Admitted
 from supervisor.route.pricing import Usage
 from supervisor.route.upstream import Upstream
+from supervisor.unix_socket import bind_address
 
 log = logging.getLogger("ouroboros.route")
 
 AGENT_SOCKET_DIR = "/run/ouroboros"  # where the socket directory appears inside the agent container
 SOCKET_NAME = "llm.sock"
 UDS_BASE_URL = "http://llm-route"  # host part is ignored over a Unix socket; kept readable in logs
-_MAX_UDS_PATH = 107  # sun_path is 108 bytes including the terminating NUL
 
 
 def log_only(event: RouteEvent) -> None:
@@ -115,10 +114,6 @@ class LLMRoute:
     ) -> None:
         if socket_path is None and tcp_port is None:
             raise ConfigError("the LLM route needs a socket_path or a tcp_port to listen on")
-        if socket_path is not None and len(os.fsencode(socket_path)) > _MAX_UDS_PATH:
-            raise ConfigError(
-                f"socket path {socket_path} is longer than {_MAX_UDS_PATH} bytes; choose a shorter directory"
-            )
         self.config = config
         self.ledger = ledger
         self.upstream = upstream
@@ -171,7 +166,8 @@ class LLMRoute:
         directory.chmod(0o755)  # the container's uid 10001 must traverse it
         if self.socket_path.is_socket() or self.socket_path.is_symlink():
             self.socket_path.unlink()  # left by a route that was killed
-        server = _UnixServer(str(self.socket_path), handler)
+        with bind_address(self.socket_path) as address:  # a deep home still binds (supervisor/unix_socket.py)
+            server = _UnixServer(address, handler)
         server._init_cap(self.config.limits.max_connections)
         # Anyone who can reach the socket still needs a run credential; 0666 lets uid 10001 connect.
         self.socket_path.chmod(0o666)

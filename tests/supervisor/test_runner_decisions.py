@@ -147,7 +147,16 @@ def test_a_gate_the_engine_fails_is_retried_after_it_returns_never_rejected(tmp_
     assert record.infra_tries == 1 and record.state == "accepted"
 
 
-def test_a_gate_the_engine_keeps_failing_is_an_infrastructure_error_not_a_rejection(tmp_path):
+def test_tries_of_a_gate_the_engine_failed_span_an_engine_restart():
+    from supervisor.gatekeeper import INFRA_TRIES, infra_backoff_s
+
+    pauses = [infra_backoff_s(tries) for tries in range(1, INFRA_TRIES)]
+    assert pauses == sorted(pauses) and pauses[0] >= 2  # never a burst of tries within a second
+    assert sum(pauses) >= 60  # a restart that stops containers takes tens of seconds
+
+
+def test_a_gate_the_engine_keeps_failing_is_an_infrastructure_error_not_a_rejection(tmp_path, monkeypatch):
+    monkeypatch.setattr("supervisor.gatekeeper.INFRA_BACKOFF_S", 0.05)
     def broken(spec: ContainerSpec) -> RunResult:
         raise SandboxError("Docker engine error: 500 Server Error")
 
