@@ -81,9 +81,12 @@ class DockerEngine(Engine):
     deadline, which kills the container, never by an HTTP read timeout.
     """
 
-    def __init__(self, client: docker.DockerClient, stream_client: docker.DockerClient) -> None:
+    def __init__(self, client: docker.DockerClient, stream_client: docker.DockerClient,
+                 fresh_client: Callable[[], docker.DockerClient] | None = None) -> None:
         self.client = client
         self._stream = stream_client
+        version = client.api.api_version
+        self._fresh_client = fresh_client or (lambda: docker.from_env(timeout=5, version=version))
 
     @classmethod
     def connect(cls, timeout_s: float = 60) -> DockerEngine:
@@ -103,10 +106,20 @@ class DockerEngine(Engine):
         self._stream.close()
 
     def ping(self) -> bool:
+        """Asked on a new connection. A stopping engine closes its listener first and goes on serving
+        connections already open (it still has containers to stop), so an answer on a pooled
+        connection would call an engine that is going away healthy, and the gate container it is
+        killing the candidate's failure."""
         try:
-            return bool(self.client.ping())
+            fresh = self._fresh_client()
         except DOCKER_ERRORS:
             return False
+        try:
+            return bool(fresh.ping())
+        except DOCKER_ERRORS:
+            return False
+        finally:
+            fresh.close()
 
     @property
     def long_api(self) -> docker.APIClient:
