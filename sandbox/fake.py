@@ -55,7 +55,7 @@ class FakeContainer(AgentContainer):
 
     def _run(self, script: AgentScript | None) -> None:
         code = script(self) if script is not None else (self.stopped.wait() and 137)
-        self.exit_code = 137 if self.stopped.is_set() else int(code)
+        self.exit_code = (143 if self.engine.down else 137) if self.stopped.is_set() else int(code)
         self._done.set()
 
     def output(self) -> Iterator[bytes]:
@@ -128,11 +128,13 @@ class FakeEngine(Engine):
     def running(self, instance: str | None = None) -> list[FakeContainer]:
         return [c for c in self.containers.values() if instance is None or c.spec.instance == instance]
 
-    def go_down(self) -> None:
-        """An engine restart begins: every container dies without an exit status."""
+    def go_down(self, stops_containers: bool = False) -> None:
+        """An engine restart begins: every call fails. Its containers die without an exit status (the
+        engine vanished), or, with `stops_containers`, with 143 as a stopping dockerd leaves them (it
+        closes its API first, then stops each container with SIGTERM)."""
         self.down = True
         for container in list(self.containers.values()):
-            container.lost = True
+            container.lost = not stops_containers
             container.stopped.set()
         self.containers.clear()
 

@@ -502,7 +502,9 @@ class Supervisor:
 
     def _handle_exit(self, code: int | None) -> None:
         self.status.agent_container = None
-        if code is None:
+        # A stopping engine stops its containers too (exit 143/137 after it closed its API): that is
+        # the engine's weather, not a crash of the generation.
+        if code is None or not self.engine.ping():
             self._engine_lost_agent()
             return
         if self.gatekeeper.disk_full():  # weather, not the generation's fault: restarted once there is room

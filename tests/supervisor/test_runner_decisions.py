@@ -122,7 +122,8 @@ def test_a_file_name_that_is_not_utf8_is_a_clean_recorded_rejection(tmp_path):
     assert again.run() == 0
 
 
-def test_a_gate_the_engine_fails_is_retried_after_it_returns_never_rejected(tmp_path):
+def test_a_gate_the_engine_fails_is_retried_after_it_returns_never_rejected(tmp_path, monkeypatch):
+    monkeypatch.setattr("supervisor.gatekeeper.INFRA_BACKOFF_S", 0.05)
     calls: list[str] = []
 
     def gate(spec: ContainerSpec) -> RunResult:
@@ -145,6 +146,32 @@ def test_a_gate_the_engine_fails_is_retried_after_it_returns_never_rejected(tmp_
     assert len(calls) == 2
     record = gk.store.load(gk.store.candidate_for(written[0]))
     assert record.infra_tries == 1 and record.state == "accepted"
+
+
+def test_a_gate_container_a_stopping_engine_killed_is_retried_never_rejected(tmp_path, monkeypatch):
+    """A stopping dockerd closes its API, then stops its containers: the gate's wait comes back with
+    143 and no report, as if the candidate's tests had died. Judged by the engine's health, not the code."""
+    monkeypatch.setattr("supervisor.gatekeeper.INFRA_BACKOFF_S", 0.05)
+    calls: list[str] = []
+
+    def gate(spec: ContainerSpec) -> RunResult:
+        calls.append(spec.run_id)
+        if len(calls) == 1:
+            engine.go_down(stops_containers=True)
+            threading.Timer(1.0, engine.come_back).start()
+            return RunResult(exit_code=143, timed_out=False, output="", output_bytes=0, truncated=False,
+                             duration_s=0.01, container_id="killed")
+        return passing_gate(spec)
+
+    written: list[str] = []
+    engine = FakeEngine(agent=proposing_agent(written))
+    instance = fake_instance(tmp_path / "home", engine)
+    engine.gate = gate
+    supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
+    assert supervisor.run() == 0
+    gk = keeper(instance, engine)
+    assert verdicts_for(gk, written[0]) == ["accepted"]
+    assert "rejected" not in verdict_kinds(gk) and len(calls) == 2
 
 
 def test_tries_of_a_gate_the_engine_failed_span_an_engine_restart():
@@ -174,7 +201,8 @@ def test_a_gate_the_engine_keeps_failing_is_an_infrastructure_error_not_a_reject
     assert "gate-infrastructure-error" in notes and "says nothing about the proposal" in notes
 
 
-def test_an_engine_restart_restarts_the_agent_exactly_once_and_counts_no_crash(tmp_path):
+@pytest.mark.parametrize("stops_containers", [False, True], ids=["engine-vanishes", "engine-stops-its-containers"])
+def test_an_engine_restart_restarts_the_agent_exactly_once_and_counts_no_crash(tmp_path, stops_containers):
     engine = FakeEngine()
     instance = fake_instance(tmp_path / "home", engine)
     supervisor = Supervisor(instance, engine, "fake-image")
@@ -182,7 +210,7 @@ def test_an_engine_restart_restarts_the_agent_exactly_once_and_counts_no_crash(t
     wait_until(lambda: supervisor.agent is not None)
     first = supervisor.agent.container.id
     seen: list[str] = []
-    engine.go_down()
+    engine.go_down(stops_containers)
     wait_until(lambda: supervisor.status.state is SupervisorState.WAITING_FOR_ENGINE or seen.append("x"))
     time.sleep(1.0)
     engine.come_back()
