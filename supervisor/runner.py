@@ -14,12 +14,10 @@ that fills up are waited out, never turned into a verdict; shutdown always stops
 from __future__ import annotations
 
 import errno
-import os
 import queue
 import signal
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,11 +27,12 @@ from typing import Any
 
 from sandbox.engine import Engine
 from sandbox.errors import SandboxError
-from supervisor import control, lineage_view, notify, outbox, systemd  # control/notify/systemd: operator hooks
-from supervisor.agent_container import AgentRun, agent_spec, export_code, give_to_agent
+from supervisor import control, notify, outbox, systemd  # control/notify/systemd: operator hooks
+from supervisor.agent_container import AgentRun, give_to_agent
+from supervisor.agent_keeper import AgentKeeper
 from supervisor.appendfile import is_disk_full
 from supervisor.candidates import CandidateError, CandidateRecord
-from supervisor.errors import ConfigError, OuroborosError
+from supervisor.errors import OuroborosError
 from supervisor.gatekeeper import Gatekeeper, GateInterruptedError, RollbackError, Verdict, VerdictSummary
 from supervisor.git_ops import find_common_dir
 from supervisor.instance import Instance, InstanceConfig
@@ -44,12 +43,11 @@ from supervisor.diskcap import DiskWatch
 from supervisor.logfile import RotatingLog, reopen_on_sighup
 from supervisor.probation import Action, Probation
 from supervisor.protocol import Proposal
-from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger
 from supervisor.route.metering import RouteEvent
-from supervisor.route.server import SOCKET_NAME, LLMRoute
-from supervisor.route.upstream import Upstream
+from supervisor.route.server import LLMRoute
 from supervisor.repo_lock import AlreadyRunningError as AlreadyRunningError  # re-exported for callers
 from supervisor.repo_lock import HomeLock, RepoLock
+from supervisor.services import ModelService
 from supervisor.states import CandidateState, SupervisorState
 from supervisor.status import Status, StatusFile
 
@@ -101,13 +99,10 @@ class Supervisor:
         self.verdicts: deque[Verdict] = deque(maxlen=5)
         self.verdict_count = 0
         self._gatekeeper: Gatekeeper | None = None
-        self.agent: AgentRun | None = None
-        self.candidate: CandidateRecord | None = None
+        self._keeper: AgentKeeper | None = None
         self.probation: Probation | None = None
         self.current_commit: str | None = None
-        self.route: LLMRoute | None = None
-        self._scripted: Any = None
-        self._credential: str | None = None
+        self._models = ModelService(instance, self.config, self._on_route_event)
         self._log = RotatingLog(instance.agent_log, max_bytes=self.config.logs.agent_log_max_mb * 2**20,
                                 keep=self.config.logs.agent_log_keep)
         self._disk_watch: DiskWatch | None = None
@@ -134,6 +129,21 @@ class Supervisor:
         if self._gatekeeper is None:
             raise OuroborosError("the supervisor has not taken its repository yet (call run())")
         return self._gatekeeper
+
+    @property
+    def keeper(self) -> AgentKeeper:
+        if self._keeper is None:
+            raise OuroborosError("the supervisor has not taken its repository yet (call run())")
+        return self._keeper
+
+    @property
+    def agent(self) -> AgentRun | None:
+        """The agent's run in progress, if one is."""
+        return self._keeper.agent if self._keeper is not None else None
+
+    @property
+    def route(self) -> LLMRoute | None:
+        return self._models.route
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -172,6 +182,8 @@ class Supervisor:
                                       image=self.image, instance=self.instance.instance_id)
         self._gatekeeper.engine_wait = self._wait_for_engine
         self._gatekeeper.warn = self.progress
+        self._keeper = AgentKeeper(self.instance, self.config, self.engine, self.image, self._gatekeeper,
+                                   self._log, self._agent_exited, self.progress)
         if not self._wait_for_engine():
             return
         removed = self.engine.reconcile(instance=self.instance.instance_id)
@@ -185,7 +197,7 @@ class Supervisor:
             folder.mkdir(parents=True, exist_ok=True)
             give_to_agent(folder)
         notify.start(self.instance, self.config, self.progress)
-        self._start_route()
+        self._models.start()
         self._watcher = outbox.OutboxWatcher(self._outbox, self._proposal_arrived).start()
 
     def _recover(self) -> None:
@@ -214,33 +226,8 @@ class Supervisor:
                 self.gatekeeper.abandon(record.id, "a newer workspace or a new main replaced it")
                 self.progress(f"abandoned stale candidate {record.id}")
         if keep is not None:
-            self.candidate = keep
+            self.keeper.candidate = keep
             self.progress(f"resuming candidate {keep.id} and its workspace")
-
-    def _start_route(self) -> None:
-        route_config = self.config.route
-        environ = dict(os.environ)
-        if self.config.scripted_scenario is not None:
-            from scripted_model import ScriptedModelServer
-
-            try:
-                self._scripted = ScriptedModelServer(self._scenario_path()).start()
-            except (ValueError, OSError) as exc:
-                raise ConfigError(f"scripted_scenario {self._scenario_path()} cannot be served: {exc}; "
-                                  f"fix the path or the file in {self.instance.config_path}") from exc
-            route_config = route_config.model_copy(
-                update={"upstream": route_config.upstream.model_copy(update={"base_url": self._scripted.url})}
-            )
-            environ.setdefault(route_config.upstream.api_key_env, "scripted-model-needs-no-key")
-        upstream = Upstream.from_config(route_config.upstream, environ=environ)
-        ledger = Ledger.open(self.instance.state / LEDGER_FILE_NAME)
-        socket_dir = self.instance.run_dir / "llm"
-        self.route = LLMRoute(route_config, ledger, upstream, self._on_route_event,
-                              socket_path=socket_dir / SOCKET_NAME).start()
-
-    def _scenario_path(self) -> Path:
-        path = Path(self.config.scripted_scenario or "")
-        return path if path.is_absolute() else self.instance.home / path
 
     def _shutdown(self) -> None:
         """Every step is tried even if an earlier one failed (a full disk, a gone engine); the agent is
@@ -249,8 +236,8 @@ class Supervisor:
             ("publish stopping", lambda: self._set_state(_S.STOPPING)),
             ("stop the agent", self._stop_agent),
             ("stop the outbox watcher", lambda: self._watcher.stop() if self._watcher else None),
-            ("stop the LLM route", self._stop_route),
-            ("stop the scripted model", lambda: self._scripted.stop() if self._scripted else None),
+            ("stop the LLM route", self._models.stop_route),
+            ("stop the scripted model", self._models.stop_model),
             ("publish stopped", self._publish_stopped),
             ("close the agent log", self._log.close),
             ("restore signal handlers", self._restore_signal_handlers),
@@ -267,11 +254,6 @@ class Supervisor:
                 self._home_lock.release()
             if self._repo_lock is not None:
                 self._repo_lock.release()
-
-    def _stop_route(self) -> None:
-        if self.route is not None:
-            self.route.stop()
-            self.route.ledger.close()
 
     def _publish_stopped(self) -> None:
         self.status.agent_container = None
@@ -435,16 +417,17 @@ class Supervisor:
     def _candidate_for_proposal(self, proposal: Proposal) -> CandidateRecord:
         """The pending workspace the proposal was written on; or, if that run's workspace is gone (a
         stop or kill between its proposal and its verdict), a fresh candidate so it still gets a verdict."""
-        if self.candidate is not None:
+        current = self.keeper.candidate
+        if current is not None:
             try:
-                record = self.gatekeeper.store.load(self.candidate.id)
+                record = self.gatekeeper.store.load(current.id)
             except CandidateError:
                 record = None
             if record is not None and record.state == CandidateState.PENDING:
                 return record
         self.progress(f"proposal {proposal.id[:8]} has no workspace left; it is judged on a fresh candidate")
-        self.candidate = self.gatekeeper.create_candidate()
-        return self.candidate
+        self.keeper.candidate = self.gatekeeper.create_candidate()
+        return self.keeper.candidate
 
     def _after_verdict(self, verdict: Verdict) -> None:
         self.verdicts.append(verdict)
@@ -600,7 +583,7 @@ class Supervisor:
             alive = False
         if alive and self.agent is run:
             self.progress("the agent survived the engine's restart: re-adopted")
-            threading.Thread(target=self._await_exit, args=(run,), daemon=True).start()
+            self.keeper.watch(run)
             self.status.agent_container = run.container.id
             return
         self.progress("the agent did not survive the engine's restart: starting it again")
@@ -637,76 +620,28 @@ class Supervisor:
             self.probation = Probation(self.config.probation, started_at=now)
         elif new_generation and not keep_probation:
             self.probation = self.probation.next_generation(now, after_rollback=after_rollback)
-        route = self.route
-        if route is None or route.socket_path is None:
-            raise OuroborosError("the LLM route is not running; the agent cannot start without it")
-        socket_dir = route.socket_path.parent
-        code_dir = self._code_dir(main)
-        self.candidate = self._workspace_for(main)
-        workspace = Path(self.candidate.worktree)
-        run_id = f"{self.instance.instance_id}-{uuid.uuid4().hex[:8]}"
-        if self._credential:
-            route.revoke_credential(self._credential)
-        self._credential = route.issue_credential(run_id)
-        spec = agent_spec(
-            image=self.image, instance_id=self.instance.instance_id, run_id=run_id,
-            settings=self.config.agent, code_dir=code_dir, workspace=workspace,
-            journal=self.instance.journal, goals=self.instance.goals, outbox=self._outbox,
-            route_dir=socket_dir, route_env=route.agent_env(self._credential),
-            generation=generation if generation is not None else -1,
-        )
-        spec = lineage_view.with_history(spec, self.instance)  # its lineage, read-only at /history
-        self.gatekeeper.log.append("agent-started", commit=main, generation=generation,
-                                   details={"run_id": run_id, "reason": reason[:200]})  # for the scorecard
-        self.agent = AgentRun(self.engine, spec, self._log)
+        run = self.keeper.start(main, generation, self.route, reason, running=self.current_commit)
         self._last_start_at = time.monotonic()
-        threading.Thread(target=self._await_exit, args=(self.agent,), daemon=True).start()
         self.current_commit = main
         if new_generation:
             self.status.generation_since = datetime.now(UTC)
         self.status.change_state(_S.RUNNING)
         self.status.generation = generation
         self.status.commit = main
-        self.status.candidate = self.candidate.id
-        self.status.agent_container = self.agent.container.id
+        candidate = self.keeper.candidate.id if self.keeper.candidate else None
+        self.status.candidate = candidate
+        self.status.agent_container = run.container.id
         self._write_status()
-        self.progress(f"agent running: generation {generation} ({main[:12]}), candidate {self.candidate.id} "
-                      f"[{reason}]")
+        self.progress(f"agent running: generation {generation} ({main[:12]}), candidate {candidate} [{reason}]")
 
-    def _workspace_for(self, main: str) -> CandidateRecord:
-        """Keep the candidate across a crash restart (the agent's edits survive); else a fresh one."""
-        if self.candidate is not None:
-            try:
-                record = self.gatekeeper.store.load(self.candidate.id)
-            except CandidateError as exc:
-                self.progress(f"{exc}; the agent gets a fresh workspace")
-            else:
-                if record.state == CandidateState.PENDING and record.base == main:
-                    return record
-                if record.state == CandidateState.PENDING:
-                    self.gatekeeper.abandon(record.id, f"main moved to {main[:12]} before a proposal arrived")
-        record = self.gatekeeper.create_candidate()
-        give_to_agent(Path(record.worktree))
-        return record
-
-    def _await_exit(self, run: AgentRun) -> None:
-        code = run.container.wait(timeout_s=10**9)
-        self.events.put(Event("exit", run_id=run.run_id, exit_code=code))
+    def _agent_exited(self, run_id: str, code: int | None) -> None:
+        """From the keeper's waiter thread: the decision is the loop's."""
+        self.events.put(Event("exit", run_id=run_id, exit_code=code))
 
     def _stop_agent(self) -> None:
-        """Stop and remove the agent's container; an engine error is reported, never raised (whatever
-        is left carries our labels and goes at the engine's return or the next start)."""
-        run, self.agent = self.agent, None
         self.status.agent_container = None
-        if run is None:
-            return
-        try:
-            run.stop(self.config.agent.stop_grace_s)
-        except SandboxError as exc:
-            self.progress(f"could not stop the agent's container ({exc}); it is removed once the engine answers")
-
-    def _code_dir(self, commit: str) -> Path:
-        return export_code(self.gatekeeper.git, self.instance.run_dir / "code", commit, running=self.current_commit)
+        if self._keeper is not None:
+            self._keeper.stop()
 
     # -- reporting ------------------------------------------------------------------------------
 
