@@ -14,7 +14,8 @@ from pathlib import Path
 
 from sandbox.engine import DockerEngine
 from sandbox.images import ensure_agent_image
-from supervisor.gatekeeper import Gatekeeper, Verdict
+from supervisor.gatekeeper import Gatekeeper
+from supervisor.verdicts import Verdict
 from supervisor.init_instance import init_instance, package_dir
 from supervisor.instance import Instance
 from supervisor.runner import Supervisor

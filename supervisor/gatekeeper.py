@@ -8,9 +8,7 @@ after a kill -9 anywhere simply continues each unfinished candidate from its sav
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -18,20 +16,23 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterator
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from supervisor.appendfile import DiskFullError, is_disk_full
+from supervisor.baseline import BaselineCache
 from supervisor.candidates import (CANDIDATE_PREFIX, REJECTED_PREFIX, CandidateError, CandidateRecord,
                                    CandidateStore, make_candidate_commit, now)
 from supervisor.decision_log import DecisionLog, verdict_details
 from supervisor.errors import ConfigError, OuroborosError
-from supervisor.gate import Failure, GateResult, GateRunner
+from supervisor.gate import GateResult, GateRunner
 from supervisor.gate_config import CONFIG_FILE, GateConfig, parse_config
 from supervisor.git_ops import GEN_TAG_PREFIX, MAIN_REF, ZERO, Git, GitError, RefMovedError, find_common_dir
 from supervisor.journal_writer import JournalError, JournalWriter, verdict_note
 from supervisor.protocol import Proposal
 from supervisor.retention import enforce as enforce_retention
 from supervisor.states import FINAL, IN_FLIGHT, CandidateState, MergeOutcome
+from supervisor.trees import remove_tree
+from supervisor.verdicts import RollbackResult, Verdict
 
 ROLLED_BACK_PREFIX = "refs/ouroboros/rolled-back/"
 MAX_REBASES = 5
@@ -59,34 +60,6 @@ class RollbackError(OuroborosError, ValueError):
     """A rollback target is not a commit that passed the gate, or there is nothing to roll back to."""
 
 
-class VerdictSummary(BaseModel):
-    """What happened to one proposal, in brief (what `supervisor status` keeps)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    candidate: str
-    state: str
-    commit: str | None = None
-    generation: int | None = None
-    reasons: list[str] = Field(default_factory=list)
-
-
-class Verdict(VerdictSummary):
-    """What happened to one proposal, with the failing tests and protected paths."""
-
-    failures: list[Failure] = Field(default_factory=list)
-    protected: list[str] = Field(default_factory=list)
-
-
-class RollbackResult(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    previous: str
-    target: str
-    generation: int | None
-    kept_as: str = Field(description="The ref that keeps the rolled-back commits reachable.")
-
-
 class Gatekeeper:
     """The trusted API over one agent repository (bare or not); state in <git-common-dir>/ouroboros/."""
 
@@ -110,6 +83,7 @@ class Gatekeeper:
         # that a stop interrupts and that shows the wait in status.
         self.engine_wait: Callable[[float], bool] = self._wait_for_engine
         self.warn: Callable[[str], None] = lambda message: None
+        self.baselines = BaselineCache(self.reports, lambda message: self.warn(message))  # warn is replaced later
         dangerous = self.git.dangerous_config()
         if dangerous:
             raise ConfigError(f"the repository config defines {', '.join(dangerous)}, which could run programs "
@@ -362,7 +336,7 @@ class Gatekeeper:
                 except RefMovedError:
                     return MergeOutcome.RACED  # main moved between our read and the swap: loop and rebase
             record.generation = self._tag(commit)
-        self._store_baseline(commit, gate.test_ids)
+        self.baselines.store(commit, gate.test_ids)
         self._finish(record, _S.ACCEPTED, main_before=main)
         return MergeOutcome.ACCEPTED
 
@@ -437,24 +411,7 @@ class Gatekeeper:
             self.log.append("journal-refused", candidate=candidate, reasons=[str(exc)[:300]])
 
     def _baseline(self, base: str, config: GateConfig) -> dict[str, str] | None:
-        path = self.reports / f"{base}.json"
-        if path.exists():
-            try:
-                data = json.loads(path.read_text())
-                return {str(test_id): str(outcome) for test_id, outcome in dict(data).items()}
-            except (OSError, ValueError, TypeError) as exc:  # a torn or edited cache: run the base again
-                self.warn(f"the baseline cache {path} is unreadable ({exc}); it is computed again")
-                path.unlink(missing_ok=True)
-        baseline = self.runner.baseline(base, config)
-        if baseline is not None:
-            self._store_baseline(base, baseline)
-        return baseline
-
-    def _store_baseline(self, commit: str, outcomes: dict[str, str]) -> None:
-        if outcomes:
-            temp = self.reports / f"{commit}.json.tmp{os.getpid()}"
-            temp.write_text(json.dumps(outcomes, sort_keys=True))
-            os.replace(temp, self.reports / f"{commit}.json")
+        return self.baselines.get(base, lambda: self.runner.baseline(base, config))
 
     def _remove_worktree(self, record: CandidateRecord) -> None:
         path = Path(record.worktree)
@@ -463,32 +420,7 @@ class Gatekeeper:
         self.git.run("worktree", "prune", check=False)
 
     def _remove_tree(self, path: Path) -> None:
-        """Remove a tree the agent wrote; never raises: what cannot go now goes at the next start.
-
-        The caller stops the agent first, so nothing writes into it meanwhile; rmtree never follows
-        symlinks (fd-based on Linux) and unwritable folders are made writable and tried again.
-        """
-        problems: list[str] = []
-
-        def retry(function: Callable[..., Any], target: str, info: Any) -> None:
-            try:
-                os.chmod(os.path.dirname(target), 0o700)
-                function(target)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                problems.append(f"{target}: {exc.strerror}")
-
-        for _ in range(3):
-            if not os.path.lexists(path):
-                return
-            problems.clear()
-            try:
-                shutil.rmtree(path, onerror=retry)
-            except OSError as exc:
-                problems.append(str(exc))
-        if os.path.lexists(path):
-            self.warn(f"could not remove {path} yet ({'; '.join(problems[:3])}); the next start retries")
+        remove_tree(path, self.warn)
 
     @contextmanager
     def _merge_lock(self) -> Iterator[None]:
@@ -518,7 +450,7 @@ class Gatekeeper:
             if first:
                 self.git.update_ref(f"{GEN_TAG_PREFIX}0", main, ZERO, "ouroboros: generation 0")
             generation = 0 if first else self._tag(main)
-        self._store_baseline(main, result.test_ids)
+        self.baselines.store(main, result.test_ids)
         self.log.append("genesis" if first else "adopted", commit=main, main_after=main, generation=generation)
         return generation
 

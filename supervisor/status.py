@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from supervisor.appendfile import DiskFullError, write_atomic
-from supervisor.gatekeeper import VerdictSummary
+from supervisor.verdicts import VerdictSummary
 from supervisor.states import SupervisorState, check_supervisor
 
 

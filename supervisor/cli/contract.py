@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.decision_log import Decision, VerifyResult
 from supervisor.gate import Failure, GateResult
-from supervisor.gatekeeper import RollbackResult, Verdict, VerdictSummary
+from supervisor.verdicts import RollbackResult, Verdict, VerdictSummary
 from supervisor.retention import SpaceReport
 
 

@@ -297,7 +297,7 @@ def demo_cmd(home: Path | None, as_json: bool) -> None:
     containers, and a scripted model server speaking the Anthropic Messages API.
     """
     from supervisor.demo import lineage, run_demo
-    from supervisor.gatekeeper import VerdictSummary
+    from supervisor.verdicts import VerdictSummary
 
     instance, verdicts = run_demo(home, progress=_say)
     if as_json:

@@ -1,6 +1,6 @@
 """status.json round-trips through its model; unchanged status is not rewritten."""
 
-from supervisor.gatekeeper import VerdictSummary
+from supervisor.verdicts import VerdictSummary
 from supervisor.status import Status, StatusFile
 
 

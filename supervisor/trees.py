@@ -1,0 +1,41 @@
+"""Removing a folder the agent wrote (a worktree, a scratch area) without ever raising.
+
+The caller stops the agent first, so nothing writes into the tree meanwhile. `shutil.rmtree` never
+follows symlinks (it works on file descriptors on Linux); folders the agent made unwritable are
+made writable and tried again. What still cannot go is reported, and the next start retries.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def remove_tree(path: Path, warn: Callable[[str], None]) -> bool:
+    """True once `path` is gone; never raises."""
+    problems: list[str] = []
+
+    def retry(function: Callable[..., Any], target: str, info: Any) -> None:
+        try:
+            os.chmod(os.path.dirname(target), 0o700)
+            function(target)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            problems.append(f"{target}: {exc.strerror}")
+
+    for _ in range(3):
+        if not os.path.lexists(path):
+            return True
+        problems.clear()
+        try:
+            shutil.rmtree(path, onerror=retry)
+        except OSError as exc:
+            problems.append(str(exc))
+    if os.path.lexists(path):
+        warn(f"could not remove {path} yet ({'; '.join(problems[:3])}); the next start retries")
+        return False
+    return True
