@@ -104,6 +104,9 @@ class GateRunner:
         self.git = git
         self.engine = engine
         self.scratch = scratch
+        # Where acceptance lays out the folders the candidate's agent writes in; the gatekeeper points
+        # it at the size-capped worktree area, so a candidate cannot fill the host's disk from there.
+        self.work_area: Path | None = None
         self.image = image
         self.instance = instance
 

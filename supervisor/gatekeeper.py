@@ -78,6 +78,7 @@ class Gatekeeper:
         self.journal = JournalWriter(self._journal_root(journal_root))
         self._config = config
         self.runner = GateRunner(self.git, engine, self.scratch, image, instance)
+        self.runner.work_area = self.worktrees  # capped in `supervisor start` (diskcap); recover() clears leftovers
         # Called when a gate failed for the engine's reasons, with the least pause to take first; True once
         # the engine answers again, False to give up for now (a stop came). The runner replaces it with one
         # that a stop interrupts and that shows the wait in status.

@@ -23,6 +23,7 @@ from supervisor.acceptance.judge import Evidence, judge
 from supervisor.acceptance.models import CheckKind, Problem, Scenario, ScenarioOutcome, ScenarioResult
 from supervisor.acceptance.server import SOCKET_NAME, AcceptanceServer
 from supervisor.acceptance.workspace import lay_out, socket_folder
+from supervisor.appendfile import is_disk_full
 
 CODE, WORKSPACE, OUTBOX, SOCKETS = "/code", "/workspace", "/ouroboros/outbox", "/run/ouroboros"
 OUTPUT_CAP = 400_000
@@ -73,7 +74,8 @@ def run_scenario(plan: RunPlan, scenario: Scenario) -> ScenarioResult:
     except Exception as exc:  # noqa: BLE001 - fail closed, and say it was not the candidate's verdict
         problem = Problem(kind=CheckKind.INFRASTRUCTURE, detail=f"{type(exc).__name__}: {exc}")
         return ScenarioResult(scenario=scenario.name, outcome=ScenarioOutcome.ERROR, problems=[problem],
-                              engine_failed=isinstance(exc, SandboxError),  # only the engine's errors excuse
+                              # only the engine's errors and the supervisor's own writes meeting a full disk excuse
+                              engine_failed=isinstance(exc, SandboxError) or is_disk_full(exc),
                               wall_s=round(time.monotonic() - started, 3))
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -105,8 +105,8 @@ def accept(runner: Any, result: Any, config: Any) -> None:
     scenarios = scenario_set(home, settings)
     workers, limits = stage_limits(config.limits.cpus, config.limits.memory_mb, len(scenarios), settings.max_parallel)
     image = config.image or runner._image()
-    report = run_stage(git, runner._engine(), image, runner.instance, runner.scratch, result.commit,
-                       scenarios, workers, limits)
+    report = run_stage(git, runner._engine(), image, runner.instance, runner.work_area or runner.scratch,
+                       result.commit, scenarios, workers, limits)
     ok = report.outcome is ScenarioOutcome.PASSED
     counts = {"scenarios": len(report.scenarios),
               "passed": sum(1 for s in report.scenarios if s.outcome is ScenarioOutcome.PASSED)}

@@ -241,3 +241,7 @@ def test_the_agent_learns_one_bit_and_only_engine_errors_excuse_a_candidate():
     assert not AcceptanceReport(commit="c" * 40, outcome=ScenarioOutcome.ERROR, scenarios=[crashed_judge]).engine_failed()
     engine_gone = crashed_judge.model_copy(update={"engine_failed": True})
     assert AcceptanceReport(commit="c" * 40, outcome=ScenarioOutcome.ERROR, scenarios=[engine_gone]).engine_failed()
+    # A scenario the candidate failed on its own merits is not excused by another the engine broke
+    # (e.g. the candidate filled the capped area, and the next scenario's layout met the full disk).
+    both = AcceptanceReport(commit="c" * 40, outcome=ScenarioOutcome.ERROR, scenarios=[failed, engine_gone])
+    assert not both.engine_failed()
