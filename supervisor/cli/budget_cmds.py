@@ -15,7 +15,8 @@ from supervisor.errors import ConfigError
 from supervisor.git_ops import GitError, find_common_dir
 from supervisor.instance import CONFIG_NAME, HOME_ENV, Instance
 from supervisor.route.config import RouteConfig
-from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerTotals, Spend, read_entries, utc_now
+from supervisor.route.ledger import LEDGER_FILE_NAME, Spend, utc_now
+from supervisor.route.snapshot import read_totals
 from supervisor.route.metering import cap_statuses
 
 
@@ -43,12 +44,9 @@ def _spend(spend: Spend) -> dict[str, object]:
 def budget_report(state_dir: Path, config: RouteConfig, config_path: Path | None) -> dict[str, Any]:
     """The report as plain JSON data, validated against the documented BudgetOut contract."""
     ledger_path = state_dir / LEDGER_FILE_NAME
-    entries, torn = read_entries(ledger_path)
-    totals = LedgerTotals()
-    for entry in entries:
-        totals.add(entry)
+    totals, torn = read_totals(ledger_path)  # the snapshot plus the lines after it: not the whole history
     day = utc_now().date().isoformat()
-    last_cycle = entries[-1].cycle if entries else None
+    last_cycle = totals.last_cycle()
     statuses = cap_statuses(totals, config.caps, last_cycle, day)
     report = {
         "ledger": str(ledger_path),

@@ -257,12 +257,10 @@ def feedback_cmd(message: str, home: Path | None, as_json: bool) -> None:
 
 
 def _spend(instance: Instance) -> Spend:
-    from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerTotals, read_entries
+    from supervisor.route.ledger import LEDGER_FILE_NAME
+    from supervisor.route.snapshot import read_totals
 
-    entries, _ = read_entries(instance.state / LEDGER_FILE_NAME)
-    totals = LedgerTotals()
-    for entry in entries:
-        totals.add(entry)
+    totals, _ = read_totals(instance.state / LEDGER_FILE_NAME)  # snapshot plus tail: a weeks-old ledger costs the same
     return Spend(tokens=totals.total.tokens, usd=str(totals.total.usd))
 
 

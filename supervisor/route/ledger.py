@@ -160,6 +160,10 @@ class LedgerTotals:
     def day(self, day: str) -> Spend:
         return self.by_day.get(day, Spend())
 
+    def last_cycle(self) -> str | None:
+        """The cycle of the latest entry (cycles are kept in the order they were last charged)."""
+        return next(reversed(self.by_cycle), None)
+
     def cycle(self, cycle: str) -> Spend:
         return self.by_cycle.get(cycle, Spend())
 
