@@ -47,6 +47,12 @@ class InstanceCollector(Collector):
                         "usd|", ["model"], lambda values: [price_of(values[0])])
         yield _labelled("ouroboros_route_requests", "Requests the route forwarded and metered, by upstream status.",
                         counters, "requests|", ["status"])
+        refusals = CounterMetricFamily("ouroboros_route_refusals", "Requests the route answered itself instead of "
+                                       "forwarding, by error type, since the supervisor started.", labels=["reason"])
+        status = self.view.status()
+        for reason, count in sorted((status.route_refusals if status else {}).items()):
+            refusals.add_metric([reason], float(count))
+        yield refusals
         yield _labelled("ouroboros_route_refusals_logged", "Route refusals in the decision log, by reason "
                         "(logged at most once a minute per reason).", counters, "route_refusals|", ["reason"])
         caps = GaugeMetricFamily("ouroboros_cap_usage_ratio", "Spend over cap, for each configured cap.",

@@ -655,6 +655,8 @@ class Supervisor:
         self._write_status()
 
     def _write_status(self) -> None:
+        if self.route is not None:
+            self.status.route_refusals = self.route.refusal_counts()
         self._status_file.write(self.status)  # a full disk leaves the old status; never worth a crash
         systemd.publish(self.status)
 

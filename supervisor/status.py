@@ -31,6 +31,9 @@ class Status(BaseModel):
     agent_container: str | None = None
     probation: str = "n/a"
     restarts: int = 0
+    route_refusals: dict[str, int] = Field(
+        default_factory=dict, description="Requests the LLM route answered itself instead of forwarding, by "
+        "error type (e.g. rate_limit_error, authentication_error), since this supervisor started.")
     verdicts: list[VerdictSummary] = Field(default_factory=list, description="The last five.")
     message: str = ""
 

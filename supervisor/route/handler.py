@@ -345,6 +345,7 @@ class RouteHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _send_error(self, refusal: Refusal) -> None:
+        self.route.count_refusal(refusal.kind)
         if getattr(self, "_answered", False):
             self.close_connection = True  # too late for a status line; drop the connection
             return

@@ -133,6 +133,10 @@ class LLMRoute:
         self._servers: list[socketserver.BaseServer] = []
         self._threads: list[threading.Thread] = []
         self._ledger_error: LedgerError | None = None
+        # Every answer the route gave itself, by error type: a small fixed set, counted exactly (the
+        # events about them are throttled). For `/metrics`, through status.json.
+        self._refusals: dict[str, int] = {}
+        self._refusals_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -308,6 +312,14 @@ class LLMRoute:
         """End a reservation that spent nothing (refused or failed upstream before any usage)."""
         if call.reservation is not None:
             self.ledger.append(Release(ts=utc_now(), id=call.reservation.id, reason=reason[:200]), sync=False)
+
+    def count_refusal(self, kind: str) -> None:
+        with self._refusals_lock:
+            self._refusals[kind] = self._refusals.get(kind, 0) + 1
+
+    def refusal_counts(self) -> dict[str, int]:
+        with self._refusals_lock:
+            return dict(self._refusals)
 
     def ledger_failed(self, exc: LedgerError) -> None:
         self._ledger_error = exc

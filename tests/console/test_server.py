@@ -113,6 +113,18 @@ def test_metrics_parse_and_scorecard_cli(home, server):
     assert missing.exit_code != 0 and "Traceback" not in missing.output
 
 
+def test_metrics_carry_the_routes_exact_refusal_counts_from_status(home, server):
+    from supervisor.status import Status, StatusFile
+
+    path = Instance(home).status_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert StatusFile(path).write(Status(route_refusals={"rate_limit_error": 40, "authentication_error": 5}))
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(server.url + "metrics").text)}
+    counted = {s.labels["reason"]: s.value for s in families["ouroboros_route_refusals"].samples
+               if s.name.endswith("_total")}
+    assert counted == {"rate_limit_error": 40, "authentication_error": 5}
+
+
 def test_console_cli_refuses_a_public_bind_without_a_token(home):
     result = CliRunner().invoke(cli, ["console", "--home", str(home), "--bind", "0.0.0.0:0"])
     assert result.exit_code != 0 and "token" in result.output and "Traceback" not in result.output

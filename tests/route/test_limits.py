@@ -188,3 +188,17 @@ def test_a_ledger_that_cannot_be_written_stops_all_forwarding(scripted, make_rou
     assert (status, kind) == (503, "api_error") and "stopped forwarding" in message
     assert upstream.steps_served == 1  # nothing forwarded after the failure
     assert len(harness.route.ledger.totals.open) == 1  # the unsettled answer stays held at its worst case
+
+
+def test_every_refusal_is_counted_by_type_though_its_events_are_throttled(harness):
+    wrong = 25
+    for _ in range(wrong):
+        post(harness, json=GOOD, headers={"x-api-key": "sk-ant-guess"})
+    post(harness, path="/v1/other", json=GOOD)
+    counts = harness.route.refusal_counts()
+    # past the auth-failure burst the route answers 429 instead of 401: every one is counted
+    assert counts.get("authentication_error", 0) + counts.get("rate_limit_error", 0) == wrong
+    assert counts["not_found_error"] == 1
+    assert harness.kinds().count("auth_refused") <= 2  # the journal sees a throttled few
+    post(harness, json=GOOD)  # a forwarded request is no refusal
+    assert sum(harness.route.refusal_counts().values()) == wrong + 1
