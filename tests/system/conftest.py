@@ -55,6 +55,16 @@ def containers_of(engine, instance: Instance) -> list:
                                          ignore_removed=True)
 
 
+def wait_until(predicate, timeout: float, every: float = 0.2) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
 def journal_by_file(instance: Instance) -> dict[str, list[str]]:
     """The `## <timestamp> <kind>` headings of each journal file, in file order."""
     return {str(path.relative_to(instance.journal)): [line for line in path.read_text().splitlines()

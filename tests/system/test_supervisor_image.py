@@ -7,14 +7,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from supervisor.gatekeeper import Gatekeeper
 from supervisor.init_instance import init_instance, package_dir
-from tests.system.conftest import containers_of
+from tests.system.conftest import containers_of, wait_until
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,15 +27,6 @@ def supervisor_image(docker_engine) -> str:
                           env={**os.environ, "PYTHON": os.environ.get("PYTHON", str(ROOT / ".venv/bin/python"))})
     assert done.returncode == 0, done.stdout + done.stderr
     return TAG
-
-
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.5)
-    return False
 
 
 def test_supervisor_image_runs_non_root_and_docker_stop_stops_the_agent(supervisor_image, docker_engine,
@@ -60,7 +50,7 @@ def test_supervisor_image_runs_non_root_and_docker_stop_stops_the_agent(supervis
                         "-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", f"{work}:{work}",
                         "-e", f"OUROBOROS_HOME={instance.home}", supervisor_image, "start"],
                        check=True, capture_output=True, text=True)
-        assert _wait(lambda: len(containers_of(docker_engine, instance)) == 1, 120), _logs(name)
+        assert wait_until(lambda: len(containers_of(docker_engine, instance)) == 1, 120), _logs(name)
         user = subprocess.run(["docker", "exec", name, "id", "-u"], capture_output=True, text=True).stdout.strip()
         assert user == "10001"
         health = subprocess.run(["docker", "exec", name, "supervisor", "status"], capture_output=True, text=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import uuid
 from datetime import datetime, UTC
 from pathlib import Path
@@ -23,16 +22,7 @@ import pytest
 from supervisor.protocol import Proposal
 from tests.chaos.chaos_instance import chaos_instance, decisions_per_proposal, written_ids
 
-from .conftest import SupervisorProcess, containers_of, keeper
-
-
-def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
+from .conftest import SupervisorProcess, containers_of, keeper, wait_until
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]
