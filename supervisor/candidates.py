@@ -138,16 +138,24 @@ class CandidateStore:
                 records.append(record)
         return sorted(records, key=lambda r: r.created_at)
 
-    def all(self) -> list[CandidateRecord]:
-        """Every readable record, live and finished (for the operator's listings); corrupt ones are skipped
-        and named in `self.corrupt`."""
+    def newest(self, limit: int) -> tuple[list[CandidateRecord], int]:
+        """The `limit` newest records by id (all when 0), oldest first, and how many there are in all.
+
+        Ordered by the numbers in the file names, so only the records shown are read: a listing
+        costs the same after ten candidates or a million.
+        """
         self.corrupt = []
-        found = {}
-        for path in [*self.done.glob("*.json"), *self.folder.glob("*.json")]:
-            record = self._try_read(path)
-            if record is not None:
-                found[record.id] = record
-        return sorted(found.values(), key=lambda r: r.created_at)
+        names: dict[str, Path] = {}
+        for folder in (self.done, self.folder):  # a live record wins over an archived one of the same id
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    key = _id_of(entry.name)
+                    if key is not None:
+                        names[key] = Path(entry.path)
+        ordered = sorted(names, key=_id_key)
+        chosen = ordered[-limit:] if limit > 0 else ordered
+        records = [record for record in (self._try_read(names[key]) for key in chosen) if record is not None]
+        return records, len(ordered)
 
     def _try_read(self, path: Path) -> CandidateRecord | None:
         try:
@@ -377,3 +385,17 @@ def make_candidate_commit(git: Git, record: CandidateRecord, config: GateConfig,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return commit, snapshot
+
+
+def _id_of(file_name: str) -> str | None:
+    """`3-12.json` -> `3-12`; None for anything else (temporary files, strays)."""
+    stem, dot, suffix = file_name.rpartition(".")
+    if suffix != "json" or not dot:
+        return None
+    generation, dash, number = stem.partition("-")
+    return stem if dash and generation.isdigit() and number.isdigit() else None
+
+
+def _id_key(candidate_id: str) -> tuple[int, int]:
+    generation, _, number = candidate_id.partition("-")
+    return int(generation), int(number)

@@ -61,12 +61,22 @@ def _age(row: CandidateRow) -> str:
 @click.command("candidates")
 @home_option
 @repo_option
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Show the newest N candidates (by id); 0 shows all of them.")
 @json_option
-def candidates_cmd(home: Path | None, repo: Path | None, as_json: bool) -> None:
-    """List candidates: id, branch, age, state (pending, gating, accepted, rejected, ...) and reason."""
-    rows = [_row(r) for r in _keeper(resolve_repo(home, repo)).store.all()]
+def candidates_cmd(home: Path | None, repo: Path | None, limit: int, as_json: bool) -> None:
+    """List candidates: id, branch, age, state (pending, gating, accepted, rejected, ...) and reason.
+
+    The newest 50 by default, oldest first: after weeks there are thousands (`--limit 0` for all).
+    """
+    store = _keeper(resolve_repo(home, repo)).store
+    records, total = store.newest(limit)
+    rows = [_row(r) for r in records]
     lines = [f"{row.id:<8} {row.state:<15} {_age(row):>5}  {row.branch}  {'; '.join(row.reasons)[:200]}"
              for row in rows]
+    if total > len(records) and lines:
+        lines.append(f"(the newest {len(records)} of {total}; `--limit 0` lists all)")
+    lines += [f"unreadable record {path}: move it aside (e.g. to {path.name}.corrupt)" for path in store.corrupt]
     _emit(as_json, rows, "\n".join(lines) or "no candidates yet")
 
 

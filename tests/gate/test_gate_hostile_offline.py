@@ -116,7 +116,7 @@ def test_rejected_proposals_are_kept_under_a_retention_policy(offline_keeper: Ga
     report = space(offline_keeper.git, offline_keeper.state_dir)
     assert report.rejected == 2 and report.rejected_bytes > 2 * 64 * 1024 and report.objects_bytes > 0
     assert offline_keeper.log.verify().ok
-    oldest = sorted(offline_keeper.store.all(), key=lambda r: r.created_at)[0]
+    oldest = sorted(offline_keeper.store.newest(0)[0], key=lambda r: r.created_at)[0]
     shown = CliRunner().invoke(cli, ["show", oldest.id, "--repo", str(offline_keeper.common)])
     assert shown.exit_code == 0 and "pruned under the rejected-proposal retention policy" in shown.output
 
