@@ -534,6 +534,7 @@ class Gatekeeper:
         torn = self.log.repair()
         if torn:
             actions.append(torn)
+        actions += self.journal.repair_tails()  # the agent is not running: its journal holds still
         self._remove_tree(self.scratch)
         self.scratch.mkdir(parents=True, exist_ok=True)
         live: set[str] = set()

@@ -15,6 +15,7 @@ from pathlib import Path
 from supervisor.appendfile import append_all
 from supervisor.candidates import CandidateRecord, now, printable
 from supervisor.errors import OuroborosError
+from supervisor.journal_tails import repair_journal_tails
 
 
 class JournalError(OuroborosError, OSError):
@@ -44,6 +45,10 @@ class JournalWriter:
         finally:
             os.close(fd)
         return self.root.joinpath(*parts, file_name)
+
+    def repair_tails(self) -> list[str]:
+        """At start-up: end a torn last line of today's and the newest day's files (journal_tails.py)."""
+        return repair_journal_tails(self.root, now())
 
 
 def _enter(parent_fd: int, name: str, owner: os.stat_result) -> int:
