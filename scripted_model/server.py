@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from scripted_model.scenario import Scenario, ScriptedError, Step, ToolUseBlock, load_scenario
+from scripted_model.served import ServedLog, served_log_from_env
 from scripted_model.sse import sse_events
 from scripted_model.tokens import estimate_tokens, request_token_split
 
@@ -20,8 +21,9 @@ from scripted_model.tokens import estimate_tokens, request_token_split
 class ScriptState:
     """The position in the scenario, the cache of seen prefixes, and the request log; thread-safe."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, served_log: ServedLog | None = None) -> None:
         self.scenario = scenario
+        self.served_log = served_log
         self.requests: list[dict[str, Any]] = []
         self.steps_served = 0
         self._seen_prefixes: set[str] = set()
@@ -165,8 +167,9 @@ class MessagesHandler(BaseHTTPRequestHandler):
             self._send_scripted_error(step.error)
             return
         content = render_content(step, index)
+        log = self.state.served_log
         message = {
-            "id": f"msg_scripted_{index:04d}",
+            "id": log.message_id(index) if log else f"msg_scripted_{index:04d}",
             "type": "message",
             "role": "assistant",
             "model": self.state.scenario.model or body["model"],
@@ -175,6 +178,8 @@ class MessagesHandler(BaseHTTPRequestHandler):
             "stop_sequence": None,
             "usage": self.state.usage_for(step, body, content),
         }
+        if log is not None:
+            log.record(message, stream=bool(body.get("stream")))  # before any byte of it is sent
         if body.get("stream"):
             self._send_stream(message)
         else:
@@ -232,8 +237,10 @@ class ScriptedModelServer:
         host: str = "127.0.0.1",
         port: int = 0,
         socket_path: str | Path | None = None,
+        served_log: str | Path | None = None,
     ) -> None:
-        self.state = ScriptState(scenario if isinstance(scenario, Scenario) else load_scenario(scenario))
+        log = ServedLog(served_log) if served_log else served_log_from_env()
+        self.state = ScriptState(scenario if isinstance(scenario, Scenario) else load_scenario(scenario), log)
         handler = type("BoundMessagesHandler", (MessagesHandler,), {"state": self.state})
         self.socket_path = Path(socket_path) if socket_path else None
         if self.socket_path:
