@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from scripted_model.served import read_served
 from supervisor.gatekeeper import Gatekeeper
 from supervisor.git_ops import MAIN_REF, Git
 from supervisor.init_instance import init_instance, package_dir
 from supervisor.instance import Instance
+from supervisor.route import LEDGER_FILE_NAME
+from tests.chaos.ledger_audit import Audit, audit_ledger
 
 CHEAP_GATE = """\
 [gate]
@@ -19,17 +22,38 @@ memory_paths = ["agent/journal/", "agent/goals/"]
 """
 CHEAP_TEST = "def test_main_is_fine():\n    assert True\n"
 
-# Runs in the agent container from main's read-only code: proposes, waits a little, proposes again.
+# Runs in the agent container from main's read-only code: asks the model through the supervisor's
+# route a few times (the real SDK, built as the real agent builds it), proposes, waits, and again.
 # Every proposal written is listed (after its rename) in the journal, which lives outside the repo.
+# A small max_tokens keeps each worst-case reservation small, so the caps never refuse the agent.
 PROPOSING_AGENT = r"""
 import datetime, json, os, random, time, uuid
+from agent.config import AgentConfig
+from agent.llm import build_sdk_client
 ws, out = os.environ["OUROBOROS_WORKSPACE"], os.environ["OUROBOROS_OUTBOX"]
 written = os.path.join(ws, "agent", "journal", "chaos-written.txt")
 folder = os.path.join(ws, "agent", "chaos")
 os.makedirs(folder, exist_ok=True)
+config = AgentConfig.from_env(max_retries=0)
+client = build_sdk_client(config)
+
+def ask(pid):
+    request = dict(model=config.model, max_tokens=128, extra_headers={"x-ouroboros-cycle": pid},
+                   messages=[{"role": "user", "content": "Plan the next chaos file " + pid}])
+    try:
+        if random.random() < 0.5:
+            client.messages.create(**request)
+        else:
+            with client.messages.stream(**request) as stream:
+                stream.get_final_message()
+    except Exception as exc:  # the route went away with a killed supervisor: propose anyway
+        print("chaos agent: model call failed:", type(exc).__name__, flush=True)
+
 while True:
     time.sleep(random.uniform(0.1, 0.8))
     pid = uuid.uuid4().hex
+    for step in range(3):  # plan, execute, reflect: a few calls per proposal, as the real agent makes
+        ask(pid)
     with open(os.path.join(folder, pid + ".txt"), "w") as f:
         f.write(pid + "\n")
     message = {"version": 1, "kind": "proposal", "id": pid, "why": "Chaos: one more file.",
@@ -71,6 +95,15 @@ def _commit_on_main(git: Git, files: dict[str, str]) -> None:
     index.unlink()
     commit = git.commit_tree(tree, [main], "A cheap gate for kill tests\n")
     git.update_ref(MAIN_REF, commit, main)
+
+
+def ledger_audit(instance: Instance, served_log: Path, kills: int) -> Audit:
+    """The route's ledger against what the scripted model served; one cut request per kill at most
+    (the agent sends one request at a time), none at the final clean stop."""
+    price = instance.config().route.pricing.price_for(instance.config().agent.model or "")
+    if price is None:
+        raise AssertionError("the chaos model has no price")
+    return audit_ledger(read_served(served_log), instance.state / LEDGER_FILE_NAME, price, interrupted=kills)
 
 
 def written_ids(instance: Instance) -> list[str]:

@@ -10,7 +10,7 @@ import anthropic
 import pytest
 
 from scripted_model import Scenario, ScriptedModelServer
-from scripted_model.served import read_served
+from scripted_model.served import SERVED_LOG_ENV, read_served
 from supervisor.route import LLMRoute, Ledger, RouteConfig, Upstream
 from supervisor.route.ledger import LedgerEntry, iter_records
 from tests.chaos.ledger_audit import audit_ledger
@@ -137,3 +137,22 @@ def test_one_worst_case_charge_never_covers_two_responses(setup):
     audit = setup.audit(interrupted=1)
     assert audit.held == 1 and audit.covered_by_worst_case == 1
     assert len(audit.problems) == 1 and "not in the ledger" in audit.problems[0]
+
+
+def test_the_served_log_is_turned_on_by_the_environment_lists_answers_only_and_skips_a_torn_line(tmp_path, monkeypatch):
+    log = tmp_path / "served.jsonl"
+    monkeypatch.setenv(SERVED_LOG_ENV, str(log))
+    script = Scenario.model_validate({"name": "with-error", "steps": [
+        {"error": {"status": 529, "type": "overloaded_error"}}, {"content": [{"type": "text", "text": "ok"}]}]})
+    with ScriptedModelServer(script) as server:
+        client = anthropic.Anthropic(base_url=server.url, api_key="scripted", max_retries=0)
+        with pytest.raises(anthropic.APIStatusError):
+            client.messages.create(model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "x"}])
+        answer = client.messages.create(model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    with open(log, "ab") as handle:
+        handle.write(b'{"ts": 1, "id": "msg_cut')  # a kill mid-line: that answer was never sent
+    served = read_served(log)
+    assert [line["id"] for line in served] == [answer.id]
+    assert served[0]["usage"] == answer.usage.model_dump(include={"input_tokens", "output_tokens",
+                                                                   "cache_creation_input_tokens",
+                                                                   "cache_read_input_tokens"})
