@@ -29,13 +29,13 @@ from typing import Any
 from supervisor.route.ledger import LedgerEntry, Release, Reservation, iter_records
 from supervisor.route.pricing import ModelPrice, Usage
 
+
 @dataclass
 class Held:
     """A reservation charged at its worst case: settled at a start (`until` = that time) or still open."""
 
     reservation: Reservation
     until: float
-    settled: bool
 
 
 @dataclass
@@ -116,10 +116,10 @@ def _held(reserves: dict[str, Reservation], spends: list[LedgerEntry], released:
         if spend.status != 0 or reservation is None or spend.usage != reservation.usage:
             audit.problems.append(f"a spend without a message id that is not a worst-case settlement: {spend}")
             continue
-        held.append(Held(reservation, spend.ts.timestamp(), settled=True))
+        held.append(Held(reservation, spend.ts.timestamp()))
     for reservation_id, reservation in reserves.items():
         if reservation_id not in settled and reservation_id not in released:
-            held.append(Held(reservation, float("inf"), settled=False))  # charged at the next open
+            held.append(Held(reservation, float("inf")))  # charged at the next open
     return held
 
 
