@@ -204,7 +204,7 @@ class ScenarioResult(_Strict):
     wall_s: float = 0.0
     agent_s: float | None = Field(default=None, description="The agent process's own run time, if measured.")
     output_tail: str = ""
-    engine_failed: bool = Field(default=False, description="The container engine failed this run, or the supervisor's own writes met a full disk (not the candidate).")
+    engine_failed: bool = Field(default=False, description="The container engine failed this run (not the candidate).")
 
 
 class AcceptanceReport(_Strict):
@@ -232,7 +232,7 @@ class AcceptanceReport(_Strict):
         return f"acceptance {what} (held-out scenarios: details for the operator only)"
 
     def engine_failed(self) -> bool:
-        """The engine or the host's disk, not the candidate, kept the stage from a verdict (and no
+        """The engine, not the candidate, kept the stage from a verdict (and no
         scenario failed on its own merits: a candidate that fails one is not excused by another)."""
         return (self.outcome is ScenarioOutcome.ERROR and any(s.engine_failed for s in self.scenarios)
                 and not any(s.outcome is ScenarioOutcome.FAILED for s in self.scenarios))

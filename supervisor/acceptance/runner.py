@@ -23,7 +23,6 @@ from supervisor.acceptance.judge import Evidence, judge
 from supervisor.acceptance.models import CheckKind, Problem, Scenario, ScenarioOutcome, ScenarioResult
 from supervisor.acceptance.server import SOCKET_NAME, AcceptanceServer
 from supervisor.acceptance.workspace import lay_out, socket_folder
-from supervisor.appendfile import is_disk_full
 
 CODE, WORKSPACE, OUTBOX, SOCKETS = "/code", "/workspace", "/ouroboros/outbox", "/run/ouroboros"
 OUTPUT_CAP = 400_000
@@ -61,8 +60,9 @@ def run_scenario(plan: RunPlan, scenario: Scenario) -> ScenarioResult:
     """Run and judge one scenario; infrastructure trouble is an `error` outcome, never a pass."""
     started = time.monotonic()
     root = plan.scratch / f"acc-{scenario.name}-{secrets.token_hex(4)}"
-    sockets = socket_folder(plan.scratch)
+    sockets: Path | None = None
     try:
+        sockets = socket_folder(plan.scratch)  # inside: a full work area is a verdict, never an escaping error
         root.mkdir(parents=True)
         workspace, outbox = lay_out(plan.code, root, scenario.goals, scenario.fixtures)
         with AcceptanceServer(scenario, sockets) as server:
@@ -74,12 +74,16 @@ def run_scenario(plan: RunPlan, scenario: Scenario) -> ScenarioResult:
     except Exception as exc:  # noqa: BLE001 - fail closed, and say it was not the candidate's verdict
         problem = Problem(kind=CheckKind.INFRASTRUCTURE, detail=f"{type(exc).__name__}: {exc}")
         return ScenarioResult(scenario=scenario.name, outcome=ScenarioOutcome.ERROR, problems=[problem],
-                              # only the engine's errors and the supervisor's own writes meeting a full disk excuse
-                              engine_failed=isinstance(exc, SandboxError) or is_disk_full(exc),
+                              # Only the engine's errors excuse. The work area is capped and, during the gate,
+                              # only the candidate writes in it (its scenario agents run side by side): the
+                              # set-up meeting it full is the candidate's doing. A full host disk is told apart
+                              # by the gatekeeper (statvfs of its state folder) before any verdict.
+                              engine_failed=isinstance(exc, SandboxError),
                               wall_s=round(time.monotonic() - started, 3))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(sockets, ignore_errors=True)
+        if sockets is not None:
+            shutil.rmtree(sockets, ignore_errors=True)
     return ScenarioResult(
         scenario=scenario.name, outcome=ScenarioOutcome.FAILED if problems else ScenarioOutcome.PASSED,
         problems=problems, exit_code=run.exit_code, requests=requests, wall_s=round(time.monotonic() - started, 3),
