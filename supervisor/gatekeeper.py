@@ -537,6 +537,13 @@ class Gatekeeper:
         actions += self.journal.repair_tails()  # the agent is not running: its journal holds still
         self._remove_tree(self.scratch)
         self.scratch.mkdir(parents=True, exist_ok=True)
+        # Before any gate resumes: what a killed run left in the (capped) worktree area that belongs
+        # to no active candidate, acceptance folders above all, would fill the area under that gate.
+        active = {record.id for record in self.store.active()}
+        for path in self.worktrees.iterdir():
+            if path.name not in active:
+                self._remove_tree(path)
+                actions.append(f"removed stale worktree {path.name}")
         live: set[str] = set()
         for record in self.store.active():
             if record.state == _S.PENDING and abandon_pending:
