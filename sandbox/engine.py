@@ -262,6 +262,12 @@ class DockerEngine(Engine):
             container.remove(force=True)
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as exc:
+            # Another remover got there first (a run's own end, a second reconcile, an operator's
+            # clean-up): the engine answers 409 while it removes it. It is going either way.
+            if exc.status_code == 409 and "already in progress" in str(exc.explanation or ""):
+                return
+            raise SandboxError(f"could not remove container {container.short_id}: {exc}") from exc
         except DOCKER_ERRORS as exc:
             raise SandboxError(f"could not remove container {container.short_id}: {exc}") from exc
 
