@@ -65,7 +65,10 @@ class _ConnectionCap(_CapBase):
             if not full:
                 self._open += 1
         if full:
-            log.warning("LLM route: connection refused, %d already open", self.max_connections)
+            # Counted, and logged at most once an interval: a hostile agent can retry as fast as it connects.
+            route: LLMRoute = self.RequestHandlerClass.route  # type: ignore[attr-defined]
+            route.count_refusal("connection_refused")
+            route.emit_throttled("limit_refused", f"connection refused, {self.max_connections} already open")
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)

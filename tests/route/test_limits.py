@@ -202,3 +202,27 @@ def test_every_refusal_is_counted_by_type_though_its_events_are_throttled(harnes
     assert harness.kinds().count("auth_refused") <= 2  # the journal sees a throttled few
     post(harness, json=GOOD)  # a forwarded request is no refusal
     assert sum(harness.route.refusal_counts().values()) == wrong + 1
+
+
+def test_connections_refused_past_the_cap_are_counted_and_their_log_lines_throttled(scripted, make_route, caplog):
+    """Review: a hostile agent holds the cap's connections idle and then connects as fast as it can.
+    Each refused connection must neither write its own log line (stderr, so the journal: it would
+    flood it, and journald's rate limit then drops the supervisor's own messages too) nor go
+    uncounted in ouroboros_route_refusals_total."""
+    upstream = scripted(scenario(USAGE, repeat=True))
+    harness = make_route(upstream.url, {"limits": {"max_connections": 2}})
+    host, port = harness.route.url_tcp.removeprefix("http://").split(":")
+    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(2)]
+    attempts = 200
+    caplog.set_level("WARNING", logger="ouroboros.route")
+    try:
+        time.sleep(0.3)
+        for _ in range(attempts):
+            with socket.create_connection((host, int(port)), timeout=5) as extra:
+                assert extra.recv(16) == b""  # closed without an answer: refused
+    finally:
+        for sock in idle:
+            sock.close()
+    refused_lines = [r for r in caplog.records if "connection" in r.getMessage() and "refused" in r.getMessage()]
+    assert len(refused_lines) <= 2, f"{len(refused_lines)} log lines for {attempts} refused connections"
+    assert sum(harness.route.refusal_counts().values()) >= attempts
