@@ -356,6 +356,12 @@ class RouteHandler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's own answers to a request too malformed to reach a `do_*` method (a
+        header line too long, an unknown method, a bad request line): refusals too, and as cheap to repeat."""
+        self.route.count_refusal("invalid_request_error")
+        super().send_error(code, message, explain)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("LLM route: " + format, *args)
 

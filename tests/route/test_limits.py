@@ -226,3 +226,15 @@ def test_connections_refused_past_the_cap_are_counted_and_their_log_lines_thrott
     refused_lines = [r for r in caplog.records if "connection" in r.getMessage() and "refused" in r.getMessage()]
     assert len(refused_lines) <= 2, f"{len(refused_lines)} log lines for {attempts} refused connections"
     assert sum(harness.route.refusal_counts().values()) >= attempts
+
+
+def test_requests_too_malformed_to_parse_are_counted_as_refusals(harness):
+    """Review: the standard library answers these itself (431 a header line too long, 501 an unknown method)
+    before any route code runs; they are refusals too and an agent can send them in a loop."""
+    host, port = harness.route.url_tcp.removeprefix("http://").split(":")
+    for raw in (b"POST /v1/messages HTTP/1.1\r\nX: " + b"y" * 70_000 + b"\r\n\r\n",
+                b"BREW /v1/messages HTTP/1.1\r\nHost: x\r\n\r\n"):
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(raw)
+            assert read_until_closed(sock).split(" ")[1] in ("431", "501")  # the status line's code
+    assert sum(harness.route.refusal_counts().values()) == 2, harness.route.refusal_counts()
