@@ -26,7 +26,7 @@ def test_two_removals_of_one_container_at_once_both_succeed(docker_engine, agent
         container = docker_engine.start(spec)
         barrier = threading.Barrier(2)
 
-        def reconcile() -> None:
+        def reconcile(barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             try:
                 docker_engine.reconcile(instance=sandbox_instance)
