@@ -568,7 +568,10 @@ class Supervisor:
         self.progress("the container engine answers")
         self._set_state(before if before is not _S.WAITING_FOR_ENGINE else _S.RUNNING, "")
         keep = {self.agent.run_id} if self.agent is not None else set()
-        self.engine.reconcile(instance=self.instance.instance_id, keep_run_ids=keep)
+        try:
+            self.engine.reconcile(instance=self.instance.instance_id, keep_run_ids=keep)
+        except SandboxError as exc:  # an engine that flaps again: what is left carries our labels, next time
+            self.progress(f"could not remove leftover containers yet ({exc})")
         return True
 
     def _engine_lost_agent(self) -> None:

@@ -359,3 +359,33 @@ def test_a_stop_while_a_gate_waits_for_the_engine_leaves_a_state_the_next_start_
     assert again.run() == 0
     assert verdicts_for(gk, written[0]) == ["accepted"]
     assert gk.log.verify().ok
+
+
+def test_an_engine_that_flaps_while_its_leftovers_are_removed_does_not_stop_the_supervisor(tmp_path, monkeypatch):
+    monkeypatch.setattr("supervisor.gatekeeper.INFRA_BACKOFF_S", 0.05)
+    engine = FakeEngine()
+    real_reconcile = engine.reconcile
+    flaps: list[str] = []
+
+    def flapping_reconcile(*args, **kwargs):
+        if engine_was_down.is_set() and not flaps:
+            flaps.append("x")
+            raise SandboxError("Docker engine error: connection refused")  # gone again right after a ping
+        return real_reconcile(*args, **kwargs)
+
+    engine_was_down = threading.Event()
+    engine.reconcile = flapping_reconcile
+    instance = fake_instance(tmp_path / "home", engine)
+    supervisor = Supervisor(instance, engine, "fake-image")
+    thread, outcome = run_in_thread(supervisor)
+    wait_until(lambda: supervisor.agent is not None)
+    first = supervisor.agent.container.id
+    engine_was_down.set()
+    engine.go_down()
+    wait_until(lambda: supervisor.status.state is SupervisorState.WAITING_FOR_ENGINE)
+    engine.come_back()
+    wait_until(lambda: supervisor.agent is not None and supervisor.agent.container.id != first)
+    assert flaps and thread.is_alive()
+    supervisor.request_stop()
+    thread.join(20)
+    assert outcome == {"code": 0}
