@@ -34,7 +34,7 @@ from supervisor.gatekeeper import Gatekeeper  # noqa: E402
 from supervisor.init_instance import init_instance, package_dir  # noqa: E402
 from supervisor.runner import Supervisor  # noqa: E402
 from tests.chaos.chaos_instance import chaos_instance  # noqa: E402
-from tests.supervisor.fakes import write_proposal  # noqa: E402
+from tests.supervisor.fakes import fake_instance, write_proposal  # noqa: E402
 
 
 # The docker variant of fake_agent: proposes at once, every run, rewriting one file.
@@ -73,11 +73,8 @@ def setup(engine_kind: str):
     home = Path(tempfile.mkdtemp(prefix="ouroboros-soak-")) / "home"
     if engine_kind == "fake":
         engine = FakeEngine(agent=fake_agent)
-        instance = init_instance(home, package_dir("scripted_model") / "scenarios" / "idle_loop.json",
-                                 model="claude-sonnet-5-5")
-        Gatekeeper(instance.repo, engine, journal_root=instance.journal, image="fake",
-                   instance=instance.instance_id).genesis()
-        return instance, engine, "fake"
+        # fake_instance turns held-out acceptance off: the fake engine runs no real agent to judge.
+        return fake_instance(home, engine), engine, "fake-image"
     from sandbox.engine import DockerEngine
     from sandbox.images import ensure_agent_image
 

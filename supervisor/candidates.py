@@ -38,7 +38,9 @@ class CandidateError(OuroborosError, LookupError):
 class CandidateRecord(BaseModel):
     """Everything the supervisor knows about one candidate; saved as candidates/<id>.json."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Values (ids, hashes, times) are unique per record: pydantic-core's JSON string cache would keep
+    # up to 16,384 of them alive, RSS growing per verdict for hours (bench/soak.py). Keys only.
+    model_config = ConfigDict(extra="forbid", cache_strings="keys")
 
     id: str
     gen: int

@@ -47,7 +47,9 @@ def is_repeatable(kind: str) -> bool:
 class Decision(BaseModel):
     """One line of the log."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Values (ids, hashes, times) are unique per record: pydantic-core's JSON string cache would keep
+    # up to 16,384 of them alive, RSS growing per verdict for hours (bench/soak.py). Keys only.
+    model_config = ConfigDict(extra="forbid", cache_strings="keys")
 
     seq: int
     at: str

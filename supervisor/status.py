@@ -19,7 +19,9 @@ PAD_BLOCK = 4096
 class Status(BaseModel):
     """One supervisor run's state; rewritten whenever it changes."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Values (ids, hashes, times) are unique per record: pydantic-core's JSON string cache would keep
+    # up to 16,384 of them alive, RSS growing per verdict for hours (bench/soak.py). Keys only.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, cache_strings="keys")
 
     state: SupervisorState = SupervisorState.STARTING
     pid: int = Field(default_factory=os.getpid)

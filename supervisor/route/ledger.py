@@ -45,7 +45,9 @@ class LedgerError(OuroborosError, OSError):
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Values (ids, hashes, times) are unique per record: pydantic-core's JSON string cache would keep
+    # up to 16,384 of them alive, RSS growing per verdict for hours (bench/soak.py). Keys only.
+    model_config = ConfigDict(extra="forbid", cache_strings="keys")
 
     v: Literal[1] = 1
     ts: datetime
