@@ -2,36 +2,45 @@
 
 The real supervisor loop (`Supervisor.run()`, in this process) with an agent that proposes at
 once every run, so verdicts follow each other as fast as the supervisor can decide. At every
-verdict the process's resident memory (VmRSS) is sampled. Reported:
+verdict the process's resident memory (VmRSS) is sampled; every TRACE_EVERY verdicts, after a full
+garbage collection, so is the Python memory tracemalloc sees (traced from the start, one frame).
+Reported:
 
 - time per verdict (median), first vs last 100 verdicts (first vs last third with fewer than 300):
   verdict_time_ratio, target <= 1.1. The headline counts CPU time (the supervisor's own plus the
   git processes it runs), because on a shared machine wall time mostly measures the neighbours;
   the wall-clock ratio is printed on the line above it;
-- RSS growth per verdict after warm-up (a least-squares slope over the second half), target 0.
+- growth per verdict after warm-up (the first half of the verdicts is warm-up), as a least-squares
+  slope over the second half, for RSS (KB) and traced Python memory (bytes), target 0. The last
+  line reports the RSS slope as 0 when it is within measurement noise, computed from the data:
+  three standard errors of the slope (from the residuals around the fitted line) plus one memory
+  page (4 KB, the unit RSS moves in) spread over the window. A slope above that is printed as it
+  is. The raw slope, its noise bound and the traced slope are printed on the line before.
 
 --engine docker (default): the real engine, real gate containers (a cheap gate), the agent in its
 container. --engine fake: the fake engine, so only the supervisor's own work is timed.
 
-Usage: .venv/bin/python bench/soak.py [--seconds 600] [--engine docker|fake]
+Usage: .venv/bin/python bench/soak.py [--seconds 600] [--engine docker|fake] [--no-trace]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import math
 import os
 import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sandbox.fake import FakeContainer, FakeEngine  # noqa: E402
-from supervisor.gatekeeper import Gatekeeper  # noqa: E402
-from supervisor.init_instance import init_instance, package_dir  # noqa: E402
 from supervisor.runner import Supervisor  # noqa: E402
 from tests.chaos.chaos_instance import chaos_instance  # noqa: E402
 from tests.supervisor.fakes import fake_instance, write_proposal  # noqa: E402
@@ -88,57 +97,100 @@ def cpu_s() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def soak(seconds: float, engine_kind: str) -> list[tuple[float, int, float]]:
+TRACE_EVERY = 10  # verdicts between traced-memory samples (each costs a full garbage collection)
+PAGE_KB = 4.0
+
+
+@dataclass
+class Sample:
+    verdict: int
+    at: float
+    rss_kb: int
+    cpu: float
+
+
+def soak(seconds: float, engine_kind: str, trace: bool) -> tuple[list[Sample], list[tuple[int, int]]]:
+    """Per-verdict samples, and (verdict, traced bytes after a collection) every TRACE_EVERY verdicts."""
+    if trace:
+        tracemalloc.start(1)  # from the start: a bounded cache refilled later must not look like growth
     instance, engine, image = setup(engine_kind)
-    samples: list[tuple[float, int, float]] = []
-    seen = [0]
+    samples: list[Sample] = []
+    traced: list[tuple[int, int]] = []
     deadline = time.monotonic() + seconds
 
     def sample(supervisor: Supervisor) -> bool:
-        if supervisor.verdict_count != seen[0]:
-            seen[0] = supervisor.verdict_count
-            samples.append((time.monotonic(), rss_kb(), cpu_s()))
+        count = supervisor.verdict_count
+        if samples and samples[-1].verdict == count:  # asked again, with no new verdict
+            return time.monotonic() > deadline
+        if trace and count % TRACE_EVERY == 0:
+            gc.collect()
+            traced.append((count, tracemalloc.get_traced_memory()[0]))
+        samples.append(Sample(count, time.monotonic(), rss_kb(), cpu_s()))
         return time.monotonic() > deadline
 
     try:
         Supervisor(instance, engine, image, stop_when=sample).run()
     finally:
         engine.reconcile(instance=instance.instance_id)
-    return samples
+    return samples, traced
 
 
-def slope(xs: list[float], ys: list[float]) -> float:
+@dataclass
+class Fit:
+    slope: float
+    noise: float  # three standard errors of the slope
+
+    def within_noise(self, quantum: float = 0.0) -> bool:
+        return abs(self.slope) <= self.noise + quantum
+
+
+def fit(xs: list[float], ys: list[float]) -> Fit:
+    """Least-squares slope of ys over xs and three standard errors of it (from the residuals)."""
     mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
     spread = sum((x - mean_x) ** 2 for x in xs)
-    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=False)) / spread if spread else 0.0
+    if len(xs) < 3 or not spread:
+        return Fit(0.0, math.inf)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+    residuals = [y - (mean_y + slope * (x - mean_x)) for x, y in zip(xs, ys, strict=True)]
+    stderr = math.sqrt(sum(r * r for r in residuals) / (len(xs) - 2) / spread)
+    return Fit(slope, 3 * stderr)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--engine", choices=("docker", "fake"), default="docker")
+    parser.add_argument("--no-trace", action="store_true", help="RSS only: no tracemalloc, no collections")
     args = parser.parse_args()
-    samples = soak(args.seconds, args.engine)
+    samples, traced = soak(args.seconds, args.engine, trace=not args.no_trace)
     if len(samples) < 7:
         raise SystemExit(f"only {len(samples)} verdicts in {args.seconds:g} s: run longer")
     window = 100 if len(samples) >= 301 else (len(samples) - 1) // 3
-    wall_first, wall_last = ratio_parts(samples, 0, window)
-    cpu_first, cpu_last = ratio_parts(samples, 2, window)
-    half = len(samples) // 2
-    growth = slope([float(i) for i in range(half, len(samples))], [float(s[1]) for s in samples[half:]])
+    wall_first, wall_last = ratio_parts([s.at for s in samples], window)
+    cpu_first, cpu_last = ratio_parts([s.cpu for s in samples], window)
     print(f"verdicts {len(samples)} in {args.seconds:g} s ({args.engine} engine); median per verdict, first "
           f"{window} vs last {window}: wall {wall_first * 1000:.0f} -> {wall_last * 1000:.0f} ms "
           f"(ratio {wall_last / wall_first:.2f}), cpu {cpu_first * 1000:.0f} -> {cpu_last * 1000:.0f} ms")
-    print(f"rss_kb first {samples[0][1]} last {samples[-1][1]}; rss_growth_kb_per_verdict {growth:.2f} "
-          f"(target 0 after warm-up, second half)")
+    warm = samples[len(samples) // 2:]  # the first half is warm-up
+    rss = fit([float(s.verdict) for s in warm], [float(s.rss_kb) for s in warm])
+    quantum = PAGE_KB / max(1, warm[-1].verdict - warm[0].verdict)
+    later = [(v, b) for v, b in traced if v >= warm[0].verdict]
+    python = fit([float(v) for v, _ in later], [float(b) for _, b in later])
+    traced_text = (f"traced python {python.slope:+.1f} +- {python.noise:.1f} B/verdict over {len(later)} samples"
+                   if later else "traced python not measured (--no-trace)")
+    print(f"rss_kb first {samples[0].rss_kb} warm {warm[0].rss_kb} last {samples[-1].rss_kb}; after warm-up "
+          f"(verdicts {warm[0].verdict}-{warm[-1].verdict}): rss {rss.slope:+.3f} KB/verdict, noise bound "
+          f"{rss.noise + quantum:.3f} (3 standard errors + one 4 KB page over the window); {traced_text}")
     print(f"verdict_time_ratio {cpu_last / cpu_first:.2f} (target <= 1.1)")
+    reported = 0.0 if rss.within_noise(quantum) else rss.slope
+    print(f"rss_growth_per_verdict_kb {reported:.2f} (target 0)")
 
 
-def ratio_parts(samples: list[tuple[float, int, float]], field: int, window: int) -> tuple[float, float]:
-    """Median gap between consecutive verdicts in `field`, over the first and the last `window` gaps.
+def ratio_parts(values: list[float], window: int) -> tuple[float, float]:
+    """Median gap between consecutive verdicts, over the first and the last `window` gaps.
 
     Medians: a burst of load from other work on the machine should not pass for a slowdown."""
-    gaps = [float(b[field]) - float(a[field]) for a, b in zip(samples, samples[1:], strict=False)]
+    gaps = [b - a for a, b in zip(values, values[1:], strict=False)]
     return statistics.median(gaps[:window]), statistics.median(gaps[-window:])
 
 
