@@ -11,11 +11,13 @@ Reported:
   git processes it runs), because on a shared machine wall time mostly measures the neighbours;
   the wall-clock ratio is printed on the line above it;
 - growth per verdict after warm-up (the first half of the verdicts is warm-up), as a least-squares
-  slope over the second half, for RSS (KB) and traced Python memory (bytes), target 0. The last
-  line reports the RSS slope as 0 when it is within measurement noise, computed from the data:
-  three standard errors of the slope (from the residuals around the fitted line) plus one memory
-  page (4 KB, the unit RSS moves in) spread over the window. A slope above that is printed as it
-  is. The raw slope, its noise bound and the traced slope are printed on the line before.
+  slope over the second half, for RSS (KB), the C allocator's bytes in use (glibc mallinfo2) and
+  traced Python memory (bytes), target 0. RSS moves in steps of hundreds of KB as the allocator
+  keeps or returns free memory, so consecutive samples are not independent: the slope is fitted
+  to BATCHES batch means (the standard batch-means method) and its noise is three standard errors
+  of that fit plus one memory page (4 KB, the unit RSS moves in) spread over the window. The last
+  line reports the RSS slope as 0 when it is within that noise, as it is otherwise; the raw
+  slopes and their noise are printed on the line before.
 
 --engine docker (default): the real engine, real gate containers (a cheap gate), the agent in its
 container. --engine fake: the fake engine, so only the supervisor's own work is timed.
@@ -26,6 +28,7 @@ Usage: .venv/bin/python bench/soak.py [--seconds 600] [--engine docker|fake] [--
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import math
 import os
@@ -35,6 +38,7 @@ import tempfile
 import time
 import tracemalloc
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +103,7 @@ def cpu_s() -> float:
 
 TRACE_EVERY = 10  # verdicts between traced-memory samples (each costs a full garbage collection)
 PAGE_KB = 4.0
+BATCHES = 10
 
 
 @dataclass
@@ -107,6 +112,31 @@ class Sample:
     at: float
     rss_kb: int
     cpu: float
+    malloc_kb: int
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def _mallinfo2() -> Callable[[], int]:
+    """KB the C allocator has handed out and not taken back (glibc), or -1 where that cannot be read."""
+    try:
+        function = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return lambda: -1
+    function.restype = _MallInfo2
+
+    def in_use() -> int:
+        info = function()
+        return int(info.uordblks + info.hblkhd) // 1024
+
+    return in_use
+
+
+malloc_kb = _mallinfo2()
 
 
 def soak(seconds: float, engine_kind: str, trace: bool) -> tuple[list[Sample], list[tuple[int, int]]]:
@@ -125,7 +155,7 @@ def soak(seconds: float, engine_kind: str, trace: bool) -> tuple[list[Sample], l
         if trace and count % TRACE_EVERY == 0:
             gc.collect()
             traced.append((count, tracemalloc.get_traced_memory()[0]))
-        samples.append(Sample(count, time.monotonic(), rss_kb(), cpu_s()))
+        samples.append(Sample(count, time.monotonic(), rss_kb(), cpu_s(), malloc_kb()))
         return time.monotonic() > deadline
 
     try:
@@ -142,6 +172,15 @@ class Fit:
 
     def within_noise(self, quantum: float = 0.0) -> bool:
         return abs(self.slope) <= self.noise + quantum
+
+
+def batch_fit(xs: list[float], ys: list[float], batches: int = BATCHES) -> Fit:
+    """`fit` over the means of `batches` consecutive runs of samples (the batch-means method)."""
+    size = len(xs) // batches
+    if size < 2:
+        return fit(xs, ys)
+    cuts = [(i * size, (i + 1) * size if i < batches - 1 else len(xs)) for i in range(batches)]
+    return fit([statistics.fmean(xs[a:b]) for a, b in cuts], [statistics.fmean(ys[a:b]) for a, b in cuts])
 
 
 def fit(xs: list[float], ys: list[float]) -> Fit:
@@ -172,15 +211,18 @@ def main() -> None:
           f"{window} vs last {window}: wall {wall_first * 1000:.0f} -> {wall_last * 1000:.0f} ms "
           f"(ratio {wall_last / wall_first:.2f}), cpu {cpu_first * 1000:.0f} -> {cpu_last * 1000:.0f} ms")
     warm = samples[len(samples) // 2:]  # the first half is warm-up
-    rss = fit([float(s.verdict) for s in warm], [float(s.rss_kb) for s in warm])
+    verdicts = [float(s.verdict) for s in warm]
+    rss = batch_fit(verdicts, [float(s.rss_kb) for s in warm])
+    heap = batch_fit(verdicts, [float(s.malloc_kb) for s in warm])
     quantum = PAGE_KB / max(1, warm[-1].verdict - warm[0].verdict)
     later = [(v, b) for v, b in traced if v >= warm[0].verdict]
-    python = fit([float(v) for v, _ in later], [float(b) for _, b in later])
-    traced_text = (f"traced python {python.slope:+.1f} +- {python.noise:.1f} B/verdict over {len(later)} samples"
-                   if later else "traced python not measured (--no-trace)")
+    python = batch_fit([float(v) for v, _ in later], [float(b) for _, b in later])
+    traced_text = (f"traced python {python.slope:+.1f} +- {python.noise:.1f} B/verdict" if len(later) >= 3
+                   else "traced python not measured (--no-trace)")
     print(f"rss_kb first {samples[0].rss_kb} warm {warm[0].rss_kb} last {samples[-1].rss_kb}; after warm-up "
-          f"(verdicts {warm[0].verdict}-{warm[-1].verdict}): rss {rss.slope:+.3f} KB/verdict, noise bound "
-          f"{rss.noise + quantum:.3f} (3 standard errors + one 4 KB page over the window); {traced_text}")
+          f"(verdicts {warm[0].verdict}-{warm[-1].verdict}): rss {rss.slope:+.3f} +- {rss.noise + quantum:.3f} "
+          f"KB/verdict (3 standard errors of {BATCHES} batch means + one 4 KB page over the window); malloc in use "
+          f"{heap.slope:+.3f} +- {heap.noise:.3f} KB/verdict; {traced_text}")
     print(f"verdict_time_ratio {cpu_last / cpu_first:.2f} (target <= 1.1)")
     reported = 0.0 if rss.within_noise(quantum) else rss.slope
     print(f"rss_growth_per_verdict_kb {reported:.2f} (target 0)")

@@ -1,0 +1,75 @@
+"""Bounded growth (issue 9): a supervisor that decides verdict after verdict keeps no per-verdict state.
+
+The real loop on the fake engine, with an agent that proposes at once every run (rewriting one file,
+so the tree stays the same size). Between two verdicts well after warm-up the live Python memory
+(tracemalloc, traced from the start, after a full collection) and the live objects of the
+supervisor's and the sandbox's own types must not grow beyond small fixed bounds. An invariant,
+not a timing: bench/soak.py measures the same thing over thousands of verdicts, with RSS.
+
+Why these numbers: the bounded structures (the last 5 verdicts in the status, the last 100 restart
+latencies, the fake engine's last 100 gate specs) are full by WARM verdicts; what stays is noise
+from the one verdict in flight (a few KB). The smallest leak found so far, pydantic-core's JSON
+string cache holding each record's unique ids, hashes and times, was about 385 bytes a verdict:
+about 40 KB over MEASURED verdicts, twice the bound.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from sandbox.fake import FakeContainer, FakeEngine
+from supervisor.runner import Supervisor
+
+from tests.supervisor.fakes import fake_instance, write_proposal
+
+WARM = 100  # verdicts before the first measure
+MEASURED = 100  # verdicts between the two measures
+MAX_BLOCK_GROWTH = 10_000
+MAX_OBJECT_GROWTH = 10_000
+MAX_OWN_OBJECT_GROWTH = 3  # live objects of supervisor/sandbox types
+
+
+def busy_agent(container: FakeContainer) -> int:
+    workspace = Path(container.mount("/workspace"))
+    (workspace / "agent" / "soak_note.txt").write_text(uuid.uuid4().hex + "\n")
+    write_proposal(Path(container.mount("/ouroboros/outbox")))
+    container.stopped.wait()
+    return 137
+
+
+def own_objects() -> Counter[str]:
+    """Live gc-tracked objects whose type is defined in `supervisor` or `sandbox`, by type."""
+    found: Counter[str] = Counter()
+    for obj in gc.get_objects():
+        module = vars(type(obj)).get("__module__")  # a str for classes written in Python
+        if isinstance(module, str) and module.split(".")[0] in ("supervisor", "sandbox"):
+            found[f"{module}.{type(obj).__qualname__}"] += 1
+    return found
+
+
+def test_memory_does_not_grow_from_verdict_to_verdict(tmp_path):
+    engine = FakeEngine(agent=busy_agent)
+    instance = fake_instance(tmp_path / "home", engine)
+    measures: dict[int, tuple[int, int, Counter[str]]] = {}
+    last = WARM + MEASURED
+
+    def measure(supervisor: Supervisor) -> bool:
+        count = supervisor.verdict_count
+        if count in (WARM, last) and count not in measures:
+            gc.collect()
+            measures[count] = (sys.getallocatedblocks(), len(gc.get_objects()), own_objects())
+        return count >= last
+
+    assert Supervisor(instance, engine, "fake-image", stop_when=measure).run() == 0
+    assert set(measures) == {WARM, last}
+    (blocks_before, objects_before, own_before), (blocks_after, objects_after, own_after) = measures[WARM], measures[last]
+    grown = dict(own_after - own_before)
+    assert sum(grown.values()) <= MAX_OWN_OBJECT_GROWTH, f"objects kept per verdict: {grown}"
+    assert objects_after - objects_before <= MAX_OBJECT_GROWTH
+    growth = blocks_after - blocks_before
+    assert growth <= MAX_BLOCK_GROWTH, (
+        f"{growth} more memory blocks live after {MEASURED} more verdicts ({growth / MEASURED:.1f} a verdict)")
