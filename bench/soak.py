@@ -28,6 +28,7 @@ Usage: .venv/bin/python bench/soak.py [--seconds 600] [--engine docker|fake] [--
 from __future__ import annotations
 
 import argparse
+import array
 import ctypes
 import gc
 import math
@@ -139,30 +140,53 @@ def _mallinfo2() -> Callable[[], int]:
 malloc_kb = _mallinfo2()
 
 
+class Recorder:
+    """Samples written into arrays allocated once, before tracing starts: the bench itself must not
+    grow per verdict, or it would measure its own list (a list of samples is ~0.3 KB a verdict)."""
+
+    FIELDS = ("verdict", "at", "rss_kb", "cpu", "malloc_kb")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity, self.count = capacity, 0
+        self.data = {name: array.array("d", bytes(8 * capacity)) for name in self.FIELDS}
+
+    def add(self, *values: float) -> None:
+        for name, value in zip(self.FIELDS, values, strict=True):
+            self.data[name][self.count] = value
+        self.count += 1
+
+    def samples(self) -> list[Sample]:
+        columns = [self.data[name][:self.count] for name in self.FIELDS]
+        return [Sample(int(v), at, int(rss), cpu, int(heap)) for v, at, rss, cpu, heap in zip(*columns, strict=True)]
+
+
 def soak(seconds: float, engine_kind: str, trace: bool) -> tuple[list[Sample], list[tuple[int, int]]]:
     """Per-verdict samples, and (verdict, traced bytes after a collection) every TRACE_EVERY verdicts."""
+    capacity = int(seconds * 50) + 1000  # far more verdicts than a second can hold
+    recorder, traced = Recorder(capacity), Recorder(capacity // TRACE_EVERY + 10)
     if trace:
         tracemalloc.start(1)  # from the start: a bounded cache refilled later must not look like growth
     instance, engine, image = setup(engine_kind)
-    samples: list[Sample] = []
-    traced: list[tuple[int, int]] = []
     deadline = time.monotonic() + seconds
+    last = [-1]
 
     def sample(supervisor: Supervisor) -> bool:
         count = supervisor.verdict_count
-        if samples and samples[-1].verdict == count:  # asked again, with no new verdict
-            return time.monotonic() > deadline
+        full = recorder.count >= recorder.capacity or traced.count >= traced.capacity
+        if last[0] == count or full:  # asked again with no new verdict (or no room left)
+            return full or time.monotonic() > deadline
+        last[0] = count
         if trace and count % TRACE_EVERY == 0:
             gc.collect()
-            traced.append((count, tracemalloc.get_traced_memory()[0]))
-        samples.append(Sample(count, time.monotonic(), rss_kb(), cpu_s(), malloc_kb()))
+            traced.add(count, tracemalloc.get_traced_memory()[0], 0, 0, 0)
+        recorder.add(count, time.monotonic(), rss_kb(), cpu_s(), malloc_kb())
         return time.monotonic() > deadline
 
     try:
         Supervisor(instance, engine, image, stop_when=sample).run()
     finally:
         engine.reconcile(instance=instance.instance_id)
-    return samples, traced
+    return recorder.samples(), [(s.verdict, int(s.at)) for s in traced.samples()]
 
 
 @dataclass
