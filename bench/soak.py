@@ -240,9 +240,10 @@ def main() -> None:
     heap = batch_fit(verdicts, [float(s.malloc_kb) for s in warm])
     quantum = PAGE_KB / max(1, warm[-1].verdict - warm[0].verdict)
     later = [(v, b) for v, b in traced if v >= warm[0].verdict]
-    python = batch_fit([float(v) for v, _ in later], [float(b) for _, b in later])
-    traced_text = (f"traced python {python.slope:+.1f} +- {python.noise:.1f} B/verdict" if len(later) >= 3
-                   else "traced python not measured (--no-trace)")
+    traced_text = "traced python not measured (--no-trace)"
+    if len(later) >= 3:
+        python = batch_fit([float(v) for v, _ in later], [float(b) for _, b in later])
+        traced_text = f"traced python {python.slope:+.1f} +- {python.noise:.1f} B/verdict"
     print(f"rss_kb first {samples[0].rss_kb} warm {warm[0].rss_kb} last {samples[-1].rss_kb}; after warm-up "
           f"(verdicts {warm[0].verdict}-{warm[-1].verdict}): rss {rss.slope:+.3f} +- {rss.noise + quantum:.3f} "
           f"KB/verdict (3 standard errors of {BATCHES} batch means + one 4 KB page over the window); malloc in use "

@@ -37,6 +37,8 @@ REFSPECS = (
     "+refs/ouroboros/rolled-back/*:refs/heads/rolled-back/*",
 )
 SUMMARY_ROWS = 20
+COMPACT_AFTER = 20  # fetched packs (or hundreds of loose objects) before the mirror is packed into one
+SHARED = "0644"  # git itself creates the mirror's files world-readable, whatever the supervisor's umask
 GITCONFIG = "[safe]\n\tdirectory = *\n"
 
 
@@ -51,20 +53,34 @@ def build(instance: Instance) -> Path:
     if not (repo / "HEAD").exists():
         shutil.rmtree(repo, ignore_errors=True)  # a half-made mirror of a killed supervisor
         repo.mkdir(parents=True)
-        Git(repo).run("init", "--quiet", "--bare", "--template=", str(repo))
+        Git(repo).run("init", "--quiet", "--bare", "--template=", f"--shared={SHARED}", str(repo))
     mirror = Git(repo)
-    mirror.run("-c", "protocol.file.allow=always", "fetch", "--quiet", "--no-tags", "--prune",
-               "--no-write-fetch-head", "--no-recurse-submodules", str(instance.repo), *REFSPECS)
+    if mirror.out("config", "--get", "core.sharedRepository", check=False) != SHARED:
+        mirror.run("config", "core.sharedRepository", SHARED)  # a mirror made before git set the modes:
+        _readable_tree(folder)  # once, then never again (a walk per start grew with the lineage)
+    # One pack per fetch (never a loose object per file); compacted now and then below.
+    mirror.run("-c", "protocol.file.allow=always", "-c", "fetch.unpackLimit=1", "fetch", "--quiet", "--no-tags",
+               "--prune", "--no-write-fetch-head", "--no-recurse-submodules", str(instance.repo), *REFSPECS)
     mirror.run("symbolic-ref", "HEAD", "refs/heads/main")
     for leftover in ("FETCH_HEAD", "ORIG_HEAD", "logs", "hooks", "description"):
         path = repo / leftover
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    _compact(mirror)
     _write(folder / "gitconfig", GITCONFIG)
     store = ScorecardStore(instance.state, instance.goals)
     store.update()
     _write(folder / "SUMMARY.md", summary(store))
-    _readable(folder)
+    for path in (folder, repo):
+        os.chmod(path, 0o755)
     return folder
+
+
+def _compact(mirror: Git) -> None:
+    """Pack the mirror into one pack again (dropping what the trusted side pruned) once fetches have
+    left many: the files in it stay few, and a start costs the same after a week as after a day."""
+    counts = dict(line.split(": ", 1) for line in mirror.out("count-objects", "-v").splitlines() if ": " in line)
+    if int(counts.get("packs", "0")) + int(counts.get("count", "0")) // 100 > COMPACT_AFTER:
+        mirror.run("gc", "--quiet", "--prune=now")
 
 
 def mount(folder: Path) -> tuple[Mount, dict[str, str]]:
@@ -119,10 +135,11 @@ def summary(store: ScorecardStore) -> str:
 def _write(path: Path, text: str) -> None:
     temp = path.with_name(f".{path.name}.{os.getpid()}")
     temp.write_text(text)
+    os.chmod(temp, 0o644)  # the container's user is someone else
     os.replace(temp, path)
 
 
-def _readable(folder: Path) -> None:
+def _readable_tree(folder: Path) -> None:
     """World-readable, writable by the supervisor only (the container's user is someone else)."""
     for root, _dirs, files in os.walk(folder):
         os.chmod(root, 0o755)
