@@ -389,3 +389,23 @@ def test_an_engine_that_flaps_while_its_leftovers_are_removed_does_not_stop_the_
     supervisor.request_stop()
     thread.join(20)
     assert outcome == {"code": 0}
+
+
+def test_an_agent_that_exits_143_while_the_engine_answers_is_a_crash_not_weather(tmp_path):
+    """The agent can exit with the code a stopping engine leaves; only the engine's own answer (a
+    fresh ping) makes an exit weather, so this cannot dodge probation."""
+    runs: list[str] = []
+
+    def agent(container) -> int:
+        runs.append(container.id)
+        if len(runs) == 1:
+            return 143
+        container.stopped.wait()
+        return 137
+
+    engine = FakeEngine(agent=agent)
+    instance = fake_instance(tmp_path / "home", engine)
+    supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.status.restarts >= 1)
+    assert supervisor.run() == 0
+    crashes = [r for r in keeper(instance, engine).log.records() if r.kind == "agent-crashed"]
+    assert [r.details["exit_code"] for r in crashes] == [143]
