@@ -33,7 +33,9 @@ from supervisor.agent_keeper import AgentKeeper
 from supervisor.appendfile import is_disk_full
 from supervisor.candidates import CandidateError, CandidateRecord
 from supervisor.errors import OuroborosError
-from supervisor.gatekeeper import Gatekeeper, GateInterruptedError, RollbackError
+from supervisor.gate_weather import GateInterruptedError
+from supervisor.gatekeeper import Gatekeeper
+from supervisor.rollback import RollbackError
 from supervisor.verdicts import Verdict, VerdictSummary
 from supervisor.git_ops import find_common_dir
 from supervisor.instance import Instance, InstanceConfig

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.gatekeeper import Gatekeeper, RollbackError
+from supervisor.gatekeeper import Gatekeeper
+from supervisor.rollback import RollbackError
 from supervisor.gate_config import GateConfig
 from supervisor.git_ops import MAIN_REF
 from tests.gate.repo_factory import TEST_CALC, proposal, sample_files, write_tree

@@ -123,7 +123,7 @@ def test_a_file_name_that_is_not_utf8_is_a_clean_recorded_rejection(tmp_path):
 
 
 def test_a_gate_the_engine_fails_is_retried_after_it_returns_never_rejected(tmp_path, monkeypatch):
-    monkeypatch.setattr("supervisor.gatekeeper.INFRA_BACKOFF_S", 0.05)
+    monkeypatch.setattr("supervisor.gate_weather.INFRA_BACKOFF_S", 0.05)
     calls: list[str] = []
 
     def gate(spec: ContainerSpec) -> RunResult:
@@ -151,7 +151,7 @@ def test_a_gate_the_engine_fails_is_retried_after_it_returns_never_rejected(tmp_
 def test_a_gate_container_a_stopping_engine_killed_is_retried_never_rejected(tmp_path, monkeypatch):
     """A stopping dockerd closes its API, then stops its containers: the gate's wait comes back with
     143 and no report, as if the candidate's tests had died. Judged by the engine's health, not the code."""
-    monkeypatch.setattr("supervisor.gatekeeper.INFRA_BACKOFF_S", 0.05)
+    monkeypatch.setattr("supervisor.gate_weather.INFRA_BACKOFF_S", 0.05)
     calls: list[str] = []
 
     def gate(spec: ContainerSpec) -> RunResult:
@@ -175,7 +175,7 @@ def test_a_gate_container_a_stopping_engine_killed_is_retried_never_rejected(tmp
 
 
 def test_tries_of_a_gate_the_engine_failed_span_an_engine_restart():
-    from supervisor.gatekeeper import INFRA_TRIES, infra_backoff_s
+    from supervisor.gate_weather import INFRA_TRIES, infra_backoff_s
 
     pauses = [infra_backoff_s(tries) for tries in range(1, INFRA_TRIES)]
     assert pauses == sorted(pauses) and pauses[0] >= 2  # never a burst of tries within a second
@@ -183,7 +183,7 @@ def test_tries_of_a_gate_the_engine_failed_span_an_engine_restart():
 
 
 def test_a_gate_the_engine_keeps_failing_is_an_infrastructure_error_not_a_rejection(tmp_path, monkeypatch):
-    monkeypatch.setattr("supervisor.gatekeeper.INFRA_BACKOFF_S", 0.05)
+    monkeypatch.setattr("supervisor.gate_weather.INFRA_BACKOFF_S", 0.05)
     def broken(spec: ContainerSpec) -> RunResult:
         raise SandboxError("Docker engine error: 500 Server Error")
 
@@ -362,7 +362,7 @@ def test_a_stop_while_a_gate_waits_for_the_engine_leaves_a_state_the_next_start_
 
 
 def test_an_engine_that_flaps_while_its_leftovers_are_removed_does_not_stop_the_supervisor(tmp_path, monkeypatch):
-    monkeypatch.setattr("supervisor.gatekeeper.INFRA_BACKOFF_S", 0.05)
+    monkeypatch.setattr("supervisor.gate_weather.INFRA_BACKOFF_S", 0.05)
     engine = FakeEngine()
     real_reconcile = engine.reconcile
     flaps: list[str] = []
