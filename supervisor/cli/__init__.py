@@ -37,7 +37,7 @@ class CommandError(click.ClickException):
 
 
 def exit_code_for(exc: BaseException) -> int:
-    from supervisor.runner import GaveUpError  # imported late: the runner pulls in the whole supervisor
+    from supervisor.agent_lifecycle import GaveUpError  # imported late: it pulls in the whole supervisor
 
     if isinstance(exc, GaveUpError):
         return EXIT_GAVE_UP

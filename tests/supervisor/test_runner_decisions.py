@@ -244,8 +244,8 @@ def test_a_full_disk_pauses_gating_then_the_proposal_gets_one_real_verdict(tmp_p
     gk = keeper(instance, engine)
     assert verdict_kinds(gk) == []  # no verdict while the disk is full
     full.clear()
-    monkeypatch.setattr("supervisor.runner.DISK_RETRY_S", 0.1)
-    supervisor._disk_retry_at = 0.0
+    monkeypatch.setattr("supervisor.weather.DISK_RETRY_S", 0.1)
+    supervisor.disk_weather.retry_at = 0.0
     thread.join(30)
     assert outcome == {"code": 0}
     assert verdicts_for(gk, written[0]) == ["accepted"]
