@@ -14,16 +14,15 @@ that fills up are waited out, never turned into a verdict; shutdown always stops
 from __future__ import annotations
 
 import queue
-import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sandbox.engine import Engine
-from supervisor import control, diskcap, notify, outbox  # control/notify: operator hooks
+from supervisor import control, notify, outbox  # control/notify: operator hooks
 from supervisor.agent_container import AgentRun, give_to_agent
 from supervisor.agent_keeper import AgentKeeper
 from supervisor.agent_lifecycle import AgentLifecycle
@@ -32,10 +31,9 @@ from supervisor.diskcap import DiskWatch
 from supervisor.errors import OuroborosError
 from supervisor.gate_weather import GateInterruptedError
 from supervisor.gatekeeper import Gatekeeper
-from supervisor.git_ops import find_common_dir
 from supervisor.instance import Instance, InstanceConfig
 from supervisor.intake import Intake
-from supervisor.logfile import RotatingLog, reopen_on_sighup
+from supervisor.logfile import RotatingLog
 from supervisor.proposal_flow import ProposalFlow
 from supervisor.reporting import Reporter, StatusBoard, Tally
 from supervisor.route.metering import RouteEvent
@@ -43,6 +41,7 @@ from supervisor.route.server import LLMRoute
 from supervisor.repo_lock import AlreadyRunningError as AlreadyRunningError  # re-exported for callers
 from supervisor.repo_lock import HomeLock, RepoLock
 from supervisor.services import ModelService
+from supervisor.startup import SignalHandlers, cap_agent_disk, take_locks
 from supervisor.states import SupervisorState
 from supervisor.status import Status
 from supervisor.verdicts import Verdict
@@ -108,7 +107,7 @@ class Supervisor:
         self._watcher: outbox.OutboxWatcher | None = None
         self._outbox = instance.run_dir / "outbox"
         self._main_checked_at = 0.0
-        self._old_handlers: dict[int, Any] = {}
+        self._signals = SignalHandlers()
         self._proposal_queued = threading.Event()
 
     @property
@@ -118,6 +117,10 @@ class Supervisor:
     @property
     def keeper(self) -> AgentKeeper:
         return _ready(self._keeper)
+
+    @property
+    def reporter(self) -> Reporter:
+        return _ready(self._reporter)
 
     @property
     def lifecycle(self) -> AgentLifecycle:
@@ -160,9 +163,10 @@ class Supervisor:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._take_locks()  # before anything is read or written: a second supervisor stops here
+        # Before anything is read or written: a second supervisor stops here.
+        self._repo_lock, self._home_lock = take_locks(self.instance)
         # Before anything slow: a SIGTERM during start-up is queued and handled by the loop.
-        self._install_signal_handlers()
+        self._signals.install(self.request_stop)
         try:
             self._prepare()
             if not self._stop.requested:
@@ -180,15 +184,6 @@ class Supervisor:
         self._stop.requested = True
         self.events.put(Event("stop"))
 
-    def _take_locks(self) -> None:
-        self._repo_lock = RepoLock(find_common_dir(self.instance.repo)).acquire(self.instance.home)
-        try:
-            self._home_lock = HomeLock(self.instance.run_dir, self.instance.pid_file, self.instance.home).acquire()
-        except BaseException:
-            self._repo_lock.release()
-            raise
-        control.clear(self.instance.run_dir)  # a stop request left for an earlier run is not for this one
-
     def _prepare(self) -> None:
         gatekeeper = self._wire()
         if not self._engine_weather.wait():
@@ -199,7 +194,8 @@ class Supervisor:
         outbox.prepare(self._outbox)
         self.flow.intake = Intake(gatekeeper, self._outbox, self.progress, self.reporter.refused)
         self.flow.recover()
-        self._disk_watch = self._cap_agent_disk()  # before the agent's folders are prepared
+        # Before the agent's folders are prepared:
+        self._disk_watch = cap_agent_disk(self.instance, self.config, gatekeeper.worktrees, self.progress)
         for folder in (self.instance.journal, self.instance.goals):
             folder.mkdir(parents=True, exist_ok=True)
             give_to_agent(folder)
@@ -224,10 +220,6 @@ class Supervisor:
                                   self._stop, self._stopping, self.progress)
         return gatekeeper
 
-    @property
-    def reporter(self) -> Reporter:
-        return _ready(self._reporter)
-
     def _stopping(self) -> bool:
         """A stop was asked for, or `stop_when` says the run is done."""
         return self._stop.requested or bool(self.stop_when and self.stop_when(self))
@@ -243,7 +235,7 @@ class Supervisor:
             ("stop the scripted model", self._models.stop_model),
             ("publish stopped", self._publish_stopped),
             ("close the agent log", self._log.close),
-            ("restore signal handlers", self._restore_signal_handlers),
+            ("restore signal handlers", self._signals.restore),
         ]
         try:
             for name, step in steps:
@@ -266,29 +258,6 @@ class Supervisor:
     def _publish_stopped(self) -> None:
         self.status.agent_container = None
         self._board.set_state(_S.STOPPED)
-
-    def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            self._old_handlers[signum] = signal.signal(signum, lambda *_: self.request_stop())
-        reopen_on_sighup()  # logrotate: agent.log is reopened at the next write
-
-    def _restore_signal_handlers(self) -> None:
-        for signum, handler in self._old_handlers.items():
-            signal.signal(signum, handler)
-        self._old_handlers.clear()
-
-    def _cap_agent_disk(self) -> DiskWatch:
-        """Each host area the agent writes on its own size-capped filesystem (supervisor/diskcap.py)."""
-        disk = self.config.disk
-        areas = diskcap.agent_areas(
-            worktrees=self.gatekeeper.worktrees, memory=self.instance.memory, outbox=self.instance.run_dir / "outbox",
-            workspace_mb=disk.workspace_mb, memory_mb=disk.memory_mb, outbox_mb=disk.outbox_mb,
-        )
-        for message in diskcap.cap_areas(areas, self.instance.disk_images, disk.mode):
-            self.progress(message)
-        return DiskWatch(areas)
 
     # -- the decision loop ----------------------------------------------------------------------
 
