@@ -22,8 +22,8 @@ from supervisor.baseline import BaselineCache
 from supervisor.candidates import (CANDIDATE_PREFIX, CandidateError, CandidateRecord, CandidateStore,
                                    make_candidate_commit, now)
 from supervisor.decision_log import DecisionLog, verdict_details
-from supervisor.errors import ConfigError, OuroborosError
 from supervisor import gate_weather, merging
+from supervisor.errors import ConfigError, OuroborosError
 from supervisor.gate import GateResult, GateRunner
 from supervisor.gate_config import CONFIG_FILE, GateConfig, parse_config
 from supervisor.gate_weather import INFRA_TRIES, GateInterruptedError, infra_backoff_s
@@ -64,7 +64,8 @@ class Gatekeeper:
         # Called when a gate failed for the engine's reasons, with the least pause to take first; True once
         # the engine answers again, False to give up for now (a stop came). The runner replaces it with one
         # that a stop interrupts and that shows the wait in status.
-        self.engine_wait: Callable[[float], bool] = lambda pause_s: gate_weather.wait_for_engine(self.runner.engine, pause_s)
+        self.engine_wait: Callable[[float], bool] = lambda pause_s: gate_weather.wait_for_engine(
+            self.runner.engine, pause_s)
         self.warn: Callable[[str], None] = lambda message: None
         self.baselines = BaselineCache(self.reports, lambda message: self.warn(message))  # warn is replaced later
         dangerous = self.git.dangerous_config()
@@ -197,7 +198,8 @@ class Gatekeeper:
             elif merging.merge(self, record) is MergeOutcome.REBASED:
                 rebases += 1
                 if rebases > MAX_REBASES:
-                    self.reject_record(record, [f"main moved {MAX_REBASES} times while this was gated; propose again"])
+                    self.reject_record(record, [f"main moved {MAX_REBASES} times while this was gated; "
+                                                "propose again"])
         return self.verdict(record)
 
     def _commit(self, record: CandidateRecord) -> None:
