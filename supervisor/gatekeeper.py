@@ -328,8 +328,11 @@ class Gatekeeper:
         commit = record.commit
         with self._merge_lock():
             main = self.main()
-            if not self.git.is_ancestor(commit, main):
-                base = self.git.parents(commit)[0]
+            base = self.git.parents(commit)[0]
+            # A commit made on main (the usual case) is not in it; else a kill after the move may
+            # have left it in main already (asked only then: the ancestry walk grows with the lineage).
+            merged = base != main and (commit == main or self.git.is_ancestor(commit, main))
+            if not merged:
                 if base != main:
                     return self._rebase(record, base, main)
                 try:
@@ -357,10 +360,11 @@ class Gatekeeper:
         return MergeOutcome.REBASED
 
     def _tag(self, commit: str) -> int:
-        existing = self.generation_of(commit)
-        if existing is not None:
-            return existing
-        number = max(self.generations(), default=0) + 1
+        generations = self.generations()  # one listing: it grows with the lineage
+        existing = [n for n, sha in generations.items() if sha == commit]
+        if existing:
+            return max(existing)
+        number = max(generations, default=0) + 1
         while True:
             try:
                 self.git.update_ref(f"{GEN_TAG_PREFIX}{number}", commit, ZERO, "ouroboros: generation")

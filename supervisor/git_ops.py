@@ -144,9 +144,9 @@ class Git:
         done = self.run("rev-parse", "--verify", "--quiet", ref, check=False)
         return (done.stdout.decode().strip() or None) if done.returncode == 0 else None
 
-    def refs(self, prefix: str) -> dict[str, str]:
-        """Every ref under `prefix` with the commit it points at."""
-        text = self.out("for-each-ref", "--format=%(refname) %(objectname)", prefix)
+    def refs(self, *prefixes: str) -> dict[str, str]:
+        """Every ref under any of `prefixes` with the commit it points at."""
+        text = self.out("for-each-ref", "--format=%(refname) %(objectname)", *prefixes)
         return dict(line.split(" ", 1) for line in text.splitlines() if line)
 
     def tree_of(self, rev: str) -> str:
