@@ -5,7 +5,11 @@ Turning a workspace into a commit lives in supervisor/snapshot.py (re-exported h
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, UTC
 from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -14,6 +18,7 @@ from supervisor.appendfile import write_atomic
 from supervisor.errors import OuroborosError
 from supervisor.gate import GateResult
 from supervisor.protocol import Proposal
+from supervisor.record_archive import Archive, ArchiveError, ProposalIndex, split_id
 from supervisor.snapshot import (SKIPPED_NAMES, Snapshot, commit_snapshot, make_candidate_commit, printable,
                                  snapshot_workspace)
 from supervisor.states import FINAL, CandidateState, check_candidate
@@ -26,6 +31,7 @@ CANDIDATE_PREFIX = "refs/heads/ouroboros/candidate/"
 REJECTED_PREFIX = "refs/ouroboros/rejected/"
 
 FINAL_STATES = FINAL
+KEEP_RECORDS = 5000  # finished records kept as files; older ones are archived (RetentionPolicy.keep_records)
 
 
 class CandidateError(OuroborosError, LookupError):
@@ -78,8 +84,9 @@ class CandidateStore:
     """One JSON file per candidate, each written by temp file + rename so a crash never tears it.
 
     Live candidates are `candidates/<id>.json`; finished ones move to `candidates/done/`, so a start
-    or a proposal only ever reads the few live records, never the whole history. `proposals/<id>`
-    names the candidate a proposal id was recorded on: looking one up is one file, not a scan.
+    or a proposal only ever reads the few live records, never the whole history. Beyond the newest
+    `keep` finished ones, `prune` moves records into the archive (supervisor/record_archive.py), where
+    `load` still finds them. The proposal index names the candidate a proposal id was recorded on.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -88,10 +95,12 @@ class CandidateStore:
         self.proposals = folder.parent / "proposals"
         for path in (folder, self.done, self.proposals):
             path.mkdir(parents=True, exist_ok=True)
+        self.archive = Archive(folder / "archive")
+        self.index = ProposalIndex(self.proposals)
         self.corrupt: list[Path] = []
 
     def path(self, candidate_id: str) -> Path:
-        if not candidate_id.replace("-", "").isdigit() or candidate_id.count("-") != 1:
+        if not re.fullmatch(r"[0-9]+-[0-9]+", candidate_id):
             raise CandidateError(f"{candidate_id!r} is not a candidate id (like 3-1); see `supervisor candidates`")
         return self.folder / f"{candidate_id}.json"
 
@@ -99,20 +108,37 @@ class CandidateStore:
         return self.done / self.path(candidate_id).name
 
     def exists(self, candidate_id: str) -> bool:
-        return self.path(candidate_id).exists() or self._done_path(candidate_id).exists()
+        return self._exists(candidate_id, self.archive.high_water())
+
+    def _exists(self, candidate_id: str, high_water: dict[int, int]) -> bool:
+        generation, number = split_id(candidate_id)
+        return (number <= high_water.get(generation, 0) or self.path(candidate_id).exists()
+                or self._done_path(candidate_id).exists())
 
     def load(self, candidate_id: str) -> CandidateRecord:
         for path in (self.path(candidate_id), self._done_path(candidate_id)):
-            if path.exists():
-                return self._read(path)
+            try:
+                return self._read(path, missing_ok=True)
+            except FileNotFoundError:
+                continue  # absent, or archived by a prune this very moment: the archive has it then
+        for line in reversed(self.archive.find(candidate_id)):
+            try:
+                return CandidateRecord.model_validate_json(line)
+            except ValidationError:
+                continue
         raise CandidateError(f"no candidate {candidate_id}; list them with `supervisor candidates`")
 
-    def _read(self, path: Path) -> CandidateRecord:
+    def _read(self, path: Path, missing_ok: bool = False) -> CandidateRecord:
         try:
             return CandidateRecord.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            if missing_ok:
+                raise
+            exc_text = "it vanished"
         except (ValidationError, OSError, ValueError) as exc:
-            raise CandidateError(f"the candidate record {path} is unreadable or corrupt ({str(exc)[:200]}); "
-                                 f"move it aside (e.g. to {path.name}.corrupt) and run the command again") from exc
+            exc_text = str(exc)[:200]
+        raise CandidateError(f"the candidate record {path} is unreadable or corrupt ({exc_text}); "
+                             f"move it aside (e.g. to {path.name}.corrupt) and run the command again")
 
     def save(self, record: CandidateRecord) -> CandidateRecord:
         record.updated_at = now()
@@ -125,7 +151,7 @@ class CandidateStore:
         return record
 
     def active(self) -> list[CandidateRecord]:
-        """Unfinished candidates, oldest first; finished ones found here (a crash mid-save) are archived."""
+        """Unfinished candidates, oldest first; finished ones found here (a crash mid-save) are moved to done."""
         records = []
         for path in self.folder.glob("*.json"):
             record = self._try_read(path)
@@ -141,20 +167,44 @@ class CandidateStore:
         """The `limit` newest records by id (all when 0), oldest first, and how many there are in all.
 
         Ordered by the numbers in the file names, so only the records shown are read: a listing
-        costs the same after ten candidates or a million.
+        costs the same after ten candidates or a million (the archive is read only for more than
+        the files hold). The total counts archived ids through the high-water marks (ids are used
+        in order, so every number up to a generation's mark was used).
         """
         self.corrupt = []
+        names = self._file_ids()
+        marks = self.archive.high_water()
+        total = sum(marks.values()) + sum(1 for key in names if split_id(key)[1] > marks.get(split_id(key)[0], 0))
+        if limit == 0 or limit > len(names):
+            return self._with_archive(names, limit), total
+        chosen = sorted(names, key=split_id)[-limit:]
+        records = [record for record in (self._try_read(names[key]) for key in chosen) if record is not None]
+        return records, total
+
+    def _file_ids(self) -> dict[str, Path]:
         names: dict[str, Path] = {}
-        for folder in (self.done, self.folder):  # a live record wins over an archived one of the same id
+        for folder in (self.done, self.folder):  # a live record wins over a finished one of the same id
             with os.scandir(folder) as entries:
                 for entry in entries:
                     key = _id_of(entry.name)
                     if key is not None:
                         names[key] = Path(entry.path)
-        ordered = sorted(names, key=_id_key)
+        return names
+
+    def _with_archive(self, names: dict[str, Path], limit: int) -> list[CandidateRecord]:
+        archived: dict[str, CandidateRecord] = {}
+        for line in self.archive.lines():
+            try:
+                record = CandidateRecord.model_validate_json(line)
+            except ValidationError:
+                continue
+            if record.id not in names:
+                archived[record.id] = record
+        found = {key: self._try_read(path) for key, path in names.items()}
+        found.update(archived)
+        ordered = sorted(found, key=split_id)
         chosen = ordered[-limit:] if limit > 0 else ordered
-        records = [record for record in (self._try_read(names[key]) for key in chosen) if record is not None]
-        return records, len(ordered)
+        return [record for record in (found[key] for key in chosen) if record is not None]
 
     def _try_read(self, path: Path) -> CandidateRecord | None:
         try:
@@ -164,37 +214,86 @@ class CandidateStore:
             return None
 
     def next_n(self, gen: int) -> int:
-        """The first free candidate number of a generation in O(log n) looks (ids are used in order)."""
-        high = 1
-        while self.exists(f"{gen}-{high}"):
-            high *= 2
-        low = high // 2  # taken (or 0); high is free
+        """The first free candidate number of a generation in O(log n) looks (ids are used in order;
+        archived ones are known by the high-water mark, so an id is never handed out twice)."""
+        marks = self.archive.high_water()
+        low = marks.get(gen, 0)  # taken (or 0)
+        step = 1
+        while self._exists(f"{gen}-{low + step}", marks):
+            step *= 2
+        high = low + step  # free
+        low += step // 2
         while high - low > 1:
             middle = (low + high) // 2
-            if self.exists(f"{gen}-{middle}"):
+            if self._exists(f"{gen}-{middle}", marks):
                 low = middle
             else:
                 high = middle
         return high
 
+    # -- retention ----------------------------------------------------------------------------
+
+    def prune(self, keep: int = KEEP_RECORDS) -> int:
+        """Archive the oldest finished records beyond the newest `keep`; returns how many moved.
+
+        Runs when the files exceed `keep` by a tenth, so most calls only list a folder. Steps, each
+        safe to be killed after: (1) raise the high-water marks, (2) append the records to their
+        blocks, synced, skipping those already there, (3) delete their files. A re-run finishes a
+        pass a kill interrupted. One pass at a time (an flock); a busy lock skips this pass.
+        """
+        with _pass_lock(self.archive.folder) as mine:
+            if not mine:
+                return 0
+            finished = sorted(self._done_ids(), key=split_id)
+            if len(finished) <= keep + max(keep // 10, 1):
+                return 0
+            self.index.migrate_legacy()  # entries older versions wrote one file each
+            victims: dict[str, bytes] = {}
+            for key in finished[: len(finished) - keep]:
+                record = self._try_read(self._done_path(key))
+                if record is not None:  # an unreadable one stays as a file, named by `candidates`
+                    victims[key] = record.model_dump_json().encode()
+            marks: dict[int, int] = {}
+            for key in victims:
+                generation, number = split_id(key)
+                marks[generation] = max(number, marks.get(generation, 0))
+            self.archive.raise_high_water(marks)
+            self.archive.append(victims)
+            for key in victims:
+                self._done_path(key).unlink(missing_ok=True)
+            return len(victims)
+
+    def _done_ids(self) -> list[str]:
+        with os.scandir(self.done) as entries:
+            return [key for key in (_id_of(entry.name) for entry in entries) if key is not None]
+
     # -- the proposal index ---------------------------------------------------------------------
 
     def index_proposal(self, proposal_id: str, candidate_id: str) -> None:
-        write_atomic(self._proposal_path(proposal_id), candidate_id.encode())
+        try:
+            self.index.put(proposal_id, candidate_id)
+        except ArchiveError as exc:
+            raise CandidateError(str(exc)) from exc
 
     def candidate_for(self, proposal_id: str) -> str | None:
         try:
-            text = self._proposal_path(proposal_id).read_text().strip()
-        except (FileNotFoundError, UnicodeDecodeError):
-            return None
-        return text or None
+            return self.index.get(proposal_id)
+        except ArchiveError as exc:
+            raise CandidateError(str(exc)) from exc
 
-    def _proposal_path(self, proposal_id: str) -> Path:
-        if not (len(proposal_id) == 32 and all(c in "0123456789abcdef" for c in proposal_id)):
-            raise CandidateError(f"{proposal_id!r} is not a proposal id")
-        folder = self.proposals / proposal_id[:2]
-        folder.mkdir(exist_ok=True)
-        return folder / proposal_id
+
+@contextmanager
+def _pass_lock(folder: Path) -> Iterator[bool]:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 def _id_of(file_name: str) -> str | None:
@@ -204,8 +303,3 @@ def _id_of(file_name: str) -> str | None:
         return None
     generation, dash, number = stem.partition("-")
     return stem if dash and generation.isdigit() and number.isdigit() else None
-
-
-def _id_key(candidate_id: str) -> tuple[int, int]:
-    generation, _, number = candidate_id.partition("-")
-    return int(generation), int(number)
