@@ -1,7 +1,7 @@
 """Does a long history slow the supervisor down? Time per decision and start-up time, 10 vs 10,000.
 
 Two instances, identical but for their past: one with 10, one with 10,000 finished candidates
-(records archived, proposal ids indexed, a decision record each, a rejected ref each, a generation
+(the oldest records archived as retention leaves them, proposal ids indexed, a decision record each, a rejected ref each, a generation
 tag for every tenth, refs packed as the supervisor's periodic maintenance leaves them). On each:
 
 - start-up: `Supervisor.run()` from the lock to the agent running (recover, genesis check, route);
@@ -35,6 +35,7 @@ from supervisor.gatekeeper import Gatekeeper  # noqa: E402
 from supervisor.init_instance import init_instance, package_dir  # noqa: E402
 from supervisor.instance import Instance  # noqa: E402
 from supervisor.protocol import Proposal  # noqa: E402
+from supervisor.retention import prune_records  # noqa: E402
 from supervisor.runner import Supervisor  # noqa: E402
 from supervisor.states import CandidateState  # noqa: E402
 
@@ -54,11 +55,15 @@ def keeper(instance: Instance, engine: FakeEngine) -> Gatekeeper:
 def build(past: int, engine: FakeEngine) -> Instance:
     home = Path(tempfile.mkdtemp(prefix="ouroboros-history-")) / "home"
     instance = init_instance(home, SCENARIO, model="claude-sonnet-5-5")
+    # The fake engine runs no real agent, so held-out acceptance (a real-engine stage) is off, as in
+    # tests/supervisor/fakes.py: this measures the supervisor's own bookkeeping.
+    instance.config_path.write_text(instance.config_path.read_text() + "\n[acceptance]\nenabled = false\n")
     gk = keeper(instance, engine)
     gk.genesis()
     template = decide(gk)  # one real finished candidate, copied `past` times
     write_past(gk, template, past)
     gk.maintain()
+    prune_records(gk.state_dir, lambda: gk.config().retention)  # as retention leaves them (5,000 kept as files)
     return instance
 
 
