@@ -32,6 +32,7 @@ REJECTED_PREFIX = "refs/ouroboros/rejected/"
 
 FINAL_STATES = FINAL
 KEEP_RECORDS = 5000  # finished records kept as files; older ones are archived (RetentionPolicy.keep_records)
+MAX_PER_PASS = 2000  # records archived by one prune: a verdict never waits on a huge first pass
 
 
 class CandidateError(OuroborosError, LookupError):
@@ -236,7 +237,8 @@ class CandidateStore:
     def prune(self, keep: int = KEEP_RECORDS) -> int:
         """Archive the oldest finished records beyond the newest `keep`; returns how many moved.
 
-        Runs when the files exceed `keep` by a tenth, so most calls only list a folder. Steps, each
+        Runs when the files exceed `keep` by a tenth, so most calls only list a folder, and moves at
+        most MAX_PER_PASS (an upgraded instance catches up over a few passes). Steps, each
         safe to be killed after: (1) raise the high-water marks, (2) append the records to their
         blocks, synced, skipping those already there, (3) delete their files. A re-run finishes a
         pass a kill interrupted. One pass at a time (an flock); a busy lock skips this pass.
@@ -249,7 +251,7 @@ class CandidateStore:
                 return 0
             self.index.migrate_legacy()  # entries older versions wrote one file each
             victims: dict[str, bytes] = {}
-            for key in finished[: len(finished) - keep]:
+            for key in finished[: min(len(finished) - keep, MAX_PER_PASS)]:
                 record = self._try_read(self._done_path(key))
                 if record is not None:  # an unreadable one stays as a file, named by `candidates`
                     victims[key] = record.model_dump_json().encode()

@@ -189,26 +189,38 @@ class ProposalIndex:
         return self._legacy(proposal_id)
 
     def migrate_legacy(self) -> int:
-        """Move the one-file-per-id entries older versions wrote into the buckets; returns how many moved."""
+        """Move the one-file-per-id entries older versions wrote into the buckets; returns how many moved.
+
+        A legacy folder `<xx>/` maps to bucket `<xx>.idx`: its entries go in one append (one fsync),
+        then the files go. A kill in between leaves entries both ways, which read the same.
+        """
         moved = 0
         for folder in sorted(self.folder.iterdir()):
-            if not (folder.is_dir() and len(folder.name) == 2):
+            if not (len(folder.name) == 2 and folder.is_dir() and not folder.is_symlink()):
                 continue
-            for entry in sorted(folder.iterdir()):
+            entries = sorted(folder.iterdir())
+            known = b"\n" + complete_lines(self.folder / f"{folder.name}.idx")
+            lines = []
+            for entry in entries:
                 value = self._legacy(entry.name) if _PROPOSAL_ID.fullmatch(entry.name) else None
-                if value is not None and _INDEX_VALUE.fullmatch(value) and self._bucket_value(entry.name) is None:
-                    self.put(entry.name, value)  # appended and synced before the file goes
-                entry.unlink(missing_ok=True)
+                if value is not None and _INDEX_VALUE.fullmatch(value) and \
+                        b"\n" + entry.name.encode() + b" " not in known:
+                    lines.append(f"{entry.name} {value}\n".encode())
+            if lines:
+                warning = locked_append(self.folder / f"{folder.name}.idx", b"".join(lines))
+                if warning:
+                    self.warnings.append(warning)
+            for entry in entries:
+                try:
+                    entry.unlink(missing_ok=True)
+                except OSError:
+                    continue  # not a file we wrote; left alone
                 moved += 1
             try:
                 folder.rmdir()
             except OSError:
-                pass  # a stray the agent cannot write; left alone
+                pass
         return moved
-
-    def _bucket_value(self, proposal_id: str) -> str | None:
-        data = b"\n" + complete_lines(self._bucket(proposal_id))
-        return "x" if data.rfind(b"\n" + proposal_id.encode() + b" ") >= 0 else None
 
     def _legacy(self, proposal_id: str) -> str | None:
         try:

@@ -132,6 +132,20 @@ def test_entries_older_versions_wrote_one_file_each_are_read_then_moved_into_the
     assert store.candidate_for(legacy) == "1-3"
 
 
+def test_a_legacy_entry_never_overrides_a_newer_bucket_entry_and_a_big_backlog_moves_in_bounded_passes(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr("supervisor.candidates.MAX_PER_PASS", 7)
+    counts = {1: 30}
+    store, saved = filled(tmp_path, counts)
+    replayed = saved["1-1"].proposal.id
+    (store.proposals / replayed[:2]).mkdir(exist_ok=True)
+    (store.proposals / replayed[:2] / replayed).write_text("dropped")  # older than the bucket's entry
+    moved = [store.prune(keep=5) for _ in range(5)]
+    assert moved == [7, 7, 7, 4, 0]
+    assert store.candidate_for(replayed) == "1-1" and not (store.proposals / replayed[:2]).exists()
+    check_consistent(store, saved, counts)
+
+
 def test_a_torn_archive_tail_is_repaired_and_nothing_is_lost(tmp_path):
     counts = {1: 40}
     store, saved = filled(tmp_path, counts)
