@@ -276,3 +276,21 @@ def test_a_replayed_proposal_id_stays_decided_after_its_record_is_archived(tmp_p
     assert intake.next() is None  # decided: the file is simply removed
     assert not (outbox / f"{first}.json").exists()
     assert verdict_kinds(gk) == kinds and gk.store.candidate_for(first) == first_candidate
+
+
+def test_the_retention_pass_after_a_rejection_archives_beyond_keep_records(tmp_path):
+    from supervisor.gate_config import RetentionPolicy
+    from supervisor.git_ops import Git
+    from supervisor.retention import enforce
+    from tests.gate.repo_factory import make_repo
+
+    repo = make_repo(tmp_path / "repo")
+    state = repo / "ouroboros"
+    counts = {0: 40}
+    store, saved = filled(state, counts)
+    result = enforce(Git(repo), lambda: RetentionPolicy(keep_records=12), state)
+    assert result.archived == 28 and not result.error
+    assert len(list(store.done.glob("*.json"))) == 12
+    check_consistent(CandidateStore(state / "candidates"), saved, counts)
+    broken = enforce(Git(repo), lambda: RetentionPolicy.model_validate({"keep_records": 0}), state)
+    assert broken.archived == 0 and "keep_records" in broken.error  # a bad policy never raises out
