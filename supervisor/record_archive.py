@@ -57,6 +57,13 @@ def locked_append(path: Path, data: bytes) -> str | None:
     return warning
 
 
+def _make(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        pass  # a reader that may only read the state (the console); it never writes here
+
+
 def complete_lines(path: Path) -> bytes:
     """The file's bytes up to its last newline ('' if missing): a torn tail is never read as a record."""
     try:
@@ -71,7 +78,7 @@ class Archive:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
+        _make(folder)
         self.warnings: list[str] = []
 
     def block_path(self, candidate_id: str) -> Path:
@@ -112,7 +119,11 @@ class Archive:
 
     def _blocks(self) -> list[tuple[int, int, Path]]:
         found = []
-        for name in os.listdir(self.folder):
+        try:
+            names = os.listdir(self.folder)
+        except FileNotFoundError:
+            return []
+        for name in names:
             match = _BLOCK_NAME.fullmatch(name)
             if match:
                 found.append((int(match.group(1)), int(match.group(2)), self.folder / name))
@@ -167,7 +178,7 @@ class ProposalIndex:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
+        _make(folder)
         self.warnings: list[str] = []
 
     def put(self, proposal_id: str, value: str) -> None:
