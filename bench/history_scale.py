@@ -1,8 +1,10 @@
 """Does a long history slow the supervisor down? Time per decision and start-up time, 10 vs 10,000.
 
 Two instances, identical but for their past: one with 10, one with 10,000 finished candidates
-(records archived, proposal ids indexed, a decision record each, a rejected ref each, a generation
-tag for every tenth, refs packed as the supervisor's periodic maintenance leaves them). On each:
+(proposal ids indexed, a decision record each, a rejected ref each, a generation tag for every
+tenth, refs packed as the supervisor's periodic maintenance leaves them, then the retention pass a
+rejection runs: rejected refs beyond the policy's newest 50 dropped, finished records beyond the
+newest 5,000 archived). On each:
 
 - start-up: `Supervisor.run()` from the lock to the agent running (recover, genesis check, route);
 - decision: create a candidate, edit it, submit a proposal, up to the verdict, plus the runner's
@@ -35,6 +37,7 @@ from supervisor.gatekeeper import Gatekeeper  # noqa: E402
 from supervisor.init_instance import init_instance, package_dir  # noqa: E402
 from supervisor.instance import Instance  # noqa: E402
 from supervisor.protocol import Proposal  # noqa: E402
+from supervisor.retention import enforce  # noqa: E402
 from supervisor.runner import Supervisor  # noqa: E402
 from supervisor.states import CandidateState  # noqa: E402
 
@@ -54,11 +57,17 @@ def keeper(instance: Instance, engine: FakeEngine) -> Gatekeeper:
 def build(past: int, engine: FakeEngine) -> Instance:
     home = Path(tempfile.mkdtemp(prefix="ouroboros-history-")) / "home"
     instance = init_instance(home, SCENARIO, model="claude-sonnet-5-5")
+    # The fake engine runs no real agent, so held-out acceptance (a real-engine stage) is off, as in
+    # tests/supervisor/fakes.py: this measures the supervisor's own bookkeeping.
+    instance.config_path.write_text(instance.config_path.read_text() + "\n[acceptance]\nenabled = false\n")
     gk = keeper(instance, engine)
     gk.genesis()
     template = decide(gk)  # one real finished candidate, copied `past` times
     write_past(gk, template, past)
     gk.maintain()
+    # As retention leaves a real instance: after each rejection the supervisor keeps the newest
+    # rejected refs the policy allows (default 50) and the newest 5,000 finished records as files.
+    enforce(gk.git, lambda: gk.config().retention, gk.state_dir)
     return instance
 
 

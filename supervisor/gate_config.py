@@ -67,6 +67,8 @@ class RetentionPolicy(BaseModel):
                                description="Unreachable objects younger than this survive a prune (a "
                                            "concurrent writer may still need them).")
     gc_every_s: int = Field(default=3600, ge=0, description="Least time between two `git gc` runs.")
+    keep_records: int = Field(default=5000, ge=1, description="Finished candidate records kept as files; older "
+                                                              "ones move to the archive (still shown by `show`).")
 
 
 class GateLimits(BaseModel):

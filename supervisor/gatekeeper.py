@@ -98,7 +98,8 @@ class Gatekeeper:
                 if ref[len(GEN_TAG_PREFIX):].isdigit()}
 
     def generation_of(self, commit: str) -> int | None:
-        numbers = [n for n, sha in self.generations().items() if sha == commit]
+        names = [ref[len(GEN_TAG_PREFIX):] for ref in self.git.refs_at(commit, GEN_TAG_PREFIX.rstrip("/"))]
+        numbers = [int(name) for name in names if name.isdigit()]
         return max(numbers) if numbers else None
 
     def config(self, rev: str | None = None) -> GateConfig:

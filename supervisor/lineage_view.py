@@ -4,8 +4,10 @@
 
     repo.git/     a bare repository holding only the history: main, the gen/N tags, rejected and
                   rolled-back proposals (as branches rejected/<id>, rolled-back/<n>). Objects are
-                  copied by `git fetch` from the trusted repository: no alternates, no remote, no
-                  FETCH_HEAD, no hooks, no reflogs; nothing in it names the trusted repository.
+                  copied as a pack the trusted repository's `git pack-objects` writes into it (only
+                  what the mirror lacks) and refs are set by `git update-ref`: no transport, no
+                  alternates, no remote, no FETCH_HEAD, no hooks, no reflogs; nothing in it names
+                  the trusted repository.
     SUMMARY.md    accepted generations with their whys, rejected proposals with their verdicts, and
                   the scorecard trend, from the supervisor's own records.
     gitconfig     `safe.directory = *`, so git inside the container reads a repository it does not own.
@@ -20,6 +22,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 from sandbox import ContainerSpec, Mount
@@ -30,14 +33,16 @@ from supervisor.scorecard import ScorecardStore
 
 TARGET = "/history"
 log = logging.getLogger("ouroboros.lineage")
-REFSPECS = (
-    "+refs/heads/main:refs/heads/main",
-    "+refs/tags/gen/*:refs/tags/gen/*",
-    "+refs/ouroboros/rejected/*:refs/heads/rejected/*",
-    "+refs/ouroboros/rolled-back/*:refs/heads/rolled-back/*",
+# Trusted ref (or prefix, ending in /) -> the mirror's name for it.
+MAPPING = (
+    ("refs/heads/main", "refs/heads/main"),
+    ("refs/tags/gen/", "refs/tags/gen/"),
+    ("refs/ouroboros/rejected/", "refs/heads/rejected/"),
+    ("refs/ouroboros/rolled-back/", "refs/heads/rolled-back/"),
 )
 SUMMARY_ROWS = 20
-COMPACT_AFTER = 20  # fetched packs (or hundreds of loose objects) before the mirror is packed into one
+COMPACT_AFTER = 20  # packs (or hundreds of loose objects) before the small packs are merged
+FULL_GC_EVERY_S = 86_400  # and a full gc, dropping what the trusted side pruned, once a day at most
 SHARED = "0644"  # git itself creates the mirror's files world-readable, whatever the supervisor's umask
 GITCONFIG = "[safe]\n\tdirectory = *\n"
 
@@ -58,14 +63,12 @@ def build(instance: Instance) -> Path:
     if mirror.out("config", "--get", "core.sharedRepository", check=False) != SHARED:
         mirror.run("config", "core.sharedRepository", SHARED)  # a mirror made before git set the modes:
         _readable_tree(folder)  # once, then never again (a walk per start grew with the lineage)
-    # One pack per fetch (never a loose object per file); compacted now and then below.
-    mirror.run("-c", "protocol.file.allow=always", "-c", "fetch.unpackLimit=1", "fetch", "--quiet", "--no-tags",
-               "--prune", "--no-write-fetch-head", "--no-recurse-submodules", str(instance.repo), *REFSPECS)
+    _sync(Git(instance.repo), mirror)
     mirror.run("symbolic-ref", "HEAD", "refs/heads/main")
     for leftover in ("FETCH_HEAD", "ORIG_HEAD", "logs", "hooks", "description"):
         path = repo / leftover
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    _compact(mirror)
+    _compact(mirror, instance.run_dir / "history-gc")
     _write(folder / "gitconfig", GITCONFIG)
     store = ScorecardStore(instance.state, instance.goals)
     store.update()
@@ -75,12 +78,62 @@ def build(instance: Instance) -> Path:
     return folder
 
 
-def _compact(mirror: Git) -> None:
-    """Pack the mirror into one pack again (dropping what the trusted side pruned) once fetches have
-    left many: the files in it stay few, and a start costs the same after a week as after a day."""
+def wanted_refs(trusted: Git) -> dict[str, str]:
+    """The mirror's refs as they should be: each trusted ref of MAPPING under its mirror name."""
+    wanted = {}
+    for ref, sha in trusted.refs(*(source for source, _ in MAPPING)).items():
+        for source, target in MAPPING:
+            if ref == source or (source.endswith("/") and ref.startswith(source)):
+                wanted[target + ref[len(source):]] = sha
+                break
+    return wanted
+
+
+def _sync(trusted: Git, mirror: Git) -> None:
+    """Make the mirror's refs `wanted_refs`, copying only the objects it lacks.
+
+    The work is in the refs that changed since the last start, not in the lineage: the objects of
+    the new tips not reachable from the mirror's main go over as one pack that the trusted side's
+    `pack-objects` writes straight into the mirror (a `git fetch` compared every ref and checked
+    connectivity against all of them: its cost grew with every generation). Crash-only: a kill
+    leaves at worst an extra pack; refs move only after their objects are in place.
+    """
+    wanted = wanted_refs(trusted)
+    have = mirror.refs("refs/heads", "refs/tags")
+    changed = {ref: sha for ref, sha in wanted.items() if have.get(ref) != sha}
+    if changed:
+        revs = [*sorted(set(changed.values()))]
+        basis = have.get("refs/heads/main")
+        if basis is not None and trusted.rev_parse(basis) == basis:  # the trusted side may have pruned it
+            revs.append(f"^{basis}")
+        pack = mirror.git_dir / "objects" / "pack"
+        pack.mkdir(parents=True, exist_ok=True)
+        trusted.run("-c", f"core.sharedRepository={SHARED}", "pack-objects", "--revs", "--quiet",
+                    str(pack / "pack"), input="".join(f"{rev}\n" for rev in revs).encode(), timeout_s=1800)
+    commands = [f"update {ref} {sha}\n" for ref, sha in sorted(changed.items())]
+    commands += [f"delete {ref}\n" for ref in sorted(have) if ref not in wanted]
+    if commands:
+        mirror.run("update-ref", "--stdin", input="".join(commands).encode())
+
+
+def _compact(mirror: Git, stamp: Path) -> None:
+    """Keep the mirror few files at a cost that does not grow with the lineage: once fetches have left
+    many packs, merge the small ones (geometric: a pack is rewritten only when the ones after it
+    together reach its size, so each object is copied O(log n) times in all); once a day at most a
+    full gc drops what the trusted side pruned (rejected proposals past retention)."""
     counts = dict(line.split(": ", 1) for line in mirror.out("count-objects", "-v").splitlines() if ": " in line)
-    if int(counts.get("packs", "0")) + int(counts.get("count", "0")) // 100 > COMPACT_AFTER:
-        mirror.run("gc", "--quiet", "--prune=now")
+    if int(counts.get("packs", "0")) + int(counts.get("count", "0")) // 100 <= COMPACT_AFTER:
+        return
+    try:
+        last = float(stamp.read_text())
+    except (OSError, ValueError):
+        last = 0.0
+    if time.time() - last >= FULL_GC_EVERY_S:
+        mirror.run("gc", "--quiet", "--prune=now", timeout_s=1800)
+        stamp.write_text(f"{time.time()}\n")
+    else:
+        mirror.run("repack", "-d", "-q", "--geometric=2", timeout_s=1800)
+        mirror.run("pack-refs", "--all", "--prune")  # one file of refs, not one per generation
 
 
 def mount(folder: Path) -> tuple[Mount, dict[str, str]]:

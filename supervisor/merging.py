@@ -31,8 +31,11 @@ def merge(keeper: Gatekeeper, record: CandidateRecord) -> MergeOutcome:
     commit = record.commit
     with merge_lock(keeper.state_dir):
         main = keeper.main()
-        if not keeper.git.is_ancestor(commit, main):
-            base = keeper.git.parents(commit)[0]
+        base = keeper.git.parents(commit)[0]
+        # A commit made on main (the usual case) is not in it; else a kill after the move may
+        # have left it in main already (asked only then: the ancestry walk grows with the lineage).
+        merged = base != main and (commit == main or keeper.git.is_ancestor(commit, main))
+        if not merged:
             if base != main:
                 return _rebase(keeper, record, base, main)
             try:
@@ -64,10 +67,11 @@ def _rebase(keeper: Gatekeeper, record: CandidateRecord, old_base: str, main: st
 
 def tag(keeper: Gatekeeper, commit: str) -> int:
     """Tag `commit` as the next generation (or return its number if it has one); under the merge lock."""
-    existing = keeper.generation_of(commit)
-    if existing is not None:
-        return existing
-    number = max(keeper.generations(), default=0) + 1
+    generations = keeper.generations()  # one listing: it grows with the lineage
+    existing = [n for n, sha in generations.items() if sha == commit]
+    if existing:
+        return max(existing)
+    number = max(generations, default=0) + 1
     while True:
         try:
             keeper.git.update_ref(f"{GEN_TAG_PREFIX}{number}", commit, ZERO, "ouroboros: generation")

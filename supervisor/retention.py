@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from supervisor.candidates import REJECTED_PREFIX
+from supervisor.candidates import REJECTED_PREFIX, CandidateStore
 from supervisor.errors import OuroborosError
 from supervisor.gate_config import RetentionPolicy
 from supervisor.git_ops import Git
@@ -44,6 +44,7 @@ class RetentionResult(BaseModel):
     kept: int = 0
     deleted: list[str] = Field(default_factory=list)
     gc_ran: bool = False
+    archived: int = Field(default=0, description="Finished candidate records moved to the archive.")
     error: str = ""
 
 
@@ -112,7 +113,21 @@ def enforce(git: Git, read_policy: Callable[[], RetentionPolicy], state_dir: Pat
         result.gc_ran = gc(git, policy, state_dir, now_s)
     except (OuroborosError, ValidationError, OSError, ValueError) as exc:  # never blocks a verdict
         result.error = str(exc)
+    result.archived, error = prune_records(state_dir, read_policy)
+    result.error = result.error or error
     return result
+
+
+def prune_records(state_dir: Path, read_policy: Callable[[], RetentionPolicy]) -> tuple[int, str]:
+    """Archive finished candidate records beyond `keep_records` (CandidateStore.prune); never raises.
+
+    Returns how many moved and an error text ('' if none). Cheap when there is nothing to do (one
+    folder listing), so it runs after every rejection and in the periodic maintenance.
+    """
+    try:
+        return CandidateStore(state_dir / "candidates").prune(read_policy().keep_records), ""
+    except (OuroborosError, ValidationError, OSError, ValueError) as exc:
+        return 0, f"archiving finished candidate records failed ({exc}); it is tried again later"
 
 
 def gc(git: Git, policy: RetentionPolicy, state_dir: Path, now_s: float) -> bool:

@@ -19,6 +19,7 @@ from supervisor.gate import GateResult
 from supervisor.gate_config import parse_config
 from supervisor.gatekeeper import Gatekeeper
 from supervisor.safe_text import echo
+from supervisor.gate_scratch import beside_supervisor, own_scratch
 from datetime import UTC
 
 
@@ -148,7 +149,9 @@ def gate_cmd(rev: str, base: str | None, config_path: Path | None, junit_path: P
                 raise click.UsageError(f"{name!r} names no commit in {keeper.common}")
         config = parse_config(config_path.read_text(), str(config_path)) if config_path else None
         _connect(keeper)
-        result = keeper.gate_rev(rev, base=base, config=config)
+        with own_scratch(keeper.state_dir, lambda message: click.echo(message, err=True)) as folder:
+            beside_supervisor(keeper, folder)
+            result = keeper.gate_rev(rev, base=base, config=config)
     _report_gate(result, junit_path, as_json)
 
 

@@ -43,3 +43,75 @@ def test_the_mirror_stays_few_files_and_readable_as_generations_accumulate(tmp_p
             assert mode & stat.S_IROTH and mode & stat.S_IXOTH, os.path.join(root, name)
         for name in files:
             assert os.stat(os.path.join(root, name)).st_mode & stat.S_IROTH, os.path.join(root, name)
+
+
+def mirror_state(folder) -> dict[str, str]:
+    mirror = Git(folder / "repo.git")
+    mirror.run("fsck", "--connectivity-only", "--no-dangling")  # every ref's objects are all there
+    return mirror.refs("refs/heads", "refs/tags")
+
+
+def test_the_mirror_follows_every_kind_of_ref_move_and_copies_only_what_it_lacks(tmp_path):
+    instance = init_instance(tmp_path / "home")
+    instance.state.mkdir(parents=True, exist_ok=True)
+    git = Git(instance.repo)
+    for number in range(1, 4):
+        grow(git, number)
+    folder = lineage_view.build(instance)
+    assert mirror_state(folder) == lineage_view.wanted_refs(git)
+    # A rejected proposal appears, main moves back (a rollback keeps the old tip), the rejected one
+    # is pruned by retention: the mirror follows each move, names as the agent knows them.
+    three = git.out("rev-parse", "refs/heads/main")
+    grow(git, 4)
+    git.run("update-ref", "refs/ouroboros/rejected/c-1", git.out("rev-parse", "refs/tags/gen/4"))
+    lineage_view.build(instance)
+    assert mirror_state(folder)["refs/heads/rejected/c-1"] == git.out("rev-parse", "refs/tags/gen/4")
+    git.run("update-ref", "refs/ouroboros/rolled-back/4", git.out("rev-parse", "refs/heads/main"))
+    git.run("update-ref", "refs/heads/main", three)
+    git.run("update-ref", "-d", "refs/ouroboros/rejected/c-1")
+    state = mirror_state(lineage_view.build(instance))
+    assert state == lineage_view.wanted_refs(git)
+    assert state["refs/heads/main"] == three and "refs/heads/rejected/c-1" not in state
+    # Nothing new: no pack is written at all.
+    packs = sorted(os.listdir(folder / "repo.git" / "objects" / "pack"))
+    lineage_view.build(instance)
+    assert sorted(os.listdir(folder / "repo.git" / "objects" / "pack")) == packs
+
+
+def test_a_mirror_whose_main_the_trusted_side_no_longer_has_is_rebuilt_whole(tmp_path):
+    """The mirror's main is the basis of what is copied; if the trusted repository pruned that
+    commit (a rolled-back generation past retention), everything wanted is copied instead."""
+    instance = init_instance(tmp_path / "home")
+    instance.state.mkdir(parents=True, exist_ok=True)
+    git = Git(instance.repo)
+    grow(git, 1)
+    folder = lineage_view.build(instance)
+    mirror = Git(folder / "repo.git")
+    orphan = mirror.out("commit-tree", mirror.out("rev-parse", "refs/heads/main^{tree}"), "-m", "only here")
+    mirror.run("update-ref", "refs/heads/main", orphan)
+    grow(git, 2)
+    assert mirror_state(lineage_view.build(instance)) == lineage_view.wanted_refs(git)
+
+
+def test_a_build_killed_between_the_pack_and_the_refs_is_finished_by_the_next(tmp_path, monkeypatch):
+    instance = init_instance(tmp_path / "home")
+    instance.state.mkdir(parents=True, exist_ok=True)
+    git = Git(instance.repo)
+    grow(git, 1)
+    folder = lineage_view.build(instance)
+    grow(git, 2)
+    real_run = Git.run
+
+    def killed_at_update_ref(self, *args, **kwargs):
+        if "update-ref" in args:
+            raise KeyboardInterrupt  # stands for a kill: nothing after this point runs
+        return real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Git, "run", killed_at_update_ref)
+    try:
+        lineage_view.build(instance)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(Git, "run", real_run)
+    assert mirror_state(folder)["refs/heads/main"] != git.out("rev-parse", "refs/heads/main")
+    assert mirror_state(lineage_view.build(instance)) == lineage_view.wanted_refs(git)

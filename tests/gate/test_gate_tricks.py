@@ -185,7 +185,7 @@ def test_a_sabotaged_journal_does_not_block_the_verdict(offline_keeper: Gatekeep
 
 
 def test_in_tree_symlinks_are_kept_as_links(tmp_path: Path) -> None:
-    from supervisor.candidates import snapshot_workspace
+    from supervisor.snapshot import snapshot_workspace
     from supervisor.gate_config import GateConfig
 
     workspace, staging = tmp_path / "ws", tmp_path / "stage"

@@ -409,3 +409,34 @@ def test_an_agent_that_exits_143_while_the_engine_answers_is_a_crash_not_weather
     assert supervisor.run() == 0
     crashes = [r for r in keeper(instance, engine).log.records() if r.kind == "agent-crashed"]
     assert [r.details["exit_code"] for r in crashes] == [143]
+
+
+def test_a_kill_just_after_main_moved_is_finished_as_one_acceptance_with_one_tag(tmp_path, monkeypatch):
+    """The merge asks whether the commit is already in main only when it was not made on main: a
+    kill between the move of main and the tag must still be recognised as merged, not rebased."""
+    from supervisor.git_ops import MAIN_REF, Git
+
+    written: list[str] = []
+    engine = FakeEngine(agent=proposing_agent(written))
+    instance = fake_instance(tmp_path / "home", engine)
+    real_update = Git.update_ref
+
+    def killed_after_main_moved(self, ref, *args, **kwargs):
+        real_update(self, ref, *args, **kwargs)
+        if ref == MAIN_REF:
+            raise KeyboardInterrupt  # stands for a kill: nothing after the move runs
+
+    monkeypatch.setattr(Git, "update_ref", killed_after_main_moved)
+    with pytest.raises(KeyboardInterrupt):
+        Supervisor(instance, engine, "fake-image").run()
+    monkeypatch.setattr(Git, "update_ref", real_update)
+    engine.reconcile(instance=instance.instance_id)
+    gk = keeper(instance, engine)
+    moved = gk.main()
+    assert verdicts_for(gk, written[0]) == []
+
+    again = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
+    assert again.run() == 0
+    assert verdicts_for(gk, written[0]) == ["accepted"]
+    assert [n for n, sha in gk.generations().items() if sha == moved] == [1]
+    assert gk.log.verify().ok
