@@ -8,6 +8,7 @@ after a kill -9 anywhere simply continues each unfinished candidate from its sav
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from supervisor.git_ops import GEN_TAG_PREFIX, MAIN_REF, ZERO, Git, GitError, Re
 from supervisor.journal_writer import JournalError, JournalWriter, verdict_note
 from supervisor.protocol import Proposal
 from supervisor.retention import enforce as enforce_retention
+from supervisor.retention import prune_records
 from supervisor.states import FINAL, IN_FLIGHT, CandidateState, MergeOutcome
 from supervisor.trees import remove_tree
 from supervisor.verdicts import RollbackResult, Verdict
@@ -577,3 +579,6 @@ class Gatekeeper:
         """Pack loose refs and objects (the repository config turns automatic gc off): run now and then."""
         self.git.run("pack-refs", "--all", "--prune", check=False, timeout_s=600)
         self.git.run("gc", "--quiet", "--prune=2.weeks.ago", check=False, timeout_s=1800)
+        _moved, error = prune_records(self.state_dir, lambda: self.config().retention)  # accepted ones too
+        if error:
+            logging.getLogger("ouroboros.gatekeeper").warning("%s", error)
