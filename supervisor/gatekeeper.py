@@ -11,6 +11,7 @@ generation 0 and one-off gating (`genesis`), rollback (`rollback`) and recovery 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from supervisor.journal_writer import JournalError, JournalWriter, verdict_note
 from supervisor.protocol import Proposal
 from supervisor.recovery import recover_repository
 from supervisor.retention import enforce as enforce_retention
+from supervisor.retention import prune_records
 from supervisor.rollback import roll_back
 from supervisor.states import FINAL, IN_FLIGHT, CandidateState, MergeOutcome
 from supervisor.trees import remove_tree
@@ -346,3 +348,6 @@ class Gatekeeper:
         """Pack loose refs and objects (the repository config turns automatic gc off): run now and then."""
         self.git.run("pack-refs", "--all", "--prune", check=False, timeout_s=600)
         self.git.run("gc", "--quiet", "--prune=2.weeks.ago", check=False, timeout_s=1800)
+        _moved, error = prune_records(self.state_dir, lambda: self.config().retention)  # accepted ones too
+        if error:
+            logging.getLogger("ouroboros.gatekeeper").warning("%s", error)

@@ -294,3 +294,22 @@ def test_the_retention_pass_after_a_rejection_archives_beyond_keep_records(tmp_p
     check_consistent(CandidateStore(state / "candidates"), saved, counts)
     broken = enforce(Git(repo), lambda: RetentionPolicy.model_validate({"keep_records": 0}), state)
     assert broken.archived == 0 and "keep_records" in broken.error  # a bad policy never raises out
+
+
+def test_periodic_maintenance_archives_accepted_records_too(tmp_path):
+    """An agent whose proposals are all accepted never triggers the pass a rejection runs: the
+    gatekeeper's maintenance archives too."""
+    from supervisor.gate_config import GateConfig, RetentionPolicy
+
+    engine = FakeEngine()
+    instance = fake_instance(tmp_path / "home", engine)
+    gk = keeper(instance, engine)
+    counts = {1: 30}
+    store, saved = filled(gk.state_dir, {})
+    for n in range(1, 31):
+        saved[f"1-{n}"] = store.save(record(1, n, CandidateState.ACCEPTED))
+        store.index_proposal(saved[f"1-{n}"].proposal.id, f"1-{n}")
+    gk._config = GateConfig(retention=RetentionPolicy(keep_records=10))
+    gk.maintain()
+    assert len(list(store.done.glob("*.json"))) == 10
+    check_consistent(CandidateStore(gk.state_dir / "candidates"), saved, counts)
