@@ -27,6 +27,9 @@ from supervisor.states import SupervisorState
 from supervisor.weather import DiskWeather, EngineWeather, StopFlag
 
 LAUNCH_TRIES = 3
+# What an engine stopping its containers leaves: 0 (the agent stops cleanly on SIGTERM), 143
+# (SIGTERM), 137 (SIGKILL after the stop timeout).
+STOP_EXIT_CODES = frozenset({0, 137, 143})
 _S = SupervisorState
 
 
@@ -112,9 +115,10 @@ class AgentLifecycle:
     def handle_exit(self, code: int | None) -> None:
         status = self.board.status
         status.agent_container = None
-        # A stopping engine stops its containers too (exit 143/137 after it closed its API): that is
-        # the engine's weather, not a crash of the generation.
-        if code is None or not self.engine.ping():
+        # A stopping engine stops its containers too (after it closed its API): that is the engine's
+        # weather, not a crash of the generation. Only with the codes such a stop leaves; any other
+        # code is the agent's own exit, a crash however the engine fares.
+        if code is None or (code in STOP_EXIT_CODES and not self.engine.ping()):
             self._engine_lost_agent()
             return
         if self.gatekeeper.disk_full():  # weather, not the generation's fault: restarted once there is room

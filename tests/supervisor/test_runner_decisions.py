@@ -440,3 +440,25 @@ def test_a_kill_just_after_main_moved_is_finished_as_one_acceptance_with_one_tag
     assert verdicts_for(gk, written[0]) == ["accepted"]
     assert [n for n, sha in gk.generations().items() if sha == moved] == [1]
     assert gk.log.verify().ok
+
+
+def test_an_agent_that_fails_on_its_own_while_the_engine_is_away_is_still_a_crash(tmp_path):
+    """An engine that does not answer excuses only the exits a stopping engine leaves (0, 137, 143):
+    an agent exiting 1 at that moment is a counted crash, never a free restart."""
+    runs: list[str] = []
+
+    def agent(container) -> int:
+        runs.append(container.id)
+        if len(runs) == 1:
+            engine.down = True  # the engine stops answering, its containers untouched...
+            threading.Timer(1.0, engine.come_back).start()
+            return 1  # ...and the agent fails by itself at that moment
+        container.stopped.wait()
+        return 137
+
+    engine = FakeEngine(agent=agent)
+    instance = fake_instance(tmp_path / "home", engine)
+    supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: len(runs) >= 2)
+    assert supervisor.run() == 0
+    crashes = [r for r in keeper(instance, engine).log.records() if r.kind == "agent-crashed"]
+    assert [r.details["exit_code"] for r in crashes] == [1]
