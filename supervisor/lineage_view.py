@@ -128,7 +128,7 @@ def _compact(mirror: Git, stamp: Path) -> None:
         last = float(stamp.read_text())
     except (OSError, ValueError):
         last = 0.0
-    if time.time() - last >= FULL_GC_EVERY_S:
+    if not 0 <= time.time() - last < FULL_GC_EVERY_S:  # a stamp from the future (the clock was set back) is due
         mirror.run("gc", "--quiet", "--prune=now", timeout_s=1800)
         stamp.write_text(f"{time.time()}\n")
     else:
