@@ -109,12 +109,14 @@ class CandidateStore:
         return self.done / self.path(candidate_id).name
 
     def exists(self, candidate_id: str) -> bool:
-        return self._exists(candidate_id, self.archive.high_water())
-
-    def _exists(self, candidate_id: str, high_water: dict[int, int]) -> bool:
+        """The files first, then the high-water mark read afresh: a prune (an operator's `reject` runs
+        one in its own process) raises the mark before it removes a file, so an id whose file is
+        gone by the time we look is under the mark we read after it. A mark read before the look
+        could predate that prune, and the id would be handed out again."""
+        if self.path(candidate_id).exists() or self._done_path(candidate_id).exists():
+            return True
         generation, number = split_id(candidate_id)
-        return (number <= high_water.get(generation, 0) or self.path(candidate_id).exists()
-                or self._done_path(candidate_id).exists())
+        return number <= self.archive.high_water().get(generation, 0)
 
     def load(self, candidate_id: str) -> CandidateRecord:
         for path in (self.path(candidate_id), self._done_path(candidate_id)):
@@ -217,16 +219,15 @@ class CandidateStore:
     def next_n(self, gen: int) -> int:
         """The first free candidate number of a generation in O(log n) looks (ids are used in order;
         archived ones are known by the high-water mark, so an id is never handed out twice)."""
-        marks = self.archive.high_water()
-        low = marks.get(gen, 0)  # taken (or 0)
+        low = self.archive.high_water().get(gen, 0)  # taken (or 0)
         step = 1
-        while self._exists(f"{gen}-{low + step}", marks):
+        while self.exists(f"{gen}-{low + step}"):
             step *= 2
         high = low + step  # free
         low += step // 2
         while high - low > 1:
             middle = (low + high) // 2
-            if self._exists(f"{gen}-{middle}", marks):
+            if self.exists(f"{gen}-{middle}"):
                 low = middle
             else:
                 high = middle
