@@ -195,19 +195,29 @@ class CandidateStore:
         return names
 
     def _with_archive(self, names: dict[str, Path], limit: int) -> list[CandidateRecord]:
-        archived: dict[str, CandidateRecord] = {}
+        """The files, then the archive for every id without a readable file: a prune (another process)
+        archives a record before it removes its file, so the archive read after holds what vanished."""
+        found = {key: self._read_listed(path) for key, path in names.items()}
         for line in self.archive.lines():
             try:
                 record = CandidateRecord.model_validate_json(line)
             except ValidationError:
                 continue
-            if record.id not in names:
-                archived[record.id] = record
-        found = {key: self._try_read(path) for key, path in names.items()}
-        found.update(archived)
+            if found.get(record.id) is None:
+                found[record.id] = record
         ordered = sorted(found, key=split_id)
         chosen = ordered[-limit:] if limit > 0 else ordered
         return [record for record in (found[key] for key in chosen) if record is not None]
+
+    def _read_listed(self, path: Path) -> CandidateRecord | None:
+        """A listed file's record; None if it is gone since (archived meanwhile) or unreadable (noted)."""
+        try:
+            return self._read(path, missing_ok=True)
+        except FileNotFoundError:
+            return None
+        except CandidateError:
+            self.corrupt.append(path)
+            return None
 
     def _try_read(self, path: Path) -> CandidateRecord | None:
         try:

@@ -56,3 +56,21 @@ def test_next_n_never_hands_out_an_id_archived_while_it_searches(tmp_path, monke
     assert moved == [KEEP]
     for key, original in saved.items():
         assert store.candidate_for(original.proposal.id) == key and store.load(key) == original
+
+
+def test_a_full_listing_during_a_prune_shows_every_record_and_calls_none_corrupt(tmp_path, monkeypatch):
+    store, saved = filled(tmp_path, {1: COUNT})
+    other = CandidateStore(tmp_path / "candidates")
+    real_ids = CandidateStore._file_ids
+    moved: list[int] = []
+
+    def listed_then_pruned(self: CandidateStore) -> dict[str, Path]:
+        names = real_ids(self)
+        moved.append(other.prune(keep=KEEP))  # the worst moment: the files are listed, not yet read
+        return names
+
+    monkeypatch.setattr(CandidateStore, "_file_ids", listed_then_pruned)
+    shown, total = store.newest(0)
+    assert moved == [KEEP]
+    assert [record.id for record in shown] == sorted(saved, key=lambda key: int(key.split("-")[1]))
+    assert total == COUNT and store.corrupt == []
