@@ -109,12 +109,14 @@ class CandidateStore:
         return self.done / self.path(candidate_id).name
 
     def exists(self, candidate_id: str) -> bool:
-        return self._exists(candidate_id, self.archive.high_water())
-
-    def _exists(self, candidate_id: str, high_water: dict[int, int]) -> bool:
+        """The files first, then the high-water mark read afresh: a prune (an operator's `reject` runs
+        one in its own process) raises the mark before it removes a file, so an id whose file is
+        gone by the time we look is under the mark we read after it. A mark read before the look
+        could predate that prune, and the id would be handed out again."""
+        if self.path(candidate_id).exists() or self._done_path(candidate_id).exists():
+            return True
         generation, number = split_id(candidate_id)
-        return (number <= high_water.get(generation, 0) or self.path(candidate_id).exists()
-                or self._done_path(candidate_id).exists())
+        return number <= self.archive.high_water().get(generation, 0)
 
     def load(self, candidate_id: str) -> CandidateRecord:
         for path in (self.path(candidate_id), self._done_path(candidate_id)):
@@ -193,19 +195,29 @@ class CandidateStore:
         return names
 
     def _with_archive(self, names: dict[str, Path], limit: int) -> list[CandidateRecord]:
-        archived: dict[str, CandidateRecord] = {}
+        """The files, then the archive for every id without a readable file: a prune (another process)
+        archives a record before it removes its file, so the archive read after holds what vanished."""
+        found = {key: self._read_listed(path) for key, path in names.items()}
         for line in self.archive.lines():
             try:
                 record = CandidateRecord.model_validate_json(line)
             except ValidationError:
                 continue
-            if record.id not in names:
-                archived[record.id] = record
-        found = {key: self._try_read(path) for key, path in names.items()}
-        found.update(archived)
+            if found.get(record.id) is None:
+                found[record.id] = record
         ordered = sorted(found, key=split_id)
         chosen = ordered[-limit:] if limit > 0 else ordered
         return [record for record in (found[key] for key in chosen) if record is not None]
+
+    def _read_listed(self, path: Path) -> CandidateRecord | None:
+        """A listed file's record; None if it is gone since (archived meanwhile) or unreadable (noted)."""
+        try:
+            return self._read(path, missing_ok=True)
+        except FileNotFoundError:
+            return None
+        except CandidateError:
+            self.corrupt.append(path)
+            return None
 
     def _try_read(self, path: Path) -> CandidateRecord | None:
         try:
@@ -217,16 +229,15 @@ class CandidateStore:
     def next_n(self, gen: int) -> int:
         """The first free candidate number of a generation in O(log n) looks (ids are used in order;
         archived ones are known by the high-water mark, so an id is never handed out twice)."""
-        marks = self.archive.high_water()
-        low = marks.get(gen, 0)  # taken (or 0)
+        low = self.archive.high_water().get(gen, 0)  # taken (or 0)
         step = 1
-        while self._exists(f"{gen}-{low + step}", marks):
+        while self.exists(f"{gen}-{low + step}"):
             step *= 2
         high = low + step  # free
         low += step // 2
         while high - low > 1:
             middle = (low + high) // 2
-            if self._exists(f"{gen}-{middle}", marks):
+            if self.exists(f"{gen}-{middle}"):
                 low = middle
             else:
                 high = middle
@@ -274,6 +285,13 @@ class CandidateStore:
     def index_proposal(self, proposal_id: str, candidate_id: str) -> None:
         try:
             self.index.put(proposal_id, candidate_id)
+        except ArchiveError as exc:
+            raise CandidateError(str(exc)) from exc
+
+    def index_proposals(self, proposal_ids: list[str], value: str) -> None:
+        """Many proposal ids with one value (the dropped ones of a verdict): one fsync per bucket."""
+        try:
+            self.index.put_many(proposal_ids, value)
         except ArchiveError as exc:
             raise CandidateError(str(exc)) from exc
 

@@ -43,6 +43,7 @@ MAPPING = (
 SUMMARY_ROWS = 20
 COMPACT_AFTER = 20  # packs (or hundreds of loose objects) before the small packs are merged
 FULL_GC_EVERY_S = 86_400  # and a full gc, dropping what the trusted side pruned, once a day at most
+PACK_REFS_AFTER = 100  # refs changed by one build beyond which they are packed at once
 SHARED = "0644"  # git itself creates the mirror's files world-readable, whatever the supervisor's umask
 GITCONFIG = "[safe]\n\tdirectory = *\n"
 
@@ -114,6 +115,8 @@ def _sync(trusted: Git, mirror: Git) -> None:
     commands += [f"delete {ref}\n" for ref in sorted(have) if ref not in wanted]
     if commands:
         mirror.run("update-ref", "--stdin", input="".join(commands).encode())
+    if len(commands) > PACK_REFS_AFTER:  # a first build of a long lineage: one file of refs, not a file each,
+        mirror.run("pack-refs", "--all", "--prune")  # which every later start would read (until a compaction)
 
 
 def _compact(mirror: Git, stamp: Path) -> None:
@@ -128,7 +131,7 @@ def _compact(mirror: Git, stamp: Path) -> None:
         last = float(stamp.read_text())
     except (OSError, ValueError):
         last = 0.0
-    if time.time() - last >= FULL_GC_EVERY_S:
+    if not 0 <= time.time() - last < FULL_GC_EVERY_S:  # a stamp from the future (the clock was set back) is due
         mirror.run("gc", "--quiet", "--prune=now", timeout_s=1800)
         stamp.write_text(f"{time.time()}\n")
     else:

@@ -189,6 +189,25 @@ class ProposalIndex:
         if warning:
             self.warnings.append(warning)
 
+    def put_many(self, proposal_ids: list[str], value: str) -> None:
+        """`put` for many ids at once: one locked append (one fsync) per bucket, not one per id.
+
+        An agent decides how many proposal files a verdict drops (its outbox has no count limit), so
+        a per-id fsync let it hold the supervisor for minutes; each bucket's lines land whole or not
+        at all, and a kill between buckets leaves the rest unindexed, as a kill between ids did.
+        """
+        for proposal_id in proposal_ids:
+            self._check(proposal_id)
+        if not _INDEX_VALUE.fullmatch(value):
+            raise ArchiveError(f"{value!r} is neither a candidate id nor {DROPPED!r}")
+        by_bucket: dict[Path, list[bytes]] = {}
+        for proposal_id in proposal_ids:
+            by_bucket.setdefault(self._bucket(proposal_id), []).append(f"{proposal_id} {value}\n".encode())
+        for bucket, lines in sorted(by_bucket.items()):
+            warning = locked_append(bucket, b"".join(lines))
+            if warning:
+                self.warnings.append(warning)
+
     def get(self, proposal_id: str) -> str | None:
         self._check(proposal_id)
         data = b"\n" + complete_lines(self._bucket(proposal_id))

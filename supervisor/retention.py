@@ -154,7 +154,7 @@ def _gc_due(state_dir: Path, policy: RetentionPolicy, now_s: float) -> bool:
         last = float((state_dir / LAST_GC_FILE).read_text())
     except (FileNotFoundError, ValueError):
         return True
-    return now_s - last >= policy.gc_every_s
+    return not 0 <= now_s - last < policy.gc_every_s  # a stamp from the future (a clock set back) is due
 
 
 def _load_sizes(state_dir: Path) -> dict[str, int]:

@@ -19,7 +19,7 @@ from supervisor.gate import GateResult
 from supervisor.gate_config import parse_config
 from supervisor.gatekeeper import Gatekeeper
 from supervisor.safe_text import echo
-from supervisor.gate_scratch import beside_supervisor, own_scratch
+from supervisor.gate_scratch import beside_supervisor, gate_label, own_scratch
 from datetime import UTC
 
 
@@ -32,7 +32,8 @@ def _keeper(repo: Path | None) -> Gatekeeper:
 
 
 def _instance_label(repo: Path) -> str:
-    """The gate containers carry the instance's label, so `reconcile --home` finds leftovers of this one."""
+    """The instance id the gate's own label starts with (`gate_scratch.gate_label`); the next gate on
+    this repository removes the containers of one killed before its end."""
     from supervisor.instance import Instance
 
     return Instance(repo.resolve().parent).instance_id if repo.name == "repo.git" else "default"
@@ -149,7 +150,9 @@ def gate_cmd(rev: str, base: str | None, config_path: Path | None, junit_path: P
                 raise click.UsageError(f"{name!r} names no commit in {keeper.common}")
         config = parse_config(config_path.read_text(), str(config_path)) if config_path else None
         _connect(keeper)
-        with own_scratch(keeper.state_dir, lambda message: click.echo(message, err=True)) as folder:
+        engine, instance = keeper.runner.engine, keeper.runner.instance
+        with own_scratch(keeper.state_dir, lambda message: click.echo(message, err=True),
+                         reap=lambda run: engine and engine.reconcile(instance=gate_label(instance, run))) as folder:
             beside_supervisor(keeper, folder)
             result = keeper.gate_rev(rev, base=base, config=config)
     _report_gate(result, junit_path, as_json)

@@ -115,3 +115,18 @@ def test_a_build_killed_between_the_pack_and_the_refs_is_finished_by_the_next(tm
     monkeypatch.setattr(Git, "run", real_run)
     assert mirror_state(folder)["refs/heads/main"] != git.out("rev-parse", "refs/heads/main")
     assert mirror_state(lineage_view.build(instance)) == lineage_view.wanted_refs(git)
+
+
+def test_a_first_build_of_a_long_lineage_leaves_one_file_of_refs_not_one_per_generation(tmp_path):
+    """Every start lists the mirror's refs: thousands of loose ref files (a first build, or a mirror
+    rebuilt after a disk loss) were read at each start until the packs reached a compaction."""
+    instance = init_instance(tmp_path / "home")
+    instance.state.mkdir(parents=True, exist_ok=True)
+    git = Git(instance.repo)
+    main = git.out("rev-parse", "refs/heads/main")
+    commands = "".join(f"create refs/tags/gen/{number} {main}\n" for number in range(1, 301))
+    git.run("update-ref", "--stdin", input=commands.encode())
+    folder = lineage_view.build(instance)
+    assert mirror_state(folder) == lineage_view.wanted_refs(git)
+    loose = list((folder / "repo.git" / "refs" / "tags").rglob("*"))
+    assert not [path for path in loose if path.is_file()], len(loose)

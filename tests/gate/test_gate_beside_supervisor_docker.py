@@ -12,6 +12,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from sandbox.spec import INSTANCE_LABEL
 from supervisor.cli import OuroborosGroup
 from supervisor.cli.gate_cmds import COMMANDS
 from supervisor.gate_scratch import GATE_LABEL_SUFFIX
@@ -47,12 +48,16 @@ def test_a_supervisor_starting_mid_gate_does_not_spoil_the_operators_gate(keeper
 
     thread = threading.Thread(target=gate, daemon=True)
     thread.start()
-    label = sandbox_instance + GATE_LABEL_SUFFIX
+    prefix = sandbox_instance + GATE_LABEL_SUFFIX + "-"  # then the gate run's folder name
+
+    def gate_boxes() -> list[dict[str, str]]:
+        return [box for box in docker_engine.managed() if box.get(INSTANCE_LABEL, "").startswith(prefix)]
+
     try:
         deadline = time.monotonic() + 60
-        while not docker_engine.managed(label) and time.monotonic() < deadline:
+        while not gate_boxes() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert docker_engine.managed(label), "the gate container never started"
+        assert gate_boxes(), "the gate container never started"
         # What `supervisor start` does before anything else, on the same repository:
         lock = RepoLock(repo).acquire(tmp_path / "home", attempts=1)  # the gate holds no lock it needs
         try:
@@ -66,5 +71,6 @@ def test_a_supervisor_starting_mid_gate_does_not_spoil_the_operators_gate(keeper
         assert verdict["passed"] and verdict["test_ids"].get("agent.tests.test_slow::test_slow") == "passed"
     finally:
         thread.join(120)
-        docker_engine.reconcile(instance=label)
+        for box in gate_boxes():
+            docker_engine.remove_managed(box["id"])
     assert not any((repo / "ouroboros" / "gate-runs").iterdir())
