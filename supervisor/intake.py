@@ -66,8 +66,10 @@ class Intake:
         try:
             record = store.load(found)
         except CandidateError as exc:
-            self.progress(f"proposal {proposal.id[:8]}: {exc}; gating it again")
-            return None
+            # Indexed with a record we cannot read: it may have been decided, and a decided proposal
+            # must stay decided (gating it again could accept it twice). The agent can propose anew.
+            self.progress(f"proposal {proposal.id[:8]}: {exc}; treated as decided, its file is dropped")
+            return DROPPED
         if record.proposal is None or record.proposal.id != proposal.id:
             return None  # indexed, then killed before the candidate took it: not decided yet
         return record
@@ -89,8 +91,7 @@ class Intake:
             self.gatekeeper.log.append("proposal-dropped", details={"proposals": batch})
             # Each batch indexed before the next is logged: a kill leaves at most the newest record
             # unindexed, and that one is exactly what `_dropped_in_log` reads back.
-            for proposal_id in batch:
-                self.gatekeeper.store.index_proposal(proposal_id, DROPPED)
+            self.gatekeeper.store.index_proposals(batch, DROPPED)  # one fsync per bucket, not per id
         for stale in stale_files:
             outbox.discard(stale)
         if ids:

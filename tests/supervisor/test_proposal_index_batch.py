@@ -36,3 +36,25 @@ def test_one_bad_id_indexes_none_of_the_batch(tmp_path):
     with pytest.raises(CandidateError):
         store.index_proposals([good, "../../etc/passwd"], DROPPED)
     assert store.candidate_for(good) is None
+
+
+def test_a_proposal_whose_indexed_record_cannot_be_read_stays_decided(tmp_path):
+    """Gating it again could accept the same proposal twice: an unreadable record counts as decided."""
+    from sandbox.fake import FakeEngine
+    from supervisor.intake import DROPPED, Intake
+    from supervisor.protocol import Proposal
+    from tests.supervisor.fakes import fake_instance, keeper, write_proposal
+
+    engine = FakeEngine()
+    instance = fake_instance(tmp_path / "home", engine)
+    gk = keeper(instance, engine)
+    folder = tmp_path / "outbox"
+    folder.mkdir()
+    proposal_id = write_proposal(folder)
+    gk.store.index_proposal(proposal_id, "1-1")
+    gk.store.path("1-1").parent.mkdir(parents=True, exist_ok=True)
+    gk.store.path("1-1").write_bytes(b"{not a record")
+    intake = Intake(gk, folder, progress=lambda _text: None, refused=lambda _kind, _text: None)
+    proposal = Proposal.model_validate_json((folder / f"{proposal_id}.json").read_bytes())
+    assert intake.recorded(proposal) == DROPPED
+    assert intake.next() is None and list(folder.iterdir()) == []
