@@ -22,7 +22,15 @@ Reported:
 --engine docker (default): the real engine, real gate containers (a cheap gate), the agent in its
 container. --engine fake: the fake engine, so only the supervisor's own work is timed.
 
-Usage: .venv/bin/python bench/soak.py [--seconds 600] [--engine docker|fake] [--no-trace]
+--smaps (a diagnostic): at every verdict the resident memory is also split by kind of mapping
+(read from /proc/self/smaps; see `MAPPING_KINDS`), and the slope of each kind after warm-up is
+printed, so RSS growth can be pinned to the allocator or mapping it lives in.
+
+--malloc-trim (a diagnostic): glibc's malloc_trim(0) after every verdict, which hands the free memory
+of malloc's arenas back to the kernel; RSS growth that remains is not malloc's free memory.
+
+Usage: .venv/bin/python bench/soak.py [--seconds 600] [--engine docker|fake] [--no-trace] [--smaps]
+       [--malloc-trim]
 """
 
 from __future__ import annotations
@@ -140,33 +148,88 @@ def _mallinfo2() -> Callable[[], int]:
 malloc_kb = _mallinfo2()
 
 
+def _malloc_trim() -> Callable[[], None]:
+    try:
+        function = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        raise SystemExit("--malloc-trim needs glibc") from None
+    function.argtypes = [ctypes.c_size_t]
+    return lambda: function(0)
+
+
+MAPPING_KINDS = ("heap", "thread_arenas", "thread_stacks", "other_anon", "files")
+_THREAD_HEAP = 64 * 2**20  # glibc maps each thread arena's heap at a multiple of HEAP_MAX_SIZE (64 MiB)
+
+
+def mapping_kinds_kb() -> tuple[int, ...]:
+    """Resident KB per kind of mapping, in the order of MAPPING_KINDS (heuristics, for a diagnostic):
+
+    heap: the main malloc arena (`[heap]`, brk); thread_arenas: anonymous read-write mappings at a
+    multiple of 64 MiB (glibc's per-thread arenas); thread_stacks: anonymous read-write mappings
+    right above a one-page no-access guard (glibc thread stacks) and the main `[stack]`;
+    other_anon: every other anonymous mapping (Python's obmalloc arenas, malloc's mmapped blocks,
+    libffi); files: mapped files (code, shared libraries, data files) and the kernel's pages."""
+    totals = [0] * len(MAPPING_KINDS)
+    kind, previous_end, previous_guard = 0, -1, False
+    with open("/proc/self/smaps", encoding="ascii", errors="replace") as smaps:
+        for line in smaps:
+            head = line.split(maxsplit=6)
+            if "-" in head[0] and len(head) >= 5 and ":" in head[3]:  # a mapping's first line
+                start, end = (int(part, 16) for part in head[0].split("-"))
+                name, perms = (head[5].strip() if len(head) > 5 else ""), head[1]
+                guard_below = previous_guard and previous_end == start
+                kind = _kind(name, perms, start, guard_below)
+                previous_end, previous_guard = end, not name and perms.startswith("---") and end - start <= 65536
+            elif head[0] == "Rss:":
+                totals[kind] += int(head[1])
+    return tuple(totals)
+
+
+def _kind(name: str, perms: str, start: int, guard_below: bool) -> int:
+    if name == "[heap]":
+        return 0
+    if name == "[stack]":
+        return 2
+    if name or not perms.startswith("rw"):
+        return 4
+    if start % _THREAD_HEAP == 0:
+        return 1
+    return 2 if guard_below else 3
+
+
 class Recorder:
     """Samples written into arrays allocated once, before tracing starts: the bench itself must not
     grow per verdict, or it would measure its own list (a list of samples is ~0.3 KB a verdict)."""
 
-    FIELDS = ("verdict", "at", "rss_kb", "cpu", "malloc_kb")
+    FIELDS = ("verdict", "at", "rss_kb", "cpu", "malloc_kb") + MAPPING_KINDS
 
     def __init__(self, capacity: int) -> None:
         self.capacity, self.count = capacity, 0
         self.data = {name: array.array("d", bytes(8 * capacity)) for name in self.FIELDS}
 
     def add(self, *values: float) -> None:
-        for name, value in zip(self.FIELDS, values, strict=True):
+        for name, value in zip(self.FIELDS, values, strict=False):  # fields not given stay 0
             self.data[name][self.count] = value
         self.count += 1
 
     def samples(self) -> list[Sample]:
-        columns = [self.data[name][:self.count] for name in self.FIELDS]
+        columns = [self.data[name][:self.count] for name in self.FIELDS[:5]]
         return [Sample(int(v), at, int(rss), cpu, int(heap)) for v, at, rss, cpu, heap in zip(*columns, strict=True)]
 
+    def column(self, name: str) -> list[float]:
+        return list(self.data[name][:self.count])
 
-def soak(seconds: float, engine_kind: str, trace: bool) -> tuple[list[Sample], list[tuple[int, int]]]:
-    """Per-verdict samples, and (verdict, traced bytes after a collection) every TRACE_EVERY verdicts."""
+
+def soak(seconds: float, engine_kind: str, trace: bool, smaps: bool = False,
+         trim: bool = False) -> tuple[list[Sample], list[tuple[int, int]], dict[str, list[float]]]:
+    """Per-verdict samples, (verdict, traced bytes after a collection) every TRACE_EVERY verdicts,
+    and with `smaps` the resident KB of each of MAPPING_KINDS at every verdict."""
     capacity = int(seconds * 50) + 1000  # far more verdicts than a second can hold
     recorder, traced = Recorder(capacity), Recorder(capacity // TRACE_EVERY + 10)
     if trace:
         tracemalloc.start(1)  # from the start: a bounded cache refilled later must not look like growth
     instance, engine, image = setup(engine_kind)
+    trim_now = _malloc_trim() if trim else lambda: None
     deadline = time.monotonic() + seconds
     last = [-1]
 
@@ -176,17 +239,20 @@ def soak(seconds: float, engine_kind: str, trace: bool) -> tuple[list[Sample], l
         if last[0] == count or full:  # asked again with no new verdict (or no room left)
             return full or time.monotonic() > deadline
         last[0] = count
+        trim_now()
         if trace and count % TRACE_EVERY == 0:
             gc.collect()
             traced.add(count, tracemalloc.get_traced_memory()[0], 0, 0, 0)
-        recorder.add(count, time.monotonic(), rss_kb(), cpu_s(), malloc_kb())
+        kinds = mapping_kinds_kb() if smaps else ()
+        recorder.add(count, time.monotonic(), rss_kb(), cpu_s(), malloc_kb(), *kinds)
         return time.monotonic() > deadline
 
     try:
         Supervisor(instance, engine, image, stop_when=sample).run()
     finally:
         engine.reconcile(instance=instance.instance_id)
-    return recorder.samples(), [(s.verdict, int(s.at)) for s in traced.samples()]
+    kinds = {name: recorder.column(name) for name in MAPPING_KINDS} if smaps else {}
+    return recorder.samples(), [(s.verdict, int(s.at)) for s in traced.samples()], kinds
 
 
 @dataclass
@@ -224,8 +290,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--engine", choices=("docker", "fake"), default="docker")
     parser.add_argument("--no-trace", action="store_true", help="RSS only: no tracemalloc, no collections")
+    parser.add_argument("--smaps", action="store_true", help="also split RSS by kind of mapping, every verdict")
+    parser.add_argument("--malloc-trim", action="store_true", help="diagnostic: malloc_trim(0) after every verdict")
     args = parser.parse_args()
-    samples, traced = soak(args.seconds, args.engine, trace=not args.no_trace)
+    samples, traced, kinds = soak(args.seconds, args.engine, trace=not args.no_trace, smaps=args.smaps,
+                                  trim=args.malloc_trim)
     if len(samples) < 7:
         raise SystemExit(f"only {len(samples)} verdicts in {args.seconds:g} s: run longer")
     window = 100 if len(samples) >= 301 else (len(samples) - 1) // 3
@@ -248,9 +317,24 @@ def main() -> None:
           f"(verdicts {warm[0].verdict}-{warm[-1].verdict}): rss {rss.slope:+.3f} +- {rss.noise + quantum:.3f} "
           f"KB/verdict (3 standard errors of {BATCHES} batch means + one 4 KB page over the window); malloc in use "
           f"{heap.slope:+.3f} +- {heap.noise:.3f} KB/verdict; {traced_text}")
+    if kinds:
+        print_kinds(samples, kinds)
     print(f"verdict_time_ratio {cpu_last / cpu_first:.2f} (target <= 1.1)")
     reported = 0.0 if rss.within_noise(quantum) else rss.slope
     print(f"rss_growth_per_verdict_kb {reported:.2f} (target 0)")
+
+
+def print_kinds(samples: list[Sample], kinds: dict[str, list[float]]) -> None:
+    """Per kind of mapping: resident KB at the first sample, at warm-up and at the end, and the
+    slope after warm-up (KB/verdict, same batch means as the RSS line)."""
+    half = len(samples) // 2
+    verdicts = [float(s.verdict) for s in samples[half:]]
+    parts = []
+    for name, column in kinds.items():
+        slope = batch_fit(verdicts, column[half:])
+        parts.append(f"{name} {column[0]:.0f}/{column[half]:.0f}/{column[-1]:.0f} KB {slope.slope:+.3f} +- "
+                     f"{slope.noise:.3f}")
+    print("resident by mapping (first/warm/last, slope after warm-up KB/verdict): " + "; ".join(parts))
 
 
 def ratio_parts(values: list[float], window: int) -> tuple[float, float]:
