@@ -23,7 +23,8 @@ def read_lines(path: Path, offset: int) -> tuple[list[bytes], int]:
         return [], offset
     with open(path, "rb") as handle:
         handle.seek(offset)
-        data = handle.read(MAX_BATCH_BYTES)
+        # Never more than the file holds: a read of n bytes allocates n bytes first.
+        data = handle.read(max(0, min(MAX_BATCH_BYTES, os.fstat(handle.fileno()).st_size - offset)))
     end = data.rfind(b"\n") + 1
     return [line for line in data[:end].split(b"\n")[:-1]], offset + end
 
