@@ -25,9 +25,9 @@ def test_the_newest_are_chosen_by_number_and_only_they_are_read(tmp_path, monkey
     read: list[str] = []
     original = CandidateStore._read
 
-    def counting(self, path):
+    def counting(self, path, **kwargs):
         read.append(path.name)
-        return original(self, path)
+        return original(self, path, **kwargs)
 
     monkeypatch.setattr(CandidateStore, "_read", counting)
     shown, total = store.newest(4)
