@@ -22,6 +22,15 @@ Reported:
 --engine docker (default): the real engine, real gate containers (a cheap gate), the agent in its
 container. --engine fake: the fake engine, so only the supervisor's own work is timed.
 
+Where the instance lives (--home-fs): by default, as root, on a journaled ext4 filesystem the bench
+makes (a 4 GiB sparse image, loop-mounted), as an operator's server would have it; else in the
+temporary folder. Why not just the temporary folder: on a machine whose root filesystem is ext4
+*without* a journal (this project's CI machines), the kernel's inode allocator skips every inode
+freed in the last 60 seconds (fs/ext4/ialloc.c, `recently_deleted`), so creating files gets slower
+the more were deleted in the last minute, whoever deleted them. A plain loop that writes and
+deletes a 500-file tree, with no supervisor code, slowed from 88 to 288 ms per pass there; on a
+journaled ext4 image it stayed at 18 ms. `--home-fs tmp` measures on the temporary folder anyway.
+
 --smaps (a diagnostic): at every verdict the resident memory is also split by kind of mapping
 (read from /proc/self/smaps; see `MAPPING_KINDS`), and the slope of each kind after warm-up is
 printed, so RSS growth can be pinned to the allocator or mapping it lives in.
@@ -29,8 +38,8 @@ printed, so RSS growth can be pinned to the allocator or mapping it lives in.
 --malloc-trim (a diagnostic): glibc's malloc_trim(0) after every verdict, which hands the free memory
 of malloc's arenas back to the kernel; RSS growth that remains is not malloc's free memory.
 
-Usage: .venv/bin/python bench/soak.py [--seconds 600] [--engine docker|fake] [--no-trace] [--smaps]
-       [--malloc-trim]
+Usage: .venv/bin/python bench/soak.py [--seconds 600] [--engine docker|fake] [--home-fs ext4|tmp]
+       [--no-trace] [--smaps] [--malloc-trim]
 """
 
 from __future__ import annotations
@@ -41,13 +50,16 @@ import ctypes
 import gc
 import math
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,8 +103,36 @@ def fake_agent(container: FakeContainer) -> int:
     return 137
 
 
-def setup(engine_kind: str):
-    home = Path(tempfile.mkdtemp(prefix="ouroboros-soak-")) / "home"
+IMAGE_SIZE = "4G"
+
+
+@contextmanager
+def home_folder(kind: str) -> Iterator[Path]:
+    """A fresh folder for the instance: on a journaled ext4 image the bench mounts (`ext4`) or in
+    the temporary folder (`tmp`). See the module's docstring for why."""
+    scratch = Path(tempfile.mkdtemp(prefix="ouroboros-soak-"))
+    if kind == "tmp":
+        yield scratch
+        shutil.rmtree(scratch, ignore_errors=True)
+        return
+    image, mounted = scratch / "home.img", scratch / "fs"
+    mounted.mkdir()
+    try:
+        subprocess.run(["truncate", "-s", IMAGE_SIZE, str(image)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)  # mkfs's default: with a journal
+        subprocess.run(["mount", "-o", "loop", str(image), str(mounted)], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise SystemExit(f"cannot make the ext4 home ({exc}); run as root or pass --home-fs tmp") from None
+    try:
+        yield mounted
+    finally:
+        subprocess.run(["umount", "--lazy", str(mounted)], check=False)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def setup(engine_kind: str, folder: Path):
+    home = folder / "home"
     if engine_kind == "fake":
         engine = FakeEngine(agent=fake_agent)
         # fake_instance turns held-out acceptance off: the fake engine runs no real agent to judge.
@@ -220,7 +260,7 @@ class Recorder:
         return list(self.data[name][:self.count])
 
 
-def soak(seconds: float, engine_kind: str, trace: bool, smaps: bool = False,
+def soak(seconds: float, engine_kind: str, trace: bool, folder: Path, smaps: bool = False,
          trim: bool = False) -> tuple[list[Sample], list[tuple[int, int]], dict[str, list[float]]]:
     """Per-verdict samples, (verdict, traced bytes after a collection) every TRACE_EVERY verdicts,
     and with `smaps` the resident KB of each of MAPPING_KINDS at every verdict."""
@@ -228,7 +268,7 @@ def soak(seconds: float, engine_kind: str, trace: bool, smaps: bool = False,
     recorder, traced = Recorder(capacity), Recorder(capacity // TRACE_EVERY + 10)
     if trace:
         tracemalloc.start(1)  # from the start: a bounded cache refilled later must not look like growth
-    instance, engine, image = setup(engine_kind)
+    instance, engine, image = setup(engine_kind, folder)
     trim_now = _malloc_trim() if trim else lambda: None
     deadline = time.monotonic() + seconds
     last = [-1]
@@ -289,18 +329,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--engine", choices=("docker", "fake"), default="docker")
+    parser.add_argument("--home-fs", choices=("ext4", "tmp"), default="ext4" if os.geteuid() == 0 else "tmp",
+                        help="where the instance lives: a journaled ext4 image the bench mounts (default as "
+                             "root) or the temporary folder (default otherwise)")
     parser.add_argument("--no-trace", action="store_true", help="RSS only: no tracemalloc, no collections")
     parser.add_argument("--smaps", action="store_true", help="also split RSS by kind of mapping, every verdict")
     parser.add_argument("--malloc-trim", action="store_true", help="diagnostic: malloc_trim(0) after every verdict")
     args = parser.parse_args()
-    samples, traced, kinds = soak(args.seconds, args.engine, trace=not args.no_trace, smaps=args.smaps,
-                                  trim=args.malloc_trim)
+    with home_folder(args.home_fs) as folder:
+        samples, traced, kinds = soak(args.seconds, args.engine, trace=not args.no_trace, folder=folder,
+                                      smaps=args.smaps, trim=args.malloc_trim)
     if len(samples) < 7:
         raise SystemExit(f"only {len(samples)} verdicts in {args.seconds:g} s: run longer")
     window = 100 if len(samples) >= 301 else (len(samples) - 1) // 3
     wall_first, wall_last = ratio_parts([s.at for s in samples], window)
     cpu_first, cpu_last = ratio_parts([s.cpu for s in samples], window)
-    print(f"verdicts {len(samples)} in {args.seconds:g} s ({args.engine} engine); median per verdict, first "
+    print(f"verdicts {len(samples)} in {args.seconds:g} s ({args.engine} engine, home on {args.home_fs}); median per verdict, first "
           f"{window} vs last {window}: wall {wall_first * 1000:.0f} -> {wall_last * 1000:.0f} ms "
           f"(ratio {wall_last / wall_first:.2f}), cpu {cpu_first * 1000:.0f} -> {cpu_last * 1000:.0f} ms")
     warm = samples[len(samples) // 2:]  # the first half is warm-up
