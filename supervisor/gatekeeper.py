@@ -12,6 +12,7 @@ generation 0 and one-off gating (`genesis`), rollback (`rollback`) and recovery 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from supervisor.baseline import BaselineCache
 from supervisor.candidates import (CANDIDATE_PREFIX, CandidateError, CandidateRecord, CandidateStore,
                                    make_candidate_commit, now)
 from supervisor.decision_log import DecisionLog, verdict_details
-from supervisor import gate_weather, merging
+from supervisor import gate_weather, merging, stamps
 from supervisor.errors import ConfigError, OuroborosError
 from supervisor.gate import GateResult, GateRunner
 from supervisor.gate_config import CONFIG_FILE, GateConfig, parse_config
@@ -41,7 +42,9 @@ from supervisor.trees import remove_tree
 from supervisor.verdicts import RollbackResult, Verdict
 
 MAX_REBASES = 5
+FULL_GC_EVERY_S = 86_400  # a full gc of the repository at most once a day; geometric repacks between
 _S = CandidateState
+_FULL_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class Gatekeeper:
@@ -61,6 +64,7 @@ class Gatekeeper:
         self.log = DecisionLog(self.state_dir / "decisions.jsonl")
         self.journal = JournalWriter(self._journal_root(journal_root))
         self._config = config
+        self._known_generation: tuple[str, int] | None = None  # (commit, number): see generation_of
         self.runner = GateRunner(self.git, engine, self.scratch, image, instance)
         self.runner.work_area = self.worktrees  # capped in `supervisor start` (diskcap); recover() clears leftovers
         # Called when a gate failed for the engine's reasons, with the least pause to take first; True once
@@ -99,10 +103,43 @@ class Gatekeeper:
         return {int(ref[len(GEN_TAG_PREFIX):]): sha for ref, sha in tags.items()
                 if ref[len(GEN_TAG_PREFIX):].isdigit()}
 
+    def latest_generation(self) -> int:
+        """The highest generation number (0 if none): git sorts the tags and hands over one."""
+        top = self.git.out("for-each-ref", "--sort=-version:refname", "--count=1", "--format=%(refname)",
+                           GEN_TAG_PREFIX.rstrip("/"))[len(GEN_TAG_PREFIX):]
+        if top.isdigit() or not top:  # else a tag of another shape sorts first: read them all
+            return int(top or 0)
+        return max(self.generations(), default=0)
+
     def generation_of(self, commit: str) -> int | None:
-        names = [ref[len(GEN_TAG_PREFIX):] for ref in self.git.refs_at(commit, GEN_TAG_PREFIX.rstrip("/"))]
-        numbers = [int(name) for name in names if name.isdigit()]
-        return max(numbers) if numbers else None
+        """The generation `commit` is tagged as (the highest, if several), or None.
+
+        Asked at every verdict and agent start, so it does no work per generation in Python, and
+        none in git when it can help it: the last answer is remembered and, asked about the same
+        commit, checked by reading that one tag. Otherwise git lists the tags (`--points-at`
+        would make it read every tagged object) and the commit is searched for in the text."""
+        full = commit if _FULL_ID.fullmatch(commit) else self.git.rev_parse(commit)
+        if full is None:
+            return None
+        known = self._known_generation
+        if known is not None and known[0] == full and self.git.ref_value(f"{GEN_TAG_PREFIX}{known[1]}") == full:
+            return known[1]
+        text = "\n" + self.git.out("for-each-ref", "--format=%(objectname) %(refname)", GEN_TAG_PREFIX.rstrip("/"))
+        needle, numbers, at = f"\n{full} {GEN_TAG_PREFIX}", [], 0
+        while (at := text.find(needle, at)) >= 0:
+            at += len(needle)
+            end = text.find("\n", at)
+            name = text[at:] if end < 0 else text[at:end]
+            if name.isdigit():
+                numbers.append(int(name))
+        if not numbers:
+            return None
+        self.remember_generation(full, max(numbers))
+        return max(numbers)
+
+    def remember_generation(self, commit: str, number: int) -> None:
+        """What `generation_of` checks first (set when a commit is tagged, or found tagged)."""
+        self._known_generation = (commit, number)
 
     def config(self, rev: str | None = None) -> GateConfig:
         """The gate config as committed at `rev` (default main); defaults if the file is absent."""
@@ -345,9 +382,19 @@ class Gatekeeper:
         return recover_repository(self, abandon_pending)
 
     def maintain(self) -> None:
-        """Pack loose refs and objects (the repository config turns automatic gc off): run now and then."""
+        """Pack loose refs and objects (the repository config turns automatic gc off): run now and then.
+
+        The packs are merged geometrically (a pack is rewritten only when the newer ones together
+        reach its size: each object is copied O(log n) times in all, so the work does not grow
+        with the lineage as a gc each time did); a full gc, which rewrites every object and drops
+        the unreachable ones, runs at most once a day."""
         self.git.run("pack-refs", "--all", "--prune", check=False, timeout_s=600)
-        self.git.run("gc", "--quiet", "--prune=2.weeks.ago", check=False, timeout_s=1800)
+        stamp = self.state_dir / "git-gc"
+        if stamps.due(stamp, FULL_GC_EVERY_S):
+            if self.git.run("gc", "--quiet", "--prune=2.weeks.ago", check=False, timeout_s=1800).returncode == 0:
+                stamps.done(stamp)
+        else:
+            self.git.run("repack", "-d", "-q", "--geometric=2", check=False, timeout_s=1800)
         _moved, error = prune_records(self.state_dir, lambda: self.config().retention)  # accepted ones too
         if error:
             logging.getLogger("ouroboros.gatekeeper").warning("%s", error)

@@ -149,11 +149,6 @@ class Git:
         text = self.out("for-each-ref", "--format=%(refname) %(objectname)", *prefixes)
         return dict(line.split(" ", 1) for line in text.splitlines() if line)
 
-    def refs_at(self, commit: str, prefix: str) -> list[str]:
-        """The refs under `prefix` that point at `commit` (git filters: the list of refs can be long)."""
-        done = self.run("for-each-ref", f"--points-at={commit}", "--format=%(refname)", prefix, check=False)
-        return done.stdout.decode(errors="replace").split() if done.returncode == 0 else []
-
     def tree_of(self, rev: str) -> str:
         return self.out("rev-parse", "--verify", "--end-of-options", f"{rev}^{{tree}}")
 

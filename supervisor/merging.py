@@ -67,14 +67,14 @@ def _rebase(keeper: Gatekeeper, record: CandidateRecord, old_base: str, main: st
 
 def tag(keeper: Gatekeeper, commit: str) -> int:
     """Tag `commit` as the next generation (or return its number if it has one); under the merge lock."""
-    generations = keeper.generations()  # one listing: it grows with the lineage
-    existing = [n for n, sha in generations.items() if sha == commit]
-    if existing:
-        return max(existing)
-    number = max(generations, default=0) + 1
+    existing = keeper.generation_of(commit)
+    if existing is not None:
+        return existing
+    number = keeper.latest_generation() + 1
     while True:
         try:
             keeper.git.update_ref(f"{GEN_TAG_PREFIX}{number}", commit, ZERO, "ouroboros: generation")
+            keeper.remember_generation(commit, number)
             return number
         except RefMovedError:
             number += 1

@@ -1,0 +1,84 @@
+"""Generation numbers: the next one is past the highest ever given, whatever main holds now.
+
+Tagging asks git for the highest tag only (a listing of every generation grew with the lineage),
+so these pin what that shortcut must still get right: numbers compared as numbers, a rollback
+not reusing a number, a commit tagged once, a tag of another shape not breaking the count."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from supervisor import merging
+from supervisor.gatekeeper import Gatekeeper
+from supervisor.git_ops import GEN_TAG_PREFIX, MAIN_REF, ZERO, Git
+
+
+def _commit(g: Git, parent: str, text: str) -> str:
+    blob = g.out("hash-object", "-w", "--stdin", input=text.encode())
+    tree = g.out("mktree", input=f"100644 blob {blob}\tfile.txt\n".encode())
+    return g.commit_tree(tree, [parent], text)
+
+
+def _tag(g: Git, number: int | str, commit: str) -> None:
+    g.update_ref(f"{GEN_TAG_PREFIX}{number}", commit, ZERO)
+
+
+def test_numbers_compare_as_numbers_and_a_tagged_commit_keeps_its_number(offline_keeper: Gatekeeper) -> None:
+    g = offline_keeper.git
+    main = g.ref_value(MAIN_REF)
+    assert offline_keeper.latest_generation() == 0
+    commits = {n: _commit(g, main, f"gen {n}") for n in (1, 2, 9, 10)}
+    for n, commit in commits.items():
+        _tag(g, n, commit)
+    assert offline_keeper.latest_generation() == 10  # not 9, as a sort of the names as text would say
+    assert merging.tag(offline_keeper, commits[9]) == 9  # already a generation: no second tag
+    assert merging.tag(offline_keeper, _commit(g, main, "next")) == 11
+    assert sorted(offline_keeper.generations()) == [1, 2, 9, 10, 11]
+
+
+def test_after_a_rollback_the_next_number_is_past_the_highest(offline_keeper: Gatekeeper) -> None:
+    g = offline_keeper.git
+    main = g.ref_value(MAIN_REF)
+    first, second, third = (_commit(g, main, f"gen {n}") for n in (1, 2, 3))
+    for n, commit in ((1, first), (2, second), (3, third)):
+        _tag(g, n, commit)
+    g.update_ref(MAIN_REF, first, main)  # main rolled back to generation 1
+    assert offline_keeper.generation_of(offline_keeper.main()) == 1
+    assert merging.tag(offline_keeper, _commit(g, first, "after the rollback")) == 4
+
+
+def test_a_tag_of_another_shape_does_not_break_the_count(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
+    g = offline_keeper.git
+    main = g.ref_value(MAIN_REF)
+    _tag(g, 7, _commit(g, main, "seven"))
+    _tag(g, "zz-operator-note", main)  # sorts above every number
+    assert offline_keeper.latest_generation() == 7
+    assert merging.tag(offline_keeper, _commit(g, main, "eight")) == 8
+
+
+def test_the_remembered_answer_is_checked_not_trusted(offline_keeper: Gatekeeper) -> None:
+    """generation_of remembers its last answer; a tag deleted or moved since (by an operator) is seen."""
+    g = offline_keeper.git
+    main = g.ref_value(MAIN_REF)
+    first, second = _commit(g, main, "one"), _commit(g, main, "two")
+    _tag(g, 1, first)
+    assert offline_keeper.generation_of(first) == 1
+    g.run("update-ref", "-d", f"{GEN_TAG_PREFIX}1")
+    assert offline_keeper.generation_of(first) is None
+    _tag(g, 1, second)
+    assert offline_keeper.generation_of(second) == 1
+    g.run("update-ref", f"{GEN_TAG_PREFIX}1", first)  # the tag moved to another commit
+    assert offline_keeper.generation_of(second) is None
+    assert offline_keeper.generation_of(first) == 1
+    assert offline_keeper.generation_of(first[:12]) == 1  # a short id is resolved first
+    assert offline_keeper.generation_of("no-such-revision") is None
+
+
+def test_the_highest_of_several_tags_is_the_generation(offline_keeper: Gatekeeper) -> None:
+    g = offline_keeper.git
+    main = g.ref_value(MAIN_REF)
+    commit = _commit(g, main, "twice tagged")
+    for number in (3, 12):
+        _tag(g, number, commit)
+    _tag(g, 5, _commit(g, main, "another"))
+    assert offline_keeper.generation_of(commit) == 12

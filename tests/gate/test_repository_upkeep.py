@@ -1,0 +1,61 @@
+"""Repository upkeep: loose refs and objects are packed at every maintenance, at a cost that does
+not grow with the lineage (geometric repacks), and a full gc runs at most once a day."""
+
+from __future__ import annotations
+
+import time
+
+from supervisor import gatekeeper as gatekeeper_module
+from supervisor.gatekeeper import Gatekeeper
+from supervisor.git_ops import Git
+
+
+def _loose_objects(g: Git, n: int, tag: str) -> None:
+    """`n` commits on a ref of their own, each with a new file: reachable, loose objects."""
+    parent = g.ref_value("refs/heads/main")
+    for i in range(n):
+        blob = g.out("hash-object", "-w", "--stdin", input=f"{tag} {i}\n".encode())
+        tree = g.out("mktree", input=f"100644 blob {blob}\tfile.txt\n".encode())
+        parent = g.commit_tree(tree, [parent] if parent else [], f"{tag} {i}")
+    g.run("update-ref", f"refs/ouroboros/rejected/{tag}", parent)
+
+
+def _counts(g: Git) -> dict[str, int]:
+    return {key: int(value) for key, value in
+            (line.split(": ", 1) for line in g.out("count-objects", "-v").splitlines()) if value.isdigit()}
+
+
+def test_maintenance_packs_loose_objects_and_runs_a_full_gc_once_a_day(offline_keeper: Gatekeeper,
+                                                                         monkeypatch) -> None:
+    g = offline_keeper.git
+    runs: list[str] = []
+    real_run = Git.run
+
+    def recording(self: Git, *args: str, **kwargs):  # type: ignore[no-untyped-def]
+        runs.append(args[0])
+        return real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Git, "run", recording)
+    stamp = offline_keeper.state_dir / "git-gc"
+
+    _loose_objects(g, 10, "first")
+    offline_keeper.maintain()
+    assert "gc" in runs and stamp.exists()  # never run before: a full gc now
+    assert _counts(g)["count"] == 0
+
+    runs.clear()
+    _loose_objects(g, 10, "second")
+    offline_keeper.maintain()
+    assert "gc" not in runs and "repack" in runs  # the same day: only a geometric repack
+    assert _counts(g)["count"] == 0  # and it packed the new loose objects all the same
+
+    runs.clear()
+    stamp.write_text(f"{time.time() - gatekeeper_module.FULL_GC_EVERY_S - 1}\n")
+    offline_keeper.maintain()
+    assert "gc" in runs  # a day later: due again
+
+    for unusable in (f"{time.time() + 3600}\n", "torn"):  # from the future (clock set back), or torn
+        runs.clear()
+        stamp.write_text(unusable)
+        offline_keeper.maintain()
+        assert "gc" in runs
