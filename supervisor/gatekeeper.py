@@ -12,7 +12,6 @@ generation 0 and one-off gating (`genesis`), rollback (`rollback`) and recovery 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,9 @@ from supervisor.errors import ConfigError, OuroborosError
 from supervisor.gate import GateResult, GateRunner
 from supervisor.gate_config import CONFIG_FILE, GateConfig, parse_config
 from supervisor.gate_weather import INFRA_TRIES, GateInterruptedError, infra_backoff_s
+from supervisor.generations import GenerationTags
 from supervisor.genesis import ensure_gated_main, gate_commit
-from supervisor.git_ops import GEN_TAG_PREFIX, MAIN_REF, ZERO, Git, GitError, RefMovedError, find_common_dir
+from supervisor.git_ops import MAIN_REF, ZERO, Git, GitError, RefMovedError, find_common_dir
 from supervisor.journal_writer import JournalError, JournalWriter, verdict_note
 from supervisor.protocol import Proposal
 from supervisor.recovery import recover_repository
@@ -44,7 +44,6 @@ from supervisor.verdicts import RollbackResult, Verdict
 MAX_REBASES = 5
 FULL_GC_EVERY_S = 86_400  # a full gc of the repository at most once a day; geometric repacks between
 _S = CandidateState
-_FULL_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class Gatekeeper:
@@ -54,6 +53,7 @@ class Gatekeeper:
                  journal_root: Path | None = None, image: str | None = None, instance: str = "default") -> None:
         self.common = find_common_dir(Path(repo_path))
         self.git = Git(self.common)
+        self.tags = GenerationTags(self.git)
         self.state_dir = self.common / "ouroboros"
         self.worktrees = self.state_dir / "worktrees"
         self.scratch = self.state_dir / "tmp"
@@ -64,7 +64,6 @@ class Gatekeeper:
         self.log = DecisionLog(self.state_dir / "decisions.jsonl")
         self.journal = JournalWriter(self._journal_root(journal_root))
         self._config = config
-        self._known_generation: tuple[str, int] | None = None  # (commit, number): see generation_of
         self.runner = GateRunner(self.git, engine, self.scratch, image, instance)
         self.runner.work_area = self.worktrees  # capped in `supervisor start` (diskcap); recover() clears leftovers
         # Called when a gate failed for the engine's reasons, with the least pause to take first; True once
@@ -99,47 +98,13 @@ class Gatekeeper:
         return main
 
     def generations(self) -> dict[int, str]:
-        tags = self.git.refs(GEN_TAG_PREFIX.rstrip("/"))
-        return {int(ref[len(GEN_TAG_PREFIX):]): sha for ref, sha in tags.items()
-                if ref[len(GEN_TAG_PREFIX):].isdigit()}
+        return self.tags.all()
 
-    def latest_generation(self) -> int:
-        """The highest generation number (0 if none): git sorts the tags and hands over one."""
-        top = self.git.out("for-each-ref", "--sort=-version:refname", "--count=1", "--format=%(refname)",
-                           GEN_TAG_PREFIX.rstrip("/"))[len(GEN_TAG_PREFIX):]
-        if top.isdigit() or not top:  # else a tag of another shape sorts first: read them all
-            return int(top or 0)
-        return max(self.generations(), default=0)
+    def latest_generation(self) -> tuple[int, str | None]:
+        return self.tags.latest()
 
     def generation_of(self, commit: str) -> int | None:
-        """The generation `commit` is tagged as (the highest, if several), or None.
-
-        Asked at every verdict and agent start, so it does no work per generation in Python, and
-        none in git when it can help it: the last answer is remembered and, asked about the same
-        commit, checked by reading that one tag. Otherwise git lists the tags (`--points-at`
-        would make it read every tagged object) and the commit is searched for in the text."""
-        full = commit if _FULL_ID.fullmatch(commit) else self.git.rev_parse(commit)
-        if full is None:
-            return None
-        known = self._known_generation
-        if known is not None and known[0] == full and self.git.ref_value(f"{GEN_TAG_PREFIX}{known[1]}") == full:
-            return known[1]
-        text = "\n" + self.git.out("for-each-ref", "--format=%(objectname) %(refname)", GEN_TAG_PREFIX.rstrip("/"))
-        needle, numbers, at = f"\n{full} {GEN_TAG_PREFIX}", [], 0
-        while (at := text.find(needle, at)) >= 0:
-            at += len(needle)
-            end = text.find("\n", at)
-            name = text[at:] if end < 0 else text[at:end]
-            if name.isdigit():
-                numbers.append(int(name))
-        if not numbers:
-            return None
-        self.remember_generation(full, max(numbers))
-        return max(numbers)
-
-    def remember_generation(self, commit: str, number: int) -> None:
-        """What `generation_of` checks first (set when a commit is tagged, or found tagged)."""
-        self._known_generation = (commit, number)
+        return self.tags.of(commit)
 
     def config(self, rev: str | None = None) -> GateConfig:
         """The gate config as committed at `rev` (default main); defaults if the file is absent."""

@@ -102,6 +102,15 @@ class Git:
     def __init__(self, git_dir: Path) -> None:
         self.git_dir = Path(git_dir).resolve()
 
+    def command(self, *args: str, work_tree: Path | None = None) -> list[str]:
+        """The argv `run` would start, for a caller that pipes one git into another program."""
+        command = ["git", f"--git-dir={self.git_dir}"]
+        if work_tree is not None:
+            command.append(f"--work-tree={work_tree}")
+        for item in SAFE_CONFIG:
+            command += ["-c", item]
+        return command + list(args)
+
     def run(
         self,
         *args: str,
@@ -111,12 +120,7 @@ class Git:
         check: bool = True,
         timeout_s: float = 120,
     ) -> subprocess.CompletedProcess[bytes]:
-        command = ["git", f"--git-dir={self.git_dir}"]
-        if work_tree is not None:
-            command.append(f"--work-tree={work_tree}")
-        for item in SAFE_CONFIG:
-            command += ["-c", item]
-        command += list(args)
+        command = self.command(*args, work_tree=work_tree)
         extra = {"GIT_INDEX_FILE": str(index_file)} if index_file else {}
         try:
             done = subprocess.run(

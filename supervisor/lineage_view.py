@@ -21,13 +21,17 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sandbox import ContainerSpec, Mount
 from supervisor import stamps
 from supervisor.console.text import plain
-from supervisor.git_ops import Git, GitError
+from supervisor.git_ops import Git, GitError, safe_env
 from supervisor.instance import Instance
 from supervisor.scorecard import ScorecardStore
 
@@ -40,7 +44,7 @@ MAPPING = (
     ("refs/ouroboros/rejected/", "refs/heads/rejected/"),
     ("refs/ouroboros/rolled-back/", "refs/heads/rolled-back/"),
 )
-MAIN_LINE = "refs/heads/main "  # the mirror's main in a listing line, before its sha
+MIRROR_MAIN = "refs/heads/main"
 SUMMARY_ROWS = 20
 COMPACT_AFTER = 20  # packs (or hundreds of loose objects) before the small packs are merged
 FULL_GC_EVERY_S = 86_400  # and a full gc, dropping what the trusted side pruned, once a day at most
@@ -82,40 +86,28 @@ def build(instance: Instance) -> Path:
 
 def wanted_refs(trusted: Git) -> dict[str, str]:
     """The mirror's refs as they should be: each trusted ref of MAPPING under its mirror name."""
-    return dict(line.split(" ", 1) for line in _wanted_lines(trusted) if line)
-
-
-def _wanted_lines(trusted: Git) -> list[str]:
-    """`wanted_refs` as git's listing lines ("<ref> <sha>"): the renaming is a replace of each
-    line's start over the whole text, so nothing per ref runs in Python (the listing grows with
-    the lineage: three refs a generation)."""
-    text = "\n" + trusted.out("for-each-ref", "--format=%(refname) %(objectname)",
-                              *(source for source, _ in MAPPING))
-    for source, target in MAPPING:
-        if source != target:
-            text = text.replace("\n" + source, "\n" + target)
-    return text.split("\n")[1:]
+    wanted = {}
+    for ref, sha in trusted.refs(*(source for source, _ in MAPPING)).items():
+        for source, target in MAPPING:
+            if ref == source or (source.endswith("/") and ref.startswith(source)):
+                wanted[target + ref[len(source):]] = sha
+                break
+    return wanted
 
 
 def _sync(trusted: Git, mirror: Git) -> None:
     """Make the mirror's refs `wanted_refs`, copying only the objects it lacks.
 
-    The work is in the refs that changed since the last start, not in the lineage: both sides are
-    listed by git and compared as sets of lines (C-speed), and only the lines that differ are
-    looked at one by one. The objects of the new tips not reachable from the mirror's main go over
-    as one pack that the trusted side's `pack-objects` writes straight into the mirror (a `git
-    fetch` compared every ref and checked connectivity against all of them: its cost grew with
-    every generation). Crash-only: a kill leaves at worst an extra pack; refs move only after their
-    objects are in place.
+    The work is in the refs that changed since the last start, not in the lineage (see `ref_changes`).
+    The objects of the new tips not reachable from the mirror's main go over as one pack that the
+    trusted side's `pack-objects` writes straight into the mirror (a `git fetch` compared every ref
+    and checked connectivity against all of them: its cost grew with every generation).
+    Crash-only: a kill leaves at worst an extra pack; refs move only after their objects are in place.
     """
-    listed = mirror.out("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads", "refs/tags")
-    have_lines = listed.split("\n") if listed else []
-    wanted_set, have_set = set(_wanted_lines(trusted)) - {""}, set(have_lines)
-    changed = dict(line.split(" ", 1) for line in wanted_set - have_set)
-    stale = sorted(ref for ref, _ in (line.split(" ", 1) for line in have_set - wanted_set) if ref not in changed)
+    changed, stale = ref_changes(trusted, mirror)
     if changed:
         revs = [*sorted(set(changed.values()))]
-        basis = next((line[len(MAIN_LINE):] for line in have_lines if line.startswith(MAIN_LINE)), None)
+        basis = mirror.ref_value(MIRROR_MAIN)
         if basis is not None and trusted.rev_parse(basis) == basis:  # the trusted side may have pruned it
             revs.append(f"^{basis}")
         pack = mirror.git_dir / "objects" / "pack"
@@ -128,6 +120,73 @@ def _sync(trusted: Git, mirror: Git) -> None:
         mirror.run("update-ref", "--stdin", input="".join(commands).encode())
     if len(commands) > PACK_REFS_AFTER:  # a first build of a long lineage: one file of refs, not a file each,
         mirror.run("pack-refs", "--all", "--prune")  # which every later start would read (until a compaction)
+
+
+def ref_changes(trusted: Git, mirror: Git) -> tuple[dict[str, str], list[str]]:
+    """What the mirror lacks ({mirror ref: sha}) and what it holds that is gone (mirror refs).
+
+    Both sides name each ref the same once its first two parts are cut (refs/ouroboros/rejected/x
+    and refs/heads/rejected/x are both rejected/x), so git lists each side sorted by that short
+    name and `comm` sets the two listings side by side: the supervisor reads only the lines that
+    differ. A listing in Python grew with the lineage (three refs a generation), in time and in
+    the memory it held while it compared."""
+    def listing(git: Git, prefixes: tuple[str, ...]) -> list[str]:
+        return git.command("for-each-ref", "--sort=refname:lstrip=2", "--format=%(refname:lstrip=2) %(objectname)",
+                           *prefixes)
+
+    ours = listing(trusted, tuple(source for source, _ in MAPPING))
+    theirs = listing(mirror, tuple(target for _, target in MAPPING))
+    with _piped(ours, trusted.git_dir) as left, _piped(theirs, mirror.git_dir) as right:
+        try:
+            done = subprocess.run(["comm", "-3", f"/dev/fd/{left}", f"/dev/fd/{right}"], pass_fds=(left, right),
+                                  capture_output=True, env=safe_env(), timeout=600, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise GitError(f"could not compare the history's refs: {exc}") from exc
+    if done.returncode != 0:
+        raise GitError(f"could not compare the history's refs: {done.stderr.decode(errors='replace').strip()}")
+    changed: dict[str, str] = {}
+    gone: list[str] = []
+    for line in done.stdout.decode(errors="replace").splitlines():
+        short, _, sha = line.lstrip("\t").partition(" ")
+        ref = _mirror_ref(short)
+        if ref is None:
+            continue
+        if line.startswith("\t"):
+            gone.append(ref)
+        else:
+            changed[ref] = sha
+    return changed, sorted(ref for ref in gone if ref not in changed)
+
+
+def _mirror_ref(short: str) -> str | None:
+    """The mirror's full name for a short one (as `ref_changes` lists them)."""
+    for _, target in MAPPING:
+        cut = target.split("/", 2)[2]
+        if short == cut or (cut.endswith("/") and short.startswith(cut)):
+            return target[: len(target) - len(cut)] + short
+    return None
+
+
+@contextmanager
+def _piped(command: list[str], cwd: Path) -> Iterator[int]:
+    """Run `command`; yield the reading end of its output for another program to read, then reap it."""
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=cwd,
+                                   env=safe_env())
+    except OSError as exc:
+        raise GitError(f"could not run `git for-each-ref`: {exc}") from exc
+    assert process.stdout is not None  # stdout=PIPE
+    try:
+        yield process.stdout.fileno()
+    finally:
+        process.stdout.close()
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+    if code not in (0, -signal.SIGPIPE):
+        raise GitError(f"`git for-each-ref` in {cwd} failed (exit {code})")
 
 
 def _compact(mirror: Git, stamp: Path) -> None:

@@ -66,15 +66,19 @@ def _rebase(keeper: Gatekeeper, record: CandidateRecord, old_base: str, main: st
 
 
 def tag(keeper: Gatekeeper, commit: str) -> int:
-    """Tag `commit` as the next generation (or return its number if it has one); under the merge lock."""
-    existing = keeper.generation_of(commit)
-    if existing is not None:
-        return existing
-    number = keeper.latest_generation() + 1
+    """Tag `commit` as the next generation (or return its number if it is the newest); under the merge lock.
+
+    A commit that becomes main is new (made on main, or rebased onto it), or it is the newest
+    generation already: a kill fell between the tag and the record, and the next start finishes
+    the merge. So only the highest tag is asked for; no listing of every generation is read."""
+    number, newest = keeper.latest_generation()
+    if newest == commit:
+        return number
+    number += 1
     while True:
         try:
             keeper.git.update_ref(f"{GEN_TAG_PREFIX}{number}", commit, ZERO, "ouroboros: generation")
-            keeper.remember_generation(commit, number)
+            keeper.tags.remember(commit, number)
             return number
         except RefMovedError:
             number += 1

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import stat
 
+import pytest
+
 from supervisor import lineage_view
-from supervisor.git_ops import Git
+from supervisor.git_ops import Git, GitError
 from supervisor.init_instance import init_instance
 
 
@@ -130,3 +132,49 @@ def test_a_first_build_of_a_long_lineage_leaves_one_file_of_refs_not_one_per_gen
     assert mirror_state(folder) == lineage_view.wanted_refs(git)
     loose = list((folder / "repo.git" / "refs" / "tags").rglob("*"))
     assert not [path for path in loose if path.is_file()], len(loose)
+
+
+def test_names_whose_order_differs_as_text_and_as_numbers_are_compared_right(tmp_path):
+    """The two sides are compared as sorted listings: names that are prefixes of others (gen/1,
+    gen/10, gen/100), every kind of ref at once, a tip that moves and one that goes, each in
+    either direction; a ref of another kind in the mirror is left alone (only ours are compared)."""
+    instance = init_instance(tmp_path / "home")
+    instance.state.mkdir(parents=True, exist_ok=True)
+    git = Git(instance.repo)
+    for number in range(1, 12):
+        grow(git, number)
+    main = git.out("rev-parse", "refs/heads/main")
+    first = git.out("rev-parse", "refs/tags/gen/1")
+    commands = "".join(f"create refs/tags/gen/{number} {main}\n" for number in (100, 101, 1000))
+    commands += "".join(f"create refs/ouroboros/rejected/{name} {first}\n" for name in ("1-1", "1-10", "1-2", "10-1"))
+    commands += f"create refs/ouroboros/rolled-back/1 {main}\ncreate refs/ouroboros/rolled-back/10 {first}\n"
+    git.run("update-ref", "--stdin", input=commands.encode())
+    folder = lineage_view.build(instance)
+    mirror = Git(folder / "repo.git")
+    mirror.run("update-ref", "refs/tags/operator-note", first)
+    assert lineage_view.ref_changes(git, mirror) == ({}, [])
+    git.run("update-ref", "refs/ouroboros/rejected/1-10", main)  # moved
+    git.run("update-ref", "-d", "refs/ouroboros/rejected/1-1")  # gone
+    git.run("update-ref", "-d", "refs/tags/gen/100")
+    git.run("update-ref", "refs/tags/gen/10000", first)  # new
+    changed, gone = lineage_view.ref_changes(git, mirror)
+    assert changed == {"refs/heads/rejected/1-10": main, "refs/tags/gen/10000": first}
+    assert gone == ["refs/heads/rejected/1-1", "refs/tags/gen/100"]
+    state = mirror_state(lineage_view.build(instance))
+    assert {ref: sha for ref, sha in state.items() if ref != "refs/tags/operator-note"} == lineage_view.wanted_refs(git)
+    assert state["refs/tags/operator-note"] == first
+
+
+def test_a_listing_that_fails_is_an_error_not_an_empty_side(tmp_path, monkeypatch):
+    """A side whose listing fails must not read as "no refs" (every ref of the mirror would be deleted)."""
+    instance = init_instance(tmp_path / "home")
+    instance.state.mkdir(parents=True, exist_ok=True)
+    git = Git(instance.repo)
+    grow(git, 1)
+    folder = lineage_view.build(instance)
+    mirror = Git(folder / "repo.git")
+    broken = Git(tmp_path / "not-a-repository")
+    (tmp_path / "not-a-repository").mkdir()
+    with pytest.raises(GitError):
+        lineage_view.ref_changes(broken, mirror)
+    assert mirror_state(folder) == lineage_view.wanted_refs(git)

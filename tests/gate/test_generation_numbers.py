@@ -2,7 +2,7 @@
 
 Tagging asks git for the highest tag only (a listing of every generation grew with the lineage),
 so these pin what that shortcut must still get right: numbers compared as numbers, a rollback
-not reusing a number, a commit tagged once, a tag of another shape not breaking the count."""
+not reusing a number, the newest generation not tagged twice, a tag of another shape not breaking the count."""
 
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ def _tag(g: Git, number: int | str, commit: str) -> None:
 def test_numbers_compare_as_numbers_and_a_tagged_commit_keeps_its_number(offline_keeper: Gatekeeper) -> None:
     g = offline_keeper.git
     main = g.ref_value(MAIN_REF)
-    assert offline_keeper.latest_generation() == 0
+    assert offline_keeper.latest_generation() == (0, None)
     commits = {n: _commit(g, main, f"gen {n}") for n in (1, 2, 9, 10)}
     for n, commit in commits.items():
         _tag(g, n, commit)
-    assert offline_keeper.latest_generation() == 10  # not 9, as a sort of the names as text would say
-    assert merging.tag(offline_keeper, commits[9]) == 9  # already a generation: no second tag
+    assert offline_keeper.latest_generation() == (10, commits[10])  # not 9, as a sort of the names as text would say
+    assert merging.tag(offline_keeper, commits[10]) == 10  # the newest already (a kill after tagging): no second tag
     assert merging.tag(offline_keeper, _commit(g, main, "next")) == 11
     assert sorted(offline_keeper.generations()) == [1, 2, 9, 10, 11]
 
@@ -52,7 +52,7 @@ def test_a_tag_of_another_shape_does_not_break_the_count(offline_keeper: Gatekee
     main = g.ref_value(MAIN_REF)
     _tag(g, 7, _commit(g, main, "seven"))
     _tag(g, "zz-operator-note", main)  # sorts above every number
-    assert offline_keeper.latest_generation() == 7
+    assert offline_keeper.latest_generation()[0] == 7
     assert merging.tag(offline_keeper, _commit(g, main, "eight")) == 8
 
 
