@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS candidates (
   summary TEXT NOT NULL DEFAULT '', reasons TEXT NOT NULL DEFAULT '[]', failures TEXT NOT NULL DEFAULT '[]',
   gate_s REAL, generation INTEGER);
 CREATE INDEX IF NOT EXISTS candidates_gen ON candidates (gen);
-CREATE INDEX IF NOT EXISTS candidates_state ON candidates (state);
+DROP INDEX IF EXISTS candidates_state;
+CREATE INDEX IF NOT EXISTS candidates_state_at ON candidates (state, at);
 CREATE INDEX IF NOT EXISTS candidates_at ON candidates (at);
 CREATE TABLE IF NOT EXISTS timeline (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, gen INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS timeline_at ON timeline (at);
