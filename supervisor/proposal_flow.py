@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from supervisor import outbox
+from supervisor import memory, outbox
 from supervisor.agent_keeper import AgentKeeper
 from supervisor.agent_lifecycle import AgentLifecycle
 from supervisor.appendfile import is_disk_full
@@ -171,6 +171,8 @@ class ProposalFlow:
 
     def _maybe_maintain(self) -> None:
         self._verdicts_since_maintenance += 1
+        if self._verdicts_since_maintenance % memory.RELEASE_EVERY == 0:
+            memory.release_free_memory()
         now = time.monotonic()
         if self._verdicts_since_maintenance < MAINTAIN_EVERY and now - self._maintained_at < MAINTAIN_AFTER_S:
             return
