@@ -42,7 +42,10 @@ def merge(keeper: Gatekeeper, record: CandidateRecord) -> MergeOutcome:
                 keeper.git.update_ref(MAIN_REF, commit, main, f"ouroboros: accept {record.id}")
             except RefMovedError:
                 return MergeOutcome.RACED  # main moved between our read and the swap: loop and rebase
-        record.generation = tag(keeper, commit)
+        # A merge finished after a kill may find its commit tagged already, and no longer the newest
+        # (an interrupted `supervisor approve`, then the running supervisor's next generation on top).
+        known = keeper.generation_of(commit) if merged else None
+        record.generation = known if known is not None else tag(keeper, commit)
     keeper.baselines.store(commit, gate.test_ids)
     keeper.finish(record, CandidateState.ACCEPTED, main_before=main)
     return MergeOutcome.ACCEPTED

@@ -82,3 +82,35 @@ def test_the_highest_of_several_tags_is_the_generation(offline_keeper: Gatekeepe
         _tag(g, number, commit)
     _tag(g, 5, _commit(g, main, "another"))
     assert offline_keeper.generation_of(commit) == 12
+
+
+def _merging_record(keeper: Gatekeeper, commit: str, base: str):
+    from supervisor.candidates import CandidateRecord, now
+    from supervisor.gate import GateResult
+    from supervisor.states import CandidateState
+
+    stamp = now()
+    return CandidateRecord(id="1-1", gen=1, n=1, base=base, worktree=str(keeper.worktrees / "1-1"),
+                           state=CandidateState.MERGING, created_at=stamp, updated_at=stamp, commit=commit,
+                           gate=GateResult(commit=commit, base=base, passed=True))
+
+
+def test_a_merge_finished_after_a_later_generation_keeps_its_number(offline_keeper: Gatekeeper) -> None:
+    """`supervisor approve` killed after tagging (before its record said accepted): the running supervisor
+    went on to a newer generation on top; the next start finishes the old merge without a second number."""
+    g = offline_keeper.git
+    genesis = g.ref_value(MAIN_REF)
+    _tag(g, 0, genesis)
+    approved = _commit(g, genesis, "approved")
+    g.update_ref(MAIN_REF, approved, genesis)
+    assert merging.tag(offline_keeper, approved) == 1  # ... and the approving process was killed here
+    later = _commit(g, approved, "the agent's next generation")
+    g.update_ref(MAIN_REF, later, approved)
+    assert merging.tag(offline_keeper, later) == 2
+    restarted = Gatekeeper(offline_keeper.common, engine=offline_keeper.runner.engine, image="never-used")
+    record = _merging_record(restarted, approved, genesis)
+    restarted.store.save(record)
+    assert merging.merge(restarted, record).value == "accepted"
+    assert record.generation == 1
+    assert sorted(restarted.generations()) == [0, 1, 2]
+
