@@ -45,14 +45,16 @@ class GenerationTags:
         """The generation `commit` is tagged as (the highest, if several), or None.
 
         Asked at every verdict and agent start, so it does no work per generation in Python, and
-        none in git when it can help it: the last answer is remembered and, asked about the same
-        commit, checked by reading that one tag. Otherwise git lists the tags (`--points-at`
-        would make it read every tagged object) and the commit is searched for in the text."""
+        little in git when it can help it: the last answer is remembered and, asked about the same
+        commit, checked by asking git for the newest tag (it must still be that one: reading only
+        its own tag would miss a higher one given to the same commit since, and `of` answers the
+        highest). Otherwise git lists the tags (`--points-at` would make it read every tagged
+        object) and the commit is searched for in the text."""
         full = commit if _FULL_ID.fullmatch(commit) else self.git.rev_parse(commit)
         if full is None:
             return None
         known = self._known
-        if known is not None and known[0] == full and self.git.ref_value(f"{GEN_TAG_PREFIX}{known[1]}") == full:
+        if known is not None and known[0] == full and self.latest() == (known[1], full):
             return known[1]
         text = "\n" + self.git.out("for-each-ref", "--format=%(objectname) %(refname)", GEN_TAG_PREFIX.rstrip("/"))
         needle, numbers, at = f"\n{full} {GEN_TAG_PREFIX}", [], 0

@@ -114,3 +114,13 @@ def test_a_merge_finished_after_a_later_generation_keeps_its_number(offline_keep
     assert record.generation == 1
     assert sorted(restarted.generations()) == [0, 1, 2]
 
+
+def test_the_remembered_answer_is_the_highest_tag(offline_keeper: Gatekeeper) -> None:
+    """A commit tagged again (by hand) reports its highest number, as a fresh gatekeeper would."""
+    g = offline_keeper.git
+    main = g.ref_value(MAIN_REF)
+    commit = _commit(g, main, "tagged twice")
+    _tag(g, 3, commit)
+    assert offline_keeper.generation_of(commit) == 3
+    _tag(g, 12, commit)
+    assert offline_keeper.generation_of(commit) == 12
