@@ -43,6 +43,7 @@ from supervisor.verdicts import RollbackResult, Verdict
 
 MAX_REBASES = 5
 FULL_GC_EVERY_S = 86_400  # a full gc of the repository at most once a day; geometric repacks between
+PRUNE_AFTER = "2.weeks.ago"  # unreachable objects are dropped by a full gc once they are this old
 _S = CandidateState
 
 
@@ -356,7 +357,11 @@ class Gatekeeper:
         self.git.run("pack-refs", "--all", "--prune", check=False, timeout_s=600)
         stamp = self.state_dir / "git-gc"
         if stamps.due(stamp, FULL_GC_EVERY_S):
-            if self.git.run("gc", "--quiet", "--prune=2.weeks.ago", check=False, timeout_s=1800).returncode == 0:
+            # --cruft: the unreachable objects go into a cruft pack that records each one's age and
+            # that geometric repacks leave alone. Set loose instead, the next geometric repack rolled
+            # them into a new pack, whose time the next gc gave them back: never two weeks old, never pruned.
+            if self.git.run("gc", "--quiet", "--cruft", f"--prune={PRUNE_AFTER}", check=False,
+                            timeout_s=1800).returncode == 0:
                 stamps.done(stamp)
         else:
             self.git.run("repack", "-d", "-q", "--geometric=2", check=False, timeout_s=1800)

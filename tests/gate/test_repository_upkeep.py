@@ -59,3 +59,24 @@ def test_maintenance_packs_loose_objects_and_runs_a_full_gc_once_a_day(offline_k
         stamp.write_text(unusable)
         offline_keeper.maintain()
         assert "gc" in runs
+
+
+def test_an_unreachable_object_ages_across_the_repacks_between_full_gcs(offline_keeper: Gatekeeper,
+                                                                       monkeypatch) -> None:
+    """The geometric repack rolls loose objects, unreachable ones too, into a fresh pack; a full gc that
+    then set them loose again with that pack's time restarted their grace every day: never pruned."""
+    import os
+
+    g = offline_keeper.git
+    blob = g.out("hash-object", "-w", "--stdin", input=b"dropped long ago\n")  # unreachable
+    loose = g.git_dir / "objects" / blob[:2] / blob[2:]
+    ten_days_ago = time.time() - 10 * 86_400
+    os.utime(loose, (ten_days_ago, ten_days_ago))
+    stamp = offline_keeper.state_dir / "git-gc"
+    offline_keeper.maintain()  # a full gc: ten days is within its grace, the object stays
+    assert g.run("cat-file", "-e", blob, check=False).returncode == 0
+    offline_keeper.maintain()  # the same day: a geometric repack
+    stamp.write_text(f"{time.time() - gatekeeper_module.FULL_GC_EVERY_S - 1}\n")
+    monkeypatch.setattr(gatekeeper_module, "PRUNE_AFTER", "1.week.ago")  # as if four more days had passed
+    offline_keeper.maintain()
+    assert g.run("cat-file", "-e", blob, check=False).returncode != 0
