@@ -12,6 +12,14 @@ import re
 from supervisor.git_ops import GEN_TAG_PREFIX, Git
 
 _FULL_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+# A generation's name: the number as the supervisor writes it. `str.isdigit` also takes other scripts'
+# digits and leading zeros; git's version sort puts gen/0010 below gen/9, so such a tag counted as a
+# number would be missed by `latest` and its number given again.
+_NUMBER = re.compile(r"0|[1-9][0-9]*")
+
+
+def _number(name: str) -> int | None:
+    return int(name) if _NUMBER.fullmatch(name) else None
 
 
 class GenerationTags:
@@ -24,8 +32,8 @@ class GenerationTags:
     def all(self) -> dict[int, str]:
         """Every generation number with its commit (a listing: for rare paths, not per verdict)."""
         tags = self.git.refs(GEN_TAG_PREFIX.rstrip("/"))
-        return {int(ref[len(GEN_TAG_PREFIX):]): sha for ref, sha in tags.items()
-                if ref[len(GEN_TAG_PREFIX):].isdigit()}
+        numbered = ((_number(ref[len(GEN_TAG_PREFIX):]), sha) for ref, sha in tags.items())
+        return {number: sha for number, sha in numbered if number is not None}
 
     def latest(self) -> tuple[int, str | None]:
         """The highest generation number and its commit ((0, None) if none): git sorts the tags
@@ -35,8 +43,8 @@ class GenerationTags:
         name, _, commit = top[len(GEN_TAG_PREFIX):].partition(" ")
         if not top:
             return 0, None
-        if name.isdigit():
-            return int(name), commit
+        if (number := _number(name)) is not None:
+            return number, commit
         generations = self.all()  # a tag of another shape sorts first: read them all
         number = max(generations, default=0)
         return number, generations.get(number)
@@ -62,8 +70,8 @@ class GenerationTags:
             at += len(needle)
             end = text.find("\n", at)
             name = text[at:] if end < 0 else text[at:end]
-            if name.isdigit():
-                numbers.append(int(name))
+            if (number := _number(name)) is not None:
+                numbers.append(number)
         if not numbers:
             return None
         self.remember(full, max(numbers))

@@ -124,3 +124,19 @@ def test_the_remembered_answer_is_the_highest_tag(offline_keeper: Gatekeeper) ->
     assert offline_keeper.generation_of(commit) == 3
     _tag(g, 12, commit)
     assert offline_keeper.generation_of(commit) == 12
+
+
+def test_a_number_written_another_way_is_not_a_second_generation_of_that_number(offline_keeper: Gatekeeper) -> None:
+    """git's version sort puts gen/0010 below gen/9 (a leading zero sorts as a fraction) and a digit of
+    another script is a digit to Python: such a tag must not be counted as a generation by one reader and
+    not by another, or the next tag reuses its number."""
+    g = offline_keeper.git
+    main = g.ref_value(MAIN_REF)
+    _tag(g, 9, _commit(g, main, "nine"))
+    odd = _commit(g, main, "tagged by hand")
+    _tag(g, "0010", odd)
+    _tag(g, "\u0661\u0662", odd)  # Arabic-Indic 12
+    number = merging.tag(offline_keeper, _commit(g, main, "next"))
+    assert sorted(offline_keeper.generations()) == [9, number]
+    assert offline_keeper.generation_of(odd) is None
+    assert offline_keeper.latest_generation()[0] == number
