@@ -360,8 +360,9 @@ class Gatekeeper:
             # --cruft: the unreachable objects go into a cruft pack that records each one's age and
             # that geometric repacks leave alone. Set loose instead, the next geometric repack rolled
             # them into a new pack, whose time the next gc gave them back: never two weeks old, never pruned.
-            if self.git.run("gc", "--quiet", "--cruft", f"--prune={PRUNE_AFTER}", check=False,
-                            timeout_s=1800).returncode == 0:
+            gc = ("gc", "--quiet", f"--prune={PRUNE_AFTER}")
+            if self.git.run(*gc, "--cruft", check=False, timeout_s=1800).returncode == 0 or \
+                    self.git.run(*gc, check=False, timeout_s=1800).returncode == 0:  # a git before 2.37
                 stamps.done(stamp)
         else:
             self.git.run("repack", "-d", "-q", "--geometric=2", check=False, timeout_s=1800)

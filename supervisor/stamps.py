@@ -20,5 +20,9 @@ def due(stamp: Path, every_s: float) -> bool:
 
 
 def done(stamp: Path) -> None:
-    """Record that the work was done now."""
-    stamp.write_text(f"{time.time()}\n")
+    """Record that the work was done now. A stamp that cannot be written (a full disk) only means
+    the work is done again next time: never a reason to stop."""
+    try:
+        stamp.write_text(f"{time.time()}\n")
+    except OSError:
+        pass

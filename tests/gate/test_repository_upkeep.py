@@ -80,3 +80,11 @@ def test_an_unreachable_object_ages_across_the_repacks_between_full_gcs(offline_
     monkeypatch.setattr(gatekeeper_module, "PRUNE_AFTER", "1.week.ago")  # as if four more days had passed
     offline_keeper.maintain()
     assert g.run("cat-file", "-e", blob, check=False).returncode != 0
+
+
+def test_a_stamp_that_cannot_be_written_only_repeats_the_gc(offline_keeper: Gatekeeper) -> None:
+    stamp = offline_keeper.state_dir / "git-gc"
+    stamp.mkdir()  # writing the stamp fails (as on a full disk or a read-only file)
+    offline_keeper.maintain()
+    offline_keeper.maintain()
+    assert stamp.is_dir()
