@@ -2,7 +2,7 @@
 
 Asked at every verdict and agent start, so Python never parses a listing of every generation there:
 git sorts, or lists as text that is searched whole, and the last answer is remembered (and checked,
-never trusted) so that the commonest question costs one ref read.
+never trusted) so that the commonest question costs one git call that returns one line.
 """
 
 from __future__ import annotations

@@ -13,6 +13,13 @@ from supervisor.git_ops import Git, GitError
 from supervisor.init_instance import init_instance
 
 
+def fresh(tmp_path):
+    """A new instance with its state folder (as a gatekeeper makes it) and its trusted repository."""
+    instance = init_instance(tmp_path / "home")
+    instance.state.mkdir(parents=True, exist_ok=True)
+    return instance, Git(instance.repo)
+
+
 def grow(git: Git, number: int) -> None:
     """One more generation: a commit on main with a new file, tagged gen/<number>."""
     main = git.out("rev-parse", "refs/heads/main")
@@ -24,9 +31,7 @@ def grow(git: Git, number: int) -> None:
 
 
 def test_the_mirror_stays_few_files_and_readable_as_generations_accumulate(tmp_path):
-    instance = init_instance(tmp_path / "home")
-    instance.state.mkdir(parents=True, exist_ok=True)  # as a gatekeeper makes it
-    git = Git(instance.repo)
+    instance, git = fresh(tmp_path)
     old = os.umask(0o077)  # a supervisor under a strict umask (systemd's UMask=0077)
     try:
         counts = []
@@ -54,9 +59,7 @@ def mirror_state(folder) -> dict[str, str]:
 
 
 def test_the_mirror_follows_every_kind_of_ref_move_and_copies_only_what_it_lacks(tmp_path):
-    instance = init_instance(tmp_path / "home")
-    instance.state.mkdir(parents=True, exist_ok=True)
-    git = Git(instance.repo)
+    instance, git = fresh(tmp_path)
     for number in range(1, 4):
         grow(git, number)
     folder = lineage_view.build(instance)
@@ -83,9 +86,7 @@ def test_the_mirror_follows_every_kind_of_ref_move_and_copies_only_what_it_lacks
 def test_a_mirror_whose_main_the_trusted_side_no_longer_has_is_rebuilt_whole(tmp_path):
     """The mirror's main is the basis of what is copied; if the trusted repository pruned that
     commit (a rolled-back generation past retention), everything wanted is copied instead."""
-    instance = init_instance(tmp_path / "home")
-    instance.state.mkdir(parents=True, exist_ok=True)
-    git = Git(instance.repo)
+    instance, git = fresh(tmp_path)
     grow(git, 1)
     folder = lineage_view.build(instance)
     mirror = Git(folder / "repo.git")
@@ -96,9 +97,7 @@ def test_a_mirror_whose_main_the_trusted_side_no_longer_has_is_rebuilt_whole(tmp
 
 
 def test_a_build_killed_between_the_pack_and_the_refs_is_finished_by_the_next(tmp_path, monkeypatch):
-    instance = init_instance(tmp_path / "home")
-    instance.state.mkdir(parents=True, exist_ok=True)
-    git = Git(instance.repo)
+    instance, git = fresh(tmp_path)
     grow(git, 1)
     folder = lineage_view.build(instance)
     grow(git, 2)
@@ -122,9 +121,7 @@ def test_a_build_killed_between_the_pack_and_the_refs_is_finished_by_the_next(tm
 def test_a_first_build_of_a_long_lineage_leaves_one_file_of_refs_not_one_per_generation(tmp_path):
     """Every start lists the mirror's refs: thousands of loose ref files (a first build, or a mirror
     rebuilt after a disk loss) were read at each start until the packs reached a compaction."""
-    instance = init_instance(tmp_path / "home")
-    instance.state.mkdir(parents=True, exist_ok=True)
-    git = Git(instance.repo)
+    instance, git = fresh(tmp_path)
     main = git.out("rev-parse", "refs/heads/main")
     commands = "".join(f"create refs/tags/gen/{number} {main}\n" for number in range(1, 301))
     git.run("update-ref", "--stdin", input=commands.encode())
@@ -138,9 +135,7 @@ def test_names_whose_order_differs_as_text_and_as_numbers_are_compared_right(tmp
     """The two sides are compared as sorted listings: names that are prefixes of others (gen/1,
     gen/10, gen/100), every kind of ref at once, a tip that moves and one that goes, each in
     either direction; a ref of another kind in the mirror is left alone (only ours are compared)."""
-    instance = init_instance(tmp_path / "home")
-    instance.state.mkdir(parents=True, exist_ok=True)
-    git = Git(instance.repo)
+    instance, git = fresh(tmp_path)
     for number in range(1, 12):
         grow(git, number)
     main = git.out("rev-parse", "refs/heads/main")
@@ -167,9 +162,7 @@ def test_names_whose_order_differs_as_text_and_as_numbers_are_compared_right(tmp
 
 def test_a_listing_that_fails_is_an_error_not_an_empty_side(tmp_path, monkeypatch):
     """A side whose listing fails must not read as "no refs" (every ref of the mirror would be deleted)."""
-    instance = init_instance(tmp_path / "home")
-    instance.state.mkdir(parents=True, exist_ok=True)
-    git = Git(instance.repo)
+    instance, git = fresh(tmp_path)
     grow(git, 1)
     folder = lineage_view.build(instance)
     mirror = Git(folder / "repo.git")
