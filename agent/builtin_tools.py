@@ -78,8 +78,13 @@ def run_command(ctx: ToolContext, args: RunCommandArgs) -> str:
     timeout = args.timeout_s or ctx.command_timeout_s
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
-            args.command, shell=True, cwd=ctx.workspace, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,  # own group: a timeout kills its children too
+            args.command,
+            shell=True,
+            cwd=ctx.workspace,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # own group: a timeout kills its children too
         )
         code = _wait(proc, timeout, ctx.stop)
         size = out.tell()
@@ -157,17 +162,53 @@ def propose(ctx: ToolContext, args: ProposeArgs) -> str:
 
 
 def register_tools(register: Callable[[Tool], None]) -> None:
-    register(Tool(name="run_command", args_model=RunCommandArgs, handler=run_command,
-                  description="Run a shell command in the workspace; returns the exit code and the (capped) combined output."))
-    register(Tool(name="read_file", args_model=ReadFileArgs, handler=read_file,
-                  description="Read a text file in the workspace, optionally a range of lines."))
-    register(Tool(name="write_file", args_model=WriteFileArgs, handler=write_file,
-                  description="Create or overwrite a text file in the workspace. Your own source (agent/, "
-                              "scripted_model/, gate.toml) is writable only in the reflection phase."))
-    register(Tool(name="search_files", args_model=SearchFilesArgs, handler=search_files,
-                  description="List files in the workspace matching a glob pattern."))
-    register(Tool(name="search_content", args_model=SearchContentArgs, handler=search_content,
-                  description="Search text files in the workspace for a regular expression; returns path:line: text."))
-    register(Tool(name="propose", args_model=ProposeArgs, handler=propose,
-                  description="Reflection phase only: propose the changes you made to your own code for the test "
-                              "gate, with the reason."))
+    register(
+        Tool(
+            name="run_command",
+            args_model=RunCommandArgs,
+            handler=run_command,
+            description="Run a shell command in the workspace; returns the exit code and the (capped) combined output.",
+        )
+    )
+    register(
+        Tool(
+            name="read_file",
+            args_model=ReadFileArgs,
+            handler=read_file,
+            description="Read a text file in the workspace, optionally a range of lines.",
+        )
+    )
+    register(
+        Tool(
+            name="write_file",
+            args_model=WriteFileArgs,
+            handler=write_file,
+            description="Create or overwrite a text file in the workspace. Your own source (agent/, "
+            "scripted_model/, gate.toml) is writable only in the reflection phase.",
+        )
+    )
+    register(
+        Tool(
+            name="search_files",
+            args_model=SearchFilesArgs,
+            handler=search_files,
+            description="List files in the workspace matching a glob pattern.",
+        )
+    )
+    register(
+        Tool(
+            name="search_content",
+            args_model=SearchContentArgs,
+            handler=search_content,
+            description="Search text files in the workspace for a regular expression; returns path:line: text.",
+        )
+    )
+    register(
+        Tool(
+            name="propose",
+            args_model=ProposeArgs,
+            handler=propose,
+            description="Reflection phase only: propose the changes you made to your own code for the test "
+            "gate, with the reason.",
+        )
+    )

@@ -37,10 +37,16 @@ class AgentGroup(click.Group):
 
 
 @click.group(cls=AgentGroup)
-@click.option("--workspace", type=click.Path(path_type=Path, file_okay=False), envvar="OUROBOROS_WORKSPACE",
-              help="Agent repository to work in (env OUROBOROS_WORKSPACE; default: the current folder).")
+@click.option(
+    "--workspace",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="OUROBOROS_WORKSPACE",
+    help="Agent repository to work in (env OUROBOROS_WORKSPACE; default: the current folder).",
+)
 @click.option("--model", envvar="OUROBOROS_MODEL", help="Claude model id (env OUROBOROS_MODEL).")
-@click.option("--max-tokens", type=int, envvar="OUROBOROS_MAX_TOKENS", help="Max output tokens per call (default 4096).")
+@click.option(
+    "--max-tokens", type=int, envvar="OUROBOROS_MAX_TOKENS", help="Max output tokens per call (default 4096)."
+)
 @click.pass_context
 def main(ctx: click.Context, workspace: Path | None, model: str | None, max_tokens: int | None) -> None:
     """Ouroboros, the self-improving agent: plan, execute, journal, reflect, self-modify, repeat."""
@@ -64,7 +70,9 @@ def _echo_report(report: Any, reflection_only: bool = False) -> None:
 
 
 @main.command()
-@click.option("--max-cycles", type=click.IntRange(min=1), help="Stop after this many cycles (default: run until SIGTERM).")
+@click.option(
+    "--max-cycles", type=click.IntRange(min=1), help="Stop after this many cycles (default: run until SIGTERM)."
+)
 @click.option("--max-turns", type=click.IntRange(min=1), help="Tool-use turns per step (default 12).")
 @click.pass_obj
 def run(config: AgentConfig, max_cycles: int | None, max_turns: int | None) -> None:

@@ -1,6 +1,6 @@
 """Render the CLI reference for docs/agent.md from the commands' own --help (kept in sync by a test).
 
-    python -m agent.cli_reference    # prints the markdown block to paste between the markers
+python -m agent.cli_reference    # prints the markdown block to paste between the markers
 """
 
 from __future__ import annotations

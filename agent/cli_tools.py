@@ -31,15 +31,26 @@ def _option(name: str, field: FieldInfo) -> click.Option:
     default = None if field.is_required() else field.get_default(call_default_factory=True)
     if base is bool:
         return click.Option([f"{flag}/--no-{flag[2:]}", name], default=bool(default), help=field.description)
-    return click.Option([flag, name], type=_CLICK_TYPES.get(base, click.STRING), required=field.is_required(),
-                        default=default, show_default=default is not None, help=field.description)
+    return click.Option(
+        [flag, name],
+        type=_CLICK_TYPES.get(base, click.STRING),
+        required=field.is_required(),
+        default=default,
+        show_default=default is not None,
+        help=field.description,
+    )
 
 
 def tool_command(tool: Tool) -> click.Command:
     def callback(json_output: bool, **kwargs: Any) -> None:
         config: AgentConfig = click.get_current_context().find_object(AgentConfig) or AgentConfig.from_env()
-        ctx = ToolContext(workspace=config.workspace, outbox=config.outbox, phase="execute",
-                          command_timeout_s=config.command_timeout_s, output_cap=config.output_cap)
+        ctx = ToolContext(
+            workspace=config.workspace,
+            outbox=config.outbox,
+            phase="execute",
+            command_timeout_s=config.command_timeout_s,
+            output_cap=config.output_cap,
+        )
         args = {k: v for k, v in kwargs.items() if v is not None}
         try:
             output = tool.call(ctx, args)
@@ -52,7 +63,9 @@ def tool_command(tool: Tool) -> click.Command:
 
     params: list[click.Parameter] = [_option(n, f) for n, f in tool.args_model.model_fields.items()]
     params.append(click.Option(["--json", "json_output"], is_flag=True, help="Print one JSON document."))
-    return click.Command(tool.name, callback=callback, params=params, help=f"{tool.description} (tool from {tool.origin})")
+    return click.Command(
+        tool.name, callback=callback, params=params, help=f"{tool.description} (tool from {tool.origin})"
+    )
 
 
 @click.command("list")

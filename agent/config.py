@@ -34,11 +34,15 @@ class AgentConfig(BaseModel):
     base_url: str | None = Field(default=None, description="Messages API base URL (env ANTHROPIC_BASE_URL)")
     llm_socket: Path | None = Field(default=None, description="Unix socket of the LLM route (env OUROBOROS_LLM_SOCKET)")
     outbox: Path = Field(description="where proposals are dropped (env OUROBOROS_OUTBOX)")
-    max_retries: int = Field(default=4, ge=0, description="SDK retries on 408/409/429/5xx/overloaded (env OUROBOROS_MAX_RETRIES)")
+    max_retries: int = Field(
+        default=4, ge=0, description="SDK retries on 408/409/429/5xx/overloaded (env OUROBOROS_MAX_RETRIES)"
+    )
     request_timeout_s: float = Field(default=300.0, gt=0)
     max_llm_failures: int = Field(default=3, ge=1, description="cycles in a row the model may fail before the run ends")
     error_backoff_s: float = Field(default=5.0, ge=0, description="pause after a failed cycle, doubled each time")
-    budget_wait_max_s: float = Field(default=3600.0, ge=0, description="longest idle wait when a spending cap is reached")
+    budget_wait_max_s: float = Field(
+        default=3600.0, ge=0, description="longest idle wait when a spending cap is reached"
+    )
     max_turns: int = Field(default=12, ge=1, description="tool-use turns per step")
     command_timeout_s: float = Field(default=120.0, gt=0, description="run_command default timeout")
     output_cap: int = Field(default=16_000, ge=256, description="characters of tool output returned to the model")
@@ -48,7 +52,9 @@ class AgentConfig(BaseModel):
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> AgentConfig:
         """Build from environment variables; explicit (non-None) overrides win."""
         env = os.environ if env is None else env
-        workspace = Path(str(overrides.pop("workspace", None) or env.get("OUROBOROS_WORKSPACE") or Path.cwd())).resolve()
+        workspace = Path(
+            str(overrides.pop("workspace", None) or env.get("OUROBOROS_WORKSPACE") or Path.cwd())
+        ).resolve()
         values: dict[str, object] = {
             "workspace": workspace,
             "model": env.get("OUROBOROS_MODEL") or DEFAULT_MODEL,

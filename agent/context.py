@@ -62,7 +62,9 @@ def build_memory(entries: list[JournalEntry], limits: ContextLimits) -> str:
     split = len(others) - limits.recent_entries
     recent, older = others[max(split, 0) :], others[: max(split, 0)]
     parts = ["## Memory", "### Summary of older journal entries", summarize(older, limits)]
-    parts += ["### Recent journal entries (oldest first)"] + ([_render_entry(e, limits) for e in recent] or ["None yet."])
+    parts += ["### Recent journal entries (oldest first)"] + (
+        [_render_entry(e, limits) for e in recent] or ["None yet."]
+    )
     shown_feedback = feedback[-limits.feedback_entries :] if limits.feedback_entries else []
     parts += ["### Recent user feedback"] + ([_render_entry(e, limits) for e in shown_feedback] or ["None."])
     return "\n\n".join(parts)

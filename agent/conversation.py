@@ -14,7 +14,11 @@ from agent.registry import Phase, ToolContext, ToolRegistry
 from agent.usage import Usage
 
 NO_TOOLS = {"type": "none"}
-_ENDINGS: dict[str, Literal["end_turn", "max_tokens"]] = {"end_turn": "end_turn", "stop_sequence": "end_turn", "max_tokens": "max_tokens"}
+_ENDINGS: dict[str, Literal["end_turn", "max_tokens"]] = {
+    "end_turn": "end_turn",
+    "stop_sequence": "end_turn",
+    "max_tokens": "max_tokens",
+}
 
 
 class Action(BaseModel):
@@ -57,7 +61,13 @@ class Conversation:
     """Runs steps against one message list, with the tools executed in the step's phase."""
 
     def __init__(
-        self, llm: LLMClient, registry: ToolRegistry, base_context: ToolContext, system: str, max_turns: int, stop: threading.Event
+        self,
+        llm: LLMClient,
+        registry: ToolRegistry,
+        base_context: ToolContext,
+        system: str,
+        max_turns: int,
+        stop: threading.Event,
     ) -> None:
         self.llm = llm
         self.registry = registry
@@ -72,14 +82,18 @@ class Conversation:
         outcome = StepOutcome()
         ctx = self.base_context.model_copy(update={"phase": phase})
         for _ in range(self.max_turns):
-            reply = self.llm.complete(self.system, self.registry.schemas(), self.messages, None if allow_tools else NO_TOOLS)
+            reply = self.llm.complete(
+                self.system, self.registry.schemas(), self.messages, None if allow_tools else NO_TOOLS
+            )
             outcome.usage = outcome.usage + reply.usage
             if reply.text:
                 outcome.text = reply.text
             if reply.stop_reason != "tool_use" or not reply.tool_uses:
                 # Tool calls cut off (e.g. by max_tokens) are not replayed: each tool_use needs a result.
                 text_only = [b for b in reply.content if b["type"] == "text"]
-                self.messages.append({"role": "assistant", "content": text_only or [{"type": "text", "text": "(empty)"}]})
+                self.messages.append(
+                    {"role": "assistant", "content": text_only or [{"type": "text", "text": "(empty)"}]}
+                )
                 outcome.ended = _ENDINGS.get(reply.stop_reason or "", "other")
                 return outcome
             self.messages.append({"role": "assistant", "content": reply.content})
@@ -108,5 +122,6 @@ def describe_actions(actions: list[Action]) -> str:
     if not actions:
         return "- (no tool calls)"
     return "\n".join(
-        f"- `{a.tool}` {json.dumps(a.args, ensure_ascii=False)} → {'ok' if a.ok else 'failed'}: {a.output}" for a in actions
+        f"- `{a.tool}` {json.dumps(a.args, ensure_ascii=False)} → {'ok' if a.ok else 'failed'}: {a.output}"
+        for a in actions
     )

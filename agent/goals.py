@@ -78,7 +78,9 @@ class GoalBook:
         except (OSError, UnicodeDecodeError) as e:
             raise GoalsError(f"cannot read {self.active_path}: {e}; fix its permissions or encoding (UTF-8)") from e
         if text.strip() and not text.lstrip().startswith(ACTIVE_HEADER):
-            raise GoalsError(f"{self.active_path} must start with '{ACTIVE_HEADER}', then one '## Title' section per goal")
+            raise GoalsError(
+                f"{self.active_path} must start with '{ACTIVE_HEADER}', then one '## Title' section per goal"
+            )
         return parse_goals(text)
 
     def select(self) -> Goal:

@@ -66,7 +66,9 @@ class Journal:
         self.root = root
         self._clock = clock
 
-    def append(self, file: JournalFile, kind: str, body: str, usage: Usage | None = None, data: dict[str, Any] | None = None) -> JournalEntry:
+    def append(
+        self, file: JournalFile, kind: str, body: str, usage: Usage | None = None, data: dict[str, Any] | None = None
+    ) -> JournalEntry:
         moment = self._clock()
         day = self.root / moment.strftime("%Y/%m/%d")
         entry = JournalEntry(ts=timestamp(moment), kind=kind, file=file, body=demote_headings(body).strip())
@@ -78,7 +80,9 @@ class Journal:
             with (day / "entries.jsonl").open("a", encoding="utf-8") as f:
                 f.write(record.model_dump_json() + "\n")
         except OSError as e:
-            raise JournalError(f"cannot write the journal under {day}: {e.strerror or e}; check that it is writable") from e
+            raise JournalError(
+                f"cannot write the journal under {day}: {e.strerror or e}; check that it is writable"
+            ) from e
         return entry
 
     def record_call(self, usage: Usage) -> None:
@@ -90,7 +94,9 @@ class Journal:
             with (day / "usage.jsonl").open("a", encoding="utf-8") as f:
                 f.write(json.dumps({"ts": timestamp(moment), **usage.model_dump(exclude={"calls"})}) + "\n")
         except OSError as e:
-            raise JournalError(f"cannot write {day / 'usage.jsonl'}: {e.strerror or e}; check that it is writable") from e
+            raise JournalError(
+                f"cannot write {day / 'usage.jsonl'}: {e.strerror or e}; check that it is writable"
+            ) from e
 
     def day_dirs(self) -> list[Path]:
         """Day folders, oldest first."""

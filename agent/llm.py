@@ -107,7 +107,9 @@ def _retry_after(response: Any, default_s: float = 60.0) -> float:
 class LLMClient:
     """Calls the Messages API; reports every call's usage to `on_usage`."""
 
-    def __init__(self, config: AgentConfig, client: anthropic.Anthropic, on_usage: Callable[[Usage], None] | None = None) -> None:
+    def __init__(
+        self, config: AgentConfig, client: anthropic.Anthropic, on_usage: Callable[[Usage], None] | None = None
+    ) -> None:
         self.config = config
         self.client = client
         self.on_usage = on_usage

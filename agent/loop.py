@@ -10,12 +10,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.config import AgentConfig
 from agent.context import build_memory
-from agent.errors import BudgetExhaustedError, LLMError, ScenarioExhaustedError
 from agent.conversation import Action, Conversation, StepOutcome, describe_actions
+from agent.errors import BudgetExhaustedError, LLMError, ScenarioExhaustedError
 from agent.goals import Goal, GoalBook
 from agent.journal import Journal, timestamp, utc_now
 from agent.llm import LLMClient
-from agent.prompts import EXECUTE_PROMPT, REFLECT_PROMPT, SELF_MODIFY_PROMPT, SYSTEM_PROMPT, plan_prompt, reflect_only_prompt
+from agent.prompts import (
+    EXECUTE_PROMPT,
+    REFLECT_PROMPT,
+    SELF_MODIFY_PROMPT,
+    SYSTEM_PROMPT,
+    plan_prompt,
+    reflect_only_prompt,
+)
 from agent.registry import ToolContext, ToolRegistry
 from agent.source_guard import SourceSnapshot
 from agent.usage import Usage
@@ -48,7 +55,11 @@ def reflection_sections(text: str) -> str:
     found = {}
     for i, name in enumerate(REFLECTION_SECTIONS):
         later = "|".join(re.escape(n) for n in REFLECTION_SECTIONS[i + 1 :]) or r"(?!x)x"
-        match = re.search(rf"^#+ *{re.escape(name)}\s*$(.*?)(?=^#+ *(?:{later})\s*$|\Z)", text, re.MULTILINE | re.DOTALL | re.IGNORECASE)
+        match = re.search(
+            rf"^#+ *{re.escape(name)}\s*$(.*?)(?=^#+ *(?:{later})\s*$|\Z)",
+            text,
+            re.MULTILINE | re.DOTALL | re.IGNORECASE,
+        )
         found[name] = match.group(1).strip() if match else ""
     if not any(found.values()):
         found["Summary"] = text.strip()
@@ -62,7 +73,9 @@ def proposal_ids(actions: list[Action]) -> list[str]:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, llm: LLMClient, registry: ToolRegistry, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self, config: AgentConfig, llm: LLMClient, registry: ToolRegistry, stop: threading.Event | None = None
+    ) -> None:
         self.config = config
         self.llm = llm
         self.registry = registry
@@ -71,8 +84,13 @@ class Agent:
         self.goals = GoalBook(config.goals_dir)
 
     def _conversation(self) -> Conversation:
-        ctx = ToolContext(workspace=self.config.workspace, outbox=self.config.outbox, stop=self.stop,
-                          command_timeout_s=self.config.command_timeout_s, output_cap=self.config.output_cap)
+        ctx = ToolContext(
+            workspace=self.config.workspace,
+            outbox=self.config.outbox,
+            stop=self.stop,
+            command_timeout_s=self.config.command_timeout_s,
+            output_cap=self.config.output_cap,
+        )
         return Conversation(self.llm, self.registry, ctx, SYSTEM_PROMPT, self.config.max_turns, self.stop)
 
     def run(self, max_cycles: int | None = None) -> int:
@@ -88,7 +106,9 @@ class Agent:
                 failures = 0
             except ScenarioExhaustedError as e:
                 # A scripted run that has said everything ends here, quietly: idle until stopped.
-                self.journal.append("notes", "scenario-ended", f"**The scripted scenario has ended; idling until stopped:** {e}")
+                self.journal.append(
+                    "notes", "scenario-ended", f"**The scripted scenario has ended; idling until stopped:** {e}"
+                )
                 self.stop.wait()
                 break
             except BudgetExhaustedError as e:
@@ -150,7 +170,9 @@ class Agent:
             f"### Result\n\n{report.result or '(none)'}"
         )
         if report.restored_source:
-            body += "\n\n### Restored\n\nSource changed during execution was put back: " + ", ".join(report.restored_source)
+            body += "\n\n### Restored\n\nSource changed during execution was put back: " + ", ".join(
+                report.restored_source
+            )
         self.journal.append("notes", "cycle", body, usage=report.usage, data={"goal": goal.title, "status": status})
         if report.completed and not goal.self_improvement:
             self.goals.complete(goal, report.result, timestamp(utc_now()))
@@ -176,5 +198,10 @@ class Agent:
             f"{report.reflection}\n\n### Self-modification\n\n**Proposals:** {proposed}\n\n{actions}\n\n"
             f"{report.self_modification or ''}"
         ).strip()
-        self.journal.append("reflections", "reflection", body, usage=usage,
-                            data={"goal": report.goal, "proposals": report.proposals, "cycle_usage": report.usage.model_dump()})
+        self.journal.append(
+            "reflections",
+            "reflection",
+            body,
+            usage=usage,
+            data={"goal": report.goal, "proposals": report.proposals, "cycle_usage": report.usage.model_dump()},
+        )

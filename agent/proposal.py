@@ -23,7 +23,9 @@ class Proposal(BaseModel):
     kind: Literal["proposal"] = "proposal"
     id: str = Field(default_factory=lambda: uuid.uuid4().hex, pattern=r"^[0-9a-f]{32}$")
     why: str = Field(min_length=1, max_length=20_000, description="the reason; becomes the commit body")
-    summary: str = Field(min_length=1, max_length=200, pattern=r"^[^\r\n]+$", description="one line; becomes the commit subject")
+    summary: str = Field(
+        min_length=1, max_length=200, pattern=r"^[^\r\n]+$", description="one line; becomes the commit subject"
+    )
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
@@ -46,7 +48,9 @@ def write_proposal(outbox: Path, why: str, summary: str | None = None) -> tuple[
         final = outbox / f"proposal-{proposal.id}.json"
         os.replace(tmp, final)
     except OSError as e:
-        raise AgentConfigError(f"cannot write a proposal into {outbox}: {e.strerror or e}; check OUROBOROS_OUTBOX") from e
+        raise AgentConfigError(
+            f"cannot write a proposal into {outbox}: {e.strerror or e}; check OUROBOROS_OUTBOX"
+        ) from e
     return proposal, final
 
 

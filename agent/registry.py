@@ -11,8 +11,8 @@ and the tool becomes both a model-callable tool and an `ouroboros tools <name>` 
 from __future__ import annotations
 
 import importlib
-import threading
 import pkgutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -95,7 +95,9 @@ class ToolRegistry:
     def register(self, tool: Tool) -> None:
         if tool.name in self._tools:
             other = self._tools[tool.name].origin
-            raise AgentConfigError(f"tool {tool.name!r} from {tool.origin} is already registered by {other}; rename one")
+            raise AgentConfigError(
+                f"tool {tool.name!r} from {tool.origin} is already registered by {other}; rename one"
+            )
         self._tools[tool.name] = tool
 
     def load_module(self, module: ModuleType) -> None:
@@ -134,7 +136,9 @@ def self_registered_modules(package: str = "agent.tools") -> list[ModuleType]:
         try:
             modules.append(importlib.import_module(f"{package}.{name}"))
         except Exception as e:  # noqa: BLE001 - any import failure of agent-written code gets one clear message
-            raise AgentConfigError(f"tool module {package}.{name} failed to import ({type(e).__name__}: {e}); fix or remove it") from e
+            raise AgentConfigError(
+                f"tool module {package}.{name} failed to import ({type(e).__name__}: {e}); fix or remove it"
+            ) from e
     return modules
 
 

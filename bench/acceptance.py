@@ -21,11 +21,11 @@ sys.path.insert(0, str(ROOT))
 
 from sandbox.engine import DockerEngine  # noqa: E402
 from sandbox.images import ensure_agent_image  # noqa: E402
-from supervisor.acceptance.library import default_scenarios  # noqa: E402
-from supervisor.acceptance.stage import run_stage, stage_limits  # noqa: E402
-from supervisor.gate_config import GateConfig  # noqa: E402
-from supervisor.git_ops import Git  # noqa: E402
-from supervisor.init_instance import init_instance  # noqa: E402
+from supervisor.base.git_ops import Git  # noqa: E402
+from supervisor.gate.acceptance.library import default_scenarios  # noqa: E402
+from supervisor.gate.acceptance.stage import run_stage, stage_limits  # noqa: E402
+from supervisor.gate.config import GateConfig  # noqa: E402
+from supervisor.store.instance_init import init_instance  # noqa: E402
 
 
 def stage_on_packaged_agent(engine: DockerEngine, image: str, root: Path) -> list[float]:
@@ -34,10 +34,21 @@ def stage_on_packaged_agent(engine: DockerEngine, image: str, root: Path) -> lis
     scenarios = default_scenarios()
     limits = GateConfig().limits  # what an instance's gate.toml gives the gate by default
     workers, share = stage_limits(limits.cpus, limits.memory_mb, len(scenarios), 4)
-    report = run_stage(git, engine, image, instance.instance_id, root / "scratch", git.rev_parse("main") or "",
-                       scenarios, workers, share)
-    print(f"acceptance stage  {report.duration_s:6.2f} s on {len(scenarios)} default scenarios "
-          f"({workers} at once, {share.cpus:g} CPU each): {report.outcome.value}")
+    report = run_stage(
+        git,
+        engine,
+        image,
+        instance.instance_id,
+        root / "scratch",
+        git.rev_parse("main") or "",
+        scenarios,
+        workers,
+        share,
+    )
+    print(
+        f"acceptance stage  {report.duration_s:6.2f} s on {len(scenarios)} default scenarios "
+        f"({workers} at once, {share.cpus:g} CPU each): {report.outcome.value}"
+    )
     overheads = []
     for item in report.scenarios:
         agent = f"{item.agent_s:5.2f} s" if item.agent_s is not None else "  n/a  "
@@ -50,8 +61,8 @@ def stage_on_packaged_agent(engine: DockerEngine, image: str, root: Path) -> lis
 
 
 def demo_gate_time(root: Path) -> None:
-    from supervisor.demo import run_demo
-    from supervisor.gatekeeper import Gatekeeper
+    from supervisor.cli.demo import run_demo
+    from supervisor.gate.gatekeeper import Gatekeeper
 
     instance, verdicts = run_demo(root / "demo", progress=lambda _message: None)
     accepted = [v for v in verdicts if v.state == "accepted"]

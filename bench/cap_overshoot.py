@@ -33,10 +33,14 @@ CAPS = {
 
 
 def one_round(scope: str, clients: int, scripted_url: str) -> tuple[Decimal, int, int]:
-    config = RouteConfig.model_validate({
-        "upstream": {"base_url": scripted_url}, "caps": CAPS[scope], "policy": {"models": [MODEL]},
-        "limits": {"rate_per_s": 10_000, "rate_burst": 10_000, "max_concurrent": 64, "max_connections": 128},
-    })
+    config = RouteConfig.model_validate(
+        {
+            "upstream": {"base_url": scripted_url},
+            "caps": CAPS[scope],
+            "policy": {"models": [MODEL]},
+            "limits": {"rate_per_s": 10_000, "rate_burst": 10_000, "max_concurrent": 64, "max_connections": 128},
+        }
+    )
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-caps-") as tmp:
         ledger = Ledger.open(Path(tmp) / "llm-ledger.jsonl")
         upstream = Upstream.from_config(config.upstream, max_connections=64, environ={"ANTHROPIC_API_KEY": "k"})
@@ -47,8 +51,12 @@ def one_round(scope: str, clients: int, scripted_url: str) -> tuple[Decimal, int
             failures: list[str] = []
 
             def ask(index: int) -> None:
-                body = {"model": MODEL, "max_tokens": MAX_TOKENS, "stream": index % 2 == 0,
-                        "messages": [{"role": "user", "content": "go"}]}
+                body = {
+                    "model": MODEL,
+                    "max_tokens": MAX_TOKENS,
+                    "stream": index % 2 == 0,
+                    "messages": [{"role": "user", "content": "go"}],
+                }
                 with httpx2.Client(base_url=route.url_tcp, timeout=60) as client:
                     barrier.wait()
                     try:
@@ -81,16 +89,22 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    scenario = Scenario.model_validate({"on_exhausted": "repeat", "steps": [
-        {"content": [{"type": "text", "text": "ok " * 30}], "usage": USAGE, "delay_ms": 100}]})
+    scenario = Scenario.model_validate(
+        {
+            "on_exhausted": "repeat",
+            "steps": [{"content": [{"type": "text", "text": "ok " * 30}], "usage": USAGE, "delay_ms": 100}],
+        }
+    )
     worst = Decimal(0)
     with ScriptedModelServer(scenario) as scripted:
         for scope in CAPS:
             for _ in range(args.rounds):
                 overshoot, served, recorded = one_round(scope, args.clients, scripted.url)
                 worst = max(worst, overshoot)
-                print(f"{scope:18} {args.clients} at once: {served} served, {recorded} metered, "
-                      f"overshoot {overshoot:.2f}%")
+                print(
+                    f"{scope:18} {args.clients} at once: {served} served, {recorded} metered, "
+                    f"overshoot {overshoot:.2f}%"
+                )
     print(f"overshoot_pct {worst:.0f} (target 0)")
 
 

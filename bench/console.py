@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,10 +27,10 @@ sys.path.insert(0, str(REPO))
 
 from supervisor.console import pages  # noqa: E402
 from supervisor.console.view import InstanceView  # noqa: E402
-from supervisor.decision_log import GENESIS, Decision, record_hash  # noqa: E402
-from supervisor.instance import Instance  # noqa: E402
 from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerEntry  # noqa: E402
 from supervisor.route.pricing import Usage  # noqa: E402
+from supervisor.store.decision_log import GENESIS, Decision, record_hash  # noqa: E402
+from supervisor.store.instance import Instance  # noqa: E402
 
 EVENTS = 40
 PAGES = 30
@@ -47,28 +47,55 @@ class Writer:
 
     def decision(self, at: datetime, kind: str, **fields) -> None:
         self.seq += 1
-        record = Decision.model_validate({"seq": self.seq, "at": at.isoformat(), "kind": kind, "prev": self.prev,
-                                          "hash": "0", **fields}).model_dump()
+        record = Decision.model_validate(
+            {"seq": self.seq, "at": at.isoformat(), "kind": kind, "prev": self.prev, "hash": "0", **fields}
+        ).model_dump()
         record["hash"] = record_hash(record)
         self.log.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
         self.prev = record["hash"]
 
     def spend(self, at: datetime, cycle: str) -> None:
-        entry = LedgerEntry(ts=at, run_id="bench", cycle=cycle, model="claude-sonnet-5-5", stream=False, status=200,
-                            complete=True, usage=Usage(input_tokens=900, output_tokens=300), cost_usd=Decimal("0.0072"))
+        entry = LedgerEntry(
+            ts=at,
+            run_id="bench",
+            cycle=cycle,
+            model="claude-sonnet-5-5",
+            stream=False,
+            status=200,
+            complete=True,
+            usage=Usage(input_tokens=900, output_tokens=300),
+            cost_usd=Decimal("0.0072"),
+        )
         self.ledger.write(entry.model_dump_json() + "\n")
 
     def generation(self, at: datetime, gen: int) -> None:
         """One rejected and one accepted proposal made by generation `gen`."""
         self.spend(at, f"c{gen}a")
-        self.decision(at + timedelta(seconds=10), "rejected", candidate=f"{gen}-1", commit=f"{gen:040x}"[-40:],
-                      main_before=_sha(gen), main_after=_sha(gen), reasons=["candidate: 1 test failed"],
-                      details={"summary": f"try {gen}", "passes": PASSES,
-                               "failures": [{"test_id": "agent/tests/test_x.py::test_y", "message": "assert 1 == 2"}]})
+        self.decision(
+            at + timedelta(seconds=10),
+            "rejected",
+            candidate=f"{gen}-1",
+            commit=f"{gen:040x}"[-40:],
+            main_before=_sha(gen),
+            main_after=_sha(gen),
+            reasons=["candidate: 1 test failed"],
+            details={
+                "summary": f"try {gen}",
+                "passes": PASSES,
+                "failures": [{"test_id": "agent/tests/test_x.py::test_y", "message": "assert 1 == 2"}],
+            },
+        )
         self.spend(at + timedelta(seconds=20), f"c{gen}b")
-        self.decision(at + timedelta(seconds=30), "accepted", candidate=f"{gen}-2", commit=_sha(gen + 1),
-                      main_before=_sha(gen), main_after=_sha(gen + 1), generation=gen + 1,
-                      details={"summary": f"improve {gen}", "passes": PASSES, "failures": []})
+        self.decision(
+            at + timedelta(seconds=30),
+            "accepted",
+            candidate=f"{gen}-2",
+            commit=_sha(gen + 1),
+            main_before=_sha(gen),
+            main_after=_sha(gen + 1),
+            generation=gen + 1,
+            details={"summary": f"improve {gen}", "passes": PASSES, "failures": []},
+        )
 
     def flush(self) -> None:
         self.log.flush()
@@ -101,8 +128,15 @@ def prepare(root: Path, generations: int) -> dict:
     began = time.perf_counter()
     while view.store.update():  # one update reads at most a few MB; catch up on the whole history
         pass
-    return {"view": view, "writer": writer, "at": at, "next": generations, "initial_s": time.perf_counter() - began,
-            "updates": [], "renders": []}
+    return {
+        "view": view,
+        "writer": writer,
+        "at": at,
+        "next": generations,
+        "initial_s": time.perf_counter() - began,
+        "updates": [],
+        "renders": [],
+    }
 
 
 def one_event(case: dict) -> None:
@@ -122,8 +156,12 @@ def one_page(case: dict) -> None:
 
 
 def summary(case: dict) -> dict[str, float]:
-    return {"initial_s": case["initial_s"], "update_ms": statistics.median(case["updates"]) * 1000,
-            "page_ms": statistics.median(case["renders"]) * 1000, "page_kb": len(case["html"]) / 1024}
+    return {
+        "initial_s": case["initial_s"],
+        "update_ms": statistics.median(case["updates"]) * 1000,
+        "page_ms": statistics.median(case["renders"]) * 1000,
+        "page_kb": len(case["html"]) / 1024,
+    }
 
 
 def measure(root: Path) -> tuple[dict, dict]:
@@ -145,8 +183,10 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     for name, result in (("10", small), ("10,000", large)):
-        print(f"{name:>6} generations: first consumption {result['initial_s']:.2f} s, update "
-              f"{result['update_ms']:.2f} ms/event, main page {result['page_ms']:.1f} ms ({result['page_kb']:.0f} KB)")
+        print(
+            f"{name:>6} generations: first consumption {result['initial_s']:.2f} s, update "
+            f"{result['update_ms']:.2f} ms/event, main page {result['page_ms']:.1f} ms ({result['page_kb']:.0f} KB)"
+        )
     update_ratio = large["update_ms"] / small["update_ms"]
     page_ratio = large["page_ms"] / small["page_ms"]
     print(f"update_ratio {update_ratio:.2f}  page_ratio {page_ratio:.2f}")

@@ -25,8 +25,9 @@ from sandbox.images import ensure_agent_image  # noqa: E402
 def time_sandbox(engine: DockerEngine, image: str, runs: int) -> list[float]:
     times = []
     for _ in range(runs):
-        spec = ContainerSpec(image=image, command=["true"], run_id=f"bench-{uuid.uuid4().hex[:8]}",
-                             role="bench", instance="bench")
+        spec = ContainerSpec(
+            image=image, command=["true"], run_id=f"bench-{uuid.uuid4().hex[:8]}", role="bench", instance="bench"
+        )
         started = time.perf_counter()
         result = engine.run(spec, deadline_s=60)
         times.append(time.perf_counter() - started)

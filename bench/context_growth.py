@@ -30,10 +30,25 @@ GOALS = "# Active Goals\n\n## Summarise the tools\n\nList the tools in agent/too
 STEPS = [
     {"content": [{"type": "text", "text": "1. List agent/tools/*.py.\n2. Write reports/tools.md."}]},
     {"content": [{"type": "tool_use", "name": "search_files", "input": {"pattern": "agent/tools/*.py"}}]},
-    {"content": [{"type": "tool_use", "name": "write_file", "input": {"path": "reports/tools.md", "content": "# Tools\n\n- word_count\n"}}]},
+    {
+        "content": [
+            {
+                "type": "tool_use",
+                "name": "write_file",
+                "input": {"path": "reports/tools.md", "content": "# Tools\n\n- word_count\n"},
+            }
+        ]
+    },
     {"content": [{"type": "text", "text": "Wrote reports/tools.md.\nGOAL STATUS: complete"}]},
-    {"content": [{"type": "text", "text": "### Summary\nListed tools.\n\n### Lessons learned\n- Globs are enough here.\n\n"
-                                            "### Improvement recommendations\n- None."}]},
+    {
+        "content": [
+            {
+                "type": "text",
+                "text": "### Summary\nListed tools.\n\n### Lessons learned\n- Globs are enough here.\n\n"
+                "### Improvement recommendations\n- None.",
+            }
+        ]
+    },
     {"content": [{"type": "text", "text": "NO CHANGE: nothing worth changing."}]},
 ]
 
@@ -45,14 +60,18 @@ def fill_journal(journal_dir: Path, entries: int) -> int:
     for i in range(entries):
         moment[0] += timedelta(hours=2)
         if i % 2 == 0:
-            body = (f"**Goal:** goal {i // 2}\n\n**Status:** complete\n\n**Tokens:** input 9000 · output 800\n\n### Plan\n\n"
-                    f"1. Read the files.\n2. Change what goal {i // 2} asks.\n\n### Actions\n\n"
-                    + "- `read_file` {\"path\": \"agent/loop.py\"} → ok: \"\"\"The nine-step cycle\n" * 6
-                    + f"\n### Result\n\nGoal {i // 2} done; the report is in reports/goal-{i // 2}.md.")
+            body = (
+                f"**Goal:** goal {i // 2}\n\n**Status:** complete\n\n**Tokens:** input 9000 · output 800\n\n### Plan\n\n"
+                f"1. Read the files.\n2. Change what goal {i // 2} asks.\n\n### Actions\n\n"
+                + '- `read_file` {"path": "agent/loop.py"} → ok: """The nine-step cycle\n' * 6
+                + f"\n### Result\n\nGoal {i // 2} done; the report is in reports/goal-{i // 2}.md."
+            )
             journal.append("notes", "cycle", body)
         else:
-            body = (f"### Summary\n\nCycle {i // 2} went as planned.\n\n### Lessons learned\n\n- lesson {i}: check the "
-                    f"tests before proposing\n- lesson {i}b: keep tool output short\n\n### Improvement recommendations\n\n- none")
+            body = (
+                f"### Summary\n\nCycle {i // 2} went as planned.\n\n### Lessons learned\n\n- lesson {i}: check the "
+                f"tests before proposing\n- lesson {i}b: keep tool output short\n\n### Improvement recommendations\n\n- none"
+            )
             journal.append("reflections", "reflection", body)
     return sum(estimate_tokens(p.read_text()) for p in journal_dir.rglob("*.md"))
 
@@ -79,7 +98,9 @@ def main() -> None:
     for entries in (10, 1000):
         tokens, calls, journal_tokens = tokens_per_cycle(entries)
         results[entries] = tokens
-        print(f"journal {entries:>5} entries ({journal_tokens:>7} tokens on disk): {tokens} input tokens per cycle over {calls} calls")
+        print(
+            f"journal {entries:>5} entries ({journal_tokens:>7} tokens on disk): {tokens} input tokens per cycle over {calls} calls"
+        )
     print(f"context_ratio {results[1000] / results[10]:.2f} (target <= 1.1)")
 
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from sandbox.engine import DockerEngine  # noqa: E402
 from sandbox.images import ensure_agent_image  # noqa: E402
-from supervisor.gatekeeper import Gatekeeper  # noqa: E402
+from supervisor.gate.gatekeeper import Gatekeeper  # noqa: E402
 from tests.gate.repo_factory import make_repo, proposal, write_tree  # noqa: E402
 
 
@@ -50,8 +50,13 @@ def main() -> None:
         for n in range(runs):
             one.append(submit_time(keeper, {f"agent/mod{n}.py": f"X = {n}\n"}, passes=1))
             test = f"from agent.feat{n} import f\n\n\ndef test_f{n}():\n    assert f() == {n}\n"
-            two.append(submit_time(keeper, {f"agent/feat{n}.py": f"def f():\n    return {n}\n",
-                                            f"agent/tests/test_feat{n}.py": test}, passes=2))
+            two.append(
+                submit_time(
+                    keeper,
+                    {f"agent/feat{n}.py": f"def f():\n    return {n}\n", f"agent/tests/test_feat{n}.py": test},
+                    passes=2,
+                )
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"code-only proposal (main-tests pass)        {statistics.median(one):6.2f} s (median of {runs})")

@@ -25,33 +25,38 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sandbox.fake import FakeEngine  # noqa: E402
-from supervisor.candidates import CandidateRecord  # noqa: E402
-from supervisor.decision_log import GENESIS, record_hash  # noqa: E402
-from supervisor.gatekeeper import Gatekeeper  # noqa: E402
-from supervisor.init_instance import init_instance, package_dir  # noqa: E402
-from supervisor.instance import Instance  # noqa: E402
-from supervisor.protocol import Proposal  # noqa: E402
-from supervisor.retention import enforce  # noqa: E402
-from supervisor.runner import Supervisor  # noqa: E402
-from supervisor.states import CandidateState  # noqa: E402
+from supervisor.gate.gatekeeper import Gatekeeper  # noqa: E402
+from supervisor.gate.retention import enforce  # noqa: E402
+from supervisor.loop.event_loop import Supervisor  # noqa: E402
+from supervisor.store.candidates import CandidateRecord  # noqa: E402
+from supervisor.store.decision_log import GENESIS, record_hash  # noqa: E402
+from supervisor.store.instance import Instance  # noqa: E402
+from supervisor.store.instance_init import init_instance, package_dir  # noqa: E402
+from supervisor.store.protocol import Proposal  # noqa: E402
+from supervisor.store.states import CandidateState  # noqa: E402
 
 SCENARIO = package_dir("scripted_model") / "scenarios" / "idle_loop.json"
 
 
 def proposal() -> Proposal:
-    return Proposal(version=1, kind="proposal", id=uuid.uuid4().hex, summary="Add a note", why="Benchmark.",
-                    created_at=datetime.now(UTC))
+    return Proposal(
+        version=1,
+        kind="proposal",
+        id=uuid.uuid4().hex,
+        summary="Add a note",
+        why="Benchmark.",
+        created_at=datetime.now(UTC),
+    )
 
 
 def keeper(instance: Instance, engine: FakeEngine) -> Gatekeeper:
-    return Gatekeeper(instance.repo, engine, journal_root=instance.journal, image="fake",
-                      instance=instance.instance_id)
+    return Gatekeeper(instance.repo, engine, journal_root=instance.journal, image="fake", instance=instance.instance_id)
 
 
 def build(past: int, engine: FakeEngine) -> Instance:
@@ -87,14 +92,25 @@ def write_past(gk: Gatekeeper, template: CandidateRecord, past: int) -> None:
         candidate_id = f"900-{n + 1}"
         pid = uuid.uuid4().hex
         state = CandidateState.ACCEPTED if n % 10 == 0 else CandidateState.REJECTED
-        record = template.model_copy(update={"id": candidate_id, "state": state,
-                                             "proposal": template.proposal.model_copy(update={"id": pid})})
+        record = template.model_copy(
+            update={"id": candidate_id, "state": state, "proposal": template.proposal.model_copy(update={"id": pid})}
+        )
         (gk.store.done / f"{candidate_id}.json").write_text(record.model_dump_json(indent=1))
         gk.store.index_proposal(pid, candidate_id)
         seq += 1
-        entry = {"seq": seq, "at": datetime.now(UTC).isoformat(), "kind": state.value, "candidate": candidate_id,
-                 "commit": template.commit, "main_before": None, "main_after": None, "generation": None,
-                 "reasons": ["past"], "details": {"summary": "past", "proposal": pid}, "prev": prev}
+        entry = {
+            "seq": seq,
+            "at": datetime.now(UTC).isoformat(),
+            "kind": state.value,
+            "candidate": candidate_id,
+            "commit": template.commit,
+            "main_before": None,
+            "main_after": None,
+            "generation": None,
+            "reasons": ["past"],
+            "details": {"summary": "past", "proposal": pid},
+            "prev": prev,
+        }
         entry["hash"] = prev = record_hash(entry)
         lines.append(json.dumps(entry, sort_keys=True, ensure_ascii=False))
         refs.append(f"create refs/ouroboros/rejected/{candidate_id} {template.commit}")
@@ -140,10 +156,14 @@ def main() -> None:
         figures["large"].append(measure(large, engine, args.decisions))
     s_start, s_decide = (statistics.median(f[i] for f in figures["small"]) for i in (0, 1))
     l_start, l_decide = (statistics.median(f[i] for f in figures["large"]) for i in (0, 1))
-    print(f"startup_ms 10 past: {s_start * 1000:.0f}, {args.past} past: {l_start * 1000:.0f} "
-          f"(ratio {l_start / s_start:.2f})")
-    print(f"decision_ms 10 past: {s_decide * 1000:.0f}, {args.past} past: {l_decide * 1000:.0f} "
-          f"(ratio {l_decide / s_decide:.2f})")
+    print(
+        f"startup_ms 10 past: {s_start * 1000:.0f}, {args.past} past: {l_start * 1000:.0f} "
+        f"(ratio {l_start / s_start:.2f})"
+    )
+    print(
+        f"decision_ms 10 past: {s_decide * 1000:.0f}, {args.past} past: {l_decide * 1000:.0f} "
+        f"(ratio {l_decide / s_decide:.2f})"
+    )
     print(f"history_ratio {max(l_start / s_start, l_decide / s_decide):.2f} (target <= 1.2)")
 
 

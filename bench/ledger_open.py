@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -79,8 +79,14 @@ def write_ledger(path: Path, records: int) -> None:
 
 def measure(path: Path, mode: str) -> dict:
     root = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-c", OPEN_AND_MEASURE, str(path), mode], cwd=root,
-                          capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(root)})
+    done = subprocess.run(
+        [sys.executable, "-c", OPEN_AND_MEASURE, str(path), mode],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -92,15 +98,21 @@ def main() -> None:
         path = Path(scratch) / "llm-ledger.jsonl"
         started = time.perf_counter()
         write_ledger(path, args.records)
-        print(f"wrote {args.records} records ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.1f} s")
+        print(
+            f"wrote {args.records} records ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.1f} s"
+        )
         first = measure(path, "append-then-die")
-        print(f"first open, no snapshot (full replay, once): {first['open_s']:.2f} s, "
-              f"traced peak {first['traced_peak_mb']:.1f} MB, process RSS peak {first['rss_peak_mb']:.0f} MB; "
-              f"{first['requests']} requests, {first['cycles']} cycle buckets kept")
+        print(
+            f"first open, no snapshot (full replay, once): {first['open_s']:.2f} s, "
+            f"traced peak {first['traced_peak_mb']:.1f} MB, process RSS peak {first['rss_peak_mb']:.0f} MB; "
+            f"{first['requests']} requests, {first['cycles']} cycle buckets kept"
+        )
         second = measure(path, "close")
-        print(f"open with a snapshot behind by 700 records: {second['open_s']:.3f} s, "
-              f"traced peak {second['traced_peak_mb']:.1f} MB, process RSS peak {second['rss_peak_mb']:.0f} MB "
-              f"(the interpreter and imports included); {second['requests']} requests")
+        print(
+            f"open with a snapshot behind by 700 records: {second['open_s']:.3f} s, "
+            f"traced peak {second['traced_peak_mb']:.1f} MB, process RSS peak {second['rss_peak_mb']:.0f} MB "
+            f"(the interpreter and imports included); {second['requests']} requests"
+        )
         print(f"ledger_open_peak_mb {second['rss_peak_mb']:.0f} (target < 100)")
         print(f"ledger_open_s {second['open_s']:.3f} (target < 1)")
 

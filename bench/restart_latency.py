@@ -26,17 +26,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sandbox import ContainerSpec  # noqa: E402
 from sandbox.engine import DockerEngine  # noqa: E402
 from sandbox.images import ensure_agent_image  # noqa: E402
-from supervisor.demo import DEMO_MODEL, write_demo_scenario  # noqa: E402
-from supervisor.gatekeeper import Gatekeeper  # noqa: E402
-from supervisor.init_instance import init_instance, package_dir  # noqa: E402
-from supervisor.runner import Supervisor  # noqa: E402
+from supervisor.cli.demo import DEMO_MODEL, write_demo_scenario  # noqa: E402
+from supervisor.gate.gatekeeper import Gatekeeper  # noqa: E402
+from supervisor.loop.event_loop import Supervisor  # noqa: E402
+from supervisor.store.instance_init import init_instance, package_dir  # noqa: E402
 
 
 def new_instance(engine, image, scenario: Path, max_cycles: int | None):
     home = Path(tempfile.mkdtemp(prefix="ouroboros-bench-")) / "home"
     instance = init_instance(home, scenario, max_cycles=max_cycles, model=DEMO_MODEL)
-    Gatekeeper(instance.repo, engine, journal_root=instance.journal, image=image,
-               instance=instance.instance_id).genesis()
+    Gatekeeper(
+        instance.repo, engine, journal_root=instance.journal, image=image, instance=instance.instance_id
+    ).genesis()
     return instance
 
 
@@ -48,16 +49,18 @@ def restart_latency(engine, image, runs: int) -> list[float]:
         supervisor = Supervisor(instance, engine, image, stop_when=lambda s: bool(s.restart_latencies))
         supervisor.run()
         figures.append(supervisor.restart_latencies[0])
-        print(f"run {index + 1}: verdict -> new agent running {supervisor.restart_latencies[0] * 1000:.0f} ms",
-              flush=True)
+        print(
+            f"run {index + 1}: verdict -> new agent running {supervisor.restart_latencies[0] * 1000:.0f} ms", flush=True
+        )
     return figures
 
 
 def container_start(engine, image, runs: int) -> list[float]:
     figures = []
     for _ in range(runs):
-        spec = ContainerSpec(image=image, command=["sleep", "60"], run_id=f"bench-{uuid.uuid4().hex[:8]}",
-                             role="bench", instance="bench")
+        spec = ContainerSpec(
+            image=image, command=["sleep", "60"], run_id=f"bench-{uuid.uuid4().hex[:8]}", role="bench", instance="bench"
+        )
         started = time.perf_counter()
         running = engine.start(spec)
         figures.append(time.perf_counter() - started)
@@ -68,8 +71,9 @@ def container_start(engine, image, runs: int) -> list[float]:
 def idle_rss_mb(engine, image, settle_s: float = 8) -> float:
     scenario = package_dir("scripted_model") / "scenarios" / "idle_loop.json"
     instance = new_instance(engine, image, scenario, max_cycles=None)
-    process = subprocess.Popen([sys.executable, "-m", "supervisor", "start", "--home", str(instance.home)],
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "supervisor", "start", "--home", str(instance.home)], stderr=subprocess.PIPE, text=True
+    )
     try:
         for line in process.stderr:
             if "agent running" in line:

@@ -51,8 +51,14 @@ def many_objects_body(nodes: int) -> bytes:
     pairs = []
     for n in range(nodes // 10):
         pairs.append({"role": "assistant", "content": [{"type": "tool_use", "id": f"t{n}", "name": "x", "input": {}}]})
-        pairs.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"t{n}",
-                                                    "content": [{"type": "text", "text": "y" * 120}]}]})
+        pairs.append(
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": f"t{n}", "content": [{"type": "text", "text": "y" * 120}]}
+                ],
+            }
+        )
     body = json.dumps({"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "go"}, *pairs]})
     return body.encode()[:MAX_BODY] if len(body) > MAX_BODY else body.encode()
 
@@ -72,12 +78,20 @@ def rss_mb(pid: int) -> float:
 
 
 def measure(scripted_url: str, body: bytes, max_concurrent: int) -> tuple[float, float, dict[int, int]]:
-    config = {"upstream": {"base_url": scripted_url}, "caps": {"per_cycle": {}, "per_day": {}, "total": {}},
-              "policy": {"models": [MODEL]},
-              "limits": {"rate_per_s": 1000, "rate_burst": 1000, "max_concurrent": max_concurrent}}
+    config = {
+        "upstream": {"base_url": scripted_url},
+        "caps": {"per_cycle": {}, "per_day": {}, "total": {}},
+        "policy": {"models": [MODEL]},
+        "limits": {"rate_per_s": 1000, "rate_burst": 1000, "max_concurrent": max_concurrent},
+    }
     with tempfile.TemporaryDirectory(prefix="ouroboros-mem-") as tmp:
-        child = subprocess.Popen([sys.executable, "-c", ROUTE, json.dumps(config), f"{tmp}/ledger.jsonl"], cwd=ROOT,
-                                 stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        child = subprocess.Popen(
+            [sys.executable, "-c", ROUTE, json.dumps(config), f"{tmp}/ledger.jsonl"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         try:
             url, credential = child.stdout.readline().split()  # type: ignore[union-attr]
             idle = rss_mb(child.pid)
@@ -88,8 +102,11 @@ def measure(scripted_url: str, body: bytes, max_concurrent: int) -> tuple[float,
                 with httpx2.Client(base_url=url, timeout=120) as client:
                     barrier.wait()
                     try:
-                        status = client.post("/v1/messages", content=body, headers={
-                            "x-api-key": credential, "content-type": "application/json"}).status_code
+                        status = client.post(
+                            "/v1/messages",
+                            content=body,
+                            headers={"x-api-key": credential, "content-type": "application/json"},
+                        ).status_code
                     except httpx2.HTTPError:
                         status = 0
                     statuses[status] = statuses.get(status, 0) + 1
@@ -108,10 +125,23 @@ def measure(scripted_url: str, body: bytes, max_concurrent: int) -> tuple[float,
 
 def main() -> None:
     scenario = Path(tempfile.mkdtemp(prefix="ouroboros-mem-")) / "scenario.json"
-    scenario.write_text(json.dumps({"on_exhausted": "repeat", "steps": [
-        {"content": [{"type": "text", "text": "ok"}], "usage": {"input_tokens": 5, "output_tokens": 5}}]}))
-    model = subprocess.Popen([sys.executable, "-m", "scripted_model", "serve", "--scenario", str(scenario)], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    scenario.write_text(
+        json.dumps(
+            {
+                "on_exhausted": "repeat",
+                "steps": [
+                    {"content": [{"type": "text", "text": "ok"}], "usage": {"input_tokens": 5, "output_tokens": 5}}
+                ],
+            }
+        )
+    )
+    model = subprocess.Popen(
+        [sys.executable, "-m", "scripted_model", "serve", "--scenario", str(scenario)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         line = model.stdout.readline()  # type: ignore[union-attr]
         url = next(word for word in line.split() if word.startswith("http://"))
@@ -120,8 +150,10 @@ def main() -> None:
             for concurrent in (8, 16):
                 idle, peak, statuses = measure(url, body, concurrent)
                 worst = max(worst, peak)
-                print(f"{name:19} {len(body) / 2**20:.1f} MiB x {CLIENTS}, max_concurrent {concurrent:2}: "
-                      f"idle {idle:.0f} MB, peak {peak:.0f} MB, answers {dict(sorted(statuses.items()))}")
+                print(
+                    f"{name:19} {len(body) / 2**20:.1f} MiB x {CLIENTS}, max_concurrent {concurrent:2}: "
+                    f"idle {idle:.0f} MB, peak {peak:.0f} MB, answers {dict(sorted(statuses.items()))}"
+                )
         print(f"route_peak_rss_mb {worst:.0f} (target < 200)")
     finally:
         model.kill()

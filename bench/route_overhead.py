@@ -39,7 +39,9 @@ def timed_post(client: httpx2.Client, headers: dict[str, str], body: dict) -> fl
     return elapsed * 1000
 
 
-def paired_medians(direct: httpx2.Client, routed: httpx2.Client, headers: dict, body: dict, n: int) -> tuple[float, float]:
+def paired_medians(
+    direct: httpx2.Client, routed: httpx2.Client, headers: dict, body: dict, n: int
+) -> tuple[float, float]:
     direct_ms, routed_ms = [], []
     for _ in range(n):
         direct_ms.append(timed_post(direct, headers, body))
@@ -86,13 +88,25 @@ def main() -> None:
     if disable_nagle_in_the_scripted_server():
         print("note: TCP_NODELAY set on the scripted server's handler for this run (see docstring)")
 
-    scenario = Scenario.model_validate({"on_exhausted": "repeat", "steps": [{"content": [{"type": "text", "text": "ok " * 40}], "usage": {"input_tokens": 10, "output_tokens": 40}}]})
-    config = RouteConfig.model_validate({
-        "limits": {"rate_per_s": 100_000, "rate_burst": 100_000, "max_concurrent": 64},
-        "caps": {"per_cycle": {}, "per_day": {}, "total": {}},
-        "policy": {"models": [MODEL]},
-    })
-    with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-route-") as tmp, ScriptedModelServer(scenario) as scripted:
+    scenario = Scenario.model_validate(
+        {
+            "on_exhausted": "repeat",
+            "steps": [
+                {"content": [{"type": "text", "text": "ok " * 40}], "usage": {"input_tokens": 10, "output_tokens": 40}}
+            ],
+        }
+    )
+    config = RouteConfig.model_validate(
+        {
+            "limits": {"rate_per_s": 100_000, "rate_burst": 100_000, "max_concurrent": 64},
+            "caps": {"per_cycle": {}, "per_day": {}, "total": {}},
+            "policy": {"models": [MODEL]},
+        }
+    )
+    with (
+        tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-route-") as tmp,
+        ScriptedModelServer(scenario) as scripted,
+    ):
         config.upstream.base_url = scripted.url
         ledger = Ledger.open(Path(tmp) / "llm-ledger.jsonl")  # on the working tree's disk, not tmpfs
         upstream = Upstream.from_config(config.upstream, max_connections=64, environ={"ANTHROPIC_API_KEY": "sk-bench"})
@@ -101,15 +115,19 @@ def main() -> None:
             credential = route.issue_credential("bench")
             headers = {"x-api-key": credential, "anthropic-version": "2023-06-01"}
             uds = httpx2.HTTPTransport(uds=str(socket_path))
-            with httpx2.Client(base_url=scripted.url, timeout=30) as direct, \
-                    httpx2.Client(base_url=route.url_tcp, timeout=30) as via_tcp, \
-                    httpx2.Client(base_url="http://llm-route", transport=uds, timeout=30) as via_uds:
+            with (
+                httpx2.Client(base_url=scripted.url, timeout=30) as direct,
+                httpx2.Client(base_url=route.url_tcp, timeout=30) as via_tcp,
+                httpx2.Client(base_url="http://llm-route", transport=uds, timeout=30) as via_uds,
+            ):
                 for client in (direct, via_tcp, via_uds):  # warm connections and code paths
                     for _ in range(20):
                         timed_post(client, headers, BODY)
                 direct_ms, tcp_ms = paired_medians(direct, via_tcp, headers, BODY, args.requests)
                 _, uds_ms = paired_medians(direct, via_uds, headers, BODY, args.requests)
-                stream_direct, stream_tcp = paired_medians(direct, via_tcp, headers, {**BODY, "stream": True}, args.requests // 2)
+                stream_direct, stream_tcp = paired_medians(
+                    direct, via_tcp, headers, {**BODY, "stream": True}, args.requests // 2
+                )
             direct_rps = throughput(scripted.url, headers, args.seconds, args.threads)
             route_rps = throughput(route.url_tcp, headers, args.seconds, args.threads)
             metered = route.ledger.totals.total.requests

@@ -66,10 +66,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sandbox.fake import FakeContainer, FakeEngine  # noqa: E402
-from supervisor.runner import Supervisor  # noqa: E402
+from supervisor.loop.event_loop import Supervisor  # noqa: E402
 from tests.chaos.chaos_instance import chaos_instance  # noqa: E402
 from tests.supervisor.fakes import fake_instance, write_proposal  # noqa: E402
-
 
 # The docker variant of fake_agent: proposes at once, every run, rewriting one file.
 SOAK_AGENT = r"""
@@ -165,9 +164,21 @@ class Sample:
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def _mallinfo2() -> Callable[[], int]:
@@ -253,15 +264,16 @@ class Recorder:
         self.count += 1
 
     def samples(self) -> list[Sample]:
-        columns = [self.data[name][:self.count] for name in self.FIELDS[:5]]
+        columns = [self.data[name][: self.count] for name in self.FIELDS[:5]]
         return [Sample(int(v), at, int(rss), cpu, int(heap)) for v, at, rss, cpu, heap in zip(*columns, strict=True)]
 
     def column(self, name: str) -> list[float]:
-        return list(self.data[name][:self.count])
+        return list(self.data[name][: self.count])
 
 
-def soak(seconds: float, engine_kind: str, trace: bool, folder: Path, smaps: bool = False,
-         trim: bool = False) -> tuple[list[Sample], list[tuple[int, int]], dict[str, list[float]]]:
+def soak(
+    seconds: float, engine_kind: str, trace: bool, folder: Path, smaps: bool = False, trim: bool = False
+) -> tuple[list[Sample], list[tuple[int, int]], dict[str, list[float]]]:
     """Per-verdict samples, (verdict, traced bytes after a collection) every TRACE_EVERY verdicts,
     and with `smaps` the resident KB of each of MAPPING_KINDS at every verdict."""
     capacity = int(seconds * 50) + 1000  # far more verdicts than a second can hold
@@ -329,25 +341,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--engine", choices=("docker", "fake"), default="docker")
-    parser.add_argument("--home-fs", choices=("ext4", "tmp"), default="ext4" if os.geteuid() == 0 else "tmp",
-                        help="where the instance lives: a journaled ext4 image the bench mounts (default as "
-                             "root) or the temporary folder (default otherwise)")
+    parser.add_argument(
+        "--home-fs",
+        choices=("ext4", "tmp"),
+        default="ext4" if os.geteuid() == 0 else "tmp",
+        help="where the instance lives: a journaled ext4 image the bench mounts (default as "
+        "root) or the temporary folder (default otherwise)",
+    )
     parser.add_argument("--no-trace", action="store_true", help="RSS only: no tracemalloc, no collections")
     parser.add_argument("--smaps", action="store_true", help="also split RSS by kind of mapping, every verdict")
     parser.add_argument("--malloc-trim", action="store_true", help="diagnostic: malloc_trim(0) after every verdict")
     args = parser.parse_args()
     with home_folder(args.home_fs) as folder:
-        samples, traced, kinds = soak(args.seconds, args.engine, trace=not args.no_trace, folder=folder,
-                                      smaps=args.smaps, trim=args.malloc_trim)
+        samples, traced, kinds = soak(
+            args.seconds, args.engine, trace=not args.no_trace, folder=folder, smaps=args.smaps, trim=args.malloc_trim
+        )
     if len(samples) < 7:
         raise SystemExit(f"only {len(samples)} verdicts in {args.seconds:g} s: run longer")
     window = 100 if len(samples) >= 301 else (len(samples) - 1) // 3
     wall_first, wall_last = ratio_parts([s.at for s in samples], window)
     cpu_first, cpu_last = ratio_parts([s.cpu for s in samples], window)
-    print(f"verdicts {len(samples)} in {args.seconds:g} s ({args.engine} engine, home on {args.home_fs}); median per verdict, first "
-          f"{window} vs last {window}: wall {wall_first * 1000:.0f} -> {wall_last * 1000:.0f} ms "
-          f"(ratio {wall_last / wall_first:.2f}), cpu {cpu_first * 1000:.0f} -> {cpu_last * 1000:.0f} ms")
-    warm = samples[len(samples) // 2:]  # the first half is warm-up
+    print(
+        f"verdicts {len(samples)} in {args.seconds:g} s ({args.engine} engine, home on {args.home_fs}); median per verdict, first "
+        f"{window} vs last {window}: wall {wall_first * 1000:.0f} -> {wall_last * 1000:.0f} ms "
+        f"(ratio {wall_last / wall_first:.2f}), cpu {cpu_first * 1000:.0f} -> {cpu_last * 1000:.0f} ms"
+    )
+    warm = samples[len(samples) // 2 :]  # the first half is warm-up
     verdicts = [float(s.verdict) for s in warm]
     rss = batch_fit(verdicts, [float(s.rss_kb) for s in warm])
     heap = batch_fit(verdicts, [float(s.malloc_kb) for s in warm])
@@ -357,10 +376,12 @@ def main() -> None:
     if len(later) >= 3:
         python = batch_fit([float(v) for v, _ in later], [float(b) for _, b in later])
         traced_text = f"traced python {python.slope:+.1f} +- {python.noise:.1f} B/verdict"
-    print(f"rss_kb first {samples[0].rss_kb} warm {warm[0].rss_kb} last {samples[-1].rss_kb}; after warm-up "
-          f"(verdicts {warm[0].verdict}-{warm[-1].verdict}): rss {rss.slope:+.3f} +- {rss.noise + quantum:.3f} "
-          f"KB/verdict (3 standard errors of {BATCHES} batch means + one 4 KB page over the window); malloc in use "
-          f"{heap.slope:+.3f} +- {heap.noise:.3f} KB/verdict; {traced_text}")
+    print(
+        f"rss_kb first {samples[0].rss_kb} warm {warm[0].rss_kb} last {samples[-1].rss_kb}; after warm-up "
+        f"(verdicts {warm[0].verdict}-{warm[-1].verdict}): rss {rss.slope:+.3f} +- {rss.noise + quantum:.3f} "
+        f"KB/verdict (3 standard errors of {BATCHES} batch means + one 4 KB page over the window); malloc in use "
+        f"{heap.slope:+.3f} +- {heap.noise:.3f} KB/verdict; {traced_text}"
+    )
     if kinds:
         print_kinds(samples, kinds)
     print(f"verdict_time_ratio {cpu_last / cpu_first:.2f} (target <= 1.1)")
@@ -376,8 +397,9 @@ def print_kinds(samples: list[Sample], kinds: dict[str, list[float]]) -> None:
     parts = []
     for name, column in kinds.items():
         slope = batch_fit(verdicts, column[half:])
-        parts.append(f"{name} {column[0]:.0f}/{column[half]:.0f}/{column[-1]:.0f} KB {slope.slope:+.3f} +- "
-                     f"{slope.noise:.3f}")
+        parts.append(
+            f"{name} {column[0]:.0f}/{column[half]:.0f}/{column[-1]:.0f} KB {slope.slope:+.3f} +- {slope.noise:.3f}"
+        )
     print("resident by mapping (first/warm/last, slope after warm-up KB/verdict): " + "; ".join(parts))
 
 

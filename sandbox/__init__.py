@@ -4,8 +4,8 @@ Everything above this package describes a container with a `ContainerSpec` and g
 `RunResult` or a `RunningContainer`; nothing above it imports `docker`.
 """
 
+from sandbox.errors import EngineUnavailableError, SandboxError, SandboxTimeoutError
 from sandbox.spec import ContainerSpec, Limits, Mount, RunResult
-from sandbox.errors import SandboxError, EngineUnavailableError, SandboxTimeoutError
 
 __all__ = [
     "ContainerSpec",

@@ -12,7 +12,8 @@ import docker
 import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
-from docker.types import LogConfig, Mount as DockerMount, Ulimit
+from docker.types import LogConfig, Ulimit
+from docker.types import Mount as DockerMount
 
 from sandbox import seccomp
 from sandbox.errors import EngineAccessError, EngineUnavailableError, SandboxError
@@ -66,8 +67,9 @@ class Engine(ABC):
         """Start a long-running container; `attach=True` attaches its output before it starts."""
 
     @abstractmethod
-    def reconcile(self, instance: str | None = None,
-                  keep_run_ids: frozenset[str] | set[str] = frozenset()) -> list[str]: ...
+    def reconcile(
+        self, instance: str | None = None, keep_run_ids: frozenset[str] | set[str] = frozenset()
+    ) -> list[str]: ...
 
     @abstractmethod
     def ping(self) -> bool:
@@ -81,8 +83,12 @@ class DockerEngine(Engine):
     deadline, which kills the container, never by an HTTP read timeout.
     """
 
-    def __init__(self, client: docker.DockerClient, stream_client: docker.DockerClient,
-                 fresh_client: Callable[[], docker.DockerClient] | None = None) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        stream_client: docker.DockerClient,
+        fresh_client: Callable[[], docker.DockerClient] | None = None,
+    ) -> None:
         self.client = client
         self._stream = stream_client
         version = client.api.api_version
@@ -138,8 +144,9 @@ class DockerEngine(Engine):
         try:
             # Attach before start: the stream comes from the container's stdio, not from the engine's
             # size-capped log file, so nothing is lost to log rotation when the reader falls behind.
-            output = self._call(lambda: self._stream.api.attach(_id(container), stdout=True, stderr=True,
-                                                                stream=True, logs=True))
+            output = self._call(
+                lambda: self._stream.api.attach(_id(container), stdout=True, stderr=True, stream=True, logs=True)
+            )
             self._call(container.start)
             reader = threading.Thread(target=self._drain, args=(output, buffer), daemon=True)
             waiter = threading.Thread(target=self._await_exit, args=(container.id, exit_holder), daemon=True)
@@ -177,8 +184,9 @@ class DockerEngine(Engine):
         try:
             stream: Iterator[bytes] | None = None
             if attach:
-                stream = self._call(lambda: self._stream.api.attach(_id(container), stdout=True, stderr=True,
-                                                                    stream=True, logs=True))
+                stream = self._call(
+                    lambda: self._stream.api.attach(_id(container), stdout=True, stderr=True, stream=True, logs=True)
+                )
             self._call(container.start)
         except SandboxError:
             self._remove(container)
@@ -276,9 +284,7 @@ class DockerEngine(Engine):
         try:
             return function(*args, **kwargs)
         except docker.errors.ImageNotFound as exc:
-            raise SandboxError(
-                f"image not found ({exc.explanation}); build it with `supervisor image build`"
-            ) from exc
+            raise SandboxError(f"image not found ({exc.explanation}); build it with `supervisor image build`") from exc
         except DOCKER_ERRORS as exc:
             raise SandboxError(f"Docker engine error: {exc}") from exc
 
@@ -372,8 +378,10 @@ def socket_permission_message(exc: BaseException) -> str:
     except (OSError, KeyError):
         group = "docker"
     user = getpass.getuser()
-    return (f"a Docker engine is there but {user} may not use its socket {socket} ({exc}); add {user} to the "
-            f"`{group}` group (`sudo usermod -aG {group} {user}`, then log in again) or run as root")
+    return (
+        f"a Docker engine is there but {user} may not use its socket {socket} ({exc}); add {user} to the "
+        f"`{group}` group (`sudo usermod -aG {group} {user}`, then log in again) or run as root"
+    )
 
 
 def hardened_create_args(spec: ContainerSpec) -> dict[str, Any]:
@@ -400,10 +408,7 @@ def hardened_create_args(spec: ContainerSpec) -> dict[str, Any]:
         ulimits=[Ulimit(name="nofile", soft=1024, hard=1024)],
         network_mode=spec.network or "none",
         mounts=[
-            DockerMount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
-            for m in spec.mounts
+            DockerMount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only) for m in spec.mounts
         ],
-        log_config=LogConfig(
-            type="json-file", config={"max-size": f"{limits.log_max_mb}m", "max-file": "1"}
-        ),
+        log_config=LogConfig(type="json-file", config={"max-size": f"{limits.log_max_mb}m", "max-file": "1"}),
     )

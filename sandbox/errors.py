@@ -1,11 +1,10 @@
 """Errors raised by the sandbox; each subclasses the matching builtin so callers can catch either."""
 
 
-
 class OuroborosError(Exception):
     """Root of every error the supervisor or sandbox raises on purpose.
 
-    It lives here because `sandbox` imports nothing from `supervisor`; `supervisor.errors`
+    It lives here because `sandbox` imports nothing from `supervisor`; `supervisor.base.errors`
     re-exports it. The message must say what was wrong and what to do about it: the CLI prints
     it as is.
     """

@@ -19,8 +19,10 @@ from sandbox.engine import AgentContainer, Engine
 from sandbox.errors import EngineUnavailableError, SandboxError
 from sandbox.spec import ContainerSpec, RunResult
 
-PASSING_REPORT = ('<?xml version="1.0"?><testsuites><testsuite name="fake" tests="1">'
-                  '<testcase classname="tests.test_fake" name="test_ok"/></testsuite></testsuites>')
+PASSING_REPORT = (
+    '<?xml version="1.0"?><testsuites><testsuite name="fake" tests="1">'
+    '<testcase classname="tests.test_fake" name="test_ok"/></testsuite></testsuites>'
+)
 GateScript = Callable[[ContainerSpec], RunResult]
 AgentScript = Callable[["FakeContainer"], int]
 
@@ -31,8 +33,15 @@ def gate_output(spec: ContainerSpec, report: str = PASSING_REPORT, before: str =
 
 
 def passing_gate(spec: ContainerSpec) -> RunResult:
-    return RunResult(exit_code=0, timed_out=False, output=gate_output(spec), output_bytes=0, truncated=False,
-                     duration_s=0.01, container_id=uuid.uuid4().hex)
+    return RunResult(
+        exit_code=0,
+        timed_out=False,
+        output=gate_output(spec),
+        output_bytes=0,
+        truncated=False,
+        duration_s=0.01,
+        container_id=uuid.uuid4().hex,
+    )
 
 
 class FakeContainer(AgentContainer):
@@ -114,8 +123,9 @@ class FakeEngine(Engine):
             self.containers[container.id] = container
         return container
 
-    def reconcile(self, instance: str | None = None,
-                  keep_run_ids: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    def reconcile(
+        self, instance: str | None = None, keep_run_ids: frozenset[str] | set[str] = frozenset()
+    ) -> list[str]:
         self.check()
         removed = []
         for container in list(self.containers.values()):

@@ -109,9 +109,7 @@ def agent_image_tag(base_id: str) -> str:
     return f"{AGENT_REPOSITORY}:{digest.hexdigest()[:16]}"
 
 
-def ensure_agent_image(
-    engine: DockerEngine | None = None, base: str | None = None, progress: Progress = _say
-) -> str:
+def ensure_agent_image(engine: DockerEngine | None = None, base: str | None = None, progress: Progress = _say) -> str:
     """Return the tag of an up-to-date agent image, building it (and its base) only if needed."""
     engine = engine or DockerEngine.connect()
     base = base or resolve_base(engine, progress)
@@ -149,7 +147,8 @@ def build_offline_base(engine: DockerEngine, progress: Progress = _say) -> str:
     if os.geteuid() != 0:
         raise ImageBuildError(
             f"building the offline base image with debootstrap needs root: run `supervisor image build` once as "
-            f"root, or set {BASE_ENV} to a Python 3.11 image this engine has or can pull (e.g. {PULLABLE_BASE})")
+            f"root, or set {BASE_ENV} to a Python 3.11 image this engine has or can pull (e.g. {PULLABLE_BASE})"
+        )
     with tempfile.TemporaryDirectory(prefix="ouroboros-base-", dir="/var/tmp") as scratch:
         rootfs = Path(scratch) / "rootfs"
         progress(f"building offline base {OFFLINE_BASE} with debootstrap (about a minute) ...")
@@ -181,8 +180,21 @@ def build_wheelhouse(progress: Progress = _say) -> Path:
     progress(f"downloading locked wheels into {target} ...")
     target.mkdir(parents=True, exist_ok=True)
     _run_checked(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-         "--python-version", "3.11", "-r", str(LOCK_FILE), "-d", str(target)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "-r",
+            str(LOCK_FILE),
+            "-d",
+            str(target),
+        ],
         "pip download",
     )
     (target / ".complete").touch()
@@ -199,7 +211,12 @@ def _build_agent_image(engine: DockerEngine, base: str, tag: str, progress: Prog
         try:
             # A build step may print nothing for minutes (apt-get on a pulled base): no read timeout.
             for line in engine.long_api.build(
-                path=context, tag=tag, buildargs={"BASE": base}, rm=True, forcerm=True, decode=True,
+                path=context,
+                tag=tag,
+                buildargs={"BASE": base},
+                rm=True,
+                forcerm=True,
+                decode=True,
                 labels={"io.ouroboros.managed": "1"},
             ):
                 if "error" in line:

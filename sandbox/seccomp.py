@@ -28,9 +28,27 @@ CLONE_NAMESPACE_FLAGS = 0x7E020000
 PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
 REFUSED = (
-    "io_uring_setup", "io_uring_enter", "io_uring_register", "ptrace", "process_vm_readv", "process_vm_writev",
-    "userfaultfd", "perf_event_open", "bpf", "keyctl", "add_key", "request_key", "mount", "umount2", "unshare",
-    "setns", "socketcall", "kexec_load", "init_module", "open_by_handle_at", "name_to_handle_at",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "userfaultfd",
+    "perf_event_open",
+    "bpf",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "mount",
+    "umount2",
+    "unshare",
+    "setns",
+    "socketcall",
+    "kexec_load",
+    "init_module",
+    "open_by_handle_at",
+    "name_to_handle_at",
 )
 
 _FILES = """
@@ -102,8 +120,13 @@ def profile() -> dict[str, Any]:
         rules.append({"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [_arg(0, family)]})
     for persona in PERSONALITIES:
         rules.append({"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [_arg(0, persona)]})
-    rules.append({"names": ["clone"], "action": "SCMP_ACT_ALLOW",
-                  "args": [_arg(0, CLONE_NAMESPACE_FLAGS, "SCMP_CMP_MASKED_EQ", 0)]})
+    rules.append(
+        {
+            "names": ["clone"],
+            "action": "SCMP_ACT_ALLOW",
+            "args": [_arg(0, CLONE_NAMESPACE_FLAGS, "SCMP_CMP_MASKED_EQ", 0)],
+        }
+    )
     rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS})
     return {
         "defaultAction": "SCMP_ACT_ERRNO",

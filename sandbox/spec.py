@@ -68,7 +68,8 @@ class ContainerSpec(BaseModel):
     run_id: str = Field(min_length=1, description="Labels the container so reconcile finds it.")
     role: Role
     instance: str = Field(
-        default="default", min_length=1,
+        default="default",
+        min_length=1,
         description="Which supervisor owns it: reconcile can be limited to one instance's containers.",
     )
     mounts: list[Mount] = Field(default_factory=list)

@@ -18,10 +18,14 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--scenario", "scenario_path", required=True, type=click.Path(path_type=Path), help="JSON or TOML scenario file.")
+@click.option(
+    "--scenario", "scenario_path", required=True, type=click.Path(path_type=Path), help="JSON or TOML scenario file."
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="TCP address to listen on.")
 @click.option("--port", default=0, show_default=True, help="TCP port; 0 picks a free one.")
-@click.option("--socket", "socket_path", type=click.Path(path_type=Path), help="Listen on this Unix socket instead of TCP.")
+@click.option(
+    "--socket", "socket_path", type=click.Path(path_type=Path), help="Listen on this Unix socket instead of TCP."
+)
 def serve(scenario_path: Path, host: str, port: int, socket_path: Path | None) -> None:
     """Serve the scenario until interrupted; prints the URL (or unix:PATH) it listens on."""
     try:
@@ -42,7 +46,9 @@ def serve(scenario_path: Path, host: str, port: int, socket_path: Path | None) -
 
 
 @main.command()
-@click.option("--scenario", "scenario_path", required=True, type=click.Path(path_type=Path), help="JSON or TOML scenario file.")
+@click.option(
+    "--scenario", "scenario_path", required=True, type=click.Path(path_type=Path), help="JSON or TOML scenario file."
+)
 def check(scenario_path: Path) -> None:
     """Validate a scenario file and print its step count."""
     try:

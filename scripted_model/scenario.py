@@ -59,7 +59,9 @@ class Match(_Strict):
     """What the request must contain for this step; a mismatch is answered with a 400 naming the step."""
 
     contains: str | None = Field(default=None, description="substring of the last user message's text")
-    tool_result_contains: str | None = Field(default=None, description="substring of a tool_result in the last user message")
+    tool_result_contains: str | None = Field(
+        default=None, description="substring of a tool_result in the last user message"
+    )
 
 
 class Step(_Strict):
@@ -71,7 +73,9 @@ class Step(_Strict):
     stop_reason: Literal["end_turn", "tool_use", "max_tokens", "stop_sequence"] | None = None
     usage: ScriptedUsage = Field(default_factory=ScriptedUsage)
     error: ScriptedError | None = None
-    delay_ms: int = Field(default=0, ge=0, le=600_000, description="wait before answering (to test timeouts and signals)")
+    delay_ms: int = Field(
+        default=0, ge=0, le=600_000, description="wait before answering (to test timeouts and signals)"
+    )
 
     @model_validator(mode="after")
     def _message_or_error(self) -> Step:
@@ -106,11 +110,15 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         raw_text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise ScenarioError(f"cannot read scenario file {path}: {e.strerror or e}; pass an existing .json or .toml file") from e
+        raise ScenarioError(
+            f"cannot read scenario file {path}: {e.strerror or e}; pass an existing .json or .toml file"
+        ) from e
     try:
         data = tomllib.loads(raw_text) if path.suffix == ".toml" else json.loads(raw_text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ScenarioError(f"scenario file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {e}") from e
+        raise ScenarioError(
+            f"scenario file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {e}"
+        ) from e
     try:
         return Scenario.model_validate(data)
     except ValidationError as e:

@@ -39,8 +39,18 @@ class ServedLog:
 
     def record(self, message: dict[str, Any], stream: bool) -> None:
         """List one answer (call before sending it); raises OSError if it cannot be listed."""
-        line = json.dumps({"ts": time.time(), "server": self.server, "id": message["id"], "stream": stream,
-                           "usage": message["usage"]}) + "\n"
+        line = (
+            json.dumps(
+                {
+                    "ts": time.time(),
+                    "server": self.server,
+                    "id": message["id"],
+                    "stream": stream,
+                    "usage": message["usage"],
+                }
+            )
+            + "\n"
+        )
         data = line.encode()
         with self._lock:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)

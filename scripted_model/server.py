@@ -45,7 +45,9 @@ class ScriptState:
 
     def usage_for(self, step: Step, body: dict[str, Any], content: list[dict[str, Any]]) -> dict[str, int]:
         prefix, rest = request_token_split(body)
-        digest = hashlib.sha256(json.dumps([body.get("tools"), body.get("system")], sort_keys=True).encode()).hexdigest()
+        digest = hashlib.sha256(
+            json.dumps([body.get("tools"), body.get("system")], sort_keys=True).encode()
+        ).hexdigest()
         with self._lock:
             cache_hit = prefix > 0 and digest in self._seen_prefixes
             if prefix:
@@ -100,7 +102,14 @@ def render_content(step: Step, index: int) -> list[dict[str, Any]]:
     blocks = []
     for n, block in enumerate(step.content):
         if isinstance(block, ToolUseBlock):
-            blocks.append({"type": "tool_use", "id": block.id or f"toolu_{index:04d}_{n}", "name": block.name, "input": block.input})
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": block.id or f"toolu_{index:04d}_{n}",
+                    "name": block.name,
+                    "input": block.input,
+                }
+            )
         else:
             blocks.append({"type": "text", "text": block.text})
     return blocks
@@ -118,7 +127,9 @@ class MessagesHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/health":
-            self._send_json(200, {"ok": True, "scenario": self.state.scenario.name, "steps_served": self.state.steps_served})
+            self._send_json(
+                200, {"ok": True, "scenario": self.state.scenario.name, "steps_served": self.state.steps_served}
+            )
         else:
             self._send_error(404, "not_found_error", f"no route GET {self.path}")
 
@@ -226,8 +237,8 @@ class _ThreadingUnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStr
 class ScriptedModelServer:
     """Serve a scenario on TCP (default) or a Unix socket, in a background thread.
 
-        with ScriptedModelServer("scenario.json") as server:
-            client = anthropic.Anthropic(base_url=server.url, api_key="scripted")
+    with ScriptedModelServer("scenario.json") as server:
+        client = anthropic.Anthropic(base_url=server.url, api_key="scripted")
     """
 
     def __init__(

@@ -15,14 +15,19 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
 
 def _block_events(index: int, block: dict[str, Any]) -> Iterator[bytes]:
     if block["type"] == "text":
-        yield _event("content_block_start", {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
+        yield _event(
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+        )
         text = block["text"]
         for start in range(0, len(text), _TEXT_CHUNK):
             delta = {"type": "text_delta", "text": text[start : start + _TEXT_CHUNK]}
             yield _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
     else:
         start_block = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
-        yield _event("content_block_start", {"type": "content_block_start", "index": index, "content_block": start_block})
+        yield _event(
+            "content_block_start", {"type": "content_block_start", "index": index, "content_block": start_block}
+        )
         delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
         yield _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
     yield _event("content_block_stop", {"type": "content_block_stop", "index": index})
@@ -32,7 +37,10 @@ def sse_events(message: dict[str, Any]) -> Iterator[bytes]:
     """message_start, ping, per block start/delta/stop, message_delta (with final usage), message_stop."""
     usage = message["usage"]
     start_usage = {**usage, "output_tokens": 1}
-    yield _event("message_start", {"type": "message_start", "message": {**message, "content": [], "stop_reason": None, "usage": start_usage}})
+    yield _event(
+        "message_start",
+        {"type": "message_start", "message": {**message, "content": [], "stop_reason": None, "usage": start_usage}},
+    )
     yield _event("ping", {"type": "ping"})
     for index, block in enumerate(message["content"]):
         yield from _block_events(index, block)

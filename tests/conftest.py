@@ -47,7 +47,7 @@ def sandbox_instance(docker_engine):
 @pytest.fixture(scope="session", autouse=True)
 def _unmount_agent_disks(tmp_path_factory):
     """Supervisors started as root loop-mount size-capped images over their instances' agent areas
-    (supervisor/diskcap.py); the mounts outlive a stop on purpose. Unmount this session's at its end."""
+    (supervisor/loop/diskcap.py); the mounts outlive a stop on purpose. Unmount this session's at its end."""
     yield
     base = str(tmp_path_factory.getbasetemp())
     import subprocess

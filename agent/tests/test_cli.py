@@ -6,7 +6,12 @@ from agent.cli import main
 
 
 def invoke(workspace, *args, env=None):
-    env = {"OUROBOROS_OUTBOX": str(workspace.parent / "outbox"), "ANTHROPIC_API_KEY": "", "ANTHROPIC_AUTH_TOKEN": "", **(env or {})}
+    env = {
+        "OUROBOROS_OUTBOX": str(workspace.parent / "outbox"),
+        "ANTHROPIC_API_KEY": "",
+        "ANTHROPIC_AUTH_TOKEN": "",
+        **(env or {}),
+    }
     return CliRunner().invoke(main, ["--workspace", str(workspace), *args], env=env)
 
 

@@ -6,7 +6,6 @@ import pytest
 
 from agent.errors import LLMError
 from agent.journal import Journal
-
 from agent.llm import LLMClient, build_sdk_client
 from agent.loop import Agent, reflection_sections
 from agent.registry import default_registry
@@ -15,12 +14,36 @@ from scripted_model import Scenario, ScriptedModelServer
 STEPS = [
     {"content": [{"type": "text", "text": "1. Write the greeting file."}], "match": {"contains": "## Goal: Greet"}},
     {"content": [{"type": "tool_use", "name": "write_file", "input": {"path": "out/hello.txt", "content": "hello"}}]},
-    {"content": [{"type": "tool_use", "name": "write_file", "input": {"path": "agent/hack.py", "content": "x"}}],
-     "match": {"tool_result_contains": "wrote"}},
-    {"content": [{"type": "text", "text": "Wrote out/hello.txt.\nGOAL STATUS: complete"}], "match": {"tool_result_contains": "refused"}},
-    {"content": [{"type": "text", "text": "### Summary\nGreeted.\n\n### Lessons learned\n- Small goals finish fast.\n\n### Improvement recommendations\n- None."}]},
-    {"content": [{"type": "tool_use", "name": "write_file", "input": {"path": "agent/tools/greet.py", "content": "# reflection-phase edit\n"}}]},
-    {"content": [{"type": "tool_use", "name": "propose", "input": {"why": "Add a greet tool.", "summary": "Add greet"}}]},
+    {
+        "content": [{"type": "tool_use", "name": "write_file", "input": {"path": "agent/hack.py", "content": "x"}}],
+        "match": {"tool_result_contains": "wrote"},
+    },
+    {
+        "content": [{"type": "text", "text": "Wrote out/hello.txt.\nGOAL STATUS: complete"}],
+        "match": {"tool_result_contains": "refused"},
+    },
+    {
+        "content": [
+            {
+                "type": "text",
+                "text": "### Summary\nGreeted.\n\n### Lessons learned\n- Small goals finish fast.\n\n### Improvement recommendations\n- None.",
+            }
+        ]
+    },
+    {
+        "content": [
+            {
+                "type": "tool_use",
+                "name": "write_file",
+                "input": {"path": "agent/tools/greet.py", "content": "# reflection-phase edit\n"},
+            }
+        ]
+    },
+    {
+        "content": [
+            {"type": "tool_use", "name": "propose", "input": {"why": "Add a greet tool.", "summary": "Add greet"}}
+        ]
+    },
     {"content": [{"type": "text", "text": "Proposed."}], "match": {"tool_result_contains": "proposal"}},
 ]
 
@@ -32,7 +55,9 @@ def server(short_dir):
 
 
 def test_one_cycle_end_to_end(config, server):
-    (config.workspace / "agent/goals/active.md").write_text("# Active Goals\n\n## Greet\nWrite hello to out/hello.txt.\n")
+    (config.workspace / "agent/goals/active.md").write_text(
+        "# Active Goals\n\n## Greet\nWrite hello to out/hello.txt.\n"
+    )
     config = config.model_copy(update={"llm_socket": server.socket_path})
     llm = LLMClient(config, build_sdk_client(config, env={"ANTHROPIC_API_KEY": "scripted"}))
     report = Agent(config, llm, default_registry(), threading.Event()).cycle()
@@ -61,14 +86,28 @@ BAD_REQUEST = {"error": {"status": 400, "type": "invalid_request_error", "messag
 QUIET_CYCLE = [
     {"content": [{"type": "text", "text": "1. Nothing."}]},
     {"content": [{"type": "text", "text": "Nothing to do.\nGOAL STATUS: complete"}]},
-    {"content": [{"type": "text", "text": "### Summary\nQuiet.\n\n### Lessons learned\n- None.\n\n### Improvement recommendations\n- None."}]},
+    {
+        "content": [
+            {
+                "type": "text",
+                "text": "### Summary\nQuiet.\n\n### Lessons learned\n- None.\n\n### Improvement recommendations\n- None.",
+            }
+        ]
+    },
     {"content": [{"type": "text", "text": "NO CHANGE"}]},
 ]
 
 
 def _agent_on(config, server):
-    config = config.model_copy(update={"llm_socket": server.socket_path, "error_backoff_s": 0.01, "max_llm_failures": 2})
-    return Agent(config, LLMClient(config, build_sdk_client(config, env={"ANTHROPIC_API_KEY": "k"})), default_registry(), threading.Event())
+    config = config.model_copy(
+        update={"llm_socket": server.socket_path, "error_backoff_s": 0.01, "max_llm_failures": 2}
+    )
+    return Agent(
+        config,
+        LLMClient(config, build_sdk_client(config, env={"ANTHROPIC_API_KEY": "k"})),
+        default_registry(),
+        threading.Event(),
+    )
 
 
 def test_run_journals_a_model_failure_and_goes_on(config, short_dir):
@@ -101,8 +140,13 @@ def test_tool_turns_per_step_are_capped(config, short_dir):
 
 
 def test_a_cut_off_tool_call_is_not_replayed(config, short_dir):
-    cut_off = {"content": [{"type": "text", "text": "Writing"}, {"type": "tool_use", "name": "write_file", "input": {"path": "x"}}],
-               "stop_reason": "max_tokens"}
+    cut_off = {
+        "content": [
+            {"type": "text", "text": "Writing"},
+            {"type": "tool_use", "name": "write_file", "input": {"path": "x"}},
+        ],
+        "stop_reason": "max_tokens",
+    }
     steps = [QUIET_CYCLE[0], cut_off, *QUIET_CYCLE[2:]]
     with ScriptedModelServer(Scenario(steps=steps), socket_path=short_dir / "d.sock") as server:
         report = _agent_on(config, server).cycle()

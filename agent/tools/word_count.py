@@ -25,4 +25,11 @@ def word_count(ctx: ToolContext, args: WordCountArgs) -> str:
 
 
 def register_tools(register: Callable[[Tool], None]) -> None:
-    register(Tool(name="word_count", description="Count lines, words and characters of a text file.", args_model=WordCountArgs, handler=word_count))
+    register(
+        Tool(
+            name="word_count",
+            description="Count lines, words and characters of a text file.",
+            args_model=WordCountArgs,
+            handler=word_count,
+        )
+    )

@@ -13,8 +13,13 @@ import click
 import pydantic
 
 from sandbox.errors import EngineAccessError, EngineUnavailableError, ImageBuildError
-from supervisor.errors import (
-    EXIT_FAILED, EXIT_GAVE_UP, EXIT_INFRASTRUCTURE, EXIT_USAGE, AccessError, OuroborosError,
+from supervisor.base.errors import (
+    EXIT_FAILED,
+    EXIT_GAVE_UP,
+    EXIT_INFRASTRUCTURE,
+    EXIT_USAGE,
+    AccessError,
+    OuroborosError,
 )
 from supervisor.cli.common import JSON_META
 
@@ -37,7 +42,7 @@ class CommandError(click.ClickException):
 
 
 def exit_code_for(exc: BaseException) -> int:
-    from supervisor.agent_lifecycle import GaveUpError  # imported late: it pulls in the whole supervisor
+    from supervisor.loop.agent_lifecycle import GaveUpError  # imported late: it pulls in the whole supervisor
 
     if isinstance(exc, GaveUpError):
         return EXIT_GAVE_UP
@@ -60,7 +65,7 @@ class OuroborosGroup(click.Group):
             kind = "usage" if isinstance(exc, click.UsageError) else "error"
             raise CommandError(exc.format_message(), exc.exit_code, kind, True) from exc
         except OuroborosError as exc:
-            from supervisor.safe_text import terminal_safe  # error text may quote the agent's bytes
+            from supervisor.cli.terminal_text import terminal_safe  # error text may quote the agent's bytes
 
             raise self._error(ctx, terminal_safe(str(exc)), exit_code_for(exc), type(exc).__name__) from exc
         except PermissionError as exc:
@@ -88,7 +93,13 @@ def main() -> None:
 
 
 from supervisor.cli import (  # noqa: E402
-    acceptance_cmds, budget_cmds, config_cmds, console_cmds, engine_cmds, gate_cmds, run_cmds,
+    acceptance_cmds,
+    budget_cmds,
+    config_cmds,
+    console_cmds,
+    engine_cmds,
+    gate_cmds,
+    run_cmds,
 )
 
 for _module in (run_cmds, gate_cmds, engine_cmds, budget_cmds, config_cmds, console_cmds, acceptance_cmds):

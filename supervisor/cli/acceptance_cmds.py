@@ -12,17 +12,21 @@ from typing import Any
 
 import click
 
-from supervisor.acceptance.library import add_scenario, scenario_set
-from supervisor.acceptance.models import AcceptanceReport, ScenarioOutcome
-from supervisor.acceptance.stage import operator_detail, run_stage, settings_for, stage_limits
+from supervisor.base.errors import ConfigError
 from supervisor.cli.common import json_option
-from supervisor.errors import ConfigError
-from supervisor.instance import CONFIG_NAME, HOME_ENV
+from supervisor.gate.acceptance.library import add_scenario, scenario_set
+from supervisor.gate.acceptance.models import AcceptanceReport, ScenarioOutcome
+from supervisor.gate.acceptance.stage import operator_detail, run_stage, settings_for, stage_limits
+from supervisor.store.instance import CONFIG_NAME, HOME_ENV
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
-home_option = click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
-                           help="The instance (default: $OUROBOROS_HOME); without one, only the default set.")
+home_option = click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The instance (default: $OUROBOROS_HOME); without one, only the default set.",
+)
 
 
 def safe(text: str) -> str:
@@ -91,15 +95,19 @@ def add_cmd(file: Path, home: Path | None, as_json: bool) -> None:
 
 @acceptance_group.command("run")
 @click.argument("rev", required=False)
-@click.option("--repo", type=click.Path(path_type=Path), default=None,
-              help="The agent repository (default: the instance's, else the one containing cwd).")
+@click.option(
+    "--repo",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The agent repository (default: the instance's, else the one containing cwd).",
+)
 @click.option("--scenario", "names", multiple=True, help="Run only these scenarios (repeatable).")
 @home_option
 @json_option
 def run_cmd(rev: str | None, repo: Path | None, names: tuple[str, ...], home: Path | None, as_json: bool) -> None:
     """Run the acceptance stage on REV (default: main of the instance, else HEAD); exit 0 pass, 1 not."""
-    from supervisor.gate_config import CONFIG_FILE, GateConfig, parse_config
-    from supervisor.git_ops import Git, find_common_dir
+    from supervisor.base.git_ops import Git, find_common_dir
+    from supervisor.gate.config import CONFIG_FILE, GateConfig, parse_config
 
     chosen = _home(home)
     git = Git(find_common_dir(repo or (chosen / "repo.git" if chosen else Path("."))))
@@ -113,16 +121,20 @@ def run_cmd(rev: str | None, repo: Path | None, names: tuple[str, ...], home: Pa
     blob = git.read_blob(commit, CONFIG_FILE)
     config = parse_config(blob.decode(errors="replace"), CONFIG_FILE) if blob else GateConfig()
     report = _run(git, commit, scenarios, config, settings.max_parallel, chosen)
-    _emit(as_json, report.model_dump(mode="json"), safe(f"{report.summary()} in {report.duration_s:.1f} s\n"
-                                                       + operator_detail(report)))
+    _emit(
+        as_json,
+        report.model_dump(mode="json"),
+        safe(f"{report.summary()} in {report.duration_s:.1f} s\n" + operator_detail(report)),
+    )
     sys.exit(0 if report.outcome is ScenarioOutcome.PASSED else 1)
 
 
-def _run(git: Any, commit: str, scenarios: list[Any], config: Any, max_parallel: int,
-         home: Path | None) -> AcceptanceReport:
+def _run(
+    git: Any, commit: str, scenarios: list[Any], config: Any, max_parallel: int, home: Path | None
+) -> AcceptanceReport:
     from sandbox.engine import DockerEngine
     from sandbox.images import ensure_agent_image
-    from supervisor.instance import Instance
+    from supervisor.store.instance import Instance
 
     engine = DockerEngine.connect()
     image = config.image or ensure_agent_image(engine, progress=lambda _message: None)

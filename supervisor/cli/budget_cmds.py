@@ -9,15 +9,15 @@ from typing import Any
 
 import click
 
+from supervisor.base.errors import ConfigError
+from supervisor.base.git_ops import GitError, find_common_dir
 from supervisor.cli.common import json_option
 from supervisor.cli.contract import BudgetOut
-from supervisor.errors import ConfigError
-from supervisor.git_ops import GitError, find_common_dir
-from supervisor.instance import CONFIG_NAME, HOME_ENV, Instance
+from supervisor.route.checkpoint import read_totals
 from supervisor.route.config import RouteConfig
 from supervisor.route.ledger import LEDGER_FILE_NAME, Spend, utc_now
-from supervisor.route.snapshot import read_totals
 from supervisor.route.metering import cap_statuses
+from supervisor.store.instance import CONFIG_NAME, HOME_ENV, Instance
 
 
 def _locate(home: Path | None, repo: Path | None, config: Path | None) -> tuple[Path, Path | None]:
@@ -89,12 +89,25 @@ def _render(report: dict[str, Any]) -> str:
 
 
 @click.command("budget")
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help=f"The instance directory; default: ${HOME_ENV}, else the current directory if it is one.")
-@click.option("--repo", type=click.Path(path_type=Path), default=None,
-              help="The agent repository instead of an instance; its ledger is in <git-common-dir>/ouroboros/.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help=f"Take the caps from this {CONFIG_NAME} ([route] table); default: the instance's.")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"The instance directory; default: ${HOME_ENV}, else the current directory if it is one.",
+)
+@click.option(
+    "--repo",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The agent repository instead of an instance; its ledger is in <git-common-dir>/ouroboros/.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Take the caps from this {CONFIG_NAME} ([route] table); default: the instance's.",
+)
 @json_option
 def budget_cmd(home: Path | None, repo: Path | None, config_path: Path | None, as_json: bool) -> None:
     """Show LLM spend against the route's caps: per day (UTC), in total, and for the latest cycle."""

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, overload
 
 import click
 from pydantic import BaseModel
 
-from supervisor.instance import HOME_ENV, Instance
-from supervisor.safe_text import terminal_safe
+from supervisor.cli.terminal_text import terminal_safe
+from supervisor.store.instance import HOME_ENV, Instance
 
 JSON_META = "ouroboros.json"
 
@@ -24,18 +24,30 @@ def _remember_json(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     return value
 
 
-json_option = click.option("--json", "as_json", is_flag=True, is_eager=True, callback=_remember_json,
-                           help="Print JSON instead of text (schema: docs/json.md); errors too.")
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    is_eager=True,
+    callback=_remember_json,
+    help="Print JSON instead of text (schema: docs/json.md); errors too.",
+)
 
 home_option = click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help=f"The instance directory (default: ${HOME_ENV}, else the current directory).",
 )
 
 repo_option = click.option(
-    "--repo", "repo", type=click.Path(path_type=Path), default=None,
+    "--repo",
+    "repo",
+    type=click.Path(path_type=Path),
+    default=None,
     help="The agent repository (bare or not) instead of an instance; default: HOME/repo.git, "
-         "else ./repo.git, else the repository containing cwd.")
+    "else ./repo.git, else the repository containing cwd.",
+)
 
 
 def json_wanted() -> bool:

@@ -9,12 +9,12 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
+from supervisor.base.errors import EXIT_FAILED, ConfigError, OuroborosError
+from supervisor.base.toml_config import describe
 from supervisor.cli.common import emit, home_option, json_option
 from supervisor.cli.contract import ConfigCheckOut, ConfigFile
-from supervisor.errors import EXIT_FAILED, ConfigError, OuroborosError
-from supervisor.gate_config import CONFIG_FILE, parse_config
-from supervisor.instance import CONFIG_NAME, HOME_ENV, InstanceConfig
-from supervisor.toml_config import describe
+from supervisor.gate.config import CONFIG_FILE, parse_config
+from supervisor.store.instance import CONFIG_NAME, HOME_ENV, InstanceConfig
 
 
 @click.group("config")
@@ -24,10 +24,20 @@ def config_group() -> None:
 
 @config_group.command("check")
 @home_option
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help=f"An {CONFIG_NAME} to check instead of the instance's.")
-@click.option("--gate", "gate_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help=f"A {CONFIG_FILE} file to check instead of the one committed on the instance's main.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"An {CONFIG_NAME} to check instead of the instance's.",
+)
+@click.option(
+    "--gate",
+    "gate_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"A {CONFIG_FILE} file to check instead of the one committed on the instance's main.",
+)
 @json_option
 def config_check(home: Path | None, config_path: Path | None, gate_path: Path | None, as_json: bool) -> None:
     """Validate ouroboros.toml and gate.toml (unknown keys are errors); exit 0 valid, 1 not.
@@ -73,7 +83,7 @@ def _check_gate_text(where: str, read: Callable[[], str | None]) -> ConfigFile:
 
 
 def _committed_gate(root: Path) -> str | None:
-    from supervisor.git_ops import MAIN_REF, Git
+    from supervisor.base.git_ops import MAIN_REF, Git
 
     git = Git(root / "repo.git")
     data = git.read_blob(MAIN_REF, CONFIG_FILE)

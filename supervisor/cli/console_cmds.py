@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from supervisor.cli.common import home_option, json_option
-from supervisor.instance import HOME_ENV
+from supervisor.store.instance import HOME_ENV
 
 TOKEN_ENV = "OUROBOROS_CONSOLE_TOKEN"
 
@@ -20,8 +20,8 @@ TOKEN_ENV = "OUROBOROS_CONSOLE_TOKEN"
 @json_option
 def scorecard_cmd(home: Path | None, limit: int | None, as_json: bool) -> None:
     """Show the scorecard of each generation, computed from the supervisor's own records."""
+    from supervisor.base.text import plain
     from supervisor.console import pages
-    from supervisor.console.text import plain
     from supervisor.console.view import for_home
 
     view = for_home(home)
@@ -29,23 +29,35 @@ def scorecard_cmd(home: Path | None, limit: int | None, as_json: bool) -> None:
     if as_json:
         click.echo(pages.scorecard_json(view, limit))
         return
-    click.echo(f"{'gen':>4} {'commit':<12} {'alive':>12} {'cycles':>6} {'goals*':>6} {'tokens':>10} {'USD':>9} "
-               f"{'tok/goal':>9} {'m/a/r/w':>9} {'crash':>5} {'rb':>3}  why")
+    click.echo(
+        f"{'gen':>4} {'commit':<12} {'alive':>12} {'cycles':>6} {'goals*':>6} {'tokens':>10} {'USD':>9} "
+        f"{'tok/goal':>9} {'m/a/r/w':>9} {'crash':>5} {'rb':>3}  why"
+    )
     for card in view.store.cards(limit=limit):
         per_goal = f"{card.tokens_per_goal:,.0f}" if card.tokens_per_goal is not None else "-"
         counts = f"{card.made}/{card.accepted}/{card.rejected}/{card.waiting}"
-        click.echo(f"{card.generation:>4} {card.commit[:12]:<12} {pages.duration(card.alive_s):>12} {card.cycles:>6} "
-                   f"{card.goals:>6} {card.tokens:>10,} {card.usd:>9.4f} {per_goal:>9} {counts:>9} "
-                   f"{card.crashes:>5} {'yes' if card.rolled_back else '':>3}  {plain(card.why, 80)}")
+        click.echo(
+            f"{card.generation:>4} {card.commit[:12]:<12} {pages.duration(card.alive_s):>12} {card.cycles:>6} "
+            f"{card.goals:>6} {card.tokens:>10,} {card.usd:>9.4f} {per_goal:>9} {counts:>9} "
+            f"{card.crashes:>5} {'yes' if card.rolled_back else '':>3}  {plain(card.why, 80)}"
+        )
     click.echo("* goals: as the agent's goals file says (the one figure the agent supplies); see docs/console.md")
 
 
 @click.command("console")
 @home_option
-@click.option("--bind", default="127.0.0.1:8788", show_default=True,
-              help="HOST:PORT to listen on; anything but loopback requires --token.")
-@click.option("--token", "use_token", is_flag=True,
-              help=f"Require an access token: ${TOKEN_ENV}, else a new random one printed once.")
+@click.option(
+    "--bind",
+    default="127.0.0.1:8788",
+    show_default=True,
+    help="HOST:PORT to listen on; anything but loopback requires --token.",
+)
+@click.option(
+    "--token",
+    "use_token",
+    is_flag=True,
+    help=f"Require an access token: ${TOKEN_ENV}, else a new random one printed once.",
+)
 @json_option
 def console_cmd(home: Path | None, bind: str, use_token: bool, as_json: bool) -> None:
     """Serve a read-only web page of the instance: status, lineage, scorecards, charts, log, journal, /metrics."""

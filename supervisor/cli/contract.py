@@ -12,10 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from supervisor.decision_log import Decision, VerifyResult
-from supervisor.gate import Failure, GateResult
-from supervisor.verdicts import RollbackResult, Verdict, VerdictSummary
-from supervisor.retention import SpaceReport
+from supervisor.gate.retention import SpaceReport
+from supervisor.store.decision_log import Decision, VerifyResult
+from supervisor.store.gate_results import Failure, GateResult
+from supervisor.store.verdicts import RollbackResult, Verdict, VerdictSummary
 
 
 class _Out(BaseModel):
@@ -56,7 +56,7 @@ class StartEvent(_Out):
 
 class Spend(_Out):
     tokens: int
-    usd: str = Field(description="A decimal string, e.g. \"0.0123\".")
+    usd: str = Field(description='A decimal string, e.g. "0.0123".')
 
 
 class StatusOut(_Out):
@@ -76,7 +76,9 @@ class StatusOut(_Out):
     verdicts: list[VerdictSummary] = Field(description="The last five.")
     message: str = Field(description="The proposal being gated, or why the supervisor stopped.")
     tokens: Spend = Field(description="LLM spend in total (ledger).")
-    repository: SpaceReport | None = Field(default=None, description="Space the agent repository uses (null: unreadable).")
+    repository: SpaceReport | None = Field(
+        default=None, description="Space the agent repository uses (null: unreadable)."
+    )
     checked_at: datetime = Field(description="When this was read (UTC).")
 
 

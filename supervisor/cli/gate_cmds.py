@@ -6,21 +6,21 @@ import os
 import sys
 import tempfile
 import xml.etree.ElementTree as ElementTree
+from datetime import UTC
 from pathlib import Path
 from typing import Any, cast
 
 import click
 
-from supervisor.candidates import CandidateRecord
+from supervisor.base.errors import EXIT_FAILED, EXIT_INFRASTRUCTURE, EXIT_OK
 from supervisor.cli.common import emit, home_option, json_option, repo_option, resolve_repo, utc
 from supervisor.cli.contract import CandidateRow, ShowOut
-from supervisor.errors import EXIT_FAILED, EXIT_INFRASTRUCTURE, EXIT_OK
-from supervisor.gate import GateResult
-from supervisor.gate_config import parse_config
-from supervisor.gatekeeper import Gatekeeper
-from supervisor.safe_text import echo
-from supervisor.gate_scratch import beside_supervisor, gate_label, own_scratch
-from datetime import UTC
+from supervisor.cli.terminal_text import echo
+from supervisor.gate.config import parse_config
+from supervisor.gate.gatekeeper import Gatekeeper
+from supervisor.gate.scratch import beside_supervisor, gate_label, own_scratch
+from supervisor.store.candidates import CandidateRecord
+from supervisor.store.gate_results import GateResult
 
 
 def _keeper(repo: Path | None) -> Gatekeeper:
@@ -34,7 +34,7 @@ def _keeper(repo: Path | None) -> Gatekeeper:
 def _instance_label(repo: Path) -> str:
     """The instance id the gate's own label starts with (`gate_scratch.gate_label`); the next gate on
     this repository removes the containers of one killed before its end."""
-    from supervisor.instance import Instance
+    from supervisor.store.instance import Instance
 
     return Instance(repo.resolve().parent).instance_id if repo.name == "repo.git" else "default"
 
@@ -44,10 +44,17 @@ def _emit(as_json: bool, data: Any, text: str) -> None:
 
 
 def _row(r: CandidateRecord) -> CandidateRow:
-    return CandidateRow(id=r.id, branch=r.branch.removeprefix("refs/heads/"), state=r.state,
-                        created_at=utc(r.created_at), updated_at=utc(r.updated_at), commit=r.commit,
-                        generation=r.generation, summary=r.proposal.summary if r.proposal else None,
-                        reasons=r.reasons)
+    return CandidateRow(
+        id=r.id,
+        branch=r.branch.removeprefix("refs/heads/"),
+        state=r.state,
+        created_at=utc(r.created_at),
+        updated_at=utc(r.updated_at),
+        commit=r.commit,
+        generation=r.generation,
+        summary=r.proposal.summary if r.proposal else None,
+        reasons=r.reasons,
+    )
 
 
 def _age(row: CandidateRow) -> str:
@@ -63,8 +70,13 @@ def _age(row: CandidateRow) -> str:
 @click.command("candidates")
 @home_option
 @repo_option
-@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
-              help="Show the newest N candidates (by id); 0 shows all of them.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="Show the newest N candidates (by id); 0 shows all of them.",
+)
 @json_option
 def candidates_cmd(home: Path | None, repo: Path | None, limit: int, as_json: bool) -> None:
     """List candidates: id, branch, age, state (pending, gating, accepted, rejected, ...) and reason.
@@ -74,8 +86,9 @@ def candidates_cmd(home: Path | None, repo: Path | None, limit: int, as_json: bo
     store = _keeper(resolve_repo(home, repo)).store
     records, total = store.newest(limit)
     rows = [_row(r) for r in records]
-    lines = [f"{row.id:<8} {row.state:<15} {_age(row):>5}  {row.branch}  {'; '.join(row.reasons)[:200]}"
-             for row in rows]
+    lines = [
+        f"{row.id:<8} {row.state:<15} {_age(row):>5}  {row.branch}  {'; '.join(row.reasons)[:200]}" for row in rows
+    ]
     if total > len(records) and lines:
         lines.append(f"(the newest {len(records)} of {total}; `--limit 0` lists all)")
     lines += [f"unreadable record {path}: move it aside (e.g. to {path.name}.corrupt)" for path in store.corrupt]
@@ -98,20 +111,36 @@ def show_cmd(candidate: str, home: Path | None, repo: Path | None, as_json: bool
         diffstat = keeper.git.diff(base, record.commit, stat_only=True) if record.commit else ""
         diff = keeper.git.diff(base, record.commit) if record.commit else ""
     if as_json:
-        _emit(True, ShowOut(**_row(record).model_dump(), base=record.base,
-                            why=record.proposal.why if record.proposal else None, refused=record.refused,
-                            approved=record.approved, gate=record.gate,
-                            failures=record.gate.failures if record.gate else [], diffstat=diffstat, diff=diff), "")
+        _emit(
+            True,
+            ShowOut(
+                **_row(record).model_dump(),
+                base=record.base,
+                why=record.proposal.why if record.proposal else None,
+                refused=record.refused,
+                approved=record.approved,
+                gate=record.gate,
+                failures=record.gate.failures if record.gate else [],
+                diffstat=diffstat,
+                diff=diff,
+            ),
+            "",
+        )
         return
     gate = record.gate
-    lines = [f"candidate {record.id}  state {record.state}  commit {record.commit or '-'}",
-             f"summary: {record.proposal.summary if record.proposal else '-'}", "",
-             (record.proposal.why if record.proposal else "(no proposal yet)"), ""]
+    lines = [
+        f"candidate {record.id}  state {record.state}  commit {record.commit or '-'}",
+        f"summary: {record.proposal.summary if record.proposal else '-'}",
+        "",
+        (record.proposal.why if record.proposal else "(no proposal yet)"),
+        "",
+    ]
     lines += [f"reason: {reason}" for reason in record.reasons] + [f"refused: {item}" for item in record.refused]
     if gate:
         for one in gate.passes:
-            lines.append(f"pass {one.name}: {'ok' if one.ok else 'FAILED ' + one.reason} ({one.duration_s:.1f} s, "
-                         f"{one.counts})")
+            lines.append(
+                f"pass {one.name}: {'ok' if one.ok else 'FAILED ' + one.reason} ({one.duration_s:.1f} s, {one.counts})"
+            )
         lines += [f"failing: {f.test_id}\n    {f.message[:500]}" for f in gate.failures]
         tail = next((p.log_tail for p in reversed(gate.passes) if p.log_tail), "")
         lines += ["", "log tail:", tail[-1500:]]
@@ -121,16 +150,33 @@ def show_cmd(candidate: str, home: Path | None, repo: Path | None, as_json: bool
 
 @click.command("gate")
 @click.argument("rev", default="HEAD")
-@click.option("--base", default=None, help="Also judge REV against this commit: protected paths, no-shrink, base's tests.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Gate config file; default: gate.toml as committed at the base (or at REV).")
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the gate's verdict and every test outcome as a JUnit XML report here.")
+@click.option(
+    "--base", default=None, help="Also judge REV against this commit: protected paths, no-shrink, base's tests."
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Gate config file; default: gate.toml as committed at the base (or at REV).",
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the gate's verdict and every test outcome as a JUnit XML report here.",
+)
 @home_option
 @repo_option
 @json_option
-def gate_cmd(rev: str, base: str | None, config_path: Path | None, junit_path: Path | None, home: Path | None,
-             repo: Path | None, as_json: bool) -> None:
+def gate_cmd(
+    rev: str,
+    base: str | None,
+    config_path: Path | None,
+    junit_path: Path | None,
+    home: Path | None,
+    repo: Path | None,
+    as_json: bool,
+) -> None:
     """Run the gate on a commit (default HEAD) in a fresh container.
 
     Exit 0 pass, 1 rejected, 2 usage, 3 infrastructure (no Docker engine, no image, a container
@@ -151,8 +197,11 @@ def gate_cmd(rev: str, base: str | None, config_path: Path | None, junit_path: P
         config = parse_config(config_path.read_text(), str(config_path)) if config_path else None
         _connect(keeper)
         engine, instance = keeper.runner.engine, keeper.runner.instance
-        with own_scratch(keeper.state_dir, lambda message: click.echo(message, err=True),
-                         reap=lambda run: engine and engine.reconcile(instance=gate_label(instance, run))) as folder:
+        with own_scratch(
+            keeper.state_dir,
+            lambda message: click.echo(message, err=True),
+            reap=lambda run: engine and engine.reconcile(instance=gate_label(instance, run)),
+        ) as folder:
             beside_supervisor(keeper, folder)
             result = keeper.gate_rev(rev, base=base, config=config)
     _report_gate(result, junit_path, as_json)
@@ -217,8 +266,10 @@ def verdict_junit(result: GateResult) -> bytes:
 
 
 def _verdict_text(verdict: Any) -> str:
-    lines = [f"candidate {verdict.candidate}: {verdict.state}"
-             + (f" as generation {verdict.generation}" if verdict.generation is not None else "")]
+    lines = [
+        f"candidate {verdict.candidate}: {verdict.state}"
+        + (f" as generation {verdict.generation}" if verdict.generation is not None else "")
+    ]
     return "\n".join(lines + [f"  reason: {reason}" for reason in verdict.reasons])
 
 
@@ -246,17 +297,24 @@ def reject_cmd(candidate: str, reason: str, home: Path | None, repo: Path | None
 
 
 @click.command("rollback")
-@click.option("--to", "to", default=None, help="Generation number (3 or gen/3) or a commit that passed the gate; "
-                                                "default: the previous generation.")
+@click.option(
+    "--to",
+    "to",
+    default=None,
+    help="Generation number (3 or gen/3) or a commit that passed the gate; default: the previous generation.",
+)
 @home_option
 @repo_option
 @json_option
 def rollback_cmd(to: str | None, home: Path | None, repo: Path | None, as_json: bool) -> None:
     """Move main back to a commit that passed the gate; the rolled-back commits stay reachable."""
     result = _keeper(resolve_repo(home, repo)).rollback(to)
-    _emit(as_json, result,
-          f"main rolled back {result.previous[:12]} → {result.target[:12]} (generation {result.generation}); "
-          f"old main kept at {result.kept_as}")
+    _emit(
+        as_json,
+        result,
+        f"main rolled back {result.previous[:12]} → {result.target[:12]} (generation {result.generation}); "
+        f"old main kept at {result.kept_as}",
+    )
 
 
 @click.command("log")
@@ -267,8 +325,11 @@ def rollback_cmd(to: str | None, home: Path | None, repo: Path | None, as_json: 
 def log_cmd(count: int, home: Path | None, repo: Path | None, as_json: bool) -> None:
     """Show the last decisions (accepted, rejected, approvals, rollbacks), oldest first."""
     records = _keeper(resolve_repo(home, repo)).log.tail(count)
-    lines = [f"{r.seq:>4} {r.at[:19]} {r.kind:<15} {r.candidate or '-':<7} {(r.commit or '-')[:12]} "
-             f"{'; '.join(r.reasons)[:120]}" for r in records]
+    lines = [
+        f"{r.seq:>4} {r.at[:19]} {r.kind:<15} {r.candidate or '-':<7} {(r.commit or '-')[:12]} "
+        f"{'; '.join(r.reasons)[:120]}"
+        for r in records
+    ]
     _emit(as_json, records, "\n".join(lines) or "no decisions yet")
 
 
@@ -279,8 +340,11 @@ def log_cmd(count: int, home: Path | None, repo: Path | None, as_json: bool) -> 
 def verify_log_cmd(home: Path | None, repo: Path | None, as_json: bool) -> None:
     """Check the decision log's hash chain; exit 1 and name the first broken line if tampered."""
     result = _keeper(resolve_repo(home, repo)).log.verify()
-    text = (f"decision log OK ({result.records} records)" if result.ok else
-            f"decision log BROKEN at line {result.broken_line}: {result.problem}")
+    text = (
+        f"decision log OK ({result.records} records)"
+        if result.ok
+        else f"decision log BROKEN at line {result.broken_line}: {result.problem}"
+    )
     _emit(as_json, result, text)
     sys.exit(0 if result.ok else 1)
 

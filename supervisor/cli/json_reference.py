@@ -1,6 +1,6 @@
 """Write docs/json.md from the pydantic models the commands print (a test keeps it current).
 
-    python -m supervisor.cli.json_reference > docs/json.md
+python -m supervisor.cli.json_reference > docs/json.md
 """
 
 from __future__ import annotations
@@ -70,8 +70,12 @@ def _type(prop: dict[str, Any]) -> str:
 
 
 def _table(name: str, schema: dict[str, Any]) -> str:
-    lines = [f"`{name}`" + (f": {schema['description'].strip()}" if schema.get("description") else ""), "",
-             "| key | type | meaning |", "| --- | --- | --- |"]
+    lines = [
+        f"`{name}`" + (f": {schema['description'].strip()}" if schema.get("description") else ""),
+        "",
+        "| key | type | meaning |",
+        "| --- | --- | --- |",
+    ]
     for key, prop in schema.get("properties", {}).items():
         meaning = " ".join((prop.get("description") or "").split()).replace("|", "\\|")
         lines.append(f"| `{key}` | {_type(prop)} | {meaning} |")

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import overload
 
-from supervisor.git_ops import Git, GitError, find_common_dir, safe_env
+from supervisor.base.git_ops import Git, GitError, find_common_dir, safe_env
 
 
 def needs_private_clone(repo: Path) -> bool:
@@ -27,9 +27,21 @@ def private_clone(repo: Path, target: Path) -> Path:
     """A bare mirror of every ref (HEAD too, detached or not) of `repo` in `target`."""
     source = find_common_dir(repo)
     done = subprocess.run(
-        ["git", "-c", "protocol.file.allow=always", "clone", "--quiet", "--mirror", "--no-local",
-         "--no-hardlinks", str(source), str(target)],
-        env=safe_env(), capture_output=True, check=False,
+        [
+            "git",
+            "-c",
+            "protocol.file.allow=always",
+            "clone",
+            "--quiet",
+            "--mirror",
+            "--no-local",
+            "--no-hardlinks",
+            str(source),
+            str(target),
+        ],
+        env=safe_env(),
+        capture_output=True,
+        check=False,
     )
     if done.returncode != 0:
         raise GitError(f"could not make a private clone of {source}: {done.stderr.decode(errors='replace').strip()}")
@@ -75,4 +87,4 @@ def in_worktree(rev: str | None, head: str | None) -> str | None:
     """`HEAD`, `HEAD~2`, `HEAD^` ... of this work tree, spelled so any clone of it understands."""
     if rev is None or head is None or not re.match(r"^HEAD($|[~^@])", rev):
         return rev
-    return head + rev[len("HEAD"):]
+    return head + rev[len("HEAD") :]

@@ -1,6 +1,6 @@
 """Write docs/cli.md from the `supervisor` commands' own --help (a test keeps it current).
 
-    python -m supervisor.cli.reference > docs/cli.md
+python -m supervisor.cli.reference > docs/cli.md
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ def _walk(command: click.Command, ctx: click.Context, path: list[str]) -> Iterat
 
 def render() -> str:
     root = click.Context(main, info_name="supervisor", **_SETTINGS)
-    blocks = [f"## `{' '.join(['supervisor', *path])}`\n\n```text\n{text.rstrip()}\n```"
-              for path, text in _walk(main, root, [])]
+    blocks = [
+        f"## `{' '.join(['supervisor', *path])}`\n\n```text\n{text.rstrip()}\n```"
+        for path, text in _walk(main, root, [])
+    ]
     return HEADER + "\n" + "\n\n".join(blocks) + "\n"
 
 

@@ -7,22 +7,29 @@ import shutil
 import signal
 import sys
 import time
-from datetime import datetime, UTC
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import click
 
-from supervisor import control
+from supervisor.base import process_control
+from supervisor.base.errors import EXIT_NOT_RUNNING, OuroborosError
 from supervisor.cli.common import emit, emit_line, home_option, json_option, utc
 from supervisor.cli.contract import (
-    DemoOut, FeedbackOut, InitOut, LogLine, Spend, StartEvent, StatusOut, StopOut,
+    DemoOut,
+    FeedbackOut,
+    InitOut,
+    LogLine,
+    Spend,
+    StartEvent,
+    StatusOut,
+    StopOut,
 )
-from supervisor.errors import EXIT_NOT_RUNNING, OuroborosError
-from supervisor.instance import Instance
-from supervisor.retention import SpaceReport
-from supervisor.safe_text import echo
+from supervisor.cli.terminal_text import echo
+from supervisor.gate.retention import SpaceReport
+from supervisor.store.instance import Instance
 
 
 def _say(message: str) -> None:
@@ -36,8 +43,12 @@ def _say_json(message: str) -> None:
 
 @click.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Serve the agent from this scripted-model scenario instead of the real API (no key needed).")
+@click.option(
+    "--scenario",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Serve the agent from this scripted-model scenario instead of the real API (no key needed).",
+)
 @click.option("--no-gate", is_flag=True, help="Skip gating generation 0 now (`supervisor start` gates it).")
 @json_option
 def init_cmd(directory: Path, scenario: Path | None, no_gate: bool, as_json: bool) -> None:
@@ -46,41 +57,62 @@ def init_cmd(directory: Path, scenario: Path | None, no_gate: bool, as_json: boo
     The directory appears whole or not at all. If gating fails (no engine, a failing test), the
     instance stays and `supervisor start` gates generation 0 first.
     """
-    from supervisor.init_instance import init_instance
+    from supervisor.store.instance_init import init_instance
 
     instance = init_instance(directory, scenario.resolve() if scenario else None)
     generation = None if no_gate else _gate_generation_zero(instance, as_json)
-    result = InitOut(home=str(instance.home), repo=str(instance.repo), config=str(instance.config_path),
-                     memory=str(instance.memory), generation=generation, gated=generation is not None)
-    gated = (f"generation 0 passed the gate ({instance.repo} main, tag gen/0)" if generation is not None
-             else "generation 0 not gated yet: `supervisor start` gates it first")
-    emit(as_json, result, f"instance ready in {instance.home}\n  config  {instance.config_path}\n"
-                          f"  repo    {instance.repo}\n  memory  {instance.memory}\n  {gated}\n"
-                          f"start it with: supervisor start --home {instance.home}")
+    result = InitOut(
+        home=str(instance.home),
+        repo=str(instance.repo),
+        config=str(instance.config_path),
+        memory=str(instance.memory),
+        generation=generation,
+        gated=generation is not None,
+    )
+    gated = (
+        f"generation 0 passed the gate ({instance.repo} main, tag gen/0)"
+        if generation is not None
+        else "generation 0 not gated yet: `supervisor start` gates it first"
+    )
+    emit(
+        as_json,
+        result,
+        f"instance ready in {instance.home}\n  config  {instance.config_path}\n"
+        f"  repo    {instance.repo}\n  memory  {instance.memory}\n  {gated}\n"
+        f"start it with: supervisor start --home {instance.home}",
+    )
 
 
 def _gate_generation_zero(instance: Instance, as_json: bool) -> int:
     from sandbox.engine import DockerEngine
     from sandbox.images import ensure_agent_image
-    from supervisor.gatekeeper import Gatekeeper
+    from supervisor.gate.gatekeeper import Gatekeeper
 
     progress = (lambda message: None) if as_json else _say
     try:
         engine = DockerEngine.connect()
         image = ensure_agent_image(engine, progress=progress)
         progress("gating generation 0 (the packaged agent's own tests, in a container) ...")
-        return Gatekeeper(instance.repo, engine, journal_root=instance.journal, image=image,
-                          instance=instance.instance_id).genesis()
+        return Gatekeeper(
+            instance.repo, engine, journal_root=instance.journal, image=image, instance=instance.instance_id
+        ).genesis()
     except OuroborosError as exc:
-        raise type(exc)(f"{exc}\n(the instance in {instance.home} was made; generation 0 is not gated yet: "
-                        f"fix the above, then `supervisor start --home {instance.home}` gates it first)") from exc
+        raise type(exc)(
+            f"{exc}\n(the instance in {instance.home} was made; generation 0 is not gated yet: "
+            f"fix the above, then `supervisor start --home {instance.home}` gates it first)"
+        ) from exc
 
 
 @click.command("start")
 @home_option
-@click.option("--console", "console_bind", metavar="HOST:PORT", default=None,
-              help="Also serve the read-only web console (`supervisor console`) here, e.g. 127.0.0.1:8788; "
-                   "anything but loopback needs $OUROBOROS_CONSOLE_TOKEN.")
+@click.option(
+    "--console",
+    "console_bind",
+    metavar="HOST:PORT",
+    default=None,
+    help="Also serve the read-only web console (`supervisor console`) here, e.g. 127.0.0.1:8788; "
+    "anything but loopback needs $OUROBOROS_CONSOLE_TOKEN.",
+)
 @json_option
 def start_cmd(home: Path | None, console_bind: str | None, as_json: bool) -> None:
     """Run the agent in its container and gate its proposals, in the foreground, until SIGTERM.
@@ -92,7 +124,7 @@ def start_cmd(home: Path | None, console_bind: str | None, as_json: bool) -> Non
     """
     from sandbox.engine import DockerEngine
     from sandbox.images import ensure_agent_image
-    from supervisor.runner import Supervisor
+    from supervisor.loop.event_loop import Supervisor
 
     progress = _say_json if as_json else _say
     instance = Instance.locate(home)
@@ -125,28 +157,44 @@ def status_cmd(home: Path | None, as_json: bool) -> None:
 
 
 def status_report(instance: Instance) -> StatusOut:
-    from supervisor.status import StatusFile
+    from supervisor.store.status_file import StatusFile
 
     status = StatusFile(instance.status_file).read()
-    running = control.is_locked(instance.run_dir / "supervisor.lock")
+    running = process_control.is_locked(instance.run_dir / "supervisor.lock")
     fields = ("generation", "commit", "candidate", "agent_container", "probation", "restarts", "verdicts", "message")
-    known = status.model_dump(include=set(fields)) if status else {
-        "generation": None, "commit": None, "candidate": None, "agent_container": None, "probation": "n/a",
-        "restarts": 0, "verdicts": [], "message": ""}
-    state = (status.state if status else "never started") if running else (
-        "stopped" if status else "never started")
+    known = (
+        status.model_dump(include=set(fields))
+        if status
+        else {
+            "generation": None,
+            "commit": None,
+            "candidate": None,
+            "agent_container": None,
+            "probation": "n/a",
+            "restarts": 0,
+            "verdicts": [],
+            "message": "",
+        }
+    )
+    state = (status.state if status else "never started") if running else ("stopped" if status else "never started")
     if not running:
         known.update(_main_generation(instance))  # the repository is the truth once nothing runs
     return StatusOut(
-        running=running, state=state, pid=status.pid if status and running else None,
+        running=running,
+        state=state,
+        pid=status.pid if status and running else None,
         started_at=utc(status.started_at) if status else None,
         generation_since=utc(status.generation_since) if status else None,
-        tokens=_spend(instance), repository=_space(instance), checked_at=datetime.now(UTC), **known)
+        tokens=_spend(instance),
+        repository=_space(instance),
+        checked_at=datetime.now(UTC),
+        **known,
+    )
 
 
 def _main_generation(instance: Instance) -> dict[str, str | int | None]:
-    from supervisor.gatekeeper import Gatekeeper
-    from supervisor.git_ops import MAIN_REF
+    from supervisor.base.git_ops import MAIN_REF
+    from supervisor.gate.gatekeeper import Gatekeeper
 
     keeper = Gatekeeper(instance.repo, instance=instance.instance_id)
     main = keeper.git.ref_value(MAIN_REF)
@@ -154,8 +202,7 @@ def _main_generation(instance: Instance) -> dict[str, str | int | None]:
 
 
 def _status_text(status: StatusOut) -> str:
-    lines = [f"state       {status.state}",
-             f"generation  {status.generation}  ({(status.commit or '-')[:12]})"]
+    lines = [f"state       {status.state}", f"generation  {status.generation}  ({(status.commit or '-')[:12]})"]
     if status.running and status.started_at:
         lines.append(f"uptime      {_since(status.started_at)}")
     if status.generation_since:
@@ -165,8 +212,10 @@ def _status_text(status: StatusOut) -> str:
     lines.append(f"tokens      {status.tokens.tokens}  (${status.tokens.usd})")
     if status.repository:
         space = status.repository
-        lines.append(f"repository  {space.objects_bytes / 1e6:.1f} MB; {space.rejected} rejected proposals "
-                     f"kept ({space.rejected_bytes / 1e6:.1f} MB of it)")
+        lines.append(
+            f"repository  {space.objects_bytes / 1e6:.1f} MB; {space.rejected} rejected proposals "
+            f"kept ({space.rejected_bytes / 1e6:.1f} MB of it)"
+        )
     for verdict in status.verdicts:
         why = "; ".join(verdict.reasons or [])[:100]
         lines.append(f"verdict     {verdict.candidate}: {verdict.state} {why}")
@@ -175,8 +224,12 @@ def _status_text(status: StatusOut) -> str:
 
 @click.command("stop")
 @home_option
-@click.option("--timeout", default=360, show_default=True,
-              help="Seconds to wait for a clean exit (a gate already running finishes first).")
+@click.option(
+    "--timeout",
+    default=360,
+    show_default=True,
+    help="Seconds to wait for a clean exit (a gate already running finishes first).",
+)
 @json_option
 def stop_cmd(home: Path | None, timeout: int, as_json: bool) -> None:
     """Ask the running supervisor to stop and wait until it has.
@@ -187,17 +240,17 @@ def stop_cmd(home: Path | None, timeout: int, as_json: bool) -> None:
     instance = Instance.locate(home)
     lock = instance.run_dir / "supervisor.lock"
     started = time.monotonic()
-    pid = control.holder(lock)
+    pid = process_control.holder(lock)
     if pid is None:
         raise click.ClickException(f"no supervisor is running for {instance.home}; nothing to stop")
-    control.request_stop(instance.run_dir)
-    via: Literal["control", "signal"] = "control" if pid == control.FOREIGN else _signal(pid)
+    process_control.request_stop(instance.run_dir)
+    via: Literal["control", "signal"] = "control" if pid == process_control.FOREIGN else _signal(pid)
     deadline = time.monotonic() + timeout
-    while control.is_locked(lock) and time.monotonic() < deadline:
+    while process_control.is_locked(lock) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if control.is_locked(lock):
+    if process_control.is_locked(lock):
         raise click.ClickException(f"the supervisor did not stop within {timeout} s; check `supervisor logs`")
-    shown = _status_pid(instance) if pid == control.FOREIGN else pid
+    shown = _status_pid(instance) if pid == process_control.FOREIGN else pid
     result = StopOut(stopped=shown, via=via, seconds=round(time.monotonic() - started, 2))
     emit(as_json, result, f"supervisor {shown} stopped")
 
@@ -208,12 +261,14 @@ def _signal(pid: int) -> Literal["signal"]:
     except ProcessLookupError:
         pass  # gone between the lookup and now: the wait below sees the lock free
     except PermissionError as exc:
-        raise click.ClickException(f"not allowed to signal supervisor {pid}; run `supervisor stop` as its user") from exc
+        raise click.ClickException(
+            f"not allowed to signal supervisor {pid}; run `supervisor stop` as its user"
+        ) from exc
     return "signal"
 
 
 def _status_pid(instance: Instance) -> int:
-    from supervisor.status import StatusFile
+    from supervisor.store.status_file import StatusFile
 
     status = StatusFile(instance.status_file).read()
     return status.pid if status else 0
@@ -226,11 +281,13 @@ def _status_pid(instance: Instance) -> int:
 @json_option
 def logs_cmd(home: Path | None, follow: bool, lines: int, as_json: bool) -> None:
     """Print the agent's output (HOME/logs/agent.log); with --json, one JSON object per line."""
-    from supervisor.logfile import follow as follow_file, tail_lines
+    from supervisor.store.agent_log import follow as follow_file
+    from supervisor.store.agent_log import tail_lines
 
     instance = Instance.locate(home)
-    show: Callable[[str], None] = (lambda text: emit_line(LogLine(line=text.rstrip("\n")))) if as_json else (
-        lambda text: echo(text, nl=False))
+    show: Callable[[str], None] = (
+        (lambda text: emit_line(LogLine(line=text.rstrip("\n")))) if as_json else (lambda text: echo(text, nl=False))
+    )
     for line in tail_lines(instance.agent_log, lines):
         show(line + "\n")
     if follow:
@@ -247,7 +304,7 @@ def logs_cmd(home: Path | None, follow: bool, lines: int, as_json: bool) -> None
 @json_option
 def feedback_cmd(message: str, home: Path | None, as_json: bool) -> None:
     """Leave MESSAGE for the agent; it lands in today's user-feedback.md and its next reflection reads it."""
-    from supervisor.journal_writer import JournalWriter
+    from supervisor.store.journal_writer import JournalWriter
 
     if not message.strip():
         raise click.BadParameter("the feedback message is empty", param_hint="MESSAGE")
@@ -257,17 +314,17 @@ def feedback_cmd(message: str, home: Path | None, as_json: bool) -> None:
 
 
 def _spend(instance: Instance) -> Spend:
+    from supervisor.route.checkpoint import read_totals
     from supervisor.route.ledger import LEDGER_FILE_NAME
-    from supervisor.route.snapshot import read_totals
 
     totals, _ = read_totals(instance.state / LEDGER_FILE_NAME)  # snapshot plus tail: a weeks-old ledger costs the same
     return Spend(tokens=totals.total.tokens, usd=str(totals.total.usd))
 
 
 def _space(instance: Instance) -> SpaceReport | None:
-    """Space the agent repository uses (supervisor/retention.py); empty if it cannot be read."""
-    from supervisor.git_ops import Git, GitError
-    from supervisor.retention import space
+    """Space the agent repository uses (supervisor/gate/retention.py); empty if it cannot be read."""
+    from supervisor.base.git_ops import Git, GitError
+    from supervisor.gate.retention import space
 
     try:
         return space(Git(instance.repo), instance.repo / "ouroboros")
@@ -281,12 +338,13 @@ def _since(moment: datetime) -> str:
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s"
 
 
-
-
-
 @click.command("demo")
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to make the throw-away instance (default: a new temporary directory).")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to make the throw-away instance (default: a new temporary directory).",
+)
 @json_option
 def demo_cmd(home: Path | None, as_json: bool) -> None:
     """Run the whole system once with the scripted model: one accepted and one rejected proposal.
@@ -294,19 +352,23 @@ def demo_cmd(home: Path | None, as_json: bool) -> None:
     Needs no API key and no network: a throw-away instance, the real supervisor, gate, route and
     containers, and a scripted model server speaking the Anthropic Messages API.
     """
-    from supervisor.demo import lineage, run_demo
-    from supervisor.verdicts import VerdictSummary
+    from supervisor.cli.demo import lineage, run_demo
+    from supervisor.store.verdicts import VerdictSummary
 
     instance, verdicts = run_demo(home, progress=_say)
     if as_json:
-        summary = [VerdictSummary.model_validate(v.model_dump(include=set(VerdictSummary.model_fields)))
-                   for v in verdicts]
+        summary = [
+            VerdictSummary.model_validate(v.model_dump(include=set(VerdictSummary.model_fields))) for v in verdicts
+        ]
         emit(True, DemoOut(home=str(instance.home), verdicts=summary), "")
         return
     click.echo("\nVerdicts:")
     for verdict in verdicts:
-        outcome = (f"accepted as generation {verdict.generation}" if verdict.state == "accepted"
-                   else f"{verdict.state}: {'; '.join(verdict.reasons)[:300]}")
+        outcome = (
+            f"accepted as generation {verdict.generation}"
+            if verdict.state == "accepted"
+            else f"{verdict.state}: {'; '.join(verdict.reasons)[:300]}"
+        )
         echo(f"  candidate {verdict.candidate}: {outcome}")
     click.echo("\nLineage (generations, candidates, rejected proposals):")
     echo(lineage(instance))
@@ -321,4 +383,6 @@ Where to look:
   a verdict    {exe} show {shown} --home {instance.home}
   decisions    {exe} log --home {instance.home}   (verify: {exe} verify-log --home {instance.home})
   git          git --git-dir {instance.repo} log --graph --all --oneline""")
+
+
 COMMANDS = [init_cmd, start_cmd, status_cmd, stop_cmd, logs_cmd, feedback_cmd, demo_cmd]

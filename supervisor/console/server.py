@@ -20,15 +20,15 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from supervisor import metrics
-from supervisor.console import pages
+from supervisor.base.errors import ConfigError
+from supervisor.console import metrics, pages
 from supervisor.console.text import safe
 from supervisor.console.view import CANDIDATE_ID, InstanceView
-from supervisor.errors import ConfigError
-from supervisor.instance import Instance
+from supervisor.store.instance import Instance
 
-CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
-       "frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -103,17 +103,20 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         if self.server.loopback and not self._host_is_loopback():
-            return self._send(HTTPStatus.MISDIRECTED_REQUEST, b"this console answers loopback names only\n",
-                              "text/plain", head)
+            return self._send(
+                HTTPStatus.MISDIRECTED_REQUEST, b"this console answers loopback names only\n", "text/plain", head
+            )
         cookie = self._authorise(query)
         if cookie is False:
             return self._send(HTTPStatus.UNAUTHORIZED, b"access token required\n", "text/plain", head)
         try:
             status, body, kind = self._route(url.path, query)
         except Exception as exc:  # a broken record must not take the console down; say what broke
-            status, body, kind = (HTTPStatus.INTERNAL_SERVER_ERROR,
-                                  pages.page("Error", f"<pre>{safe(type(exc).__name__)}: "
-                                                      f"{safe(exc, 2000)}</pre>").encode(), "text/html")
+            status, body, kind = (
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                pages.page("Error", f"<pre>{safe(type(exc).__name__)}: {safe(exc, 2000)}</pre>").encode(),
+                "text/html",
+            )
         self._send(status, body, kind, head, cookie if isinstance(cookie, str) else None)
 
     def _host_is_loopback(self) -> bool:

@@ -24,15 +24,19 @@ def bar_chart(title: str, bars: list[Bar], unit: str, css: str) -> str:
         return f'<p class="empty">{safe(title)}: no data yet</p>'
     top = max(max(bar.value for bar in bars), 1e-9)
     step = min((WIDTH - PAD) / len(bars), MAX_BAR)
-    parts = [f'<svg class="chart {css}" role="img" viewBox="0 0 {WIDTH} {HEIGHT + 20}" '
-             f'xmlns="http://www.w3.org/2000/svg"><title>{safe(title)}</title>',
-             f'<text x="0" y="12" class="axis">{safe(_number(top))} {safe(unit)}</text>',
-             f'<line x1="{PAD}" y1="{HEIGHT}" x2="{WIDTH}" y2="{HEIGHT}" class="axis"/>']
+    parts = [
+        f'<svg class="chart {css}" role="img" viewBox="0 0 {WIDTH} {HEIGHT + 20}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{safe(title)}</title>',
+        f'<text x="0" y="12" class="axis">{safe(_number(top))} {safe(unit)}</text>',
+        f'<line x1="{PAD}" y1="{HEIGHT}" x2="{WIDTH}" y2="{HEIGHT}" class="axis"/>',
+    ]
     for index, bar in enumerate(bars):
         height = max(0.0, bar.value / top * (HEIGHT - 20))
         x = PAD + index * step
-        rect = (f'<rect class="bar" x="{x + 1:.1f}" y="{HEIGHT - height:.1f}" width="{max(step - 2, 1):.1f}" '
-                f'height="{height:.1f}"><title>{safe(bar.label)}: {safe(_number(bar.value))} {safe(unit)}</title></rect>')
+        rect = (
+            f'<rect class="bar" x="{x + 1:.1f}" y="{HEIGHT - height:.1f}" width="{max(step - 2, 1):.1f}" '
+            f'height="{height:.1f}"><title>{safe(bar.label)}: {safe(_number(bar.value))} {safe(unit)}</title></rect>'
+        )
         parts.append(f'<a href="{safe(bar.href)}">{rect}</a>' if bar.href else rect)
     parts.append(f'<text x="{PAD}" y="{HEIGHT + 15}" class="axis">{safe(bars[0].label)}</text>')
     if len(bars) > 1:
@@ -59,8 +63,10 @@ def lineage_graph(chain: list[tuple[Node, list[Node]]]) -> str:
     """Generations top (newest) to bottom, each with its judged-but-not-accepted candidates to its right."""
     row, radius = 34, 9
     height = max(row * len(chain) + 10, 40)
-    parts = [f'<svg class="lineage" role="img" viewBox="0 0 {WIDTH} {height}" xmlns="http://www.w3.org/2000/svg">'
-             f"<title>lineage: generations and their rejected candidates</title>"]
+    parts = [
+        f'<svg class="lineage" role="img" viewBox="0 0 {WIDTH} {height}" xmlns="http://www.w3.org/2000/svg">'
+        f"<title>lineage: generations and their rejected candidates</title>"
+    ]
     for index, (generation, others) in enumerate(chain):
         y = 20 + index * row
         if index + 1 < len(chain):
@@ -75,10 +81,15 @@ def lineage_graph(chain: list[tuple[Node, list[Node]]]) -> str:
 
 
 def _node(node: Node, x: int, y: int, radius: int, text_x: int | None) -> str:
-    label = (f'<text class="label" x="{text_x}" y="{y + 4}">{safe(_short(node.label, 36))}</text>' if text_x
-             else f'<text class="label small" x="{x + radius + 3}" y="{y + 4}">{safe(node.key, 12)}</text>')
-    return (f'<a href="{safe(node.href)}" class="node {safe(node.kind)}"><title>{safe(node.title, 400)}</title>'
-            f'<circle cx="{x}" cy="{y}" r="{radius}"/>{label}</a>')
+    label = (
+        f'<text class="label" x="{text_x}" y="{y + 4}">{safe(_short(node.label, 36))}</text>'
+        if text_x
+        else f'<text class="label small" x="{x + radius + 3}" y="{y + 4}">{safe(node.key, 12)}</text>'
+    )
+    return (
+        f'<a href="{safe(node.href)}" class="node {safe(node.kind)}"><title>{safe(node.title, 400)}</title>'
+        f'<circle cx="{x}" cy="{y}" r="{radius}"/>{label}</a>'
+    )
 
 
 def _short(text: str, limit: int) -> str:

@@ -5,21 +5,21 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from supervisor.decision_log import Decision, DecisionLog
-from supervisor.errors import OuroborosError
-from supervisor.git_ops import Git, GitError
-from supervisor.instance import Instance, InstanceConfig
+from supervisor.base.errors import OuroborosError
+from supervisor.base.git_ops import Git, GitError
 from supervisor.route.ledger import LedgerTotals, Spend
 from supervisor.route.metering import CapStatus, cap_statuses
-from supervisor.scorecard import ScorecardStore
-from supervisor.status import Status, StatusFile
+from supervisor.store.decision_log import Decision, DecisionLog
+from supervisor.store.instance import Instance, InstanceConfig
+from supervisor.store.scorecard import ScorecardStore
+from supervisor.store.status_file import Status, StatusFile
 
 CANDIDATE_ID = re.compile(r"^[0-9]{1,9}-[0-9]{1,9}$")
 SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -71,8 +71,9 @@ class InstanceView:
                 totals.by_day[today] = Spend(tokens=day["tokens"], usd=Decimal(day["usd"]), requests=day["requests"])
         cycle = snapshot["last_cycle"]
         if cycle:
-            totals.by_cycle[cycle["id"]] = Spend(tokens=cycle["tokens"], usd=Decimal(cycle["usd"]),
-                                                 requests=cycle["requests"])
+            totals.by_cycle[cycle["id"]] = Spend(
+                tokens=cycle["tokens"], usd=Decimal(cycle["usd"]), requests=cycle["requests"]
+            )
         return cap_statuses(totals, self.config().route.caps, cycle["id"] if cycle else None, today)
 
     def log_tail(self, count: int) -> list[Decision]:
@@ -84,7 +85,7 @@ class InstanceView:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
             handle.seek(max(0, size - LOG_TAIL_BYTES))
-            lines = handle.read().splitlines()[1 if size > LOG_TAIL_BYTES else 0:]
+            lines = handle.read().splitlines()[1 if size > LOG_TAIL_BYTES else 0 :]
         found = []
         for line in lines[-count:]:
             try:

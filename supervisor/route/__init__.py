@@ -1,14 +1,20 @@
 """The supervisor's LLM route: the agent's only way to the model, holding the key and the budget.
 
-    config = Instance.locate(home).config().route      # [route] in ouroboros.toml
-    ledger = Ledger.open(state_dir / LEDGER_FILE_NAME)
-    route = LLMRoute(config, ledger, Upstream.from_config(config.upstream), on_event=journal,
-                     socket_path=socket_dir / "llm.sock").start()
-    credential = route.issue_credential(run_id)   # env: route.agent_env(credential)
+config = Instance.locate(home).config().route      # [route] in ouroboros.toml
+ledger = Ledger.open(state_dir / LEDGER_FILE_NAME)
+route = LLMRoute(config, ledger, Upstream.from_config(config.upstream), on_event=journal,
+                 socket_path=socket_dir / "llm.sock").start()
+credential = route.issue_credential(run_id)   # env: route.agent_env(credential)
 """
 
 from supervisor.route.config import (
-    CapAmount, Caps, RequestPolicy, RouteConfig, RouteLimits, ServerToolPrice, UpstreamConfig,
+    CapAmount,
+    Caps,
+    RequestPolicy,
+    RouteConfig,
+    RouteLimits,
+    ServerToolPrice,
+    UpstreamConfig,
 )
 from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger, LedgerEntry, LedgerError
 from supervisor.route.metering import CapStatus, RouteEvent, cap_statuses

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from supervisor.toml_config import read_toml, validate
+from supervisor.base.toml_config import read_toml, validate
 from supervisor.route.pricing import PricingTable
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -25,9 +26,7 @@ class UpstreamConfig(_Strict):
         default="https://api.anthropic.com",
         description="Base URL of the real Messages API or of the scripted model server.",
     )
-    uds: Path | None = Field(
-        default=None, description="Reach the upstream over this Unix socket instead of TCP."
-    )
+    uds: Path | None = Field(default=None, description="Reach the upstream over this Unix socket instead of TCP.")
     api_key_env: str = Field(
         default="ANTHROPIC_API_KEY", description="Environment variable of the supervisor holding the real key."
     )
@@ -35,9 +34,7 @@ class UpstreamConfig(_Strict):
         default=None, description="File holding the real key; used when the variable is unset."
     )
     connect_timeout_s: float = Field(default=10.0, gt=0, description="Upstream connect timeout.")
-    deadline_s: float = Field(
-        default=600.0, gt=0, description="Whole-request deadline upstream, streaming included."
-    )
+    deadline_s: float = Field(default=600.0, gt=0, description="Whole-request deadline upstream, streaming included.")
 
 
 class CapAmount(_Strict):
@@ -105,12 +102,14 @@ class RequestPolicy(_Strict):
         default_factory=dict, description="Server-side tool types allowed, each priced; none by default."
     )
     input_overhead_tokens: int = Field(
-        default=4096, ge=0,
+        default=4096,
+        ge=0,
         description="Added to the body's size when bounding input tokens (tool and system prompts the API adds).",
     )
     image_tokens: int = Field(default=1600, ge=0, description="Input tokens reserved per image block.")
     max_json_nodes: int = Field(
-        default=200_000, ge=100,
+        default=200_000,
+        ge=100,
         description="Most JSON objects and arrays in one body (bounds the memory parsing takes).",
     )
 

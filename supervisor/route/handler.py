@@ -113,7 +113,9 @@ class RouteHandler(BaseHTTPRequestHandler):
             self.route.emit_throttled("limit_refused", "concurrent request limit of the LLM route reached")
             limit = self.route.config.limits.max_concurrent
             raise Refusal(
-                429, "rate_limit_error", f"the LLM route already forwards {limit} requests at once; retry shortly",
+                429,
+                "rate_limit_error",
+                f"the LLM route already forwards {limit} requests at once; retry shortly",
                 {"retry-after": "1"},
             )
         try:
@@ -139,8 +141,13 @@ class RouteHandler(BaseHTTPRequestHandler):
             with route.parse_lock:
                 request = parse_json(body, route.config.policy.max_json_nodes)
                 del body
-                return admit(request, route.config.policy, route.allowed_models, self.headers.get("anthropic-beta"),
-                             count_tokens=count_tokens)
+                return admit(
+                    request,
+                    route.config.policy,
+                    route.allowed_models,
+                    self.headers.get("anthropic-beta"),
+                    count_tokens=count_tokens,
+                )
         except PolicyError as exc:
             route.emit_throttled("policy_refused", f"a request was refused: {exc}")
             raise Refusal(400, "invalid_request_error", f"{exc} (refused by the Ouroboros LLM route)") from exc
@@ -154,10 +161,15 @@ class RouteHandler(BaseHTTPRequestHandler):
         wait = self.route.auth_failures.take()
         self.route.emit_throttled("auth_refused", "requests with an unknown credential were refused")
         if wait > 0:  # a flood of wrong credentials: answered slowly and cheaply
-            raise Refusal(429, "rate_limit_error", "too many failed authentications; retry later",
-                          {"retry-after": str(math.ceil(wait))})
+            raise Refusal(
+                429,
+                "rate_limit_error",
+                "too many failed authentications; retry later",
+                {"retry-after": str(math.ceil(wait))},
+            )
         raise Refusal(
-            401, "authentication_error",
+            401,
+            "authentication_error",
             "invalid x-api-key: use the per-run credential the supervisor gave this agent run",
         )
 
@@ -168,7 +180,8 @@ class RouteHandler(BaseHTTPRequestHandler):
             self.route.emit_throttled("limit_refused", "request rate limit of the LLM route reached")
             rate = self.route.config.limits.rate_per_s
             raise Refusal(
-                429, "rate_limit_error",
+                429,
+                "rate_limit_error",
                 f"the LLM route's request rate limit ({rate}/s) is reached; retry after {wait:.1f}s",
                 {"retry-after": str(math.ceil(wait))},
             )
@@ -177,13 +190,17 @@ class RouteHandler(BaseHTTPRequestHandler):
         """The declared body size, checked before a byte of the body is read."""
         if "transfer-encoding" in self.headers:
             self.close_connection = True
-            raise Refusal(411, "invalid_request_error",
-                          "a Content-Length header is required (chunked request bodies are not accepted)")
+            raise Refusal(
+                411,
+                "invalid_request_error",
+                "a Content-Length header is required (chunked request bodies are not accepted)",
+            )
         values = self.headers.get_all("content-length") or []
         if not values:
             self.close_connection = True
             raise Refusal(
-                411, "invalid_request_error",
+                411,
+                "invalid_request_error",
                 "a Content-Length header is required (chunked request bodies are not accepted)",
             )
         if len(values) > 1 or not _DIGITS.fullmatch(values[0].strip()):
@@ -307,8 +324,12 @@ class RouteHandler(BaseHTTPRequestHandler):
             if call.reservation is not None and tracker.usage is not None:
                 self._metering_tried = True
                 self.route.record(
-                    call, tracker.usage, stream=True, status=response.status_code,
-                    message_id=tracker.message_id, complete=tracker.stopped,
+                    call,
+                    tracker.usage,
+                    stream=True,
+                    status=response.status_code,
+                    message_id=tracker.message_id,
+                    complete=tracker.stopped,
                 )
                 recorded = True
             if not client_gone:

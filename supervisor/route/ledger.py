@@ -19,16 +19,16 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from collections.abc import Iterator
-from datetime import datetime, UTC
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from supervisor.errors import OuroborosError
+from supervisor.base.errors import OuroborosError
 from supervisor.route.pricing import Usage
 
 log = logging.getLogger("ouroboros.route")
@@ -213,7 +213,7 @@ class Ledger:
     @classmethod
     def open(cls, path: Path) -> Ledger:
         """Open (creating if needed) for appending; settle what a killed supervisor left reserved."""
-        from supervisor.route.snapshot import load_totals
+        from supervisor.route.checkpoint import load_totals
 
         path.parent.mkdir(parents=True, exist_ok=True)
         created = not path.exists()
@@ -252,7 +252,9 @@ class Ledger:
                 if sync:
                     os.fsync(self._handle.fileno())
             except (OSError, ValueError) as exc:  # ValueError: the ledger was closed under us
-                raise LedgerError(f"cannot write ledger {self.path}: {exc}; free disk space or fix permissions") from exc
+                raise LedgerError(
+                    f"cannot write ledger {self.path}: {exc}; free disk space or fix permissions"
+                ) from exc
             self.totals.apply(record)
             self._since_snapshot += 1
             if self._since_snapshot >= SNAPSHOT_EVERY:
@@ -260,7 +262,7 @@ class Ledger:
 
     def snapshot(self) -> None:
         """Save the totals and how far into the file they reach (failures only cost a slower open)."""
-        from supervisor.route.snapshot import save_snapshot
+        from supervisor.route.checkpoint import save_snapshot
 
         with self.lock:
             try:
@@ -272,11 +274,22 @@ class Ledger:
     def _settle_leftovers(self) -> None:
         for held in list(self.totals.open.values()):
             log.warning("ledger %s: reservation %s was open at start; charged at its worst case", self.path, held.id)
-            self.append(LedgerEntry(
-                ts=utc_now(), run_id=held.run_id, cycle=held.cycle, model=held.model, stream=held.stream,
-                status=0, complete=False, usage=held.usage, cost_usd=held.cost_usd, reservation=held.id,
-                charged_day=held.day, note="settled at start at its worst case: the route stopped mid-request",
-            ))
+            self.append(
+                LedgerEntry(
+                    ts=utc_now(),
+                    run_id=held.run_id,
+                    cycle=held.cycle,
+                    model=held.model,
+                    stream=held.stream,
+                    status=0,
+                    complete=False,
+                    usage=held.usage,
+                    cost_usd=held.cost_usd,
+                    reservation=held.id,
+                    charged_day=held.day,
+                    note="settled at start at its worst case: the route stopped mid-request",
+                )
+            )
 
     def close(self) -> None:
         with self.lock:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
-from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,8 +26,14 @@ log = logging.getLogger("ouroboros.route")
 Scope = Literal["cycle", "day", "total"]
 Unit = Literal["tokens", "usd"]
 EventKind = Literal[
-    "budget_warning", "budget_refused", "limit_refused", "auth_refused", "upstream_error", "ledger_failed",
-    "policy_refused", "reservation_exceeded",
+    "budget_warning",
+    "budget_refused",
+    "limit_refused",
+    "auth_refused",
+    "upstream_error",
+    "ledger_failed",
+    "policy_refused",
+    "reservation_exceeded",
 ]
 
 
@@ -112,8 +118,11 @@ class BudgetGuard:
         with ledger.lock:  # no settlement may change the totals between the check and the write
             for status in cap_statuses(self._totals, self._caps, held.cycle, held.day):
                 tokens, usd = self._totals.reserved(status.scope, status.key)
-                reserved, asked = (Decimal(tokens), Decimal(held.usage.total_tokens)) if status.unit == "tokens" \
+                reserved, asked = (
+                    (Decimal(tokens), Decimal(held.usage.total_tokens))
+                    if status.unit == "tokens"
                     else (usd, held.cost_usd)
+                )
                 if status.spent + reserved + asked > status.cap:
                     return status.model_copy(update={"reserved": reserved, "asked": asked})
             ledger.append(held, sync=False)  # survives a kill; the settlement's fsync covers it
@@ -157,8 +166,15 @@ class BudgetGuard:
 
 def new_reservation(run_id: str, cycle: str, model: str, stream: bool, worst: Usage, cost: Decimal) -> Reservation:
     return Reservation(
-        ts=utc_now(), id=uuid.uuid4().hex, run_id=run_id, cycle=cycle, day=_today(), model=model,
-        stream=stream, usage=worst, cost_usd=cost,
+        ts=utc_now(),
+        id=uuid.uuid4().hex,
+        run_id=run_id,
+        cycle=cycle,
+        day=_today(),
+        model=model,
+        stream=stream,
+        usage=worst,
+        cost_usd=cost,
     )
 
 

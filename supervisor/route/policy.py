@@ -17,14 +17,28 @@ from typing import Any, TypeGuard
 
 from supervisor.route.config import RequestPolicy
 
-MESSAGE_FIELDS = frozenset({
-    "model", "messages", "max_tokens", "system", "tools", "tool_choice", "stream", "stop_sequences",
-    "temperature", "top_p", "top_k", "metadata", "thinking",
-})
+MESSAGE_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "tools",
+        "tool_choice",
+        "stream",
+        "stop_sequences",
+        "temperature",
+        "top_p",
+        "top_k",
+        "metadata",
+        "thinking",
+    }
+)
 COUNT_TOKENS_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking"})
 _TOOL_KEYS = frozenset({"type", "name", "description", "input_schema", "cache_control"})
-_SERVER_TOOL_KEYS = frozenset({"type", "name", "max_uses", "allowed_domains", "blocked_domains",
-                               "user_location", "cache_control"})
+_SERVER_TOOL_KEYS = frozenset(
+    {"type", "name", "max_uses", "allowed_domains", "blocked_domains", "user_location", "cache_control"}
+)
 _BLOCK_KEYS = {
     "text": frozenset({"type", "text", "cache_control", "citations"}),
     "image": frozenset({"type", "source", "cache_control"}),
@@ -75,8 +89,14 @@ def parse_json(body: bytes, max_nodes: int) -> dict[str, Any]:
     return request
 
 
-def admit(request: dict[str, Any], policy: RequestPolicy, allowed_models: frozenset[str],
-          betas: str | None, *, count_tokens: bool = False) -> Admitted:
+def admit(
+    request: dict[str, Any],
+    policy: RequestPolicy,
+    allowed_models: frozenset[str],
+    betas: str | None,
+    *,
+    count_tokens: bool = False,
+) -> Admitted:
     """Check every field against the allow-list; return what to forward, or raise PolicyError."""
     _check_betas(betas, policy)
     allowed = COUNT_TOKENS_FIELDS if count_tokens else MESSAGE_FIELDS
@@ -102,7 +122,8 @@ def _check_betas(betas: str | None, policy: RequestPolicy) -> None:
     for beta in (part.strip() for part in (betas or "").split(",")):
         if beta and beta not in policy.betas:
             raise PolicyError(
-                "anthropic-beta", f"{beta!r} is not enabled on this route (the operator lists betas "
+                "anthropic-beta",
+                f"{beta!r} is not enabled on this route (the operator lists betas "
                 "under [route.policy] betas in ouroboros.toml)",
             )
 
@@ -185,8 +206,9 @@ def _check_block(block: Any, where: str, kinds: frozenset[str]) -> int:
         _check_image_source(block.get("source"), where)
         return 1
     if kind == "tool_result" and isinstance(block.get("content"), list):
-        return sum(_check_block(inner, f"{where}.content[{n}]", _RESULT_BLOCKS)
-                   for n, inner in enumerate(block["content"]))
+        return sum(
+            _check_block(inner, f"{where}.content[{n}]", _RESULT_BLOCKS) for n, inner in enumerate(block["content"])
+        )
     if kind == "tool_result" and not isinstance(block.get("content", ""), str):
         raise PolicyError(f"{where}.content", "must be a string or a list of text/image blocks")
     return 0
@@ -202,7 +224,7 @@ def _check_cache_control(value: Any, where: str) -> None:
     if value is None:
         return
     if not isinstance(value, dict) or value.get("type") != "ephemeral" or set(value) - {"type", "ttl"}:
-        raise PolicyError(f"{where}.cache_control", "only {\"type\": \"ephemeral\"} is forwarded")
+        raise PolicyError(f"{where}.cache_control", 'only {"type": "ephemeral"} is forwarded')
     if "ttl" in value and value["ttl"] not in _CACHE_TTLS:
         raise PolicyError(f"{where}.cache_control.ttl", "only the 5-minute cache is metered; 1-hour writes are refused")
 
@@ -220,12 +242,16 @@ def _check_tools(tools: Any, policy: RequestPolicy) -> Decimal:
             raise PolicyError(where, "must be an object")
         kind = tool.get("type", "custom")
         if kind in policy.server_tools:
-            server_usd += _server_tool(tool, where, policy.server_tools[kind].max_uses,
-                                       policy.server_tools[kind].usd_per_use)
+            server_usd += _server_tool(
+                tool, where, policy.server_tools[kind].max_uses, policy.server_tools[kind].usd_per_use
+            )
             continue
         if kind != "custom":
-            raise PolicyError(f"{where}.type", f"{kind!r}: only custom tools are forwarded (server tools reach the "
-                              "network for the agent; the operator may enable one under [route.policy.server_tools])")
+            raise PolicyError(
+                f"{where}.type",
+                f"{kind!r}: only custom tools are forwarded (server tools reach the "
+                "network for the agent; the operator may enable one under [route.policy.server_tools])",
+            )
         extra = set(tool) - _TOOL_KEYS
         if extra:
             raise PolicyError(f"{where}.{sorted(extra)[0]}", "is not a field the LLM route forwards")
@@ -248,8 +274,11 @@ def _server_tool(tool: dict[str, Any], where: str, ceiling: int, price: Decimal)
 def _check_tool_choice(choice: Any) -> None:
     if choice is None:
         return
-    if (not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none")
-            or set(choice) - {"type", "name", "disable_parallel_tool_use"}):
+    if (
+        not isinstance(choice, dict)
+        or choice.get("type") not in ("auto", "any", "tool", "none")
+        or set(choice) - {"type", "name", "disable_parallel_tool_use"}
+    ):
         raise PolicyError("tool_choice", "must be {type: auto|any|tool|none[, name, disable_parallel_tool_use]}")
 
 

@@ -19,7 +19,8 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from supervisor.errors import ConfigError
+from supervisor.base.errors import ConfigError
+from supervisor.base.unix_socket import bind_address
 from supervisor.route.config import RouteConfig
 from supervisor.route.handler import Call, Refusal, RouteHandler
 from supervisor.route.ledger import Ledger, LedgerEntry, LedgerError, Release, Reservation, utc_now
@@ -28,7 +29,6 @@ from supervisor.route.metering import BudgetGuard, EventSink, RouteEvent, new_re
 from supervisor.route.policy import Admitted
 from supervisor.route.pricing import Usage
 from supervisor.route.upstream import Upstream
-from supervisor.unix_socket import bind_address
 
 log = logging.getLogger("ouroboros.route")
 
@@ -173,7 +173,7 @@ class LLMRoute:
         directory.chmod(0o755)  # the container's uid 10001 must traverse it
         if self.socket_path.is_socket() or self.socket_path.is_symlink():
             self.socket_path.unlink()  # left by a route that was killed
-        with bind_address(self.socket_path) as address:  # a deep home still binds (supervisor/unix_socket.py)
+        with bind_address(self.socket_path) as address:  # a deep home still binds (supervisor/base/unix_socket.py)
             server = _UnixServer(address, handler)
         server._init_cap(self.config.limits.max_connections)
         # Anyone who can reach the socket still needs a run credential; 0666 lets uid 10001 connect.
@@ -267,19 +267,24 @@ class LLMRoute:
         """Hold the request's worst case against every cap, durably, or refuse it (402)."""
         if self._ledger_error is not None:
             raise Refusal(
-                503, "api_error",
+                503,
+                "api_error",
                 f"the LLM route stopped forwarding: its ledger failed ({self._ledger_error}); the operator must fix it",
             )
         price = self.config.pricing.price_for(admitted.model)
         if price is None:
             raise Refusal(
-                400, "invalid_request_error",
+                400,
+                "invalid_request_error",
                 f"model {admitted.model!r} has no price in the route's pricing table; "
                 "ask the operator to add it under [route.pricing.models] in ouroboros.toml",
             )
         worst = Usage(input_tokens=admitted.input_tokens_bound, output_tokens=admitted.max_tokens)
-        cost = max(price.input, price.cache_write, price.cache_read) * worst.input_tokens / 1_000_000 \
-            + price.output * worst.output_tokens / 1_000_000 + admitted.server_tool_usd
+        cost = (
+            max(price.input, price.cache_write, price.cache_read) * worst.input_tokens / 1_000_000
+            + price.output * worst.output_tokens / 1_000_000
+            + admitted.server_tool_usd
+        )
         held = new_reservation(run_id, cycle, admitted.model, admitted.stream, worst, cost)
         status = self.guard.reserve(self.ledger, held)
         if status is None:
@@ -288,12 +293,14 @@ class LLMRoute:
         headers = {"x-should-retry": "false"}
         if status.scope == "day":
             headers["retry-after"] = str(_seconds_to_next_utc_day())
-        message = (f"budget cap: {status.describe()}; lower max_tokens or the request's size, "
-                   "or idle until the budget resets")
+        message = (
+            f"budget cap: {status.describe()}; lower max_tokens or the request's size, or idle until the budget resets"
+        )
         raise Refusal(402, "billing_error", message, headers)
 
-    def record(self, call: Call, usage: Usage, *, stream: bool, status: int, message_id: str | None,
-               complete: bool) -> None:
+    def record(
+        self, call: Call, usage: Usage, *, stream: bool, status: int, message_id: str | None, complete: bool
+    ) -> None:
         """Settle the call's reservation to the real usage."""
         held = call.reservation
         if held is None:
@@ -301,11 +308,23 @@ class LLMRoute:
         price = self.config.pricing.price_for(held.model)
         cost = price.cost(usage) if price is not None else held.cost_usd
         if usage.total_tokens > held.usage.total_tokens or cost > held.cost_usd:
-            self.emit_throttled("reservation_exceeded", f"upstream reported more usage than the worst case "
-                                f"reserved ({usage.total_tokens} > {held.usage.total_tokens} tokens)")
+            self.emit_throttled(
+                "reservation_exceeded",
+                f"upstream reported more usage than the worst case "
+                f"reserved ({usage.total_tokens} > {held.usage.total_tokens} tokens)",
+            )
         entry = LedgerEntry(
-            ts=utc_now(), run_id=call.run_id, cycle=call.cycle, model=held.model, stream=stream, status=status,
-            message_id=message_id, complete=complete, usage=usage, cost_usd=cost, reservation=held.id,
+            ts=utc_now(),
+            run_id=call.run_id,
+            cycle=call.cycle,
+            model=held.model,
+            stream=stream,
+            status=status,
+            message_id=message_id,
+            complete=complete,
+            usage=usage,
+            cost_usd=cost,
+            reservation=held.id,
             charged_day=held.day,
         )
         self.ledger.append(entry)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx2
 
-from supervisor.errors import ConfigError
+from supervisor.base.errors import ConfigError
 from supervisor.route.config import UpstreamConfig
 
 # Request headers the client may choose; everything else (its credential above all) is dropped.
@@ -81,7 +81,7 @@ class Upstream:
 def _slices(body: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
     view = memoryview(body)
     for start in range(0, len(view), size):
-        yield bytes(view[start:start + size])
+        yield bytes(view[start : start + size])
 
 
 def resolve_api_key(config: UpstreamConfig, environ: Mapping[str, str]) -> str:

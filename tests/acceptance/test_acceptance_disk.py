@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from supervisor import diskcap
-from supervisor.acceptance.models import ScenarioOutcome
-from supervisor.gatekeeper import Gatekeeper
+from supervisor.gate.acceptance.models import ScenarioOutcome
+from supervisor.gate.gatekeeper import Gatekeeper
+from supervisor.loop import diskcap
 from tests.acceptance.candidates import HOOK, Workbench
 
 pytestmark = pytest.mark.docker
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.docker
 CAP_MB = 64
 # Runs whenever the candidate's agent imports its tools: in acceptance, writes ballast into its
 # workspace and exits 3 the moment the disk says no; the gate's test containers have no /workspace.
-BALLAST = '''
+BALLAST = """
 import os as _os, sys as _sys
 if _os.path.isdir(_os.environ.get("OUROBOROS_WORKSPACE", "/nonexistent")):
     _written = 0
@@ -30,12 +30,13 @@ if _os.path.isdir(_os.environ.get("OUROBOROS_WORKSPACE", "/nonexistent")):
     except OSError:
         print("ballast stopped at", _written >> 20, "MB", flush=True)
         _sys.exit(3)
-'''
+"""
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="capping a folder needs a loop mount (root)")
-def test_a_candidate_filling_its_acceptance_workspace_meets_the_cap_not_the_hosts_disk(tmp_path, docker_engine,
-                                                                                       agent_image):
+def test_a_candidate_filling_its_acceptance_workspace_meets_the_cap_not_the_hosts_disk(
+    tmp_path, docker_engine, agent_image
+):
     bench = Workbench(tmp_path, only=("word-count",))
     keeper = Gatekeeper(bench.instance.repo, docker_engine, image=agent_image, instance=bench.instance.instance_id)
     area = diskcap.CappedArea("workspace", keeper.worktrees, CAP_MB)

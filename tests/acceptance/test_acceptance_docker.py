@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import pytest
 
-from supervisor.acceptance.library import default_scenarios
-from supervisor.acceptance.models import CheckKind, ScenarioOutcome
-from supervisor.acceptance.stage import run_stage, stage_limits
-from supervisor.gatekeeper import Gatekeeper
-from supervisor.git_ops import Git
+from supervisor.base.git_ops import Git
+from supervisor.gate.acceptance.library import default_scenarios
+from supervisor.gate.acceptance.models import CheckKind, ScenarioOutcome
+from supervisor.gate.acceptance.stage import run_stage, stage_limits
+from supervisor.gate.gatekeeper import Gatekeeper
 from tests.acceptance.candidates import BREAK_WORD_COUNT, TRICKS, Workbench, honest_edits
 
 pytestmark = pytest.mark.docker
@@ -26,12 +25,23 @@ def bench(tmp_path_factory, docker_engine):
 def stage(bench: Workbench, engine, image: str, commit: str, scenarios=None):
     chosen = scenarios or default_scenarios()
     workers, limits = stage_limits(2.0, 2048, len(chosen), 4)
-    return run_stage(Git(bench.instance.repo), engine, image, bench.instance.instance_id,
-                     bench.instance.repo / "ouroboros-test-scratch", commit, chosen, workers, limits)
+    return run_stage(
+        Git(bench.instance.repo),
+        engine,
+        image,
+        bench.instance.instance_id,
+        bench.instance.repo / "ouroboros-test-scratch",
+        commit,
+        chosen,
+        workers,
+        limits,
+    )
 
 
 @pytest.mark.parametrize("trick", sorted(TRICKS))
-def test_a_broken_word_count_is_rejected_by_acceptance_however_pytest_is_fooled(bench, docker_engine, agent_image, trick):
+def test_a_broken_word_count_is_rejected_by_acceptance_however_pytest_is_fooled(
+    bench, docker_engine, agent_image, trick
+):
     commit = bench.candidate(f"cand-{trick}", [*TRICKS[trick], BREAK_WORD_COUNT])
     keeper = Gatekeeper(bench.instance.repo, docker_engine, image=agent_image, instance=bench.instance.instance_id)
     result = keeper.gate_rev(commit, base="main")
@@ -39,9 +49,13 @@ def test_a_broken_word_count_is_rejected_by_acceptance_however_pytest_is_fooled(
     report = result.acceptance
     fooled = report is not None  # acceptance runs only once every pytest pass and check has passed
     if report is None:  # the test passes saw through it this time: acceptance must reject it on its own too
-        report = stage(bench, docker_engine, agent_image, commit, [s for s in default_scenarios() if s.name == "word-count"])
+        report = stage(
+            bench, docker_engine, agent_image, commit, [s for s in default_scenarios() if s.name == "word-count"]
+        )
     assert report.outcome is ScenarioOutcome.FAILED
-    failing = {s.scenario: {p.kind for p in s.problems} for s in report.scenarios if s.outcome is not ScenarioOutcome.PASSED}
+    failing = {
+        s.scenario: {p.kind for p in s.problems} for s in report.scenarios if s.outcome is not ScenarioOutcome.PASSED
+    }
     assert failing["word-count"] == {CheckKind.TOOL_RESULT}  # the break itself, and nothing else went wrong
     assert set(failing) <= {"word-count", "cli-tool"}
     if fooled:  # what the agent's journal learns: one bit, not the kind of check nor the scenario
@@ -79,19 +93,40 @@ def test_the_cli_runs_the_stage_on_a_revision_and_exits_by_the_verdict(bench, ag
     assert report["outcome"] == "failed" and report["scenarios"][0]["problems"][0]["kind"] == "output"
 
 
-def test_the_container_sees_only_the_candidates_agent_its_workspace_and_the_model_socket(bench, docker_engine,
-                                                                                          agent_image):
-    from supervisor.acceptance.models import Scenario
+def test_the_container_sees_only_the_candidates_agent_its_workspace_and_the_model_socket(
+    bench, docker_engine, agent_image
+):
+    from supervisor.gate.acceptance.models import Scenario
 
-    probe = ("ls /code; ls /run/ouroboros; id -u; "
-             "grep -rl 'acceptance' /code /workspace /run/ouroboros 2>/dev/null | grep -i scenario || echo NO-SCENARIOS; "
-             "python -c \"import socket; socket.create_connection(('1.1.1.1', 53), timeout=2)\" 2>&1 | tail -1; "
-             "touch /code/x 2>&1 | tail -1; env | grep -c ANTHROPIC_API_KEY=sk- || true")
-    look = Scenario.model_validate({
-        "name": "look-around", "goals": "# Active Goals\n\n## Look around\n\nLook around.\n",
-        "execute": [{"key": "look", "tool": "run_command", "input": {"command": probe},
-                     "expect": {"regex": [r"(?m)^agent$", r"(?m)^llm\.sock$", r"(?m)^10001$", "NO-SCENARIOS",
-                                          "(?i)network is unreachable|OSError", "(?i)read-only file system"],
-                                "absent": ["supervisor", "scenarios"]}}]})
+    probe = (
+        "ls /code; ls /run/ouroboros; id -u; "
+        "grep -rl 'acceptance' /code /workspace /run/ouroboros 2>/dev/null | grep -i scenario || echo NO-SCENARIOS; "
+        "python -c \"import socket; socket.create_connection(('1.1.1.1', 53), timeout=2)\" 2>&1 | tail -1; "
+        "touch /code/x 2>&1 | tail -1; env | grep -c ANTHROPIC_API_KEY=sk- || true"
+    )
+    look = Scenario.model_validate(
+        {
+            "name": "look-around",
+            "goals": "# Active Goals\n\n## Look around\n\nLook around.\n",
+            "execute": [
+                {
+                    "key": "look",
+                    "tool": "run_command",
+                    "input": {"command": probe},
+                    "expect": {
+                        "regex": [
+                            r"(?m)^agent$",
+                            r"(?m)^llm\.sock$",
+                            r"(?m)^10001$",
+                            "NO-SCENARIOS",
+                            "(?i)network is unreachable|OSError",
+                            "(?i)read-only file system",
+                        ],
+                        "absent": ["supervisor", "scenarios"],
+                    },
+                }
+            ],
+        }
+    )
     report = stage(bench, docker_engine, agent_image, Git(bench.instance.repo).rev_parse("main"), [look])
     assert report.outcome is ScenarioOutcome.PASSED, [(s.problems, s.output_tail) for s in report.scenarios]

@@ -19,10 +19,10 @@ import pytest
 
 from sandbox import Limits
 from sandbox.fake import FakeEngine
-from supervisor import diskcap
-from supervisor.acceptance.library import default_scenarios
-from supervisor.acceptance.models import AcceptanceReport, ScenarioOutcome
-from supervisor.acceptance.runner import RunPlan, run_scenario
+from supervisor.gate.acceptance.library import default_scenarios
+from supervisor.gate.acceptance.models import AcceptanceReport, ScenarioOutcome
+from supervisor.gate.acceptance.scenario_run import RunPlan, run_scenario
+from supervisor.loop import diskcap
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a real full filesystem needs a loop mount (root)")
 
@@ -55,8 +55,9 @@ def test_a_scenario_that_starts_in_a_full_work_area_gets_a_verdict_not_an_escapi
         code = tmp_path / "code"  # exported before any scenario ran; never reached here
         code.mkdir()
         _fill(area.directory)
-        plan = RunPlan(engine=FakeEngine(), image="never-used", instance="review", code=code,
-                       scratch=stage_folder, limits=Limits())
+        plan = RunPlan(
+            engine=FakeEngine(), image="never-used", instance="review", code=code, scratch=stage_folder, limits=Limits()
+        )
         scenario = next(s for s in default_scenarios() if s.name == "word-count")
         result = run_scenario(plan, scenario)  # must not raise: an escaping ENOSPC stalls the gate forever
     finally:

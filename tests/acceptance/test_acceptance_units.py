@@ -9,22 +9,27 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from supervisor.acceptance.judge import Evidence, judge
-from supervisor.acceptance.library import default_scenarios, load_scenario_file, scenario_set
-from supervisor.acceptance.models import AcceptanceSettings, CheckKind, Scenario
-from supervisor.acceptance.readback import SafeTree, UnsafeFile
-from supervisor.acceptance.server import MAX_REQUESTS, AcceptanceState, RecordedResult
+from supervisor.base.errors import ConfigError
 from supervisor.cli import main
-from supervisor.errors import ConfigError
+from supervisor.gate.acceptance.judge import Evidence, judge
+from supervisor.gate.acceptance.library import default_scenarios, load_scenario_file, scenario_set
+from supervisor.gate.acceptance.model_server import MAX_REQUESTS, AcceptanceState, RecordedResult
+from supervisor.gate.acceptance.models import AcceptanceSettings, CheckKind, Scenario
+from supervisor.gate.acceptance.readback import SafeTree, UnsafeFile
 
 TOOLS = [{"name": "read_file", "input_schema": {"type": "object"}}]
 
 
 def scenario(**extra) -> Scenario:
-    data = {"name": "t", "execute": [{"key": "a", "tool": "read_file", "input": {"path": "x"}},
-                                      {"key": "b", "tool": "read_file", "input": {"path": "y"}, "same_turn": True},
-                                      {"key": "c", "tool": "word_count", "input": {"path": "x"}}],
-            "self_modify": [{"key": "p", "tool": "propose", "input": {"why": "w"}}]}
+    data = {
+        "name": "t",
+        "execute": [
+            {"key": "a", "tool": "read_file", "input": {"path": "x"}},
+            {"key": "b", "tool": "read_file", "input": {"path": "y"}, "same_turn": True},
+            {"key": "c", "tool": "word_count", "input": {"path": "x"}},
+        ],
+        "self_modify": [{"key": "p", "tool": "propose", "input": {"why": "w"}}],
+    }
     return Scenario.model_validate({**data, **extra})
 
 
@@ -38,8 +43,11 @@ def ask(state: AcceptanceState, messages: list, tools: bool = True) -> dict:
 
 
 def results_for(reply: dict, text: str = "ok", is_error: bool = False) -> dict:
-    blocks = [{"type": "tool_result", "tool_use_id": b.id, "content": text, "is_error": is_error}
-              for b in reply["blocks"] if b.type == "tool_use"]
+    blocks = [
+        {"type": "tool_result", "tool_use_id": b.id, "content": text, "is_error": is_error}
+        for b in reply["blocks"]
+        if b.type == "tool_use"
+    ]
     return {"role": "user", "content": blocks}
 
 
@@ -60,10 +68,12 @@ def test_the_server_moves_by_phase_not_by_wording_and_extra_text_calls_change_no
     modify = ask(state, history)
     assert [b.name for b in modify["blocks"] if b.type == "tool_use"] == ["propose"]
     ask(state, [*history, results_for(modify, "proposal written")])
-    assert state.results == {"a": RecordedResult(text="contents of x", is_error=False),
-                             "b": RecordedResult(text="contents of x", is_error=False),
-                             "c": RecordedResult(text="error: nope", is_error=True),
-                             "p": RecordedResult(text="proposal written", is_error=False)}
+    assert state.results == {
+        "a": RecordedResult(text="contents of x", is_error=False),
+        "b": RecordedResult(text="contents of x", is_error=False),
+        "c": RecordedResult(text="error: nope", is_error=True),
+        "p": RecordedResult(text="proposal written", is_error=False),
+    }
 
 
 def test_the_first_result_sent_for_a_call_is_the_one_recorded_and_foreign_ids_are_ignored():
@@ -105,11 +115,21 @@ def evidence(tmp_path: Path, results: dict | None = None, exit_code: int = 0) ->
 
 
 def test_the_judge_reports_each_kind_of_failure(tmp_path: Path):
-    spec = Scenario.model_validate({
-        "name": "j", "execute": [{"key": "wc", "tool": "word_count", "expect": {"regex": [r"words=3\b"]}},
-                                 {"key": "gone", "tool": "read_file"}],
-        "expect": {"goal_completed": "G", "proposals": 1, "files": [{"path": "r.txt", "equals": "x"}],
-                   "journal": [{"file": "notes", "kind": "cycle", "contains": ["**Status:** complete"]}]}})
+    spec = Scenario.model_validate(
+        {
+            "name": "j",
+            "execute": [
+                {"key": "wc", "tool": "word_count", "expect": {"regex": [r"words=3\b"]}},
+                {"key": "gone", "tool": "read_file"},
+            ],
+            "expect": {
+                "goal_completed": "G",
+                "proposals": 1,
+                "files": [{"path": "r.txt", "equals": "x"}],
+                "journal": [{"file": "notes", "kind": "cycle", "contains": ["**Status:** complete"]}],
+            },
+        }
+    )
     ws = tmp_path / "ws"
     write(ws, "agent/goals/active.md", "# Active Goals\n\n## G\n")
     write(ws, "agent/journal/2026/11/29/notes.md", "## 2026-11-29T00:00:00Z cycle\n\n**Status:** incomplete\n")
@@ -123,16 +143,29 @@ def test_the_judge_reports_each_kind_of_failure(tmp_path: Path):
 
 
 def test_the_judge_passes_a_run_that_did_it_all(tmp_path: Path):
-    spec = Scenario.model_validate({
-        "name": "ok", "execute": [{"key": "wc", "tool": "word_count", "expect": {"regex": [r"words=3\b"]}}],
-        "expect": {"goal_completed": "G", "proposals": 1,
-                   "journal": [{"file": "reflections", "kind": "reflection", "contains": ["### Summary"]}]}})
+    spec = Scenario.model_validate(
+        {
+            "name": "ok",
+            "execute": [{"key": "wc", "tool": "word_count", "expect": {"regex": [r"words=3\b"]}}],
+            "expect": {
+                "goal_completed": "G",
+                "proposals": 1,
+                "journal": [{"file": "reflections", "kind": "reflection", "contains": ["### Summary"]}],
+            },
+        }
+    )
     ws = tmp_path / "ws"
     write(ws, "agent/goals/active.md", "# Active Goals\n")
     write(ws, "agent/goals/completed.md", "# Completed Goals\n\n## G\n\ndone\n")
     write(ws, "agent/journal/2026/11/29/reflections.md", "## 2026-11-29T00:00:00Z reflection\n\n### Summary\n\nok\n")
-    proposal = {"version": 1, "kind": "proposal", "id": "a" * 32, "why": "w", "summary": "s",
-                "created_at": "2026-11-29T00:00:00Z"}
+    proposal = {
+        "version": 1,
+        "kind": "proposal",
+        "id": "a" * 32,
+        "why": "w",
+        "summary": "s",
+        "created_at": "2026-11-29T00:00:00Z",
+    }
     write(tmp_path / "outbox", f"proposal-{'a' * 32}.json", json.dumps(proposal))
     assert judge(spec, evidence(tmp_path, {"wc": RecordedResult(text="lines=1 words=3", is_error=False)})) == []
 
@@ -152,7 +185,9 @@ def test_links_and_fifos_the_agent_left_are_refused_not_followed(tmp_path: Path)
             tree.read(relative)
     with pytest.raises(UnsafeFile):
         tree.read("big.txt", cap=1000)
-    spec = Scenario.model_validate({"name": "l", "expect": {"exit_code": None, "files": [{"path": "chain", "contains": ["host"]}]}})
+    spec = Scenario.model_validate(
+        {"name": "l", "expect": {"exit_code": None, "files": [{"path": "chain", "contains": ["host"]}]}}
+    )
     assert [p.kind for p in judge(spec, evidence(tmp_path))] == [CheckKind.FILES]
 
 
@@ -160,7 +195,15 @@ def test_default_scenarios_load_and_cover_the_contract():
     names = {s.name for s in default_scenarios()}
     assert {"builtin-tools", "word-count", "cycle-contract", "cli-tool", "sigterm"} <= names
     tools = {c.tool for s in default_scenarios() for c in s.calls()}
-    assert {"read_file", "search_content", "search_files", "run_command", "write_file", "word_count", "propose"} <= tools
+    assert {
+        "read_file",
+        "search_content",
+        "search_files",
+        "run_command",
+        "write_file",
+        "word_count",
+        "propose",
+    } <= tools
 
 
 def test_bad_scenarios_are_refused_with_the_reason(tmp_path: Path):
@@ -197,9 +240,9 @@ def test_cli_lists_shows_and_adds_scenarios_held_in_the_instance(tmp_path: Path,
 
 def test_a_commit_without_an_agent_cannot_pass_acceptance(tmp_path: Path):
     from sandbox import Limits
-    from supervisor.acceptance.models import ScenarioOutcome
-    from supervisor.acceptance.stage import run_stage
-    from supervisor.git_ops import Git
+    from supervisor.base.git_ops import Git
+    from supervisor.gate.acceptance.models import ScenarioOutcome
+    from supervisor.gate.acceptance.stage import run_stage
     from tests.acceptance.candidates import git
 
     repo = tmp_path / "repo"
@@ -208,14 +251,23 @@ def test_a_commit_without_an_agent_cannot_pass_acceptance(tmp_path: Path):
     (repo / "README.md").write_text("no agent here\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "no agent")
-    report = run_stage(Git(repo / ".git"), None, "never-used", "unit", tmp_path / "scratch", git(repo, "rev-parse", "HEAD"),
-                       default_scenarios(), 1, Limits())
+    report = run_stage(
+        Git(repo / ".git"),
+        None,
+        "never-used",
+        "unit",
+        tmp_path / "scratch",
+        git(repo, "rev-parse", "HEAD"),
+        default_scenarios(),
+        1,
+        Limits(),
+    )
     assert report.outcome is ScenarioOutcome.ERROR
     assert report.failed_kinds() == ["infrastructure"] and "could not run" in report.summary()
 
 
 def test_a_counted_result_listing_every_number_fails_and_the_true_one_passes():
-    from supervisor.acceptance.models import ResultExpectation
+    from supervisor.gate.acceptance.models import ResultExpectation
 
     expect = ResultExpectation(counts={"lines": 4, "words": 20, "chars": 108}, max_chars=400)
     assert expect.problems('{"lines": 4, "words": 20, "chars": 108}') == []
@@ -227,18 +279,26 @@ def test_a_counted_result_listing_every_number_fails_and_the_true_one_passes():
 
 
 def test_the_agent_learns_one_bit_and_only_engine_errors_excuse_a_candidate():
-    from supervisor.acceptance.models import (AcceptanceReport, CheckKind, Problem, ScenarioOutcome,
-                                              ScenarioResult)
+    from supervisor.gate.acceptance.models import AcceptanceReport, CheckKind, Problem, ScenarioOutcome, ScenarioResult
 
-    failed = ScenarioResult(scenario="word-count", outcome=ScenarioOutcome.FAILED,
-                            problems=[Problem(kind=CheckKind.TOOL_RESULT, detail="words 21 != 20 in field-notes")])
+    failed = ScenarioResult(
+        scenario="word-count",
+        outcome=ScenarioOutcome.FAILED,
+        problems=[Problem(kind=CheckKind.TOOL_RESULT, detail="words 21 != 20 in field-notes")],
+    )
     report = AcceptanceReport(commit="c" * 40, outcome=ScenarioOutcome.FAILED, scenarios=[failed])
     told = report.summary()
     assert "failed" in told and "tool-result" not in told and "word-count" not in told and "field" not in told
     assert not report.engine_failed()
-    crashed_judge = ScenarioResult(scenario="x", outcome=ScenarioOutcome.ERROR, engine_failed=False,
-                                   problems=[Problem(kind=CheckKind.INFRASTRUCTURE, detail="ValueError")])
-    assert not AcceptanceReport(commit="c" * 40, outcome=ScenarioOutcome.ERROR, scenarios=[crashed_judge]).engine_failed()
+    crashed_judge = ScenarioResult(
+        scenario="x",
+        outcome=ScenarioOutcome.ERROR,
+        engine_failed=False,
+        problems=[Problem(kind=CheckKind.INFRASTRUCTURE, detail="ValueError")],
+    )
+    assert not AcceptanceReport(
+        commit="c" * 40, outcome=ScenarioOutcome.ERROR, scenarios=[crashed_judge]
+    ).engine_failed()
     engine_gone = crashed_judge.model_copy(update={"engine_failed": True})
     assert AcceptanceReport(commit="c" * 40, outcome=ScenarioOutcome.ERROR, scenarios=[engine_gone]).engine_failed()
     # A scenario the candidate failed on its own merits is not excused by another the engine broke

@@ -33,16 +33,25 @@ def make_workspace(root: Path, goals: str = "# Active Goals\n") -> Path:
 def agent_env(workspace: Path, url: str | None = None, code: Path = REPO, **extra: str) -> dict[str, str]:
     """Environment for `python -m agent`: code on PYTHONPATH (like /code), no inherited credentials."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OUROBOROS_"))}
-    env.update(PYTHONPATH=str(code), OUROBOROS_WORKSPACE=str(workspace), OUROBOROS_OUTBOX=str(workspace.parent / "outbox"),
-               PYTHONDONTWRITEBYTECODE="1", PYTHONSAFEPATH="1")  # as in the container: never import the cwd
+    env.update(
+        PYTHONPATH=str(code),
+        OUROBOROS_WORKSPACE=str(workspace),
+        OUROBOROS_OUTBOX=str(workspace.parent / "outbox"),
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONSAFEPATH="1",
+    )  # as in the container: never import the cwd
     if url:
         env.update(ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY="scripted")
     env.update(extra)
     return env
 
 
-def run_agent(workspace: Path, *args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent", *args], cwd=workspace, env=env, capture_output=True, text=True, timeout=timeout)
+def run_agent(
+    workspace: Path, *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args], cwd=workspace, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture

@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+from conftest import SCENARIOS, make_workspace
+
 from agent.config import AgentConfig
 from agent.journal import Journal
 from agent.llm import LLMClient, build_sdk_client
 from agent.loop import Agent
 from agent.registry import default_registry
-from conftest import SCENARIOS, make_workspace
 
 
 def _cycle_prompt_tokens(tmp_path, serve, entries: int) -> int:
@@ -19,8 +20,11 @@ def _cycle_prompt_tokens(tmp_path, serve, entries: int) -> int:
     journal = Journal(ws / "agent/journal", lambda: moment[0])
     for i in range(entries):
         moment[0] += timedelta(hours=1)
-        journal.append("notes" if i % 2 else "reflections", "cycle" if i % 2 else "reflection",
-                       f"### Lessons learned\n- lesson {i}\n\n" + f"entry {i} " * 60)
+        journal.append(
+            "notes" if i % 2 else "reflections",
+            "cycle" if i % 2 else "reflection",
+            f"### Lessons learned\n- lesson {i}\n\n" + f"entry {i} " * 60,
+        )
     server = serve(SCENARIOS / "idle_loop.json")
     config = AgentConfig(workspace=ws, outbox=tmp_path / "outbox", base_url=server.url)
     llm = LLMClient(config, build_sdk_client(config, env={"ANTHROPIC_API_KEY": "scripted"}))

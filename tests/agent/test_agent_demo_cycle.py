@@ -38,7 +38,14 @@ def test_notes_entry_format(demo):
     ws, _, _ = demo
     notes = _day_file(ws, "notes.md")
     assert HEADING.findall(notes)[0][1] == "cycle"
-    for part in ("**Goal:** Inventory the TODO markers", "**Status:** complete", "**Tokens:** input", "### Plan", "### Actions", "### Result"):
+    for part in (
+        "**Goal:** Inventory the TODO markers",
+        "**Status:** complete",
+        "**Tokens:** input",
+        "### Plan",
+        "### Actions",
+        "### Result",
+    ):
         assert part in notes
     assert "`search_content`" in notes and "`run_command`" in notes
 
@@ -55,7 +62,10 @@ def test_reflection_entry_has_the_sections_and_the_proposal(demo):
     ws, _, _ = demo
     reflections = _day_file(ws, "reflections.md")
     assert [kind for _, kind in HEADING.findall(reflections)] == ["reflection"]
-    sections = [reflections.index(f"### {s}") for s in ("Summary", "Lessons learned", "Improvement recommendations", "Self-modification")]
+    sections = [
+        reflections.index(f"### {s}")
+        for s in ("Summary", "Lessons learned", "Improvement recommendations", "Self-modification")
+    ]
     assert sections == sorted(sections)
     assert re.search(r"\*\*Proposals:\*\* [0-9a-f]{32}", reflections)
 
@@ -92,9 +102,21 @@ def test_new_tool_and_test_pass_the_agents_own_suite(demo):
     """What the gate will run: the candidate tree's agent/tests, including the test the agent wrote."""
     ws, _, _ = demo
     assert (ws / "agent/tools/find_todos.py").exists() and (ws / "agent/tests/test_find_todos.py").exists()
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "agent/tests"],
-                            cwd=ws, capture_output=True, text=True, timeout=300, env=agent_env(ws, code=ws))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "agent/tests"],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=agent_env(ws, code=ws),
+    )
     assert result.returncode == 0, result.stdout[-3000:]
-    own = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "agent/tests/test_find_todos.py"],
-                         cwd=ws, capture_output=True, text=True, timeout=300, env=agent_env(ws, code=ws))
+    own = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "agent/tests/test_find_todos.py"],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=agent_env(ws, code=ws),
+    )
     assert "3 passed" in own.stdout, own.stdout[-2000:]

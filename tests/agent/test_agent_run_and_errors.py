@@ -7,9 +7,10 @@ import subprocess
 import sys
 import time
 
+from conftest import SCENARIOS, agent_env, make_workspace, run_agent
+
 from agent.journal import JournalRecord
 from scripted_model import Scenario
-from conftest import SCENARIOS, agent_env, make_workspace, run_agent
 
 
 def _wait_for(predicate, timeout: float = 30) -> bool:
@@ -23,8 +24,14 @@ def _wait_for(predicate, timeout: float = 30) -> bool:
 
 def test_sigterm_finishes_the_step_and_exits_zero(workspace, serve):
     server = serve(SCENARIOS / "idle_loop.json")
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "run"], cwd=workspace, env=agent_env(workspace, server.url),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run"],
+        cwd=workspace,
+        env=agent_env(workspace, server.url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert _wait_for(lambda: server.steps_served >= 6), "the agent did not start cycling"
         proc.send_signal(signal.SIGTERM)  # lands while a 200 ms model call is in flight
@@ -33,20 +40,37 @@ def test_sigterm_finishes_the_step_and_exits_zero(workspace, serve):
         proc.kill()
     assert proc.returncode == 0, err
     assert "stopped after" in err and "Traceback" not in err
-    records = [JournalRecord.model_validate_json(line)
-               for path in (workspace / "agent/journal").glob("*/*/*/entries.jsonl") for line in path.read_text().splitlines()]
+    records = [
+        JournalRecord.model_validate_json(line)
+        for path in (workspace / "agent/journal").glob("*/*/*/entries.jsonl")
+        for line in path.read_text().splitlines()
+    ]
     assert [r.kind for r in records].count("cycle") >= 2  # every line parses: nothing torn by the signal
     assert records[-1].data.get("status") in ("complete", "stopped") or records[-1].kind == "reflection"
 
 
 def test_sigterm_during_a_long_command_kills_it_and_journals_the_stop(workspace, serve):
-    server = serve(Scenario(steps=[
-        {"content": [{"type": "text", "text": "1. Run the slow check."}]},
-        {"content": [{"type": "tool_use", "name": "run_command", "input": {"command": "sleep 120", "timeout_s": 300}}]},
-        {"content": [{"type": "text", "text": "unreachable: the agent stops before asking again"}]},
-    ]))
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "run"], cwd=workspace, env=agent_env(workspace, server.url),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = serve(
+        Scenario(
+            steps=[
+                {"content": [{"type": "text", "text": "1. Run the slow check."}]},
+                {
+                    "content": [
+                        {"type": "tool_use", "name": "run_command", "input": {"command": "sleep 120", "timeout_s": 300}}
+                    ]
+                },
+                {"content": [{"type": "text", "text": "unreachable: the agent stops before asking again"}]},
+            ]
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run"],
+        cwd=workspace,
+        env=agent_env(workspace, server.url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert _wait_for(lambda: server.steps_served >= 2), "the command never started"
         time.sleep(0.5)
@@ -74,8 +98,14 @@ def test_breaking_change_is_proposed_and_its_suite_fails(tmp_path, serve):
     result = run_agent(ws, "cycle", "--once", env=agent_env(ws, server.url))
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "outbox").glob("proposal-*.json"))) == 1
-    suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "agent/tests"],
-                           cwd=ws, capture_output=True, text=True, timeout=300, env=agent_env(ws, code=ws))
+    suite = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "agent/tests"],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=agent_env(ws, code=ws),
+    )
     assert suite.returncode == 1
     assert "FAILED agent/tests/test_word_count.py::test_word_count_reports_lines_words_and_chars" in suite.stdout
 
@@ -102,26 +132,46 @@ def test_unreadable_journal(workspace):
 
 
 def test_unreachable_model_is_a_clear_error(workspace):
-    result = run_agent(workspace, "cycle", "--once", env=agent_env(workspace, "http://127.0.0.1:9", OUROBOROS_MAX_RETRIES="1"))
+    result = run_agent(
+        workspace, "cycle", "--once", env=agent_env(workspace, "http://127.0.0.1:9", OUROBOROS_MAX_RETRIES="1")
+    )
     assert result.returncode == 1 and "cannot reach the model" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_bad_scenario_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"steps": [{"content": [{"type": "text"}]}]}')
-    result = subprocess.run([sys.executable, "-m", "scripted_model", "serve", "--scenario", str(bad)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "scripted_model", "serve", "--scenario", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 1
     assert "scenario file" in result.stderr and "steps.0.content.0.text.text: Field required" in result.stderr
 
 
 def test_reflect_command_reflects_without_a_task(workspace, serve):
-    server = serve(Scenario(steps=[
-        {"content": [{"type": "text", "text": "### Summary\nQuiet day.\n\n### Lessons learned\n- Rest.\n\n"
-                                                "### Improvement recommendations\n- None."}],
-         "match": {"contains": "## Reflection without a task"}},
-        {"content": [{"type": "text", "text": "NO CHANGE: nothing to improve."}], "match": {"contains": "## Step: self-modify"}},
-    ]))
+    server = serve(
+        Scenario(
+            steps=[
+                {
+                    "content": [
+                        {
+                            "type": "text",
+                            "text": "### Summary\nQuiet day.\n\n### Lessons learned\n- Rest.\n\n"
+                            "### Improvement recommendations\n- None.",
+                        }
+                    ],
+                    "match": {"contains": "## Reflection without a task"},
+                },
+                {
+                    "content": [{"type": "text", "text": "NO CHANGE: nothing to improve."}],
+                    "match": {"contains": "## Step: self-modify"},
+                },
+            ]
+        )
+    )
     result = run_agent(workspace, "reflect", env=agent_env(workspace, server.url))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("reflection; proposals: none")
@@ -130,7 +180,10 @@ def test_reflect_command_reflects_without_a_task(workspace, serve):
 
 
 def test_feedback_reaches_the_next_prompt(workspace, serve):
-    assert run_agent(workspace, "feedback", "Please keep reports under 20 lines.", env=agent_env(workspace)).returncode == 0
+    assert (
+        run_agent(workspace, "feedback", "Please keep reports under 20 lines.", env=agent_env(workspace)).returncode
+        == 0
+    )
     server = serve(SCENARIOS / "idle_loop.json")
     assert run_agent(workspace, "cycle", "--once", env=agent_env(workspace, server.url)).returncode == 0
     first_prompt = server.requests[0]["messages"][0]["content"][0]["text"]

@@ -7,14 +7,21 @@ import subprocess
 import sys
 import time
 
-from scripted_model import Scenario
 from conftest import agent_env
+
+from scripted_model import Scenario
 
 
 def test_exhausted_scenario_idles_journaled_and_stops_cleanly(workspace, serve):
     server = serve(Scenario(name="short", steps=[{"content": [{"type": "text", "text": "1. Look around."}]}]))
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "run"], cwd=workspace, env=agent_env(workspace, server.url),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run"],
+        cwd=workspace,
+        env=agent_env(workspace, server.url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         notes = []

@@ -11,15 +11,19 @@ from pathlib import Path
 import anthropic
 import httpx2
 import pytest
+from conftest import SCENARIOS, agent_env, run_agent
 
 from agent.config import AgentConfig
 from agent.errors import LLMError
 from agent.llm import LLMClient, build_sdk_client
-from conftest import SCENARIOS, agent_env, run_agent
 from scripted_model import Scenario, ScenarioError, load_scenario
 
-HELLO = {"content": [{"type": "text", "text": "Hello from the scripted model, streamed in several chunks."},
-                     {"type": "tool_use", "name": "read_file", "input": {"path": "README.md"}}]}
+HELLO = {
+    "content": [
+        {"type": "text", "text": "Hello from the scripted model, streamed in several chunks."},
+        {"type": "tool_use", "name": "read_file", "input": {"path": "README.md"}},
+    ]
+}
 ASK = {"model": "claude-test", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -41,21 +45,35 @@ def test_plain_and_streamed_answers_match(serve):
     assert [b.type for b in streamed.content] == [b.type for b in plain.content] == ["text", "tool_use"]
     assert streamed.content[1].id == "toolu_0001_1" and plain.content[1].id == "toolu_0000_1"
     assert streamed.content[0].text == plain.content[0].text and streamed.content[1].input == {"path": "README.md"}
-    assert streamed.usage.output_tokens == plain.usage.output_tokens and streamed.usage.input_tokens == plain.usage.input_tokens
+    assert (
+        streamed.usage.output_tokens == plain.usage.output_tokens
+        and streamed.usage.input_tokens == plain.usage.input_tokens
+    )
     assert events[0] == "message_start" and "content_block_delta" in events and events[-1] == "message_stop"
 
 
 def test_the_sdk_retries_overloaded_and_rate_limited(serve, tmp_path):
-    server = serve(Scenario(steps=[{"error": {"status": 529, "type": "overloaded_error", "message": "Overloaded"}},
-                                   {"error": {"status": 429, "type": "rate_limit_error", "message": "Slow down"}},
-                                   {"error": {"status": 500, "type": "api_error", "message": "Oops"}}, HELLO]))
+    server = serve(
+        Scenario(
+            steps=[
+                {"error": {"status": 529, "type": "overloaded_error", "message": "Overloaded"}},
+                {"error": {"status": 429, "type": "rate_limit_error", "message": "Slow down"}},
+                {"error": {"status": 500, "type": "api_error", "message": "Oops"}},
+                HELLO,
+            ]
+        )
+    )
     config = AgentConfig(workspace=tmp_path, outbox=tmp_path / "o", base_url=server.url, max_retries=3)
-    reply = LLMClient(config, build_sdk_client(config, env={"ANTHROPIC_API_KEY": "k"})).complete("sys", [], ASK["messages"])
+    reply = LLMClient(config, build_sdk_client(config, env={"ANTHROPIC_API_KEY": "k"})).complete(
+        "sys", [], ASK["messages"]
+    )
     assert reply.text.startswith("Hello") and server.steps_served == 4
 
 
 def test_retries_give_up_with_a_clear_error(serve, tmp_path):
-    server = serve(Scenario(steps=[{"error": {"status": 529, "type": "overloaded_error", "message": "Overloaded"}}] * 3))
+    server = serve(
+        Scenario(steps=[{"error": {"status": 529, "type": "overloaded_error", "message": "Overloaded"}}] * 3)
+    )
     config = AgentConfig(workspace=tmp_path, outbox=tmp_path / "o", base_url=server.url, max_retries=2)
     with pytest.raises(LLMError, match=r"HTTP 529 \(after retries\)"):
         LLMClient(config, build_sdk_client(config, env={"ANTHROPIC_API_KEY": "k"})).complete("sys", [], ASK["messages"])
@@ -79,9 +97,13 @@ def test_uds_with_a_plain_httpx2_client(serve, short_dir):
 
 
 def test_mismatch_is_a_400_that_keeps_the_step_and_exhaustion_is_a_400(serve):
-    server = serve(Scenario(steps=[{"content": [{"type": "text", "text": "x"}], "match": {"contains": "expected words"}}]))
+    server = serve(
+        Scenario(steps=[{"content": [{"type": "text", "text": "x"}], "match": {"contains": "expected words"}}])
+    )
     client = anthropic.Anthropic(base_url=server.url, api_key="k", max_retries=0)
-    with pytest.raises(anthropic.BadRequestError, match="step 0 expects the last user message to contain 'expected words'"):
+    with pytest.raises(
+        anthropic.BadRequestError, match="step 0 expects the last user message to contain 'expected words'"
+    ):
         client.messages.create(**ASK)
     assert server.steps_served == 0
     matching = {**ASK, "messages": [{"role": "user", "content": "here are the expected words"}]}
@@ -105,7 +127,9 @@ def test_toml_scenarios_and_validation(tmp_path):
     toml = tmp_path / "s.toml"
     toml.write_text('name = "t"\n[[steps]]\ncontent = [{type = "text", text = "hi"}]\n')
     assert load_scenario(toml).steps[0].resolved_stop_reason() == "end_turn"
-    (tmp_path / "both.json").write_text('{"steps": [{"content": [{"type": "text", "text": "x"}], "error": {"status": 529}}]}')
+    (tmp_path / "both.json").write_text(
+        '{"steps": [{"content": [{"type": "text", "text": "x"}], "error": {"status": 529}}]}'
+    )
     with pytest.raises(ScenarioError, match="either `content` or `error`"):
         load_scenario(tmp_path / "both.json")
     with pytest.raises(ScenarioError, match="cannot read scenario file"):
@@ -123,8 +147,12 @@ def test_shipped_scenarios_are_valid(scenario):
 @pytest.mark.parametrize("use_socket", [False, True])
 def test_serve_prints_where_it_listens(use_socket, short_dir):
     args = ["--socket", str(short_dir / "cli.sock")] if use_socket else ["--port", "0"]
-    proc = subprocess.Popen([sys.executable, "-m", "scripted_model", "serve", "--scenario", str(SCENARIOS / "demo.json"), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripted_model", "serve", "--scenario", str(SCENARIOS / "demo.json"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline().strip()
         if use_socket:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from conftest import agent_env, run_agent
+
 from scripted_model import Scenario
 
 NEXT_GENERATION_SCENARIO = Scenario(
@@ -12,10 +13,19 @@ NEXT_GENERATION_SCENARIO = Scenario(
     steps=[
         {"content": [{"type": "text", "text": "1. Call find_todos."}]},
         {"content": [{"type": "tool_use", "name": "find_todos", "input": {"glob": "src/*.py"}}]},
-        {"content": [{"type": "text", "text": "Found the markers.\nGOAL STATUS: complete"}],
-         "match": {"tool_result_contains": "src/app.py:2:"}},
-        {"content": [{"type": "text", "text": "### Summary\nUsed my own tool.\n\n### Lessons learned\n- It works.\n\n"
-                                                "### Improvement recommendations\n- None."}]},
+        {
+            "content": [{"type": "text", "text": "Found the markers.\nGOAL STATUS: complete"}],
+            "match": {"tool_result_contains": "src/app.py:2:"},
+        },
+        {
+            "content": [
+                {
+                    "type": "text",
+                    "text": "### Summary\nUsed my own tool.\n\n### Lessons learned\n- It works.\n\n"
+                    "### Improvement recommendations\n- None.",
+                }
+            ]
+        },
         {"content": [{"type": "text", "text": "NO CHANGE: the tool does its job."}]},
     ],
 )

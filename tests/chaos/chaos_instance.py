@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 from scripted_model.served import read_served
-from supervisor.gatekeeper import Gatekeeper
-from supervisor.git_ops import MAIN_REF, Git
-from supervisor.init_instance import init_instance, package_dir
-from supervisor.instance import Instance
+from supervisor.base.git_ops import MAIN_REF, Git
+from supervisor.gate.gatekeeper import Gatekeeper
 from supervisor.route import LEDGER_FILE_NAME
+from supervisor.store.instance import Instance
+from supervisor.store.instance_init import init_instance, package_dir
 from tests.chaos.ledger_audit import Audit, audit_ledger
 
 CHEAP_GATE = """\
@@ -73,14 +73,16 @@ def chaos_instance(home: Path, engine, image: str, agent: str = PROPOSING_AGENT)
     scenario = package_dir("scripted_model") / "scenarios" / "idle_loop.json"
     instance = init_instance(home, scenario, model="claude-sonnet-5-5")
     config = instance.config_path.read_text().replace(
-        "[agent]\n", "[agent]\nstop_grace_s = 1\ncommand = " + json.dumps(["python", "-c", agent]) + "\n", 1)
+        "[agent]\n", "[agent]\nstop_grace_s = 1\ncommand = " + json.dumps(["python", "-c", agent]) + "\n", 1
+    )
     # Kill tests are about the supervisor's states, not the candidate's behaviour: held-out
     # acceptance (its own tests in tests/acceptance) would add ~15 s to every one of many gates.
     config += "\n[acceptance]\nenabled = false\n"
     instance.config_path.write_text(config)
     _commit_on_main(Git(instance.repo), {"gate.toml": CHEAP_GATE, "agent/chaos_tests/test_main.py": CHEAP_TEST})
-    Gatekeeper(instance.repo, engine, journal_root=instance.journal, image=image,
-               instance=instance.instance_id).genesis()
+    Gatekeeper(
+        instance.repo, engine, journal_root=instance.journal, image=image, instance=instance.instance_id
+    ).genesis()
     return instance
 
 

@@ -59,8 +59,10 @@ def audit_ledger(served: list[dict[str, Any]], ledger: Path, price: ModelPrice, 
     held = _held(reserves, spends, released, audit)
     audit.held = len(held)
     if audit.held > interrupted:
-        audit.problems.append(f"{audit.held} requests charged at their worst case (not recorded), but kills "
-                              f"can explain at most {interrupted}")
+        audit.problems.append(
+            f"{audit.held} requests charged at their worst case (not recorded), but kills "
+            f"can explain at most {interrupted}"
+        )
     missing = []
     for response in served:
         usage = Usage.model_validate(response["usage"])
@@ -102,8 +104,7 @@ def _spends_by_message(spends: list[LedgerEntry], audit: Audit) -> dict[str, Led
     return by_id
 
 
-def _held(reserves: dict[str, Reservation], spends: list[LedgerEntry], released: set[str],
-          audit: Audit) -> list[Held]:
+def _held(reserves: dict[str, Reservation], spends: list[LedgerEntry], released: set[str], audit: Audit) -> list[Held]:
     """Reservations charged at their worst case: settled at a start, or still open at the end."""
     held: list[Held] = []
     settled: set[str] = set()
@@ -125,8 +126,9 @@ def _held(reserves: dict[str, Reservation], spends: list[LedgerEntry], released:
 
 def _cover(missing: list[tuple[dict[str, Any], Usage]], held: list[Held], price: ModelPrice, audit: Audit) -> int:
     """Match each unrecorded response to its own worst-case charge (a bipartite matching)."""
-    fits = [[h for h, charge in enumerate(held) if _covers(charge, response, usage, price)]
-            for response, usage in missing]
+    fits = [
+        [h for h, charge in enumerate(held) if _covers(charge, response, usage, price)] for response, usage in missing
+    ]
     owner: dict[int, int] = {}
 
     def place(index: int, seen: set[int]) -> bool:
@@ -140,8 +142,10 @@ def _cover(missing: list[tuple[dict[str, Any], Usage]], held: list[Held], price:
 
     for index, (response, usage) in enumerate(missing):
         if not place(index, set()):
-            audit.problems.append(f"{response['id']} (usage {usage}) was served but is not in the ledger, "
-                                  f"and no reservation open while it was served covers it")
+            audit.problems.append(
+                f"{response['id']} (usage {usage}) was served but is not in the ledger, "
+                f"and no reservation open while it was served covers it"
+            )
     return len(owner)
 
 
@@ -149,8 +153,10 @@ def _covers(charge: Held, response: dict[str, Any], usage: Usage, price: ModelPr
     worst = charge.reservation
     served_at = float(response["ts"])
     inputs = usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
-    return (worst.ts.timestamp() <= served_at <= charge.until
-            and worst.usage.total_tokens >= usage.total_tokens
-            and worst.usage.output_tokens >= usage.output_tokens
-            and worst.usage.input_tokens >= inputs
-            and worst.cost_usd >= price.cost(usage))
+    return (
+        worst.ts.timestamp() <= served_at <= charge.until
+        and worst.usage.total_tokens >= usage.total_tokens
+        and worst.usage.output_tokens >= usage.output_tokens
+        and worst.usage.input_tokens >= inputs
+        and worst.cost_usd >= price.cost(usage)
+    )

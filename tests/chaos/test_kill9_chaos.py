@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from scripted_model.served import SERVED_LOG_ENV
-from supervisor.git_ops import MAIN_REF
-from supervisor.states import IN_FLIGHT
+from supervisor.base.git_ops import MAIN_REF
+from supervisor.store.states import IN_FLIGHT
 from tests.chaos.chaos_instance import chaos_instance, decisions_per_proposal, ledger_audit, written_ids
 from tests.system.conftest import SupervisorProcess, containers_of, keeper
 
@@ -34,8 +34,7 @@ pytestmark = pytest.mark.docker
 KILLS = int(os.environ.get("CHAOS_KILLS", "30"))
 
 
-def test_kill_9_at_random_moments_then_restart_keeps_every_invariant(tmp_path, docker_engine, agent_image,
-                                                                    monkeypatch):
+def test_kill_9_at_random_moments_then_restart_keeps_every_invariant(tmp_path, docker_engine, agent_image, monkeypatch):
     served_log = tmp_path / "served.jsonl"  # the scripted model's own account, outside the instance
     monkeypatch.setenv(SERVED_LOG_ENV, str(served_log))
     seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1 << 32))
@@ -89,19 +88,22 @@ def test_kill_9_at_random_moments_then_restart_keeps_every_invariant(tmp_path, d
     decided = decisions_per_proposal(gk)
     written = written_ids(instance)
     assert len(written) >= KILLS // 4, "the agent hardly proposed: the test exercised little"
-    wrong = {pid: decided.get(pid, []) for pid in written
-             if len(decided.get(pid, [])) != (0 if pid in queued else 1)}
+    wrong = {pid: decided.get(pid, []) for pid in written if len(decided.get(pid, [])) != (0 if pid in queued else 1)}
     assert not wrong, f"proposals without exactly one verdict (seed {seed}): {wrong}"
     audit = ledger_audit(instance, served_log, kills=KILLS)
     assert audit.ok, f"the ledger does not match what the model served (seed {seed}): {audit.problems}"
     assert audit.served >= KILLS // 4, "the agent hardly called the model: the test exercised little"
-    print(f"chaos: {audit.served} answers served, {audit.recorded} recorded exactly, "
-          f"{audit.covered_by_worst_case} cut by a kill and charged at their worst case, {audit.held} held")
+    print(
+        f"chaos: {audit.served} answers served, {audit.recorded} recorded exactly, "
+        f"{audit.covered_by_worst_case} cut by a kill and charged at their worst case, {audit.held} held"
+    )
     kinds = [k for ks in decided.values() for k in ks]
     assert "accepted" in kinds
-    print(f"chaos: {len(written)} proposals, {kinds.count('accepted')} accepted, "
-          f"{kinds.count('proposal-dropped')} dropped, {kinds.count('rejected')} rejected: "
-          f"{[r.reasons for r in gk.log.records() if r.kind == 'rejected']}")
+    print(
+        f"chaos: {len(written)} proposals, {kinds.count('accepted')} accepted, "
+        f"{kinds.count('proposal-dropped')} dropped, {kinds.count('rejected')} rejected: "
+        f"{[r.reasons for r in gk.log.records() if r.kind == 'rejected']}"
+    )
 
 
 def _wait_for_a_verdict_after(gk, since: float, timeout: float = 120) -> None:
@@ -125,6 +127,7 @@ def _tear_the_journal(instance) -> Path:
 
 def _wait_for_a_new_answer(served_log, timeout: float) -> None:
     """Until the scripted model lists one more answer (the agent may be stopped for a gate: then time out)."""
+
     def size() -> int:
         return served_log.stat().st_size if served_log.exists() else 0
 

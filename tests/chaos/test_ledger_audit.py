@@ -11,15 +11,21 @@ import pytest
 
 from scripted_model import Scenario, ScriptedModelServer
 from scripted_model.served import SERVED_LOG_ENV, read_served
-from supervisor.route import LLMRoute, Ledger, RouteConfig, Upstream
+from supervisor.route import Ledger, LLMRoute, RouteConfig, Upstream
 from supervisor.route.ledger import LedgerEntry, iter_records
 from tests.chaos.ledger_audit import audit_ledger
 
 MODEL = "claude-haiku-4-5"
-SCRIPT = Scenario.model_validate({"name": "audit", "on_exhausted": "repeat", "steps": [
-    {"content": [{"type": "text", "text": "one " * 30}]},
-    {"content": [{"type": "text", "text": "two " * 50}], "usage": {"output_tokens": 77}},
-]})
+SCRIPT = Scenario.model_validate(
+    {
+        "name": "audit",
+        "on_exhausted": "repeat",
+        "steps": [
+            {"content": [{"type": "text", "text": "one " * 30}]},
+            {"content": [{"type": "text", "text": "two " * 50}], "usage": {"output_tokens": 77}},
+        ],
+    }
+)
 
 
 class Setup:
@@ -27,13 +33,16 @@ class Setup:
         self.served_path = tmp_path / "served.jsonl"
         self.ledger_path = tmp_path / "llm-ledger.jsonl"
         self.model = ScriptedModelServer(SCRIPT, served_log=self.served_path).start()
-        self.config = RouteConfig.model_validate({"upstream": {"base_url": self.model.url}, "policy": {"models": [MODEL]}})
+        self.config = RouteConfig.model_validate(
+            {"upstream": {"base_url": self.model.url}, "policy": {"models": [MODEL]}}
+        )
         self.route: LLMRoute | None = None
 
     def start_route(self) -> LLMRoute:
         upstream = Upstream.from_config(self.config.upstream, environ={"ANTHROPIC_API_KEY": "real-key"})
-        self.route = LLMRoute(self.config, Ledger.open(self.ledger_path), upstream, lambda event: None,
-                              tcp_port=0).start()
+        self.route = LLMRoute(
+            self.config, Ledger.open(self.ledger_path), upstream, lambda event: None, tcp_port=0
+        ).start()
         return self.route
 
     def stop_route(self) -> None:
@@ -116,7 +125,7 @@ def test_a_kill_between_serving_and_recording_is_covered_by_the_worst_case_charg
     setup.stop_route()
     lines = setup.ledger_path.read_bytes().splitlines(keepends=True)
     last_spend = max(i for i, line in enumerate(lines) if b'"kind":"spend"' in line)
-    setup.ledger_path.write_bytes(b"".join(lines[:last_spend] + lines[last_spend + 1:]))
+    setup.ledger_path.write_bytes(b"".join(lines[:last_spend] + lines[last_spend + 1 :]))
     assert not setup.audit(interrupted=0).ok  # no kill: nothing may be left unrecorded
     assert setup.audit(interrupted=1).ok and setup.audit(interrupted=1).held == 1  # open, charged at the next open
     Ledger.open(setup.ledger_path).close()  # the next start settles it at its worst case
@@ -142,8 +151,15 @@ def test_one_worst_case_charge_never_covers_two_responses(setup):
 def test_the_served_log_is_turned_on_by_the_environment_lists_answers_only_and_skips_a_torn_line(tmp_path, monkeypatch):
     log = tmp_path / "served.jsonl"
     monkeypatch.setenv(SERVED_LOG_ENV, str(log))
-    script = Scenario.model_validate({"name": "with-error", "steps": [
-        {"error": {"status": 529, "type": "overloaded_error"}}, {"content": [{"type": "text", "text": "ok"}]}]})
+    script = Scenario.model_validate(
+        {
+            "name": "with-error",
+            "steps": [
+                {"error": {"status": 529, "type": "overloaded_error"}},
+                {"content": [{"type": "text", "text": "ok"}]},
+            ],
+        }
+    )
     with ScriptedModelServer(script) as server:
         client = anthropic.Anthropic(base_url=server.url, api_key="scripted", max_retries=0)
         with pytest.raises(anthropic.APIStatusError):
@@ -153,6 +169,6 @@ def test_the_served_log_is_turned_on_by_the_environment_lists_answers_only_and_s
         handle.write(b'{"ts": 1, "id": "msg_cut')  # a kill mid-line: that answer was never sent
     served = read_served(log)
     assert [line["id"] for line in served] == [answer.id]
-    assert served[0]["usage"] == answer.usage.model_dump(include={"input_tokens", "output_tokens",
-                                                                   "cache_creation_input_tokens",
-                                                                   "cache_read_input_tokens"})
+    assert served[0]["usage"] == answer.usage.model_dump(
+        include={"input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"}
+    )

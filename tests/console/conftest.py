@@ -4,16 +4,16 @@ candidate), plus one more candidate, judged by the real gatekeeper, whose summar
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import pytest
 
+from supervisor.cli.demo import run_demo
 from supervisor.console.server import ConsoleServer
 from supervisor.console.view import InstanceView
-from supervisor.demo import run_demo
-from supervisor.gatekeeper import Gatekeeper
-from supervisor.instance import Instance
-from supervisor.protocol import Proposal
+from supervisor.gate.gatekeeper import Gatekeeper
+from supervisor.store.instance import Instance
+from supervisor.store.protocol import Proposal
 
 HOSTILE = "<script>document.title='pwned'</script>\x1b[2J\x1b]0;owned\x07<b>bold</b> \u202eevil"
 
@@ -22,12 +22,17 @@ HOSTILE = "<script>document.title='pwned'</script>\x1b[2J\x1b]0;owned\x07<b>bold
 def demo(tmp_path_factory, docker_engine, agent_image) -> Instance:
     instance, verdicts = run_demo(tmp_path_factory.mktemp("console") / "demo", progress=lambda message: None)
     assert [v.state for v in verdicts] == ["accepted", "rejected"]
-    keeper = Gatekeeper(instance.repo, docker_engine, journal_root=instance.journal, image=agent_image,
-                        instance=instance.instance_id)
+    keeper = Gatekeeper(
+        instance.repo, docker_engine, journal_root=instance.journal, image=agent_image, instance=instance.instance_id
+    )
     candidate = keeper.create_candidate()
     # It changes nothing, so the real gatekeeper rejects it without a container: it is judged all the same.
-    verdict = keeper.submit(candidate, Proposal(version=1, kind="proposal", id=uuid.uuid4().hex, summary=HOSTILE,
-                                                why=HOSTILE, created_at=datetime.now(UTC)))
+    verdict = keeper.submit(
+        candidate,
+        Proposal(
+            version=1, kind="proposal", id=uuid.uuid4().hex, summary=HOSTILE, why=HOSTILE, created_at=datetime.now(UTC)
+        ),
+    )
     assert verdict.state == "rejected"
     yield instance
     docker_engine.reconcile(instance=instance.instance_id)

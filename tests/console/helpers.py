@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from supervisor.decision_log import DecisionLog
 from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger, LedgerEntry
 from supervisor.route.pricing import Usage
+from supervisor.store.decision_log import DecisionLog
 
 PASSES = [{"name": "candidate", "ok": True, "reason": "", "duration_s": 2.5, "counts": {}}]
 
@@ -18,9 +18,17 @@ def sha(n: int, salt: str = "c") -> str:
 
 
 def entry(ts: datetime, cycle: str, tokens: int = 1000, usd: str = "0.01", model: str = "m") -> LedgerEntry:
-    return LedgerEntry(ts=ts, run_id="run", cycle=cycle, model=model, stream=False, status=200, complete=True,
-                       usage=Usage(input_tokens=tokens // 2, output_tokens=tokens - tokens // 2),
-                       cost_usd=Decimal(usd))
+    return LedgerEntry(
+        ts=ts,
+        run_id="run",
+        cycle=cycle,
+        model=model,
+        stream=False,
+        status=200,
+        complete=True,
+        usage=Usage(input_tokens=tokens // 2, output_tokens=tokens - tokens // 2),
+        cost_usd=Decimal(usd),
+    )
 
 
 def write_history(state: Path, generations: int) -> dict:
@@ -36,13 +44,23 @@ def write_history(state: Path, generations: int) -> dict:
                 expected["tokens"] += tokens
                 expected["usd"] += Decimal("0.02")
                 commit = sha(gen + 1) if kind == "accepted" else sha(gen * 10 + n, "d")
-                details = {"summary": f"proposal {gen}-{n}", "passes": PASSES,
-                           "failures": [{"test_id": "tests/test_x.py::test_y", "message": "boom"}]
-                           if kind == "rejected" else []}
-                log.append(kind, candidate=f"{gen}-{n}", commit=commit, main_before=sha(gen),
-                           main_after=commit if kind == "accepted" else sha(gen),
-                           generation=gen + 1 if kind == "accepted" else None,
-                           reasons=["tests failed"] if kind == "rejected" else [], details=details)
+                details = {
+                    "summary": f"proposal {gen}-{n}",
+                    "passes": PASSES,
+                    "failures": [{"test_id": "tests/test_x.py::test_y", "message": "boom"}]
+                    if kind == "rejected"
+                    else [],
+                }
+                log.append(
+                    kind,
+                    candidate=f"{gen}-{n}",
+                    commit=commit,
+                    main_before=sha(gen),
+                    main_after=commit if kind == "accepted" else sha(gen),
+                    generation=gen + 1 if kind == "accepted" else None,
+                    reasons=["tests failed"] if kind == "rejected" else [],
+                    details=details,
+                )
     finally:
         ledger.close()
     return expected

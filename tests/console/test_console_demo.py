@@ -10,9 +10,9 @@ import httpx2 as httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor.decision_log import DecisionLog
 from supervisor.route.ledger import LEDGER_FILE_NAME, read_entries
-from supervisor.scorecard import ScorecardStore
+from supervisor.store.decision_log import DecisionLog
+from supervisor.store.scorecard import ScorecardStore
 
 from .conftest import HOSTILE
 
@@ -62,7 +62,7 @@ def test_scorecard_of_the_demo_equals_the_records(demo):
 
 
 def demo_git_subject(demo, commit: str) -> str:
-    from supervisor.git_ops import Git
+    from supervisor.base.git_ops import Git
 
     return Git(demo.repo).message(commit).splitlines()[0]
 
@@ -80,7 +80,8 @@ def test_metrics_equal_the_ledger_and_the_decision_log(demo, console):
     assert samples[("ouroboros_route_requests_total", (("status", "200"),))] == len(entries)
     for verdict in ("accepted", "rejected"):
         assert samples[("ouroboros_proposals_total", (("verdict", verdict),))] == sum(
-            1 for r in records if r.kind == verdict)
+            1 for r in records if r.kind == verdict
+        )
     judged = sum(1 for r in records if r.kind in ("accepted", "rejected") and r.details.get("passes"))
     assert samples[("ouroboros_gate_duration_seconds_count", ())] == judged
     assert samples[("ouroboros_generation", ())] == 1
@@ -101,16 +102,26 @@ def test_the_console_in_a_real_browser(demo, console):
     breaking = next(r for r in rejected if r.kind == "rejected" and r.details.get("failures"))
     hostile = next(r for r in rejected if r.kind == "rejected" and r.details.get("summary") == HOSTILE)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 2400})
             errors: list[str] = []
             page.on("console", lambda message: errors.append(message.text))
             outside: list[str] = []
-            page.on("request", lambda request: None if request.url.startswith(console.url) else
-                    outside.append(request.url))
+            page.on(
+                "request", lambda request: None if request.url.startswith(console.url) else outside.append(request.url)
+            )
             page.goto(console.url)
             # The lineage graph: both generations and the rejected candidates, as links.
             graph = page.locator("svg.lineage")

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import time
 
-from supervisor import lineage_view, retention
-from supervisor.gate_config import RetentionPolicy
-from supervisor.git_ops import Git
-from supervisor.init_instance import init_instance
+from supervisor.base.git_ops import Git
+from supervisor.gate import retention
+from supervisor.gate.config import RetentionPolicy
+from supervisor.loop import lineage_view
+from supervisor.store.instance_init import init_instance
 from tests.console.test_lineage_mirror import grow
 
 YEAR_S = 365 * 86_400

@@ -8,9 +8,9 @@ import stat
 
 import pytest
 
-from supervisor import lineage_view
-from supervisor.git_ops import Git, GitError
-from supervisor.init_instance import init_instance
+from supervisor.base.git_ops import Git, GitError
+from supervisor.loop import lineage_view
+from supervisor.store.instance_init import init_instance
 
 
 def fresh(tmp_path):

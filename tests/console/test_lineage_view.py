@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from supervisor import lineage_view
-from supervisor.agent_container import agent_spec
-from supervisor.instance import AgentSettings
+from supervisor.gate.agent_container import agent_spec
+from supervisor.loop import lineage_view
+from supervisor.store.instance import AgentSettings
 
 pytestmark = pytest.mark.docker
 
@@ -42,19 +42,29 @@ print(json.dumps(found))
 """
 
 
-def test_history_is_readable_and_nothing_in_it_is_writable_or_leads_back(demo, docker_engine, agent_image,
-                                                                          tmp_path):
+def test_history_is_readable_and_nothing_in_it_is_writable_or_leads_back(demo, docker_engine, agent_image, tmp_path):
     folder = lineage_view.build(demo)
     assert not (folder / "repo.git" / "FETCH_HEAD").exists()
     mounts = {name: tmp_path / name for name in ("code", "workspace", "journal", "goals", "outbox", "route")}
     for path in mounts.values():
         path.mkdir()
-    spec = agent_spec(image=agent_image, instance_id=demo.instance_id, run_id=f"history-{uuid.uuid4().hex[:8]}",
-                      settings=AgentSettings(), code_dir=mounts["code"], workspace=mounts["workspace"],
-                      journal=mounts["journal"], goals=mounts["goals"], outbox=mounts["outbox"],
-                      route_dir=mounts["route"], route_env={}, generation=1)
+    spec = agent_spec(
+        image=agent_image,
+        instance_id=demo.instance_id,
+        run_id=f"history-{uuid.uuid4().hex[:8]}",
+        settings=AgentSettings(),
+        code_dir=mounts["code"],
+        workspace=mounts["workspace"],
+        journal=mounts["journal"],
+        goals=mounts["goals"],
+        outbox=mounts["outbox"],
+        route_dir=mounts["route"],
+        route_env={},
+        generation=1,
+    )
     spec = lineage_view.with_history(spec, demo).model_copy(
-        update={"command": ["python3", "-c", PROBE, str(demo.repo)]})
+        update={"command": ["python3", "-c", PROBE, str(demo.repo)]}
+    )
     result = docker_engine.run(spec, deadline_s=60)
     assert result.ok, result.output
     found = json.loads(result.output.strip().splitlines()[-1])

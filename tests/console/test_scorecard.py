@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 
-from supervisor.decision_log import DecisionLog
 from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger, read_entries
-from supervisor.scorecard import ScorecardStore
+from supervisor.store.decision_log import DecisionLog
+from supervisor.store.scorecard import ScorecardStore
 
 from .helpers import entry, sha, write_history
 
@@ -30,8 +30,12 @@ def test_cards_equal_the_records(tmp_path):
     records = list(DecisionLog(state / "decisions.jsonl").records())
     for record in (r for r in records if r.kind == "accepted"):
         card = cards[record.generation]
-        assert (card.commit, card.parent, card.candidate, card.why) == (record.commit, record.main_before,
-                                                                       record.candidate, record.details["summary"])
+        assert (card.commit, card.parent, card.candidate, card.why) == (
+            record.commit,
+            record.main_before,
+            record.candidate,
+            record.details["summary"],
+        )
         assert card.parent_generation == record.generation - 1 and card.gate_s == 2.5
     for number in range(4):
         assert (cards[number].made, cards[number].accepted, cards[number].rejected) == (2, 1, 1)
@@ -103,8 +107,15 @@ def test_waiting_approved_and_rolled_back(tmp_path):
     store.update()
     assert store.card(1).waiting == 1 and store.snapshot()["waiting"] == 1
     log.append("approved", candidate="1-1", commit=sha(7, "e"))
-    log.append("accepted", candidate="1-1", commit=sha(7, "e"), main_before=sha(1), main_after=sha(7, "e"),
-               generation=2, details={"summary": "edits a test"})
+    log.append(
+        "accepted",
+        candidate="1-1",
+        commit=sha(7, "e"),
+        main_before=sha(1),
+        main_after=sha(7, "e"),
+        generation=2,
+        details={"summary": "edits a test"},
+    )
     log.append("rollback", commit=sha(1), main_before=sha(7, "e"), main_after=sha(1), generation=1)
     store.update()
     card = store.card(1)
@@ -133,8 +144,9 @@ def test_goals_come_from_completed_times_and_hostile_files_are_not_followed(tmp_
     write_history(state, 1)
     store = ScorecardStore(state, goals)
     store.update()
-    (goals / "completed.md").write_text("# Completed Goals\n\n## A\n\n**Completed:** 2000-01-01T00:00:00Z\n\n"
-                                        "## B\n\n**Completed:** not a time\n")
+    (goals / "completed.md").write_text(
+        "# Completed Goals\n\n## A\n\n**Completed:** 2000-01-01T00:00:00Z\n\n## B\n\n**Completed:** not a time\n"
+    )
     store.update()
     assert store.card(1).goals == 1  # B: unreadable time, credited to main now; A: before any generation
     (goals / "completed.md").unlink()
@@ -154,12 +166,15 @@ def test_the_lists_read_at_every_agent_start_are_index_ranges_not_sorts(tmp_path
     on (state, at) it reads the 20 it shows. Checked on an old store too (the index is replaced)."""
     import sqlite3
 
-    from supervisor.scorecard import tables
+    from supervisor.store.scorecard import tables
 
     path = tmp_path / "scorecard.sqlite"
     old = sqlite3.connect(path)
-    old.executescript(tables.SCHEMA.replace("DROP INDEX IF EXISTS candidates_state;", "").replace(
-        "candidates_state_at ON candidates (state, at)", "candidates_state ON candidates (state)"))
+    old.executescript(
+        tables.SCHEMA.replace("DROP INDEX IF EXISTS candidates_state;", "").replace(
+            "candidates_state_at ON candidates (state, at)", "candidates_state ON candidates (state)"
+        )
+    )
     old.close()
     store = ScorecardStore(tmp_path, tmp_path / "goals")
     with store.session() as db:
@@ -167,6 +182,8 @@ def test_the_lists_read_at_every_agent_start_are_index_ranges_not_sorts(tmp_path
         assert "candidates_state" not in names and "candidates_state_at" in names
         for state in ("rejected", None):
             clause = " WHERE state = ?" if state else ""
-            plan = db.execute(f"EXPLAIN QUERY PLAN SELECT id FROM candidates{clause} ORDER BY at DESC LIMIT 20",
-                              (state,) if state else ()).fetchall()
+            plan = db.execute(
+                f"EXPLAIN QUERY PLAN SELECT id FROM candidates{clause} ORDER BY at DESC LIMIT 20",
+                (state,) if state else (),
+            ).fetchall()
             assert not any("TEMP B-TREE" in row[3] for row in plan), plan

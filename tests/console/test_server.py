@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC
 
 import httpx2 as httpx
 import pytest
@@ -13,11 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from supervisor.cli import main as cli
 from supervisor.console.server import CSP, ConsoleError, ConsoleServer, make_server
 from supervisor.console.view import InstanceView
-from supervisor.decision_log import DecisionLog
-from supervisor.instance import Instance
+from supervisor.store.decision_log import DecisionLog
+from supervisor.store.instance import Instance
 
 from .helpers import synthetic_instance
-from datetime import UTC
 
 HOSTILE = "<script>alert(1)</script>\x1b[31mred\x1b]8;;http://x\x07link <img src=x onerror=alert(2)>"
 
@@ -27,8 +27,12 @@ def home(tmp_path):
     home = tmp_path / "home"
     synthetic_instance(home, 3)
     DecisionLog(home / "repo.git" / "ouroboros" / "decisions.jsonl").append(
-        "rejected", candidate="3-1", commit="f" * 40, reasons=[HOSTILE],
-        details={"summary": HOSTILE, "failures": [{"test_id": HOSTILE, "message": HOSTILE}]})
+        "rejected",
+        candidate="3-1",
+        commit="f" * 40,
+        reasons=[HOSTILE],
+        details={"summary": HOSTILE, "failures": [{"test_id": HOSTILE, "message": HOSTILE}]},
+    )
     return home
 
 
@@ -114,14 +118,15 @@ def test_metrics_parse_and_scorecard_cli(home, server):
 
 
 def test_metrics_carry_the_routes_exact_refusal_counts_from_status(home, server):
-    from supervisor.status import Status, StatusFile
+    from supervisor.store.status_file import Status, StatusFile
 
     path = Instance(home).status_file
     path.parent.mkdir(parents=True, exist_ok=True)
     assert StatusFile(path).write(Status(route_refusals={"rate_limit_error": 40, "authentication_error": 5}))
     families = {f.name: f for f in text_string_to_metric_families(httpx.get(server.url + "metrics").text)}
-    counted = {s.labels["reason"]: s.value for s in families["ouroboros_route_refusals"].samples
-               if s.name.endswith("_total")}
+    counted = {
+        s.labels["reason"]: s.value for s in families["ouroboros_route_refusals"].samples if s.name.endswith("_total")
+    }
     assert counted == {"rate_limit_error": 40, "authentication_error": 5}
 
 

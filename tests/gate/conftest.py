@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.gatekeeper import Gatekeeper
+from supervisor.gate.gatekeeper import Gatekeeper
 from tests.gate.repo_factory import make_repo
 
 
@@ -27,8 +27,9 @@ def offline_keeper(bare_repo: Path):
 def keeper_factory(docker_engine, agent_image, sandbox_instance, tmp_path: Path):
     """Builds gatekeepers over fresh sample repositories that gate in real containers."""
 
-    def build(deadline: float = 60, bare: bool = True, files: dict[str, str] | None = None,
-              name: str = "repo") -> Gatekeeper:
+    def build(
+        deadline: float = 60, bare: bool = True, files: dict[str, str] | None = None, name: str = "repo"
+    ) -> Gatekeeper:
         repo = make_repo(tmp_path / name, bare=bare, deadline=deadline, files=files)
         return Gatekeeper(repo, engine=docker_engine, image=agent_image, instance=sandbox_instance)
 

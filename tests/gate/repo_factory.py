@@ -6,10 +6,14 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from supervisor.protocol import Proposal
+from supervisor.store.protocol import Proposal
 
-GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "HOME": "/nonexistent",
-           "PATH": "/usr/bin:/bin"}
+GIT_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "HOME": "/nonexistent",
+    "PATH": "/usr/bin:/bin",
+}
 
 CALC = "def add(a, b):\n    return a + b\n"
 TEST_CALC = (
@@ -21,8 +25,14 @@ GATE_TOML = "[gate]\ndeadline_s = {deadline}\n"
 
 
 def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, env=GIT_ENV,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd,
+        env=GIT_ENV,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return done.stdout.strip()
 
 
@@ -62,5 +72,6 @@ def make_repo(root: Path, bare: bool = True, deadline: float = 60, files: dict[s
 
 
 def proposal(summary: str = "change", why: str = "because") -> Proposal:
-    return Proposal(version=1, kind="proposal", id=uuid.uuid4().hex, why=why, summary=summary,
-                    created_at="2026-11-25T00:00:00Z")
+    return Proposal(
+        version=1, kind="proposal", id=uuid.uuid4().hex, why=why, summary=summary, created_at="2026-11-25T00:00:00Z"
+    )

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from sandbox.spec import INSTANCE_LABEL
+from supervisor.base.repo_lock import RepoLock
 from supervisor.cli import OuroborosGroup
 from supervisor.cli.gate_cmds import COMMANDS
-from supervisor.gate_scratch import GATE_LABEL_SUFFIX
-from supervisor.gatekeeper import Gatekeeper
-from supervisor.repo_lock import RepoLock
+from supervisor.gate.gatekeeper import Gatekeeper
+from supervisor.gate.scratch import GATE_LABEL_SUFFIX
 from tests.gate.repo_factory import sample_files
 
 SLOW_TEST = "import time\n\n\ndef test_slow():\n    time.sleep(4)\n"
@@ -33,13 +33,17 @@ for _command in COMMANDS:
 
 
 @pytest.mark.docker
-def test_a_supervisor_starting_mid_gate_does_not_spoil_the_operators_gate(keeper_factory, docker_engine,
-                                                                          sandbox_instance, monkeypatch, tmp_path):
+def test_a_supervisor_starting_mid_gate_does_not_spoil_the_operators_gate(
+    keeper_factory, docker_engine, sandbox_instance, monkeypatch, tmp_path
+):
     keeper = keeper_factory(files={**sample_files(), "agent/tests/test_slow.py": SLOW_TEST})
     repo = keeper.common
-    monkeypatch.setattr("supervisor.cli.gate_cmds._keeper",
-                        lambda given: Gatekeeper(given or repo, engine=docker_engine, image=keeper.runner.image,
-                                                 instance=sandbox_instance))
+    monkeypatch.setattr(
+        "supervisor.cli.gate_cmds._keeper",
+        lambda given: Gatekeeper(
+            given or repo, engine=docker_engine, image=keeper.runner.image, instance=sandbox_instance
+        ),
+    )
     outcome: dict[str, object] = {}
 
     def gate() -> None:

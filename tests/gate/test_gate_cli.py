@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from supervisor.cli import OuroborosGroup
 from supervisor.cli.gate_cmds import COMMANDS
-from supervisor.gatekeeper import Gatekeeper
+from supervisor.gate.gatekeeper import Gatekeeper
 from tests.gate.repo_factory import proposal, write_tree
 
 
@@ -60,9 +60,12 @@ def test_usage_and_user_errors_are_one_line(offline_keeper: Gatekeeper, tmp_path
 def test_gate_command_exit_codes_and_junit(keeper_factory, tmp_path: Path, monkeypatch) -> None:
     keeper = keeper_factory(bare=False)  # a normal clone, as in CI
     monkeypatch.chdir(keeper.common.parent / "agent")  # default --repo: the repository containing cwd
-    monkeypatch.setattr("supervisor.cli.gate_cmds._keeper",
-                        lambda repo: Gatekeeper(repo or Path("."), engine=keeper.runner.engine, image=keeper.runner.image,
-                                                instance=keeper.runner.instance))
+    monkeypatch.setattr(
+        "supervisor.cli.gate_cmds._keeper",
+        lambda repo: Gatekeeper(
+            repo or Path("."), engine=keeper.runner.engine, image=keeper.runner.image, instance=keeper.runner.instance
+        ),
+    )
     report = tmp_path / "gate.xml"
     out = json.loads(run("gate", "--json", "--junit", str(report)))
     assert out["passed"] and "agent.tests.test_calc" in report.read_text()

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.gatekeeper import Gatekeeper
+from supervisor.gate.gatekeeper import Gatekeeper
 from tests.gate.repo_factory import proposal, write_tree
 
 pytestmark = pytest.mark.docker
 
 FEATURE = "def feature_{n}():\n    return {n}\n"
-FEATURE_TEST = "from agent.feature_{n} import feature_{n}\n\n\ndef test_feature_{n}():\n    assert feature_{n}() == {n}\n"
+FEATURE_TEST = (
+    "from agent.feature_{n} import feature_{n}\n\n\ndef test_feature_{n}():\n    assert feature_{n}() == {n}\n"
+)
 
 
 def _files(n: int) -> dict[str, str]:
@@ -53,15 +55,17 @@ def test_two_racing_merges_one_wins_the_other_is_regated(keeper_factory) -> None
     assert keeper.main() == second.commit
     record = keeper.store.load(second.candidate)
     assert record.gate and record.gate.commit == second.commit
-    assert set(record.gate.test_ids) >= {"agent.tests.test_feature_0::test_feature_0",
-                                         "agent.tests.test_feature_1::test_feature_1"}
+    assert set(record.gate.test_ids) >= {
+        "agent.tests.test_feature_0::test_feature_0",
+        "agent.tests.test_feature_1::test_feature_1",
+    }
 
 
 SUBMIT_SCRIPT = """
 import sys
 from pathlib import Path
 from sandbox.engine import DockerEngine
-from supervisor.gatekeeper import Gatekeeper
+from supervisor.gate.gatekeeper import Gatekeeper
 from tests.gate.repo_factory import proposal
 keeper = Gatekeeper(Path(sys.argv[1]), engine=DockerEngine.connect(), image=sys.argv[3], instance=sys.argv[4])
 keeper.submit(sys.argv[2], proposal("killed mid-gate"))
@@ -72,11 +76,15 @@ def test_kill_9_mid_gate_then_recover_converges(keeper_factory, docker_engine, a
     keeper = keeper_factory(deadline=60)
     keeper.genesis()
     candidate = keeper.create_candidate()
-    write_tree(Path(candidate.worktree), {**_files(7), "agent/tests/test_slow.py":
-                                          "import time\n\n\ndef test_slow():\n    time.sleep(3)\n"})
+    write_tree(
+        Path(candidate.worktree),
+        {**_files(7), "agent/tests/test_slow.py": "import time\n\n\ndef test_slow():\n    time.sleep(3)\n"},
+    )
     stale = keeper.create_candidate()  # an agent that never proposed: its worktree is stale after a crash
-    process = subprocess.Popen([sys.executable, "-c", SUBMIT_SCRIPT, str(keeper.common), candidate.id, agent_image,
-                                sandbox_instance], cwd=Path(__file__).resolve().parents[2])
+    process = subprocess.Popen(
+        [sys.executable, "-c", SUBMIT_SCRIPT, str(keeper.common), candidate.id, agent_image, sandbox_instance],
+        cwd=Path(__file__).resolve().parents[2],
+    )
     deadline = time.monotonic() + 60
     while keeper.store.load(candidate.id).state != "gating" and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -97,7 +105,7 @@ def test_kill_9_mid_gate_then_recover_converges(keeper_factory, docker_engine, a
 
 
 def test_crash_after_the_swap_or_before_the_commit_converges(keeper_factory, docker_engine, agent_image) -> None:
-    from supervisor.git_ops import MAIN_REF
+    from supervisor.base.git_ops import MAIN_REF
 
     keeper = keeper_factory()
     keeper.genesis()

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.gatekeeper import Gatekeeper
-from supervisor.rollback import RollbackError
-from supervisor.gate_config import GateConfig
-from supervisor.git_ops import MAIN_REF
+from supervisor.base.git_ops import MAIN_REF
+from supervisor.gate.config import GateConfig
+from supervisor.gate.gatekeeper import Gatekeeper
+from supervisor.gate.rollback import RollbackError
 from tests.gate.repo_factory import TEST_CALC, proposal, sample_files, write_tree
 
 pytestmark = pytest.mark.docker
@@ -60,15 +60,19 @@ def test_deleting_a_test_is_rejected(keeper: Gatekeeper) -> None:
     verdict = _propose(keeper, {}, delete=("agent/tests/test_calc.py",))
     # The remaining suite is empty, and a shrunk suite is refused even when the rest passes.
     assert verdict.state == "rejected"
-    verdict = _propose(keeper, {"agent/tests/test_calc.py": "from agent.calc import add\n\n\n"
-                                "def test_add():\n    assert add(2, 3) == 5\n"})
+    verdict = _propose(
+        keeper,
+        {"agent/tests/test_calc.py": "from agent.calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"},
+    )
     assert verdict.state == "rejected" and "test_add_negative is missing" in verdict.reasons[0]
 
 
 def test_weakened_test_under_the_same_name_is_caught_by_mains_tests(keeper: Gatekeeper) -> None:
     weakened = TEST_CALC.replace("assert add(2, 3) == 5", "assert True")
-    verdict = _propose(keeper, {"agent/calc.py": "def add(a, b):\n    return 0 if a > 0 else a + b\n",
-                                "agent/tests/test_calc.py": weakened})
+    verdict = _propose(
+        keeper,
+        {"agent/calc.py": "def add(a, b):\n    return 0 if a > 0 else a + b\n", "agent/tests/test_calc.py": weakened},
+    )
     assert verdict.state == "rejected"
     gate = keeper.store.load(verdict.candidate).gate
     # main's own tests run first, alone, on the candidate's code: the weakened copy never counts.
@@ -88,8 +92,14 @@ def test_changing_an_existing_test_waits_for_approval(keeper: Gatekeeper) -> Non
 
 
 def test_zero_tests_is_rejected(keeper_factory) -> None:
-    keeper = keeper_factory(files={"agent/__init__.py": "", "agent/tests/__init__.py": "",
-                                   "agent/tests/helpers.py": "X = 1\n", "gate.toml": "[gate]\n"})
+    keeper = keeper_factory(
+        files={
+            "agent/__init__.py": "",
+            "agent/tests/__init__.py": "",
+            "agent/tests/helpers.py": "X = 1\n",
+            "gate.toml": "[gate]\n",
+        }
+    )
     result = keeper.gate_rev("main")
     assert not result.passed and "zero tests collected" in result.reasons[0]
 
@@ -144,8 +154,10 @@ def _unrelated(keeper: Gatekeeper) -> str:
 
 
 def test_new_conftest_that_forces_passes_is_caught(keeper: Gatekeeper) -> None:
-    forge = ("import pytest\n\n\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
-             "    outcome = yield\n    report = outcome.get_result()\n    report.outcome = 'passed'\n")
+    forge = (
+        "import pytest\n\n\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
+        "    outcome = yield\n    report = outcome.get_result()\n    report.outcome = 'passed'\n"
+    )
     verdict = _propose(keeper, {"agent/calc.py": "def add(a, b):\n    return 0\n", "agent/tests/conftest.py": forge})
     assert verdict.state == "rejected"
     gate = keeper.store.load(verdict.candidate).gate
@@ -153,20 +165,25 @@ def test_new_conftest_that_forces_passes_is_caught(keeper: Gatekeeper) -> None:
 
 
 def test_main_moved_by_hand_is_gated_and_adopted_or_refused(keeper: Gatekeeper) -> None:
-    from supervisor.errors import OuroborosError
+    from supervisor.base.errors import OuroborosError
 
     main = keeper.main()
     blob = keeper.git.out("hash-object", "-w", "--stdin", input=b"operator notes\n")
     entries = keeper.git.ls_tree(main)
     good_tree = keeper.git.tree_from_entries(
-        [*entries, type(entries[0])("100644", "blob", blob, "NOTES.md")], keeper.scratch)
+        [*entries, type(entries[0])("100644", "blob", blob, "NOTES.md")], keeper.scratch
+    )
     good = keeper.git.commit_tree(good_tree, [main], "operator: notes")
     keeper.git.update_ref(MAIN_REF, good, main)
     assert keeper.genesis() == 1 and keeper.generations()[1] == good
     bad_blob = keeper.git.out("hash-object", "-w", "--stdin", input=b"def add(a, b):\n    return 0\n")
     bad_tree = keeper.git.tree_from_entries(
-        [e if e.path != "agent/calc.py" else type(e)(e.mode, e.kind, bad_blob, e.path)
-         for e in keeper.git.ls_tree(good)], keeper.scratch)
+        [
+            e if e.path != "agent/calc.py" else type(e)(e.mode, e.kind, bad_blob, e.path)
+            for e in keeper.git.ls_tree(good)
+        ],
+        keeper.scratch,
+    )
     keeper.git.update_ref(MAIN_REF, keeper.git.commit_tree(bad_tree, [good], "operator: oops"), good)
     with pytest.raises(OuroborosError, match="does not pass its own gate"):
         keeper.genesis()

@@ -21,8 +21,11 @@ HEADING = "## Commands\n"
 
 
 def reference() -> str:
-    group = click.Group("supervisor", commands={command.name: command for command in COMMANDS},
-                        context_settings={"help_option_names": ["-h", "--help"]})
+    group = click.Group(
+        "supervisor",
+        commands={command.name: command for command in COMMANDS},
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
     parts = [HEADING]
     for command in COMMANDS:
         if hasattr(command, "_help_option"):
@@ -34,7 +37,9 @@ def reference() -> str:
 
 def test_cli_reference_is_current() -> None:
     text = DOC.read_text()
-    assert text[text.index(HEADING):] == reference(), "regenerate: .venv/bin/python tests/gate/test_gate_docs.py --write"
+    assert text[text.index(HEADING) :] == reference(), (
+        "regenerate: .venv/bin/python tests/gate/test_gate_docs.py --write"
+    )
 
 
 if __name__ == "__main__" and "--write" in sys.argv:

@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.git_ops import (MAIN_REF, ZERO, Git, GitError, RefMovedError, TreeEntry, find_common_dir,
-                               resolve_in_tree)
+from supervisor.base.git_ops import (
+    MAIN_REF,
+    ZERO,
+    Git,
+    GitError,
+    RefMovedError,
+    TreeEntry,
+    find_common_dir,
+    resolve_in_tree,
+)
 from tests.gate.repo_factory import git, make_repo
 
 
@@ -64,8 +72,13 @@ def _blob(g: Git, data: bytes) -> str:
 
 def test_export_writes_symlinks_as_links_and_never_follows_them(bare_repo: Path, tmp_path: Path) -> None:
     g = Git(bare_repo)
-    tree = g.tree_from_entries([TreeEntry("120000", "blob", _blob(g, b"bin/run.sh"), "alias"),
-                                TreeEntry("100755", "blob", _blob(g, b"hello\n"), "bin/run.sh")], tmp_path)
+    tree = g.tree_from_entries(
+        [
+            TreeEntry("120000", "blob", _blob(g, b"bin/run.sh"), "alias"),
+            TreeEntry("100755", "blob", _blob(g, b"hello\n"), "bin/run.sh"),
+        ],
+        tmp_path,
+    )
     dest = tmp_path / "export"
     dest.mkdir()
     assert g.export_tree(tree, dest) == 2
@@ -78,8 +91,9 @@ def _chain(g: Git, depth: int) -> list[TreeEntry]:
     """`agent/b -> ..`, `agent/u1 -> b/..`, ..., `agent/x -> uN/etc/shadow`: each looks in-tree alone."""
     entries = [TreeEntry("120000", "blob", _blob(g, b".."), "agent/b")]
     for n in range(1, depth + 1):
-        entries.append(TreeEntry("120000", "blob", _blob(g, b"b/.." if n == 1 else f"u{n - 1}/..".encode()),
-                                 f"agent/u{n}"))
+        entries.append(
+            TreeEntry("120000", "blob", _blob(g, b"b/.." if n == 1 else f"u{n - 1}/..".encode()), f"agent/u{n}")
+        )
     entries.append(TreeEntry("120000", "blob", _blob(g, f"u{depth}/etc/shadow".encode()), "agent/x"))
     return entries
 
@@ -87,8 +101,9 @@ def _chain(g: Git, depth: int) -> list[TreeEntry]:
 @pytest.mark.parametrize("target", [b"/etc/passwd", b"../../etc/passwd", b"../.git/config", b"loop"])
 def test_export_refuses_links_that_leave_the_tree(bare_repo: Path, tmp_path: Path, target: bytes) -> None:
     g = Git(bare_repo)
-    tree = g.tree_from_entries([TreeEntry("120000", "blob", _blob(g, target), "agent/loop" if target == b"loop"
-                                          else "agent/leak")], tmp_path)
+    tree = g.tree_from_entries(
+        [TreeEntry("120000", "blob", _blob(g, target), "agent/loop" if target == b"loop" else "agent/leak")], tmp_path
+    )
     dest = tmp_path / "export"
     dest.mkdir()
     with pytest.raises(GitError, match="resolve outside the tree"):

@@ -11,21 +11,26 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.gatekeeper import Gatekeeper
+from supervisor.gate.gatekeeper import Gatekeeper
 from tests.gate.repo_factory import proposal, sample_files, write_tree
 
 pytestmark = pytest.mark.docker
 
 WORDS = "def word_count(text):\n    return len(text.split())\n"
 BROKEN = "def word_count(text):\n    return len(text.split()) + 1\n"
-TEST_WORDS = ("from agent.words import word_count\n\n\n"
-              "def test_word_count():\n    assert word_count('one two three') == 3\n")
+TEST_WORDS = (
+    "from agent.words import word_count\n\n\ndef test_word_count():\n    assert word_count('one two three') == 3\n"
+)
 # A plugin that turns every failing test report into a pass (what the public tricks do).
-FORGE = ("import pytest\n\n\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
-         "    outcome = yield\n    outcome.get_result().outcome = 'passed'\n")
+FORGE = (
+    "import pytest\n\n\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
+    "    outcome = yield\n    outcome.get_result().outcome = 'passed'\n"
+)
 # A new test module that, when imported beside main's tests, puts back a correct word_count.
-REPAIR_AT_IMPORT = ("import agent.words\n\nagent.words.word_count = lambda text: len(text.split())\n\n\n"
-                    "def test_new():\n    assert True\n")
+REPAIR_AT_IMPORT = (
+    "import agent.words\n\nagent.words.word_count = lambda text: len(text.split())\n\n\n"
+    "def test_new():\n    assert True\n"
+)
 
 
 def hostile_files() -> dict[str, str]:
@@ -56,25 +61,40 @@ def test_a_new_test_module_cannot_repair_the_function_for_mains_tests(keeper: Ga
 
 
 def test_pytest_plugins_in_a_new_test_module_never_reach_mains_tests(keeper: Gatekeeper) -> None:
-    verdict, gate = _submit(keeper, {"agent/words.py": BROKEN, "agent/forge.py": FORGE,
-                                     "agent/tests/test_more.py": "pytest_plugins = ['agent.forge']\n\n\n"
-                                                                 "def test_more():\n    assert True\n"})
+    verdict, gate = _submit(
+        keeper,
+        {
+            "agent/words.py": BROKEN,
+            "agent/forge.py": FORGE,
+            "agent/tests/test_more.py": "pytest_plugins = ['agent.forge']\n\n\ndef test_more():\n    assert True\n",
+        },
+    )
     assert verdict.state == "rejected" and gate.passes[0].name == "main-tests" and not gate.passes[0].ok
 
 
-@pytest.mark.parametrize("config_file", ["agent/tests/pytest.toml", "agent/tests/.pytest.toml",
-                                         "agent/.pytest.ini", "agent/tests/.pytest.ini"])
+@pytest.mark.parametrize(
+    "config_file",
+    ["agent/tests/pytest.toml", "agent/tests/.pytest.toml", "agent/.pytest.ini", "agent/tests/.pytest.ini"],
+)
 def test_pytest_config_files_in_the_tree_are_never_read(keeper: Gatekeeper, config_file: str) -> None:
     addopts = 'addopts = ["-p", "agent.forge"]' if config_file.endswith("toml") else "addopts = -p agent.forge"
     failing_new_test = "def test_new_feature():\n    assert False\n"
-    verdict, gate = _submit(keeper, {"agent/words.py": BROKEN, "agent/forge.py": FORGE,
-                                     config_file: f"[pytest]\n{addopts}\n",
-                                     "agent/tests/test_new.py": failing_new_test})
+    verdict, gate = _submit(
+        keeper,
+        {
+            "agent/words.py": BROKEN,
+            "agent/forge.py": FORGE,
+            config_file: f"[pytest]\n{addopts}\n",
+            "agent/tests/test_new.py": failing_new_test,
+        },
+    )
     assert verdict.state == "rejected"
     assert not gate.passes[0].ok and "test_word_count" in gate.passes[0].reason
     # Even the candidate's own suite runs with the gate's config: its failing test stays failing.
-    verdict, gate = _submit(keeper, {"agent/forge.py": FORGE, config_file: f"[pytest]\n{addopts}\n",
-                                     "agent/tests/test_new.py": failing_new_test})
+    verdict, gate = _submit(
+        keeper,
+        {"agent/forge.py": FORGE, config_file: f"[pytest]\n{addopts}\n", "agent/tests/test_new.py": failing_new_test},
+    )
     assert verdict.state == "rejected"
     assert [(p.name, p.ok) for p in gate.passes] == [("main-tests", True), ("candidate", False)]
     assert {f.test_id for f in gate.failures} == {"agent.tests.test_new::test_new_feature"}
@@ -83,10 +103,16 @@ def test_pytest_config_files_in_the_tree_are_never_read(keeper: Gatekeeper, conf
 def test_a_sitecustomize_or_pth_in_the_tree_is_not_run(keeper_factory) -> None:
     # On main itself (no candidate graft involved): Python starts isolated, so neither runs.
     marker = "import pathlib\npathlib.Path('/tmp/started').write_text('x')\n"
-    probe = ("import os\n\n\ndef test_nothing_ran_at_start_up():\n    assert not os.path.exists('/tmp/started')\n")
-    keeper = keeper_factory(files={**hostile_files(), "sitecustomize.py": marker, "usercustomize.py": marker,
-                                   "evil.pth": "import pathlib; pathlib.Path('/tmp/started').write_text('x')\n",
-                                   "agent/tests/test_probe.py": probe})
+    probe = "import os\n\n\ndef test_nothing_ran_at_start_up():\n    assert not os.path.exists('/tmp/started')\n"
+    keeper = keeper_factory(
+        files={
+            **hostile_files(),
+            "sitecustomize.py": marker,
+            "usercustomize.py": marker,
+            "evil.pth": "import pathlib; pathlib.Path('/tmp/started').write_text('x')\n",
+            "agent/tests/test_probe.py": probe,
+        }
+    )
     result = keeper.gate_rev("main")
     assert result.passed, result.reasons
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import click
 from click.testing import CliRunner
 
+from supervisor.base.errors import OuroborosError
 from supervisor.cli import OuroborosGroup
 from supervisor.cli import main as cli
-from supervisor.decision_log import DecisionLog
-from supervisor.errors import OuroborosError
-from supervisor.gate_config import RetentionPolicy
-from supervisor.gatekeeper import Gatekeeper
-from supervisor.retention import Rejected, enforce, select_expired, space
-from supervisor.safe_text import terminal_safe
+from supervisor.cli.terminal_text import terminal_safe
+from supervisor.gate.config import RetentionPolicy
+from supervisor.gate.gatekeeper import Gatekeeper
+from supervisor.gate.retention import Rejected, enforce, select_expired, space
+from supervisor.store.decision_log import DecisionLog
 from tests.gate.repo_factory import git, proposal, write_tree
 
 BREAK = {"agent/calc.py": "def add(a, b):\n    return a + b + 1\n"}
@@ -87,7 +87,7 @@ def test_terminal_safe_keeps_text_and_escapes_controls() -> None:
 
 
 def test_logs_and_status_are_terminal_safe_and_status_shows_space(tmp_path: Path) -> None:
-    from supervisor.init_instance import init_instance
+    from supervisor.store.instance_init import init_instance
 
     instance = init_instance(tmp_path / "home")
     instance.agent_log.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,9 @@ def test_logs_and_status_are_terminal_safe_and_status_shows_space(tmp_path: Path
     assert logs.exit_code == 0 and "agent says \\x1b[2J" in logs.output
     assert not any(char in logs.output for char in RAW)
     status = CliRunner().invoke(cli, ["status", "--home", str(instance.home)])
-    assert status.exit_code == 3 and "repository " in status.output  # 3: no supervisor runs and "0 rejected proposals kept" in status.output
+    assert (
+        status.exit_code == 3 and "repository " in status.output
+    )  # 3: no supervisor runs and "0 rejected proposals kept" in status.output
 
 
 def test_rejected_proposals_are_kept_under_a_retention_policy(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
@@ -105,8 +107,10 @@ def test_rejected_proposals_are_kept_under_a_retention_policy(offline_keeper: Ga
     kept_blobs = []
     for _ in range(4):
         bulk = os.urandom(64 * 1024).hex()
-        verdict = _submit(offline_keeper, lambda ws, bulk=bulk: write_tree(
-            ws, {**BREAK, "gate.toml": "[gate]\n", "agent/bulk.txt": bulk}))
+        verdict = _submit(
+            offline_keeper,
+            lambda ws, bulk=bulk: write_tree(ws, {**BREAK, "gate.toml": "[gate]\n", "agent/bulk.txt": bulk}),
+        )
         assert verdict.state == "rejected"
         kept_blobs.append(offline_keeper.git.out("hash-object", "--stdin", input=bulk.encode()))
     rejected = offline_keeper.git.refs("refs/ouroboros/rejected")
@@ -145,8 +149,9 @@ def test_a_sabotaged_journal_cannot_flood_the_decision_log(offline_keeper: Gatek
     day = offline_keeper.journal.write("setup", "x").parent
     (day / "notes.md").unlink()
     os.symlink(victim, day / "notes.md")
-    verdicts = [_submit(offline_keeper, lambda ws: write_tree(ws, {**BREAK, "gate.toml": "[gate]\n"}))
-                for _ in range(5)]
+    verdicts = [
+        _submit(offline_keeper, lambda ws: write_tree(ws, {**BREAK, "gate.toml": "[gate]\n"})) for _ in range(5)
+    ]
     assert all(v.state == "rejected" for v in verdicts)
     kinds = [record.kind for record in offline_keeper.log.records()]
     assert kinds.count("rejected") == 5 and kinds.count("journal-refused") == 1
@@ -199,9 +204,10 @@ def test_git_runs_no_hook_from_the_tree_during_prune(offline_keeper: Gatekeeper,
 
 
 def test_the_graft_holds_mains_test_folder_even_if_the_candidate_replaced_it_by_a_link(
-        offline_keeper: Gatekeeper, tmp_path: Path) -> None:
-    from supervisor.gate_config import GateConfig
-    from supervisor.git_ops import TreeEntry
+    offline_keeper: Gatekeeper, tmp_path: Path
+) -> None:
+    from supervisor.base.git_ops import TreeEntry
+    from supervisor.gate.config import GateConfig
 
     git_ = offline_keeper.git
     main = offline_keeper.main()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supervisor.gatekeeper import Gatekeeper
+from supervisor.gate.gatekeeper import Gatekeeper
 from tests.gate.repo_factory import make_repo, proposal, write_tree
 
 pytestmark = pytest.mark.docker
@@ -19,22 +19,29 @@ KINDS = ["pass", "fail", "hang", "delete-test"]
 
 def _apply(kind: str, step: int, workspace: Path) -> None:
     if kind == "pass":
-        write_tree(workspace, {f"agent/f{step}.py": f"V = {step}\n",
-                               f"agent/tests/test_f{step}.py": f"from agent.f{step} import V\n\n\n"
-                                                               f"def test_v():\n    assert V == {step}\n"})
+        write_tree(
+            workspace,
+            {
+                f"agent/f{step}.py": f"V = {step}\n",
+                f"agent/tests/test_f{step}.py": f"from agent.f{step} import V\n\n\n"
+                f"def test_v():\n    assert V == {step}\n",
+            },
+        )
     elif kind == "fail":
         write_tree(workspace, {"agent/calc.py": "def add(a, b):\n    return a * b\n"})
     elif kind == "hang":
-        write_tree(workspace, {f"agent/tests/test_hang{step}.py": "import time\n\n\n"
-                                                                  "def test_hang():\n    time.sleep(300)\n"})
+        write_tree(
+            workspace, {f"agent/tests/test_hang{step}.py": "import time\n\n\ndef test_hang():\n    time.sleep(300)\n"}
+        )
     else:
         (workspace / "agent/tests/test_calc.py").unlink()
 
 
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kinds=st.lists(st.sampled_from(KINDS), min_size=3, max_size=6))
-def test_main_only_points_at_gated_commits(kinds, tmp_path_factory, docker_engine, agent_image,
-                                           sandbox_instance) -> None:
+def test_main_only_points_at_gated_commits(
+    kinds, tmp_path_factory, docker_engine, agent_image, sandbox_instance
+) -> None:
     repo = make_repo(tmp_path_factory.mktemp("prop"), deadline=3)
     keeper = Gatekeeper(repo, engine=docker_engine, image=agent_image, instance=sandbox_instance)
     keeper.genesis()

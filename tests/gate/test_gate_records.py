@@ -9,11 +9,11 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from supervisor.decision_log import DecisionLog
-from supervisor.gate import compare_to_baseline
-from supervisor.gate_config import GateConfig, matches, parse_config, protected_hits
-from supervisor.junit import MalformedReportError, parse_report
-from supervisor.protocol import ProtocolError, parse_proposal
+from supervisor.gate.config import GateConfig, matches, parse_config, protected_hits
+from supervisor.gate.junit import MalformedReportError, parse_report
+from supervisor.gate.passes import compare_to_baseline
+from supervisor.store.decision_log import DecisionLog
+from supervisor.store.protocol import ProtocolError, parse_proposal
 
 
 def _log(tmp_path: Path, count: int = 4) -> DecisionLog:
@@ -54,8 +54,10 @@ def test_tampering_reports_the_first_broken_line(tmp_path: Path, tamper: str) ->
 
 def test_concurrent_appends_keep_one_chain(tmp_path: Path) -> None:
     log = DecisionLog(tmp_path / "decisions.jsonl")
-    threads = [threading.Thread(target=lambda i=i: [log.append("rejected", candidate=f"{i}-{j}") for j in range(10)])
-               for i in range(4)]
+    threads = [
+        threading.Thread(target=lambda i=i: [log.append("rejected", candidate=f"{i}-{j}") for j in range(10)])
+        for i in range(4)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -73,8 +75,9 @@ def test_patterns() -> None:
 
 def test_protected_hits_include_conftest_above_tests_and_new_top_level() -> None:
     config = GateConfig()
-    hits = protected_hits(["agent/conftest.py", "agent/tests/conftest.py", "pytest.py", "agent/x.py"], config,
-                          {"agent", "README.md"})
+    hits = protected_hits(
+        ["agent/conftest.py", "agent/tests/conftest.py", "pytest.py", "agent/x.py"], config, {"agent", "README.md"}
+    )
     assert hits == ["agent/conftest.py (protected: agent/conftest.py)", "pytest.py (new top-level entry)"]
 
 
@@ -113,8 +116,14 @@ def test_no_shrink_rule() -> None:
 
 
 def test_proposal_protocol_is_strict() -> None:
-    good = {"version": 1, "kind": "proposal", "id": "a" * 32, "why": "w", "summary": "s",
-            "created_at": "2026-11-25T00:00:00Z"}
+    good = {
+        "version": 1,
+        "kind": "proposal",
+        "id": "a" * 32,
+        "why": "w",
+        "summary": "s",
+        "created_at": "2026-11-25T00:00:00Z",
+    }
     assert parse_proposal(json.dumps(good).encode()).summary == "s"
     for bad in ({**good, "files": ["x"]}, {**good, "version": 2}, {**good, "summary": "a\nb"}):
         with pytest.raises(pydantic.ValidationError):
@@ -124,7 +133,7 @@ def test_proposal_protocol_is_strict() -> None:
 
 
 def test_report_is_taken_from_between_this_runs_markers() -> None:
-    from supervisor.gate import split_report
+    from supervisor.gate.passes import split_report
 
     markers = ("==B-1==", "==E-1==")
     output = "collected 2 items\n==B-1==\n<fake/>\n==E-1==\nmore\n==B-1==\n<testsuite/>\n\n==E-1==\n"
@@ -135,7 +144,7 @@ def test_report_is_taken_from_between_this_runs_markers() -> None:
 
 
 def test_gate_container_has_no_writable_host_mount(tmp_path: Path) -> None:
-    from supervisor.gate import GateRunner
+    from supervisor.gate.passes import GateRunner
 
     src = tmp_path / "src"
     src.mkdir()
@@ -146,22 +155,32 @@ def test_gate_container_has_no_writable_host_mount(tmp_path: Path) -> None:
 
 
 def test_pytest_starts_isolated_with_the_gates_own_config(tmp_path: Path) -> None:
-    from supervisor.gate import GateRunner, trusted_ini
+    from supervisor.gate.passes import GateRunner, trusted_ini
 
     config = GateConfig(pytest_ini={"markers": ["docker: needs docker"]}, plugins=["hypothesis.extra.pytestplugin"])
     src = tmp_path / "src"
     src.mkdir()
     command = GateRunner(None, None, tmp_path, image="img")._spec("gate-x", src, config, ("b", "e")).command
-    pytest = command[command.index("python"):]
-    assert pytest[:9] == ["python", "-I", "-B", "-m", "pytest", "-c", "/ouroboros-gate/pytest.ini",
-                          "--rootdir=/src", "--confcutdir=/src"]
+    pytest = command[command.index("python") :]
+    assert pytest[:9] == [
+        "python",
+        "-I",
+        "-B",
+        "-m",
+        "pytest",
+        "-c",
+        "/ouroboros-gate/pytest.ini",
+        "--rootdir=/src",
+        "--confcutdir=/src",
+    ]
     assert pytest[pytest.index("hypothesis.extra.pytestplugin") - 1] == "-p"
     assert (tmp_path / "trusted" / "pytest.ini").read_text() == trusted_ini(config)
     assert trusted_ini(config) == "[pytest]\npythonpath = /src\nmarkers =\n    docker: needs docker\n"
 
 
-@pytest.mark.parametrize("command", [["pytest"], ["sh", "-c", "pytest"], ["python", "-c", "print(1)"],
-                                     ["python", "-m", "pytest_evil"]])
+@pytest.mark.parametrize(
+    "command", [["pytest"], ["sh", "-c", "pytest"], ["python", "-c", "print(1)"], ["python", "-m", "pytest_evil"]]
+)
 def test_the_test_command_must_be_python_m_pytest(command: list[str]) -> None:
     with pytest.raises(pydantic.ValidationError, match="python -m pytest"):
         GateConfig(command=command)

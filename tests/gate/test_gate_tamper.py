@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.tamper import machinery_path, screen_file
+from supervisor.gate.tamper import machinery_path, screen_file
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scripted_model" / "scenarios"
 
@@ -35,8 +35,17 @@ def test_each_trick_is_flagged_with_its_line(line: str) -> None:
     assert len(hits) >= 1 and hits[0].startswith("agent/tools/x.py:2: ") and TRICKS[line] in " ".join(hits)
 
 
-@pytest.mark.parametrize("path", ["agent/evil.pth", "agent/x.dist-info/entry_points.txt", "agent/sitecustomize.py",
-                                  "agent/tests/pytest.toml", "agent/.pytest.ini", "agent/tests/conftest.py"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "agent/evil.pth",
+        "agent/x.dist-info/entry_points.txt",
+        "agent/sitecustomize.py",
+        "agent/tests/pytest.toml",
+        "agent/.pytest.ini",
+        "agent/tests/conftest.py",
+    ],
+)
 def test_files_that_steer_start_up_are_flagged_by_name(path: str) -> None:
     assert machinery_path(path) and screen_file(path, None, b"")[0].startswith(path + ": ")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.gatekeeper import Gatekeeper
-from supervisor.journal_writer import JournalError, JournalWriter
+from supervisor.gate.gatekeeper import Gatekeeper
+from supervisor.store.journal_writer import JournalError, JournalWriter
 from tests.gate.repo_factory import git, proposal, write_tree
 
 
@@ -28,7 +28,8 @@ def _evil_gitdir(folder: Path, marker: Path) -> Path:
     git(folder.parent, "init", "-q", "--bare", str(folder))
     (folder / "config").write_text(
         f"[core]\n\tbare = false\n\tfsmonitor = touch {marker}\n\thooksPath = {folder}/hooks\n"
-        f"[filter \"evil\"]\n\tclean = touch {marker}\n\tsmudge = touch {marker}\n")
+        f'[filter "evil"]\n\tclean = touch {marker}\n\tsmudge = touch {marker}\n'
+    )
     for name in ("pre-commit", "post-commit", "post-checkout", "reference-transaction", "post-index-change"):
         _hook(folder / "hooks" / name, marker)
     return folder
@@ -75,8 +76,14 @@ def test_gitattributes_filter_is_protected_and_never_runs(offline_keeper: Gateke
     marker = tmp_path / "marker"
 
     def plant(ws: Path) -> None:
-        write_tree(ws, {".gitattributes": "* filter=evil diff=evil merge=evil\n",
-                        "agent/.gitattributes": "* filter=evil\n", "agent/calc.py": "x = 1\n"})
+        write_tree(
+            ws,
+            {
+                ".gitattributes": "* filter=evil diff=evil merge=evil\n",
+                "agent/.gitattributes": "* filter=evil\n",
+                "agent/calc.py": "x = 1\n",
+            },
+        )
 
     verdict, candidate = _submit(offline_keeper, plant)
     assert verdict.state == "rejected"
@@ -133,8 +140,15 @@ def test_memory_paths_never_enter_a_proposal(offline_keeper: Gatekeeper) -> None
 
 def test_protected_path_rejected_before_any_container(offline_keeper: Gatekeeper) -> None:
     def plant(ws: Path) -> None:
-        write_tree(ws, {"gate.toml": "[gate]\ndeadline_s = 1\ncommand = ['true']\n", "sitecustomize.py": "",
-                        "agent/conftest.py": "", "agent/tests/pytest.ini": "[pytest]\n"})
+        write_tree(
+            ws,
+            {
+                "gate.toml": "[gate]\ndeadline_s = 1\ncommand = ['true']\n",
+                "sitecustomize.py": "",
+                "agent/conftest.py": "",
+                "agent/tests/pytest.ini": "[pytest]\n",
+            },
+        )
 
     verdict, _ = _submit(offline_keeper, plant)
     assert verdict.state == "rejected"
@@ -185,8 +199,8 @@ def test_a_sabotaged_journal_does_not_block_the_verdict(offline_keeper: Gatekeep
 
 
 def test_in_tree_symlinks_are_kept_as_links(tmp_path: Path) -> None:
-    from supervisor.snapshot import snapshot_workspace
-    from supervisor.gate_config import GateConfig
+    from supervisor.gate.config import GateConfig
+    from supervisor.gate.workspace_commit import snapshot_workspace
 
     workspace, staging = tmp_path / "ws", tmp_path / "stage"
     write_tree(workspace, {".git": "gitdir: /x\n", "agent/real.py": "X = 1\n"})
@@ -198,7 +212,7 @@ def test_in_tree_symlinks_are_kept_as_links(tmp_path: Path) -> None:
 
 
 def test_abandon_only_pending_candidates(offline_keeper: Gatekeeper) -> None:
-    from supervisor.candidates import CandidateError
+    from supervisor.store.candidates import CandidateError
 
     candidate = offline_keeper.create_candidate()
     record = offline_keeper.abandon(candidate.id, "main moved")

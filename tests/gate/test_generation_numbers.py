@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from supervisor import merging
-from supervisor.gatekeeper import Gatekeeper
-from supervisor.git_ops import GEN_TAG_PREFIX, MAIN_REF, ZERO, Git
+from supervisor.base.git_ops import GEN_TAG_PREFIX, MAIN_REF, ZERO, Git
+from supervisor.gate import merge
+from supervisor.gate.gatekeeper import Gatekeeper
 
 
 def _commit(g: Git, parent: str, text: str) -> str:
@@ -31,8 +31,8 @@ def test_numbers_compare_as_numbers_and_a_tagged_commit_keeps_its_number(offline
     for n, commit in commits.items():
         _tag(g, n, commit)
     assert offline_keeper.latest_generation() == (10, commits[10])  # not 9, as a sort of the names as text would say
-    assert merging.tag(offline_keeper, commits[10]) == 10  # the newest already (a kill after tagging): no second tag
-    assert merging.tag(offline_keeper, _commit(g, main, "next")) == 11
+    assert merge.tag(offline_keeper, commits[10]) == 10  # the newest already (a kill after tagging): no second tag
+    assert merge.tag(offline_keeper, _commit(g, main, "next")) == 11
     assert sorted(offline_keeper.generations()) == [1, 2, 9, 10, 11]
 
 
@@ -44,7 +44,7 @@ def test_after_a_rollback_the_next_number_is_past_the_highest(offline_keeper: Ga
         _tag(g, n, commit)
     g.update_ref(MAIN_REF, first, main)  # main rolled back to generation 1
     assert offline_keeper.generation_of(offline_keeper.main()) == 1
-    assert merging.tag(offline_keeper, _commit(g, first, "after the rollback")) == 4
+    assert merge.tag(offline_keeper, _commit(g, first, "after the rollback")) == 4
 
 
 def test_a_tag_of_another_shape_does_not_break_the_count(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_a_tag_of_another_shape_does_not_break_the_count(offline_keeper: Gatekee
     _tag(g, 7, _commit(g, main, "seven"))
     _tag(g, "zz-operator-note", main)  # sorts above every number
     assert offline_keeper.latest_generation()[0] == 7
-    assert merging.tag(offline_keeper, _commit(g, main, "eight")) == 8
+    assert merge.tag(offline_keeper, _commit(g, main, "eight")) == 8
 
 
 def test_the_remembered_answer_is_checked_not_trusted(offline_keeper: Gatekeeper) -> None:
@@ -85,14 +85,23 @@ def test_the_highest_of_several_tags_is_the_generation(offline_keeper: Gatekeepe
 
 
 def _merging_record(keeper: Gatekeeper, commit: str, base: str):
-    from supervisor.candidates import CandidateRecord, now
-    from supervisor.gate import GateResult
-    from supervisor.states import CandidateState
+    from supervisor.gate.passes import GateResult
+    from supervisor.store.candidates import CandidateRecord, now
+    from supervisor.store.states import CandidateState
 
     stamp = now()
-    return CandidateRecord(id="1-1", gen=1, n=1, base=base, worktree=str(keeper.worktrees / "1-1"),
-                           state=CandidateState.MERGING, created_at=stamp, updated_at=stamp, commit=commit,
-                           gate=GateResult(commit=commit, base=base, passed=True))
+    return CandidateRecord(
+        id="1-1",
+        gen=1,
+        n=1,
+        base=base,
+        worktree=str(keeper.worktrees / "1-1"),
+        state=CandidateState.MERGING,
+        created_at=stamp,
+        updated_at=stamp,
+        commit=commit,
+        gate=GateResult(commit=commit, base=base, passed=True),
+    )
 
 
 def test_a_merge_finished_after_a_later_generation_keeps_its_number(offline_keeper: Gatekeeper) -> None:
@@ -103,14 +112,14 @@ def test_a_merge_finished_after_a_later_generation_keeps_its_number(offline_keep
     _tag(g, 0, genesis)
     approved = _commit(g, genesis, "approved")
     g.update_ref(MAIN_REF, approved, genesis)
-    assert merging.tag(offline_keeper, approved) == 1  # ... and the approving process was killed here
+    assert merge.tag(offline_keeper, approved) == 1  # ... and the approving process was killed here
     later = _commit(g, approved, "the agent's next generation")
     g.update_ref(MAIN_REF, later, approved)
-    assert merging.tag(offline_keeper, later) == 2
+    assert merge.tag(offline_keeper, later) == 2
     restarted = Gatekeeper(offline_keeper.common, engine=offline_keeper.runner.engine, image="never-used")
     record = _merging_record(restarted, approved, genesis)
     restarted.store.save(record)
-    assert merging.merge(restarted, record).value == "accepted"
+    assert merge.merge(restarted, record).value == "accepted"
     assert record.generation == 1
     assert sorted(restarted.generations()) == [0, 1, 2]
 
@@ -136,7 +145,7 @@ def test_a_number_written_another_way_is_not_a_second_generation_of_that_number(
     odd = _commit(g, main, "tagged by hand")
     _tag(g, "0010", odd)
     _tag(g, "\u0661\u0662", odd)  # Arabic-Indic 12
-    number = merging.tag(offline_keeper, _commit(g, main, "next"))
+    number = merge.tag(offline_keeper, _commit(g, main, "next"))
     assert sorted(offline_keeper.generations()) == [9, number]
     assert offline_keeper.generation_of(odd) is None
     assert offline_keeper.latest_generation()[0] == number

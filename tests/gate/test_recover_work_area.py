@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.gatekeeper import Gatekeeper
+from supervisor.gate.gatekeeper import Gatekeeper
 from tests.gate.repo_factory import proposal, write_tree
 
 

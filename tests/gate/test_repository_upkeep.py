@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-from supervisor import gatekeeper as gatekeeper_module
-from supervisor.gatekeeper import Gatekeeper
-from supervisor.git_ops import Git
+from supervisor.base.git_ops import Git
+from supervisor.gate import gatekeeper as gatekeeper_module
+from supervisor.gate.gatekeeper import Gatekeeper
 
 
 def _loose_objects(g: Git, n: int, tag: str) -> None:
@@ -21,12 +21,14 @@ def _loose_objects(g: Git, n: int, tag: str) -> None:
 
 
 def _counts(g: Git) -> dict[str, int]:
-    return {key: int(value) for key, value in
-            (line.split(": ", 1) for line in g.out("count-objects", "-v").splitlines()) if value.isdigit()}
+    return {
+        key: int(value)
+        for key, value in (line.split(": ", 1) for line in g.out("count-objects", "-v").splitlines())
+        if value.isdigit()
+    }
 
 
-def test_maintenance_packs_loose_objects_and_runs_a_full_gc_once_a_day(offline_keeper: Gatekeeper,
-                                                                         monkeypatch) -> None:
+def test_maintenance_packs_loose_objects_and_runs_a_full_gc_once_a_day(offline_keeper: Gatekeeper, monkeypatch) -> None:
     g = offline_keeper.git
     runs: list[str] = []
     real_run = Git.run
@@ -61,8 +63,9 @@ def test_maintenance_packs_loose_objects_and_runs_a_full_gc_once_a_day(offline_k
         assert "gc" in runs
 
 
-def test_an_unreachable_object_ages_across_the_repacks_between_full_gcs(offline_keeper: Gatekeeper,
-                                                                       monkeypatch) -> None:
+def test_an_unreachable_object_ages_across_the_repacks_between_full_gcs(
+    offline_keeper: Gatekeeper, monkeypatch
+) -> None:
     """The geometric repack rolls loose objects, unreachable ones too, into a fresh pack; a full gc that
     then set them loose again with that pack's time restarted their grace every day: never pruned."""
     import os

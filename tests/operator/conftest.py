@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from supervisor.cli import main
-from supervisor.init_instance import init_instance
-from supervisor.instance import Instance
+from supervisor.store.instance import Instance
+from supervisor.store.instance_init import init_instance
 
 ROOT = Path(__file__).resolve().parents[2]
 NOBODY = 65534
@@ -41,7 +41,15 @@ def as_nobody(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     """`supervisor ARGS` in a subprocess as uid/gid 65534 with no supplementary groups (needs root)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to an unprivileged user")
-    command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-               sys.executable, "-m", "supervisor", *args]
+    command = [
+        "setpriv",
+        f"--reuid={NOBODY}",
+        f"--regid={NOBODY}",
+        "--clear-groups",
+        sys.executable,
+        "-m",
+        "supervisor",
+        *args,
+    ]
     full_env = {"PATH": os.environ["PATH"], "HOME": "/tmp", **(env or {})}
     return subprocess.run(command, capture_output=True, text=True, env=full_env, cwd="/tmp", timeout=60)

@@ -44,7 +44,9 @@ def _no_named_base(monkeypatch):
 
 def test_a_named_base_wins(monkeypatch) -> None:
     monkeypatch.setenv(images.BASE_ENV, "registry.local/python:3.11")
-    assert images.resolve_base(FakeEngine(set(), registry=False), progress=lambda _m: None) == "registry.local/python:3.11"
+    assert (
+        images.resolve_base(FakeEngine(set(), registry=False), progress=lambda _m: None) == "registry.local/python:3.11"
+    )
 
 
 def test_a_present_base_is_used_without_pulling() -> None:
@@ -72,5 +74,8 @@ def test_offline_and_not_root_says_what_to_set(monkeypatch) -> None:
 
 def test_the_packaged_image_inputs_are_used_outside_a_checkout(monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(images, "PACKAGED", tmp_path)
-    assert images._input_file(tmp_path / "absent" / "Dockerfile.agent", "Dockerfile.agent") == tmp_path / "Dockerfile.agent"
+    assert (
+        images._input_file(tmp_path / "absent" / "Dockerfile.agent", "Dockerfile.agent")
+        == tmp_path / "Dockerfile.agent"
+    )
     assert images._input_file(images.PROJECT_ROOT / "Dockerfile.agent", "x") == images.PROJECT_ROOT / "Dockerfile.agent"

@@ -34,8 +34,11 @@ def _workflow() -> dict:
 def test_workflow_is_valid_pinned_and_least_privileged() -> None:
     if not (BIN / "check-jsonschema").exists():
         pytest.skip("check-jsonschema (the test extra) is not installed, e.g. inside the gate's container")
-    checked = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
-                              str(WORKFLOW)], capture_output=True, text=True)
+    checked = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
+        capture_output=True,
+        text=True,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     flow = _workflow()
     assert {"push", "pull_request", "merge_group"} <= set(flow["on"])
@@ -48,8 +51,11 @@ def test_workflow_is_valid_pinned_and_least_privileged() -> None:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
     return next(out.glob("ouroboros-*.whl"))
 
 
@@ -58,8 +64,10 @@ def _sample_checkout(root: Path) -> Path:
     repo = make_repo(root, bare=False)
     base = git(repo, "rev-parse", "HEAD")
     git(repo, "update-ref", "refs/remotes/origin/main", base)
-    write_tree(repo, {"agent/tests/test_more.py": "from agent.calc import add\n\n\ndef test_more():\n"
-                                                   "    assert add(1, 1) == 2\n"})
+    write_tree(
+        repo,
+        {"agent/tests/test_more.py": "from agent.calc import add\n\n\ndef test_more():\n    assert add(1, 1) == 2\n"},
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "one more test")
     git(repo, "checkout", "-q", "--detach", "HEAD")
@@ -77,10 +85,18 @@ def _run_steps(repo: Path, env: dict[str, str]) -> list[subprocess.CompletedProc
         if "run" not in step:
             continue
         step_env = {key: env[key] for key in step.get("env", {})}  # `${{ }}` values: the test provides them
-        command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", f"--groups={docker_gid}",
-                   "bash", "-euo", "pipefail", "-c", step["run"]]
-        result = subprocess.run(command, cwd=repo, env={**env, **step_env}, capture_output=True, text=True,
-                                timeout=600)
+        command = [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            f"--groups={docker_gid}",
+            "bash",
+            "-euo",
+            "pipefail",
+            "-c",
+            step["run"],
+        ]
+        result = subprocess.run(command, cwd=repo, env={**env, **step_env}, capture_output=True, text=True, timeout=600)
         done.append(result)
         if result.returncode != 0:
             break
@@ -105,14 +121,28 @@ def test_workflow_steps_gate_a_sample_repo_from_a_wheel_as_non_root(wheel: Path,
         (work / "home").mkdir()
         wheel = Path(shutil.copy(wheel, work))
         subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(work)], check=True)
-        env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(work / "home"), "CI": "true",
-               "OUROBOROS_SPEC": str(wheel), "OUROBOROS_BASE_IMAGE": OFFLINE_BASE,
-               "PIP_NO_DEPS": "1", "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-               "GITHUB_EVENT_NAME": "pull_request", "GITHUB_BASE_REF": "main", "MERGE_GROUP_BASE_SHA": ""}
+        env = {
+            "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+            "HOME": str(work / "home"),
+            "CI": "true",
+            "OUROBOROS_SPEC": str(wheel),
+            "OUROBOROS_BASE_IMAGE": OFFLINE_BASE,
+            "PIP_NO_DEPS": "1",
+            "PIP_NO_INDEX": "1",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "GITHUB_EVENT_NAME": "pull_request",
+            "GITHUB_BASE_REF": "main",
+            "MERGE_GROUP_BASE_SHA": "",
+        }
         steps = _run_steps(repo, env)
         assert len(steps) == 3 and all(s.returncode == 0 for s in steps), [(s.stdout, s.stderr) for s in steps]
-        located = subprocess.run([str(venv / "bin" / "python"), "-c", "import sandbox.images as i; print(i.DOCKERFILE)"],
-                                 capture_output=True, text=True, check=True, cwd=work).stdout
+        located = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import sandbox.images as i; print(i.DOCKERFILE)"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=work,
+        ).stdout
         assert str(venv) in located and "image_context" in located  # the packaged copy, not this checkout
         report = (repo / "gate-report.xml").read_text()
         assert 'name="verdict"' in report and "test_more" in report and "<failure" not in report
@@ -123,8 +153,17 @@ def test_workflow_steps_gate_a_sample_repo_from_a_wheel_as_non_root(wheel: Path,
 
 def _interpreter_for_nobody() -> str:
     """This Python if an unprivileged user can reach it, else the system's of the same minor version."""
-    probe = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "bash", "-c",
-                            f"test -x {sys._base_executable}"])
+    probe = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            "bash",
+            "-c",
+            f"test -x {sys._base_executable}",
+        ]
+    )
     if probe.returncode == 0:
         return sys._base_executable
     system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import supervisor.init_instance as init_module
-from supervisor.errors import ConfigError, describe_permission_error
-from supervisor.init_instance import STAGING_PREFIX, init_instance
-from supervisor.instance import Instance
+import supervisor.store.instance_init as init_module
+from supervisor.base.errors import ConfigError, describe_permission_error
+from supervisor.store.instance import Instance
+from supervisor.store.instance_init import STAGING_PREFIX, init_instance
 from tests.operator.conftest import as_nobody, cli
 
 

@@ -12,9 +12,9 @@ import click
 from supervisor.cli import main
 from supervisor.cli.contract import StatusOut
 from supervisor.cli.json_reference import render
-from supervisor.gatekeeper import Gatekeeper
-from supervisor.instance import Instance
-from supervisor.status import Status, StatusFile
+from supervisor.gate.gatekeeper import Gatekeeper
+from supervisor.store.instance import Instance
+from supervisor.store.status_file import Status, StatusFile
 from tests.operator.conftest import ROOT, cli, cli_json
 
 # init takes DIRECTORY (the instance to make); the image belongs to the engine, not to an instance.
@@ -30,8 +30,9 @@ def _leaves(group: click.Group, prefix: str = ""):
 
 
 def test_docs_json_is_generated_from_the_models() -> None:
-    assert (ROOT / "docs" / "json.md").read_text() == render(), \
+    assert (ROOT / "docs" / "json.md").read_text() == render(), (
         "regenerate: .venv/bin/python -m supervisor.cli.json_reference > docs/json.md"
+    )
 
 
 def test_every_command_has_json_and_home() -> None:
@@ -107,7 +108,7 @@ def test_config_check_validates_both_files_without_starting_anything(instance: I
 
 
 def test_status_after_init_shows_main_and_its_generation(instance: Instance) -> None:
-    from supervisor.git_ops import MAIN_REF, Git
+    from supervisor.base.git_ops import MAIN_REF, Git
 
     status = cli_json("status", "--home", str(instance.home), code=3)
     assert status["commit"] == Git(instance.repo).ref_value(MAIN_REF)

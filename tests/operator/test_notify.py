@@ -6,19 +6,19 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from supervisor import notify
-from supervisor.decision_log import DecisionLog
-from supervisor.instance import Instance, InstanceConfig
-from supervisor.notify import NotifyEvent, NotifySettings, Sender
+from supervisor.loop import notify
+from supervisor.loop.notify import NotifyEvent, NotifySettings, Sender
 from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerEntry
 from supervisor.route.pricing import Usage
+from supervisor.store.decision_log import DecisionLog
+from supervisor.store.instance import Instance, InstanceConfig
 
 
 class Receiver:
@@ -67,21 +67,35 @@ def _config(instance: Instance, **notify_settings) -> InstanceConfig:
 
 
 def _spend(instance: Instance, usd: str) -> None:
-    entry = LedgerEntry(ts=datetime.now(UTC), run_id="r", cycle="c1", model="m", stream=False, status=200,
-                        complete=True, usage=Usage(input_tokens=10), cost_usd=Decimal(usd))
+    entry = LedgerEntry(
+        ts=datetime.now(UTC),
+        run_id="r",
+        cycle="c1",
+        model="m",
+        stream=False,
+        status=200,
+        complete=True,
+        usage=Usage(input_tokens=10),
+        cost_usd=Decimal(usd),
+    )
     with open(instance.state / LEDGER_FILE_NAME, "a") as handle:
         handle.write(entry.model_dump_json() + "\n")
 
 
-def test_decisions_and_budget_thresholds_reach_webhook_and_command(instance: Instance, receiver, tmp_path: Path,
-                                                                   monkeypatch) -> None:
+def test_decisions_and_budget_thresholds_reach_webhook_and_command(
+    instance: Instance, receiver, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setattr(notify, "POLL_S", 0.1)
     log = DecisionLog(instance.state / "decisions.jsonl")
     log.append("accepted", candidate="0-1", commit="a" * 40, generation=1)  # history: not announced
     _spend(instance, "0.85")  # already past 80 % at start: not announced again
     out = tmp_path / "command-got.jsonl"
-    config = _config(instance, webhook=receiver.url, headers={"Authorization": "Bearer t"},
-                     command=["sh", "-c", f"cat >> {out}; echo >> {out}"])
+    config = _config(
+        instance,
+        webhook=receiver.url,
+        headers={"Authorization": "Bearer t"},
+        command=["sh", "-c", f"cat >> {out}; echo >> {out}"],
+    )
     watcher = notify.start(instance, config, progress=lambda _m: None)
     try:
         log.append("needs-approval", candidate="1-1", commit="b" * 40, reasons=["changes tests"])
@@ -131,8 +145,9 @@ def test_a_slow_or_failing_hook_never_blocks_and_never_raises(tmp_path: Path) ->
         assert sender.dropped >= 40 and sender.queue.qsize() <= 3
     finally:
         slow.server.shutdown()
-    failing = Sender(NotifySettings(webhook="http://127.0.0.1:9/none", command=["false"], timeout_s=1),
-                     messages.append).start()
+    failing = Sender(
+        NotifySettings(webhook="http://127.0.0.1:9/none", command=["false"], timeout_s=1), messages.append
+    ).start()
     failing.offer(NotifyEvent(event="gave-up", at=datetime.now(UTC), instance=str(tmp_path)))
     deadline = time.monotonic() + 10
     while failing.failed < 2 and time.monotonic() < deadline:

@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 
 from sandbox import ContainerSpec
-from supervisor.init_instance import init_instance
+from supervisor.store.instance_init import init_instance
 from tests.operator.conftest import cli, cli_json
 
 pytestmark = pytest.mark.docker
 
 
 def _leftover(engine, image: str, instance: str) -> str:
-    spec = ContainerSpec(image=image, command=["sleep", "300"], run_id=f"run-{uuid.uuid4().hex[:8]}",
-                         role="probe", instance=instance)
+    spec = ContainerSpec(
+        image=image, command=["sleep", "300"], run_id=f"run-{uuid.uuid4().hex[:8]}", role="probe", instance=instance
+    )
     return engine.start(spec).id
 
 

@@ -13,10 +13,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from supervisor.errors import EXIT_GAVE_UP
-from supervisor.gate_config import GateConfig
-from supervisor.instance import AgentSettings
-from supervisor.systemd import Notifier
+from supervisor.base.errors import EXIT_GAVE_UP
+from supervisor.base.sd_notify import Notifier
+from supervisor.gate.config import GateConfig
+from supervisor.store.instance import AgentSettings
 from tests.operator.conftest import ROOT
 
 UNITS = ROOT / "packaging" / "systemd"
@@ -30,16 +30,16 @@ def _service(name: str) -> dict[str, str]:
     return dict(parser["Service"])
 
 
-@pytest.mark.parametrize("name,verify_as", [("ouroboros.service", "ouroboros.service"),
-                                             ("ouroboros@.service", "ouroboros@alpha.service")])
+@pytest.mark.parametrize(
+    "name,verify_as", [("ouroboros.service", "ouroboros.service"), ("ouroboros@.service", "ouroboros@alpha.service")]
+)
 def test_units_pass_systemd_analyze_verify(name: str, verify_as: str, tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
     text = (UNITS / name).read_text().replace("/opt/ouroboros/.venv/bin/supervisor", str(SUPERVISOR))
     (tmp_path / name).write_text(text)
-    done = subprocess.run([analyze, "verify", str(tmp_path / verify_as)], capture_output=True, text=True,
-                          cwd=tmp_path)
+    done = subprocess.run([analyze, "verify", str(tmp_path / verify_as)], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0 and done.stderr.strip() == "", done.stderr  # unknown keys are only warnings
 
 

@@ -10,7 +10,7 @@ import pytest
 from route_helpers import MODEL, REAL_KEY, FakeUpstream, RouteHarness
 
 from scripted_model import Scenario, ScriptedModelServer
-from supervisor.route import LLMRoute, Ledger, RouteConfig, RouteEvent, Upstream
+from supervisor.route import Ledger, LLMRoute, RouteConfig, RouteEvent, Upstream
 
 
 @pytest.fixture

@@ -21,8 +21,12 @@ MODEL = "claude-haiku-4-5"
 
 def scenario(*usages: dict[str, int], repeat: bool = False) -> Scenario:
     """One step per usage dict, each a short text answer reporting exactly that usage."""
-    steps = [{"content": [{"type": "text", "text": f"answer {n} " * 12}], "usage": usage} for n, usage in enumerate(usages)]
-    return Scenario.model_validate({"name": "route-test", "steps": steps, "on_exhausted": "repeat" if repeat else "error"})
+    steps = [
+        {"content": [{"type": "text", "text": f"answer {n} " * 12}], "usage": usage} for n, usage in enumerate(usages)
+    ]
+    return Scenario.model_validate(
+        {"name": "route-test", "steps": steps, "on_exhausted": "repeat" if repeat else "error"}
+    )
 
 
 class RouteHarness:
@@ -40,7 +44,12 @@ class RouteHarness:
 
     def sdk_over_socket(self, **kwargs: Any) -> anthropic.Anthropic:
         transport = httpx2.HTTPTransport(uds=str(self.route.socket_path))
-        return anthropic.Anthropic(base_url="http://llm-route", api_key=self.credential, http_client=httpx2.Client(transport=transport), **kwargs)
+        return anthropic.Anthropic(
+            base_url="http://llm-route",
+            api_key=self.credential,
+            http_client=httpx2.Client(transport=transport),
+            **kwargs,
+        )
 
     def raw(self) -> httpx2.Client:
         return httpx2.Client(base_url=self.route.url, timeout=10)
@@ -111,8 +120,13 @@ class FakeUpstream:
     @staticmethod
     def message() -> dict[str, Any]:
         return {
-            "id": "msg_fake", "type": "message", "role": "assistant", "model": MODEL,
-            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "stop_sequence": None,
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": MODEL,
+            "content": [{"type": "text", "text": "ok"}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
             "usage": {"input_tokens": 3, "output_tokens": 2},
         }
 

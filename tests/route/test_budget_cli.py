@@ -38,8 +38,12 @@ def spend(scripted, make_route, state_dir: Path, requests: int, cycle: str = "c1
     upstream = scripted(scenario(HUNDRED, repeat=True))
     harness = make_route(upstream.url)
     for _ in range(requests):
-        harness.sdk().messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "x"}],
-                                      extra_headers={"x-ouroboros-cycle": cycle})
+        harness.sdk().messages.create(
+            model=MODEL,
+            max_tokens=8,
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-ouroboros-cycle": cycle},
+        )
     assert (state_dir / LEDGER_FILE_NAME).exists()
 
 

@@ -3,19 +3,28 @@ full replay would: the last cycle, the day and the total."""
 
 from __future__ import annotations
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from supervisor.cli.budget_cmds import budget_report
 from supervisor.route import Ledger, LedgerEntry, RouteConfig, Usage
 from supervisor.route import ledger as ledger_module
+from supervisor.route.checkpoint import snapshot_path
 from supervisor.route.ledger import LEDGER_FILE_NAME, read_entries
-from supervisor.route.snapshot import snapshot_path
 
 
 def entry(tokens: int, cycle: str) -> LedgerEntry:
-    return LedgerEntry(ts=datetime.now(UTC), run_id="r", cycle=cycle, model="m", stream=False, status=200,
-                       complete=True, usage=Usage(input_tokens=tokens), cost_usd=Decimal(tokens) / 1_000_000)
+    return LedgerEntry(
+        ts=datetime.now(UTC),
+        run_id="r",
+        cycle=cycle,
+        model="m",
+        stream=False,
+        status=200,
+        complete=True,
+        usage=Usage(input_tokens=tokens),
+        cost_usd=Decimal(tokens) / 1_000_000,
+    )
 
 
 def test_the_budget_report_from_a_snapshot_equals_a_full_replay(tmp_path, monkeypatch):

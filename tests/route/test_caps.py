@@ -18,7 +18,9 @@ HUNDRED = {"input_tokens": 60, "output_tokens": 40, "cache_creation_input_tokens
 
 def ask(client, cycle: str | None = None):
     headers = {"x-ouroboros-cycle": cycle} if cycle else None
-    return client.messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "go"}], extra_headers=headers)
+    return client.messages.create(
+        model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "go"}], extra_headers=headers
+    )
 
 
 TIGHT = {"models": [MODEL], "input_overhead_tokens": 0}
@@ -34,7 +36,9 @@ def test_spending_past_the_daily_cap_is_refused_at_the_cap(scripted, make_route)
     client = harness.sdk(max_retries=2)  # the SDK's retries must not turn a refusal into a storm
     for _ in range(3):  # 0, 100, 200 spent before each, plus a worst case of about 150: all fit in 360
         ask(client)
-    with pytest.raises(anthropic.PaymentRequiredError, match="budget cap: UTC day .*300 of 360 tokens.*may cost up to") as refused:
+    with pytest.raises(
+        anthropic.PaymentRequiredError, match="budget cap: UTC day .*300 of 360 tokens.*may cost up to"
+    ) as refused:
         ask(client)
 
     assert refused.value.status_code == 402
@@ -77,8 +81,9 @@ def test_money_cap_in_total(scripted, make_route):
     big = {"input_tokens": 0, "output_tokens": 20_000, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
     upstream = scripted(scenario(big, repeat=True))  # $0.10 each at $5 per million output tokens
     # worst case: about 85 input tokens at the cache-write price and 20,000 output tokens: $0.1001
-    harness = make_route(upstream.url, {"caps": {"per_cycle": {}, "per_day": {}, "total": {"usd": "0.201"}},
-                                        "policy": TIGHT})
+    harness = make_route(
+        upstream.url, {"caps": {"per_cycle": {}, "per_day": {}, "total": {"usd": "0.201"}}, "policy": TIGHT}
+    )
     client = harness.sdk()
 
     def ask_big():
@@ -93,8 +98,9 @@ def test_money_cap_in_total(scripted, make_route):
 
 def test_cycle_cap_applies_per_cycle_header(scripted, make_route):
     upstream = scripted(scenario(HUNDRED, repeat=True))
-    harness = make_route(upstream.url, {"caps": {"per_cycle": {"tokens": 200}, "per_day": {}, "total": {}},
-                                        "policy": TIGHT})
+    harness = make_route(
+        upstream.url, {"caps": {"per_cycle": {"tokens": 200}, "per_day": {}, "total": {}}, "policy": TIGHT}
+    )
     client = harness.sdk()
     ask(client, cycle="7")
     with pytest.raises(anthropic.PaymentRequiredError, match="cycle 7"):
@@ -110,6 +116,8 @@ def test_a_streamed_request_past_the_cap_is_refused_before_streaming(scripted, m
     harness = make_route(upstream.url, day_cap(tokens=200))
     ask(harness.sdk())
     with pytest.raises(anthropic.PaymentRequiredError, match="budget cap: "):
-        with harness.sdk().messages.stream(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "go"}]) as events:
+        with harness.sdk().messages.stream(
+            model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "go"}]
+        ) as events:
             events.get_final_message()
     assert upstream.steps_served == 1

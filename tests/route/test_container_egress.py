@@ -138,7 +138,9 @@ def test_agent_container_reaches_only_the_route_and_never_sees_the_key(
     assert by_check["interfaces"][0]["names"] == ["lo"]
     assert {f["target"]: f["result"] for f in by_check["connect"]} == {
         f"{host}:{port}": result
-        for (host, port), result in zip(targets, ["OSError", "OSError", "OSError", "ConnectionRefusedError"], strict=False)
+        for (host, port), result in zip(
+            targets, ["OSError", "OSError", "OSError", "ConnectionRefusedError"], strict=False
+        )
     }
     assert all(f["result"] == "failed" for f in by_check["dns"]), by_check["dns"]
 

@@ -70,18 +70,25 @@ say(check="flood", statuses=flood)
 USED = {"input_tokens": 50, "output_tokens": 900}
 
 
-def test_from_inside_a_container_refusals_caps_and_auth_floods_hold(docker_engine, agent_image, sandbox_instance,
-                                                                    scripted, make_route):
+def test_from_inside_a_container_refusals_caps_and_auth_floods_hold(
+    docker_engine, agent_image, sandbox_instance, scripted, make_route
+):
     step = {"content": [{"type": "text", "text": "streamed " * 20}], "usage": USED, "delay_ms": 150}
     upstream = scripted(Scenario.model_validate({"steps": [step], "on_exhausted": "repeat"}))
-    harness = make_route(upstream.url, {
-        "caps": {"per_cycle": {"tokens": 3000}, "per_day": {}, "total": {}},
-        "policy": {"models": [MODEL], "input_overhead_tokens": 0, "max_tokens_ceiling": 4096},
-        "limits": {"rate_per_s": 1000, "rate_burst": 1000, "max_concurrent": 16, "auth_failures_burst": 5},
-    })
+    harness = make_route(
+        upstream.url,
+        {
+            "caps": {"per_cycle": {"tokens": 3000}, "per_day": {}, "total": {}},
+            "policy": {"models": [MODEL], "input_overhead_tokens": 0, "max_tokens_ceiling": 4096},
+            "limits": {"rate_per_s": 1000, "rate_burst": 1000, "max_concurrent": 16, "auth_failures_burst": 5},
+        },
+    )
     spec = ContainerSpec(
-        image=agent_image, command=["python3", "-c", f"MODEL = {MODEL!r}\n" + PROBE],
-        run_id=f"policy-{uuid.uuid4().hex[:8]}", role="agent", instance=sandbox_instance,
+        image=agent_image,
+        command=["python3", "-c", f"MODEL = {MODEL!r}\n" + PROBE],
+        run_id=f"policy-{uuid.uuid4().hex[:8]}",
+        role="agent",
+        instance=sandbox_instance,
         mounts=[Mount(source=harness.route.socket_path.parent, target=AGENT_SOCKET_DIR)],
         env=harness.route.agent_env(harness.credential),
     )

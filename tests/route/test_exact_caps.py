@@ -18,7 +18,8 @@ from decimal import Decimal
 import anthropic
 import httpx2
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from route_helpers import MODEL, REAL_KEY
 
 from scripted_model import Scenario
@@ -67,8 +68,12 @@ def test_concurrent_streams_end_at_or_below_every_cap(scripted, make_route, clie
     def one() -> None:
         barrier.wait()
         try:
-            with client.messages.stream(model=MODEL, max_tokens=MAX_TOKENS, messages=[{"role": "user", "content": "go"}],
-                                        extra_headers={"x-ouroboros-cycle": "c1"}) as stream:
+            with client.messages.stream(
+                model=MODEL,
+                max_tokens=MAX_TOKENS,
+                messages=[{"role": "user", "content": "go"}],
+                extra_headers={"x-ouroboros-cycle": "c1"},
+            ) as stream:
                 stream.get_final_message()
             outcomes.append("served")
         except anthropic.PaymentRequiredError:
@@ -114,9 +119,21 @@ def test_no_interleaving_of_reserve_settle_and_release_passes_a_cap(tmp_path_fac
             ledger.append(Release(ts=utc_now(), id=held.id, reason="test"))
             return
         used = Usage(input_tokens=worst * used_percent // 100)
-        ledger.append(LedgerEntry(ts=utc_now(), run_id="run", cycle="c", model=MODEL, stream=True, status=200,
-                                  complete=True, usage=used, cost_usd=Decimal("0.0001") * used.input_tokens,
-                                  reservation=held.id, charged_day=held.day))
+        ledger.append(
+            LedgerEntry(
+                ts=utc_now(),
+                run_id="run",
+                cycle="c",
+                model=MODEL,
+                stream=True,
+                status=200,
+                complete=True,
+                usage=used,
+                cost_usd=Decimal("0.0001") * used.input_tokens,
+                reservation=held.id,
+                charged_day=held.day,
+            )
+        )
 
     threads = [threading.Thread(target=one, args=request) for request in requests]
     for thread in threads:
@@ -148,8 +165,12 @@ KILLED_ROUTE = textwrap.dedent("""\
 
 def test_a_kill_mid_request_neither_frees_nor_double_counts(tmp_path):
     ledger_path = tmp_path / "ledger.jsonl"
-    child = subprocess.Popen([sys.executable, "-c", KILLED_ROUTE, str(ledger_path), MODEL],
-                             stdout=subprocess.PIPE, text=True, env={**os.environ, "ANTHROPIC_API_KEY": REAL_KEY})
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_ROUTE, str(ledger_path), MODEL],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "ANTHROPIC_API_KEY": REAL_KEY},
+    )
     try:
         url, credential = child.stdout.readline().split()  # type: ignore[union-attr]
         request = threading.Thread(target=_post_ignoring_errors, args=(url, credential), daemon=True)
@@ -180,8 +201,12 @@ MAX_TOKENS_KILLED = 64
 
 def _post_ignoring_errors(url: str, credential: str) -> None:
     try:
-        httpx2.post(f"{url}/v1/messages", headers={"x-api-key": credential}, timeout=30,
-                    json={"model": MODEL, "max_tokens": MAX_TOKENS_KILLED, "messages": [{"role": "user", "content": "x"}]})
+        httpx2.post(
+            f"{url}/v1/messages",
+            headers={"x-api-key": credential},
+            timeout=30,
+            json={"model": MODEL, "max_tokens": MAX_TOKENS_KILLED, "messages": [{"role": "user", "content": "x"}]},
+        )
     except httpx2.HTTPError:
         pass
 

@@ -8,14 +8,23 @@ from decimal import Decimal
 import pytest
 
 from supervisor.route import ledger as ledger_module
+from supervisor.route.checkpoint import snapshot_path
 from supervisor.route.ledger import Ledger, LedgerEntry, utc_now
 from supervisor.route.pricing import Usage
-from supervisor.route.snapshot import snapshot_path
 
 
 def spend(n: int, cycle: str = "c", days_ago: int = 0) -> LedgerEntry:
-    return LedgerEntry(ts=utc_now() - timedelta(days=days_ago), run_id="r", cycle=cycle, model="m", stream=False,
-                       status=200, complete=True, usage=Usage(input_tokens=n), cost_usd=Decimal(n) / 1000)
+    return LedgerEntry(
+        ts=utc_now() - timedelta(days=days_ago),
+        run_id="r",
+        cycle=cycle,
+        model="m",
+        stream=False,
+        status=200,
+        complete=True,
+        usage=Usage(input_tokens=n),
+        cost_usd=Decimal(n) / 1000,
+    )
 
 
 def totals_of(ledger: Ledger) -> tuple:

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
 from scripted_model.sse import sse_events
+from supervisor.base.errors import ConfigError
 from supervisor.route import Ledger, LedgerEntry, LedgerError, PricingTable, RouteConfig, Usage
 from supervisor.route.ledger import read_entries
-from supervisor.route.limits import TokenBucket, Throttle
+from supervisor.route.limits import Throttle, TokenBucket
 from supervisor.route.sse import StreamUsage
-from supervisor.errors import ConfigError
 
 
 def entry(tokens: int = 10, day: int = 25, cycle: str = "c") -> LedgerEntry:
     usage = Usage(input_tokens=tokens)
     return LedgerEntry(
-        ts=datetime(2026, 11, day, 12, tzinfo=UTC), run_id="r", cycle=cycle, model="m", stream=False,
-        status=200, complete=True, usage=usage, cost_usd=Decimal(tokens) / 1_000_000,
+        ts=datetime(2026, 11, day, 12, tzinfo=UTC),
+        run_id="r",
+        cycle=cycle,
+        model="m",
+        stream=False,
+        status=200,
+        complete=True,
+        usage=usage,
+        cost_usd=Decimal(tokens) / 1_000_000,
     )
 
 
@@ -41,8 +48,16 @@ def test_usage_from_api_takes_only_the_billed_counts():
 @pytest.mark.parametrize("crlf", [False, True])
 def test_stream_usage_survives_any_chunking(chunk_size, crlf):
     usage = {"input_tokens": 11, "output_tokens": 222, "cache_creation_input_tokens": 3, "cache_read_input_tokens": 44}
-    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "stop_reason": "end_turn",
-               "stop_sequence": None, "usage": usage, "content": [{"type": "text", "text": "word " * 50}]}
+    message = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "m",
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": usage,
+        "content": [{"type": "text", "text": "word " * 50}],
+    }
     raw = b"".join(sse_events(message))
     if crlf:
         raw = raw.replace(b"\n", b"\r\n")
@@ -55,7 +70,9 @@ def test_stream_usage_survives_any_chunking(chunk_size, crlf):
 
 def test_a_cut_stream_keeps_the_usage_it_saw():
     tracker = StreamUsage()
-    tracker.feed(b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":9,"output_tokens":1}}}\n\n')
+    tracker.feed(
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":9,"output_tokens":1}}}\n\n'
+    )
     tracker.feed(b"event: content_block_delta\ndata: {not json}\n\n")
     assert tracker.usage == Usage(input_tokens=9, output_tokens=1) and not tracker.stopped
 
@@ -112,7 +129,9 @@ def test_config_file_errors_say_what_to_fix(tmp_path):
         RouteConfig.load(path)
     path.write_text('[agent]\nmodel = "x"\n')
     assert RouteConfig.load(path) == RouteConfig()
-    path.write_text('[route.caps.per_day]\nusd = "2.5"\n[route.pricing.models.my-model]\ninput = 1\noutput = 2\ncache_write = 1.25\ncache_read = 0.1\n')
+    path.write_text(
+        '[route.caps.per_day]\nusd = "2.5"\n[route.pricing.models.my-model]\ninput = 1\noutput = 2\ncache_write = 1.25\ncache_read = 0.1\n'
+    )
     config = RouteConfig.load(path)
     assert config.caps.per_day.usd == Decimal("2.5")
     assert config.pricing.price_for("my-model-v2").output == Decimal(2)

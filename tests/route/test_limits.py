@@ -232,8 +232,10 @@ def test_requests_too_malformed_to_parse_are_counted_as_refusals(harness):
     """Review: the standard library answers these itself (431 a header line too long, 501 an unknown method)
     before any route code runs; they are refusals too and an agent can send them in a loop."""
     host, port = harness.route.url_tcp.removeprefix("http://").split(":")
-    for raw in (b"POST /v1/messages HTTP/1.1\r\nX: " + b"y" * 70_000 + b"\r\n\r\n",
-                b"BREW /v1/messages HTTP/1.1\r\nHost: x\r\n\r\n"):
+    for raw in (
+        b"POST /v1/messages HTTP/1.1\r\nX: " + b"y" * 70_000 + b"\r\n\r\n",
+        b"BREW /v1/messages HTTP/1.1\r\nHost: x\r\n\r\n",
+    ):
         with socket.create_connection((host, int(port)), timeout=5) as sock:
             sock.sendall(raw)
             assert read_until_closed(sock).split(" ")[1] in ("431", "501")  # the status line's code

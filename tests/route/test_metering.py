@@ -103,9 +103,12 @@ def test_count_tokens_is_passed_through_and_not_metered(scripted, make_route):
 def test_upstream_errors_are_relayed_and_not_metered(scripted, make_route):
     import anthropic
     import pytest
+
     from scripted_model import Scenario
 
-    script = Scenario.model_validate({"steps": [{"error": {"status": 400, "type": "invalid_request_error", "message": "scripted refusal"}}]})
+    script = Scenario.model_validate(
+        {"steps": [{"error": {"status": 400, "type": "invalid_request_error", "message": "scripted refusal"}}]}
+    )
     harness = make_route(scripted(script).url)
     with pytest.raises(anthropic.BadRequestError, match="scripted refusal"):
         ask(harness.sdk())

@@ -29,14 +29,32 @@ REFUSED = [
     ({"context_management": {"edits": []}}, "context_management"),
     ({"model": "claude-opus-4-1"}, "model"),
     ({"max_tokens": 1_000_000}, "max_tokens"),
-    ({"system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]},
-     "system[0].cache_control.ttl"),
-    ({"messages": [{"role": "user", "content": [
-        {"type": "image", "source": {"type": "url", "url": "https://evil.example/x.png"}}]}]},
-     "messages[0].content[0].source"),
-    ({"messages": [{"role": "user", "content": [
-        {"type": "document", "source": {"type": "url", "url": "https://evil.example/x.pdf"}}]}]},
-     "messages[0].content[0].type"),
+    (
+        {"system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]},
+        "system[0].cache_control.ttl",
+    ),
+    (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image", "source": {"type": "url", "url": "https://evil.example/x.png"}}],
+                }
+            ]
+        },
+        "messages[0].content[0].source",
+    ),
+    (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "document", "source": {"type": "url", "url": "https://evil.example/x.pdf"}}],
+                }
+            ]
+        },
+        "messages[0].content[0].type",
+    ),
 ]
 
 
@@ -54,8 +72,12 @@ def test_refused_fields_tools_and_models_never_reach_the_upstream(scripted, make
     assert harness.kinds().count("policy_refused") == 1  # journaled at most once per interval
 
     # and what is allowed goes through: custom tools, tool_choice, 5-minute cache, stream
-    client.messages.create(**BASE, tools=[{**CUSTOM_TOOL, "cache_control": {"type": "ephemeral"}}],  # type: ignore[arg-type]
-                           tool_choice={"type": "auto"}, extra_body={"temperature": 0.5})
+    client.messages.create(
+        **BASE,
+        tools=[{**CUSTOM_TOOL, "cache_control": {"type": "ephemeral"}}],  # type: ignore[arg-type]
+        tool_choice={"type": "auto"},
+        extra_body={"temperature": 0.5},
+    )
     with client.messages.stream(**BASE) as stream:  # type: ignore[arg-type]
         stream.get_final_message()
     assert len(upstream.requests) == 2
@@ -78,15 +100,20 @@ def test_max_tokens_is_required(scripted, make_route):
     upstream = scripted(scenario(USAGE, repeat=True))
     harness = make_route(upstream.url)
     with harness.raw() as raw:
-        answer = raw.post("/v1/messages", headers={"x-api-key": harness.credential},
-                          json={"model": MODEL, "messages": BASE["messages"]})
+        answer = raw.post(
+            "/v1/messages",
+            headers={"x-api-key": harness.credential},
+            json={"model": MODEL, "messages": BASE["messages"]},
+        )
     assert answer.status_code == 400 and answer.json()["error"]["message"].startswith("max_tokens:")
     assert upstream.requests == []
 
 
 def test_what_is_forwarded_is_what_was_judged():
     """Parser differentials: a duplicate key (which one would the upstream read?) or NaN is refused."""
-    duplicate = b'{"model": "m", "tools": [], "max_tokens": 5, "messages": [], "tools": [{"type": "web_search_20250305"}]}'
+    duplicate = (
+        b'{"model": "m", "tools": [], "max_tokens": 5, "messages": [], "tools": [{"type": "web_search_20250305"}]}'
+    )
     with pytest.raises(PolicyError, match="^tools: appears twice"):
         parse_json(duplicate, 1000)
     with pytest.raises(PolicyError, match="NaN"):
@@ -100,7 +127,9 @@ def test_what_is_forwarded_is_what_was_judged():
 
 
 def test_a_server_tool_the_operator_priced_is_reserved_at_its_use_cap():
-    policy = RequestPolicy.model_validate({"server_tools": {"web_search_20250305": {"usd_per_use": "0.01", "max_uses": 5}}})
+    policy = RequestPolicy.model_validate(
+        {"server_tools": {"web_search_20250305": {"usd_per_use": "0.01", "max_uses": 5}}}
+    )
     tool = {"type": "web_search_20250305", "name": "web_search"}
     with pytest.raises(PolicyError, match="max_uses"):
         admit({**BASE, "tools": [tool]}, policy, frozenset({MODEL}), None)

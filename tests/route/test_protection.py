@@ -30,8 +30,16 @@ def raw_request(harness, headers: str, body: bytes = b"", *, credential: str | N
     return b"".join(parts).decode(errors="replace")
 
 
-@pytest.mark.parametrize("header", ["Content-Length: \u00b2", "Content-Length: 1_0", "Content-Length: -5",
-                                    "Content-Length: 99999999999999999999", "Content-Length: 8\r\nContent-Length: 9"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Content-Length: \u00b2",
+        "Content-Length: 1_0",
+        "Content-Length: -5",
+        "Content-Length: 99999999999999999999",
+        "Content-Length: 8\r\nContent-Length: 9",
+    ],
+)
 def test_malformed_content_length_is_a_400_never_a_traceback(scripted, make_route, caplog, header):
     upstream = scripted(scenario({"input_tokens": 1, "output_tokens": 1}, repeat=True))
     harness = make_route(upstream.url)
@@ -40,13 +48,19 @@ def test_malformed_content_length_is_a_400_never_a_traceback(scripted, make_rout
     assert answer.startswith("HTTP/1.1 400") or answer.startswith("HTTP/1.1 413"), answer[:200]
     assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert upstream.requests == []
-    assert raw_request(harness, f"Content-Length: {len(GOOD)}\r\nConnection: close\r\n", GOOD).startswith("HTTP/1.1 200")
+    assert raw_request(harness, f"Content-Length: {len(GOOD)}\r\nConnection: close\r\n", GOOD).startswith(
+        "HTTP/1.1 200"
+    )
 
 
 def test_concurrency_is_checked_before_the_body_is_read(make_route, slow_upstream):
     harness = make_route(slow_upstream.url, {"limits": {"max_concurrent": 1}})
-    holder = threading.Thread(target=raw_request, args=(harness, f"Content-Length: {len(GOOD)}\r\n", GOOD),
-                              kwargs={"timeout": 30}, daemon=True)
+    holder = threading.Thread(
+        target=raw_request,
+        args=(harness, f"Content-Length: {len(GOOD)}\r\n", GOOD),
+        kwargs={"timeout": 30},
+        daemon=True,
+    )
     holder.start()
     deadline = time.monotonic() + 10
     while harness.route.gate.busy == 0 and time.monotonic() < deadline:
@@ -69,4 +83,6 @@ def test_a_flood_of_wrong_credentials_is_throttled_and_logged_once(scripted, mak
     assert statuses.count("401") <= 8 and statuses.count("429") >= 290, statuses
     assert harness.kinds().count("auth_refused") == 1
     assert len([r for r in caplog.records if "credential" in r.getMessage()]) <= 1
-    assert raw_request(harness, f"Content-Length: {len(GOOD)}\r\nConnection: close\r\n", GOOD).startswith("HTTP/1.1 200")
+    assert raw_request(harness, f"Content-Length: {len(GOOD)}\r\nConnection: close\r\n", GOOD).startswith(
+        "HTTP/1.1 200"
+    )

@@ -8,12 +8,11 @@ import signal
 import time
 import uuid
 
-
 import pytest
 
 from sandbox import ContainerSpec, Limits
-from supervisor.agent_container import AgentRun
-from supervisor.logfile import RotatingLog, reopen_on_sighup
+from supervisor.gate.agent_container import AgentRun
+from supervisor.store.agent_log import RotatingLog, reopen_on_sighup
 
 BURST = r"""
 import sys
@@ -30,8 +29,14 @@ print("MARKER-AFTER-BURST", flush=True)
 def test_a_20_mib_burst_then_a_marker_reaches_agent_log(docker_engine, agent_image, sandbox_instance, tmp_path):
     log_path = tmp_path / "agent.log"
     log = RotatingLog(log_path, max_bytes=8 * 1024 * 1024, keep=3)
-    spec = ContainerSpec(image=agent_image, command=["python3", "-c", BURST], run_id=f"out-{uuid.uuid4().hex[:8]}",
-                         role="agent", instance=sandbox_instance, limits=Limits(log_max_mb=1))
+    spec = ContainerSpec(
+        image=agent_image,
+        command=["python3", "-c", BURST],
+        run_id=f"out-{uuid.uuid4().hex[:8]}",
+        role="agent",
+        instance=sandbox_instance,
+        limits=Limits(log_max_mb=1),
+    )
     run = AgentRun(docker_engine, spec, log)
     try:
         assert run.container.wait(timeout_s=120) == 0
@@ -79,5 +84,3 @@ def test_an_outside_rotation_is_followed_without_a_signal(tmp_path, monkeypatch)
     log.write(b"two\n")
     assert path.read_bytes() == b"two\n" and (tmp_path / "agent.log.old").read_bytes() == b"one\n"
     log.close()
-
-

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from sandbox import ContainerSpec, Mount
-from supervisor.diskcap import CappedArea, DiskWatch, cap_areas, release, usage
+from supervisor.loop.diskcap import CappedArea, DiskWatch, cap_areas, release, usage
 
 pytestmark = pytest.mark.docker
 
@@ -45,16 +45,23 @@ def capped(tmp_path):
     release([area])
 
 
-def test_writing_past_the_cap_fails_with_enospc_inside_the_container(docker_engine, agent_image, sandbox_instance,
-                                                                     capped):
+def test_writing_past_the_cap_fails_with_enospc_inside_the_container(
+    docker_engine, agent_image, sandbox_instance, capped
+):
     area, images = capped
     done = cap_areas([area], images, "loop", owner=10001)
     assert done and os.path.ismount(area.directory)
     assert sorted(p.name for p in area.directory.iterdir()) == ["kept.txt"]  # nothing of ours in the area
     assert cap_areas([area], images, "loop", owner=10001) == []  # a second start finds it mounted
-    spec = ContainerSpec(image=agent_image, command=["python3", "-c", FILL], run_id=f"disk-{uuid.uuid4().hex[:8]}",
-                         role="agent", instance=sandbox_instance, workdir="/workspace",
-                         mounts=[Mount(source=area.directory, target="/workspace", read_only=False)])
+    spec = ContainerSpec(
+        image=agent_image,
+        command=["python3", "-c", FILL],
+        run_id=f"disk-{uuid.uuid4().hex[:8]}",
+        role="agent",
+        instance=sandbox_instance,
+        workdir="/workspace",
+        mounts=[Mount(source=area.directory, target="/workspace", read_only=False)],
+    )
     result = docker_engine.run(spec, deadline_s=120)
     assert result.exit_code == 0, result.output
     found = json.loads(result.output.strip().splitlines()[-1])
@@ -76,12 +83,11 @@ def test_the_data_lives_in_the_image_and_files_written_while_unmounted_join_it(c
     assert sorted(p.name for p in area.directory.iterdir()) == []  # one copy of the data: the image's
     (area.directory / "after-reboot.txt").write_text("written while unmounted")
     cap_areas([area], images, "loop")
-    assert sorted(p.name for p in area.directory.iterdir()) == [
-        "after-reboot.txt", "during.txt", "kept.txt"]
+    assert sorted(p.name for p in area.directory.iterdir()) == ["after-reboot.txt", "during.txt", "kept.txt"]
 
 
 def test_a_mount_that_fails_puts_the_directory_back_and_auto_mode_runs_on(capped, monkeypatch):
-    from supervisor import diskcap
+    from supervisor.loop import diskcap
 
     area, images = capped
     real_run = diskcap._run

@@ -14,8 +14,12 @@ pytestmark = pytest.mark.docker
 
 def spec_for(image: str, instance: str, command: list[str], **overrides) -> ContainerSpec:
     return ContainerSpec(
-        image=image, command=command, run_id=f"run-{uuid.uuid4().hex[:8]}", role="probe",
-        instance=instance, **overrides,
+        image=image,
+        command=command,
+        run_id=f"run-{uuid.uuid4().hex[:8]}",
+        role="probe",
+        instance=instance,
+        **overrides,
     )
 
 
@@ -24,8 +28,12 @@ def python(code: str) -> list[str]:
 
 
 def test_inspect_shows_every_hardening_setting(docker_engine, agent_image, sandbox_instance):
-    spec = spec_for(agent_image, sandbox_instance, ["sleep", "30"],
-                    limits=Limits(memory_mb=128, cpus=0.5, pids=64, tmpfs_mb=16, log_max_mb=2))
+    spec = spec_for(
+        agent_image,
+        sandbox_instance,
+        ["sleep", "30"],
+        limits=Limits(memory_mb=128, cpus=0.5, pids=64, tmpfs_mb=16, log_max_mb=2),
+    )
     running = docker_engine.start(spec)
     try:
         info = docker_engine.inspect(running.id)
@@ -57,6 +65,7 @@ def test_inspect_shows_every_hardening_setting(docker_engine, agent_image, sandb
 
 def test_the_docker_socket_cannot_be_mounted(tmp_path):
     from pydantic import ValidationError
+
     from sandbox import Mount
 
     with pytest.raises(ValidationError, match="Docker socket"):
@@ -145,9 +154,12 @@ def test_deadline_kills_and_removes_sleep_infinity(docker_engine, agent_image, s
 
 
 def test_output_is_streamed_and_capped(docker_engine, agent_image, sandbox_instance):
-    script = "import sys\nfor i in range(50000):\n    sys.stdout.write(f'line {i:06d} ' + 'x' * 90 + '\\n')\nprint('END')\n"
-    result = docker_engine.run(spec_for(agent_image, sandbox_instance, python(script)),
-                               deadline_s=60, output_cap=64_000)
+    script = (
+        "import sys\nfor i in range(50000):\n    sys.stdout.write(f'line {i:06d} ' + 'x' * 90 + '\\n')\nprint('END')\n"
+    )
+    result = docker_engine.run(
+        spec_for(agent_image, sandbox_instance, python(script)), deadline_s=60, output_cap=64_000
+    )
     assert result.exit_code == 0
     assert result.truncated
     assert result.output_bytes > 5_000_000

@@ -21,8 +21,13 @@ def test_listing_survives_containers_removed_mid_listing(docker_engine, agent_im
     def churn() -> None:
         try:
             for _ in range(8):
-                spec = ContainerSpec(image=agent_image, command=["true"], run_id=f"run-{uuid.uuid4().hex[:8]}",
-                                     role="probe", instance=sandbox_instance)
+                spec = ContainerSpec(
+                    image=agent_image,
+                    command=["true"],
+                    run_id=f"run-{uuid.uuid4().hex[:8]}",
+                    role="probe",
+                    instance=sandbox_instance,
+                )
                 docker_engine.run(spec, deadline_s=30)
         except BaseException as exc:  # noqa: BLE001 - reported below
             failures.append(exc)

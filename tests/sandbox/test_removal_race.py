@@ -21,8 +21,13 @@ pytestmark = pytest.mark.docker
 def test_two_removals_of_one_container_at_once_both_succeed(docker_engine, agent_image, sandbox_instance):
     failures: list[BaseException] = []
     for _ in range(3):
-        spec = ContainerSpec(image=agent_image, command=["sleep", "30"], run_id=f"run-{uuid.uuid4().hex[:8]}",
-                             role="probe", instance=sandbox_instance)
+        spec = ContainerSpec(
+            image=agent_image,
+            command=["sleep", "30"],
+            run_id=f"run-{uuid.uuid4().hex[:8]}",
+            role="probe",
+            instance=sandbox_instance,
+        )
         container = docker_engine.start(spec)
         barrier = threading.Barrier(2)
 

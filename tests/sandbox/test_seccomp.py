@@ -62,13 +62,30 @@ def test_the_profile_refuses_what_no_agent_needs():
 @pytest.mark.docker
 @pytest.mark.parametrize("role", ["agent", "gate"])
 def test_refused_calls_fail_inside_every_container(docker_engine, agent_image, sandbox_instance, role):
-    spec = ContainerSpec(image=agent_image, command=["python3", "-c", PROBE], run_id=f"sec-{uuid.uuid4().hex[:8]}",
-                         role=role, instance=sandbox_instance)
+    spec = ContainerSpec(
+        image=agent_image,
+        command=["python3", "-c", PROBE],
+        run_id=f"sec-{uuid.uuid4().hex[:8]}",
+        role=role,
+        instance=sandbox_instance,
+    )
     result = docker_engine.run(spec, deadline_s=60)
     assert result.exit_code == 0, result.output
     found = json.loads([line for line in result.output.splitlines() if line.startswith("{")][-1])
-    for refused in ("AF_VSOCK", "AF_PACKET", "AF_ALG", "AF_KEY", "AF_BLUETOOTH", "io_uring_setup", "io_uring_enter",
-                    "io_uring_register", "ptrace", "userfaultfd", "perf_event_open", "unshare_user"):
+    for refused in (
+        "AF_VSOCK",
+        "AF_PACKET",
+        "AF_ALG",
+        "AF_KEY",
+        "AF_BLUETOOTH",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+        "ptrace",
+        "userfaultfd",
+        "perf_event_open",
+        "unshare_user",
+    ):
         assert found[refused] == 1, (refused, found[refused])  # EPERM from our profile
     for needed in ("AF_UNIX", "AF_INET", "AF_INET6", "thread", "subprocess_git", "fork"):
         assert found[needed] == 0, (needed, found[needed])

@@ -9,14 +9,14 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sandbox.fake import FakeContainer, FakeEngine
-from supervisor.gatekeeper import Gatekeeper
-from supervisor.init_instance import init_instance, package_dir
-from supervisor.instance import Instance
-from supervisor.runner import Supervisor
+from supervisor.gate.gatekeeper import Gatekeeper
+from supervisor.loop.event_loop import Supervisor
+from supervisor.store.instance import Instance
+from supervisor.store.instance_init import init_instance, package_dir
 
 IDLE = package_dir("scripted_model") / "scenarios" / "idle_loop.json"
 
@@ -32,22 +32,30 @@ def fake_instance(home: Path, engine: FakeEngine, extra_config: str = "") -> Ins
 
 
 def keeper(instance: Instance, engine: FakeEngine) -> Gatekeeper:
-    return Gatekeeper(instance.repo, engine, journal_root=instance.journal, image="fake-image",
-                      instance=instance.instance_id)
+    return Gatekeeper(
+        instance.repo, engine, journal_root=instance.journal, image="fake-image", instance=instance.instance_id
+    )
 
 
 def write_proposal(outbox: Path, summary: str = "Add a note") -> str:
     proposal_id = uuid.uuid4().hex
-    message = {"version": 1, "kind": "proposal", "id": proposal_id, "why": "Because a test says so.",
-               "summary": summary, "created_at": datetime.now(UTC).isoformat()}
+    message = {
+        "version": 1,
+        "kind": "proposal",
+        "id": proposal_id,
+        "why": "Because a test says so.",
+        "summary": summary,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
     temp = outbox / f"{proposal_id}.json.tmp"
     temp.write_text(json.dumps(message))
     os.replace(temp, outbox / f"{proposal_id}.json")
     return proposal_id
 
 
-def proposing_agent(written: list[str], times: int = 1,
-                    edit: Callable[[Path], None] | None = None) -> Callable[[FakeContainer], int]:
+def proposing_agent(
+    written: list[str], times: int = 1, edit: Callable[[Path], None] | None = None
+) -> Callable[[FakeContainer], int]:
     """An agent that edits its workspace and proposes `times` times per run, then idles until stopped."""
 
     def script(container: FakeContainer) -> int:
@@ -80,5 +88,8 @@ def run_in_thread(supervisor: Supervisor) -> tuple[threading.Thread, dict[str, o
 
 
 def verdict_kinds(gatekeeper: Gatekeeper) -> list[str]:
-    return [r.kind for r in gatekeeper.log.records()
-            if r.kind in ("accepted", "rejected", "needs-approval", "infrastructure-error", "proposal-dropped")]
+    return [
+        r.kind
+        for r in gatekeeper.log.records()
+        if r.kind in ("accepted", "rejected", "needs-approval", "infrastructure-error", "proposal-dropped")
+    ]

@@ -22,8 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 from sandbox.fake import FakeContainer, FakeEngine
-from supervisor.runner import Supervisor
-
+from supervisor.loop.event_loop import Supervisor
 from tests.supervisor.fakes import fake_instance, write_proposal
 
 WARM = 100  # verdicts before the first measure
@@ -66,20 +65,24 @@ def test_memory_does_not_grow_from_verdict_to_verdict(tmp_path):
 
     assert Supervisor(instance, engine, "fake-image", stop_when=measure).run() == 0
     assert set(measures) == {WARM, last}
-    (blocks_before, objects_before, own_before), (blocks_after, objects_after, own_after) = measures[WARM], measures[last]
+    (blocks_before, objects_before, own_before), (blocks_after, objects_after, own_after) = (
+        measures[WARM],
+        measures[last],
+    )
     grown = dict(own_after - own_before)
     assert sum(grown.values()) <= MAX_OWN_OBJECT_GROWTH, f"objects kept per verdict: {grown}"
     assert objects_after - objects_before <= MAX_OBJECT_GROWTH
     growth = blocks_after - blocks_before
     assert growth <= MAX_BLOCK_GROWTH, (
-        f"{growth} more memory blocks live after {MEASURED} more verdicts ({growth / MEASURED:.1f} a verdict)")
+        f"{growth} more memory blocks live after {MEASURED} more verdicts ({growth / MEASURED:.1f} a verdict)"
+    )
 
 
 def test_freed_memory_goes_back_to_the_kernel():
     """release_free_memory hands glibc's free heap pages back: RSS falls after a large free."""
     import ctypes
 
-    from supervisor import memory
+    from supervisor.base import heap_trim
 
     def rss_kb() -> int:
         for line in open("/proc/self/status"):
@@ -97,7 +100,7 @@ def test_freed_memory_goes_back_to_the_kernel():
     for block in blocks[:-1]:
         libc.free(block)
     before = rss_kb()
-    memory.release_free_memory()
+    heap_trim.release_free_memory()
     after = rss_kb()
     libc.free(keep)
     assert before - after > 40_000, (before, after)

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
-from supervisor.candidates import CandidateRecord, CandidateStore
-from supervisor.states import CandidateState
+from supervisor.store.candidates import CandidateRecord, CandidateStore
+from supervisor.store.states import CandidateState
 
 
 def record(gen: int, n: int, state: CandidateState = CandidateState.REJECTED) -> CandidateRecord:
     moment = datetime(2026, 11, 1, tzinfo=UTC)
-    return CandidateRecord(id=f"{gen}-{n}", gen=gen, n=n, base="a" * 40, worktree=f"/w/{gen}-{n}", state=state,
-                           created_at=moment, updated_at=moment)
+    return CandidateRecord(
+        id=f"{gen}-{n}",
+        gen=gen,
+        n=n,
+        base="a" * 40,
+        worktree=f"/w/{gen}-{n}",
+        state=state,
+        created_at=moment,
+        updated_at=moment,
+    )
 
 
 def test_the_newest_are_chosen_by_number_and_only_they_are_read(tmp_path, monkeypatch):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import errno
 
-from supervisor.appendfile import DiskFullError, is_disk_full
-from supervisor.git_ops import GitError
+from supervisor.base.appendfile import DiskFullError, is_disk_full
+from supervisor.base.git_ops import GitError
 
 
 def test_message_text_naming_a_full_disk_is_not_a_full_disk():

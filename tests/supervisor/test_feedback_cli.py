@@ -1,12 +1,12 @@
 """`supervisor feedback` lands in today's user-feedback.md, in the journal format the agent reads."""
 
 import re
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 from click.testing import CliRunner
 
 from supervisor.cli import main
-from supervisor.init_instance import init_instance
+from supervisor.store.instance_init import init_instance
 
 
 def test_feedback_is_appended_to_todays_user_feedback(tmp_path):

@@ -17,11 +17,10 @@ from click.testing import CliRunner
 from sandbox.fake import FakeEngine, passing_gate
 from supervisor.cli import OuroborosGroup
 from supervisor.cli.gate_cmds import COMMANDS
-from supervisor.gate import SRC_DIR
-from supervisor.gate_scratch import GATE_LABEL_SUFFIX, GATE_RUNS, own_scratch
-from supervisor.gatekeeper import Gatekeeper
-from supervisor.runner import Supervisor
-
+from supervisor.gate.gatekeeper import Gatekeeper
+from supervisor.gate.passes import SRC_DIR
+from supervisor.gate.scratch import GATE_LABEL_SUFFIX, GATE_RUNS, own_scratch
+from supervisor.loop.event_loop import Supervisor
 from tests.supervisor.fakes import fake_instance, keeper
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,8 +44,7 @@ def test_a_supervisor_starting_mid_gate_leaves_the_operators_gate_alone(tmp_path
         if "started" not in seen:
             # A supervisor starts on the same repository now: recover() clears its scratch area,
             # reconcile removes every container of its instance.
-            seen["started"] = Supervisor(instance, engine, "fake-image",
-                                         stop_when=lambda s: s.agent is not None).run()
+            seen["started"] = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.agent is not None).run()
             seen["removed"] = engine.reconcile(instance=instance.instance_id)
             source = Path(next(m.source for m in spec.mounts if m.target == SRC_DIR))
             seen["files_left"] = sorted(p.name for p in source.iterdir()) if source.is_dir() else []
@@ -54,15 +52,20 @@ def test_a_supervisor_starting_mid_gate_leaves_the_operators_gate_alone(tmp_path
         return passing_gate(spec)
 
     engine.gate = gate
-    monkeypatch.setattr("supervisor.cli.gate_cmds._keeper",
-                        lambda repo: Gatekeeper(repo or instance.repo, engine=engine, image="fake-image",
-                                                instance=instance.instance_id))
+    monkeypatch.setattr(
+        "supervisor.cli.gate_cmds._keeper",
+        lambda repo: Gatekeeper(
+            repo or instance.repo, engine=engine, image="fake-image", instance=instance.instance_id
+        ),
+    )
     result = CliRunner().invoke(cli, ["gate", "--home", str(instance.home), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["passed"]
     assert seen["started"] == 0  # the gate held no lock the supervisor needed
     assert "agent" in seen["files_left"] and "gate.toml" in seen["files_left"]  # its export survived recover()
-    assert str(seen["instance"]).startswith(instance.instance_id + GATE_LABEL_SUFFIX + "-")  # no supervisor reconciles it
+    assert str(seen["instance"]).startswith(
+        instance.instance_id + GATE_LABEL_SUFFIX + "-"
+    )  # no supervisor reconciles it
     state = keeper(instance, engine).state_dir
     assert list((state / GATE_RUNS).iterdir()) == []  # its own folder is gone once it is done
 
@@ -71,8 +74,8 @@ HOLD = """
 import sys, time
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from supervisor.gate import SRC_DIR
-from supervisor.gate_scratch import own_scratch
+from supervisor.gate.passes import SRC_DIR
+from supervisor.gate.scratch import own_scratch
 with own_scratch(Path({state!r}), print) as folder:
     (folder / "tmp" ).mkdir()
     (folder / "tmp" / "export").write_text("a gate's files")
@@ -86,8 +89,9 @@ def test_a_killed_gates_folder_is_removed_by_the_next_gate_and_a_running_ones_is
     state.mkdir()
     children, folders = [], []
     for _ in range(2):
-        child = subprocess.Popen([sys.executable, "-c", HOLD.format(root=str(ROOT), state=str(state))],
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", HOLD.format(root=str(ROOT), state=str(state))], stdout=subprocess.PIPE, text=True
+        )
         folders.append(Path(child.stdout.readline().strip()))
         children.append(child)
     dead, alive = children

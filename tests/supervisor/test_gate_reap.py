@@ -11,14 +11,14 @@ from pathlib import Path
 
 from sandbox.fake import FakeEngine
 from sandbox.spec import ContainerSpec
-from supervisor.gate_scratch import gate_label, own_scratch
+from supervisor.gate.scratch import gate_label, own_scratch
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLD = """
 import sys, time
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from supervisor.gate_scratch import own_scratch
+from supervisor.gate.scratch import own_scratch
 with own_scratch(Path({state!r}), print) as folder:
     print(folder, flush=True)
     time.sleep(60)
@@ -27,8 +27,9 @@ INSTANCE = "inst-1"
 
 
 def _gate(state: Path) -> tuple[subprocess.Popen[str], Path]:
-    child = subprocess.Popen([sys.executable, "-c", HOLD.format(root=str(ROOT), state=str(state))],
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD.format(root=str(ROOT), state=str(state))], stdout=subprocess.PIPE, text=True
+    )
     assert child.stdout is not None
     return child, Path(child.stdout.readline().strip())
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import journal_tails
-from supervisor.journal_tails import TAIL_PROBE, repair_journal_tails
-from supervisor.journal_writer import JournalWriter
+from supervisor.store import journal_tails
+from supervisor.store.journal_tails import TAIL_PROBE, repair_journal_tails
+from supervisor.store.journal_writer import JournalWriter
 
 TODAY = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -35,7 +35,10 @@ def test_a_torn_supervisor_note_is_ended_and_the_next_entry_starts_on_its_own_li
     assert notes.read_bytes() == whole + b"\n## 2026-11-29T12:00:01Z accepted\n\nCandidate 2: acc\n"
     writer.write("accepted", "Candidate 3: accepted.", at=TODAY)
     assert [line for line in notes.read_text().splitlines() if line.startswith("## ")] == [
-        "## 2026-11-29T12:00:00Z rejected", "## 2026-11-29T12:00:01Z accepted", "## 2026-11-29T12:00:00Z accepted"]
+        "## 2026-11-29T12:00:00Z rejected",
+        "## 2026-11-29T12:00:01Z accepted",
+        "## 2026-11-29T12:00:00Z accepted",
+    ]
     assert repair_journal_tails(tmp_path, TODAY) == []  # once ended, nothing more to do
 
 
@@ -51,8 +54,12 @@ def test_whole_empty_and_missing_files_are_left_alone(tmp_path):
 
 def test_every_day_file_of_the_newest_day_is_ended_without_losing_a_byte_even_if_not_utf8(tmp_path):
     old = day(tmp_path, TODAY - timedelta(days=40))  # the supervisor was down for weeks: not today
-    torn = {"entries.jsonl": b'{"ts": "x"}\n{"ts": "y", "body": "\xff\xfe\x80', "usage.jsonl": b'{"in',
-            "reflections.md": b"## a\n\n\xc3", "user-feedback.md": b"no line end at all"}
+    torn = {
+        "entries.jsonl": b'{"ts": "x"}\n{"ts": "y", "body": "\xff\xfe\x80',
+        "usage.jsonl": b'{"in',
+        "reflections.md": b"## a\n\n\xc3",
+        "user-feedback.md": b"no line end at all",
+    }
     for name, data in torn.items():
         (old / name).write_bytes(data)
     warnings = repair_journal_tails(tmp_path, TODAY)

@@ -3,17 +3,23 @@
 import json
 import os
 import uuid
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import pytest
 
-from supervisor import outbox
-from supervisor.protocol import MAX_MESSAGE_BYTES, ProtocolError
+from supervisor.loop import outbox
+from supervisor.store.protocol import MAX_MESSAGE_BYTES, ProtocolError
 
 
 def proposal_bytes(**overrides) -> bytes:
-    message = {"version": 1, "kind": "proposal", "id": uuid.uuid4().hex, "why": "because",
-               "summary": "Make it better", "created_at": datetime.now(UTC).isoformat()}
+    message = {
+        "version": 1,
+        "kind": "proposal",
+        "id": uuid.uuid4().hex,
+        "why": "because",
+        "summary": "Make it better",
+        "created_at": datetime.now(UTC).isoformat(),
+    }
     return json.dumps({**message, **overrides}).encode()
 
 

@@ -1,7 +1,7 @@
 """Restart intensity: pure logic, the clock passed in."""
 
-from supervisor.instance import ProbationSettings
-from supervisor.probation import Action, Probation
+from supervisor.loop.probation import Action, Probation
+from supervisor.store.instance import ProbationSettings
 
 SETTINGS = ProbationSettings(max_restarts=5, window_s=10, probation_s=60, max_consecutive_rollbacks=3)
 

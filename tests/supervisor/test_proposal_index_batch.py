@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from supervisor.candidates import CandidateError, CandidateStore
-from supervisor.record_archive import DROPPED
+from supervisor.store.candidates import CandidateError, CandidateStore
+from supervisor.store.record_archive import DROPPED
 
 
 def test_many_dropped_ids_cost_one_fsync_per_bucket_and_all_read_back(tmp_path, monkeypatch):
@@ -41,8 +41,8 @@ def test_one_bad_id_indexes_none_of_the_batch(tmp_path):
 def test_a_proposal_whose_indexed_record_cannot_be_read_stays_decided(tmp_path):
     """Gating it again could accept the same proposal twice: an unreadable record counts as decided."""
     from sandbox.fake import FakeEngine
-    from supervisor.intake import DROPPED, Intake
-    from supervisor.protocol import Proposal
+    from supervisor.loop.intake import DROPPED, Intake
+    from supervisor.store.protocol import Proposal
     from tests.supervisor.fakes import fake_instance, keeper, write_proposal
 
     engine = FakeEngine()

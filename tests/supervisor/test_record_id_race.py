@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from supervisor.candidates import CandidateStore
-from supervisor.record_archive import Archive
-
+from supervisor.store.candidates import CandidateStore
+from supervisor.store.record_archive import Archive
 from tests.supervisor.test_record_retention import filled
 
 KEEP = 10

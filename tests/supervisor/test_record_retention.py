@@ -12,19 +12,17 @@ import sys
 import textwrap
 import time
 import uuid
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from sandbox.fake import FakeEngine
-
-from supervisor.candidates import CandidateError, CandidateRecord, CandidateStore
-from supervisor.protocol import Proposal
-from supervisor.record_archive import BLOCK, HIGH_WATER
-from supervisor.runner import Supervisor
-from supervisor.states import CandidateState
-
+from supervisor.loop.event_loop import Supervisor
+from supervisor.store.candidates import CandidateError, CandidateRecord, CandidateStore
+from supervisor.store.protocol import Proposal
+from supervisor.store.record_archive import BLOCK, HIGH_WATER
+from supervisor.store.states import CandidateState
 from tests.supervisor.fakes import fake_instance, keeper, proposing_agent, verdict_kinds, write_proposal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,10 +30,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def record(gen: int, n: int, state: CandidateState = CandidateState.REJECTED) -> CandidateRecord:
     moment = datetime(2026, 11, 1, tzinfo=UTC)
-    proposal = Proposal(version=1, kind="proposal", id=uuid.uuid4().hex, why=f"why {gen}-{n}",
-                        summary=f"change {gen}-{n}", created_at=moment)
-    return CandidateRecord(id=f"{gen}-{n}", gen=gen, n=n, base="a" * 40, worktree=f"/w/{gen}-{n}", state=state,
-                           created_at=moment, updated_at=moment, proposal=proposal, reasons=[f"reason {n}"])
+    proposal = Proposal(
+        version=1,
+        kind="proposal",
+        id=uuid.uuid4().hex,
+        why=f"why {gen}-{n}",
+        summary=f"change {gen}-{n}",
+        created_at=moment,
+    )
+    return CandidateRecord(
+        id=f"{gen}-{n}",
+        gen=gen,
+        n=n,
+        base="a" * 40,
+        worktree=f"/w/{gen}-{n}",
+        state=state,
+        created_at=moment,
+        updated_at=moment,
+        proposal=proposal,
+        reasons=[f"reason {n}"],
+    )
 
 
 def filled(folder: Path, counts: dict[int, int]) -> tuple[CandidateStore, dict[str, CandidateRecord]]:
@@ -133,8 +147,9 @@ def test_entries_older_versions_wrote_one_file_each_are_read_then_moved_into_the
 
 
 def test_a_legacy_entry_never_overrides_a_newer_bucket_entry_and_a_big_backlog_moves_in_bounded_passes(
-        tmp_path, monkeypatch):
-    monkeypatch.setattr("supervisor.candidates.MAX_PER_PASS", 7)
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr("supervisor.store.candidates.MAX_PER_PASS", 7)
     counts = {1: 30}
     store, saved = filled(tmp_path, counts)
     replayed = saved["1-1"].proposal.id
@@ -168,7 +183,8 @@ def test_a_torn_archive_tail_is_repaired_and_nothing_is_lost(tmp_path):
 CHILD = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, {root!r})
-    from supervisor import candidates, record_archive
+    from supervisor.store import candidates
+    from supervisor.store import record_archive
     step = {step!r}
     def die(*args, **kwargs):
         os._exit(9)
@@ -210,8 +226,9 @@ CHILD = textwrap.dedent("""
 def test_a_kill_between_any_two_steps_of_a_prune_leaves_a_state_the_next_prune_finishes(tmp_path, step):
     counts = {1: BLOCK + 20, 2: 30}
     store, saved = filled(tmp_path, counts)
-    child = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), step=step, folder=str(store.folder))],
-                           timeout=120)
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD.format(root=str(ROOT), step=step, folder=str(store.folder))], timeout=120
+    )
     assert child.returncode == 9  # it really died in the middle
     check_consistent(CandidateStore(store.folder), saved, counts)  # readable as it was left
     again = CandidateStore(store.folder)
@@ -229,8 +246,10 @@ def test_kill_9_at_random_moments_of_a_prune_never_loses_or_reuses_an_id(tmp_pat
     chooser = random.Random(seed)
     counts = {1: 600}
     store, saved = filled(tmp_path, counts)
-    script = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from supervisor.candidates import CandidateStore, Path; " \
-             f"CandidateStore(Path({str(store.folder)!r})).prune(keep=10)"
+    script = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); from supervisor.store.candidates import CandidateStore, Path; "
+        f"CandidateStore(Path({str(store.folder)!r})).prune(keep=10)"
+    )
     killed = 0
     for _ in range(6):
         child = subprocess.Popen([sys.executable, "-c", script])
@@ -270,7 +289,7 @@ def test_a_replayed_proposal_id_stays_decided_after_its_record_is_archived(tmp_p
     engine.agent = proposing_agent([], times=0)
     again = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.agent is not None)
     assert again.run() == 0
-    from supervisor.intake import Intake
+    from supervisor.loop.intake import Intake
 
     intake = Intake(gk, outbox, progress=lambda m: None, refused=lambda k, m: None)
     assert intake.next() is None  # decided: the file is simply removed
@@ -279,9 +298,9 @@ def test_a_replayed_proposal_id_stays_decided_after_its_record_is_archived(tmp_p
 
 
 def test_the_retention_pass_after_a_rejection_archives_beyond_keep_records(tmp_path):
-    from supervisor.gate_config import RetentionPolicy
-    from supervisor.git_ops import Git
-    from supervisor.retention import enforce
+    from supervisor.base.git_ops import Git
+    from supervisor.gate.config import RetentionPolicy
+    from supervisor.gate.retention import enforce
     from tests.gate.repo_factory import make_repo
 
     repo = make_repo(tmp_path / "repo")
@@ -299,7 +318,7 @@ def test_the_retention_pass_after_a_rejection_archives_beyond_keep_records(tmp_p
 def test_periodic_maintenance_archives_accepted_records_too(tmp_path):
     """An agent whose proposals are all accepted never triggers the pass a rejection runs: the
     gatekeeper's maintenance archives too."""
-    from supervisor.gate_config import GateConfig, RetentionPolicy
+    from supervisor.gate.config import GateConfig, RetentionPolicy
 
     engine = FakeEngine()
     instance = fake_instance(tmp_path / "home", engine)

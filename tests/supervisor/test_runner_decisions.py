@@ -13,11 +13,10 @@ import pytest
 from sandbox.errors import SandboxError
 from sandbox.fake import FakeEngine, passing_gate
 from sandbox.spec import ContainerSpec, RunResult
-from supervisor import candidates as candidates_module
-from supervisor.repo_lock import RepositoryLockedError
-from supervisor.runner import Supervisor
-from supervisor.states import SupervisorState
-
+from supervisor.base.repo_lock import RepositoryLockedError
+from supervisor.gate import workspace_commit
+from supervisor.loop.event_loop import Supervisor
+from supervisor.store.states import SupervisorState
 from tests.supervisor.fakes import fake_instance, keeper, proposing_agent, run_in_thread, verdict_kinds, write_proposal
 
 
@@ -36,8 +35,10 @@ def verdicts_for(gatekeeper, proposal_id: str) -> list[str]:
     for record in gatekeeper.log.records():
         if record.kind == "proposal-dropped" and proposal_id in record.details.get("proposals", []):
             found.append(record.kind)
-        elif record.kind in ("accepted", "rejected", "needs-approval", "infrastructure-error") and \
-                record.details.get("proposal") == proposal_id:
+        elif (
+            record.kind in ("accepted", "rejected", "needs-approval", "infrastructure-error")
+            and record.details.get("proposal") == proposal_id
+        ):
             found.append(record.kind)
     return found
 
@@ -76,6 +77,7 @@ def test_the_agent_is_stopped_before_its_workspace_is_judged_or_removed(tmp_path
     def churning_agent(container):
         workspace = Path(container.mount("/workspace"))
         from tests.supervisor.fakes import write_proposal as propose
+
         (workspace / "agent" / "churn").mkdir()
         propose(Path(container.mount("/ouroboros/outbox")))
         n = 0
@@ -123,7 +125,7 @@ def test_a_file_name_that_is_not_utf8_is_a_clean_recorded_rejection(tmp_path):
 
 
 def test_a_gate_the_engine_fails_is_retried_after_it_returns_never_rejected(tmp_path, monkeypatch):
-    monkeypatch.setattr("supervisor.gate_weather.INFRA_BACKOFF_S", 0.05)
+    monkeypatch.setattr("supervisor.gate.outages.INFRA_BACKOFF_S", 0.05)
     calls: list[str] = []
 
     def gate(spec: ContainerSpec) -> RunResult:
@@ -138,8 +140,9 @@ def test_a_gate_the_engine_fails_is_retried_after_it_returns_never_rejected(tmp_
     instance = fake_instance(tmp_path / "home", engine)
     engine.gate = gate
     states: list[SupervisorState] = []
-    supervisor = Supervisor(instance, engine, "fake-image",
-                            stop_when=lambda s: states.append(s.status.state) or s.verdict_count >= 1)
+    supervisor = Supervisor(
+        instance, engine, "fake-image", stop_when=lambda s: states.append(s.status.state) or s.verdict_count >= 1
+    )
     assert supervisor.run() == 0
     gk = keeper(instance, engine)
     assert verdicts_for(gk, written[0]) == ["accepted"]
@@ -151,7 +154,7 @@ def test_a_gate_the_engine_fails_is_retried_after_it_returns_never_rejected(tmp_
 def test_a_gate_container_a_stopping_engine_killed_is_retried_never_rejected(tmp_path, monkeypatch):
     """A stopping dockerd closes its API, then stops its containers: the gate's wait comes back with
     143 and no report, as if the candidate's tests had died. Judged by the engine's health, not the code."""
-    monkeypatch.setattr("supervisor.gate_weather.INFRA_BACKOFF_S", 0.05)
+    monkeypatch.setattr("supervisor.gate.outages.INFRA_BACKOFF_S", 0.05)
     calls: list[str] = []
 
     def gate(spec: ContainerSpec) -> RunResult:
@@ -159,8 +162,15 @@ def test_a_gate_container_a_stopping_engine_killed_is_retried_never_rejected(tmp
         if len(calls) == 1:
             engine.go_down(stops_containers=True)
             threading.Timer(1.0, engine.come_back).start()
-            return RunResult(exit_code=143, timed_out=False, output="", output_bytes=0, truncated=False,
-                             duration_s=0.01, container_id="killed")
+            return RunResult(
+                exit_code=143,
+                timed_out=False,
+                output="",
+                output_bytes=0,
+                truncated=False,
+                duration_s=0.01,
+                container_id="killed",
+            )
         return passing_gate(spec)
 
     written: list[str] = []
@@ -175,7 +185,7 @@ def test_a_gate_container_a_stopping_engine_killed_is_retried_never_rejected(tmp
 
 
 def test_tries_of_a_gate_the_engine_failed_span_an_engine_restart():
-    from supervisor.gate_weather import INFRA_TRIES, infra_backoff_s
+    from supervisor.gate.outages import INFRA_TRIES, infra_backoff_s
 
     pauses = [infra_backoff_s(tries) for tries in range(1, INFRA_TRIES)]
     assert pauses == sorted(pauses) and pauses[0] >= 2  # never a burst of tries within a second
@@ -183,7 +193,8 @@ def test_tries_of_a_gate_the_engine_failed_span_an_engine_restart():
 
 
 def test_a_gate_the_engine_keeps_failing_is_an_infrastructure_error_not_a_rejection(tmp_path, monkeypatch):
-    monkeypatch.setattr("supervisor.gate_weather.INFRA_BACKOFF_S", 0.05)
+    monkeypatch.setattr("supervisor.gate.outages.INFRA_BACKOFF_S", 0.05)
+
     def broken(spec: ContainerSpec) -> RunResult:
         raise SandboxError("Docker engine error: 500 Server Error")
 
@@ -224,7 +235,7 @@ def test_an_engine_restart_restarts_the_agent_exactly_once_and_counts_no_crash(t
 
 
 def test_a_full_disk_pauses_gating_then_the_proposal_gets_one_real_verdict(tmp_path, monkeypatch):
-    real = candidates_module.make_candidate_commit
+    real = workspace_commit.make_candidate_commit
     full = threading.Event()
     full.set()
 
@@ -233,18 +244,19 @@ def test_a_full_disk_pauses_gating_then_the_proposal_gets_one_real_verdict(tmp_p
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("supervisor.gatekeeper.make_candidate_commit", no_space)
+    monkeypatch.setattr("supervisor.gate.gatekeeper.make_candidate_commit", no_space)
     written: list[str] = []
     engine = FakeEngine(agent=proposing_agent(written))
     instance = fake_instance(tmp_path / "home", engine)
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
     thread, outcome = run_in_thread(supervisor)
-    wait_until(lambda: instance.status_file.exists()
-               and '"paused: disk full"' in instance.status_file.read_text())  # what `status` shows
+    wait_until(
+        lambda: instance.status_file.exists() and '"paused: disk full"' in instance.status_file.read_text()
+    )  # what `status` shows
     gk = keeper(instance, engine)
     assert verdict_kinds(gk) == []  # no verdict while the disk is full
     full.clear()
-    monkeypatch.setattr("supervisor.weather.DISK_RETRY_S", 0.1)
+    monkeypatch.setattr("supervisor.loop.outage_wait.DISK_RETRY_S", 0.1)
     supervisor.disk_weather.retry_at = 0.0
     thread.join(30)
     assert outcome == {"code": 0}
@@ -258,7 +270,7 @@ def test_a_second_supervisor_on_the_same_repository_refuses_even_after_the_lock_
     other_home.mkdir()
     (other_home / "repo.git").symlink_to(instance.repo)
     (other_home / "ouroboros.toml").write_text(instance.config_path.read_text())
-    from supervisor.instance import Instance
+    from supervisor.store.instance import Instance
 
     other = Instance(other_home)
     first = Supervisor(instance, engine, "fake-image")
@@ -288,11 +300,12 @@ def test_shutdown_stops_the_agent_and_removes_the_pid_file_even_when_steps_fail(
     def broken(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("supervisor.services.ModelService.stop_route", broken)
-    monkeypatch.setattr("supervisor.runner.RotatingLog.close", broken)
+    monkeypatch.setattr("supervisor.loop.route_service.ModelService.stop_route", broken)
+    monkeypatch.setattr("supervisor.loop.event_loop.RotatingLog.close", broken)
     lines: list[str] = []
-    supervisor = Supervisor(instance, engine, "fake-image", progress=lines.append,
-                            stop_when=lambda s: s.agent is not None)
+    supervisor = Supervisor(
+        instance, engine, "fake-image", progress=lines.append, stop_when=lambda s: s.agent is not None
+    )
     assert supervisor.run() == 0
     assert engine.running(instance.instance_id) == []
     assert not instance.pid_file.exists()
@@ -308,8 +321,9 @@ def test_a_corrupt_finished_record_and_a_torn_log_tail_do_not_block_a_start(tmp_
     with open(gk.log.path, "ab") as handle:
         handle.write(b'{"seq": 99, "kind": "accep')  # a kill in the middle of an append
     lines: list[str] = []
-    supervisor = Supervisor(instance, engine, "fake-image", progress=lines.append,
-                            stop_when=lambda s: s.agent is not None)
+    supervisor = Supervisor(
+        instance, engine, "fake-image", progress=lines.append, stop_when=lambda s: s.agent is not None
+    )
     assert supervisor.run() == 0
     assert any("decisions.jsonl" in line and "torn" in line for line in lines)
     assert gk.log.verify().ok
@@ -362,7 +376,7 @@ def test_a_stop_while_a_gate_waits_for_the_engine_leaves_a_state_the_next_start_
 
 
 def test_an_engine_that_flaps_while_its_leftovers_are_removed_does_not_stop_the_supervisor(tmp_path, monkeypatch):
-    monkeypatch.setattr("supervisor.gate_weather.INFRA_BACKOFF_S", 0.05)
+    monkeypatch.setattr("supervisor.gate.outages.INFRA_BACKOFF_S", 0.05)
     engine = FakeEngine()
     real_reconcile = engine.reconcile
     flaps: list[str] = []
@@ -414,7 +428,7 @@ def test_an_agent_that_exits_143_while_the_engine_answers_is_a_crash_not_weather
 def test_a_kill_just_after_main_moved_is_finished_as_one_acceptance_with_one_tag(tmp_path, monkeypatch):
     """The merge asks whether the commit is already in main only when it was not made on main: a
     kill between the move of main and the tag must still be recognised as merged, not rebased."""
-    from supervisor.git_ops import MAIN_REF, Git
+    from supervisor.base.git_ops import MAIN_REF, Git
 
     written: list[str] = []
     engine = FakeEngine(agent=proposing_agent(written))

@@ -1,14 +1,18 @@
 """status.json round-trips through its model; unchanged status is not rewritten."""
 
-from supervisor.verdicts import VerdictSummary
-from supervisor.status import Status, StatusFile
+from supervisor.store.status_file import Status, StatusFile
+from supervisor.store.verdicts import VerdictSummary
 
 
 def test_status_round_trips_and_is_written_only_on_change(tmp_path):
     path = tmp_path / "status.json"
     status_file = StatusFile(path)
-    status = Status(state="running", generation=3, commit="a" * 40,
-                    verdicts=[VerdictSummary(candidate="3-1", state="rejected", reasons=["1 failing"])])
+    status = Status(
+        state="running",
+        generation=3,
+        commit="a" * 40,
+        verdicts=[VerdictSummary(candidate="3-1", state="rejected", reasons=["1 failing"])],
+    )
     status_file.write(status)
     first = path.stat().st_mtime_ns
     assert status_file.read() == status

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.unix_socket import MAX_PATH_BYTES, bind_address
+from supervisor.base.unix_socket import MAX_PATH_BYTES, bind_address
 
 
 class _Echo(socketserver.StreamRequestHandler):
@@ -69,13 +69,16 @@ def open_paths() -> set[str]:
 
 
 def test_the_route_listens_in_a_deep_home(tmp_path):
-    from supervisor.route import LLMRoute, Ledger, RouteConfig, Upstream
+    from supervisor.route import Ledger, LLMRoute, RouteConfig, Upstream
 
     path = deep_folder(tmp_path) / "run" / "llm.sock"
-    config = RouteConfig.model_validate({"upstream": {"base_url": "http://127.0.0.1:9"}, "policy": {"models": ["claude-sonnet-5-5"]}})
+    config = RouteConfig.model_validate(
+        {"upstream": {"base_url": "http://127.0.0.1:9"}, "policy": {"models": ["claude-sonnet-5-5"]}}
+    )
     ledger = Ledger.open(tmp_path / "ledger.jsonl")
-    route = LLMRoute(config, ledger, Upstream.from_config(config.upstream, environ={"ANTHROPIC_API_KEY": "k"}),
-                     socket_path=path).start()
+    route = LLMRoute(
+        config, ledger, Upstream.from_config(config.upstream, environ={"ANTHROPIC_API_KEY": "k"}), socket_path=path
+    ).start()
     try:
         client = connect(path)
         client.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")

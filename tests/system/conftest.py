@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.gatekeeper import Gatekeeper
-from supervisor.init_instance import init_instance, package_dir
-from supervisor.instance import Instance
+from supervisor.gate.gatekeeper import Gatekeeper
+from supervisor.store.instance import Instance
+from supervisor.store.instance_init import init_instance, package_dir
 
 SUPERVISOR = [sys.executable, "-m", "supervisor"]
 
@@ -31,8 +31,9 @@ def make_instance(tmp_path, docker_engine, agent_image):
     made: list[Instance] = []
 
     def make(scenario_path: Path, max_cycles: int | None = None, extra_config: str = "") -> Instance:
-        instance = init_instance(tmp_path / f"home{len(made)}", scenario_path, max_cycles=max_cycles,
-                                 model="claude-sonnet-5-5")
+        instance = init_instance(
+            tmp_path / f"home{len(made)}", scenario_path, max_cycles=max_cycles, model="claude-sonnet-5-5"
+        )
         if extra_config:
             instance.config_path.write_text(instance.config_path.read_text() + "\n" + extra_config)
         keeper(instance, docker_engine, agent_image).genesis()
@@ -45,14 +46,14 @@ def make_instance(tmp_path, docker_engine, agent_image):
 
 
 def keeper(instance: Instance, engine, image: str) -> Gatekeeper:
-    return Gatekeeper(instance.repo, engine, journal_root=instance.journal, image=image,
-                      instance=instance.instance_id)
+    return Gatekeeper(instance.repo, engine, journal_root=instance.journal, image=image, instance=instance.instance_id)
 
 
 def containers_of(engine, instance: Instance) -> list:
     # ignore_removed: a run's container removed between the engine's listing and its inspection is gone, not an error
-    return engine.client.containers.list(all=True, filters={"label": f"io.ouroboros.instance={instance.instance_id}"},
-                                         ignore_removed=True)
+    return engine.client.containers.list(
+        all=True, filters={"label": f"io.ouroboros.instance={instance.instance_id}"}, ignore_removed=True
+    )
 
 
 def wait_until(predicate, timeout: float, every: float = 0.2) -> bool:
@@ -67,9 +68,12 @@ def wait_until(predicate, timeout: float, every: float = 0.2) -> bool:
 
 def journal_by_file(instance: Instance) -> dict[str, list[str]]:
     """The `## <timestamp> <kind>` headings of each journal file, in file order."""
-    return {str(path.relative_to(instance.journal)): [line for line in path.read_text().splitlines()
-                                                      if re.match(r"^## \d{4}-", line)]
-            for path in sorted(instance.journal.rglob("*.md"))}
+    return {
+        str(path.relative_to(instance.journal)): [
+            line for line in path.read_text().splitlines() if re.match(r"^## \d{4}-", line)
+        ]
+        for path in sorted(instance.journal.rglob("*.md"))
+    }
 
 
 def journal_entries(instance: Instance) -> list[str]:
@@ -87,8 +91,11 @@ class SupervisorProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("ANTHROPIC_API_KEY", None)
         self.process = subprocess.Popen(
-            [*SUPERVISOR, "start", "--home", str(instance.home)], stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL, text=True, env=env,
+            [*SUPERVISOR, "start", "--home", str(instance.home)],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []

@@ -29,18 +29,32 @@ def test_agent_idles_at_the_cap_and_labels_every_call_with_its_cycle(tmp_path):
     with ScriptedModelServer(scenario("idle_loop.json")) as model:
         # The route reserves each request's worst case (its size + overhead + max_tokens 4096), so
         # the cap leaves room for a few calls before the refusal this test is about.
-        config = RouteConfig(upstream=UpstreamConfig(base_url=model.url),
-                             caps=Caps(total=CapAmount(tokens=60000), per_cycle=CapAmount(), per_day=CapAmount()),
-                             policy=RequestPolicy(models=["claude-sonnet-5-5"]))
+        config = RouteConfig(
+            upstream=UpstreamConfig(base_url=model.url),
+            caps=Caps(total=CapAmount(tokens=60000), per_cycle=CapAmount(), per_day=CapAmount()),
+            policy=RequestPolicy(models=["claude-sonnet-5-5"]),
+        )
         ledger = Ledger.open(tmp_path / "ledger.jsonl")
         route = LLMRoute(config, ledger, Upstream(model.url, "real-key"), events.append, tcp_port=0).start()
         try:
             env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OUROBOROS_"))}
-            env.update(PYTHONPATH=str(REPO), PYTHONSAFEPATH="1", OUROBOROS_WORKSPACE=str(workspace),
-                       OUROBOROS_OUTBOX=str(tmp_path / "outbox"), ANTHROPIC_BASE_URL=route.url_tcp,
-                       ANTHROPIC_API_KEY=route.issue_credential("run-1"), OUROBOROS_MODEL="claude-sonnet-5-5")
-            agent = subprocess.Popen([sys.executable, "-m", "agent", "run"], cwd=workspace, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            env.update(
+                PYTHONPATH=str(REPO),
+                PYTHONSAFEPATH="1",
+                OUROBOROS_WORKSPACE=str(workspace),
+                OUROBOROS_OUTBOX=str(tmp_path / "outbox"),
+                ANTHROPIC_BASE_URL=route.url_tcp,
+                ANTHROPIC_API_KEY=route.issue_credential("run-1"),
+                OUROBOROS_MODEL="claude-sonnet-5-5",
+            )
+            agent = subprocess.Popen(
+                [sys.executable, "-m", "agent", "run"],
+                cwd=workspace,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not any(e.kind == "budget_refused" for e in events):
                 time.sleep(0.1)

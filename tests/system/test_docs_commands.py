@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.init_instance import package_dir
+from supervisor.store.instance_init import package_dir
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,8 +33,14 @@ def doc_commands(doc: Path) -> list[str]:
 
 def _run(args: list[str], home: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("OUROBOROS_HOME", "ANTHROPIC_API_KEY")}
-    return subprocess.run([sys.executable, "-m", "supervisor", *args], capture_output=True, text=True, env=env,
-                          timeout=300, cwd=tmp_cwd(home))
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_cwd(home),
+    )
 
 
 def tmp_cwd(home: Path) -> Path:
@@ -68,13 +74,23 @@ def test_every_documented_command_runs(doc: str, tmp_path: Path, docker_engine, 
                 args += ["--scenario", str(scenario)]  # no API key here: the scripted model serves the agent
             if verb == "start":
                 env = {k: v for k, v in os.environ.items() if k not in ("OUROBOROS_HOME", "ANTHROPIC_API_KEY")}
-                background.append(subprocess.Popen([sys.executable, "-m", "supervisor", *args], env=env,
-                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                background.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "supervisor", *args],
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
                 _wait_running(home)
                 continue
             if verb == "console":  # serves until stopped: it must come up and keep serving
-                server = subprocess.Popen([sys.executable, "-m", "supervisor", *args, "--bind", "127.0.0.1:0"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                server = subprocess.Popen(
+                    [sys.executable, "-m", "supervisor", *args, "--bind", "127.0.0.1:0"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
                 servers.append(server)
                 time.sleep(3)
                 assert server.poll() is None, f"`{command}` exited: {server.stderr.read() if server.stderr else ''}"
@@ -86,7 +102,7 @@ def test_every_documented_command_runs(doc: str, tmp_path: Path, docker_engine, 
             assert "Traceback" not in done.stdout + done.stderr, command
             if verb == "init":
                 assert "generation 0 passed the gate" in done.stdout
-                from supervisor.instance import Instance
+                from supervisor.store.instance import Instance
 
                 instance_id = Instance(home).instance_id
     finally:

@@ -47,8 +47,9 @@ class NotifySocket:
         raise AssertionError(f"no {prefix!r}; got {[m for _, m in self.messages][-20:]}")
 
 
-def test_ready_status_watchdog_then_a_stop_from_another_pid_namespace(make_instance, start_supervisor, docker_engine,
-                                                                      tmp_path, monkeypatch):
+def test_ready_status_watchdog_then_a_stop_from_another_pid_namespace(
+    make_instance, start_supervisor, docker_engine, tmp_path, monkeypatch
+):
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare(1) to make a second PID namespace")
     notify = NotifySocket(tmp_path / "notify.sock")
@@ -63,9 +64,26 @@ def test_ready_status_watchdog_then_a_stop_from_another_pid_namespace(make_insta
     assert len(pings) >= 4, notify.messages  # every quarter of WatchdogSec, from the loop
     # `supervisor stop` in a new PID namespace cannot see the supervisor's pid: it must ask through
     # the control file, never signal a pid (PID 1 there would be itself).
-    stop = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "supervisor", "stop",
-                           "--home", str(instance.home), "--json", "--timeout", "120"],
-                          capture_output=True, text=True, timeout=180)
+    stop = subprocess.run(
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            sys.executable,
+            "-m",
+            "supervisor",
+            "stop",
+            "--home",
+            str(instance.home),
+            "--json",
+            "--timeout",
+            "120",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert stop.returncode == 0, stop.stderr + stop.stdout
     assert json.loads(stop.stdout)["via"] == "control"
     assert process.process.wait(timeout=60) == 0

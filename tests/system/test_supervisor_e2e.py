@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from supervisor.demo import run_demo
-from supervisor.git_ops import MAIN_REF
-from supervisor.protocol import Proposal
-from supervisor.runner import Supervisor
+from supervisor.base.git_ops import MAIN_REF
+from supervisor.cli.demo import run_demo
+from supervisor.loop.event_loop import Supervisor
+from supervisor.store.protocol import Proposal
 
 from .conftest import containers_of, journal_by_file, journal_entries, keeper, scenario
 
@@ -48,14 +48,21 @@ def test_a_generation_that_crashes_on_start_is_rolled_back(make_instance, docker
     candidate = gk.create_candidate()
     # Passes the agent's tests (they never start `python -m agent`), crashes the real entry point.
     Path(candidate.worktree, "agent", "__main__.py").write_text("raise SystemExit(3)\n")
-    verdict = gk.submit(candidate, Proposal(
-        version=1, kind="proposal", id=uuid.uuid4().hex, summary="Start faster",
-        why="A change whose tests pass but whose entry point crashes.", created_at=datetime.now(UTC)))
+    verdict = gk.submit(
+        candidate,
+        Proposal(
+            version=1,
+            kind="proposal",
+            id=uuid.uuid4().hex,
+            summary="Start faster",
+            why="A change whose tests pass but whose entry point crashes.",
+            created_at=datetime.now(UTC),
+        ),
+    )
     assert verdict.state == "accepted", verdict.reasons
     broken = gk.main()
 
-    supervisor = Supervisor(instance, docker_engine, agent_image, progress=print,
-                            stop_when=lambda s: s.rollbacks >= 1)
+    supervisor = Supervisor(instance, docker_engine, agent_image, progress=print, stop_when=lambda s: s.rollbacks >= 1)
     assert supervisor.run() == 0
 
     assert gk.main() == good
@@ -79,8 +86,9 @@ def test_sigterm_stops_the_agent_and_leaves_nothing_running(make_instance, start
 
 
 @pytest.mark.parametrize("boundary", ["agent running", "gating proposal", "accepted: main is now"])
-def test_kill_9_at_a_step_boundary_then_restart_converges(boundary, make_instance, start_supervisor,
-                                                           docker_engine, agent_image):
+def test_kill_9_at_a_step_boundary_then_restart_converges(
+    boundary, make_instance, start_supervisor, docker_engine, agent_image
+):
     instance = make_instance(scenario("demo.json"), max_cycles=1)
     gk = keeper(instance, docker_engine, agent_image)
     first = start_supervisor(instance)
@@ -109,8 +117,9 @@ def test_kill_9_at_a_step_boundary_then_restart_converges(boundary, make_instanc
     assert len(leftovers) <= 1  # at most the candidate of the run that was stopped cleanly
 
 
-def test_hostile_outbox_and_journal_entries_do_not_stop_the_supervisor(make_instance, start_supervisor,
-                                                                       docker_engine, agent_image, tmp_path):
+def test_hostile_outbox_and_journal_entries_do_not_stop_the_supervisor(
+    make_instance, start_supervisor, docker_engine, agent_image, tmp_path
+):
     instance = make_instance(scenario("idle_loop.json"))
     outbox = instance.run_dir / "outbox"
     outbox.mkdir(parents=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.git_ops import MAIN_REF
+from supervisor.base.git_ops import MAIN_REF
 from tests.chaos.chaos_instance import chaos_instance, decisions_per_proposal, written_ids
 from tests.supervisor.fakes import write_proposal
 
@@ -25,8 +25,9 @@ def small_disk(tmp_path):
     """A 96 MB tmpfs the test can fill (needs root, as the Docker tests do)."""
     mount_point = tmp_path / "small"
     mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.fail(f"cannot mount a small tmpfs ({done.stderr.strip()}); this test needs root")
     yield mount_point
@@ -49,8 +50,9 @@ def fill(folder: Path) -> Path:
 
 
 def test_a_full_disk_pauses_gating_without_a_false_verdict_and_resumes_once_space_is_freed(
-        small_disk, docker_engine, agent_image, tmp_path):
-    from supervisor.init_instance import init_instance
+    small_disk, docker_engine, agent_image, tmp_path
+):
+    from supervisor.store.instance_init import init_instance
 
     home = small_disk / "home"
     instance = init_instance(home, scenario("idle_loop.json"), model="claude-sonnet-5-5")
@@ -90,7 +92,8 @@ def test_a_full_disk_pauses_gating_without_a_false_verdict_and_resumes_once_spac
 
 
 def test_a_second_home_on_the_same_repository_refuses_even_with_the_lock_files_deleted(
-        make_instance, docker_engine, agent_image, tmp_path):
+    make_instance, docker_engine, agent_image, tmp_path
+):
     instance = make_instance(scenario("idle_loop.json"))
     other_home = tmp_path / "other"
     other_home.mkdir()
@@ -103,8 +106,9 @@ def test_a_second_home_on_the_same_repository_refuses_even_with_the_lock_files_d
         journal_root = (state_dir / "journal-root").read_text()
         before = _listing(state_dir)
         for _attempt in range(2):
-            done = subprocess.run([*SUPERVISOR, "start", "--home", str(other_home)], capture_output=True,
-                                  text=True, timeout=60)
+            done = subprocess.run(
+                [*SUPERVISOR, "start", "--home", str(other_home)], capture_output=True, text=True, timeout=60
+            )
             assert done.returncode != 0 and "one repository, one supervisor" in done.stderr, done.stderr
             assert "Traceback" not in done.stderr
             (instance.run_dir / "supervisor.lock").unlink(missing_ok=True)  # deleting lock files lets nobody in
@@ -166,13 +170,15 @@ while True:
 
 
 def test_a_hostile_agent_churning_files_and_naming_them_in_invalid_utf8_gets_clean_verdicts(
-        tmp_path, docker_engine, agent_image):
+    tmp_path, docker_engine, agent_image
+):
     instance = chaos_instance(tmp_path / "home", docker_engine, agent_image)
     config = instance.config_path.read_text()
     start = config.index("command = ")
     end = config.index("\n", start)
-    instance.config_path.write_text(config[:start] + "command = " + json.dumps(["python", "-c", HOSTILE_AGENT])
-                                    + config[end:])
+    instance.config_path.write_text(
+        config[:start] + "command = " + json.dumps(["python", "-c", HOSTILE_AGENT]) + config[end:]
+    )
     gk = keeper(instance, docker_engine, agent_image)
     process = SupervisorProcess(instance)
     try:

@@ -14,12 +14,12 @@ import json
 import os
 import subprocess
 import uuid
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from supervisor.protocol import Proposal
+from supervisor.store.protocol import Proposal
 from tests.chaos.chaos_instance import chaos_instance, decisions_per_proposal, written_ids
 
 from .conftest import SupervisorProcess, containers_of, keeper, wait_until
@@ -49,37 +49,58 @@ while True:
 """
 
 
-@pytest.mark.skipif(os.environ.get("OUROBOROS_ENGINE_RESTART") != "1" and os.environ.get("CI") != "true",
-                    reason="restarts the Docker engine: only in CI or with OUROBOROS_ENGINE_RESTART=1")
+@pytest.mark.skipif(
+    os.environ.get("OUROBOROS_ENGINE_RESTART") != "1" and os.environ.get("CI") != "true",
+    reason="restarts the Docker engine: only in CI or with OUROBOROS_ENGINE_RESTART=1",
+)
 def test_an_engine_restart_during_a_gate_gets_a_real_verdict_and_one_agent_afterwards(
-        tmp_path, docker_engine, agent_image):
+    tmp_path, docker_engine, agent_image
+):
     instance = chaos_instance(tmp_path / "home", docker_engine, agent_image)
     config = instance.config_path.read_text()
     start = config.index("command = ")
     end = config.index("\n", start)
-    instance.config_path.write_text(config[:start] + "command = " + json.dumps(["python", "-c", ONE_PROPOSAL])
-                                    + config[end:])
+    instance.config_path.write_text(
+        config[:start] + "command = " + json.dumps(["python", "-c", ONE_PROPOSAL]) + config[end:]
+    )
     gk = keeper(instance, docker_engine, agent_image)
     slow = gk.create_candidate()  # make main's own test slow, so the restart lands inside the gate
     Path(slow.worktree, "agent", "chaos_tests", "test_main.py").write_text(SLOW_TEST)
-    verdict = gk.approve(gk.submit(slow, Proposal(
-        version=1, kind="proposal", id=uuid.uuid4().hex, summary="Slow test", why="Give the restart time.",
-        created_at=datetime.now(UTC))).candidate)
+    verdict = gk.approve(
+        gk.submit(
+            slow,
+            Proposal(
+                version=1,
+                kind="proposal",
+                id=uuid.uuid4().hex,
+                summary="Slow test",
+                why="Give the restart time.",
+                created_at=datetime.now(UTC),
+            ),
+        ).candidate
+    )
     assert verdict.state == "accepted", verdict.reasons
     process = SupervisorProcess(instance)
     try:
         process.wait_for(r"gating proposal", timeout=120)
         # Restart while a gate container runs (main's slow test): the stopping engine kills it (143),
         # which must not read as the candidate's failure.
-        assert wait_until(lambda: any(c.labels.get("io.ouroboros.role") == "gate" and c.status == "running"
-                                      for c in containers_of(docker_engine, instance)), 120)
+        assert wait_until(
+            lambda: any(
+                c.labels.get("io.ouroboros.role") == "gate" and c.status == "running"
+                for c in containers_of(docker_engine, instance)
+            ),
+            120,
+        )
         restart = os.environ.get("OUROBOROS_ENGINE_RESTART_CMD", DEFAULT_RESTART)
         subprocess.run(["bash", "-c", restart], check=True, timeout=120)
         process.wait_for(r"accepted: main is now", timeout=240)
         process.wait_for(r"agent running: generation", timeout=120)
         assert process.process.poll() is None
-        assert len([c for c in containers_of(docker_engine, instance) if c.labels.get("io.ouroboros.role") == "agent"
-                    ]) == 1
+        assert (
+            len([c for c in containers_of(docker_engine, instance) if c.labels.get("io.ouroboros.role") == "agent"])
+            == 1
+        )
         assert process.terminate() == 0
     finally:
         if process.process.poll() is None:

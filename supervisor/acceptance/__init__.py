@@ -1,4 +1,0 @@
-"""Held-out acceptance: the candidate agent run for real, judged from outside its process.
-
-See docs/acceptance.md. Kept import-free so `supervisor.gate` can use the models without cycles.
-"""

@@ -1,0 +1,98 @@
+"""The host folders of one acceptance run: the candidate's code, a fresh workspace, outbox and socket.
+
+The code comes from git objects (never a work tree) and only `agent/` is exported: the supervisor,
+the scenarios and everything else in the repository stay out of the agent's reach. Fixtures are
+written without following any link the candidate's tree may hold.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import stat
+from pathlib import Path, PurePosixPath
+
+from supervisor.base.errors import OuroborosError
+from supervisor.base.git_ops import Git
+from supervisor.gate.agent_container import give_to_agent
+
+AGENT_DIR = "agent"
+MEMORY = ("agent/journal", "agent/goals")
+
+
+class WorkspaceError(OuroborosError):
+    """A scenario's workspace could not be laid out (e.g. a fixture path runs through a link)."""
+
+
+def export_agent(git: Git, commit: str, dest: Path) -> Path:
+    """`<dest>/agent` holds the commit's agent/ folder, from git objects; returns dest."""
+    dest.mkdir(parents=True)
+    target = dest / AGENT_DIR
+    target.mkdir()
+    if git.run("cat-file", "-e", f"{commit}:{AGENT_DIR}", check=False).returncode != 0:
+        raise WorkspaceError(f"commit {commit[:12]} has no {AGENT_DIR}/ folder to run")
+    git.export_tree(f"{commit}:{AGENT_DIR}", target)
+    return dest
+
+
+def socket_folder(scratch: Path) -> Path:
+    """A fresh folder for the model's socket, in the scratch folder, which a restarted supervisor
+    clears (however deep it is: the server binds through the folder's descriptor)."""
+    folder = scratch / f"s-{secrets.token_hex(4)}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def lay_out(code: Path, root: Path, goals: str, fixtures: dict[str, str]) -> tuple[Path, Path]:
+    """(workspace, outbox) under `root`, owned by the container's user."""
+    workspace, outbox = root / "ws", root / "outbox"
+    shutil.copytree(code, workspace, symlinks=True)
+    for memory in MEMORY:
+        _clear(workspace / memory)
+        (workspace / memory).mkdir()
+    write_inside(workspace, "agent/goals/active.md", goals)
+    for relative, content in fixtures.items():
+        write_inside(workspace, relative, content)
+    outbox.mkdir()
+    for folder in (workspace, outbox):
+        give_to_agent(folder)
+    return workspace, outbox
+
+
+def _clear(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def write_inside(root: Path, relative: str, content: str) -> None:
+    """Create parents and the file below root one component at a time, never through a link."""
+    parts = PurePosixPath(relative).parts
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for part in parts[:-1]:
+            try:
+                os.mkdir(part, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            try:
+                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                raise WorkspaceError(
+                    f"fixture {relative}: {part} is not a real folder in the candidate's tree"
+                ) from exc
+            os.close(fd)
+            fd = child
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            file_fd = os.open(parts[-1], flags, 0o644, dir_fd=fd)
+        except OSError as exc:
+            raise WorkspaceError(f"fixture {relative} cannot be written safely ({exc.strerror})") from exc
+        with os.fdopen(file_fd, "wb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise WorkspaceError(f"fixture {relative} is not a regular file in the candidate's tree")
+            handle.write(content.encode())
+    finally:
+        os.close(fd)

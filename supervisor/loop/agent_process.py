@@ -1,0 +1,124 @@
+"""The one agent container of a running supervisor: its workspace, its code, its route credential.
+
+The runner decides when the agent starts and stops; this module knows how. A start picks the
+workspace (kept across a crash restart so the agent's edits survive, else a fresh candidate),
+exports the generation's code read-only, rotates the run's credential on the LLM route, and starts
+the hardened container with the agent's lineage mounted read-only. Every exit is reported once as
+`(run_id, exit code or None)` to `on_exit`, from a waiter thread; None means the engine went away.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from sandbox.engine import Engine
+from sandbox.errors import SandboxError
+from supervisor.base.errors import OuroborosError
+from supervisor.gate.agent_container import AgentRun, agent_spec, export_code, give_to_agent
+from supervisor.gate.gatekeeper import Gatekeeper
+from supervisor.loop import lineage_view
+from supervisor.route.server import LLMRoute
+from supervisor.store.agent_log import RotatingLog
+from supervisor.store.candidates import CandidateError, CandidateRecord
+from supervisor.store.instance import Instance, InstanceConfig
+from supervisor.store.states import CandidateState
+
+ExitSink = Callable[[str, int | None], None]
+
+
+class AgentKeeper:
+    """Starts, watches and stops the agent; `agent` is the run in progress (None when none is)."""
+
+    def __init__(
+        self,
+        instance: Instance,
+        config: InstanceConfig,
+        engine: Engine,
+        image: str,
+        gatekeeper: Gatekeeper,
+        log: RotatingLog,
+        on_exit: ExitSink,
+        progress: Callable[[str], None],
+    ) -> None:
+        self.instance = instance
+        self.config = config
+        self.engine = engine
+        self.image = image
+        self.gatekeeper = gatekeeper
+        self.log = log
+        self.on_exit = on_exit
+        self.progress = progress
+        self.agent: AgentRun | None = None
+        self.candidate: CandidateRecord | None = None  # the workspace the agent writes in
+        self._credential: str | None = None
+
+    def start(
+        self, main: str, generation: int | None, route: LLMRoute | None, reason: str, running: str | None
+    ) -> AgentRun:
+        """Start the agent on `main`; `running` is the commit whose code a running agent still mounts."""
+        if route is None or route.socket_path is None:
+            raise OuroborosError("the LLM route is not running; the agent cannot start without it")
+        code_dir = export_code(self.gatekeeper.git, self.instance.run_dir / "code", main, running=running)
+        self.candidate = self.workspace_for(main)
+        run_id = f"{self.instance.instance_id}-{uuid.uuid4().hex[:8]}"
+        if self._credential:
+            route.revoke_credential(self._credential)
+        self._credential = route.issue_credential(run_id)
+        spec = agent_spec(
+            image=self.image,
+            instance_id=self.instance.instance_id,
+            run_id=run_id,
+            settings=self.config.agent,
+            code_dir=code_dir,
+            workspace=Path(self.candidate.worktree),
+            journal=self.instance.journal,
+            goals=self.instance.goals,
+            outbox=self.instance.run_dir / "outbox",
+            route_dir=route.socket_path.parent,
+            route_env=route.agent_env(self._credential),
+            generation=generation if generation is not None else -1,
+        )
+        spec = lineage_view.with_history(spec, self.instance)  # its lineage, read-only at /history
+        self.gatekeeper.log.append(
+            "agent-started", commit=main, generation=generation, details={"run_id": run_id, "reason": reason[:200]}
+        )  # for the scorecard
+        self.agent = AgentRun(self.engine, spec, self.log)
+        self.watch(self.agent)
+        return self.agent
+
+    def workspace_for(self, main: str) -> CandidateRecord:
+        """Keep the candidate across a crash restart (the agent's edits survive); else a fresh one."""
+        if self.candidate is not None:
+            try:
+                record = self.gatekeeper.store.load(self.candidate.id)
+            except CandidateError as exc:
+                self.progress(f"{exc}; the agent gets a fresh workspace")
+            else:
+                if record.state == CandidateState.PENDING and record.base == main:
+                    return record
+                if record.state == CandidateState.PENDING:
+                    self.gatekeeper.abandon(record.id, f"main moved to {main[:12]} before a proposal arrived")
+        record = self.gatekeeper.create_candidate()
+        give_to_agent(Path(record.worktree))
+        return record
+
+    def watch(self, run: AgentRun) -> None:
+        """Report the run's exit once it comes (also used to re-adopt a run after an engine restart)."""
+        threading.Thread(target=self._await_exit, args=(run,), daemon=True).start()
+
+    def _await_exit(self, run: AgentRun) -> None:
+        self.on_exit(run.run_id, run.container.wait(timeout_s=10**9))
+
+    def stop(self) -> None:
+        """Stop and remove the agent's container; an engine error is reported, never raised (whatever
+        is left carries our labels and goes at the engine's return or the next start)."""
+        run, self.agent = self.agent, None
+        if run is None:
+            return
+        try:
+            run.stop(self.config.agent.stop_grace_s)
+        except SandboxError as exc:
+            self.progress(f"could not stop the agent's container ({exc}); it is removed once the engine answers")

@@ -1,0 +1,86 @@
+"""What a running supervisor tells: its status (status.json, systemd), journal notes, refusals.
+
+The status file is rewritten on each change of state and on the clock; a full disk leaves the old
+one, never worth a crash. Anything the agent can repeat forever (refused proposal files, requests
+past a budget cap) is logged at most once a minute per kind, so it cannot flood the decision log or
+the journal; a journal the agent sabotaged is logged, never allowed to stop the supervisor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from supervisor.base import sd_notify
+from supervisor.gate.gatekeeper import Gatekeeper
+from supervisor.route.server import LLMRoute
+from supervisor.store.journal_writer import JournalError
+from supervisor.store.states import SupervisorState
+from supervisor.store.status_file import Status, StatusFile
+from supervisor.store.verdicts import Verdict
+
+EVENT_THROTTLE_S = 60.0
+
+
+@dataclass
+class Tally:
+    """What a run counts (tests, benches and the demo read it); bounded: a supervisor runs for weeks
+    and keeps no per-verdict state in memory."""
+
+    verdicts: deque[Verdict] = field(default_factory=lambda: deque(maxlen=5))
+    verdict_count: int = 0
+    restart_latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+    rollbacks: int = 0
+
+
+class StatusBoard:
+    """The supervisor's status, published to status.json and to systemd on every write."""
+
+    def __init__(self, path: Path, route: Callable[[], LLMRoute | None]) -> None:
+        self.status = Status()
+        self._file = StatusFile(path)
+        self._route = route
+
+    def set_state(self, state: SupervisorState, message: str | None = None) -> None:
+        self.status.change_state(state, message)
+        self.write()
+
+    def write(self) -> None:
+        route = self._route()
+        if route is not None:
+            self.status.route_refusals = route.refusal_counts()
+        self._file.write(self.status)  # a full disk leaves the old status; never worth a crash
+        sd_notify.publish(self.status)
+
+
+class Reporter:
+    """Journal notes for the agent and refusals for the operator, through the gatekeeper's records."""
+
+    def __init__(self, gatekeeper: Gatekeeper, progress: Callable[[str], None]) -> None:
+        self.gatekeeper = gatekeeper
+        self.progress = progress
+        self._last_event_at: dict[str, float] = {}
+
+    def note(self, kind: str, body: str) -> None:
+        """Journal for the agent; a sabotaged journal is logged, never allowed to stop the supervisor."""
+        try:
+            self.gatekeeper.journal.write(kind, body)
+        except (JournalError, OSError) as exc:
+            self.gatekeeper.log.append("journal-refused", details={"kind": kind, "error": str(exc)[:300]})
+
+    def refused(self, kind: str, message: str) -> None:
+        """Log a refusal, at most once a minute per kind: a hostile agent can repeat it forever."""
+        now = time.monotonic()
+        if now - self._last_event_at.get(kind, -EVENT_THROTTLE_S) < EVENT_THROTTLE_S:
+            return
+        self._last_event_at[kind] = now
+        self.progress(message)
+        try:
+            self.gatekeeper.log.append(kind, details={"message": message[:500]})
+        except OSError as exc:  # a full disk: the refusal itself still holds
+            self.progress(f"could not log {kind}: {exc}")
+            return
+        self.note(kind, message)

@@ -1,7 +1,0 @@
-"""The scorecard per generation: the store (store.py), its SQLite tables (tables.py), record parsing
-(records.py) and what it hands out (models.py)."""
-
-from supervisor.scorecard.models import CandidateRow, GenerationCard
-from supervisor.scorecard.store import ScorecardStore
-
-__all__ = ["CandidateRow", "GenerationCard", "ScorecardStore"]

@@ -1,0 +1,46 @@
+"""The supervisor's own copy of the agent → supervisor messages (v1); it never imports agent code."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from supervisor.base.errors import OuroborosError
+
+MAX_MESSAGE_BYTES = 64_000
+
+
+class ProtocolError(OuroborosError, ValueError):
+    """A message from the agent could not be read as a valid proposal."""
+
+
+class Proposal(BaseModel):
+    """A self-modification proposal; the changed files are found by the supervisor's own diff."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1]
+    kind: Literal["proposal"]
+    id: str = Field(pattern=r"^[0-9a-f]{32}$", description="uuid4 hex chosen by the agent.")
+    why: str = Field(min_length=1, max_length=20_000, description="The reason; becomes the commit body.")
+    summary: str = Field(
+        min_length=1, max_length=200, pattern=r"^[^\r\n]+$", description="One line; becomes the commit subject."
+    )
+    created_at: datetime
+
+    def commit_message(self) -> str:
+        return f"{self.summary.strip()}\n\n{self.why.strip()}\n\nProposal-Id: {self.id}\n"
+
+
+def parse_proposal(data: bytes) -> Proposal:
+    """Validate raw bytes from the outbox; anything oversized or malformed is refused."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"proposal is {len(data)} bytes, more than {MAX_MESSAGE_BYTES}; it is ignored")
+    try:
+        payload = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"proposal is not JSON ({exc}); it is ignored") from exc
+    return Proposal.model_validate(payload)
