@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from supervisor.base.errors import OuroborosError
+from supervisor.base.safe_fs import Access, open_regular
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _TAIL_PROBE = 64 * 1024
@@ -40,7 +41,7 @@ def append_line(path: Path, line: bytes, fsync: bool = True) -> None:
     if b"\n" in line:
         raise ValueError("a record line must not contain a newline")
     data = line + b"\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    fd = open_regular(path, Access.APPEND, create=0o644)
     try:
         append_all(fd, data, fsync=fsync, name=path)
     finally:
@@ -75,7 +76,7 @@ def _cut_back(fd: int, size: int) -> None:
 def repair_tail(path: Path) -> str | None:
     """Cut a torn last line off `path`; returns a warning naming the file, or None if it was whole."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+        fd = open_regular(path, Access.READ_WRITE)
     except FileNotFoundError:
         return None
     try:

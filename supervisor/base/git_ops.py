@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import TypedDict, Unpack
 
 from supervisor.base.errors import OuroborosError
+from supervisor.base.safe_fs import Access, Folder, UnsafeFileError
 
 
 class _RunOptions(TypedDict, total=False):
@@ -295,17 +295,17 @@ class Git:
             )
         blobs = self.read_blobs([e.sha for e in entries])
         os.chmod(dest, 0o755)
-        for entry in entries:
-            target = _inside(dest, entry.path)
-            _make_parents(dest, target.parent)
-            content = blobs[entry.sha]
-            if entry.mode == "120000":
-                os.symlink(content.decode("utf-8", "surrogateescape"), target)
-                continue
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-            fd = os.open(target, flags, 0o755 if entry.mode == "100755" else 0o644)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(content)
+        with _OpenParents(Folder.open(dest)) as parents:
+            for entry in entries:
+                *names, name = _inside(entry.path)
+                folder = parents.enter(names)
+                content = blobs[entry.sha]
+                if entry.mode == "120000":
+                    os.symlink(content.decode("utf-8", "surrogateescape"), name, dir_fd=folder.fd)
+                    continue
+                mode = 0o755 if entry.mode == "100755" else 0o644
+                with os.fdopen(folder.open_file(name, Access.WRITE, create=mode, exclusive=True), "wb") as handle:
+                    handle.write(content)
         return len(entries)
 
 
@@ -341,25 +341,43 @@ def resolve_in_tree(path: str, links: dict[str, str]) -> list[str] | None:
     return None if landed[:1] == [".git"] else landed
 
 
-def _inside(root: Path, relative: str) -> Path:
+def _inside(relative: str) -> list[str]:
     parts = PurePosixPath(relative).parts
     if not parts or any(part in ("..", ".", "") for part in parts) or PurePosixPath(relative).is_absolute():
         raise GitError(f"refusing tree path {relative!r}: it would leave the export directory")
-    return root.joinpath(*parts)
+    return list(parts)
 
 
-def _make_parents(root: Path, directory: Path) -> None:
-    """Create directories below root, refusing to pass through anything that is not a real directory."""
-    current = root
-    for part in directory.relative_to(root).parts:
-        current = current / part
-        try:
-            mode = os.lstat(current).st_mode
-        except FileNotFoundError:
-            os.mkdir(current, 0o755)
-            continue
-        if not stat.S_ISDIR(mode):
-            raise GitError(f"refusing tree path through {current}: it is not a directory")
+class _OpenParents:
+    """The chain of folders holding the file being exported, made as needed, only ever real folders.
+
+    Tree entries come grouped by folder, so the chain is kept open from one file to the next: one
+    open per folder, and never more descriptors than the tree is deep.
+    """
+
+    def __init__(self, root: Folder) -> None:
+        self._chain: list[tuple[str, Folder]] = [("", root)]
+
+    def enter(self, names: list[str]) -> Folder:
+        keep = 0
+        while keep < len(names) and keep + 1 < len(self._chain) and self._chain[keep + 1][0] == names[keep]:
+            keep += 1
+        while len(self._chain) > keep + 1:
+            self._chain.pop()[1].close()
+        for name in names[keep:]:
+            try:
+                child = self._chain[-1][1].folder(name, create=0o755)
+            except UnsafeFileError as exc:
+                raise GitError(f"refusing tree path through {exc.where}: it is not a directory") from exc
+            self._chain.append((name, child))
+        return self._chain[-1][1]
+
+    def __enter__(self) -> _OpenParents:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for _, folder in reversed(self._chain):
+            folder.close()
 
 
 def find_common_dir(start: Path) -> Path:

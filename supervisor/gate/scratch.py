@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from sandbox.errors import SandboxError
 from supervisor.base.remove_tree import remove_tree
+from supervisor.base.safe_fs import Folder
 
 if TYPE_CHECKING:
     from supervisor.gate.gatekeeper import Gatekeeper
@@ -72,16 +73,13 @@ def own_scratch(state_dir: Path, warn: Callable[[str], None], reap: Reap | None 
     name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     fresh = root / f".new-{name}"
     fresh.mkdir()
-    fd = os.open(fresh, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with Folder.open(fresh) as lock:
+        fcntl.flock(lock.fd, fcntl.LOCK_EX)
         folder = fresh.rename(root / name)
         try:
             yield folder
         finally:
             remove_tree(folder, warn)
-    finally:
-        os.close(fd)
 
 
 def _remove_abandoned(root: Path, warn: Callable[[str], None], reap: Reap | None) -> None:
@@ -91,18 +89,16 @@ def _remove_abandoned(root: Path, warn: Callable[[str], None], reap: Reap | None
                 remove_tree(entry, lambda message: None)
             continue
         try:
-            fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            lock = Folder.open(entry)
         except OSError:
             continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # a gate still runs in it
-        else:
+        with lock:
+            try:
+                fcntl.flock(lock.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a gate still runs in it
             if _reaped(entry.name, warn, reap):  # under the lock: no new gate can own this name
                 remove_tree(entry, lambda message: None)
-        finally:
-            os.close(fd)
 
 
 def _reaped(run: str, warn: Callable[[str], None], reap: Reap | None) -> bool:

@@ -1,7 +1,7 @@
 """Turning an agent's workspace into a commit safely.
 
 The workspace is hostile. It is never handed to git directly: a race-free walk (directory file
-descriptors, `O_NOFOLLOW`, `lstat`) copies regular files and in-tree symlinks into a private
+descriptors, `O_NOFOLLOW`, `lstat`: supervisor/base/safe_fs.py) copies regular files and in-tree symlinks into a private
 staging folder, refusing nested `.git`, symlinks that leave the tree, a tampered worktree `.git`
 file and oversized trees. Git then hashes the staging folder with a private index file.
 """
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.base.git_ops import Git
+from supervisor.base.safe_fs import Access, Bound, Folder, Kind, Refusal, UnsafeFileError, is_utf8, open_regular
 from supervisor.base.text import printable
 from supervisor.gate.config import GateConfig
 
@@ -47,34 +48,36 @@ class _Limits:
 def snapshot_workspace(workspace: Path, staging: Path, config: GateConfig, gitfile: str) -> Snapshot:
     """Copy the workspace into `staging` without ever following a link; report what was refused."""
     result = Snapshot()
-    root_fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        _check_gitfile(root_fd, gitfile, result)
+    with Folder.open(workspace) as root:
+        _check_gitfile(root, gitfile, result)
         staging.mkdir(parents=True, exist_ok=True)
-        _copy_folder(root_fd, staging, "", config, _Limits(config), result)
-    finally:
-        os.close(root_fd)
+        _copy_folder(root, staging, "", config, _Limits(config), result)
     return result
 
 
-def _check_gitfile(root_fd: int, expected: str, result: Snapshot) -> None:
-    try:
-        info = os.stat(".git", dir_fd=root_fd, follow_symlinks=False)
-    except FileNotFoundError:
+def _check_gitfile(root: Folder, expected: str, result: Snapshot) -> None:
+    kind = root.kind(".git")
+    if kind is Kind.MISSING:
         result.refused.append(".git: the worktree's .git file was removed")
         return
-    if not stat.S_ISREG(info.st_mode):
+    if kind is not Kind.FILE:
         result.refused.append(".git: replaced by a folder or link (a planted repository, hooks or config)")
         return
-    content = _read_at(root_fd, ".git", 4096)
-    if content is None or content.decode(errors="replace") != expected:
+    try:
+        content = root.read(".git", 4096, Bound.CUT).data.decode(errors="replace")
+    except OSError:
+        content = None
+    if content != expected:
         result.refused.append(".git: the worktree's .git file was rewritten to point elsewhere")
 
 
-def _copy_folder(dir_fd: int, dest: Path, prefix: str, config: GateConfig, limits: _Limits, result: Snapshot) -> None:
-    for name in sorted(os.listdir(dir_fd)):
+def _copy_folder(
+    folder: Folder, dest: Path, prefix: str, config: GateConfig, limits: _Limits, result: Snapshot
+) -> None:
+    for entry in folder.entries():
+        name = entry.name
         relative = prefix + name
-        if not _encodable(name):
+        if not is_utf8(name):
             result.refused.append(f"{printable(relative)}: a file name that is not valid UTF-8")
             continue
         if relative == ".git" or name in SKIPPED_NAMES or name.endswith((".pyc", ".pyo")):
@@ -84,17 +87,14 @@ def _copy_folder(dir_fd: int, dest: Path, prefix: str, config: GateConfig, limit
         if name == ".git":
             result.refused.append(f"{relative}: a nested git repository or git file")
             continue
-        try:
-            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
+        if entry.kind is Kind.MISSING:
             result.refused.append(f"{relative}: vanished while being read")
-            continue
-        if stat.S_ISLNK(info.st_mode):
-            _copy_link(dir_fd, name, relative, dest / name, result)
-        elif stat.S_ISDIR(info.st_mode):
-            _copy_subfolder(dir_fd, name, dest / name, relative + "/", config, limits, result)
-        elif stat.S_ISREG(info.st_mode):
-            _copy_file(dir_fd, name, relative, dest / name, limits, result)
+        elif entry.kind is Kind.LINK:
+            _copy_link(folder, name, relative, dest / name, result)
+        elif entry.kind is Kind.FOLDER:
+            _copy_subfolder(folder, name, dest / name, relative + "/", config, limits, result)
+        elif entry.kind is Kind.FILE:
+            _copy_file(folder, name, relative, dest / name, limits, result)
         else:
             result.refused.append(f"{relative}: not a regular file, folder or symlink")
         if result.files > limits.max_files or result.bytes > limits.max_bytes:
@@ -102,35 +102,25 @@ def _copy_folder(dir_fd: int, dest: Path, prefix: str, config: GateConfig, limit
 
 
 def _copy_subfolder(
-    dir_fd: int, name: str, dest: Path, prefix: str, config: GateConfig, limits: _Limits, result: Snapshot
+    folder: Folder, name: str, dest: Path, prefix: str, config: GateConfig, limits: _Limits, result: Snapshot
 ) -> None:
     try:
-        child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+        child = folder.folder(name)
     except OSError:
         result.refused.append(f"{prefix[:-1]}: changed while being read")
         return
-    try:
+    with child:
         dest.mkdir()
         _copy_folder(child, dest, prefix, config, limits, result)
-    finally:
-        os.close(child)
 
 
-def _encodable(name: str) -> bool:
+def _copy_link(folder: Folder, name: str, relative: str, dest: Path, result: Snapshot) -> None:
     try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:  # os.listdir hands undecodable bytes back as lone surrogates
-        return False
-    return True
-
-
-def _copy_link(dir_fd: int, name: str, relative: str, dest: Path, result: Snapshot) -> None:
-    try:
-        target = os.readlink(name, dir_fd=dir_fd)
+        target = folder.readlink(name)
     except OSError:
         result.refused.append(f"{relative}: changed while being read")
         return
-    if not _encodable(target):
+    if not is_utf8(target):
         result.refused.append(f"{relative}: a symlink target that is not valid UTF-8")
         return
     landing = posixpath.normpath(posixpath.join(posixpath.dirname(relative), target))
@@ -141,40 +131,28 @@ def _copy_link(dir_fd: int, name: str, relative: str, dest: Path, result: Snapsh
     result.files += 1
 
 
-def _copy_file(dir_fd: int, name: str, relative: str, dest: Path, limits: _Limits, result: Snapshot) -> None:
+def _copy_file(folder: Folder, name: str, relative: str, dest: Path, limits: _Limits, result: Snapshot) -> None:
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        # Never more than the room left (plus one byte, to see it overflow) nor than the file holds
+        # (plus one, to see it grow): a read of n bytes allocates n bytes first.
+        content = folder.read(name, limits.max_bytes - result.bytes)
+    except UnsafeFileError as exc:
+        if exc.refusal is Refusal.TOO_LARGE:
+            raise OverflowError from exc
+        reason = "not a regular file" if exc.refusal is Refusal.NOT_REGULAR else "changed while being read"
+        result.refused.append(f"{relative}: {reason}")
+        return
     except OSError:
         result.refused.append(f"{relative}: changed while being read")
         return
-    with os.fdopen(fd, "rb") as source:
-        info = os.fstat(source.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            result.refused.append(f"{relative}: not a regular file")
-            return
-        room = limits.max_bytes - result.bytes + 1
-        # Asked for what the file holds (plus one byte, to see it grow), never for the whole room:
-        # a read of n bytes allocates n bytes first, ~200 MB for every file of a snapshot.
-        data = source.read(min(room, info.st_size + 1))
-        if len(data) > info.st_size and len(data) < room:
-            result.refused.append(f"{relative}: changed while being read")
-            return
-    executable = bool(info.st_mode & stat.S_IXUSR)
-    with open(
-        os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755 if executable else 0o644), "wb"
-    ) as target:
-        target.write(data)
+    if content.grew:
+        result.refused.append(f"{relative}: changed while being read")
+        return
+    executable = bool(content.mode & stat.S_IXUSR)
+    with open(open_regular(dest, Access.WRITE, create=0o755 if executable else 0o644, exclusive=True), "wb") as target:
+        target.write(content.data)
     result.files += 1
-    result.bytes += len(data)
-
-
-def _read_at(dir_fd: int, name: str, limit: int) -> bytes | None:
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read(limit)
+    result.bytes += len(content.data)
 
 
 # -- staging → commit ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import watchfiles
 
+from supervisor.base import safe_fs
 from supervisor.store.protocol import MAX_MESSAGE_BYTES, Proposal, ProtocolError, parse_proposal
 
 CONTAINER_UID = 10001
@@ -65,18 +66,13 @@ def discard(path: Path) -> None:
 def _read_regular(path: Path, limit: int) -> bytes:
     """Read a file the agent wrote, never through a symlink it planted, never more than limit+1."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        return safe_fs.read_file(path, limit + 1, safe_fs.Bound.CUT).data
+    except safe_fs.UnsafeFileError as exc:
+        if exc.refusal is safe_fs.Refusal.NOT_REGULAR:
+            raise ProtocolError(f"proposal entry {path.name} is not a regular file") from exc
+        raise ProtocolError(f"proposal file {path.name} could not be opened safely ({exc.reason})") from exc
     except OSError as exc:
         raise ProtocolError(f"proposal file {path.name} could not be opened safely ({exc.strerror})") from exc
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ProtocolError(f"proposal entry {path.name} is not a regular file")
-        with os.fdopen(fd, "rb") as handle:
-            fd = -1  # the file object owns it now
-            return handle.read(limit + 1)
-    finally:
-        if fd >= 0:
-            os.close(fd)
 
 
 class OutboxWatcher:

@@ -9,116 +9,104 @@ not a line end, appends one and returns a warning naming the file. Nothing is cu
 the agent's memory, and the torn bytes may be the agent's own.
 
 The journal is writable by the agent, so it is hostile ground: no path component is followed
-through a symbolic link (each is opened relative to its parent with `O_NOFOLLOW`), a FIFO or other
-non-regular file is reported and left alone (opened non-blocking, never read), only the tail of a
+through a symbolic link (each is opened relative to its parent with `O_NOFOLLOW`, by
+supervisor/base/safe_fs.py), a FIFO or other non-regular file is reported and left alone (opened non-blocking, never read), only the tail of a
 file is read (never the whole of a huge one), bytes are never decoded, and a file that vanishes or
 shrinks while it is looked at is simply skipped.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import stat
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+from supervisor.base.safe_fs import Access, Folder, Refusal, UnsafeFileError
+
 # The supervisor's own day files first; the agent's are ended too, so its next record is not lost.
 DAY_FILES = ("notes.md", "user-feedback.md", "reflections.md", "entries.jsonl", "usage.jsonl")
 TAIL_PROBE = 64 * 1024  # how far back a torn line is measured, for the warning only
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _YEAR, _TWO_DIGITS = re.compile(r"\d{4}"), re.compile(r"\d{2}")
 
 
 def repair_journal_tails(root: Path, today: datetime) -> list[str]:
     """End torn last lines in today's and the newest day folder; one warning per file touched or refused."""
     try:
-        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the mount point itself
+        journal = Folder.open(root, follow=True)  # the mount point itself
     except OSError:
         return []  # no journal yet: nothing to repair
-    try:
-        days = {(today.strftime("%Y"), today.strftime("%m"), today.strftime("%d")), _newest_day(root_fd)}
+    with journal:
+        days = {(today.strftime("%Y"), today.strftime("%m"), today.strftime("%d")), _newest_day(journal)}
         warnings: list[str] = []
         for day in sorted(d for d in days if d is not None):
-            warnings += _repair_day(root_fd, root.joinpath(*day), day)
+            warnings += _repair_day(journal, root.joinpath(*day), day)
         return warnings
-    finally:
-        os.close(root_fd)
 
 
-def _newest_day(root_fd: int) -> tuple[str, str, str] | None:
+def _newest_day(journal: Folder) -> tuple[str, str, str] | None:
     """The greatest YYYY/MM/DD that is a chain of real folders (no links), or None."""
     parts: list[str] = []
-    fd = root_fd
+    folder = journal.descend([])
     try:
         for pattern in (_YEAR, _TWO_DIGITS, _TWO_DIGITS):
-            found = _newest_child(fd, pattern)
+            found = _newest_child(folder, pattern)
             if found is None:
                 return None
             name, child = found
-            if fd != root_fd:
-                os.close(fd)
-            fd = child
+            folder.close()
+            folder = child
             parts.append(name)
     finally:
-        if fd != root_fd:
-            os.close(fd)
+        folder.close()
     return parts[0], parts[1], parts[2]
 
 
-def _newest_child(fd: int, pattern: re.Pattern[str]) -> tuple[str, int] | None:
-    for name in sorted(_names(fd, pattern), reverse=True):
-        child = _open_dir(fd, name)
+def _newest_child(folder: Folder, pattern: re.Pattern[str]) -> tuple[str, Folder] | None:
+    for name in sorted(_names(folder, pattern), reverse=True):
+        child = _open_dir(folder, name)
         if child is not None:
             return name, child
     return None
 
 
-def _names(fd: int, pattern: re.Pattern[str]) -> Iterator[str]:
+def _names(folder: Folder, pattern: re.Pattern[str]) -> Iterator[str]:
     """Names in a folder matching a date part; streamed, so a folder of a million entries costs no memory."""
     try:
-        with os.scandir(fd) as entries:  # it reads through its own duplicate of fd
-            for entry in entries:
-                if pattern.fullmatch(entry.name):
-                    yield entry.name
+        yield from (name for name in folder.names() if pattern.fullmatch(name))
     except OSError:
         return
 
 
-def _open_dir(parent_fd: int, name: str) -> int | None:
+def _open_dir(parent: Folder, name: str) -> Folder | None:
     try:
-        return os.open(name, _DIR, dir_fd=parent_fd)
+        return parent.folder(name)
     except OSError:
         return None  # gone, not a folder, or a symbolic link: never followed
 
 
-def _repair_day(root_fd: int, where: Path, day: tuple[str, str, str]) -> list[str]:
-    fd, opened = root_fd, []
+def _repair_day(journal: Folder, where: Path, day: tuple[str, str, str]) -> list[str]:
     try:
-        for part in day:
-            child = _open_dir(fd, part)
-            if child is None:
-                return []  # no such day (or a link the supervisor never writes through)
-            opened.append(child)
-            fd = child
-        return [w for name in DAY_FILES if (w := end_torn_line(fd, name, where / name)) is not None]
-    finally:
-        for each in opened:
-            os.close(each)
+        folder = journal.descend(day)
+    except OSError:
+        return []  # no such day (or a link the supervisor never writes through)
+    with folder:
+        return [w for name in DAY_FILES if (w := end_torn_line(folder, name, where / name)) is not None]
 
 
-def end_torn_line(dir_fd: int, name: str, shown: Path) -> str | None:
+def end_torn_line(folder: Folder, name: str, shown: Path) -> str | None:
     """Append a line end to `name` if its last byte is not one; a warning naming `shown`, or None."""
     try:
-        fd = os.open(name, _FILE, dir_fd=dir_fd)
+        fd = folder.open_file(name, Access.READ_APPEND)
     except FileNotFoundError:
         return None
+    except UnsafeFileError as exc:
+        if exc.refusal is Refusal.NOT_REGULAR:
+            return f"{shown}: not checked for a torn last line: not a regular file; remove it"
+        return f"{shown}: not checked for a torn last line: {exc.reason}; remove it if the agent should have it back"
     except OSError as exc:
-        why = "a symbolic link (never followed)" if exc.errno == errno.ELOOP else exc.strerror
-        return f"{shown}: not checked for a torn last line: {why}; remove it if the agent should have it back"
+        return f"{shown}: not checked for a torn last line: {exc.strerror}; remove it if the agent should have it back"
     try:
         return _end(fd, shown)
     finally:
@@ -127,8 +115,6 @@ def end_torn_line(dir_fd: int, name: str, shown: Path) -> str | None:
 
 def _end(fd: int, shown: Path) -> str | None:
     info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        return f"{shown}: not checked for a torn last line: not a regular file; remove it"
     try:
         last = os.pread(fd, 1, info.st_size - 1) if info.st_size else b""
         if last in (b"", b"\n"):

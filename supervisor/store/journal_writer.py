@@ -2,18 +2,18 @@
 
 The journal folder is bind-mounted writable into the agent's container, so the agent may have
 planted symlinks in it. Every path component is opened relative to a directory descriptor with
-`O_NOFOLLOW`: the supervisor never writes through a link to a host file.
+`O_NOFOLLOW` (supervisor/base/safe_fs.py): the supervisor never writes through a link to a host file.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from datetime import datetime
 from pathlib import Path
 
 from supervisor.base.appendfile import append_all
 from supervisor.base.errors import OuroborosError
+from supervisor.base.safe_fs import Access, Folder, Refusal, UnsafeFileError
 from supervisor.base.text import printable
 from supervisor.store.candidates import CandidateRecord, now
 from supervisor.store.journal_tails import repair_journal_tails
@@ -35,16 +35,10 @@ class JournalWriter:
         entry = f"\n{heading}\n\n{printable(body.strip())}\n"
         parts = [at.strftime("%Y"), at.strftime("%m"), at.strftime("%d")]
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        owner = os.fstat(fd)
-        try:
-            for part in parts:
-                child = _enter(fd, part, owner)
-                os.close(fd)
-                fd = child
-            _append(fd, file_name, entry.encode(), owner)
-        finally:
-            os.close(fd)
+        with Folder.open(self.root, follow=True) as root:
+            owner = os.fstat(root.fd)
+            with _enter(root, parts, owner) as day:
+                _append(day, file_name, entry.encode(), owner)
         return self.root.joinpath(*parts, file_name)
 
     def repair_tails(self) -> list[str]:
@@ -52,19 +46,20 @@ class JournalWriter:
         return repair_journal_tails(self.root, now())
 
 
-def _enter(parent_fd: int, name: str, owner: os.stat_result) -> int:
-    created = True
-    try:
-        os.mkdir(name, 0o755, dir_fd=parent_fd)
-    except FileExistsError:
-        created = False
-    try:
-        child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
-    except OSError as exc:
-        raise JournalError(f"journal folder {name} is not a real folder ({exc.strerror}); remove it") from exc
-    if created:
-        _same_owner(child, owner)
-    return child
+def _enter(root: Folder, parts: list[str], owner: os.stat_result) -> Folder:
+    """The day folder, each part made (owned like the root) if missing; never through a link."""
+    folder = root.descend([])  # its own descriptor: every step closes the one before
+    for part in parts:
+        try:
+            with folder:
+                child = folder.folder(part, create=0o755)
+        except OSError as exc:
+            why = exc.reason if isinstance(exc, UnsafeFileError) else exc.strerror
+            raise JournalError(f"journal folder {part} is not a real folder ({why}); remove it") from exc
+        folder = child
+        if child.created:
+            _same_owner(child.fd, owner)
+    return folder
 
 
 def _same_owner(fd: int, owner: os.stat_result) -> None:
@@ -73,15 +68,16 @@ def _same_owner(fd: int, owner: os.stat_result) -> None:
         os.fchown(fd, owner.st_uid, owner.st_gid)
 
 
-def _append(dir_fd: int, name: str, data: bytes, owner: os.stat_result) -> None:
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+def _append(folder: Folder, name: str, data: bytes, owner: os.stat_result) -> None:
     try:
-        fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
+        fd = folder.open_file(name, Access.APPEND, create=0o644)
+    except UnsafeFileError as exc:
+        if exc.refusal is Refusal.NOT_REGULAR:
+            raise JournalError(f"journal file {name} is not a regular file; remove it") from exc
+        raise JournalError(f"journal file {name} could not be opened safely ({exc.reason})") from exc
     except OSError as exc:
         raise JournalError(f"journal file {name} could not be opened safely ({exc.strerror})") from exc
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise JournalError(f"journal file {name} is not a regular file; remove it")
         if os.fstat(fd).st_size == 0:
             _same_owner(fd, owner)
         append_all(fd, data, fsync=False, name=name)  # all or nothing: a full disk leaves no torn entry

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from supervisor.base.appendfile import append_all, repair_tail, write_atomic
 from supervisor.base.errors import OuroborosError
+from supervisor.base.safe_fs import Access, open_regular
 
 BLOCK = 1000
 HIGH_WATER = "high-water.json"
@@ -47,7 +48,7 @@ def split_id(candidate_id: str) -> tuple[int, int]:
 
 def locked_append(path: Path, data: bytes) -> str | None:
     """Append complete lines under an exclusive lock, a torn tail cut off first; returns its warning."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    fd = open_regular(path, Access.APPEND, create=0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         warning = repair_tail(path)

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from supervisor.base.appendfile import DiskFullError, write_atomic
+from supervisor.base.safe_fs import Access, open_regular
 from supervisor.store.states import SupervisorState, check_supervisor
 from supervisor.store.verdicts import VerdictSummary
 
@@ -76,7 +77,7 @@ class StatusFile:
 
     def _overwrite_in_place(self, data: bytes) -> bool:
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW)
+            fd = open_regular(self.path, Access.WRITE)
         except OSError:
             return False
         try:

@@ -7,16 +7,14 @@ devices are refused before they are read; reads stop at a cap.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
+from supervisor.base.safe_fs import Folder, Kind, Refusal, UnsafeFileError, plain_parts
+
 MAX_FILE_BYTES = 1_000_000
 MAX_ENTRIES = 2_000
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
 class UnsafeFile(Exception):
@@ -28,51 +26,39 @@ class _Missing(UnsafeFile):
 
 
 class SafeTree:
-    """Read-only, no-follow access to files below `root`."""
+    """Read-only, no-follow access to files below `root` (through supervisor/base/safe_fs.py)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
     @contextmanager
-    def _dir(self, relative: str) -> Iterator[int]:
-        fd = os.open(self.root, _DIR_FLAGS)
+    def _dir(self, relative: str) -> Iterator[Folder]:
         try:
-            for part in PurePosixPath(relative).parts if relative not in ("", ".") else ():
-                if part in ("..", "/"):
-                    raise UnsafeFile(f"{relative}: not a plain relative path")
-                try:
-                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                except FileNotFoundError as exc:
-                    raise _Missing(f"{relative}: {part} does not exist") from exc
-                except OSError as exc:
-                    raise UnsafeFile(f"{relative}: {part} is not a real folder ({exc.strerror})") from exc
-                os.close(fd)
-                fd = child
-            yield fd
-        finally:
-            os.close(fd)
+            parts = plain_parts(relative)
+        except UnsafeFileError as exc:
+            raise UnsafeFile(f"{relative}: not a plain relative path") from exc
+        with Folder.open(self.root) as root:
+            try:
+                folder = root.descend(parts)
+            except FileNotFoundError as exc:
+                raise _Missing(f"{relative}: {exc.filename} does not exist") from exc
+            except UnsafeFileError as exc:
+                raise UnsafeFile(
+                    f"{relative}: {PurePosixPath(exc.where).name} is not a real folder ({exc.reason})"
+                ) from exc
+            except OSError as exc:
+                raise UnsafeFile(f"{relative}: {exc.filename} is not a real folder ({exc.strerror})") from exc
+        with folder:
+            yield folder
 
     def read(self, relative: str, cap: int = MAX_FILE_BYTES) -> bytes | None:
         """The file's bytes; None if it does not exist; UnsafeFile for links, specials, oversize."""
         path = PurePosixPath(relative)
         try:
             with self._dir(str(path.parent)) as parent:
-                try:
-                    fd = os.open(path.name, _FILE_FLAGS, dir_fd=parent)
-                except FileNotFoundError:
-                    return None
-                except OSError as exc:
-                    raise UnsafeFile(f"{relative}: cannot be opened safely ({exc.strerror})") from exc
+                return _read(parent, path.name, relative, cap)
         except _Missing:
             return None
-        with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise UnsafeFile(f"{relative}: not a regular file")
-            data = handle.read(cap + 1)
-        if len(data) > cap:
-            raise UnsafeFile(f"{relative}: larger than {cap} bytes")
-        return data
 
     def text(self, relative: str, cap: int = MAX_FILE_BYTES) -> str | None:
         data = self.read(relative, cap)
@@ -91,9 +77,8 @@ class SafeTree:
         path = PurePosixPath(relative)
         try:
             with self._dir(str(path.parent)) as parent:
-                os.stat(path.name, dir_fd=parent, follow_symlinks=False)
-                return True
-        except (_Missing, FileNotFoundError):
+                return parent.kind(path.name) is not Kind.MISSING
+        except _Missing:
             return False
         except UnsafeFile:
             return True  # something is there, just not a folder we walk through
@@ -101,7 +86,22 @@ class SafeTree:
     def listdir(self, relative: str) -> list[str]:
         """Names in a real folder (sorted, capped); [] when it is missing or not a real folder."""
         try:
-            with self._dir(relative) as fd:
-                return sorted(os.listdir(fd))[:MAX_ENTRIES]
+            with self._dir(relative) as folder:
+                return sorted(folder.names())[:MAX_ENTRIES]
         except UnsafeFile:
             return []
+
+
+def _read(parent: Folder, name: str, relative: str, cap: int) -> bytes | None:
+    try:
+        return parent.read(name, cap).data
+    except FileNotFoundError:
+        return None
+    except UnsafeFileError as exc:
+        if exc.refusal is Refusal.NOT_REGULAR:
+            raise UnsafeFile(f"{relative}: not a regular file") from exc
+        if exc.refusal is Refusal.TOO_LARGE:
+            raise UnsafeFile(f"{relative}: larger than {cap} bytes") from exc
+        raise UnsafeFile(f"{relative}: cannot be opened safely ({exc.reason})") from exc
+    except OSError as exc:
+        raise UnsafeFile(f"{relative}: cannot be opened safely ({exc.strerror})") from exc

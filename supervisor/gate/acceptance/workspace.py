@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import stat
 from pathlib import Path, PurePosixPath
 
 from supervisor.base.errors import OuroborosError
 from supervisor.base.git_ops import Git
+from supervisor.base.safe_fs import Access, Folder, Refusal, UnsafeFileError
 from supervisor.gate.agent_container import give_to_agent
 
 AGENT_DIR = "agent"
@@ -70,29 +70,20 @@ def _clear(path: Path) -> None:
 def write_inside(root: Path, relative: str, content: str) -> None:
     """Create parents and the file below root one component at a time, never through a link."""
     parts = PurePosixPath(relative).parts
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        for part in parts[:-1]:
-            try:
-                os.mkdir(part, 0o755, dir_fd=fd)
-            except FileExistsError:
-                pass
-            try:
-                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            except OSError as exc:
-                raise WorkspaceError(
-                    f"fixture {relative}: {part} is not a real folder in the candidate's tree"
-                ) from exc
-            os.close(fd)
-            fd = child
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK
+    with Folder.open(root) as top:
         try:
-            file_fd = os.open(parts[-1], flags, 0o644, dir_fd=fd)
+            parent = top.descend(parts[:-1], create=0o755)
+        except OSError as exc:
+            part = PurePosixPath(exc.where).name if isinstance(exc, UnsafeFileError) else exc.filename
+            raise WorkspaceError(f"fixture {relative}: {part} is not a real folder in the candidate's tree") from exc
+    with parent:
+        try:
+            file_fd = parent.open_file(parts[-1], Access.REPLACE, create=0o644)
+        except UnsafeFileError as exc:
+            if exc.refusal is Refusal.NOT_REGULAR:
+                raise WorkspaceError(f"fixture {relative} is not a regular file in the candidate's tree") from exc
+            raise WorkspaceError(f"fixture {relative} cannot be written safely ({exc.reason})") from exc
         except OSError as exc:
             raise WorkspaceError(f"fixture {relative} cannot be written safely ({exc.strerror})") from exc
         with os.fdopen(file_fd, "wb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise WorkspaceError(f"fixture {relative} is not a regular file in the candidate's tree")
             handle.write(content.encode())
-    finally:
-        os.close(fd)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from supervisor.base.safe_fs import Bound, read_file
 from supervisor.store.decision_log import record_hash
 
 MAX_GOALS_BYTES = 1_000_000
@@ -71,13 +71,9 @@ def acceptance(details: dict[str, Any]) -> str | None:
 def completed_stamps(path: Path) -> list[float | None]:
     """The `**Completed:** <UTC time>` of each goal in completed.md; never through a link, never a FIFO."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        data = read_file(path, MAX_GOALS_BYTES, Bound.CUT).data
     except OSError:
         return []
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return []
-        data = handle.read(MAX_GOALS_BYTES)
     stamps: list[float | None] = []
     for line in data.decode("utf-8", "replace").splitlines():
         if line.startswith(COMPLETED_MARK):
