@@ -21,7 +21,6 @@ from supervisor.store.instance import Instance, InstanceConfig
 from supervisor.store.scorecard import ScorecardStore
 from supervisor.store.status_file import Status, StatusFile
 
-CANDIDATE_ID = re.compile(r"^[0-9]{1,9}-[0-9]{1,9}$")
 SHA = re.compile(r"^[0-9a-f]{40}$")
 MAX_DIFF_CHARS = 200_000
 LOG_TAIL_BYTES = 64_000

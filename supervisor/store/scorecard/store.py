@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from supervisor.base.generation_number import candidate_id_or_none
 from supervisor.base.git_ops import Git, GitError
 from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerEntry
 from supervisor.route.pricing import USAGE_FIELDS
@@ -215,8 +216,8 @@ class ScorecardStore:
         try:
             return CandidateStore(self._candidates).load(candidate_id).gen
         except (CandidateError, ValidationError, OSError):
-            head = candidate_id.split("-", 1)[0]
-            return int(head) if head.isdigit() else -1
+            parsed = candidate_id_or_none(candidate_id)
+            return parsed[0] if parsed is not None else -1
 
     def _why(self, commit: str, fallback: object) -> str:
         """The first line of the commit's message (git), else of the proposal's summary (the record)."""
