@@ -85,6 +85,6 @@ def generation_named(text: str) -> int | None:
     else (a commit name such as `a1b2c3d` or `main`); GenerationNumberError when it is meant as a
     number but not written as one (`gen/x`, `0010`, `²`, `-1`): never read as a commit name instead."""
     name = text.removeprefix(TAG_NAME_PREFIX)
-    if name != text or looks_numeric(name):
+    if name != text or not name or looks_numeric(name):
         return parse_generation_number(name)
     return None
