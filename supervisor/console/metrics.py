@@ -109,7 +109,7 @@ class InstanceCollector(Collector):
         state = GaugeMetricFamily(
             "ouroboros_state", "The supervisor's state (1 for the current one).", labels=["state"]
         )
-        current = status.state if status else "stopped"
+        current = self.view.shown(status).state if status else "stopped"
         for name in sorted(set(STATES) | {current}):
             state.add_metric([name], 1 if name == current else 0)
         yield state

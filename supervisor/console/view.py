@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from supervisor.base import process_control
 from supervisor.base.errors import OuroborosError
 from supervisor.base.git_ops import Git, GitError
 from supervisor.route.ledger import LedgerTotals, Spend
@@ -19,7 +20,8 @@ from supervisor.route.metering import CapStatus, cap_statuses
 from supervisor.store.decision_log import Decision, DecisionLog
 from supervisor.store.instance import Instance, InstanceConfig
 from supervisor.store.scorecard import ScorecardStore
-from supervisor.store.status_file import Status, StatusFile
+from supervisor.store.states import SupervisorState
+from supervisor.store.status_file import Shown, Status, StatusFile, shown
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
 MAX_DIFF_CHARS = 200_000
@@ -54,8 +56,20 @@ class InstanceView:
     def status(self) -> Status | None:
         return StatusFile(self.instance.status_file).read()
 
+    def running(self, status: Status | None) -> bool:
+        """A supervisor holds the instance's lock (the file's word outlives a kill -9). A console that
+        may not open the lock (another user's instance) goes by the file."""
+        try:
+            return process_control.is_locked(self.instance.run_dir / "supervisor.lock")
+        except OSError:
+            return status is not None and status.state is not SupervisorState.STOPPED
+
+    def shown(self, status: Status | None) -> Shown:
+        """State and probation as they may be shown (`status_file.shown`): never "on probation" when stopped."""
+        return shown(status, self.running(status), status.generation if status else None)
+
     def uptime_s(self, status: Status | None) -> float | None:
-        if status is None or status.state == "stopped":
+        if status is None or status.state is SupervisorState.STOPPED or not self.running(status):
             return None
         return (datetime.now(UTC) - status.started_at).total_seconds()
 
