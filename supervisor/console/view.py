@@ -33,7 +33,7 @@ class InstanceView:
 
     def __init__(self, instance: Instance) -> None:
         self.instance = instance
-        self.store = ScorecardStore(instance.state, instance.goals)
+        self.store = ScorecardStore(instance.state, instance.goals, live_since=self.live_since)
         self.git = Git(instance.repo)
         self.log = DecisionLog(instance.state / "decisions.jsonl")
         self.stale = ""
@@ -67,6 +67,14 @@ class InstanceView:
     def shown(self, status: Status | None) -> Shown:
         """State and probation as they may be shown (`status_file.shown`): never "on probation" when stopped."""
         return shown(status, self.running(status), status.generation if status else None)
+
+    def live_since(self) -> float | None:
+        """When the supervisor that runs now started (epoch), None if none runs: an agent run it
+        started is alive up to now, any other run only up to its recorded end or last request."""
+        status = self.status()
+        if status is None or status.state is SupervisorState.STOPPED or not self.running(status):
+            return None
+        return status.started_at.timestamp()
 
     def uptime_s(self, status: Status | None) -> float | None:
         if status is None or status.state is SupervisorState.STOPPED or not self.running(status):
