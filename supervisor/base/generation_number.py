@@ -83,7 +83,7 @@ def _why_not(text: str) -> str:
 def generation_named(text: str) -> int | None:
     """The generation `text` names when it is meant as one (`3`, `gen/3`); None when it is something
     else (a commit name such as `a1b2c3d` or `main`); GenerationNumberError when it is meant as a
-    number but not written as one (`gen/x`, `0010`, `²`, `-1`): never read as a commit name instead."""
+    number but not written as one (`gen/x`, `0010`, `²`, `-1`, empty): never read as a commit name instead."""
     name = text.removeprefix(TAG_NAME_PREFIX)
     if name != text or not name or looks_numeric(name):
         return parse_generation_number(name)
