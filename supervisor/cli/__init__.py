@@ -21,6 +21,7 @@ from supervisor.base.errors import (
     AccessError,
     OuroborosError,
 )
+from supervisor.base.generation_number import GenerationNumberError
 from supervisor.cli.common import JSON_META
 
 
@@ -46,6 +47,8 @@ def exit_code_for(exc: BaseException) -> int:
 
     if isinstance(exc, GaveUpError):
         return EXIT_GAVE_UP
+    if isinstance(exc, GenerationNumberError):
+        return EXIT_USAGE  # always text a person passed: the stores read their own names leniently
     if isinstance(exc, (EngineUnavailableError, EngineAccessError, ImageBuildError, PermissionError)):
         return EXIT_INFRASTRUCTURE
     return EXIT_FAILED

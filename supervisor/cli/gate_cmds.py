@@ -13,6 +13,7 @@ from typing import Any, cast
 import click
 
 from supervisor.base.errors import EXIT_FAILED, EXIT_INFRASTRUCTURE, EXIT_OK
+from supervisor.base.generation_number import GenerationNumberError, generation_named
 from supervisor.cli.common import emit, home_option, json_option, repo_option, resolve_repo, utc
 from supervisor.cli.contract import CandidateRow, ShowOut
 from supervisor.cli.terminal_text import echo
@@ -296,11 +297,22 @@ def reject_cmd(candidate: str, reason: str, home: Path | None, repo: Path | None
     _emit(as_json, verdict, _verdict_text(verdict))
 
 
+def _generation_or_commit(value: str | None) -> str | None:
+    """A number not written as one (`²`, `0010`, `-1`) is a usage error here, before anything is read."""
+    if value is not None:
+        try:
+            generation_named(value)
+        except GenerationNumberError as exc:
+            raise click.BadParameter(f"{exc}; pass a generation from `git tag -l 'gen/*'` or a commit") from exc
+    return value
+
+
 @click.command("rollback")
 @click.option(
     "--to",
     "to",
     default=None,
+    callback=lambda _ctx, _param, value: _generation_or_commit(value),
     help="Generation number (3 or gen/3) or a commit that passed the gate; default: the previous generation.",
 )
 @home_option

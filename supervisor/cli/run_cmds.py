@@ -157,7 +157,7 @@ def status_cmd(home: Path | None, as_json: bool) -> None:
 
 
 def status_report(instance: Instance) -> StatusOut:
-    from supervisor.store.status_file import StatusFile
+    from supervisor.store.status_file import StatusFile, shown
 
     status = StatusFile(instance.status_file).read()
     running = process_control.is_locked(instance.run_dir / "supervisor.lock")
@@ -176,12 +176,13 @@ def status_report(instance: Instance) -> StatusOut:
             "message": "",
         }
     )
-    state = (status.state if status else "never started") if running else ("stopped" if status else "never started")
     if not running:
         known.update(_main_generation(instance))  # the repository is the truth once nothing runs
+    seen = shown(status, running, known["generation"])
+    known["probation"] = seen.probation  # a stopped instance is never "on probation" (store/states.py)
     return StatusOut(
         running=running,
-        state=state,
+        state=seen.state,
         pid=status.pid if status and running else None,
         started_at=utc(status.started_at) if status else None,
         generation_since=utc(status.generation_since) if status else None,

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from supervisor.base.generation_number import generation_number_or_none
 from supervisor.store.scorecard.store import GATE_BUCKETS
 
 if TYPE_CHECKING:
@@ -101,14 +102,14 @@ class InstanceCollector(Collector):
 
     def _state(self, meta: dict[str, str]) -> Iterator[Metric]:
         status = self.view.status()
-        main = meta.get("main_gen")
+        main = generation_number_or_none(meta.get("main_gen", ""))
         yield GaugeMetricFamily(
-            "ouroboros_generation", "The generation main points at.", value=int(main) if main else -1
+            "ouroboros_generation", "The generation main points at.", value=main if main is not None else -1
         )
         state = GaugeMetricFamily(
             "ouroboros_state", "The supervisor's state (1 for the current one).", labels=["state"]
         )
-        current = status.state if status else "stopped"
+        current = self.view.shown(status).state if status else "stopped"
         for name in sorted(set(STATES) | {current}):
             state.add_metric([name], 1 if name == current else 0)
         yield state

@@ -86,11 +86,12 @@ def main_page(view: InstanceView) -> str:
 
 def status_section(view: InstanceView, snapshot: dict[str, Any]) -> str:
     status = view.status()
+    seen = view.shown(status)
     rows = [
-        ("state", safe(status.state if status else "never started")),
+        ("state", safe(seen.state)),
         ("generation", gen_link(status.generation) if status else ""),
         ("commit", safe((status.commit or "")[:12]) if status else ""),
-        ("probation", safe(status.probation if status else "")),
+        ("probation", safe(seen.probation if status else "")),
         ("uptime", duration(view.uptime_s(status))),
         ("restarts this run", str(status.restarts) if status else ""),
         ("message", safe(status.message, 300) if status else ""),

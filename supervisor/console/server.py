@@ -21,9 +21,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from supervisor.base.errors import ConfigError
+from supervisor.base.generation_number import candidate_id_or_none, generation_number_or_none
 from supervisor.console import metrics, pages
 from supervisor.console.text import safe
-from supervisor.console.view import CANDIDATE_ID, InstanceView
+from supervisor.console.view import InstanceView
 from supervisor.store.instance import Instance
 
 CSP = (
@@ -154,13 +155,16 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/metrics":
             body, kind = metrics.render(view)
             return HTTPStatus.OK, body, kind
-        elif path.startswith("/g/") and path[3:].isdigit() and len(path) < 14:
-            html = pages.generation_page(view, int(path[3:]))
-        elif path.startswith("/c/") and CANDIDATE_ID.match(path[3:]):
+        elif path.startswith("/g/") and (number := generation_number_or_none(path[3:])) is not None:
+            html = pages.generation_page(view, number)
+        elif path.startswith("/c/") and candidate_id_or_none(path[3:]) is not None:
             html = pages.candidate_page(view, path[3:])
         elif path == "/generations":
             before = (query.get("before") or [""])[0]
-            html = pages.generations_page(view, int(before) if before.isdigit() and len(before) < 10 else 10**9)
+            if not before:
+                html = pages.generations_page(view, 10**9)
+            elif (number := generation_number_or_none(before)) is not None:
+                html = pages.generations_page(view, number)
         elif path == "/log":
             html = pages.log_page(view)
         elif path == "/journal":

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from supervisor.base import process_control
 from supervisor.base.errors import OuroborosError
 from supervisor.base.git_ops import Git, GitError
 from supervisor.route.ledger import LedgerTotals, Spend
@@ -19,9 +20,9 @@ from supervisor.route.metering import CapStatus, cap_statuses
 from supervisor.store.decision_log import Decision, DecisionLog
 from supervisor.store.instance import Instance, InstanceConfig
 from supervisor.store.scorecard import ScorecardStore
-from supervisor.store.status_file import Status, StatusFile
+from supervisor.store.states import SupervisorState
+from supervisor.store.status_file import Shown, Status, StatusFile, shown
 
-CANDIDATE_ID = re.compile(r"^[0-9]{1,9}-[0-9]{1,9}$")
 SHA = re.compile(r"^[0-9a-f]{40}$")
 MAX_DIFF_CHARS = 200_000
 LOG_TAIL_BYTES = 64_000
@@ -32,7 +33,7 @@ class InstanceView:
 
     def __init__(self, instance: Instance) -> None:
         self.instance = instance
-        self.store = ScorecardStore(instance.state, instance.goals)
+        self.store = ScorecardStore(instance.state, instance.goals, live_since=self.live_since)
         self.git = Git(instance.repo)
         self.log = DecisionLog(instance.state / "decisions.jsonl")
         self.stale = ""
@@ -55,8 +56,28 @@ class InstanceView:
     def status(self) -> Status | None:
         return StatusFile(self.instance.status_file).read()
 
+    def running(self, status: Status | None) -> bool:
+        """A supervisor holds the instance's lock (the file's word outlives a kill -9). A console that
+        may not open the lock (another user's instance) goes by the file."""
+        try:
+            return process_control.is_locked(self.instance.run_dir / "supervisor.lock")
+        except OSError:
+            return status is not None and status.state is not SupervisorState.STOPPED
+
+    def shown(self, status: Status | None) -> Shown:
+        """State and probation as they may be shown (`status_file.shown`): never "on probation" when stopped."""
+        return shown(status, self.running(status), status.generation if status else None)
+
+    def live_since(self) -> float | None:
+        """When the supervisor that runs now started (epoch), None if none runs: an agent run it
+        started is alive up to now, any other run only up to its recorded end or last request."""
+        status = self.status()
+        if status is None or status.state is SupervisorState.STOPPED or not self.running(status):
+            return None
+        return status.started_at.timestamp()
+
     def uptime_s(self, status: Status | None) -> float | None:
-        if status is None or status.state == "stopped":
+        if status is None or status.state is SupervisorState.STOPPED or not self.running(status):
             return None
         return (datetime.now(UTC) - status.started_at).total_seconds()
 

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import re
 
+from supervisor.base.generation_number import generation_number_or_none
 from supervisor.base.git_ops import GEN_TAG_PREFIX, Git
 
+# A generation's name is the number as the supervisor writes it (`base.generation_number`): a tag of
+# another shape (gen/0010, gen/²) is not a generation to any reader, so `latest` (git's version sort
+# puts gen/0010 below gen/9) and `all` never disagree and no number is given twice.
 _FULL_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-# A generation's name: the number as the supervisor writes it. `str.isdigit` also takes other scripts'
-# digits and leading zeros; git's version sort puts gen/0010 below gen/9, so such a tag counted as a
-# number would be missed by `latest` and its number given again.
-_NUMBER = re.compile(r"0|[1-9][0-9]*")
-
-
-def _number(name: str) -> int | None:
-    return int(name) if _NUMBER.fullmatch(name) else None
 
 
 class GenerationTags:
@@ -32,7 +28,7 @@ class GenerationTags:
     def all(self) -> dict[int, str]:
         """Every generation number with its commit (a listing: for rare paths, not per verdict)."""
         tags = self.git.refs(GEN_TAG_PREFIX.rstrip("/"))
-        numbered = ((_number(ref[len(GEN_TAG_PREFIX) :]), sha) for ref, sha in tags.items())
+        numbered = ((generation_number_or_none(ref[len(GEN_TAG_PREFIX) :]), sha) for ref, sha in tags.items())
         return {number: sha for number, sha in numbered if number is not None}
 
     def latest(self) -> tuple[int, str | None]:
@@ -48,7 +44,7 @@ class GenerationTags:
         name, _, commit = top[len(GEN_TAG_PREFIX) :].partition(" ")
         if not top:
             return 0, None
-        if (number := _number(name)) is not None:
+        if (number := generation_number_or_none(name)) is not None:
             return number, commit
         generations = self.all()  # a tag of another shape sorts first: read them all
         number = max(generations, default=0)
@@ -75,7 +71,7 @@ class GenerationTags:
             at += len(needle)
             end = text.find("\n", at)
             name = text[at:] if end < 0 else text[at:end]
-            if (number := _number(name)) is not None:
+            if (number := generation_number_or_none(name)) is not None:
                 numbers.append(number)
         if not numbers:
             return None

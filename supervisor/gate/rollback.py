@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from supervisor.base.errors import OuroborosError
+from supervisor.base.generation_number import GenerationNumberError, generation_named
 from supervisor.base.git_ops import MAIN_REF, ZERO, Git
 from supervisor.gate.merge import merge_lock
 from supervisor.store.candidates import REJECTED_PREFIX
@@ -61,8 +62,12 @@ def rollback_target(keeper: Gatekeeper, main: str, to: str | None) -> str:
         if not older:
             raise RollbackError("there is no earlier generation to roll back to; see `git tag -l 'gen/*'`")
         return gens[max(older)]
-    text = to.removeprefix("gen/")
-    target = gens.get(int(text)) if text.isdigit() and int(text) in gens else keeper.git.rev_parse(to)
+    try:
+        number = generation_named(to)
+    except GenerationNumberError as exc:
+        raise RollbackError(f"{exc}; see `git tag -l 'gen/*'`") from exc
+    named = gens.get(number) if number is not None else None
+    target = named or keeper.git.rev_parse(to)  # digits that are no generation may name a commit
     if target is None:
         raise RollbackError(f"{to!r} is neither a generation number nor a commit; see `supervisor log`")
     if target == main:

@@ -52,6 +52,8 @@ class AgentKeeper:
         self.on_exit = on_exit
         self.progress = progress
         self.agent: AgentRun | None = None
+        self._ended_run: str | None = None  # the run whose end was recorded last (`_record_end`)
+        self._end_lock = threading.Lock()  # the exit watcher and `stop` may both report one end
         self.candidate: CandidateRecord | None = None  # the workspace the agent writes in
         self._credential: str | None = None
 
@@ -110,7 +112,22 @@ class AgentKeeper:
         threading.Thread(target=self._await_exit, args=(run,), daemon=True).start()
 
     def _await_exit(self, run: AgentRun) -> None:
-        self.on_exit(run.run_id, run.container.wait(timeout_s=10**9))
+        code = run.container.wait(timeout_s=10**9)
+        if code is not None:  # None: the engine went away, the run may live on (and be watched again)
+            self._record_end(run, code)
+        self.on_exit(run.run_id, code)
+
+    def _record_end(self, run: AgentRun, code: int | None) -> None:
+        """The end of a run, once (its exit and a `stop` after it are one end), for the scorecard's
+        time alive; a crash is also recorded as one."""
+        with self._end_lock:
+            if self._ended_run == run.run_id:
+                return
+            self._ended_run = run.run_id
+        try:
+            self.gatekeeper.log.append("agent-stopped", details={"run_id": run.run_id, "exit_code": code})
+        except (OSError, OuroborosError) as exc:  # a full disk: the scorecard counts to its last request
+            self.progress(f"could not record the end of the agent's run: {exc}")
 
     def stop(self) -> None:
         """Stop and remove the agent's container; an engine error is reported, never raised (whatever
@@ -122,3 +139,4 @@ class AgentKeeper:
             run.stop(self.config.agent.stop_grace_s)
         except SandboxError as exc:
             self.progress(f"could not stop the agent's container ({exc}); it is removed once the engine answers")
+        self._record_end(run, None)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from supervisor.base.appendfile import write_atomic
 from supervisor.base.errors import OuroborosError
+from supervisor.base.generation_number import candidate_id_or_none
 from supervisor.store.gate_results import GateResult
 from supervisor.store.protocol import Proposal
 from supervisor.store.record_archive import Archive, ArchiveError, ProposalIndex, split_id
@@ -98,7 +98,7 @@ class CandidateStore:
         self.corrupt: list[Path] = []
 
     def path(self, candidate_id: str) -> Path:
-        if not re.fullmatch(r"[0-9]+-[0-9]+", candidate_id):
+        if candidate_id_or_none(candidate_id) is None:
             raise CandidateError(f"{candidate_id!r} is not a candidate id (like 3-1); see `supervisor candidates`")
         return self.folder / f"{candidate_id}.json"
 
@@ -320,5 +320,4 @@ def _id_of(file_name: str) -> str | None:
     stem, dot, suffix = file_name.rpartition(".")
     if suffix != "json" or not dot:
         return None
-    generation, dash, number = stem.partition("-")
-    return stem if dash and generation.isdigit() and number.isdigit() else None
+    return stem if candidate_id_or_none(stem) is not None else None

@@ -27,14 +27,15 @@ from pathlib import Path
 
 from supervisor.base.appendfile import append_all, repair_tail, write_atomic
 from supervisor.base.errors import OuroborosError
+from supervisor.base.generation_number import GenerationNumberError, candidate_id_or_none, parse_candidate_id
 from supervisor.base.safe_fs import Access, open_regular
 
 BLOCK = 1000
 HIGH_WATER = "high-water.json"
 DROPPED = "dropped"
-_BLOCK_NAME = re.compile(r"^(\d+)-(\d+)\.jsonl$")
+_BLOCK_NAME = re.compile(r"^([0-9]+-[0-9]+)\.jsonl$")  # ASCII: `\d` takes any script's digits
 _PROPOSAL_ID = re.compile(r"^[0-9a-f]{32}$")
-_INDEX_VALUE = re.compile(r"^(\d+-\d+|dropped)$")
+_INDEX_VALUE = re.compile(r"^([0-9]+-[0-9]+|dropped)$")
 
 
 class ArchiveError(OuroborosError, ValueError):
@@ -42,8 +43,11 @@ class ArchiveError(OuroborosError, ValueError):
 
 
 def split_id(candidate_id: str) -> tuple[int, int]:
-    generation, _, number = candidate_id.partition("-")
-    return int(generation), int(number)
+    """`3-12` -> (3, 12); ArchiveError for anything not written as a candidate id."""
+    try:
+        return parse_candidate_id(candidate_id)
+    except GenerationNumberError as exc:
+        raise ArchiveError(str(exc)) from exc
 
 
 def locked_append(path: Path, data: bytes) -> str | None:
@@ -125,8 +129,9 @@ class Archive:
             return []
         for name in names:
             match = _BLOCK_NAME.fullmatch(name)
-            if match:
-                found.append((int(match.group(1)), int(match.group(2)), self.folder / name))
+            numbers = candidate_id_or_none(match.group(1)) if match else None  # a block is named as an id is
+            if numbers is not None:
+                found.append((numbers[0], numbers[1], self.folder / name))
         return found
 
     # -- the high-water mark ------------------------------------------------------------------
@@ -167,7 +172,7 @@ class Archive:
                 newest[gen] = (block, path)
         marks = {}
         for gen, (_, path) in newest.items():
-            numbers = [split_id(i)[1] for i in self.ids_in(path)]
+            numbers = [parsed[1] for parsed in map(candidate_id_or_none, self.ids_in(path)) if parsed is not None]
             if numbers:
                 marks[gen] = max(numbers)
         return marks

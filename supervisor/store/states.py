@@ -88,6 +88,33 @@ SUPERVISOR_TRANSITIONS: dict[SupervisorState, frozenset[SupervisorState]] = {
 }
 
 
+class ProbationState(str, Enum):
+    """What status says of the current generation's probation (status.json's `probation`)."""
+
+    NOT_APPLICABLE = "n/a"  # no agent is watched: not started yet, stopping, stopped
+    ON_PROBATION = "on probation"  # a running supervisor watches it; it has not yet survived probation_s
+    PASSED = "passed"  # it survived its probation (a fact that stays true once the supervisor stops)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# The states of a supervisor that runs and watches the generation's probation. Not STARTING (nothing
+# runs yet), STOPPING or STOPPED, and never a supervisor that holds no lock, whatever its file says.
+PROBATION_WATCHED = frozenset({_S.RUNNING, _S.GATING, _S.IDLE, _S.WAITING_FOR_ENGINE, _S.DISK_FULL})
+
+
+def shown_probation(state: SupervisorState, recorded: str, same_generation: bool) -> ProbationState:
+    """What may be shown of probation in `state` (the state as observed: STOPPED when no supervisor
+    holds the lock), given what the last run recorded about the generation it ran, and whether the
+    generation shown is that one. Only a watched generation is "on probation"; "passed" stays true."""
+    if recorded == ProbationState.PASSED.value and same_generation:
+        return ProbationState.PASSED
+    if recorded == ProbationState.ON_PROBATION.value and state in PROBATION_WATCHED and same_generation:
+        return ProbationState.ON_PROBATION
+    return ProbationState.NOT_APPLICABLE
+
+
 def check_supervisor(old: SupervisorState | str, new: SupervisorState | str) -> SupervisorState:
     before, after = SupervisorState(old), SupervisorState(new)
     if before is not after and after not in SUPERVISOR_TRANSITIONS[before]:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from supervisor.base.appendfile import DiskFullError, write_atomic
 from supervisor.base.safe_fs import Access, open_regular
-from supervisor.store.states import SupervisorState, check_supervisor
+from supervisor.store.states import ProbationState, SupervisorState, check_supervisor, shown_probation
 from supervisor.store.verdicts import VerdictSummary
 
 PAD_BLOCK = 4096
@@ -46,6 +46,31 @@ class Status(BaseModel):
         self.state = check_supervisor(self.state, new)
         if message is not None:
             self.message = message
+
+
+class Shown(BaseModel):
+    """What a reader may show of a supervisor: derived from its recorded state and whether it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    running: bool
+    state: str  # a SupervisorState's value, or NEVER_STARTED
+    probation: str  # a ProbationState's value
+
+
+NEVER_STARTED = "never started"
+
+
+def shown(status: Status | None, running: bool, generation: int | None) -> Shown:
+    """The state and probation to show of `generation` (the recorded one while a supervisor runs,
+    main's once none does). `running`: a supervisor holds the instance's lock; a file that says
+    "running" outlives a kill -9. A stopped instance is "stopped" and never "on probation";
+    "passed" is said only of the generation that passed."""
+    if status is None:
+        return Shown(running=running, state=NEVER_STARTED, probation=ProbationState.NOT_APPLICABLE.value)
+    state = status.state if running else SupervisorState.STOPPED
+    probation = shown_probation(state, status.probation, same_generation=generation == status.generation)
+    return Shown(running=running, state=state.value, probation=probation.value)
 
 
 class StatusFile:

@@ -19,13 +19,14 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from supervisor.base.generation_number import candidate_id_or_none
 from supervisor.base.git_ops import Git, GitError
 from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerEntry
 from supervisor.route.pricing import USAGE_FIELDS
@@ -36,13 +37,20 @@ from supervisor.store.scorecard import tables as schema
 from supervisor.store.scorecard.models import CandidateRow, GenerationCard
 
 VERDICTS = ("accepted", "rejected", "needs-approval")
+AGENT_STOPPED = "agent-stopped"  # a run's end that is not a crash: stopped by the supervisor, or done
+# What `alive_s` means in this store; a store that counted something else is recounted once.
+ALIVE_RULE = "agent-runs"
 GATE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
 class ScorecardStore:
     """The incremental store of one agent repository's state folder (`<repo>/ouroboros/`)."""
 
-    def __init__(self, state_dir: Path, goals_dir: Path | None = None) -> None:
+    def __init__(
+        self, state_dir: Path, goals_dir: Path | None = None, live_since: Callable[[], float | None] | None = None
+    ) -> None:
+        """`live_since`: when the supervisor that runs now started (epoch), None if none runs; the
+        agent run it started counts as alive up to now. Without it no supervisor is taken to run."""
         self.state_dir = state_dir
         self.log_path = state_dir / "decisions.jsonl"
         self.ledger_path = state_dir / LEDGER_FILE_NAME
@@ -52,6 +60,7 @@ class ScorecardStore:
         self._git = Git(state_dir.parent)
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
+        self._live_since = live_since or (lambda: None)
 
     @contextmanager
     def session(self) -> Iterator[sqlite3.Connection]:
@@ -80,6 +89,8 @@ class ScorecardStore:
             try:
                 db.execute("BEGIN IMMEDIATE")  # one updater at a time; readers are never blocked (WAL)
                 cutoff = time.time()
+                if schema.meta(db, "alive_rule", "") != ALIVE_RULE:
+                    self._recount_alive(db)
                 count = self._consume_log(db) + self._consume_ledger(db, cutoff) + self._consume_goals(db)
                 db.execute("COMMIT")
                 return count
@@ -87,6 +98,12 @@ class ScorecardStore:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+
+    def _recount_alive(self, db: sqlite3.Connection) -> None:
+        """A store that counted time as main as time alive (or a new one) counts again from the start."""
+        if schema.meta(db, "log_offset", "0") != "0":
+            schema.reset(db, "recounted from the start: time alive is now the time the agent ran")
+        schema.set_meta(db, alive_rule=ALIVE_RULE)
 
     def _consume_log(self, db: sqlite3.Connection) -> int:
         offset, last_hash = int(schema.meta(db, "log_offset", "0")), schema.meta(db, "log_hash", GENESIS)
@@ -145,9 +162,13 @@ class ScorecardStore:
             db.execute("UPDATE generations SET probation_passed=1 WHERE n=?", (d.generation,))
         elif d.kind == "agent-started":
             db.execute("UPDATE generations SET starts=starts+1 WHERE n=?", (_gen_or_main(db, d),))
+            schema.open_run(db, _gen_or_main(db, d), at)
         elif d.kind in ("agent-exited", "agent-crashed"):
             db.execute("UPDATE generations SET crashes=crashes+1 WHERE n=?", (_gen_or_main(db, d),))
             schema.bump(db, "crashes")
+            schema.close_run(db, at)
+        elif d.kind == AGENT_STOPPED:
+            schema.close_run(db, at)
         elif d.kind.startswith("route-"):
             schema.bump(db, f"route_refusals|{d.kind.removeprefix('route-')}")
 
@@ -215,8 +236,8 @@ class ScorecardStore:
         try:
             return CandidateStore(self._candidates).load(candidate_id).gen
         except (CandidateError, ValidationError, OSError):
-            head = candidate_id.split("-", 1)[0]
-            return int(head) if head.isdigit() else -1
+            parsed = candidate_id_or_none(candidate_id)
+            return parsed[0] if parsed is not None else -1
 
     def _why(self, commit: str, fallback: object) -> str:
         """The first line of the commit's message (git), else of the proposal's summary (the record)."""
@@ -243,6 +264,7 @@ class ScorecardStore:
             if entry.ts.timestamp() > cutoff:
                 break  # a main move logged after our read of the log may still claim it: next update
             schema.add_spend(db, entry, schema.generation_at(db, entry.ts.timestamp()), USAGE_FIELDS)
+            schema.saw_run(db, entry.ts.timestamp())  # the agent asked its model: it ran then
             offset += len(line) + 1
             consumed += 1
         schema.set_meta(db, ledger_offset=str(offset if consumed < len(lines) else end))
@@ -267,7 +289,7 @@ class ScorecardStore:
     def cards(self, limit: int | None = None, before: int | None = None) -> list[GenerationCard]:
         """Generations, newest first, with the current one's time alive counted up to now."""
         with self.session() as db:
-            return schema.cards(db, GenerationCard, limit, before)
+            return schema.cards(db, GenerationCard, limit, before, self._live_since())
 
     def card(self, number: int) -> GenerationCard | None:
         found = self.cards(limit=1, before=number + 1)  # `before` is exclusive

@@ -84,12 +84,53 @@ def main_generation(db: sqlite3.Connection) -> int | None:
 
 
 def move_main(db: sqlite3.Connection, number: int, at: float) -> None:
-    """Close the time-alive interval of the generation that was main, open the new one's."""
-    current, since = main_generation(db), float(meta(db, "main_since", "0"))
-    if current is not None:
-        db.execute("UPDATE generations SET alive_s=alive_s+? WHERE n=?", (max(0.0, at - since), current))
+    """Record that `number` became main at `at` (what spend and goals are credited to)."""
     db.execute("INSERT INTO timeline (at, gen) VALUES (?, ?)", (at, number))
     set_meta(db, main_gen=str(number), main_since=repr(at))
+
+
+# Time alive is time the agent ran: from an `agent-started` record to the record of that run's end.
+# The run in progress (started, no end yet) is kept in meta: its generation, its start, and its last
+# sign of life (the newest request it made through the route, from the ledger; decision records are
+# no sign: an operator's command writes them while no agent runs).
+_RUN_KEYS = ("run_gen", "run_since", "run_seen")
+
+
+def open_run(db: sqlite3.Connection, gen: int | None, at: float) -> None:
+    """An agent run of `gen` started at `at`; one still open ends at its last sign of life (the
+    supervisor starts one agent at a time, so it ended, but when is known only that far)."""
+    close_run(db, None)
+    if gen is not None:
+        set_meta(db, run_gen=str(gen), run_since=repr(at), run_seen=repr(at))
+
+
+def saw_run(db: sqlite3.Connection, at: float) -> None:
+    """A sign of life at `at` (a request metered) while a run is open."""
+    if meta(db, "run_gen", "") and at > float(meta(db, "run_seen", "0")):
+        set_meta(db, run_seen=repr(at))
+
+
+def close_run(db: sqlite3.Connection, at: float | None) -> None:
+    """The open run ended at `at` (its end record), or at its last sign of life if None."""
+    gen = meta(db, "run_gen", "")
+    if not gen:
+        return
+    since, seen = float(meta(db, "run_since", "0")), float(meta(db, "run_seen", "0"))
+    end = max(seen, at) if at is not None else seen
+    db.execute("UPDATE generations SET alive_s=alive_s+? WHERE n=?", (max(0.0, end - since), int(gen)))
+    db.execute(f"DELETE FROM meta WHERE key IN ({','.join('?' * len(_RUN_KEYS))})", _RUN_KEYS)
+
+
+def open_run_alive(db: sqlite3.Connection, live_since: float | None) -> tuple[int | None, float]:
+    """The open run's generation and its time alive so far: up to now if the supervisor running now
+    started it (`live_since`: when that supervisor started; None if none runs), else up to its last
+    sign of life (a supervisor killed, or stopped by a version that did not record the stop)."""
+    gen = meta(db, "run_gen", "")
+    if not gen:
+        return None, 0.0
+    since, seen = float(meta(db, "run_since", "0")), float(meta(db, "run_seen", "0"))
+    end = time.time() if live_since is not None and since >= live_since else seen
+    return int(gen), max(0.0, end - since)
 
 
 def generation_at(db: sqlite3.Connection, ts: float) -> int | None:
@@ -140,19 +181,21 @@ def add_spend(db: sqlite3.Connection, entry: Any, gen: int | None, usage_fields:
         bump(db, f"tokens|{kind}|{entry.model}", getattr(entry.usage, kind))
 
 
-def cards(db: sqlite3.Connection, cls: type[BaseModel], limit: int | None, before: int | None) -> list[Any]:
+def cards(
+    db: sqlite3.Connection, cls: type[BaseModel], limit: int | None, before: int | None, live_since: float | None
+) -> list[Any]:
     query = f"SELECT {CARD_COLUMNS} FROM generations"
     args: list[Any] = []
     if before is not None:
         query, args = query + " WHERE n < ?", [before]
     query += " ORDER BY n DESC" + (" LIMIT ?" if limit is not None else "")
     rows = db.execute(query, args + ([limit] if limit is not None else [])).fetchall()
-    current, since = main_generation(db), float(meta(db, "main_since", "0"))
+    running, alive = open_run_alive(db, live_since)
     found = []
     for row in rows:
         data = dict(row)
-        if data["generation"] == current:
-            data["alive_s"] += max(0.0, time.time() - since)
+        if data["generation"] == running:
+            data["alive_s"] += alive
         found.append(cls.model_validate(data))
     return found
 
