@@ -2,8 +2,9 @@
 
 Checked in README.md, CONTRIBUTING.md and docs/*.md: paths under supervisor/, sandbox/, tests/
 (and the other top-level folders of the project), with globs matching something and `::test_name`
-naming a test in that file; dotted names `supervisor.x.y` / `sandbox.x.y` importable down to their
-last attribute. And docs/architecture.md names every package of `supervisor/`.
+naming a test in that file; a bare `name.py` is a file of the project; dotted names
+`supervisor.x.y` / `sandbox.x.y` importable down to their last attribute. And
+docs/architecture.md names every package of `supervisor/`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ PATH = re.compile(rf"(?<![\w./@-])((?:{FOLDERS})/[\w./*@-]*)(::[\w*]+)?")
 DOTTED = re.compile(r"(?<![\w./-])((?:supervisor|sandbox)(?:\.[A-Za-z_]\w*){2,})")
 # Paths that exist only in a built wheel, not in a checkout.
 BUILT = {"sandbox/image_context/"}
+MODULE_NAME = re.compile(r"`([a-z_][a-z0-9_]*\.py)`")
+# Module names the docs cite as things a hostile tree may contain, not as files of this project.
+FOREIGN = {"sitecustomize.py", "usercustomize.py", "pytest.py"}
 
 
 def _citations(pattern: re.Pattern[str]) -> list[tuple[str, re.Match[str]]]:
@@ -89,6 +93,15 @@ def test_every_cited_module_and_function_exists(doc: str) -> None:
         if name == doc and (problem := _dotted_problem(match.group(1)))
     ]
     assert not problems, "\n".join(problems)
+
+
+def test_every_module_named_alone_exists_somewhere() -> None:
+    """A bare `name.py` (as in the tables of docs/architecture.md) is a file of the project."""
+    known = {path.name for folder in FOLDERS.split("|") for path in (ROOT / folder).rglob("*.py")}
+    known |= {path.name for path in ROOT.glob("*.py")} | {path.name for path in (ROOT / "agent").rglob("*.py")}
+    cited = {(doc.name, name) for doc in DOCS for name in MODULE_NAME.findall(doc.read_text())}
+    assert len(cited) > 20
+    assert not sorted((doc, name) for doc, name in cited if name not in known | FOREIGN)
 
 
 def test_the_architecture_names_every_package_of_the_supervisor() -> None:
