@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/python -m pip install --quiet -e '.[lint]'
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/lint-imports
 .venv/bin/mypy
+bash scripts/docs.sh --check  # every generated doc matches the code

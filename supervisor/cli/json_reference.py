@@ -1,6 +1,6 @@
-"""Write docs/json.md from the pydantic models the commands print (a test keeps it current).
+"""Render docs/json.md from the pydantic models the commands print.
 
-python -m supervisor.cli.json_reference > docs/json.md
+`bash scripts/docs.sh` writes it (tests/operator/test_json_contract.py fails when it is stale).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from supervisor.cli import contract
 HEADER = """# JSON output of `supervisor` commands
 
 Generated from the pydantic models in `supervisor/cli/contract.py` (and the gate's own models)
-by `python -m supervisor.cli.json_reference > docs/json.md`; `tests/operator/test_json_contract.py`
-fails when it is stale.
+by `bash scripts/docs.sh`; `tests/operator/test_json_contract.py` fails when it is stale.
 
 The contract:
 

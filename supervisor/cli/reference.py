@@ -1,6 +1,7 @@
-"""Write docs/cli.md from the `supervisor` commands' own --help (a test keeps it current).
+"""Render docs/cli.md, and the command section of docs/gate.md, from the commands' own --help.
 
-python -m supervisor.cli.reference > docs/cli.md
+`bash scripts/docs.sh` writes both (tests/supervisor/test_cli_reference.py and
+tests/gate/test_gate_docs.py fail when either is stale).
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from collections.abc import Iterator
 from typing import TypedDict, cast
 
 import click
+from click.testing import CliRunner
 
 from supervisor.cli import main
+from supervisor.cli.gate_cmds import COMMANDS as GATE_COMMANDS
 
 HEADER = """# `supervisor` command reference
 
-Generated from the commands' own `--help` by `python -m supervisor.cli.reference > docs/cli.md`;
+Generated from the commands' own `--help` by `bash scripts/docs.sh`;
 `tests/supervisor/test_cli_reference.py` fails when it is stale. The agent's `ouroboros` command is
 documented in [agent.md](agent.md).
 """
@@ -51,6 +54,25 @@ def render() -> str:
         for path, text in _walk(main, root, [])
     ]
     return HEADER + "\n" + "\n\n".join(blocks) + "\n"
+
+
+GATE_HEADING = "## Commands\n"
+
+
+def render_gate_commands() -> str:
+    """docs/gate.md from its `## Commands` heading to the end: the gate commands' --help at 80 columns."""
+    group = click.Group(
+        "supervisor",
+        commands={command.name: command for command in GATE_COMMANDS if command.name},
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    parts = [GATE_HEADING]
+    for command in GATE_COMMANDS:
+        if hasattr(command, "_help_option"):
+            command._help_option = None  # click caches the help option of whichever group ran it first
+        result = CliRunner().invoke(group, [str(command.name), "--help"], prog_name="supervisor", terminal_width=80)
+        parts.append(f"\n### supervisor {command.name}\n\n```\n{result.output.rstrip()}\n```\n")
+    return "".join(parts)
 
 
 if __name__ == "__main__":

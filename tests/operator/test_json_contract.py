@@ -30,9 +30,7 @@ def _leaves(group: click.Group, prefix: str = ""):
 
 
 def test_docs_json_is_generated_from_the_models() -> None:
-    assert (ROOT / "docs" / "json.md").read_text() == render(), (
-        "regenerate: .venv/bin/python -m supervisor.cli.json_reference > docs/json.md"
-    )
+    assert (ROOT / "docs" / "json.md").read_text() == render(), "regenerate: bash scripts/docs.sh"
 
 
 def test_every_command_has_json_and_home() -> None:

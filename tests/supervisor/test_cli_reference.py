@@ -8,4 +8,4 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 
 def test_cli_reference_is_current():
-    assert DOC.read_text() == render(), "regenerate it: python -m supervisor.cli.reference > docs/cli.md"
+    assert DOC.read_text() == render(), "regenerate it: bash scripts/docs.sh"
