@@ -20,12 +20,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from sandbox.engine import Engine
-from supervisor.base import periodic
 from supervisor.base.appendfile import DiskFullError
 from supervisor.base.errors import ConfigError, OuroborosError
 from supervisor.base.git_ops import MAIN_REF, ZERO, Git, RefMovedError, find_common_dir
 from supervisor.base.remove_tree import remove_tree
-from supervisor.gate import adoption, merge, outages, recovery
+from supervisor.gate import adoption, merge, outages, recovery, upkeep
 from supervisor.gate.config import CONFIG_FILE, GateConfig, parse_config
 from supervisor.gate.generations import GenerationTags
 from supervisor.gate.merge import MainLine, MergeStep
@@ -34,7 +33,6 @@ from supervisor.gate.outages import INFRA_TRIES, EngineWait, GateInterruptedErro
 from supervisor.gate.passes import GateRunner, GateSite
 from supervisor.gate.recovery import Recovery
 from supervisor.gate.retention import enforce as enforce_retention
-from supervisor.gate.retention import prune_records
 from supervisor.gate.rollback import roll_back
 from supervisor.gate.scratch import beside_supervisor
 from supervisor.gate.workspace_commit import make_candidate_commit
@@ -48,8 +46,6 @@ from supervisor.store.states import FINAL, IN_FLIGHT, CandidateState, MergeOutco
 from supervisor.store.verdicts import RollbackResult, Verdict
 
 MAX_REBASES = 5
-FULL_GC_EVERY_S = 86_400  # a full gc of the repository at most once a day; geometric repacks between
-PRUNE_AFTER = "2.weeks.ago"  # unreachable objects are dropped by a full gc once they are this old
 _S = CandidateState
 
 log = logging.getLogger(__name__)
@@ -473,26 +469,5 @@ class Gatekeeper:
         return actions + recovery.delete_orphan_branches(self.git, {r.id for r in self.store.active()})
 
     def maintain(self) -> None:
-        """Pack loose refs and objects (the repository config turns automatic gc off): run now and then.
-
-        The packs are merged geometrically (a pack is rewritten only when the newer ones together
-        reach its size: each object is copied O(log n) times in all, so the work does not grow
-        with the lineage as a gc each time did); a full gc, which rewrites every object and drops
-        the unreachable ones, runs at most once a day."""
-        self.git.run("pack-refs", "--all", "--prune", check=False, timeout_s=600)
-        stamp = self.state_dir / "git-gc"
-        if periodic.due(stamp, FULL_GC_EVERY_S):
-            # --cruft: the unreachable objects go into a cruft pack that records each one's age and
-            # that geometric repacks leave alone. Set loose instead, the next geometric repack rolled
-            # them into a new pack, whose time the next gc gave them back: never two weeks old, never pruned.
-            gc = ("gc", "--quiet", f"--prune={PRUNE_AFTER}")
-            if (
-                self.git.run(*gc, "--cruft", check=False, timeout_s=1800).returncode == 0
-                or self.git.run(*gc, check=False, timeout_s=1800).returncode == 0
-            ):  # a git before 2.37
-                periodic.done(stamp)
-        else:
-            self.git.run("repack", "-d", "-q", "--geometric=2", check=False, timeout_s=1800)
-        _moved, error = prune_records(self.state_dir, lambda: self.config().retention)  # accepted ones too
-        if error:
-            log.warning("%s", error)
+        """Pack refs and objects, archive old records: run now and then (see upkeep.py)."""
+        upkeep.maintain(self.git, self.state_dir, lambda: self.config().retention)
