@@ -56,7 +56,9 @@ def proposal() -> Proposal:
 
 
 def keeper(instance: Instance, engine: FakeEngine) -> Gatekeeper:
-    return Gatekeeper(instance.repo, engine, journal_root=instance.journal, image="fake", instance=instance.instance_id)
+    return Gatekeeper(
+        instance.repo, engine=engine, journal_root=instance.journal, image="fake", instance=instance.instance_id
+    )
 
 
 def build(past: int, engine: FakeEngine) -> Instance:

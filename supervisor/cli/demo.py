@@ -56,7 +56,7 @@ def run_demo(home: Path | None, progress: Callable[[str], None]) -> tuple[Instan
     config = instance.config()
     progress("gating generation 0: the packaged agent's own tests, in a container ...")
     Gatekeeper(
-        instance.repo, engine, journal_root=instance.journal, image=image, instance=instance.instance_id
+        instance.repo, engine=engine, journal_root=instance.journal, image=image, instance=instance.instance_id
     ).genesis()
     supervisor = Supervisor(instance, engine, image, config, progress=progress, stop_when=two_verdicts)
     supervisor.run()

@@ -19,7 +19,7 @@ from supervisor.cli.contract import CandidateRow, ShowOut
 from supervisor.cli.terminal_text import echo
 from supervisor.gate.config import parse_config
 from supervisor.gate.gatekeeper import Gatekeeper
-from supervisor.gate.scratch import beside_supervisor, gate_label, own_scratch
+from supervisor.gate.scratch import gate_label, own_scratch
 from supervisor.store.candidates import CandidateRecord
 from supervisor.store.gate_results import GateResult
 
@@ -196,15 +196,16 @@ def gate_cmd(
             if name is not None and keeper.git.rev_parse(name) is None:
                 raise click.UsageError(f"{name!r} names no commit in {keeper.common}")
         config = parse_config(config_path.read_text(), str(config_path)) if config_path else None
-        _connect(keeper)
+        # The engine and the image before judging, so a missing engine is exit 3, never a "rejected" verdict.
+        image = keeper.runner.agent_image(progress=lambda message: click.echo(message, err=True))
         engine, instance = keeper.runner.engine, keeper.runner.instance
         with own_scratch(
             keeper.state_dir,
             lambda message: click.echo(message, err=True),
-            reap=lambda run: engine and engine.reconcile(instance=gate_label(instance, run)),
+            reap=lambda run: engine.reconcile(instance=gate_label(instance, run)),
         ) as folder:
-            beside_supervisor(keeper, folder)
-            result = keeper.gate_rev(rev, base=base, config=config)
+            gating = Gatekeeper(keeper.common, engine=engine, image=image, instance=instance, gate_folder=folder)
+            result = gating.gate_rev(rev, base=base, config=config)
     _report_gate(result, junit_path, as_json)
 
 
@@ -217,18 +218,6 @@ def _private_if_needed(repo: Path | None, scratch: Path) -> Path | None:
             return None  # an instance: its config is the supervisor's own
         repo = Path(".")
     return private_clone(repo, scratch / "mirror.git") if needs_private_clone(repo) else repo
-
-
-def _connect(keeper: Gatekeeper) -> None:
-    """Engine and image before judging, so a missing engine is exit 3, never a 'rejected' verdict."""
-    from sandbox.engine import DockerEngine
-    from sandbox.images import ensure_agent_image
-
-    runner = keeper.runner
-    if runner.engine is None:
-        runner.engine = DockerEngine.connect()
-    if runner.image is None:
-        runner.image = ensure_agent_image(runner.engine, progress=lambda message: click.echo(message, err=True))
 
 
 def _report_gate(result: GateResult, junit_path: Path | None, as_json: bool) -> None:

@@ -94,7 +94,7 @@ def _gate_generation_zero(instance: Instance, as_json: bool) -> int:
         image = ensure_agent_image(engine, progress=progress)
         progress("gating generation 0 (the packaged agent's own tests, in a container) ...")
         return Gatekeeper(
-            instance.repo, engine, journal_root=instance.journal, image=image, instance=instance.instance_id
+            instance.repo, engine=engine, journal_root=instance.journal, image=image, instance=instance.instance_id
         ).genesis()
     except OuroborosError as exc:
         raise type(exc)(

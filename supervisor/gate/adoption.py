@@ -1,57 +1,51 @@
 """Gating outside the agent loop: generation 0, adopting a main moved by hand, any commit on request.
 
-`genesis` makes sure main is a gated generation before an agent runs on it: with no generation
-yet, main is gated and tagged `gen/0`; a main an operator moved by hand is gated and adopted as the
-next generation, or refused. `gate_rev` runs the gate on any commit (`supervisor gate REV`).
+Before an agent runs on main, main must be a gated generation: with no generation yet, a main that
+passed its gate is tagged `gen/0` (genesis); a main an operator moved by hand that passed is adopted
+as the next generation. The gatekeeper runs the gate and records the outcome; this module names the
+commits to gate (`gate_target`) and tags an adopted main (`adopt`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from enum import Enum
 
-from supervisor.base.errors import OuroborosError
-from supervisor.base.git_ops import GEN_TAG_PREFIX, ZERO, GitError
-from supervisor.gate.config import GateConfig
-from supervisor.gate.merge import merge_lock, tag
-from supervisor.store.gate_results import GateResult
-
-if TYPE_CHECKING:
-    from supervisor.gate.gatekeeper import Gatekeeper
+from supervisor.base.git_ops import GEN_TAG_PREFIX, ZERO, Git, GitError
+from supervisor.gate.merge import MainLine, merge_lock, tag
 
 
-def ensure_gated_main(keeper: Gatekeeper) -> int:
-    """Make sure main is a gated generation; returns its number."""
-    main = keeper.main()
-    known = keeper.generation_of(main)
-    if known is not None:
-        return known
-    result = gate_commit(keeper, main)
-    if not result.passed:
-        raise OuroborosError(
-            f"main {main[:12]} does not pass its own gate: {'; '.join(result.reasons)}; "
-            f"fix main (or `supervisor rollback`) before starting the agent"
-        )
-    first = not keeper.generations()
-    with merge_lock(keeper.state_dir):
+class Adoption(str, Enum):
+    """How a gated main became a generation (also the decision-log kind that records it)."""
+
+    GENESIS = "genesis"  # the first generation, gen/0
+    ADOPTED = "adopted"  # a main moved by hand, tagged as the next generation
+
+
+@dataclass(frozen=True)
+class Adopted:
+    how: Adoption
+    generation: int
+
+
+def adopt(line: MainLine, main: str) -> Adopted:
+    """Tag a main that passed its gate: gen/0 if there is no generation yet, else the next number."""
+    first = not line.tags.all()
+    with merge_lock(line.state_dir):
         if first:
-            keeper.git.update_ref(f"{GEN_TAG_PREFIX}0", main, ZERO, "ouroboros: generation 0")
-        generation = 0 if first else tag(keeper, main)
-    keeper.baselines.store(main, result.test_ids)
-    keeper.log.append("genesis" if first else "adopted", commit=main, main_after=main, generation=generation)
-    return generation
+            line.git.update_ref(f"{GEN_TAG_PREFIX}0", main, ZERO, "ouroboros: generation 0")
+        generation = 0 if first else tag(line, main)
+    return Adopted(Adoption.GENESIS if first else Adoption.ADOPTED, generation)
 
 
-def gate_commit(keeper: Gatekeeper, rev: str, base: str | None = None, config: GateConfig | None = None) -> GateResult:
-    """Run the gate on any commit (with a base: also protected paths, no-shrink, base's own tests)."""
-    commit = keeper.git.rev_parse(rev)
+def gate_target(git: Git, rev: str, base: str | None) -> tuple[str, str | None]:
+    """The commit `rev` names and the one `base` names (None without a base, or when both are one)."""
+    commit = git.rev_parse(rev)
     if commit is None:
-        raise GitError(f"{rev!r} names no commit in {keeper.common}; check `git log`")
+        raise GitError(f"{rev!r} names no commit in {git.git_dir}; check `git log`")
     base_commit = None
     if base is not None:
-        base_commit = keeper.git.rev_parse(base)
+        base_commit = git.rev_parse(base)
         if base_commit is None:
-            raise GitError(f"base {base!r} names no commit in {keeper.common}")
-    config = config or keeper.config(base_commit or commit)  # the fixed config if one was given, else the rev's
-    if base_commit == commit:
-        base_commit = None
-    return keeper.runner.judge(commit, base_commit, config, keeper.baseline)
+            raise GitError(f"base {base!r} names no commit in {git.git_dir}")
+    return commit, None if base_commit == commit else base_commit

@@ -4,35 +4,37 @@ Each candidate moves through states saved to disk before each step (pending → 
 → merging → accepted, or → rejected / needs-approval). Every step is idempotent, so `recover()`
 after a kill -9 anywhere simply continues each unfinished candidate from its saved state.
 
-This module is the API and the state machine; its parts live beside it: the merge, rebase and
-generation tag (`merging`), the engine's and the disk's weather during a gate (`gate_weather`),
-generation 0 and one-off gating (`genesis`), rollback (`rollback`) and recovery (`recovery`).
+This module is the API and the state machine, and the one place that changes a candidate's record
+and writes the decision log and the journal. Its parts live beside it and return what they did,
+never calling back: the merge, rebase and generation tag (`merge`), the engine's and the disk's
+weather during a gate (`outages`), generation 0 and adopting a main moved by hand (`adoption`),
+rollback (`rollback`) and recovery (`recovery`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
-from supervisor.base import periodic
+from sandbox.engine import Engine
 from supervisor.base.appendfile import DiskFullError
 from supervisor.base.errors import ConfigError, OuroborosError
-from supervisor.base.git_ops import MAIN_REF, ZERO, Git, GitError, RefMovedError, find_common_dir
+from supervisor.base.git_ops import MAIN_REF, ZERO, Git, RefMovedError, find_common_dir
 from supervisor.base.remove_tree import remove_tree
-from supervisor.gate import merge, outages
-from supervisor.gate.adoption import ensure_gated_main, gate_commit
+from supervisor.gate import adoption, merge, outages, recovery, upkeep
 from supervisor.gate.config import CONFIG_FILE, GateConfig, parse_config
 from supervisor.gate.generations import GenerationTags
-from supervisor.gate.outages import INFRA_TRIES, GateInterruptedError, infra_backoff_s
-from supervisor.gate.passes import GateRunner
-from supervisor.gate.recovery import recover_repository
+from supervisor.gate.merge import MainLine, MergeStep
+from supervisor.gate.on_demand import DockerOnDemand
+from supervisor.gate.outages import INFRA_TRIES, EngineWait, GateInterruptedError, infra_backoff_s
+from supervisor.gate.passes import GateRunner, GateSite
+from supervisor.gate.recovery import Recovery
 from supervisor.gate.retention import enforce as enforce_retention
-from supervisor.gate.retention import prune_records
 from supervisor.gate.rollback import roll_back
+from supervisor.gate.scratch import beside_supervisor
 from supervisor.gate.workspace_commit import make_candidate_commit
 from supervisor.store.baseline import BaselineCache
 from supervisor.store.candidates import CANDIDATE_PREFIX, CandidateError, CandidateRecord, CandidateStore, now
@@ -44,9 +46,13 @@ from supervisor.store.states import FINAL, IN_FLIGHT, CandidateState, MergeOutco
 from supervisor.store.verdicts import RollbackResult, Verdict
 
 MAX_REBASES = 5
-FULL_GC_EVERY_S = 86_400  # a full gc of the repository at most once a day; geometric repacks between
-PRUNE_AFTER = "2.weeks.ago"  # unreachable objects are dropped by a full gc once they are this old
 _S = CandidateState
+
+log = logging.getLogger(__name__)
+
+
+def _warn(message: str) -> None:
+    log.warning("%s", message)
 
 
 class Gatekeeper:
@@ -55,16 +61,25 @@ class Gatekeeper:
     def __init__(
         self,
         repo_path: Path,
-        engine: Any = None,
-        config: GateConfig | None = None,
-        journal_root: Path | None = None,
+        *,
+        engine: Engine | None = None,
         image: str | None = None,
         instance: str = "default",
+        config: GateConfig | None = None,
+        journal_root: Path | None = None,
+        engine_wait: EngineWait | None = None,
+        gate_folder: Path | None = None,
     ) -> None:
+        """`engine`: None connects to Docker when a gate first runs a container; `image`: None finds
+        or builds the agent image then. `engine_wait` is called when a gate failed for the engine's
+        reasons, with the least pause to take first (True once the engine answers again, False to give
+        up for now); a supervisor gives one that a stop interrupts. `gate_folder`: gate in this folder
+        of `scratch.own_scratch`, beside whatever supervisor runs the repository."""
         self.common = find_common_dir(Path(repo_path))
         self.git = Git(self.common)
         self.tags = GenerationTags(self.git)
         self.state_dir = self.common / "ouroboros"
+        self.main_line = MainLine(self.git, self.tags, self.state_dir)
         self.worktrees = self.state_dir / "worktrees"
         self.scratch = self.state_dir / "tmp"
         self.reports = self.state_dir / "reports"
@@ -74,14 +89,14 @@ class Gatekeeper:
         self.log = DecisionLog(self.state_dir / "decisions.jsonl")
         self.journal = JournalWriter(self._journal_root(journal_root))
         self._config = config
-        self.runner = GateRunner(self.git, engine, self.scratch, image, instance)
-        self.runner.work_area = self.worktrees  # capped in `supervisor start` (diskcap); recover() clears leftovers
-        # Called when a gate failed for the engine's reasons, with the least pause to take first; True once
-        # the engine answers again, False to give up for now (a stop came). The runner replaces it with one
-        # that a stop interrupts and that shows the wait in status.
-        self.engine_wait: Callable[[float], bool] = lambda pause_s: outages.wait_for_engine(self.runner.engine, pause_s)
-        self.warn: Callable[[str], None] = lambda message: None
-        self.baselines = BaselineCache(self.reports, lambda message: self.warn(message))  # warn is replaced later
+        engine = engine or DockerOnDemand()
+        # The worktree area is capped in `supervisor start` (diskcap); recover() clears leftovers.
+        site = GateSite(self.scratch, self.worktrees, instance)
+        self.runner = GateRunner(
+            self.git, engine, beside_supervisor(instance, gate_folder) if gate_folder else site, image=image
+        )
+        self._engine_wait = engine_wait or partial(outages.wait_for_engine, engine)
+        self.baselines = BaselineCache(self.reports, _warn)
         dangerous = self.git.dangerous_config()
         if dangerous:
             raise ConfigError(
@@ -103,10 +118,7 @@ class Gatekeeper:
     # -- reading state ----------------------------------------------------------------------
 
     def main(self) -> str:
-        main = self.git.ref_value(MAIN_REF)
-        if main is None:
-            raise GitError(f"{self.common} has no main branch; create it first (supervisor init)")
-        return main
+        return self.main_line.main()
 
     def generations(self) -> dict[int, str]:
         return self.tags.all()
@@ -225,7 +237,7 @@ class Gatekeeper:
                 self._commit(record)
             elif record.state == _S.GATING:
                 self._gate(record)
-            elif merge.merge(self, record) is MergeOutcome.REBASED:
+            elif self._merge(record) is MergeOutcome.REBASED:
                 rebases += 1
                 if rebases > MAX_REBASES:
                     self.reject_record(record, [f"main moved {MAX_REBASES} times while this was gated; propose again"])
@@ -253,6 +265,25 @@ class Gatekeeper:
         else:
             record.change_state(_S.GATING)
             self.store.save(record)
+
+    def _merge(self, record: CandidateRecord) -> MergeOutcome:
+        """One merge attempt (merge.py), and what it means for the record."""
+        step = merge.merge(self.main_line, record, self.scratch)
+        if step.outcome is MergeOutcome.ACCEPTED:
+            self._accepted(record, step)
+        elif step.outcome is MergeOutcome.REJECTED:
+            self.reject_record(record, [step.reason or "the merge was refused"])
+        elif step.outcome in (MergeOutcome.REBASED, MergeOutcome.REGATE):
+            record.commit = step.commit or record.commit
+            record.change_state(_S.GATING)
+            self.store.save(record)
+        return step.outcome
+
+    def _accepted(self, record: CandidateRecord, step: MergeStep) -> None:
+        record.generation = step.generation
+        if record.gate is not None:
+            self.baselines.store(step.commit or "", record.gate.test_ids)
+        self.finish(record, _S.ACCEPTED, main_before=step.main_before)
 
     def disk_full(self) -> bool:
         """Too little space left where the state lives (a failed write there is then the disk's fault)."""
@@ -297,9 +328,12 @@ class Gatekeeper:
         record.infra_tries += 1
         why = "; ".join(result.reasons)[:300] or "the engine stopped answering"
         self.store.save(record)
-        self.warn(
-            f"candidate {record.id}: the gate failed for the engine's reasons ({why}); "
-            f"try {record.infra_tries} of {INFRA_TRIES}"
+        log.warning(
+            "candidate %s: the gate failed for the engine's reasons (%s); try %d of %d",
+            record.id,
+            why,
+            record.infra_tries,
+            INFRA_TRIES,
         )
         if record.infra_tries >= INFRA_TRIES:
             record.reasons = [
@@ -308,7 +342,7 @@ class Gatekeeper:
             ]
             self.finish(record, _S.INFRASTRUCTURE_ERROR)
             return
-        if not self.engine_wait(infra_backoff_s(record.infra_tries)):
+        if not self._engine_wait(infra_backoff_s(record.infra_tries)):
             raise GateInterruptedError(f"candidate {record.id} waits for the engine; the next start resumes it")
 
     def reject_record(self, record: CandidateRecord, reasons: list[str]) -> None:
@@ -366,47 +400,74 @@ class Gatekeeper:
         self.git.run("worktree", "prune", check=False)
 
     def _remove_tree(self, path: Path) -> None:
-        remove_tree(path, self.warn)
+        remove_tree(path, _warn)
 
-    # -- generation 0, ad-hoc gating, rollback, recovery (each in its own module) -------------
+    # -- generation 0, ad-hoc gating, rollback, recovery (their parts in their own modules) ---
 
     def genesis(self) -> int:
-        """Make sure main is a gated generation; returns its number (supervisor/gate/adoption.py)."""
-        return ensure_gated_main(self)
+        """Make sure main is a gated generation; returns its number (see adoption.py)."""
+        main = self.main()
+        known = self.generation_of(main)
+        if known is not None:
+            return known
+        result = self.gate_rev(main)
+        if not result.passed:
+            raise OuroborosError(
+                f"main {main[:12]} does not pass its own gate: {'; '.join(result.reasons)}; "
+                f"fix main (or `supervisor rollback`) before starting the agent"
+            )
+        adopted = adoption.adopt(self.main_line, main)
+        self.baselines.store(main, result.test_ids)
+        self.log.append(adopted.how.value, commit=main, main_after=main, generation=adopted.generation)
+        return adopted.generation
 
     def gate_rev(self, rev: str, base: str | None = None, config: GateConfig | None = None) -> GateResult:
         """Run the gate on any commit (with a base: also protected paths, no-shrink, base's own tests)."""
-        return gate_commit(self, rev, base, config)
+        commit, base_commit = adoption.gate_target(self.git, rev, base)
+        config = config or self.config(base_commit or commit)  # the fixed config if one was given, else the rev's
+        return self.runner.judge(commit, base_commit, config, self.baseline)
 
     def rollback(self, to: str | None = None) -> RollbackResult:
         """Move main back to a commit that passed the gate (default: the previous generation)."""
-        return roll_back(self, to)
+        result = roll_back(self.main_line, self.log, to)
+        main, kept = result.previous, result.kept_as
+        self.log.append(
+            "rollback",
+            commit=result.target,
+            main_before=main,
+            main_after=result.target,
+            generation=result.generation,
+            details={"kept_as": kept},
+        )
+        self.note(
+            "rollback",
+            f"main rolled back from {main} (generation {self.generation_of(main)}) to {result.target} "
+            f"(generation {result.generation}). The rolled-back commits stay at {kept}.",
+        )
+        return result
 
     def recover(self, abandon_pending: bool = True) -> list[str]:
         """After a crash: finish or redo half-done steps, drop stale worktrees and scratch; returns actions."""
-        return recover_repository(self, abandon_pending)
+        actions = recovery.repair_records(self.log, self.journal)
+        recovery.clear_scratch(self.scratch)
+        # Before any gate resumes: what a killed run left in the (capped) worktree area that belongs
+        # to no active candidate, acceptance folders above all, would fill the area under that gate.
+        actions += recovery.remove_worktrees_except(self.worktrees, {record.id for record in self.store.active()})
+        live: set[str] = set()
+        for record in self.store.active():
+            step = recovery.triage(record.state, abandon_pending)
+            if step is Recovery.ABANDON:
+                self.abandon(record.id, "the supervisor restarted before a proposal arrived")
+                actions.append(f"abandoned {record.id}")
+                continue
+            if step is Recovery.RESUME:
+                actions.append(f"resumed {record.id}: {self.resume(record).state}")
+            if record.state == _S.PENDING:
+                live.add(record.id)
+        actions += [f"unreadable candidate record {path}; move it aside" for path in self.store.corrupt]
+        actions += recovery.remove_worktrees_except(self.worktrees, live)
+        return actions + recovery.delete_orphan_branches(self.git, {r.id for r in self.store.active()})
 
     def maintain(self) -> None:
-        """Pack loose refs and objects (the repository config turns automatic gc off): run now and then.
-
-        The packs are merged geometrically (a pack is rewritten only when the newer ones together
-        reach its size: each object is copied O(log n) times in all, so the work does not grow
-        with the lineage as a gc each time did); a full gc, which rewrites every object and drops
-        the unreachable ones, runs at most once a day."""
-        self.git.run("pack-refs", "--all", "--prune", check=False, timeout_s=600)
-        stamp = self.state_dir / "git-gc"
-        if periodic.due(stamp, FULL_GC_EVERY_S):
-            # --cruft: the unreachable objects go into a cruft pack that records each one's age and
-            # that geometric repacks leave alone. Set loose instead, the next geometric repack rolled
-            # them into a new pack, whose time the next gc gave them back: never two weeks old, never pruned.
-            gc = ("gc", "--quiet", f"--prune={PRUNE_AFTER}")
-            if (
-                self.git.run(*gc, "--cruft", check=False, timeout_s=1800).returncode == 0
-                or self.git.run(*gc, check=False, timeout_s=1800).returncode == 0
-            ):  # a git before 2.37
-                periodic.done(stamp)
-        else:
-            self.git.run("repack", "-d", "-q", "--geometric=2", check=False, timeout_s=1800)
-        _moved, error = prune_records(self.state_dir, lambda: self.config().retention)  # accepted ones too
-        if error:
-            logging.getLogger("ouroboros.gatekeeper").warning("%s", error)
+        """Pack refs and objects, archive old records: run now and then (see upkeep.py)."""
+        upkeep.maintain(self.git, self.state_dir, lambda: self.config().retention)

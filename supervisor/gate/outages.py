@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from sandbox.engine import Engine
 from supervisor.base.appendfile import DiskFullError, is_disk_full
 from supervisor.base.errors import OuroborosError
 from supervisor.store.gate_results import GateResult
@@ -25,6 +26,10 @@ INFRA_BACKOFF_MAX_S = 60.0
 INFRA_TRIES = 5  # gate runs that fail for the engine's reasons before "infrastructure error"
 MIN_FREE_BYTES = 4 * 1024 * 1024  # below this a failed write is a full disk, whatever git printed
 
+# Called when a gate failed for the engine's reasons, with the least pause to take first; True once the
+# engine answers again, False to give up for now (a stop came).
+EngineWait = Callable[[float], bool]
+
 
 class GateInterruptedError(OuroborosError, RuntimeError):
     """The engine was gone and a stop came while waiting for it: the candidate stays resumable."""
@@ -35,20 +40,21 @@ def infra_backoff_s(tries: int) -> float:
     return float(min(INFRA_BACKOFF_S * 2 ** (tries - 1), INFRA_BACKOFF_MAX_S))
 
 
-def engine_failed(result: GateResult, engine: Any) -> bool:
+def engine_failed(result: GateResult, engine: Engine) -> bool:
     """The engine, not the candidate, failed this gate: a pass it could not run, or it stopped answering."""
     if result.passed:
         return False
     if any(p.infrastructure for p in result.passes):  # set by the gate for engine errors only
         return True
-    return engine is not None and hasattr(engine, "ping") and not engine.ping()
+    return not engine.ping()
 
 
-def wait_for_engine(engine: Any, pause_s: float = 0.0, limit_s: float = 120) -> bool:
-    """The default wait (the runner replaces it): pause, then back off until the engine answers."""
+def wait_for_engine(engine: Engine, pause_s: float = 0.0, limit_s: float = 120) -> bool:
+    """The default wait (a supervisor gives its own, which a stop interrupts): pause, then back off until
+    the engine answers."""
     time.sleep(pause_s)
     deadline, delay = time.monotonic() + limit_s, 0.5
-    while engine is not None and hasattr(engine, "ping") and not engine.ping():
+    while not engine.ping():
         if time.monotonic() > deadline:
             return True  # try again anyway: after INFRA_TRIES it is recorded, never blamed
         time.sleep(delay)

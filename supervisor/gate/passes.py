@@ -26,13 +26,17 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sandbox import ContainerSpec, Limits, Mount
+from sandbox.engine import Engine
 from supervisor.base.git_ops import Git, TreeEntry
+from supervisor.gate.acceptance.stage import StageTools, accept
 from supervisor.gate.config import GateConfig, is_test_machinery, protected_hits
 from supervisor.gate.junit import MAX_REPORT_BYTES, JUnitReport, MalformedReportError, parse_report
+from supervisor.gate.on_demand import build_agent_image
 from supervisor.gate.tamper import tamper_hits
 from supervisor.store.gate_results import Failure, GateResult, PassName, PassResult
 
@@ -49,20 +53,29 @@ WRAPPER = 'rc=0; "$@" || rc=$?; echo; echo "$OUROBOROS_BEGIN"; cat {report}; ech
 BaselineLoader = Callable[[str, "GateConfig"], "dict[str, str] | None"]
 
 
+@dataclass(frozen=True)
+class GateSite:
+    """Where one gatekeeper's passes lay out files, and the instance label its containers carry.
+
+    `work_area` is where acceptance lays out the folders the candidate's agent writes in: the
+    size-capped worktree area under a supervisor, so a candidate cannot fill the host's disk.
+    """
+
+    scratch: Path
+    work_area: Path
+    instance: str = "default"
+
+
 class GateRunner:
     """Runs gate passes in fresh hardened containers through `sandbox`."""
 
-    def __init__(
-        self, git: Git, engine: Any, scratch: Path, image: str | None = None, instance: str = "default"
-    ) -> None:
+    def __init__(self, git: Git, engine: Engine, site: GateSite, *, image: str | None = None) -> None:
         self.git = git
         self.engine = engine
-        self.scratch = scratch
-        # Where acceptance lays out the folders the candidate's agent writes in; the gatekeeper points
-        # it at the size-capped worktree area, so a candidate cannot fill the host's disk from there.
-        self.work_area: Path | None = None
-        self.image = image
-        self.instance = instance
+        self.site = site
+        self.scratch = site.scratch
+        self.instance = site.instance
+        self.image = image  # None: found or built on first use (`agent_image`)
 
     # -- the verdict ------------------------------------------------------------------------
 
@@ -77,9 +90,9 @@ class GateRunner:
         started = time.monotonic()
         result = self._judge(commit, base, config, baseline or self.baseline)
         if result.passed:  # held-out acceptance: the candidate run for real, judged outside its process
-            from supervisor.gate.acceptance.stage import accept
-
-            accept(self, result, config)
+            accept(
+                result, config, StageTools(self.git, self.engine, self.agent_image, self.instance, self.site.work_area)
+            )
         result.duration_s = round(time.monotonic() - started, 3)
         return result
 
@@ -200,7 +213,7 @@ class GateRunner:
             self.git.export_tree(rev, src)
             try:
                 spec = self._spec(run_id, src, config, markers)
-                run = self._engine().run(spec, deadline_s=config.deadline_s, output_cap=OUTPUT_CAP)
+                run = self.engine.run(spec, deadline_s=config.deadline_s, output_cap=OUTPUT_CAP)
             except Exception as exc:  # fail closed on any engine trouble
                 return PassResult(name=name, ok=False, reason=f"container error: {exc}", infrastructure=True), None
             return _evaluate(name, run, markers, config)
@@ -215,7 +228,7 @@ class GateRunner:
         (trusted / "pytest.ini").write_text(trusted_ini(config))
         mounts = [Mount(source=src, target=SRC_DIR), Mount(source=trusted, target=TRUSTED_DIR)]
         return ContainerSpec(
-            image=config.image or self._image(),
+            image=config.image or self.agent_image(),
             command=wrapped,
             run_id=run_id,
             role="gate",
@@ -240,20 +253,15 @@ class GateRunner:
             ),
         )
 
-    def _engine(self) -> Any:
-        """Connected on first use, so commands that never run a container never need Docker."""
-        if self.engine is None:
-            from sandbox.engine import DockerEngine
-
-            self.engine = DockerEngine.connect()
-        return self.engine
-
-    def _image(self) -> str:
+    def agent_image(self, progress: Callable[[str], None] | None = None) -> str:
+        """The image passes run in: the one given, else found or built the first time it is needed."""
         if self.image is None:
-            from sandbox.images import ensure_agent_image
-
-            self.image = ensure_agent_image(self._engine(), progress=lambda _message: None)
+            self.image = build_agent_image(self.engine, progress or _silent)
         return self.image
+
+
+def _silent(_message: str) -> None:
+    return None
 
 
 def pytest_command(config: GateConfig) -> list[str]:

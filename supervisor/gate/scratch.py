@@ -8,20 +8,20 @@ for as long as a gate runs, or refuse the operator); instead it shares nothing a
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sandbox.errors import SandboxError
 from supervisor.base.remove_tree import remove_tree
 from supervisor.base.safe_fs import Folder
+from supervisor.gate.passes import GateSite
 
-if TYPE_CHECKING:
-    from supervisor.gate.gatekeeper import Gatekeeper
+log = logging.getLogger(__name__)
 
 GATE_RUNS = "gate-runs"  # <state>/gate-runs/<pid>-<random>: `supervisor gate`'s own scratch, never a supervisor's
 GATE_LABEL_SUFFIX = "-gate"
@@ -39,8 +39,8 @@ def gate_label(instance: str, run: str) -> str:
     return f"{instance}{GATE_LABEL_SUFFIX}-{run}"
 
 
-def beside_supervisor(keeper: Gatekeeper, folder: Path) -> None:
-    """Make this gate independent of a supervisor on the same repository (running, or starting now).
+def beside_supervisor(instance: str, folder: Path) -> GateSite:
+    """Where a gate independent of a supervisor on the same repository (running, or starting now) works.
 
     A supervisor clears its scratch and worktree areas when it starts and removes its instance's
     containers when it starts or its engine returns; this gate uses neither: its files live in its
@@ -49,24 +49,25 @@ def beside_supervisor(keeper: Gatekeeper, folder: Path) -> None:
     alike, and never stops a supervisor from starting. It moves no ref; the objects it writes are
     fresh, so a concurrent `git prune` (after its grace) leaves them be.
     """
-    keeper.runner.scratch = folder / "tmp"
-    keeper.runner.work_area = folder / "work"
-    for area in (keeper.runner.scratch, keeper.runner.work_area):
+    site = GateSite(scratch=folder / "tmp", work_area=folder / "work", instance=instance)
+    for area in (site.scratch, site.work_area):
         area.mkdir(exist_ok=True)
-    if not keeper.runner.instance.endswith(f"{GATE_LABEL_SUFFIX}-{folder.name}"):
-        keeper.runner.instance = gate_label(keeper.runner.instance, folder.name)
+    if instance.endswith(f"{GATE_LABEL_SUFFIX}-{folder.name}"):
+        return site
+    return GateSite(scratch=site.scratch, work_area=site.work_area, instance=gate_label(instance, folder.name))
 
 
 @contextmanager
-def own_scratch(state_dir: Path, warn: Callable[[str], None], reap: Reap | None = None) -> Iterator[Path]:
+def own_scratch(state_dir: Path, warn: Callable[[str], None] | None = None, reap: Reap | None = None) -> Iterator[Path]:
     """A folder under <state>/gate-runs/ that only this command uses, held by an flock while it runs.
 
     Folders of earlier gates killed before they could clean up are removed first: a folder whose
     lock can be taken has no living owner. `reap` removes that owner's containers before its
     folder goes (an engine error keeps the folder, so the next gate tries again). A new folder is
     locked before it gets its final name, so no other gate can mistake it for an abandoned one;
-    its containers are made only after that.
+    its containers are made only after that. Warnings go to this module's logger unless `warn` is given.
     """
+    warn = warn or _log_warning
     root = state_dir / GATE_RUNS
     root.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(root, warn, reap)
@@ -110,3 +111,7 @@ def _reaped(run: str, warn: Callable[[str], None], reap: Reap | None) -> bool:
         warn(f"the containers of an earlier gate ({run}) could not be removed now: {exc}; the next gate tries again")
         return False
     return True
+
+
+def _log_warning(message: str) -> None:
+    log.warning("%s", message)

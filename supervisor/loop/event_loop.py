@@ -212,14 +212,13 @@ class Supervisor:
         """The parts that read and write the repository; made once its lock is held."""
         gatekeeper = Gatekeeper(
             self.instance.repo,
-            self.engine,
+            engine=self.engine,
             journal_root=self.instance.journal,
             image=self.image,
             instance=self.instance.instance_id,
+            engine_wait=self._engine_weather.wait,
         )
         self._gatekeeper = gatekeeper
-        gatekeeper.engine_wait = self._engine_weather.wait
-        gatekeeper.warn = self.progress
         keeper = self._keeper = AgentKeeper(
             self.instance,
             self.config,

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-from supervisor.route.ledger import LedgerError, LedgerTotals, iter_records
+from supervisor.route.ledger_records import LedgerError, LedgerTotals, iter_records
 
 log = logging.getLogger("ouroboros.route")
 

@@ -11,20 +11,21 @@ import logging
 import math
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx2
 
+from supervisor.route.config import RouteConfig
 from supervisor.route.ledger import NO_CYCLE, LedgerError, Reservation
+from supervisor.route.limits import ConcurrencyGate, TokenBucket
 from supervisor.route.policy import Admitted, PolicyError, admit, parse_json
 from supervisor.route.pricing import Usage
 from supervisor.route.sse import StreamUsage
-
-if TYPE_CHECKING:
-    from supervisor.route.server import LLMRoute
+from supervisor.route.upstream import Upstream
 
 log = logging.getLogger("ouroboros.route")
 
@@ -57,12 +58,41 @@ class Refusal(Exception):
         self.headers = headers or {}
 
 
+class RouteServices(Protocol):
+    """What a handler asks of the route it serves (`server.LLMRoute`, which binds itself here)."""
+
+    config: RouteConfig
+    upstream: Upstream
+    bucket: TokenBucket
+    auth_failures: TokenBucket
+    gate: ConcurrencyGate
+    parse_lock: threading.Lock
+    allowed_models: frozenset[str]
+    stopping: bool
+
+    def run_for_credential(self, token: str | None) -> str | None: ...
+
+    def reserve(self, run_id: str, cycle: str, admitted: Admitted) -> Reservation: ...
+
+    def record(
+        self, call: Call, usage: Usage, *, stream: bool, status: int, message_id: str | None, complete: bool
+    ) -> None: ...
+
+    def release(self, call: Call, reason: str) -> None: ...
+
+    def count_refusal(self, kind: str) -> None: ...
+
+    def ledger_failed(self, exc: LedgerError) -> None: ...
+
+    def emit_throttled(self, kind: str, message: str) -> None: ...
+
+
 class RouteHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the SDK's connection pool reuses the connection
     server_version = "ouroboros-llm-route"
     sys_version = ""
     wbufsize = 64 * 1024  # status, headers and body leave in one write; streams flush per chunk
-    route: LLMRoute  # bound by LLMRoute when it builds its server
+    route: RouteServices  # bound by LLMRoute when it builds its server
 
     def setup(self) -> None:
         super().setup()

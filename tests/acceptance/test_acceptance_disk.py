@@ -38,7 +38,9 @@ def test_a_candidate_filling_its_acceptance_workspace_meets_the_cap_not_the_host
     tmp_path, docker_engine, agent_image
 ):
     bench = Workbench(tmp_path, only=("word-count",))
-    keeper = Gatekeeper(bench.instance.repo, docker_engine, image=agent_image, instance=bench.instance.instance_id)
+    keeper = Gatekeeper(
+        bench.instance.repo, engine=docker_engine, image=agent_image, instance=bench.instance.instance_id
+    )
     area = diskcap.CappedArea("workspace", keeper.worktrees, CAP_MB)
     assert diskcap.cap_areas([area], tmp_path / "disk", "loop")
     try:

@@ -81,7 +81,7 @@ def chaos_instance(home: Path, engine, image: str, agent: str = PROPOSING_AGENT)
     instance.config_path.write_text(config)
     _commit_on_main(Git(instance.repo), {"gate.toml": CHEAP_GATE, "agent/chaos_tests/test_main.py": CHEAP_TEST})
     Gatekeeper(
-        instance.repo, engine, journal_root=instance.journal, image=image, instance=instance.instance_id
+        instance.repo, engine=engine, journal_root=instance.journal, image=image, instance=instance.instance_id
     ).genesis()
     return instance
 

@@ -23,7 +23,11 @@ def demo(tmp_path_factory, docker_engine, agent_image) -> Instance:
     instance, verdicts = run_demo(tmp_path_factory.mktemp("console") / "demo", progress=lambda message: None)
     assert [v.state for v in verdicts] == ["accepted", "rejected"]
     keeper = Gatekeeper(
-        instance.repo, docker_engine, journal_root=instance.journal, image=agent_image, instance=instance.instance_id
+        instance.repo,
+        engine=docker_engine,
+        journal_root=instance.journal,
+        image=agent_image,
+        instance=instance.instance_id,
     )
     candidate = keeper.create_candidate()
     # It changes nothing, so the real gatekeeper rejects it without a container: it is judged all the same.

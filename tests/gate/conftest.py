@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.engine import Engine
 from supervisor.gate.gatekeeper import Gatekeeper
 from tests.gate.repo_factory import make_repo
 
@@ -36,7 +37,7 @@ def keeper_factory(docker_engine, agent_image, sandbox_instance, tmp_path: Path)
     return build
 
 
-class _NoEngine:
+class _NoEngine(Engine):
     """Stands in for Docker where a test proves no container is ever started (the gate would turn
     an exception into a rejection, so calls are recorded and checked after the test)."""
 
@@ -46,3 +47,13 @@ class _NoEngine:
     def run(self, spec, deadline_s, output_cap=1_000_000):
         self.started.append(spec.command)
         raise RuntimeError("no container may run in this test")
+
+    def start(self, spec, *, attach=False):
+        self.started.append(spec.command)
+        raise RuntimeError("no container may start in this test")
+
+    def reconcile(self, instance=None, keep_run_ids=frozenset()):
+        return []
+
+    def ping(self):
+        return True

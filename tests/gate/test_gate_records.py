@@ -144,23 +144,29 @@ def test_report_is_taken_from_between_this_runs_markers() -> None:
 
 
 def test_gate_container_has_no_writable_host_mount(tmp_path: Path) -> None:
-    from supervisor.gate.passes import GateRunner
+    from supervisor.gate.passes import GateRunner, GateSite
 
     src = tmp_path / "src"
     src.mkdir()
-    spec = GateRunner(None, None, tmp_path, image="img")._spec("gate-x", src, GateConfig(), ("b", "e"))
+    spec = GateRunner(None, None, GateSite(tmp_path, tmp_path), image="img")._spec(
+        "gate-x", src, GateConfig(), ("b", "e")
+    )
     assert [(m.target, m.read_only) for m in spec.mounts] == [("/src", True), ("/ouroboros-gate", True)]
     assert spec.network is None and spec.role == "gate" and spec.env["HOME"] == "/tmp"
     assert spec.env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] == "1"
 
 
 def test_pytest_starts_isolated_with_the_gates_own_config(tmp_path: Path) -> None:
-    from supervisor.gate.passes import GateRunner, trusted_ini
+    from supervisor.gate.passes import GateRunner, GateSite, trusted_ini
 
     config = GateConfig(pytest_ini={"markers": ["docker: needs docker"]}, plugins=["hypothesis.extra.pytestplugin"])
     src = tmp_path / "src"
     src.mkdir()
-    command = GateRunner(None, None, tmp_path, image="img")._spec("gate-x", src, config, ("b", "e")).command
+    command = (
+        GateRunner(None, None, GateSite(tmp_path, tmp_path), image="img")
+        ._spec("gate-x", src, config, ("b", "e"))
+        .command
+    )
     pytest = command[command.index("python") :]
     assert pytest[:9] == [
         "python",

@@ -31,8 +31,10 @@ def test_numbers_compare_as_numbers_and_a_tagged_commit_keeps_its_number(offline
     for n, commit in commits.items():
         _tag(g, n, commit)
     assert offline_keeper.latest_generation() == (10, commits[10])  # not 9, as a sort of the names as text would say
-    assert merge.tag(offline_keeper, commits[10]) == 10  # the newest already (a kill after tagging): no second tag
-    assert merge.tag(offline_keeper, _commit(g, main, "next")) == 11
+    assert (
+        merge.tag(offline_keeper.main_line, commits[10]) == 10
+    )  # the newest already (a kill after tagging): no second tag
+    assert merge.tag(offline_keeper.main_line, _commit(g, main, "next")) == 11
     assert sorted(offline_keeper.generations()) == [1, 2, 9, 10, 11]
 
 
@@ -44,7 +46,7 @@ def test_after_a_rollback_the_next_number_is_past_the_highest(offline_keeper: Ga
         _tag(g, n, commit)
     g.update_ref(MAIN_REF, first, main)  # main rolled back to generation 1
     assert offline_keeper.generation_of(offline_keeper.main()) == 1
-    assert merge.tag(offline_keeper, _commit(g, first, "after the rollback")) == 4
+    assert merge.tag(offline_keeper.main_line, _commit(g, first, "after the rollback")) == 4
 
 
 def test_a_tag_of_another_shape_does_not_break_the_count(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
@@ -53,7 +55,7 @@ def test_a_tag_of_another_shape_does_not_break_the_count(offline_keeper: Gatekee
     _tag(g, 7, _commit(g, main, "seven"))
     _tag(g, "zz-operator-note", main)  # sorts above every number
     assert offline_keeper.latest_generation()[0] == 7
-    assert merge.tag(offline_keeper, _commit(g, main, "eight")) == 8
+    assert merge.tag(offline_keeper.main_line, _commit(g, main, "eight")) == 8
 
 
 def test_the_remembered_answer_is_checked_not_trusted(offline_keeper: Gatekeeper) -> None:
@@ -112,14 +114,14 @@ def test_a_merge_finished_after_a_later_generation_keeps_its_number(offline_keep
     _tag(g, 0, genesis)
     approved = _commit(g, genesis, "approved")
     g.update_ref(MAIN_REF, approved, genesis)
-    assert merge.tag(offline_keeper, approved) == 1  # ... and the approving process was killed here
+    assert merge.tag(offline_keeper.main_line, approved) == 1  # ... and the approving process was killed here
     later = _commit(g, approved, "the agent's next generation")
     g.update_ref(MAIN_REF, later, approved)
-    assert merge.tag(offline_keeper, later) == 2
+    assert merge.tag(offline_keeper.main_line, later) == 2
     restarted = Gatekeeper(offline_keeper.common, engine=offline_keeper.runner.engine, image="never-used")
     record = _merging_record(restarted, approved, genesis)
     restarted.store.save(record)
-    assert merge.merge(restarted, record).value == "accepted"
+    assert restarted.resume(record).state == "accepted"  # the merge step, applied by the gatekeeper
     assert record.generation == 1
     assert sorted(restarted.generations()) == [0, 1, 2]
 
@@ -145,7 +147,7 @@ def test_a_number_written_another_way_is_not_a_second_generation_of_that_number(
     odd = _commit(g, main, "tagged by hand")
     _tag(g, "0010", odd)
     _tag(g, "\u0661\u0662", odd)  # Arabic-Indic 12
-    number = merge.tag(offline_keeper, _commit(g, main, "next"))
+    number = merge.tag(offline_keeper.main_line, _commit(g, main, "next"))
     assert sorted(offline_keeper.generations()) == [9, number]
     assert offline_keeper.generation_of(odd) is None
     assert offline_keeper.latest_generation()[0] == number

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from supervisor.base.git_ops import Git
-from supervisor.gate import gatekeeper as gatekeeper_module
+from supervisor.gate import upkeep
 from supervisor.gate.gatekeeper import Gatekeeper
 
 
@@ -52,7 +52,7 @@ def test_maintenance_packs_loose_objects_and_runs_a_full_gc_once_a_day(offline_k
     assert _counts(g)["count"] == 0  # and it packed the new loose objects all the same
 
     runs.clear()
-    stamp.write_text(f"{time.time() - gatekeeper_module.FULL_GC_EVERY_S - 1}\n")
+    stamp.write_text(f"{time.time() - upkeep.FULL_GC_EVERY_S - 1}\n")
     offline_keeper.maintain()
     assert "gc" in runs  # a day later: due again
 
@@ -79,8 +79,8 @@ def test_an_unreachable_object_ages_across_the_repacks_between_full_gcs(
     offline_keeper.maintain()  # a full gc: ten days is within its grace, the object stays
     assert g.run("cat-file", "-e", blob, check=False).returncode == 0
     offline_keeper.maintain()  # the same day: a geometric repack
-    stamp.write_text(f"{time.time() - gatekeeper_module.FULL_GC_EVERY_S - 1}\n")
-    monkeypatch.setattr(gatekeeper_module, "PRUNE_AFTER", "1.week.ago")  # as if four more days had passed
+    stamp.write_text(f"{time.time() - upkeep.FULL_GC_EVERY_S - 1}\n")
+    monkeypatch.setattr(upkeep, "PRUNE_AFTER", "1.week.ago")  # as if four more days had passed
     offline_keeper.maintain()
     assert g.run("cat-file", "-e", blob, check=False).returncode != 0
 

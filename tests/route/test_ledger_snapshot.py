@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from supervisor.route import ledger as ledger_module
+from supervisor.route import ledger_records
 from supervisor.route.checkpoint import snapshot_path
 from supervisor.route.ledger import Ledger, LedgerEntry, utc_now
 from supervisor.route.pricing import Usage
@@ -63,12 +64,12 @@ def test_a_snapshot_that_no_longer_matches_its_ledger_is_ignored(tmp_path, caplo
 
 
 def test_buckets_stay_bounded_however_many_cycles_and_days(tmp_path, monkeypatch):
-    monkeypatch.setattr(ledger_module, "MAX_CYCLES", 50)
+    monkeypatch.setattr(ledger_records, "MAX_CYCLES", 50)
     ledger = Ledger.open(tmp_path / "ledger.jsonl")
     for n in range(200):
         ledger.totals.add(spend(1, cycle=f"fresh-{n}", days_ago=n % 40))
     assert len(ledger.totals.by_cycle) == 50 and "fresh-199" in ledger.totals.by_cycle
-    assert len(ledger.totals.by_day) <= 2 * ledger_module.KEEP_DAYS
+    assert len(ledger.totals.by_day) <= 2 * ledger_records.KEEP_DAYS
     assert utc_now().date().isoformat() in ledger.totals.by_day  # today is always kept
     assert ledger.totals.total.requests == 200  # the total never forgets
     ledger.close()

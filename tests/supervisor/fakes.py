@@ -33,7 +33,7 @@ def fake_instance(home: Path, engine: FakeEngine, extra_config: str = "") -> Ins
 
 def keeper(instance: Instance, engine: FakeEngine) -> Gatekeeper:
     return Gatekeeper(
-        instance.repo, engine, journal_root=instance.journal, image="fake-image", instance=instance.instance_id
+        instance.repo, engine=engine, journal_root=instance.journal, image="fake-image", instance=instance.instance_id
     )
 
 

@@ -46,7 +46,9 @@ def make_instance(tmp_path, docker_engine, agent_image):
 
 
 def keeper(instance: Instance, engine, image: str) -> Gatekeeper:
-    return Gatekeeper(instance.repo, engine, journal_root=instance.journal, image=image, instance=instance.instance_id)
+    return Gatekeeper(
+        instance.repo, engine=engine, journal_root=instance.journal, image=image, instance=instance.instance_id
+    )
 
 
 def containers_of(engine, instance: Instance) -> list:

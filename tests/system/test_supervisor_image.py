@@ -46,7 +46,7 @@ def test_supervisor_image_runs_non_root_and_docker_stop_stops_the_agent(supervis
         instance = init_instance(work / "home", scenario, model="claude-sonnet-5-5")
         Gatekeeper(
             instance.repo,
-            docker_engine,
+            engine=docker_engine,
             journal_root=instance.journal,
             image=agent_image,
             instance=instance.instance_id,

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from sandbox import ContainerSpec, Limits, Mount
+from sandbox.engine import Engine
 from sandbox.errors import SandboxError
 from supervisor.gate.acceptance.judge import Evidence, judge
 from supervisor.gate.acceptance.model_server import SOCKET_NAME, AcceptanceServer
@@ -38,7 +39,7 @@ class RunPlan(BaseModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    engine: Any
+    engine: Engine
     image: str
     instance: str
     code: Path

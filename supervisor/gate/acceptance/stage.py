@@ -11,11 +11,13 @@ from __future__ import annotations
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sandbox import Limits
+from sandbox.engine import Engine
 from supervisor.base.errors import OuroborosError
 from supervisor.base.git_ops import GEN_TAG_PREFIX, Git
 from supervisor.gate.acceptance.library import scenario_set
@@ -30,6 +32,8 @@ from supervisor.gate.acceptance.models import (
 )
 from supervisor.gate.acceptance.scenario_run import RunPlan, run_scenario
 from supervisor.gate.acceptance.workspace import export_agent
+from supervisor.gate.config import GateConfig
+from supervisor.store.gate_results import Failure, GateResult, PassResult
 from supervisor.store.instance import CONFIG_NAME, InstanceConfig
 
 ENTRY_POINT = "agent/__main__.py"
@@ -60,7 +64,7 @@ def stage_limits(cpus: float, memory_mb: int, scenarios: int, max_parallel: int)
 
 def run_stage(
     git: Git,
-    engine: Any,
+    engine: Engine,
     image: str,
     instance: str,
     scratch: Path,
@@ -119,11 +123,20 @@ def operator_detail(report: AcceptanceReport) -> str:
     return "\n".join(lines)[-DETAIL_CHARS:]
 
 
-def accept(runner: Any, result: Any, config: Any) -> None:
-    """The gate's hook: run acceptance on a commit whose test passes succeeded; reject on failure."""
-    from supervisor.store.gate_results import Failure, PassResult
+@dataclass(frozen=True)
+class StageTools:
+    """What the stage runs with, handed in by the gate runner: its repository, engine, image and areas."""
 
-    git: Git = runner.git
+    git: Git
+    engine: Engine
+    image: Callable[[], str]  # the agent image, found or built only when a stage runs
+    instance: str
+    work_area: Path  # where the candidate's agent writes: the capped worktree area under a supervisor
+
+
+def accept(result: GateResult, config: GateConfig, tools: StageTools) -> None:
+    """The gate's hook: run acceptance on a commit whose test passes succeeded; reject on failure."""
+    git = tools.git
     if not applies(git, result.base or result.commit):
         return
     home = instance_home(git.git_dir)
@@ -132,13 +145,13 @@ def accept(runner: Any, result: Any, config: Any) -> None:
         return
     scenarios = scenario_set(home, settings)
     workers, limits = stage_limits(config.limits.cpus, config.limits.memory_mb, len(scenarios), settings.max_parallel)
-    image = config.image or runner._image()
+    image = config.image or tools.image()
     report = run_stage(
         git,
-        runner._engine(),
+        tools.engine,
         image,
-        runner.instance,
-        runner.work_area or runner.scratch,
+        tools.instance,
+        tools.work_area,
         result.commit,
         scenarios,
         workers,

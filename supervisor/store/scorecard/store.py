@@ -26,14 +26,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+import supervisor.store.scorecard.records as records
+import supervisor.store.scorecard.tables as schema
 from supervisor.base.generation_number import candidate_id_or_none
 from supervisor.base.git_ops import Git, GitError
 from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerEntry
 from supervisor.route.pricing import USAGE_FIELDS
 from supervisor.store.candidates import CandidateError, CandidateStore
 from supervisor.store.decision_log import GENESIS, Decision, record_hash
-from supervisor.store.scorecard import records
-from supervisor.store.scorecard import tables as schema
 from supervisor.store.scorecard.models import CandidateRow, GenerationCard
 
 VERDICTS = ("accepted", "rejected", "needs-approval")
