@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import ToolError
 from agent.proposal import write_proposal
-from agent.registry import Tool, ToolContext
+from agent.tool import Tool, ToolContext
 from agent.workspace import relative_posix
 
 _SKIP_DIRS = {".git", "__pycache__", ".venv", "node_modules", ".pytest_cache"}

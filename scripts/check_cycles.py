@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-DEFAULT_GROUPS = ("supervisor,sandbox", "scripted_model")
+DEFAULT_GROUPS = ("supervisor,sandbox", "scripted_model", "agent")
 
 
 def module_files(root: Path, packages: Iterable[str]) -> dict[str, Path]:
