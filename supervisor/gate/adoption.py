@@ -13,6 +13,7 @@ from supervisor.base.errors import OuroborosError
 from supervisor.base.git_ops import GEN_TAG_PREFIX, ZERO, GitError
 from supervisor.gate.config import GateConfig
 from supervisor.gate.merge import merge_lock, tag
+from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.gate_results import GateResult
 
 if TYPE_CHECKING:
@@ -37,7 +38,9 @@ def ensure_gated_main(keeper: Gatekeeper) -> int:
             keeper.git.update_ref(f"{GEN_TAG_PREFIX}0", main, ZERO, "ouroboros: generation 0")
         generation = 0 if first else tag(keeper, main)
     keeper.baselines.store(main, result.test_ids)
-    keeper.log.append("genesis" if first else "adopted", commit=main, main_after=main, generation=generation)
+    keeper.log.append(
+        DecisionKind.GENESIS if first else DecisionKind.ADOPTED, commit=main, main_after=main, generation=generation
+    )
     return generation
 
 

@@ -12,6 +12,7 @@ from supervisor.base.errors import OuroborosError
 from supervisor.base.git_ops import MAIN_REF, ZERO, Git
 from supervisor.gate.merge import merge_lock
 from supervisor.store.candidates import REJECTED_PREFIX
+from supervisor.store.decision_kinds import PASSED, DecisionKind
 from supervisor.store.verdicts import RollbackResult
 
 if TYPE_CHECKING:
@@ -36,7 +37,12 @@ def roll_back(keeper: Gatekeeper, to: str | None = None) -> RollbackResult:
         keeper.git.update_ref(MAIN_REF, target, main, "ouroboros: rollback")
     generation = keeper.generation_of(target)
     keeper.log.append(
-        "rollback", commit=target, main_before=main, main_after=target, generation=generation, details={"kept_as": kept}
+        DecisionKind.ROLLBACK,
+        commit=target,
+        main_before=main,
+        main_after=target,
+        generation=generation,
+        details={"kept_as": kept},
     )
     keeper.note(
         "rollback",
@@ -49,7 +55,7 @@ def roll_back(keeper: Gatekeeper, to: str | None = None) -> RollbackResult:
 def passed_commits(keeper: Gatekeeper) -> set[str]:
     """Commits that passed the gate: generation tags plus accepted/genesis records of the log."""
     passed = set(keeper.generations().values())
-    passed |= {r.commit for r in keeper.log.records() if r.kind in ("accepted", "genesis", "adopted") and r.commit}
+    passed |= {r.commit for r in keeper.log.records() if r.kind in PASSED and r.commit}
     return passed
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from supervisor.store.decision_kinds import DecisionKind, known
 from supervisor.store.instance import EventName, NotifySettings
 
 if TYPE_CHECKING:
@@ -34,12 +35,12 @@ if TYPE_CHECKING:
     from supervisor.route.metering import CapStatus
     from supervisor.store.instance import Instance, InstanceConfig
 
-DECISION_EVENTS: dict[str, EventName] = {
-    "needs-approval": "needs-approval",
-    "accepted": "accepted",
-    "rejected": "rejected",
-    "rollback": "rolled-back",
-    "gave-up": "gave-up",
+DECISION_EVENTS: dict[DecisionKind, EventName] = {
+    DecisionKind.NEEDS_APPROVAL: "needs-approval",
+    DecisionKind.ACCEPTED: "accepted",
+    DecisionKind.REJECTED: "rejected",
+    DecisionKind.ROLLBACK: "rolled-back",
+    DecisionKind.GAVE_UP: "gave-up",
 }
 THRESHOLDS = (Decimal("0.8"), Decimal("0.9"), Decimal("1"))
 POLL_S = 2.0
@@ -213,7 +214,8 @@ class Watcher:
             if self._seq is not None and seq <= self._seq:
                 continue
             self._seq = seq
-            event = DECISION_EVENTS.get(str(record.get("kind")))
+            kind = known(str(record.get("kind")))
+            event = DECISION_EVENTS.get(kind) if kind is not None else None
             if event and not first:
                 self.sender.offer(self._decision_event(event, record))
         if first and self._seq is None:
