@@ -43,7 +43,7 @@ class CommandError(click.ClickException):
 
 
 def exit_code_for(exc: BaseException) -> int:
-    from supervisor.loop.agent_lifecycle import GaveUpError  # imported late: it pulls in the whole supervisor
+    from supervisor.loop.decisions import GaveUpError  # imported late: it pulls in the whole supervisor
 
     if isinstance(exc, GaveUpError):
         return EXIT_GAVE_UP

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sandbox.engine import DockerEngine
 from sandbox.images import ensure_agent_image
+from supervisor.cli.log_lines import lines_to
 from supervisor.gate.gatekeeper import Gatekeeper
 from supervisor.loop.event_loop import Supervisor
 from supervisor.store.instance import Instance
@@ -58,8 +59,9 @@ def run_demo(home: Path | None, progress: Callable[[str], None]) -> tuple[Instan
     Gatekeeper(
         instance.repo, engine=engine, journal_root=instance.journal, image=image, instance=instance.instance_id
     ).genesis()
-    supervisor = Supervisor(instance, engine, image, config, progress=progress, stop_when=two_verdicts)
-    supervisor.run()
+    supervisor = Supervisor(instance, engine, image, config, stop_when=two_verdicts)
+    with lines_to(progress):
+        supervisor.run()
     return instance, supervisor.verdicts
 
 

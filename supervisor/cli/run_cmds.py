@@ -124,6 +124,7 @@ def start_cmd(home: Path | None, console_bind: str | None, as_json: bool) -> Non
     """
     from sandbox.engine import DockerEngine
     from sandbox.images import ensure_agent_image
+    from supervisor.cli.log_lines import lines_to
     from supervisor.loop.event_loop import Supervisor
 
     progress = _say_json if as_json else _say
@@ -135,7 +136,8 @@ def start_cmd(home: Path | None, console_bind: str | None, as_json: bool) -> Non
 
         console = start_in_thread(instance.home, console_bind, os.environ.get("OUROBOROS_CONSOLE_TOKEN"))
         progress(f"console: {console.url} (read-only)")
-    code = Supervisor(instance, engine, image, progress=progress).run()
+    with lines_to(progress):
+        code = Supervisor(instance, engine, image).run()
     if as_json:
         emit_line(StartEvent(at=datetime.now(UTC), kind="exit", message="stopped", exit_code=code))
     raise SystemExit(code)

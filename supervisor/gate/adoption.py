@@ -9,22 +9,15 @@ commits to gate (`gate_target`) and tags an adopted main (`adopt`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 from supervisor.base.git_ops import GEN_TAG_PREFIX, ZERO, Git, GitError
 from supervisor.gate.merge import MainLine, merge_lock, tag
-
-
-class Adoption(str, Enum):
-    """How a gated main became a generation (also the decision-log kind that records it)."""
-
-    GENESIS = "genesis"  # the first generation, gen/0
-    ADOPTED = "adopted"  # a main moved by hand, tagged as the next generation
+from supervisor.store.decision_kinds import DecisionKind
 
 
 @dataclass(frozen=True)
 class Adopted:
-    how: Adoption
+    how: DecisionKind  # GENESIS (gen/0) or ADOPTED (a main moved by hand, tagged as the next generation)
     generation: int
 
 
@@ -35,7 +28,7 @@ def adopt(line: MainLine, main: str) -> Adopted:
         if first:
             line.git.update_ref(f"{GEN_TAG_PREFIX}0", main, ZERO, "ouroboros: generation 0")
         generation = 0 if first else tag(line, main)
-    return Adopted(Adoption.GENESIS if first else Adoption.ADOPTED, generation)
+    return Adopted(DecisionKind.GENESIS if first else DecisionKind.ADOPTED, generation)
 
 
 def gate_target(git: Git, rev: str, base: str | None) -> tuple[str, str | None]:

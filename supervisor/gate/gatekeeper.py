@@ -38,6 +38,7 @@ from supervisor.gate.scratch import beside_supervisor
 from supervisor.gate.workspace_commit import make_candidate_commit
 from supervisor.store.baseline import BaselineCache
 from supervisor.store.candidates import CANDIDATE_PREFIX, CandidateError, CandidateRecord, CandidateStore, now
+from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.decision_log import DecisionLog, verdict_details
 from supervisor.store.gate_results import GateResult
 from supervisor.store.journal_writer import JournalError, JournalWriter, verdict_note
@@ -189,7 +190,7 @@ class Gatekeeper:
         record.approved = True
         record.change_state(_S.MERGING)
         self.store.save(record)
-        self._log_once("approved", record)
+        self._log_once(DecisionKind.APPROVED, record)
         return self._advance(record)
 
     def reject(self, candidate_id: str, reason: str = "rejected by the operator") -> Verdict:
@@ -318,7 +319,7 @@ class Gatekeeper:
             record.change_state(_S.NEEDS_APPROVAL)
             self._remove_worktree(record)
             self.store.save(record)
-            if self._log_once("needs-approval", record):
+            if self._log_once(DecisionKind.NEEDS_APPROVAL, record):
                 self._journal(record, "gate-needs-approval")
         else:
             record.change_state(_S.MERGING)
@@ -359,13 +360,13 @@ class Gatekeeper:
         if branch_value:
             self.git.delete_ref(record.branch, branch_value)
         record.change_state(state)
-        if self._log_once(state.value, record, main_before=main_before):
+        if self._log_once(DecisionKind(state.value), record, main_before=main_before):
             self._journal(record, f"gate-{state.value}")
         self.store.save(record)
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _log_once(self, kind: str, record: CandidateRecord, main_before: str | None = None) -> bool:
+    def _log_once(self, kind: DecisionKind, record: CandidateRecord, main_before: str | None = None) -> bool:
         if self.log.find_recent(kind, candidate=record.id, commit=record.commit):
             return False
         self.log.append(
@@ -388,7 +389,7 @@ class Gatekeeper:
         try:
             self.journal.write(kind, body)
         except (JournalError, OSError) as exc:
-            self.log.append("journal-refused", candidate=candidate, reasons=[str(exc)[:300]])
+            self.log.append(DecisionKind.JOURNAL_REFUSED, candidate=candidate, reasons=[str(exc)[:300]])
 
     def baseline(self, base: str, config: GateConfig) -> dict[str, str] | None:
         return self.baselines.get(base, lambda: self.runner.baseline(base, config))
@@ -418,7 +419,7 @@ class Gatekeeper:
             )
         adopted = adoption.adopt(self.main_line, main)
         self.baselines.store(main, result.test_ids)
-        self.log.append(adopted.how.value, commit=main, main_after=main, generation=adopted.generation)
+        self.log.append(adopted.how, commit=main, main_after=main, generation=adopted.generation)
         return adopted.generation
 
     def gate_rev(self, rev: str, base: str | None = None, config: GateConfig | None = None) -> GateResult:
@@ -432,7 +433,7 @@ class Gatekeeper:
         result = roll_back(self.main_line, self.log, to)
         main, kept = result.previous, result.kept_as
         self.log.append(
-            "rollback",
+            DecisionKind.ROLLBACK,
             commit=result.target,
             main_before=main,
             main_after=result.target,

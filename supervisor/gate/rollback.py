@@ -13,6 +13,7 @@ from supervisor.base.git_ops import MAIN_REF, ZERO, Git
 from supervisor.gate.generations import GenerationTags
 from supervisor.gate.merge import MainLine, merge_lock
 from supervisor.store.candidates import REJECTED_PREFIX
+from supervisor.store.decision_kinds import PASSED
 from supervisor.store.decision_log import DecisionLog
 from supervisor.store.verdicts import RollbackResult
 
@@ -39,7 +40,7 @@ def roll_back(line: MainLine, log: DecisionLog, to: str | None = None) -> Rollba
 def passed_commits(tags: GenerationTags, log: DecisionLog) -> set[str]:
     """Commits that passed the gate: generation tags plus accepted/genesis records of the log."""
     passed = set(tags.all().values())
-    passed |= {r.commit for r in log.records() if r.kind in ("accepted", "genesis", "adopted") and r.commit}
+    passed |= {r.commit for r in log.records() if r.kind in PASSED and r.commit}
     return passed
 
 

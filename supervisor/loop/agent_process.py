@@ -1,6 +1,6 @@
 """The one agent container of a running supervisor: its workspace, its code, its route credential.
 
-The runner decides when the agent starts and stops; this module knows how. A start picks the
+The event loop decides when the agent starts and stops; this module knows how. A start picks the
 workspace (kept across a crash restart so the agent's edits survive, else a fresh candidate),
 exports the generation's code read-only, rotates the run's credential on the LLM route, and starts
 the hardened container with the agent's lineage mounted read-only. Every exit is reported once as
@@ -9,6 +9,7 @@ the hardened container with the agent's lineage mounted read-only. Every exit is
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Callable
@@ -23,14 +24,16 @@ from supervisor.loop import lineage_view
 from supervisor.route.server import LLMRoute
 from supervisor.store.agent_log import RotatingLog
 from supervisor.store.candidates import CandidateError, CandidateRecord
+from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.instance import Instance, InstanceConfig
 from supervisor.store.states import CandidateState
 
 ExitSink = Callable[[str, int | None], None]
+log = logging.getLogger(__name__)
 
 
-class AgentKeeper:
-    """Starts, watches and stops the agent; `agent` is the run in progress (None when none is)."""
+class AgentProcess:
+    """Starts, watches and stops the agent; `run` is the run in progress (None when none is)."""
 
     def __init__(
         self,
@@ -41,7 +44,6 @@ class AgentKeeper:
         gatekeeper: Gatekeeper,
         log: RotatingLog,
         on_exit: ExitSink,
-        progress: Callable[[str], None],
     ) -> None:
         self.instance = instance
         self.config = config
@@ -50,8 +52,7 @@ class AgentKeeper:
         self.gatekeeper = gatekeeper
         self.log = log
         self.on_exit = on_exit
-        self.progress = progress
-        self.agent: AgentRun | None = None
+        self.run: AgentRun | None = None
         self._ended_run: str | None = None  # the run whose end was recorded last (`_record_end`)
         self._end_lock = threading.Lock()  # the exit watcher and `stop` may both report one end
         self.candidate: CandidateRecord | None = None  # the workspace the agent writes in
@@ -85,11 +86,14 @@ class AgentKeeper:
         )
         spec = lineage_view.with_history(spec, self.instance)  # its lineage, read-only at /history
         self.gatekeeper.log.append(
-            "agent-started", commit=main, generation=generation, details={"run_id": run_id, "reason": reason[:200]}
+            DecisionKind.AGENT_STARTED,
+            commit=main,
+            generation=generation,
+            details={"run_id": run_id, "reason": reason[:200]},
         )  # for the scorecard
-        self.agent = AgentRun(self.engine, spec, self.log)
-        self.watch(self.agent)
-        return self.agent
+        self.run = AgentRun(self.engine, spec, self.log)
+        self.watch(self.run)
+        return self.run
 
     def workspace_for(self, main: str) -> CandidateRecord:
         """Keep the candidate across a crash restart (the agent's edits survive); else a fresh one."""
@@ -97,7 +101,7 @@ class AgentKeeper:
             try:
                 record = self.gatekeeper.store.load(self.candidate.id)
             except CandidateError as exc:
-                self.progress(f"{exc}; the agent gets a fresh workspace")
+                log.warning("%s; the agent gets a fresh workspace", exc)
             else:
                 if record.state == CandidateState.PENDING and record.base == main:
                     return record
@@ -125,18 +129,18 @@ class AgentKeeper:
                 return
             self._ended_run = run.run_id
         try:
-            self.gatekeeper.log.append("agent-stopped", details={"run_id": run.run_id, "exit_code": code})
+            self.gatekeeper.log.append(DecisionKind.AGENT_STOPPED, details={"run_id": run.run_id, "exit_code": code})
         except (OSError, OuroborosError) as exc:  # a full disk: the scorecard counts to its last request
-            self.progress(f"could not record the end of the agent's run: {exc}")
+            log.warning("could not record the end of the agent's run: %s", exc)
 
     def stop(self) -> None:
         """Stop and remove the agent's container; an engine error is reported, never raised (whatever
         is left carries our labels and goes at the engine's return or the next start)."""
-        run, self.agent = self.agent, None
+        run, self.run = self.run, None
         if run is None:
             return
         try:
             run.stop(self.config.agent.stop_grace_s)
         except SandboxError as exc:
-            self.progress(f"could not stop the agent's container ({exc}); it is removed once the engine answers")
+            log.warning("could not stop the agent's container (%s); it is removed once the engine answers", exc)
         self._record_end(run, None)

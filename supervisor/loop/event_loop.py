@@ -1,9 +1,13 @@
 """`supervisor start`: run the agent in its container, gate its proposals, restart, watch probation.
 
 One thread decides; everything else (the container's exit, a new proposal file, a signal, the
-clock) only puts an event on a queue. So every decision happens in order, and a kill -9 at any
-point leaves only states that `Gatekeeper.recover()` and `reconcile` already know how to finish
-(see `supervisor/store/states.py` for the finite list, and docs/operations.md "Recovery").
+clock) only puts a typed event on a queue (supervisor/loop/decisions.py). So every decision happens
+in order, and a kill -9 at any point leaves only states that `Gatekeeper.recover()` and `reconcile`
+already know how to finish (see `supervisor/store/states.py` for the finite list, and
+docs/operations.md "Recovery"). The proposal flow and the agent's lifecycle return typed decisions;
+`Supervisor.apply` is the one place they are carried out (the agent started, restarted, re-adopted,
+rolled back, idled or given up on), and `Supervisor.transition` the one place the supervisor's state
+changes.
 
 Crash-only rules kept here: the repository lock comes before anything is read or written; a
 proposal file leaves the outbox only after its verdict (or its drop) is on disk; the agent is
@@ -13,12 +17,14 @@ that fills up are waited out, never turned into a verdict; shutdown always stops
 
 from __future__ import annotations
 
+import errno
+import logging
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from sandbox.engine import Engine
@@ -30,9 +36,27 @@ from supervisor.base.repo_lock import HomeLock, RepoLock
 from supervisor.gate.agent_container import AgentRun, give_to_agent
 from supervisor.gate.gatekeeper import Gatekeeper
 from supervisor.gate.outages import GateInterruptedError
+from supervisor.gate.rollback import RollbackError
 from supervisor.loop import notify, outbox
 from supervisor.loop.agent_lifecycle import AgentLifecycle
-from supervisor.loop.agent_process import AgentKeeper
+from supervisor.loop.agent_process import AgentProcess
+from supervisor.loop.decisions import (
+    Adopt,
+    AgentExited,
+    Continue,
+    Decision,
+    Event,
+    GaveUpError,
+    GiveUp,
+    Idle,
+    PauseForDisk,
+    ProposalArrived,
+    Restart,
+    RollBack,
+    Start,
+    StopRequested,
+    Tick,
+)
 from supervisor.loop.diskcap import DiskWatch
 from supervisor.loop.intake import Intake
 from supervisor.loop.outage_wait import DiskWeather, EngineWeather, StopFlag
@@ -43,23 +67,17 @@ from supervisor.loop.startup import SignalHandlers, cap_agent_disk, take_locks
 from supervisor.route.metering import RouteEvent
 from supervisor.route.server import LLMRoute
 from supervisor.store.agent_log import RotatingLog
+from supervisor.store.decision_kinds import DecisionKind, route_kind
 from supervisor.store.instance import Instance, InstanceConfig
 from supervisor.store.states import SupervisorState
 from supervisor.store.status_file import Status
-from supervisor.store.verdicts import Verdict
+from supervisor.store.verdicts import Verdict, VerdictSummary
 
-Progress = Callable[[str], None]
 OUTBOX_POLL_S = 5.0
 MAIN_CHECK_S = 2.0
 _S = SupervisorState
 _Part = TypeVar("_Part")
-
-
-@dataclass
-class Event:
-    kind: str  # "proposal" | "exit" | "stop" | "tick" | "poll" (a tick that also looks at the outbox)
-    run_id: str | None = None
-    exit_code: int | None = None
+log = logging.getLogger(__name__)
 
 
 def _ready(part: _Part | None) -> _Part:
@@ -69,7 +87,8 @@ def _ready(part: _Part | None) -> _Part:
 
 
 class Supervisor:
-    """Owns one instance while it runs; `run()` returns the process exit code."""
+    """Owns one instance while it runs; `run()` returns the process exit code. Where its log lines
+    go (logger `supervisor`) is the caller's choice (`supervisor start` prints them)."""
 
     def __init__(
         self,
@@ -77,34 +96,33 @@ class Supervisor:
         engine: Engine,
         image: str,
         config: InstanceConfig | None = None,
-        progress: Progress = lambda message: None,
         stop_when: Callable[[Supervisor], bool] | None = None,
     ) -> None:
         self.instance = instance
         self.engine = engine
         self.image = image
         self.config = config or instance.config()
-        self.progress = progress
         self.stop_when = stop_when
         self.events: queue.Queue[Event] = queue.Queue()
         self.tally = Tally()  # bounded: a supervisor that runs for weeks keeps no per-verdict state in memory
         self._stop = StopFlag()
         self._models = ModelService(instance, self.config, self._on_route_event)
         self._board = StatusBoard(instance.status_file, lambda: self.route)
-        self.disk_weather = DiskWeather(self._board, progress)
+        self.disk_weather = DiskWeather(self._state, self.transition)
         self._engine_weather = EngineWeather(
-            engine, instance.instance_id, self._board, self._stop, progress, lambda: self.agent
+            engine, instance.instance_id, self._state, self.transition, self._stop, lambda: self.agent
         )
         self._log = RotatingLog(
             instance.agent_log,
             max_bytes=self.config.logs.agent_log_max_mb * 2**20,
             keep=self.config.logs.agent_log_keep,
         )
-        # Made once the repository lock is held (_prepare):
+        # Made once the repository lock is held (_wire, _prepare):
         self._gatekeeper: Gatekeeper | None = None
-        self._keeper: AgentKeeper | None = None
+        self._agent_process: AgentProcess | None = None
         self._reporter: Reporter | None = None
         self._lifecycle: AgentLifecycle | None = None
+        self._intake: Intake | None = None
         self._flow: ProposalFlow | None = None
         self._disk_watch: DiskWatch | None = None
         self._repo_lock: RepoLock | None = None
@@ -120,8 +138,8 @@ class Supervisor:
         return _ready(self._gatekeeper)
 
     @property
-    def keeper(self) -> AgentKeeper:
-        return _ready(self._keeper)
+    def agent_process(self) -> AgentProcess:
+        return _ready(self._agent_process)
 
     @property
     def reporter(self) -> Reporter:
@@ -132,13 +150,17 @@ class Supervisor:
         return _ready(self._lifecycle)
 
     @property
+    def intake(self) -> Intake:
+        return _ready(self._intake)
+
+    @property
     def flow(self) -> ProposalFlow:
         return _ready(self._flow)
 
     @property
     def agent(self) -> AgentRun | None:
         """The agent's run in progress, if one is."""
-        return self._keeper.agent if self._keeper is not None else None
+        return self._agent_process.run if self._agent_process is not None else None
 
     @property
     def route(self) -> LLMRoute | None:
@@ -175,19 +197,19 @@ class Supervisor:
         try:
             self._prepare()
             if not self._stop.requested:
-                self.flow.handle()  # left by a run that was killed: gate before the agent restarts
-            if self.agent is None and not self._stop.requested and self.status.state is not _S.DISK_FULL:
-                self.lifecycle.launch_safely(reason="start")
+                self._gate_outbox()  # left by a run that was killed: gate before the agent restarts
+            if self.status.state is not _S.DISK_FULL:
+                self.apply(Start("start"))
             return self._loop()
         except GateInterruptedError as exc:
-            self.progress(f"stopped while waiting for the engine: {exc}")
+            log.info("stopped while waiting for the engine: %s", exc)
             return 0
         finally:
             self._shutdown()
 
     def request_stop(self) -> None:
         self._stop.requested = True
-        self.events.put(Event("stop"))
+        self.events.put(StopRequested())
 
     def _prepare(self) -> None:
         gatekeeper = self._wire()
@@ -195,16 +217,19 @@ class Supervisor:
             return
         removed = self.engine.reconcile(instance=self.instance.instance_id)
         if removed:
-            self.progress(f"removed {len(removed)} leftover container(s) of an earlier run")
+            log.info("removed %d leftover container(s) of an earlier run", len(removed))
         outbox.prepare(self._outbox)
-        self.flow.intake = Intake(gatekeeper, self._outbox, self.progress, self.reporter.refused)
-        self.flow.recover()
+        intake = self._intake = Intake(
+            gatekeeper, self._outbox, self.reporter.refused, lambda: self.agent_process.candidate
+        )
+        self._flow = ProposalFlow(gatekeeper, self.agent_process, intake, self.tally, self._stopping)
+        self._recover()
         # Before the agent's folders are prepared:
-        self._disk_watch = cap_agent_disk(self.instance, self.config, gatekeeper.worktrees, self.progress)
+        self._disk_watch = cap_agent_disk(self.instance, self.config, gatekeeper.worktrees)
         for folder in (self.instance.journal, self.instance.goals):
             folder.mkdir(parents=True, exist_ok=True)
             give_to_agent(folder)
-        notify.start(self.instance, self.config, self.progress)
+        notify.start(self.instance, self.config)
         self._models.start()
         self._watcher = outbox.OutboxWatcher(self._outbox, self._proposal_arrived).start()
 
@@ -219,41 +244,12 @@ class Supervisor:
             engine_wait=self._engine_weather.wait,
         )
         self._gatekeeper = gatekeeper
-        keeper = self._keeper = AgentKeeper(
-            self.instance,
-            self.config,
-            self.engine,
-            self.image,
-            gatekeeper,
-            self._log,
-            self._agent_exited,
-            self.progress,
+        agent = self._agent_process = AgentProcess(
+            self.instance, self.config, self.engine, self.image, gatekeeper, self._log, self._on_agent_exit
         )
-        reporter = self._reporter = Reporter(gatekeeper, self.progress)
-        lifecycle = self._lifecycle = AgentLifecycle(
-            self.config,
-            self.engine,
-            gatekeeper,
-            keeper,
-            self._board,
-            reporter,
-            self.tally,
-            self._stop,
-            self._engine_weather,
-            self.disk_weather,
-            lambda: self.route,
-            self.progress,
-        )
-        self._flow = ProposalFlow(
-            gatekeeper,
-            keeper,
-            lifecycle,
-            self._board,
-            self.tally,
-            self.disk_weather,
-            self._stop,
-            self._stopping,
-            self.progress,
+        self._reporter = Reporter(gatekeeper)
+        self._lifecycle = AgentLifecycle(
+            self.config, self.engine, gatekeeper, agent, self._stop, self._engine_weather, lambda: self.route
         )
         return gatekeeper
 
@@ -265,7 +261,7 @@ class Supervisor:
         """Every step is tried even if an earlier one failed (a full disk, a gone engine); the agent is
         always stopped, the pid file always removed, the locks always released."""
         steps: list[tuple[str, Callable[[], None]]] = [
-            ("publish stopping", lambda: self._board.set_state(_S.STOPPING)),
+            ("publish stopping", lambda: self.transition(_S.STOPPING)),
             ("stop the agent", self._stop_agent),
             ("stop the outbox watcher", lambda: self._watcher.stop() if self._watcher else None),
             ("stop the LLM route", self._models.stop_route),
@@ -279,7 +275,7 @@ class Supervisor:
                 try:
                     step()
                 except Exception as exc:  # noqa: BLE001 - shutdown must reach its end whatever failed
-                    self.progress(f"during shutdown, could not {name}: {exc}")
+                    log.warning("during shutdown, could not %s: %s", name, exc)
         finally:
             self.instance.pid_file.unlink(missing_ok=True)
             if self._home_lock is not None:
@@ -287,14 +283,103 @@ class Supervisor:
             if self._repo_lock is not None:
                 self._repo_lock.release()
 
-    def _stop_agent(self) -> None:
-        self.status.agent_container = None
-        if self._keeper is not None:
-            self._keeper.stop()
-
     def _publish_stopped(self) -> None:
         self.status.agent_container = None
-        self._board.set_state(_S.STOPPED)
+        self.transition(_S.STOPPED)
+
+    # -- the supervisor's state: one transition function ----------------------------------------
+
+    def _state(self) -> SupervisorState:
+        return self.status.state
+
+    def transition(self, state: SupervisorState, message: str | None = None) -> None:
+        """The one place the supervisor's state changes (checked against
+        `states.SUPERVISOR_TRANSITIONS`, a StateError if not allowed), then published."""
+        self.status.change_state(state, message)
+        self._board.write()
+
+    # -- decisions: the one place they are applied ------------------------------------------------
+
+    def apply(self, decision: Decision) -> None:
+        """Carry out what the flow or the lifecycle decided; the only code that starts, restarts,
+        re-adopts, rolls back, idles or gives up on the agent."""
+        match decision:
+            case Continue():
+                pass
+            case Start(reason):
+                if self.agent is None and not self._stop.requested:
+                    self._start(reason)
+            case Restart(reason, keep_probation, delay_s, since):
+                if delay_s and self._stop.pause(delay_s):
+                    return
+                self._restart(reason, keep_probation=keep_probation)
+                if since is not None:
+                    self.tally.restart_latencies.append(self.lifecycle.last_start_at - since)
+            case Adopt(run):
+                log.info("the agent survived the engine's restart: re-adopted")
+                self.agent_process.watch(run)
+                self.status.agent_container = run.container.id
+            case RollBack(generation):
+                self._roll_back(generation)
+            case Idle():
+                self.transition(_S.IDLE)
+            case PauseForDisk(error):
+                self.disk_weather.pause(error)
+            case GiveUp(reason):
+                self._give_up(reason)
+
+    def _restart(self, reason: str, after_rollback: bool = False, keep_probation: bool = False) -> None:
+        self._stop_agent()
+        if self._stop.requested:
+            return  # the loop is about to shut down: starting an agent now would only be killed again
+        self._start(reason, after_rollback=after_rollback, keep_probation=keep_probation)
+
+    def _start(self, reason: str, after_rollback: bool = False, keep_probation: bool = False) -> None:
+        launched = self.lifecycle.launch(reason, after_rollback=after_rollback, keep_probation=keep_probation)
+        if launched is None:
+            return
+        status = self.status
+        if launched.new_generation:
+            status.generation_since = datetime.now(UTC)
+        status.generation, status.commit = launched.generation, launched.commit
+        status.candidate, status.agent_container = launched.candidate, launched.run.container.id
+        self.transition(_S.RUNNING)
+        log.info(
+            "agent running: generation %s (%s), candidate %s [%s]",
+            launched.generation,
+            launched.commit[:12],
+            launched.candidate,
+            reason,
+        )
+
+    def _stop_agent(self) -> None:
+        self.status.agent_container = None
+        if self._agent_process is not None:
+            self._agent_process.stop()
+
+    def _roll_back(self, generation: int | None) -> None:
+        try:
+            result = self.gatekeeper.rollback()
+        except RollbackError as exc:
+            self._give_up(f"generation {generation} crash-loops and cannot be rolled back ({exc})")
+            return
+        probation = self.config.probation
+        self.reporter.note(
+            "probation-rollback",
+            f"Generation {generation} crashed more than {probation.max_restarts} times "
+            f"in {probation.window_s:g} s after its restart, so main was rolled back to "
+            f"{result.target} (generation {result.generation}).",
+        )
+        self.tally.rollbacks += 1
+        log.info("rolled back to generation %s (%s): crash loop", result.generation, result.target[:12])
+        self._restart("probation rollback", after_rollback=True)
+
+    def _give_up(self, message: str) -> None:
+        self.gatekeeper.log.append(
+            DecisionKind.GAVE_UP, commit=self.lifecycle.current_commit, details={"reason": message}
+        )
+        self.reporter.note("supervisor-gave-up", message)
+        raise GaveUpError(f"{message}; inspect `supervisor log` and `supervisor logs`, fix main, then start again")
 
     # -- the decision loop ----------------------------------------------------------------------
 
@@ -304,15 +389,17 @@ class Supervisor:
             try:
                 event = self.events.get(timeout=0.5)
             except queue.Empty:
-                event = Event("tick")
-            if event.kind == "stop" or self._stop.requested:
-                self.progress("stopping: SIGTERM or `supervisor stop`")
+                event = Tick()
+            if isinstance(event, StopRequested) or self._stop.requested:
+                log.info("stopping: SIGTERM or `supervisor stop`")
                 return 0
-            if event.kind == "tick" and (
-                time.monotonic() - polled_at > OUTBOX_POLL_S or self.status.state is _S.DISK_FULL
+            if (
+                isinstance(event, Tick)
+                and not event.poll
+                and (time.monotonic() - polled_at > OUTBOX_POLL_S or self.status.state is _S.DISK_FULL)
             ):
                 polled_at = time.monotonic()
-                event = Event("poll")  # a safety net under watchfiles (inotify limits, a dead thread)
+                event = Tick(poll=True)  # a safety net under watchfiles (inotify limits, a dead thread)
             try:
                 self._dispatch(event)
             except OSError as exc:  # a full disk anywhere (a log record, a status, an export) is weather
@@ -327,23 +414,82 @@ class Supervisor:
         agent (each event looks at the whole outbox), so the queue cannot grow without bound."""
         if not self._proposal_queued.is_set():
             self._proposal_queued.set()
-            self.events.put(Event("proposal"))
+            self.events.put(ProposalArrived())
 
-    def _agent_exited(self, run_id: str, code: int | None) -> None:
-        """From the keeper's waiter thread: the decision is the loop's."""
-        self.events.put(Event("exit", run_id=run_id, exit_code=code))
+    def _on_agent_exit(self, run_id: str, code: int | None) -> None:
+        """From the agent process's waiter thread: the decision is the loop's."""
+        self.events.put(AgentExited(run_id, code))
 
     def _dispatch(self, event: Event) -> None:
-        if event.kind == "proposal":
-            self._proposal_queued.clear()
-            self.flow.handle()
-        elif event.kind == "exit" and self.agent and event.run_id == self.agent.run_id:
-            self.lifecycle.handle_exit(event.exit_code)
-        elif event.kind == "poll":
-            self.flow.handle()
-            self._tick()
-        elif event.kind == "tick":
-            self._tick()
+        match event:
+            case ProposalArrived():
+                self._proposal_queued.clear()
+                self._gate_outbox()
+            case AgentExited(run_id, code) if self.agent and run_id == self.agent.run_id:
+                self.status.agent_container = None
+                decision = self.lifecycle.judge_exit(code)
+                self.status.restarts = self.lifecycle.crashes
+                self.apply(decision)
+            case Tick(poll=True):
+                self._gate_outbox()
+                self._tick()
+            case Tick():
+                self._tick()
+
+    # -- the outbox ------------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Finish what an earlier run left (a full disk makes this wait and retry, never fail the start)."""
+        try:
+            self.flow.recover()
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            self.disk_weather.pause(exc)
+
+    def _gate_outbox(self) -> None:
+        """Gate what is in the outbox; a full disk pauses gating (status says so) instead of deciding."""
+        weather = self.disk_weather
+        if weather.paused:
+            if time.monotonic() < weather.retry_at:
+                return
+            if self.gatekeeper.disk_full():
+                weather.pause(OSError(errno.ENOSPC, "still no space left"))
+                return
+        try:
+            if not self.flow.recovered:
+                self.flow.recover()
+            self._gate_next()
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            weather.pause(exc)
+            return
+        if weather.paused:
+            log.info("there is disk space again: gating resumes")
+            self.transition(_S.RUNNING, "")
+            self.apply(Start("disk space freed"))
+
+    def _gate_next(self) -> None:
+        if self._stop.requested:
+            return  # what is queued stays in the outbox for the next start
+        found = self.intake.next()
+        if found is None:
+            return
+        self._stop_agent()  # the agent must not touch what is being judged, nor the worktree being removed
+        if not found.resume:
+            self.agent_process.candidate = found.candidate  # the workspace it wrote the proposal in, or its stand-in
+        self.transition(_S.GATING, found.proposal.summary)
+        decision = self.flow.judge(found, self.status.generation)
+        self.status.verdicts = [
+            VerdictSummary.model_validate(v.model_dump(include=set(VerdictSummary.model_fields)))
+            for v in self.tally.verdicts
+        ]
+        self.apply(decision)
+        self.transition(_S.RUNNING, "")
+        self.flow.maintain()
+
+    # -- the clock -------------------------------------------------------------------------------
 
     def _tick(self) -> None:
         if control.stop_requested(self.instance.run_dir):
@@ -356,26 +502,27 @@ class Supervisor:
         # Only a generation that is actually running can prove itself.
         if self.agent is not None and life.probation and life.probation.passed(now):
             generation = self.status.generation
-            self.gatekeeper.log.append("probation-passed", commit=life.current_commit, generation=generation)
-            self.progress(f"generation {generation} survived probation: marked good")
+            self.gatekeeper.log.append(DecisionKind.PROBATION_PASSED, commit=life.current_commit, generation=generation)
+            log.info("generation %s survived probation: marked good", generation)
         if now - self._main_checked_at < MAIN_CHECK_S:
             self._board.write()
             return
         self._main_checked_at = now  # each look at main is a git process: not on every tick, for weeks
         for message in self._disk_watch.newly_full() if self._disk_watch else []:
-            self.reporter.refused("disk-full", message)  # the agent gets ENOSPC; the supervisor says so and runs on
+            # the agent gets ENOSPC; the supervisor says so and runs on
+            self.reporter.refused(DecisionKind.DISK_FULL, message)
         main = self.gatekeeper.main()
         if main != life.current_commit and not self._stop.requested:
             # An operator moved main (approve, rollback): follow it, after gating what the agent
             # already proposed on the old workspace.
-            self.flow.handle()
+            self._gate_outbox()
             if self.gatekeeper.main() == life.current_commit:
                 return
-            self.progress(f"main moved to {main[:12]} outside the agent loop; restarting on it")
-            life.relaunch(reason="main moved", after_rollback=False)
+            log.info("main moved to %s outside the agent loop; restarting on it", main[:12])
+            self.apply(Restart("main moved"))
         self.status.probation = "passed" if life.probation and life.probation.good else "on probation"
         self._board.write()
 
     def _on_route_event(self, event: RouteEvent) -> None:
         # Called from route threads; a refused agent may retry at the route's rate, hence the throttle.
-        self.reporter.refused(f"route-{event.kind}", f"LLM route: {event.message}")
+        self.reporter.refused(route_kind(event.kind), f"LLM route: {event.message}")

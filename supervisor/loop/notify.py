@@ -14,12 +14,12 @@ already crossed when the watcher starts are not announced again.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import subprocess
 import threading
 import urllib.request
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from supervisor.store.decision_kinds import DecisionKind, known
 from supervisor.store.instance import EventName, NotifySettings
 
 if TYPE_CHECKING:
@@ -34,13 +35,14 @@ if TYPE_CHECKING:
     from supervisor.route.metering import CapStatus
     from supervisor.store.instance import Instance, InstanceConfig
 
-DECISION_EVENTS: dict[str, EventName] = {
-    "needs-approval": "needs-approval",
-    "accepted": "accepted",
-    "rejected": "rejected",
-    "rollback": "rolled-back",
-    "gave-up": "gave-up",
+DECISION_EVENTS: dict[DecisionKind, EventName] = {
+    DecisionKind.NEEDS_APPROVAL: "needs-approval",
+    DecisionKind.ACCEPTED: "accepted",
+    DecisionKind.REJECTED: "rejected",
+    DecisionKind.ROLLBACK: "rolled-back",
+    DecisionKind.GAVE_UP: "gave-up",
 }
+log = logging.getLogger(__name__)
 THRESHOLDS = (Decimal("0.8"), Decimal("0.9"), Decimal("1"))
 POLL_S = 2.0
 
@@ -80,9 +82,8 @@ class _Skip(Exception):
 class Sender:
     """Delivers events on its own thread; `offer` never blocks."""
 
-    def __init__(self, settings: NotifySettings, progress: Callable[[str], None]) -> None:
+    def __init__(self, settings: NotifySettings) -> None:
         self.settings = settings
-        self.progress = progress
         self.queue: queue.Queue[NotifyEvent] = queue.Queue(maxsize=settings.queue_size)
         self.sent = self.failed = self.dropped = 0
         self.last_error = ""
@@ -119,7 +120,7 @@ class Sender:
                 except Exception as exc:  # a hook's failure is the operator's to see, never ours to die of
                     self.failed += 1
                     self.last_error = f"{deliver.__name__.strip('_')}: {exc}"[:300]
-                    self.progress(f"notification {event.event} not delivered ({self.last_error})")
+                    log.warning("notification %s not delivered (%s)", event.event, self.last_error)
 
     def _post(self, body: bytes) -> None:
         if not self.settings.webhook:
@@ -159,12 +160,11 @@ class Watcher:
         caps: Caps,
         state_file: Path,
         sender: Sender,
-        progress: Callable[[str], None],
     ) -> None:
         from supervisor.route.ledger import LedgerTotals
 
         self.home, self.decisions, self.ledger, self.caps = home, decisions, ledger, caps
-        self.state_file, self.sender, self.progress = state_file, sender, progress
+        self.state_file, self.sender = state_file, sender
         self._offsets = {decisions: 0, ledger: 0}
         self._seq = self._saved_seq()
         self._totals = LedgerTotals()
@@ -185,7 +185,7 @@ class Watcher:
             try:
                 self.poll()
             except Exception as exc:  # never take the supervisor down; try again next time
-                self.progress(f"notifications: could not read the logs ({exc})")
+                log.warning("notifications: could not read the logs (%s)", exc)
 
     def poll(self, announce_budget: bool = True) -> None:
         self._read_decisions()
@@ -213,7 +213,8 @@ class Watcher:
             if self._seq is not None and seq <= self._seq:
                 continue
             self._seq = seq
-            event = DECISION_EVENTS.get(str(record.get("kind")))
+            kind = known(str(record.get("kind")))
+            event = DECISION_EVENTS.get(kind) if kind is not None else None
             if event and not first:
                 self.sender.offer(self._decision_event(event, record))
         if first and self._seq is None:
@@ -286,7 +287,7 @@ class Watcher:
             temp.write_text(json.dumps({"decision_seq": self._seq}))
             os.replace(temp, self.state_file)
         except OSError as exc:
-            self.progress(f"notifications: could not save {self.state_file} ({exc})")
+            log.warning("notifications: could not save %s (%s)", self.state_file, exc)
 
 
 def _parse_time(value: object) -> datetime:
@@ -297,7 +298,7 @@ def _parse_time(value: object) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def start(instance: Instance, config: InstanceConfig, progress: Callable[[str], None]) -> Watcher | None:
+def start(instance: Instance, config: InstanceConfig) -> Watcher | None:
     """The runner's one hook (in `_prepare`): start watching, if `[notify]` names a webhook or command."""
     from supervisor.route.ledger import LEDGER_FILE_NAME
 
@@ -305,7 +306,7 @@ def start(instance: Instance, config: InstanceConfig, progress: Callable[[str], 
     if not settings.enabled:
         return None
     instance.run_dir.mkdir(parents=True, exist_ok=True)
-    sender = Sender(settings, progress).start()
+    sender = Sender(settings).start()
     return Watcher(
         instance.home,
         instance.state / "decisions.jsonl",
@@ -313,5 +314,4 @@ def start(instance: Instance, config: InstanceConfig, progress: Callable[[str], 
         config.route.caps,
         instance.run_dir / "notify.json",
         sender,
-        progress,
     ).start()

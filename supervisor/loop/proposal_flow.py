@@ -1,104 +1,61 @@
-"""From the outbox to a verdict, one proposal at a time, and the agent's restart after each.
+"""From a proposal to a verdict, and what the verdict means for the agent (a decision the loop applies).
 
-Nothing is gated before what an earlier run left is recovered. The agent is stopped before its
-workspace is judged; a proposal file leaves the outbox only after its verdict is on disk; whatever
-else was queued on the judged workspace is dropped. A full disk pauses all of it (status says so)
-and is retried, never turned into a verdict.
+Nothing is gated before what an earlier run left is recovered. The event loop takes the next
+proposal from the intake (which also gives it its candidate), stops the agent and says it is
+gating; `judge` here runs the gate, removes the proposal file only after its verdict is on disk,
+drops whatever else was queued on the judged workspace and returns the restart that follows.
 """
 
 from __future__ import annotations
 
-import errno
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from supervisor.base import heap_trim
-from supervisor.base.appendfile import is_disk_full
 from supervisor.base.errors import OuroborosError
 from supervisor.gate.gatekeeper import Gatekeeper
 from supervisor.loop import outbox
-from supervisor.loop.agent_lifecycle import AgentLifecycle
-from supervisor.loop.agent_process import AgentKeeper
-from supervisor.loop.intake import Intake
-from supervisor.loop.outage_wait import DiskWeather, StopFlag
-from supervisor.loop.reporting import StatusBoard, Tally
-from supervisor.store.candidates import CandidateError, CandidateRecord
-from supervisor.store.protocol import Proposal
-from supervisor.store.states import CandidateState, SupervisorState
-from supervisor.store.verdicts import Verdict, VerdictSummary
+from supervisor.loop.agent_process import AgentProcess
+from supervisor.loop.decisions import Continue, Decision, Restart
+from supervisor.loop.intake import Intake, Next
+from supervisor.loop.reporting import Tally
+from supervisor.store.states import CandidateState
+from supervisor.store.verdicts import Verdict
 
 MAINTAIN_EVERY = 200  # verdicts between `git pack-refs` + `git gc` (the repository turns auto-gc off)
 MAINTAIN_AFTER_S = 6 * 3600.0
-_S = SupervisorState
+log = logging.getLogger(__name__)
 
 
 class ProposalFlow:
-    """Gates what is in the outbox; `intake` is set once the outbox is ready."""
+    """Recovers, judges one proposal at a time, and keeps the repository maintained."""
 
     def __init__(
         self,
         gatekeeper: Gatekeeper,
-        keeper: AgentKeeper,
-        lifecycle: AgentLifecycle,
-        board: StatusBoard,
+        agent: AgentProcess,
+        intake: Intake,
         tally: Tally,
-        disk_weather: DiskWeather,
-        stop: StopFlag,
         stopping: Callable[[], bool],
-        progress: Callable[[str], None],
     ) -> None:
         self.gatekeeper = gatekeeper
-        self.keeper = keeper
-        self.lifecycle = lifecycle
-        self.board = board
+        self.agent = agent
+        self.intake = intake
         self.tally = tally
-        self.disk_weather = disk_weather
-        self.stop = stop
         self.stopping = stopping  # a stop was asked for, or the run's `stop_when` says it is done
-        self.progress = progress
-        self.intake: Intake | None = None
         self.recovered = False
         self._maintained_at = time.monotonic()
         self._verdicts_since_maintenance = 0
-
-    def handle(self) -> None:
-        """Gate what is in the outbox; a full disk pauses gating (status says so) instead of deciding."""
-        if self.disk_weather.paused:
-            if time.monotonic() < self.disk_weather.retry_at:
-                return
-            if self.gatekeeper.disk_full():
-                self.disk_weather.pause(OSError(errno.ENOSPC, "still no space left"))
-                return
-        try:
-            if not self.recovered:
-                self.recover()
-                if not self.recovered:
-                    return
-            self._gate_pending()
-        except OSError as exc:
-            if not is_disk_full(exc):
-                raise
-            self.disk_weather.pause(exc)
-            return
-        if self.disk_weather.paused:
-            self.progress("there is disk space again: gating resumes")
-            self.board.set_state(_S.RUNNING, "")
-            if self.keeper.agent is None and not self.stop.requested:
-                self.lifecycle.launch_safely(reason="disk space freed")
+        self._maintenance_due = False
 
     def recover(self) -> None:
-        """Finish what an earlier run left (a full disk makes this wait and retry, never fail the start)."""
-        try:
-            for action in self.gatekeeper.recover(abandon_pending=False):
-                self.progress(f"recovered: {action}")
-            self.gatekeeper.genesis()
-            self._adopt_pending_candidate()
-        except OSError as exc:
-            if not is_disk_full(exc):
-                raise
-            self.disk_weather.pause(exc)
-            return
+        """Finish what an earlier run left; a full disk raises (the loop pauses and tries again)."""
+        for action in self.gatekeeper.recover(abandon_pending=False):
+            log.info("recovered: %s", action)
+        self.gatekeeper.genesis()
+        self._adopt_pending_candidate()
         self.recovered = True
 
     def _adopt_pending_candidate(self) -> None:
@@ -111,79 +68,54 @@ class ProposalFlow:
         for record in pending:
             if record is not keep:
                 self.gatekeeper.abandon(record.id, "a newer workspace or a new main replaced it")
-                self.progress(f"abandoned stale candidate {record.id}")
+                log.info("abandoned stale candidate %s", record.id)
         if keep is not None:
-            self.keeper.candidate = keep
-            self.progress(f"resuming candidate {keep.id} and its workspace")
+            self.agent.candidate = keep
+            log.info("resuming candidate %s and its workspace", keep.id)
 
-    def _gate_pending(self) -> None:
-        if self.stop.requested or self.intake is None:
-            return  # what is queued stays in the outbox for the next start
-        found = self.intake.next()
-        if found is None:
-            return
-        verdict = self._judge(found.proposal, found.recorded)
+    def judge(self, found: Next, generation: int | None) -> Decision:
+        """Gate `found` (the agent is stopped: it must not touch what is judged, nor the worktree being
+        removed); `generation` is the one the agent ran. The decision: restart the agent, or not when
+        the run is stopping."""
+        proposal, candidate = found.proposal, found.candidate
+        if found.resume:
+            log.info("resuming proposal %s on candidate %s (%s)", proposal.id[:8], candidate.id, candidate.state.value)
+            verdict = self.gatekeeper.resume(candidate)
+        else:
+            log.info("gating proposal %s on candidate %s: %s", proposal.id[:8], candidate.id, proposal.summary)
+            verdict = self.gatekeeper.submit(candidate, proposal)
         outbox.discard(found.path)
         # Whatever else is queued was written on the workspace that was just judged and replaced
         # (the agent was stopped before the gate, so nothing of its next run is among them).
         self.intake.drop_stale()
-        self._after_verdict(verdict)
+        return self._after_verdict(verdict, generation)
 
-    def _judge(self, proposal: Proposal, recorded: CandidateRecord | None) -> Verdict:
-        self.lifecycle.stop_agent()  # the agent must not touch what is being judged, nor the worktree being removed
-        self.board.set_state(_S.GATING, proposal.summary)
-        if recorded is not None and recorded.state != CandidateState.PENDING:
-            self.progress(f"resuming proposal {proposal.id[:8]} on candidate {recorded.id} ({recorded.state.value})")
-            verdict = self.gatekeeper.resume(recorded)
-        else:
-            candidate = recorded or self._candidate_for_proposal(proposal)
-            self.progress(f"gating proposal {proposal.id[:8]} on candidate {candidate.id}: {proposal.summary}")
-            verdict = self.gatekeeper.submit(candidate, proposal)
-        return verdict
-
-    def _candidate_for_proposal(self, proposal: Proposal) -> CandidateRecord:
-        """The pending workspace the proposal was written on; or, if that run's workspace is gone (a
-        stop or kill between its proposal and its verdict), a fresh candidate so it still gets a verdict."""
-        current = self.keeper.candidate
-        if current is not None:
-            try:
-                record = self.gatekeeper.store.load(current.id)
-            except CandidateError:
-                record = None
-            if record is not None and record.state == CandidateState.PENDING:
-                return record
-        self.progress(f"proposal {proposal.id[:8]} has no workspace left; it is judged on a fresh candidate")
-        self.keeper.candidate = self.gatekeeper.create_candidate()
-        return self.keeper.candidate
-
-    def _after_verdict(self, verdict: Verdict) -> None:
-        tally, status = self.tally, self.board.status
-        tally.verdicts.append(verdict)
-        tally.verdict_count += 1
-        status.verdicts = [
-            VerdictSummary.model_validate(v.model_dump(include=set(VerdictSummary.model_fields)))
-            for v in tally.verdicts
-        ]
+    def _after_verdict(self, verdict: Verdict, generation: int | None) -> Decision:
+        self.tally.verdicts.append(verdict)
+        self.tally.verdict_count += 1
+        self._verdicts_since_maintenance += 1
+        self._maintenance_due = True
         stopping = self.stopping()
         if verdict.state == CandidateState.ACCEPTED:
-            self.progress(f"accepted: main is now {(verdict.commit or '')[:12]} (generation {verdict.generation})")
-            verdict_at = time.monotonic()
-            if not stopping:
-                self.lifecycle.relaunch(reason=f"generation {verdict.generation} accepted", after_rollback=False)
-                tally.restart_latencies.append(self.lifecycle.last_start_at - verdict_at)
-        else:
-            why = "; ".join(verdict.reasons)[:300] or verdict.state
-            self.progress(
-                f"{verdict.state}: candidate {verdict.candidate} ({why}); agent stays on generation {status.generation}"
-            )
-            if not stopping:
-                # The workspace returns to main: the agent restarts on the same generation.
-                self.lifecycle.relaunch(reason=f"candidate {verdict.candidate} {verdict.state}", after_rollback=False)
-        self.board.set_state(_S.RUNNING, "")
-        self._maybe_maintain()
+            log.info("accepted: main is now %s (generation %s)", (verdict.commit or "")[:12], verdict.generation)
+            if stopping:
+                return Continue()
+            return Restart(f"generation {verdict.generation} accepted", since=time.monotonic())
+        why = "; ".join(verdict.reasons)[:300] or verdict.state
+        log.info(
+            "%s: candidate %s (%s); agent stays on generation %s", verdict.state, verdict.candidate, why, generation
+        )
+        if stopping:
+            return Continue()
+        # The workspace returns to main: the agent restarts on the same generation.
+        return Restart(f"candidate {verdict.candidate} {verdict.state}")
 
-    def _maybe_maintain(self) -> None:
-        self._verdicts_since_maintenance += 1
+    def maintain(self) -> None:
+        """After a verdict (once the agent runs again): free memory now and then, and `git gc` every
+        MAINTAIN_EVERY verdicts or MAINTAIN_AFTER_S seconds."""
+        if not self._maintenance_due:
+            return
+        self._maintenance_due = False
         if self._verdicts_since_maintenance % heap_trim.RELEASE_EVERY == 0:
             heap_trim.release_free_memory()
         now = time.monotonic()
@@ -193,4 +125,4 @@ class ProposalFlow:
         try:
             self.gatekeeper.maintain()
         except OuroborosError as exc:
-            self.progress(f"git maintenance failed ({exc}); it is tried again later")
+            log.warning("git maintenance failed (%s); it is tried again later", exc)

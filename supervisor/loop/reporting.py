@@ -4,10 +4,12 @@ The status file is rewritten on each change of state and on the clock; a full di
 one, never worth a crash. Anything the agent can repeat forever (refused proposal files, requests
 past a budget cap) is logged at most once a minute per kind, so it cannot flood the decision log or
 the journal; a journal the agent sabotaged is logged, never allowed to stop the supervisor.
+The supervisor's state itself is changed only by the event loop (`Supervisor.transition`).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,12 +19,13 @@ from pathlib import Path
 from supervisor.base import sd_notify
 from supervisor.gate.gatekeeper import Gatekeeper
 from supervisor.route.server import LLMRoute
+from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.journal_writer import JournalError
-from supervisor.store.states import SupervisorState
 from supervisor.store.status_file import Status, StatusFile
 from supervisor.store.verdicts import Verdict
 
 EVENT_THROTTLE_S = 60.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,16 +40,13 @@ class Tally:
 
 
 class StatusBoard:
-    """The supervisor's status, published to status.json and to systemd on every write."""
+    """The supervisor's status, published to status.json and to systemd on every write; its state is
+    changed only through the event loop's one transition function."""
 
     def __init__(self, path: Path, route: Callable[[], LLMRoute | None]) -> None:
         self.status = Status()
         self._file = StatusFile(path)
         self._route = route
-
-    def set_state(self, state: SupervisorState, message: str | None = None) -> None:
-        self.status.change_state(state, message)
-        self.write()
 
     def write(self) -> None:
         route = self._route()
@@ -59,9 +59,8 @@ class StatusBoard:
 class Reporter:
     """Journal notes for the agent and refusals for the operator, through the gatekeeper's records."""
 
-    def __init__(self, gatekeeper: Gatekeeper, progress: Callable[[str], None]) -> None:
+    def __init__(self, gatekeeper: Gatekeeper) -> None:
         self.gatekeeper = gatekeeper
-        self.progress = progress
         self._last_event_at: dict[str, float] = {}
 
     def note(self, kind: str, body: str) -> None:
@@ -69,18 +68,18 @@ class Reporter:
         try:
             self.gatekeeper.journal.write(kind, body)
         except (JournalError, OSError) as exc:
-            self.gatekeeper.log.append("journal-refused", details={"kind": kind, "error": str(exc)[:300]})
+            self.gatekeeper.log.append(DecisionKind.JOURNAL_REFUSED, details={"kind": kind, "error": str(exc)[:300]})
 
-    def refused(self, kind: str, message: str) -> None:
+    def refused(self, kind: DecisionKind, message: str) -> None:
         """Log a refusal, at most once a minute per kind: a hostile agent can repeat it forever."""
         now = time.monotonic()
         if now - self._last_event_at.get(kind, -EVENT_THROTTLE_S) < EVENT_THROTTLE_S:
             return
         self._last_event_at[kind] = now
-        self.progress(message)
+        log.info("%s", message)
         try:
             self.gatekeeper.log.append(kind, details={"message": message[:500]})
         except OSError as exc:  # a full disk: the refusal itself still holds
-            self.progress(f"could not log {kind}: {exc}")
+            log.warning("could not log %s: %s", kind, exc)
             return
         self.note(kind, message)

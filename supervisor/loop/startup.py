@@ -6,6 +6,7 @@ repository, through whichever home, stops there); SIGTERM and SIGINT only ask th
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from supervisor.loop import diskcap
 from supervisor.loop.diskcap import DiskWatch
 from supervisor.store.agent_log import reopen_on_sighup
 from supervisor.store.instance import Instance, InstanceConfig
+
+log = logging.getLogger(__name__)
 
 
 def take_locks(instance: Instance) -> tuple[RepoLock, HomeLock]:
@@ -53,9 +56,7 @@ class SignalHandlers:
         self._old.clear()
 
 
-def cap_agent_disk(
-    instance: Instance, config: InstanceConfig, worktrees: Path, progress: Callable[[str], None]
-) -> DiskWatch:
+def cap_agent_disk(instance: Instance, config: InstanceConfig, worktrees: Path) -> DiskWatch:
     """Each host area the agent writes on its own size-capped filesystem (supervisor/loop/diskcap.py)."""
     disk = config.disk
     areas = diskcap.agent_areas(
@@ -67,5 +68,5 @@ def cap_agent_disk(
         outbox_mb=disk.outbox_mb,
     )
     for message in diskcap.cap_areas(areas, instance.disk_images, disk.mode):
-        progress(message)
+        log.info("%s", message)
     return DiskWatch(areas)

@@ -23,6 +23,7 @@ from supervisor.base.appendfile import append_line, repair_tail
 from supervisor.base.errors import OuroborosError
 from supervisor.base.text import printable
 from supervisor.store.candidates import CandidateRecord, now
+from supervisor.store.decision_kinds import ROUTE_PREFIX, DecisionKind
 
 GENESIS = "0" * 64
 RECENT_BYTES = 128 * 1024  # how far back `find_recent` looks: a resumed step logs within seconds
@@ -37,8 +38,8 @@ class DecisionLogError(OuroborosError, ValueError):
 # THROTTLE_S by one log writer; the next one written counts those held back (`details.suppressed`).
 # Not `proposal-dropped`: that record is the fate of each proposal it names (one verdict per
 # proposal, supervisor/loop/intake.py), already batched, and its journal note is throttled instead.
-REPEATABLE_KINDS = frozenset({"journal-refused", "proposal-refused"})
-REPEATABLE_PREFIXES = ("route-",)
+REPEATABLE_KINDS = frozenset({DecisionKind.JOURNAL_REFUSED, DecisionKind.PROPOSAL_REFUSED})
+REPEATABLE_PREFIXES = (ROUTE_PREFIX,)
 THROTTLE_S = 60.0
 
 
@@ -55,6 +56,7 @@ class Decision(BaseModel):
 
     seq: int
     at: str
+    # A plain string, not the enum: a kind another version wrote still reads (store/decision_kinds.py).
     kind: str = Field(description="accepted, rejected, needs-approval, approved, rollback, genesis, ...")
     candidate: str | None = None
     commit: str | None = None
@@ -96,7 +98,7 @@ class DecisionLog:
         self._held_back: dict[str, int] = {}
         self._throttle_lock = threading.Lock()
 
-    def append(self, kind: str, **fields: Any) -> Decision | None:
+    def append(self, kind: DecisionKind, **fields: Any) -> Decision | None:
         """Append one record; None when a repeatable kind was throttled (counted, not written)."""
         held_back = self._throttle(kind)
         if held_back is None:
@@ -105,7 +107,7 @@ class DecisionLog:
             fields["details"] = {**fields.get("details", {}), "suppressed": held_back}
         return self._append(kind, **fields)
 
-    def _throttle(self, kind: str) -> int | None:
+    def _throttle(self, kind: DecisionKind) -> int | None:
         """None: hold this record back; else how many of its kind were held back before it."""
         if not is_repeatable(kind):
             return 0
@@ -118,7 +120,7 @@ class DecisionLog:
             self._last_at[kind] = now_s
             return self._held_back.pop(kind, 0)
 
-    def _append(self, kind: str, **fields: Any) -> Decision:
+    def _append(self, kind: DecisionKind, **fields: Any) -> Decision:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -126,7 +128,7 @@ class DecisionLog:
             record = {
                 "seq": (last["seq"] + 1) if last else 1,
                 "at": now().isoformat(),
-                "kind": kind,
+                "kind": str(kind),
                 "prev": last["hash"] if last else GENESIS,
                 **safe(fields),
             }
@@ -160,11 +162,15 @@ class DecisionLog:
                 f"check it with `supervisor verify-log` and restore the file from a backup"
             ) from exc
 
-    def find_recent(self, kind: str, candidate: str | None = None, commit: str | None = None) -> Decision | None:
+    def find_recent(
+        self, kind: DecisionKind, candidate: str | None = None, commit: str | None = None
+    ) -> Decision | None:
         """Like `find`, over the last RECENT_BYTES only: bounded work per decision, however long the log."""
         found = None
         needles = [
-            json.dumps(value, ensure_ascii=False).encode() for value in (kind, candidate, commit) if value is not None
+            json.dumps(value, ensure_ascii=False).encode()
+            for value in (str(kind), candidate, commit)
+            if value is not None
         ]
         for line in self._tail_lines(RECENT_BYTES):
             if not all(needle in line for needle in needles):
@@ -184,7 +190,7 @@ class DecisionLog:
     def tail(self, count: int) -> list[Decision]:
         return list(self.records())[-count:] if count > 0 else []
 
-    def find(self, kind: str, candidate: str | None = None, commit: str | None = None) -> Decision | None:
+    def find(self, kind: DecisionKind, candidate: str | None = None, commit: str | None = None) -> Decision | None:
         """The latest record of `kind` for a candidate or commit (so re-running a step never logs twice)."""
         found = None
         for record in self.records():

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger, read_entries
+from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.decision_log import DecisionLog
 from supervisor.store.scorecard import ScorecardStore
 
@@ -130,7 +131,7 @@ def test_agent_starts_and_crashes_count_when_logged(tmp_path):
     log = DecisionLog(state / "decisions.jsonl")
     for _ in range(3):
         log.append("agent-started", generation=0, details={"run_id": "r"})
-    log.append("agent-exited", generation=0, details={"exit_code": 3})
+    log.append(DecisionKind.AGENT_CRASHED, generation=0, details={"exit_code": 3})
     store = ScorecardStore(state)
     store.update()
     card = store.card(0)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.cli.log_lines import lines_to
 from supervisor.loop import notify
 from supervisor.loop.notify import NotifyEvent, NotifySettings, Sender
 from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerEntry
@@ -96,7 +97,7 @@ def test_decisions_and_budget_thresholds_reach_webhook_and_command(
         headers={"Authorization": "Bearer t"},
         command=["sh", "-c", f"cat >> {out}; echo >> {out}"],
     )
-    watcher = notify.start(instance, config, progress=lambda _m: None)
+    watcher = notify.start(instance, config)
     try:
         log.append("needs-approval", candidate="1-1", commit="b" * 40, reasons=["changes tests"])
         log.append("gave-up", commit="b" * 40, details={"reason": "crash loop"})
@@ -125,7 +126,7 @@ def test_a_restart_resumes_after_the_last_decision_it_handed_on(instance: Instan
     log.append("rejected", candidate="0-1")
     instance.run_dir.mkdir(exist_ok=True)
     (instance.run_dir / "notify.json").write_text(json.dumps({"decision_seq": 0}))  # crashed before seq 1 went out
-    watcher = notify.start(instance, _config(instance, webhook=receiver.url), progress=lambda _m: None)
+    watcher = notify.start(instance, _config(instance, webhook=receiver.url))
     try:
         assert [b["event"] for b in receiver.wait_for(1)] == ["rejected"]
     finally:
@@ -136,7 +137,7 @@ def test_a_slow_or_failing_hook_never_blocks_and_never_raises(tmp_path: Path) ->
     slow = Receiver(delay_s=5)
     messages: list[str] = []
     try:
-        sender = Sender(NotifySettings(webhook=slow.url, queue_size=3, timeout_s=1), messages.append).start()
+        sender = Sender(NotifySettings(webhook=slow.url, queue_size=3, timeout_s=1)).start()
         event = NotifyEvent(event="rejected", at=datetime.now(UTC), instance=str(tmp_path))
         started = time.monotonic()
         for _ in range(50):
@@ -145,13 +146,12 @@ def test_a_slow_or_failing_hook_never_blocks_and_never_raises(tmp_path: Path) ->
         assert sender.dropped >= 40 and sender.queue.qsize() <= 3
     finally:
         slow.server.shutdown()
-    failing = Sender(
-        NotifySettings(webhook="http://127.0.0.1:9/none", command=["false"], timeout_s=1), messages.append
-    ).start()
-    failing.offer(NotifyEvent(event="gave-up", at=datetime.now(UTC), instance=str(tmp_path)))
-    deadline = time.monotonic() + 10
-    while failing.failed < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    failing = Sender(NotifySettings(webhook="http://127.0.0.1:9/none", command=["false"], timeout_s=1)).start()
+    with lines_to(messages.append):
+        failing.offer(NotifyEvent(event="gave-up", at=datetime.now(UTC), instance=str(tmp_path)))
+        deadline = time.monotonic() + 10
+        while failing.failed < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
     assert failing.failed == 2 and any("not delivered" in m for m in messages)
     assert failing._thread.is_alive()
 

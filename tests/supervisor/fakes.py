@@ -15,6 +15,7 @@ from pathlib import Path
 from sandbox.fake import FakeContainer, FakeEngine
 from supervisor.gate.gatekeeper import Gatekeeper
 from supervisor.loop.event_loop import Supervisor
+from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.instance import Instance
 from supervisor.store.instance_init import init_instance, package_dir
 
@@ -91,5 +92,12 @@ def verdict_kinds(gatekeeper: Gatekeeper) -> list[str]:
     return [
         r.kind
         for r in gatekeeper.log.records()
-        if r.kind in ("accepted", "rejected", "needs-approval", "infrastructure-error", "proposal-dropped")
+        if r.kind
+        in (
+            DecisionKind.ACCEPTED,
+            DecisionKind.REJECTED,
+            DecisionKind.NEEDS_APPROVAL,
+            DecisionKind.INFRASTRUCTURE_ERROR,
+            DecisionKind.PROPOSAL_DROPPED,
+        )
     ]

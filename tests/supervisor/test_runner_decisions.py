@@ -14,8 +14,10 @@ from sandbox.errors import SandboxError
 from sandbox.fake import FakeEngine, passing_gate
 from sandbox.spec import ContainerSpec, RunResult
 from supervisor.base.repo_lock import RepositoryLockedError
+from supervisor.cli.log_lines import lines_to
 from supervisor.gate import workspace_commit
 from supervisor.loop.event_loop import Supervisor
+from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.states import SupervisorState
 from tests.supervisor.fakes import fake_instance, keeper, proposing_agent, run_in_thread, verdict_kinds, write_proposal
 
@@ -33,10 +35,16 @@ def verdicts_for(gatekeeper, proposal_id: str) -> list[str]:
     """Every record that decided `proposal_id`: a verdict of its candidate, or a drop naming it."""
     found = []
     for record in gatekeeper.log.records():
-        if record.kind == "proposal-dropped" and proposal_id in record.details.get("proposals", []):
+        if record.kind == DecisionKind.PROPOSAL_DROPPED and proposal_id in record.details.get("proposals", []):
             found.append(record.kind)
         elif (
-            record.kind in ("accepted", "rejected", "needs-approval", "infrastructure-error")
+            record.kind
+            in (
+                DecisionKind.ACCEPTED,
+                DecisionKind.REJECTED,
+                DecisionKind.NEEDS_APPROVAL,
+                DecisionKind.INFRASTRUCTURE_ERROR,
+            )
             and record.details.get("proposal") == proposal_id
         ):
             found.append(record.kind)
@@ -303,10 +311,9 @@ def test_shutdown_stops_the_agent_and_removes_the_pid_file_even_when_steps_fail(
     monkeypatch.setattr("supervisor.loop.route_service.ModelService.stop_route", broken)
     monkeypatch.setattr("supervisor.loop.event_loop.RotatingLog.close", broken)
     lines: list[str] = []
-    supervisor = Supervisor(
-        instance, engine, "fake-image", progress=lines.append, stop_when=lambda s: s.agent is not None
-    )
-    assert supervisor.run() == 0
+    supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.agent is not None)
+    with lines_to(lines.append):
+        assert supervisor.run() == 0
     assert engine.running(instance.instance_id) == []
     assert not instance.pid_file.exists()
     assert any("could not stop the LLM route" in line for line in lines)
@@ -321,10 +328,9 @@ def test_a_corrupt_finished_record_and_a_torn_log_tail_do_not_block_a_start(tmp_
     with open(gk.log.path, "ab") as handle:
         handle.write(b'{"seq": 99, "kind": "accep')  # a kill in the middle of an append
     lines: list[str] = []
-    supervisor = Supervisor(
-        instance, engine, "fake-image", progress=lines.append, stop_when=lambda s: s.agent is not None
-    )
-    assert supervisor.run() == 0
+    supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.agent is not None)
+    with lines_to(lines.append):
+        assert supervisor.run() == 0
     assert any("decisions.jsonl" in line and "torn" in line for line in lines)
     assert gk.log.verify().ok
     assert [r.id for r in gk.store.newest(0)[0]] and done in gk.store.corrupt

@@ -11,6 +11,7 @@ import pytest
 
 from supervisor.base.git_ops import MAIN_REF
 from supervisor.cli.demo import run_demo
+from supervisor.cli.log_lines import lines_to
 from supervisor.loop.event_loop import Supervisor
 from supervisor.store.protocol import Proposal
 
@@ -62,8 +63,9 @@ def test_a_generation_that_crashes_on_start_is_rolled_back(make_instance, docker
     assert verdict.state == "accepted", verdict.reasons
     broken = gk.main()
 
-    supervisor = Supervisor(instance, docker_engine, agent_image, progress=print, stop_when=lambda s: s.rollbacks >= 1)
-    assert supervisor.run() == 0
+    supervisor = Supervisor(instance, docker_engine, agent_image, stop_when=lambda s: s.rollbacks >= 1)
+    with lines_to(print):
+        assert supervisor.run() == 0
 
     assert gk.main() == good
     assert gk.git.refs("refs/ouroboros/rolled-back") == {"refs/ouroboros/rolled-back/1": broken}

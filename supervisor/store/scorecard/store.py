@@ -33,11 +33,10 @@ from supervisor.base.git_ops import Git, GitError
 from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerEntry
 from supervisor.route.pricing import USAGE_FIELDS
 from supervisor.store.candidates import CandidateError, CandidateStore
+from supervisor.store.decision_kinds import ROUTE_PREFIX, VERDICTS, DecisionKind
 from supervisor.store.decision_log import GENESIS, Decision, record_hash
 from supervisor.store.scorecard.models import CandidateRow, GenerationCard
 
-VERDICTS = ("accepted", "rejected", "needs-approval")
-AGENT_STOPPED = "agent-stopped"  # a run's end that is not a crash: stopped by the supervisor, or done
 # What `alive_s` means in this store; a store that counted something else is recounted once.
 ALIVE_RULE = "agent-runs"
 GATE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
@@ -150,27 +149,27 @@ class ScorecardStore:
     def _apply(self, db: sqlite3.Connection, d: Decision) -> None:
         at = records.epoch(d.at)
         schema.bump(db, f"decisions|{d.kind}")
-        if d.kind in ("genesis", "adopted") and d.commit:
+        if d.kind in (DecisionKind.GENESIS, DecisionKind.ADOPTED) and d.commit:
             self._new_generation(db, d, at, d.commit, None)
         elif d.kind in VERDICTS and d.candidate:
             self._verdict(db, d, at)
-        elif d.kind == "approved" and d.candidate:
+        elif d.kind == DecisionKind.APPROVED and d.candidate:
             db.execute("UPDATE candidates SET state='approved' WHERE id=?", (d.candidate,))
-        elif d.kind == "rollback" and d.main_after:
+        elif d.kind == DecisionKind.ROLLBACK and d.main_after:
             self._rollback(db, d, at)
-        elif d.kind == "probation-passed" and d.generation is not None:
+        elif d.kind == DecisionKind.PROBATION_PASSED and d.generation is not None:
             db.execute("UPDATE generations SET probation_passed=1 WHERE n=?", (d.generation,))
-        elif d.kind == "agent-started":
+        elif d.kind == DecisionKind.AGENT_STARTED:
             db.execute("UPDATE generations SET starts=starts+1 WHERE n=?", (_gen_or_main(db, d),))
             schema.open_run(db, _gen_or_main(db, d), at)
-        elif d.kind in ("agent-exited", "agent-crashed"):
+        elif d.kind == DecisionKind.AGENT_CRASHED:
             db.execute("UPDATE generations SET crashes=crashes+1 WHERE n=?", (_gen_or_main(db, d),))
             schema.bump(db, "crashes")
             schema.close_run(db, at)
-        elif d.kind == AGENT_STOPPED:
+        elif d.kind == DecisionKind.AGENT_STOPPED:
             schema.close_run(db, at)
-        elif d.kind.startswith("route-"):
-            schema.bump(db, f"route_refusals|{d.kind.removeprefix('route-')}")
+        elif d.kind.startswith(ROUTE_PREFIX):
+            schema.bump(db, f"route_refusals|{d.kind.removeprefix(ROUTE_PREFIX)}")
 
     def _new_generation(
         self, db: sqlite3.Connection, d: Decision, at: float, commit: str, candidate: str | None
@@ -209,17 +208,21 @@ class ScorecardStore:
                 d.generation,
             ),
         )
-        column = {"accepted": "accepted", "rejected": "rejected", "needs-approval": "waiting"}[d.kind]
+        column = {
+            DecisionKind.ACCEPTED: "accepted",
+            DecisionKind.REJECTED: "rejected",
+            DecisionKind.NEEDS_APPROVAL: "waiting",
+        }[DecisionKind(d.kind)]
         if previous is None:
             db.execute(f"UPDATE generations SET made=made+1, {column}={column}+1 WHERE n=?", (gen,))
-        elif previous["state"] in ("needs-approval", "approved"):
+        elif previous["state"] in (DecisionKind.NEEDS_APPROVAL, DecisionKind.APPROVED):
             db.execute(f"UPDATE generations SET waiting=waiting-1, {column}={column}+1 WHERE n=?", (gen,))
         if previous is None or previous["state"] != d.kind:
             schema.bump(db, f"verdicts|{d.kind}")
-            schema.day_gate(db, at, passed=d.kind != "rejected")
+            schema.day_gate(db, at, passed=d.kind != DecisionKind.REJECTED)
             if gate_s is not None:
                 schema.observe_gate(db, gate_s, GATE_BUCKETS)
-        if d.kind == "accepted" and d.commit:
+        if d.kind == DecisionKind.ACCEPTED and d.commit:
             self._new_generation(db, d, at, d.commit, d.candidate)
 
     def _rollback(self, db: sqlite3.Connection, d: Decision, at: float) -> None:
