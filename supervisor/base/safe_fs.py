@@ -17,8 +17,9 @@ Every supervisor module that touches such a file goes through this one:
   refused before a byte is read or written. Appending is `open_regular(..., Access.APPEND)`
   followed by `appendfile.append_all` (one write of whole lines, cut back on failure).
 - `read_file` / `Folder.read` read at most `limit` bytes (plus one, to see more): a larger file is
-  refused (`Bound.REFUSE`, by its size before a byte is read) or cut to its first or last `limit` bytes (`Bound.CUT`, `Bound.TAIL`);
-  `Content.grew` says the file grew while it was read, for the callers that refuse that.
+  refused (`Bound.REFUSE`, by its size before a byte is read) or cut to its first or last `limit`
+  bytes (`Bound.CUT`, `Bound.TAIL`); `Content.grew` says the file grew while it was read, for the
+  callers that refuse that.
 
 Names are `str` as `os` hands them out: bytes that are not UTF-8 come back as lone surrogates
 (surrogateescape) and go back to the kernel unchanged; `is_utf8` tells them apart. What vanishes
