@@ -70,3 +70,26 @@ def test_a_bounded_listing_of_a_huge_folder_costs_no_memory(tmp_path: Path) -> N
     many_names(tmp_path, 20_000)
     with Folder.open(tmp_path) as folder:
         assert peak_bytes(lambda: folder.entries(limit=100)) < 200_000
+
+
+def test_the_judges_capped_listing_never_holds_the_whole_folder(tmp_path: Path, monkeypatch) -> None:
+    from supervisor.gate.acceptance import readback
+
+    monkeypatch.setattr(readback, "MAX_ENTRIES", 10)
+    (tmp_path / "out").mkdir()
+    many_names(tmp_path / "out", 20_000)
+    tree = readback.SafeTree(tmp_path)
+    assert tree.listdir("out") == [f"n{number:06d}" for number in range(10)]  # the same sorted first ten
+    assert peak_bytes(lambda: tree.listdir("out")) < 200_000
+
+
+def test_the_consoles_newest_day_never_holds_the_whole_folder(tmp_path: Path) -> None:
+    from supervisor.console import agent_files
+
+    many_names(tmp_path, 20_000)
+    for day in ("2026/12/06", "2026/12/07", "2025/01/01"):
+        (tmp_path / day).mkdir(parents=True)
+    (tmp_path / "2026/12/07/notes.md").write_text("latest")
+    found = agent_files.latest_day(tmp_path)
+    assert found is not None and found[0] == "2026-12-07" and found[1]["notes.md"] == "latest"
+    assert peak_bytes(lambda: agent_files.latest_day(tmp_path)) < 200_000
