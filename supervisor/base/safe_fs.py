@@ -17,8 +17,9 @@ Every supervisor module that touches such a file goes through this one:
   refused before a byte is read or written. Appending is `open_regular(..., Access.APPEND)`
   followed by `appendfile.append_all` (one write of whole lines, cut back on failure).
 - `read_file` / `Folder.read` read at most `limit` bytes (plus one, to see more): a larger file is
-  refused (`Bound.REFUSE`) or cut to its first or last `limit` bytes (`Bound.CUT`, `Bound.TAIL`);
-  `Content.grew` says the file grew while it was read, for the callers that refuse that.
+  refused (`Bound.REFUSE`, by its size before a byte is read) or cut to its first or last `limit`
+  bytes (`Bound.CUT`, `Bound.TAIL`); `Content.grew` says the file grew while it was read, for the
+  callers that refuse that.
 
 Names are `str` as `os` hands them out: bytes that are not UTF-8 come back as lone surrogates
 (surrogateescape) and go back to the kernel unchanged; `is_utf8` tells them apart. What vanishes
@@ -207,6 +208,8 @@ def read_fd(fd: int, limit: int, bound: Bound, where: str) -> Content:
         os.lseek(fd, start, os.SEEK_SET)
         data = _read_up_to(fd, limit)
         return Content(data, info.st_mode, info.st_size, start + len(data) > info.st_size)
+    if bound is Bound.REFUSE and info.st_size > limit:  # a sparse terabyte costs no read at all
+        raise UnsafeFileError(Refusal.TOO_LARGE, where, f"larger than {limit} bytes")
     # One byte past the size shows growth, one past the limit shows "too large"; never more.
     wanted = min(limit + 1, info.st_size + 1) if bound is Bound.REFUSE else min(limit, info.st_size + 1)
     data = _read_up_to(fd, wanted)
@@ -304,9 +307,22 @@ class Folder:
             for entry in found:
                 yield entry.name
 
-    def entries(self) -> list[Entry]:
-        """Every name with its type, sorted by name; links are reported, never followed."""
-        return sorted((Entry(name, self.kind(name)) for name in os.listdir(self.fd)), key=lambda e: e.name)
+    def entries(self, limit: int | None = None) -> list[Entry]:
+        """Every name with its type, sorted by name; links are reported, never followed.
+
+        With `limit`, a folder of more names is refused (TOO_LARGE) once name `limit + 1` is read,
+        before the rest is listed or looked at: memory and time stay bounded by `limit`.
+        """
+        names = os.listdir(self.fd) if limit is None else self._names_up_to(limit)
+        return sorted((Entry(name, self.kind(name)) for name in names), key=lambda e: e.name)
+
+    def _names_up_to(self, limit: int) -> list[str]:
+        names: list[str] = []
+        for name in self.names():
+            if len(names) >= limit:
+                raise UnsafeFileError(Refusal.TOO_LARGE, self.shown, f"more than {limit} names")
+            names.append(name)
+        return names
 
     def kind(self, name: str) -> Kind:
         try:

@@ -10,12 +10,10 @@ JOURNAL_FILES = ("notes.md", "reflections.md", "user-feedback.md")
 
 
 def _newest(folder: Folder, width: int) -> str | None:
-    try:
-        names = list(folder.names())
+    try:  # streamed: a folder of a million names costs no memory
+        return max((name for name in folder.names() if len(name) == width and name.isdigit()), default=None)
     except OSError:
         return None
-    digits = sorted(name for name in names if len(name) == width and name.isdigit())
-    return digits[-1] if digits else None
 
 
 def latest_day(journal: Path) -> tuple[str, dict[str, str]] | None:

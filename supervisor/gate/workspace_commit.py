@@ -3,7 +3,10 @@
 The workspace is hostile. It is never handed to git directly: a race-free walk (directory file
 descriptors, `O_NOFOLLOW`, `lstat`: supervisor/base/safe_fs.py) copies regular files and in-tree symlinks into a private
 staging folder, refusing nested `.git`, symlinks that leave the tree, a tampered worktree `.git`
-file and oversized trees. Git then hashes the staging folder with a private index file.
+file and oversized trees. Every name walked counts (an empty folder, a FIFO or a skipped name costs a
+look too), folders nest at most MAX_DEPTH deep (the walk recurses and holds one descriptor per
+level), paths stay under MAX_PATH_BYTES (the staging copy and git must be able to name them), and at
+most MAX_REFUSED refusals are spelled out. Git then hashes the staging folder with a private index file.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ if TYPE_CHECKING:
     from supervisor.store.candidates import CandidateRecord
 
 SKIPPED_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis"}
+MAX_DEPTH = 100  # folders inside folders; far beyond any real tree, far below the recursion limit
+MAX_PATH_BYTES = 2048  # a relative path; the staging folder's own path must still fit under PATH_MAX
+MAX_REFUSED = 50  # refusals spelled out in the verdict; the rest are counted
 
 
 # -- workspace → staging copy ------------------------------------------------------------------
@@ -43,6 +49,7 @@ class _Limits:
     def __init__(self, config: GateConfig) -> None:
         self.max_bytes = config.max_snapshot_mb * 1024 * 1024
         self.max_files = config.max_files
+        self.names_left = 2 * config.max_files  # every name walked, copied or not
 
 
 def snapshot_workspace(workspace: Path, staging: Path, config: GateConfig, gitfile: str) -> Snapshot:
@@ -52,6 +59,8 @@ def snapshot_workspace(workspace: Path, staging: Path, config: GateConfig, gitfi
         _check_gitfile(root, gitfile, result)
         staging.mkdir(parents=True, exist_ok=True)
         _copy_folder(root, staging, "", config, _Limits(config), result)
+    if len(result.refused) > MAX_REFUSED:
+        result.refused[MAX_REFUSED:] = [f"and {len(result.refused) - MAX_REFUSED} more refused"]
     return result
 
 
@@ -74,11 +83,19 @@ def _check_gitfile(root: Folder, expected: str, result: Snapshot) -> None:
 def _copy_folder(
     folder: Folder, dest: Path, prefix: str, config: GateConfig, limits: _Limits, result: Snapshot
 ) -> None:
-    for entry in folder.entries():
+    try:
+        entries = folder.entries(limit=limits.names_left)
+    except UnsafeFileError as exc:
+        raise OverflowError from exc
+    limits.names_left -= len(entries)
+    for entry in entries:
         name = entry.name
         relative = prefix + name
         if not is_utf8(name):
             result.refused.append(f"{printable(relative)}: a file name that is not valid UTF-8")
+            continue
+        if len(relative.encode()) > MAX_PATH_BYTES:
+            result.refused.append(f"{relative[:200]}...: a path longer than {MAX_PATH_BYTES} bytes")
             continue
         if relative == ".git" or name in SKIPPED_NAMES or name.endswith((".pyc", ".pyo")):
             continue
@@ -104,6 +121,9 @@ def _copy_folder(
 def _copy_subfolder(
     folder: Folder, name: str, dest: Path, prefix: str, config: GateConfig, limits: _Limits, result: Snapshot
 ) -> None:
+    if prefix.count("/") > MAX_DEPTH:
+        result.refused.append(f"{prefix[:200]}...: folders nested deeper than {MAX_DEPTH} folders")
+        return
     try:
         child = folder.folder(name)
     except OSError:
@@ -183,7 +203,10 @@ def make_candidate_commit(
             snapshot = snapshot_workspace(Path(record.worktree), staging, config, record.gitfile)
         except OverflowError:
             snapshot = Snapshot(
-                refused=[f"workspace larger than {config.max_snapshot_mb} MB or {config.max_files} files"]
+                refused=[
+                    f"workspace larger than {config.max_snapshot_mb} MB or {config.max_files} files "
+                    f"({2 * config.max_files} names of any kind)"
+                ]
             )
         except FileNotFoundError:
             snapshot = Snapshot(refused=["the candidate worktree is gone"])

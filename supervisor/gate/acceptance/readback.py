@@ -7,6 +7,7 @@ devices are refused before they are read; reads stop at a cap.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -87,7 +88,7 @@ class SafeTree:
         """Names in a real folder (sorted, capped); [] when it is missing or not a real folder."""
         try:
             with self._dir(relative) as folder:
-                return sorted(folder.names())[:MAX_ENTRIES]
+                return heapq.nsmallest(MAX_ENTRIES, folder.names())  # never the whole folder in memory
         except UnsafeFile:
             return []
 
