@@ -41,7 +41,7 @@ from supervisor.store.candidates import CANDIDATE_PREFIX, CandidateError, Candid
 from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.decision_log import DecisionLog, verdict_details
 from supervisor.store.gate_results import GateResult
-from supervisor.store.journal_writer import JournalError, JournalWriter, verdict_note
+from supervisor.store.journal_writer import JournalWriter, journal_note, verdict_note
 from supervisor.store.protocol import Proposal
 from supervisor.store.states import FINAL, IN_FLIGHT, CandidateState, MergeOutcome
 from supervisor.store.verdicts import RollbackResult, Verdict
@@ -382,14 +382,7 @@ class Gatekeeper:
         return True
 
     def _journal(self, record: CandidateRecord, kind: str) -> None:
-        self.note(kind, verdict_note(record), candidate=record.id)
-
-    def note(self, kind: str, body: str, candidate: str | None = None) -> None:
-        """Journal for the agent; the agent can break its own journal, which must not block a decision."""
-        try:
-            self.journal.write(kind, body)
-        except (JournalError, OSError) as exc:
-            self.log.append(DecisionKind.JOURNAL_REFUSED, candidate=candidate, reasons=[str(exc)[:300]])
+        journal_note(self.journal, self.log, kind, verdict_note(record), candidate=record.id)
 
     def baseline(self, base: str, config: GateConfig) -> dict[str, str] | None:
         return self.baselines.get(base, lambda: self.runner.baseline(base, config))
@@ -440,7 +433,9 @@ class Gatekeeper:
             generation=result.generation,
             details={"kept_as": kept},
         )
-        self.note(
+        journal_note(
+            self.journal,
+            self.log,
             "rollback",
             f"main rolled back from {main} (generation {self.generation_of(main)}) to {result.target} "
             f"(generation {result.generation}). The rolled-back commits stay at {kept}.",
