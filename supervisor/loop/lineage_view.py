@@ -227,7 +227,7 @@ def mount(folder: Path) -> tuple[Mount, dict[str, str]]:
 
 
 def with_history(spec: ContainerSpec, instance: Instance) -> ContainerSpec:
-    """`spec` plus the history, read-only (the one-line hook in the runner's launch).
+    """`spec` plus the history, read-only (the one-line hook in the agent's launch).
 
     Memory is a help, not a condition: if the history cannot be built (a full disk, a git failure),
     the agent starts without it rather than not at all, and the next start tries again.

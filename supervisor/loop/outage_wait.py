@@ -27,7 +27,7 @@ Transition = Callable[[SupervisorState, str], None]  # the event loop's one way 
 
 
 class StopFlag:
-    """Set by SIGTERM, SIGINT or `supervisor stop`; every wait of the runner is cut short by it."""
+    """Set by SIGTERM, SIGINT or `supervisor stop`; every wait of the event loop is cut short by it."""
 
     def __init__(self) -> None:
         self.requested = False
