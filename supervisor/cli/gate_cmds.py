@@ -197,8 +197,8 @@ def gate_cmd(
                 raise click.UsageError(f"{name!r} names no commit in {gatekeeper.common}")
         config = parse_config(config_path.read_text(), str(config_path)) if config_path else None
         # The engine and the image before judging, so a missing engine is exit 3, never a "rejected" verdict.
-        image = gatekeeper.runner.agent_image(progress=lambda message: click.echo(message, err=True))
-        engine, instance = gatekeeper.runner.engine, gatekeeper.runner.instance
+        image = gatekeeper.gate_runner.agent_image(progress=lambda message: click.echo(message, err=True))
+        engine, instance = gatekeeper.gate_runner.engine, gatekeeper.gate_runner.instance
         with own_scratch(
             gatekeeper.state_dir,
             lambda message: click.echo(message, err=True),

@@ -64,9 +64,9 @@ def test_gate_command_exit_codes_and_junit(gatekeeper_factory, tmp_path: Path, m
         "supervisor.cli.gate_cmds._gatekeeper",
         lambda repo: Gatekeeper(
             repo or Path("."),
-            engine=gatekeeper.runner.engine,
-            image=gatekeeper.runner.image,
-            instance=gatekeeper.runner.instance,
+            engine=gatekeeper.gate_runner.engine,
+            image=gatekeeper.gate_runner.image,
+            instance=gatekeeper.gate_runner.instance,
         ),
     )
     report = tmp_path / "gate.xml"

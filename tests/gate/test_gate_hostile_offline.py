@@ -217,6 +217,6 @@ def test_the_graft_holds_mains_test_folder_even_if_the_candidate_replaced_it_by_
     entries = [e for e in git_.ls_tree(main) if not e.path.startswith("agent/tests/")]
     tree = git_.tree_from_entries([*entries, TreeEntry("120000", "blob", link, "agent/tests")], tmp_path)
     commit = git_.commit_tree(tree, [main], "tests folder is now a link")
-    grafted = offline_gatekeeper.runner.graft_tests(commit, main, GateConfig())
+    grafted = offline_gatekeeper.gate_runner.graft_tests(commit, main, GateConfig())
     paths = {e.path: e.mode for e in git_.ls_tree(grafted)}
     assert "agent/tests" not in paths and paths["agent/tests/test_calc.py"] == "100644"

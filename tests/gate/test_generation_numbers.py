@@ -121,7 +121,7 @@ def test_a_merge_finished_after_a_later_generation_keeps_its_number(offline_gate
     later = _commit(g, approved, "the agent's next generation")
     g.update_ref(MAIN_REF, later, approved)
     assert merge.tag(offline_gatekeeper.main_line, later) == 2
-    restarted = Gatekeeper(offline_gatekeeper.common, engine=offline_gatekeeper.runner.engine, image="never-used")
+    restarted = Gatekeeper(offline_gatekeeper.common, engine=offline_gatekeeper.gate_runner.engine, image="never-used")
     record = _merging_record(restarted, approved, genesis)
     restarted.store.save(record)
     assert restarted.resume(record).state == "accepted"  # the merge step, applied by the gatekeeper

@@ -39,7 +39,7 @@ def test_recover_clears_leftover_acceptance_folders_before_it_resumes_a_gate(bar
         seen.append(leftover.exists())
         raise _Observed
 
-    restarted.runner.judge = judge  # type: ignore[method-assign]
+    restarted.gate_runner.judge = judge  # type: ignore[method-assign]
     with pytest.raises(_Observed):
         restarted.recover()
     assert seen == [False], "the resumed gate ran while the killed gate's acceptance folders filled the area"
