@@ -68,23 +68,15 @@ def finish(folder: Path, summary: str) -> None:
 
 def stand_in(trusted: Git, folder: Path) -> Path:
     """A fresh lineage folder for a judged run: the trusted side's main and gen/N tags, copied as one
-    pack its `pack-objects` writes (as the live mirror is filled); returns `folder`."""
+    pack its `pack-objects` makes (as the live mirror is filled); returns `folder`."""
     mirror = init_bare(folder / "repo.git")
     refs = trusted.refs(MIRROR_MAIN, GEN_TAG_PREFIX)
     if refs:
-        pack = mirror.git_dir / "objects" / "pack"
-        pack.mkdir(parents=True, exist_ok=True)
+        # One pack, handed to the mirror's own `index-pack`: a pack file that `pack-objects` wrote
+        # beside the trusted repository could not be renamed onto the (capped) work area's filesystem.
         revs = "".join(f"{sha}\n" for sha in sorted(set(refs.values())))
-        trusted.run(
-            "-c",
-            f"core.sharedRepository={SHARED}",
-            "pack-objects",
-            "--revs",
-            "--quiet",
-            str(pack / "pack"),
-            input=revs.encode(),
-            timeout_s=1800,
-        )
+        pack = trusted.run("pack-objects", "--revs", "--stdout", "--quiet", input=revs.encode(), timeout_s=1800)
+        mirror.run("index-pack", "--stdin", input=pack.stdout, timeout_s=1800)
         mirror.run(
             "update-ref", "--stdin", input="".join(f"update {r} {s}\n" for r, s in sorted(refs.items())).encode()
         )

@@ -209,3 +209,32 @@ def test_a_mount_moved_made_writable_or_missing_is_a_difference(instance, tmp_pa
     )
     assert differences(live, live.model_copy(update={"limits": live.limits.model_copy(update={"pids": 128})}))
     assert differences(live, live.model_copy(update={"env": {**live.env, "ANTHROPIC_API_KEY": "sk-real"}}))
+
+
+def test_the_stand_in_lineage_has_the_live_mirrors_layout(instance, tmp_path):
+    from supervisor.gate.history_layout import stand_in
+    from supervisor.loop import lineage_view
+
+    live = lineage_view.build(instance)
+    judged = stand_in(Git(instance.repo), tmp_path / "history")
+
+    def layout(folder: Path) -> tuple[set[str], set[str], str, dict[str, str], str]:
+        repo = Git(folder / "repo.git")
+        return (
+            {p.name for p in folder.iterdir()},
+            {p.name for p in (folder / "repo.git").iterdir()},
+            repo.out("symbolic-ref", "HEAD"),
+            repo.refs("refs/heads/main", "refs/tags/gen/"),
+            oct((folder / "SUMMARY.md").stat().st_mode & 0o777),
+        )
+
+    assert layout(judged) == layout(live)
+    assert (judged / "gitconfig").read_text() == (live / "gitconfig").read_text()
+    assert Git(judged / "repo.git").out("log", "--format=%H", "main") == Git(live / "repo.git").out(
+        "log", "--format=%H", "main"
+    )
+    live_summary, judged_summary = ((f / "SUMMARY.md").read_text() for f in (live, judged))
+    assert [line for line in judged_summary.splitlines() if line.startswith("#")] == [
+        line for line in live_summary.splitlines() if line.startswith("#")
+    ]
+    assert "gen 0 (" in judged_summary
