@@ -16,7 +16,13 @@ from supervisor.base.errors import ConfigError
 from supervisor.cli.common import json_option
 from supervisor.gate.acceptance.library import add_scenario, scenario_set
 from supervisor.gate.acceptance.models import AcceptanceReport, ScenarioOutcome
-from supervisor.gate.acceptance.stage import operator_detail, run_stage, settings_for, stage_limits
+from supervisor.gate.acceptance.stage import (
+    agent_settings_for,
+    operator_detail,
+    run_stage,
+    settings_for,
+    stage_limits,
+)
 from supervisor.store.instance import CONFIG_NAME, HOME_ENV
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -138,10 +144,13 @@ def _run(
 
     engine = DockerEngine.connect()
     image = config.image or ensure_agent_image(engine, progress=lambda _message: None)
-    workers, limits = stage_limits(config.limits.cpus, config.limits.memory_mb, len(scenarios), max_parallel)
+    workers, agent = stage_limits(
+        config.limits.cpus, config.limits.memory_mb, len(scenarios), max_parallel, agent_settings_for(home)
+    )
     label = Instance(home).instance_id if home else "acceptance-cli"
-    with tempfile.TemporaryDirectory(prefix="ouroboros-acceptance-") as scratch:
-        return run_stage(git, engine, image, label, Path(scratch), commit, scenarios, workers, limits)
+    # A neutral name: the container can read its mounts' host paths (/proc/self/mountinfo).
+    with tempfile.TemporaryDirectory(prefix="ouroboros-") as scratch:
+        return run_stage(git, engine, image, label, Path(scratch), commit, scenarios, workers, agent)
 
 
 COMMANDS = [acceptance_group]

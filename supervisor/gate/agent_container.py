@@ -1,4 +1,8 @@
-"""How one agent run is laid out in its container (see docs/architecture.md, "agent container")."""
+"""How one agent run is laid out in its container (see docs/architecture.md, "agent container").
+
+`agent_spec` is the only maker of the agent's container: the live agent (supervisor/loop/
+agent_process.py) and every acceptance scenario (supervisor/gate/acceptance/scenario_run.py) call it.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,48 @@ import os
 import shutil
 import threading
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox import ContainerSpec, Limits, Mount
 from sandbox.engine import AgentContainer, Engine
 from supervisor.base.git_ops import Git
+from supervisor.gate import history_layout
 from supervisor.store.agent_log import RotatingLog
 from supervisor.store.instance import AgentSettings
 
 CONTAINER_UID = 10001
 CODE = "/code"
 WORKSPACE = "/workspace"
+JOURNAL = f"{WORKSPACE}/agent/journal"
+GOALS = f"{WORKSPACE}/agent/goals"
 OUTBOX = "/ouroboros/outbox"
 ROUTE_DIR = "/run/ouroboros"
+GENERATION_LABEL = "io.ouroboros.generation"
+COMPLETE = ".complete"  # marks a finished export; it is part of what the container sees at /code
+
+
+class AgentFolders(BaseModel):
+    """The host side of every mount of the agent's container; the container side is fixed here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: Path = Field(description="The commit's tree, exported from git objects; read-only at /code.")
+    workspace: Path = Field(description="The candidate's workspace; writable at /workspace.")
+    journal: Path = Field(description="The journal; writable at /workspace/agent/journal.")
+    goals: Path = Field(description="The goals; writable at /workspace/agent/goals.")
+    outbox: Path = Field(description="Where proposals go; writable at /ouroboros/outbox.")
+    route_dir: Path = Field(description="The folder of the model's socket; read-only at /run/ouroboros.")
+    history: Path | None = Field(description="The lineage folder, read-only at /history; None: not built.")
+
+
+def live_command(settings: AgentSettings) -> list[str]:
+    """The agent's entry point as the instance runs it."""
+    command = list(settings.command)
+    if settings.max_cycles:
+        command += ["--max-cycles", str(settings.max_cycles)]
+    return command
 
 
 def agent_spec(
@@ -25,17 +59,19 @@ def agent_spec(
     image: str,
     instance_id: str,
     run_id: str,
+    role: Literal["agent", "acceptance"],
     settings: AgentSettings,
-    code_dir: Path,
-    workspace: Path,
-    journal: Path,
-    goals: Path,
-    outbox: Path,
-    route_dir: Path,
+    folders: AgentFolders,
     route_env: dict[str, str],
     generation: int,
+    command: list[str],
 ) -> ContainerSpec:
-    """The agent's container: code read-only, workspace and memory writable, the route its only way out."""
+    """The agent's container, live and judged alike: code read-only, workspace and memory writable,
+    its lineage read-only, the model's socket its only way out.
+
+    The one place it is made: a judged run differs from a live one only in what answers on the
+    socket and what the folders hold (tests/acceptance/test_spec_parity.py holds it to that).
+    """
     env = {
         **route_env,
         "PYTHONPATH": CODE,
@@ -47,27 +83,28 @@ def agent_spec(
     }
     if settings.model:
         env["OUROBOROS_MODEL"] = settings.model
-    command = list(settings.command)
-    if settings.max_cycles:
-        command += ["--max-cycles", str(settings.max_cycles)]
+    mounts = [
+        Mount(source=folders.code, target=CODE),
+        Mount(source=folders.workspace, target=WORKSPACE, read_only=False),
+        Mount(source=folders.journal, target=JOURNAL, read_only=False),
+        Mount(source=folders.goals, target=GOALS, read_only=False),
+        Mount(source=folders.outbox, target=OUTBOX, read_only=False),
+        Mount(source=folders.route_dir, target=ROUTE_DIR),
+    ]
+    if folders.history is not None:
+        mounts.append(Mount(source=folders.history, target=history_layout.TARGET))
+        env.update(history_layout.environment())
     return ContainerSpec(
         image=image,
         command=command,
         run_id=run_id,
-        role="agent",
+        role=role,
         instance=instance_id,
         workdir=WORKSPACE,
         env=env,
         limits=Limits(memory_mb=settings.memory_mb, cpus=settings.cpus, pids=settings.pids),
-        mounts=[
-            Mount(source=code_dir, target=CODE),
-            Mount(source=workspace, target=WORKSPACE, read_only=False),
-            Mount(source=journal, target=f"{WORKSPACE}/agent/journal", read_only=False),
-            Mount(source=goals, target=f"{WORKSPACE}/agent/goals", read_only=False),
-            Mount(source=outbox, target=OUTBOX, read_only=False),
-            Mount(source=route_dir, target=ROUTE_DIR),
-        ],
-        labels={"io.ouroboros.generation": str(generation)},
+        mounts=mounts,
+        labels={GENERATION_LABEL: str(generation)},
     )
 
 
@@ -78,13 +115,13 @@ def export_code(git: Git, root: Path, commit: str, running: str | None) -> Path:
     folders (`.<sha>.<pid>`) of a supervisor that was killed.
     """
     target = root / commit
-    if (target / ".complete").exists():
+    if (target / COMPLETE).exists():
         return target
     scratch = root / f".{commit}.{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     git.export_tree(commit, scratch)
-    (scratch / ".complete").touch()
+    (scratch / COMPLETE).touch()
     shutil.rmtree(target, ignore_errors=True)
     scratch.rename(target)
     for old in root.iterdir():

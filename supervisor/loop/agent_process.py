@@ -18,7 +18,14 @@ from pathlib import Path
 from sandbox.engine import Engine
 from sandbox.errors import SandboxError
 from supervisor.base.errors import OuroborosError
-from supervisor.gate.agent_container import AgentRun, agent_spec, export_code, give_to_agent
+from supervisor.gate.agent_container import (
+    AgentFolders,
+    AgentRun,
+    agent_spec,
+    export_code,
+    give_to_agent,
+    live_command,
+)
 from supervisor.gate.gatekeeper import Gatekeeper
 from supervisor.loop import lineage_view
 from supervisor.route.server import LLMRoute
@@ -70,21 +77,26 @@ class AgentProcess:
         if self._credential:
             route.revoke_credential(self._credential)
         self._credential = route.issue_credential(run_id)
-        spec = agent_spec(
-            image=self.image,
-            instance_id=self.instance.instance_id,
-            run_id=run_id,
-            settings=self.config.agent,
-            code_dir=code_dir,
+        folders = AgentFolders(
+            code=code_dir,
             workspace=Path(self.candidate.worktree),
             journal=self.instance.journal,
             goals=self.instance.goals,
             outbox=self.instance.run_dir / "outbox",
             route_dir=route.socket_path.parent,
+            history=lineage_view.folder_for(self.instance),  # its lineage, read-only at /history
+        )
+        spec = agent_spec(
+            image=self.image,
+            instance_id=self.instance.instance_id,
+            run_id=run_id,
+            role="agent",
+            settings=self.config.agent,
+            folders=folders,
             route_env=route.agent_env(self._credential),
             generation=generation if generation is not None else -1,
+            command=live_command(self.config.agent),
         )
-        spec = lineage_view.with_history(spec, self.instance)  # its lineage, read-only at /history
         self.gatekeeper.log.append(
             DecisionKind.AGENT_STARTED,
             commit=main,

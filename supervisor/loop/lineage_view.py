@@ -12,8 +12,10 @@
                   the scorecard trend, from the supervisor's own records.
     gitconfig     `safe.directory = *`, so git inside the container reads a repository it does not own.
 
-`mount()` is what the agent's container gets: that folder, read-only, at /history, plus the
-environment that points git and the agent at it. The agent can run `git log` there and write nothing.
+`folder_for()` is what the agent's container gets: that folder, read-only, at /history, with the
+environment that points git and the agent at it (supervisor/gate/agent_container.py mounts it; the
+layout is supervisor/gate/history_layout.py's, which acceptance's stand-in shares). The agent can
+run `git log` there and write nothing.
 """
 
 from __future__ import annotations
@@ -28,14 +30,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sandbox import ContainerSpec, Mount
 from supervisor.base import periodic
 from supervisor.base.git_ops import Git, GitError, safe_env
 from supervisor.base.text import plain
+from supervisor.gate import history_layout
+from supervisor.gate.history_layout import MIRROR_MAIN, SHARED
 from supervisor.store.instance import Instance
 from supervisor.store.scorecard import ScorecardStore
 
-TARGET = "/history"
 log = logging.getLogger("ouroboros.lineage")
 # Trusted ref (or prefix, ending in /) -> the mirror's name for it.
 MAPPING = (
@@ -44,13 +46,10 @@ MAPPING = (
     ("refs/ouroboros/rejected/", "refs/heads/rejected/"),
     ("refs/ouroboros/rolled-back/", "refs/heads/rolled-back/"),
 )
-MIRROR_MAIN = "refs/heads/main"
 SUMMARY_ROWS = 20
 COMPACT_AFTER = 20  # packs (or hundreds of loose objects) before the small packs are merged
 FULL_GC_EVERY_S = 86_400  # and a full gc, dropping what the trusted side pruned, once a day at most
 PACK_REFS_AFTER = 100  # refs changed by one build beyond which they are packed at once
-SHARED = "0644"  # git itself creates the mirror's files world-readable, whatever the supervisor's umask
-GITCONFIG = "[safe]\n\tdirectory = *\n"
 
 
 def history_dir(instance: Instance) -> Path:
@@ -63,24 +62,16 @@ def build(instance: Instance) -> Path:
     repo = folder / "repo.git"
     if not (repo / "HEAD").exists():
         shutil.rmtree(repo, ignore_errors=True)  # a half-made mirror of a killed supervisor
-        repo.mkdir(parents=True)
-        Git(repo).run("init", "--quiet", "--bare", "--template=", f"--shared={SHARED}", str(repo))
+        history_layout.init_bare(repo)
     mirror = Git(repo)
     if mirror.out("config", "--get", "core.sharedRepository", check=False) != SHARED:
         mirror.run("config", "core.sharedRepository", SHARED)  # a mirror made before git set the modes:
         _readable_tree(folder)  # once, then never again (a walk per start grew with the lineage)
     _sync(Git(instance.repo), mirror)
-    mirror.run("symbolic-ref", "HEAD", "refs/heads/main")
-    for leftover in ("FETCH_HEAD", "ORIG_HEAD", "logs", "hooks", "description"):
-        path = repo / leftover
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     _compact(mirror, instance.run_dir / "history-gc")
-    _write(folder / "gitconfig", GITCONFIG)
     store = ScorecardStore(instance.state, instance.goals)
     store.update()
-    _write(folder / "SUMMARY.md", summary(store))
-    for path in (folder, repo):
-        os.chmod(path, 0o755)
+    history_layout.finish(folder, summary(store))
     return folder
 
 
@@ -220,48 +211,30 @@ def _compact(mirror: Git, stamp: Path) -> None:
         mirror.run("pack-refs", "--all", "--prune")  # one file of refs, not one per generation
 
 
-def mount(folder: Path) -> tuple[Mount, dict[str, str]]:
-    """The read-only mount and the environment for the agent's container."""
-    env = {"OUROBOROS_HISTORY": TARGET, "GIT_CONFIG_GLOBAL": f"{TARGET}/gitconfig"}
-    return Mount(source=folder, target=TARGET, read_only=True), env
-
-
-def with_history(spec: ContainerSpec, instance: Instance) -> ContainerSpec:
-    """`spec` plus the history, read-only (the one-line hook in the agent's launch).
+def folder_for(instance: Instance) -> Path | None:
+    """The folder to mount at /history for the agent's start (see supervisor/gate/agent_container.py).
 
     Memory is a help, not a condition: if the history cannot be built (a full disk, a git failure),
     the agent starts without it rather than not at all, and the next start tries again.
     """
     try:
-        history, env = mount(build(instance))
+        return build(instance)
     except (GitError, OSError, sqlite3.Error) as exc:
         log.warning("the agent starts without its history: %s", exc)
-        return spec
-    data = spec.model_dump()
-    data["mounts"] = [*data["mounts"], history.model_dump()]
-    data["env"] = {**data["env"], **env}
-    return ContainerSpec.model_validate(data)
+        return None
 
 
 def summary(store: ScorecardStore) -> str:
     """A short markdown page: what was accepted and why, what was rejected and why, the trend."""
     cards = store.cards(limit=SUMMARY_ROWS)
     rejected = store.candidates(limit=SUMMARY_ROWS, state="rejected")
-    lines = [
-        "# Your lineage (written by the supervisor; read-only)",
-        "",
-        "Run `git --git-dir=/history/repo.git log --oneline --graph --all` for the full history:",
-        "`main`, the `gen/N` tags, and every rejected proposal as branch `rejected/<id>`.",
-        "",
-        "## Accepted generations (newest first)",
-        "",
-    ]
+    lines = list(history_layout.SUMMARY_HEAD)
     lines += [
         f"- gen {c.generation} ({c.commit[:12]}): {plain(c.why, 200)}"
         + (" — later rolled back" if c.rolled_back else "")
         for c in cards
     ]
-    lines += ["", "## Rejected proposals (newest first)", ""]
+    lines += history_layout.REJECTED_HEAD
     for row in rejected:
         reasons = "; ".join(row.reasons)
         tests = ", ".join(t for t in (str(f.get("test_id", "")) for f in row.failures[:5]) if t not in reasons)
@@ -269,13 +242,7 @@ def summary(store: ScorecardStore) -> str:
             f"- {row.id} (from gen {row.gen}): {plain(row.summary, 200)} — {plain(reasons, 400)}"
             + (f" — failing: {plain(tests, 300)}" if tests else "")
         )
-    lines += [
-        "",
-        "## Scorecard trend (newest first)",
-        "",
-        "| gen | tokens | USD | goals | tokens/goal | proposals made/accepted/rejected | crashes |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    lines += history_layout.TREND_HEAD
     for c in cards[:10]:
         per_goal = f"{c.tokens_per_goal:,.0f}" if c.tokens_per_goal is not None else "-"
         lines.append(
@@ -283,13 +250,6 @@ def summary(store: ScorecardStore) -> str:
             f"{c.made}/{c.accepted}/{c.rejected} | {c.crashes} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _write(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}")
-    temp.write_text(text)
-    os.chmod(temp, 0o644)  # the container's user is someone else
-    os.replace(temp, path)
 
 
 def _readable_tree(folder: Path) -> None:

@@ -38,6 +38,11 @@ SOCKET_NAME = "llm.sock"
 UDS_BASE_URL = "http://llm-route"  # host part is ignored over a Unix socket; kept readable in logs
 
 
+def new_credential() -> str:
+    """A fresh run credential, shaped as every agent run's (acceptance's scripted model gets one too)."""
+    return "ouroboros-run-" + secrets.token_urlsafe(32)
+
+
 def log_only(event: RouteEvent) -> None:
     log.info("LLM route event %s: %s", event.kind, event.message)
 
@@ -234,7 +239,7 @@ class LLMRoute:
 
     def issue_credential(self, run_id: str) -> str:
         """A fresh credential for one agent run; worthless anywhere but this route."""
-        token = "ouroboros-run-" + secrets.token_urlsafe(32)
+        token = new_credential()
         with self._credentials_lock:
             self._credentials[token] = run_id
         return token

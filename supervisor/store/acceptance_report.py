@@ -47,7 +47,10 @@ class ScenarioResult(_Strict):
     exit_code: int | None = None
     requests: int = 0
     wall_s: float = 0.0
-    agent_s: float | None = Field(default=None, description="The agent process's own run time, if measured.")
+    agent_s: float | None = Field(
+        default=None,
+        description="The agent's container's run time as the engine measured it (create to removal), if measured.",
+    )
     output_tail: str = ""
     engine_failed: bool = Field(default=False, description="The container engine failed this run (not the candidate).")
 

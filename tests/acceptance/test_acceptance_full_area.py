@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import Limits
 from sandbox.fake import FakeEngine
 from supervisor.gate.acceptance.library import default_scenarios
 from supervisor.gate.acceptance.models import AcceptanceReport, ScenarioOutcome
@@ -55,9 +54,7 @@ def test_a_scenario_that_starts_in_a_full_work_area_gets_a_verdict_not_an_escapi
         code = tmp_path / "code"  # exported before any scenario ran; never reached here
         code.mkdir()
         _fill(area.directory)
-        plan = RunPlan(
-            engine=FakeEngine(), image="never-used", instance="review", code=code, scratch=stage_folder, limits=Limits()
-        )
+        plan = RunPlan(engine=FakeEngine(), image="never-used", instance="review", code=code, scratch=stage_folder)
         scenario = next(s for s in default_scenarios() if s.name == "word-count")
         result = run_scenario(plan, scenario)  # must not raise: an escaping ENOSPC stalls the gate forever
     finally:

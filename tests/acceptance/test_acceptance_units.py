@@ -239,10 +239,10 @@ def test_cli_lists_shows_and_adds_scenarios_held_in_the_instance(tmp_path: Path,
 
 
 def test_a_commit_without_an_agent_cannot_pass_acceptance(tmp_path: Path):
-    from sandbox import Limits
     from supervisor.base.git_ops import Git
     from supervisor.gate.acceptance.models import ScenarioOutcome
     from supervisor.gate.acceptance.stage import run_stage
+    from supervisor.store.instance import AgentSettings
     from tests.acceptance.candidates import git
 
     repo = tmp_path / "repo"
@@ -260,7 +260,7 @@ def test_a_commit_without_an_agent_cannot_pass_acceptance(tmp_path: Path):
         git(repo, "rev-parse", "HEAD"),
         default_scenarios(),
         1,
-        Limits(),
+        AgentSettings(),
     )
     assert report.outcome is ScenarioOutcome.ERROR
     assert report.failed_kinds() == ["infrastructure"] and "could not run" in report.summary()

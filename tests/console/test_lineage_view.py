@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from supervisor.gate.agent_container import agent_spec
+from supervisor.gate.agent_container import AgentFolders, agent_spec
 from supervisor.loop import lineage_view
 from supervisor.store.instance import AgentSettings
 
@@ -52,18 +52,20 @@ def test_history_is_readable_and_nothing_in_it_is_writable_or_leads_back(demo, d
         image=agent_image,
         instance_id=demo.instance_id,
         run_id=f"history-{uuid.uuid4().hex[:8]}",
+        role="agent",
         settings=AgentSettings(),
-        code_dir=mounts["code"],
-        workspace=mounts["workspace"],
-        journal=mounts["journal"],
-        goals=mounts["goals"],
-        outbox=mounts["outbox"],
-        route_dir=mounts["route"],
+        folders=AgentFolders(
+            code=mounts["code"],
+            workspace=mounts["workspace"],
+            journal=mounts["journal"],
+            goals=mounts["goals"],
+            outbox=mounts["outbox"],
+            route_dir=mounts["route"],
+            history=lineage_view.folder_for(demo),
+        ),
         route_env={},
         generation=1,
-    )
-    spec = lineage_view.with_history(spec, demo).model_copy(
-        update={"command": ["python3", "-c", PROBE, str(demo.repo)]}
+        command=["python3", "-c", PROBE, str(demo.repo)],
     )
     result = docker_engine.run(spec, deadline_s=60)
     assert result.ok, result.output

@@ -1,13 +1,14 @@
-"""One scenario, run for real: the candidate's own CLI in a fresh hardened container, network none.
+"""One scenario, run for real: the candidate's own CLI in the live agent's container, network none.
 
-The container sees the candidate's `agent/` read-only at /code, a fresh workspace, an outbox, and
-the folder holding the socket of the scripted model the supervisor serves: nothing else. The
+The container is made by the one function that makes the live agent's (`agent_spec`): the same
+mounts, environment keys, paths, user, limits and labels. Only what the folders hold differs (the
+candidate's tree at /code, a fresh workspace with the scenario's journal and goals, the stage's
+stand-in lineage) and what answers on the socket (the scripted model the supervisor serves). The
 supervisor enforces the deadline itself (the engine kills and removes the container).
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 import shutil
 import threading
@@ -15,23 +16,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox import ContainerSpec, Limits, Mount
+from sandbox import ContainerSpec
 from sandbox.engine import Engine
 from sandbox.errors import SandboxError
 from supervisor.gate.acceptance.judge import Evidence, judge
 from supervisor.gate.acceptance.model_server import SOCKET_NAME, AcceptanceServer
 from supervisor.gate.acceptance.models import CheckKind, Problem, Scenario, ScenarioOutcome, ScenarioResult
-from supervisor.gate.acceptance.workspace import lay_out, socket_folder
+from supervisor.gate.acceptance.workspace import MEMORY, lay_out, socket_folder
+from supervisor.gate.agent_container import ROUTE_DIR, AgentFolders, agent_spec
+from supervisor.route.server import UDS_BASE_URL, new_credential
+from supervisor.store.instance import AgentSettings
 
-CODE, WORKSPACE, OUTBOX, SOCKETS = "/code", "/workspace", "/ouroboros/outbox", "/run/ouroboros"
+ENTRY_POINT = ["python", "-m", "agent"]  # a scenario's `argv` are its arguments
 OUTPUT_CAP = 400_000
 STOP_GRACE_S = 10
 TAIL_CHARS = 3000
-# Times the agent process itself, so the stage's own overhead can be measured (never judged).
-TIMER = 'echo "==ACC-T0 $(date +%s.%N)"; "$@"; rc=$?; echo "==ACC-T1 $(date +%s.%N)"; exit $rc'
-_T0, _T1 = re.compile(r"==ACC-T0 (\d+\.\d+)"), re.compile(r"==ACC-T1 (\d+\.\d+)")
 
 
 class RunPlan(BaseModel):
@@ -44,8 +45,8 @@ class RunPlan(BaseModel):
     instance: str
     code: Path
     scratch: Path
-    limits: Limits
-    model: str = "claude-sonnet-5-5"
+    agent: AgentSettings = Field(default_factory=AgentSettings, description="The instance's [agent] settings.")
+    history: Path | None = Field(default=None, description="The stand-in lineage folder (history_layout).")
     generation: int = 1
 
 
@@ -55,19 +56,21 @@ class _Run(BaseModel):
     exit_code: int | None
     timed_out: bool
     output: str
+    agent_s: float | None
 
 
 def run_scenario(plan: RunPlan, scenario: Scenario) -> ScenarioResult:
     """Run and judge one scenario; infrastructure trouble is an `error` outcome, never a pass."""
     started = time.monotonic()
-    root = plan.scratch / f"acc-{scenario.name}-{secrets.token_hex(4)}"
+    # Named by nothing it holds: the container can read its mounts' host paths (/proc/self/mountinfo).
+    root = plan.scratch / secrets.token_hex(4)
     sockets: Path | None = None
     try:
         sockets = socket_folder(plan.scratch)  # inside: a full work area is a verdict, never an escaping error
         root.mkdir(parents=True)
         workspace, outbox = lay_out(plan.code, root, scenario.goals, scenario.fixtures)
         with AcceptanceServer(scenario, sockets) as server:
-            run = _execute(plan, scenario, _spec(plan, scenario, workspace, outbox, sockets), server)
+            run = _execute(plan, scenario, scenario_spec(plan, scenario, workspace, outbox, sockets), server)
             results = dict(server.state.results)
             requests = server.state.count
         evidence = Evidence(results, workspace, outbox, run.exit_code, run.timed_out, run.output)
@@ -96,52 +99,47 @@ def run_scenario(plan: RunPlan, scenario: Scenario) -> ScenarioResult:
         exit_code=run.exit_code,
         requests=requests,
         wall_s=round(time.monotonic() - started, 3),
-        agent_s=_agent_seconds(run.output),
+        agent_s=run.agent_s,
         output_tail=run.output[-TAIL_CHARS:],
     )
 
 
-def _spec(plan: RunPlan, scenario: Scenario, workspace: Path, outbox: Path, sockets: Path) -> ContainerSpec:
-    agent = ["python", "-m", "agent", *scenario.argv]
-    # A stop test signals the agent itself; the timer shell would not pass SIGTERM on.
-    command = agent if scenario.stop_after_requests else ["sh", "-c", TIMER, "acceptance", *agent]
-    env = {
-        "PYTHONPATH": CODE,
-        "PYTHONSAFEPATH": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "HOME": "/tmp",
-        "OUROBOROS_WORKSPACE": WORKSPACE,
-        "OUROBOROS_OUTBOX": OUTBOX,
-        "OUROBOROS_MODEL": plan.model,
-        "OUROBOROS_LLM_SOCKET": f"{SOCKETS}/{SOCKET_NAME}",
-        "ANTHROPIC_BASE_URL": "http://llm-route",
-        # Shaped as production's (supervisor/gate/agent_container.py, the route's credentials), so the
-        # environment gives a candidate nothing to tell a judged run from a live one by.
-        "ANTHROPIC_API_KEY": "ouroboros-run-" + secrets.token_urlsafe(32),
-        "OUROBOROS_GENERATION": str(plan.generation),
+def scenario_spec(plan: RunPlan, scenario: Scenario, workspace: Path, outbox: Path, sockets: Path) -> ContainerSpec:
+    """The live agent's container (`agent_spec`), given this scenario's folders and the model's socket."""
+    journal, goals = (workspace / memory for memory in MEMORY)
+    folders = AgentFolders(
+        code=plan.code,
+        workspace=workspace,
+        journal=journal,  # its own folder inside the workspace: the judge reads it there
+        goals=goals,
+        outbox=outbox,
+        route_dir=sockets,
+        history=plan.history,
+    )
+    route_env = {  # as the route gives the live agent (LLMRoute.agent_env), for the scripted model
+        "ANTHROPIC_BASE_URL": UDS_BASE_URL,
+        "ANTHROPIC_API_KEY": new_credential(),
+        "OUROBOROS_LLM_SOCKET": f"{ROUTE_DIR}/{SOCKET_NAME}",
     }
-    return ContainerSpec(
+    return agent_spec(
         image=plan.image,
-        command=command,
+        instance_id=plan.instance,
         run_id=f"acc-{secrets.token_hex(6)}",
         role="acceptance",
-        instance=plan.instance,
-        workdir=WORKSPACE,
-        env=env,
-        limits=plan.limits,
-        mounts=[
-            Mount(source=plan.code, target=CODE),
-            Mount(source=workspace, target=WORKSPACE, read_only=False),
-            Mount(source=outbox, target=OUTBOX, read_only=False),
-            Mount(source=sockets, target=SOCKETS),
-        ],
+        settings=plan.agent,
+        folders=folders,
+        route_env=route_env,
+        generation=plan.generation,
+        command=[*ENTRY_POINT, *scenario.argv],
     )
 
 
 def _execute(plan: RunPlan, scenario: Scenario, spec: ContainerSpec, server: AcceptanceServer) -> _Run:
     if not scenario.stop_after_requests:
         result = plan.engine.run(spec, deadline_s=scenario.deadline_s, output_cap=OUTPUT_CAP)
-        return _Run(exit_code=result.exit_code, timed_out=result.timed_out, output=result.output)
+        # The engine's own time of the container (create to removal): a timer inside would show.
+        timed = None if result.timed_out else round(result.duration_s, 3)
+        return _Run(exit_code=result.exit_code, timed_out=result.timed_out, output=result.output, agent_s=timed)
     return _run_and_stop(plan, scenario, spec, server)
 
 
@@ -163,7 +161,9 @@ def _run_and_stop(plan: RunPlan, scenario: Scenario, spec: ContainerSpec, server
         if timed_out:
             container.stop(0)
         output = _capped_logs(container)
-        return _Run(exit_code=None if timed_out else holder.get("code"), timed_out=timed_out, output=output)
+        return _Run(
+            exit_code=None if timed_out else holder.get("code"), timed_out=timed_out, output=output, agent_s=None
+        )
     finally:
         container.remove()
 
@@ -175,10 +175,3 @@ def _capped_logs(container: Any) -> str:
             chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)[:OUTPUT_CAP].decode("utf-8", errors="replace")
-
-
-def _agent_seconds(output: str) -> float | None:
-    first, last = _T0.search(output), list(_T1.finditer(output))
-    if not first or not last:
-        return None
-    return round(float(last[-1].group(1)) - float(first.group(1)), 3)

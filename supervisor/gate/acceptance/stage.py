@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox import Limits
 from sandbox.engine import Engine
 from supervisor.base.errors import OuroborosError
 from supervisor.base.git_ops import GEN_TAG_PREFIX, Git
@@ -31,10 +30,11 @@ from supervisor.gate.acceptance.models import (
     ScenarioResult,
 )
 from supervisor.gate.acceptance.scenario_run import RunPlan, run_scenario
-from supervisor.gate.acceptance.workspace import export_agent
+from supervisor.gate.acceptance.workspace import export_candidate
 from supervisor.gate.config import GateConfig
+from supervisor.gate.history_layout import stand_in
 from supervisor.store.gate_results import Failure, GateResult, PassResult
-from supervisor.store.instance import CONFIG_NAME, InstanceConfig
+from supervisor.store.instance import CONFIG_NAME, AgentSettings, InstanceConfig
 
 ENTRY_POINT = "agent/__main__.py"
 DETAIL_CHARS = 3500
@@ -50,16 +50,25 @@ def settings_for(home: Path | None) -> AcceptanceSettings:
     return InstanceConfig.load(home / CONFIG_NAME).acceptance if home else AcceptanceSettings()
 
 
+def agent_settings_for(home: Path | None) -> AgentSettings:
+    """How the instance runs its agent (its [agent] table): acceptance runs it the same way."""
+    return InstanceConfig.load(home / CONFIG_NAME).agent if home else AgentSettings()
+
+
 def applies(git: Git, judged_by: str) -> bool:
     """Acceptance runs on agent repositories: those whose trusted side (the base) has an agent CLI."""
     return git.read_blob(judged_by, ENTRY_POINT) is not None
 
 
-def stage_limits(cpus: float, memory_mb: int, scenarios: int, max_parallel: int) -> tuple[int, Limits]:
-    """How many containers at once, and each one's share of the gate's caps."""
-    workers = max(1, min(max_parallel, scenarios, int(cpus)))
-    share = Limits(memory_mb=max(256, memory_mb // workers), cpus=round(cpus / workers, 2), pids=128, tmpfs_mb=64)
-    return workers, share
+def stage_limits(
+    cpus: float, memory_mb: int, scenarios: int, max_parallel: int, agent: AgentSettings | None = None
+) -> tuple[int, AgentSettings]:
+    """How many containers at once, and the settings each runs with: the live agent's own (its
+    limits are part of what it could tell apart). As many run at once as fit in the gate's caps,
+    at least one."""
+    agent = agent or AgentSettings()
+    fit = min(int(cpus // agent.cpus), memory_mb // agent.memory_mb)
+    return max(1, min(max_parallel, scenarios, int(cpus), fit)), agent
 
 
 def run_stage(
@@ -71,17 +80,19 @@ def run_stage(
     commit: str,
     scenarios: list[Scenario],
     workers: int,
-    limits: Limits,
+    agent: AgentSettings,
 ) -> AcceptanceReport:
     """Run every scenario on `commit`; fails closed (no scenarios is an error, not a pass)."""
     started = time.monotonic()
-    folder = scratch / f"acceptance-{secrets.token_hex(6)}"
+    # Named by nothing it holds: the container can read its mounts' host paths (/proc/self/mountinfo).
+    folder = scratch / secrets.token_hex(6)
     try:
         try:
-            code = export_agent(git, commit, folder / "code")
+            code = export_candidate(git, commit, folder / "code")
+            history = stand_in(git, folder / "history")
         except (OSError, OuroborosError) as exc:  # fail closed, as "could not run"
             problem = Problem(
-                kind=CheckKind.INFRASTRUCTURE, detail=f"the candidate's agent/ could not be exported: {exc}"
+                kind=CheckKind.INFRASTRUCTURE, detail=f"the candidate could not be laid out to run: {exc}"
             )
             failed = ScenarioResult(scenario="(export)", outcome=ScenarioOutcome.ERROR, problems=[problem])
             return AcceptanceReport(commit=commit, outcome=ScenarioOutcome.ERROR, scenarios=[failed])
@@ -92,7 +103,8 @@ def run_stage(
             instance=instance,
             code=code,
             scratch=folder,
-            limits=limits,
+            agent=agent,
+            history=history,
             generation=generation,
         )
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="acceptance") as pool:
@@ -144,7 +156,9 @@ def accept(result: GateResult, config: GateConfig, tools: StageTools) -> None:
     if not settings.enabled:
         return
     scenarios = scenario_set(home, settings)
-    workers, limits = stage_limits(config.limits.cpus, config.limits.memory_mb, len(scenarios), settings.max_parallel)
+    workers, agent = stage_limits(
+        config.limits.cpus, config.limits.memory_mb, len(scenarios), settings.max_parallel, agent_settings_for(home)
+    )
     image = config.image or tools.image()
     report = run_stage(
         git,
@@ -155,7 +169,7 @@ def accept(result: GateResult, config: GateConfig, tools: StageTools) -> None:
         result.commit,
         scenarios,
         workers,
-        limits,
+        agent,
     )
     ok = report.outcome is ScenarioOutcome.PASSED
     counts = {

@@ -1,8 +1,9 @@
 """The host folders of one acceptance run: the candidate's code, a fresh workspace, outbox and socket.
 
-The code comes from git objects (never a work tree) and only `agent/` is exported: the supervisor,
-the scenarios and everything else in the repository stay out of the agent's reach. Fixtures are
-written without following any link the candidate's tree may hold.
+The code is the candidate commit's whole tree from git objects (never a work tree), as the live
+agent's /code is its generation's whole tree: a candidate that looked for a file beside `agent/`
+would otherwise see a difference. Scenarios live with the supervisor, never in the agent's
+repository. Fixtures are written without following any link the candidate's tree may hold.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from supervisor.base.errors import OuroborosError
 from supervisor.base.git_ops import Git
 from supervisor.base.safe_fs import Access, Folder, Refusal, UnsafeFileError
-from supervisor.gate.agent_container import give_to_agent
+from supervisor.gate.agent_container import COMPLETE, give_to_agent
 
 AGENT_DIR = "agent"
 MEMORY = ("agent/journal", "agent/goals")
@@ -25,14 +26,13 @@ class WorkspaceError(OuroborosError):
     """A scenario's workspace could not be laid out (e.g. a fixture path runs through a link)."""
 
 
-def export_agent(git: Git, commit: str, dest: Path) -> Path:
-    """`<dest>/agent` holds the commit's agent/ folder, from git objects; returns dest."""
-    dest.mkdir(parents=True)
-    target = dest / AGENT_DIR
-    target.mkdir()
+def export_candidate(git: Git, commit: str, dest: Path) -> Path:
+    """`dest` holds the commit's tree, from git objects, as the live agent's code does; returns dest."""
     if git.run("cat-file", "-e", f"{commit}:{AGENT_DIR}", check=False).returncode != 0:
         raise WorkspaceError(f"commit {commit[:12]} has no {AGENT_DIR}/ folder to run")
-    git.export_tree(f"{commit}:{AGENT_DIR}", target)
+    dest.mkdir(parents=True)
+    git.export_tree(commit, dest)
+    (dest / COMPLETE).touch()  # as in every live export (agent_container.export_code)
     return dest
 
 
@@ -47,7 +47,9 @@ def socket_folder(scratch: Path) -> Path:
 def lay_out(code: Path, root: Path, goals: str, fixtures: dict[str, str]) -> tuple[Path, Path]:
     """(workspace, outbox) under `root`, owned by the container's user."""
     workspace, outbox = root / "ws", root / "outbox"
-    shutil.copytree(code, workspace, symlinks=True)
+    shutil.copytree(
+        code, workspace, symlinks=True, ignore=lambda folder, names: [COMPLETE] if folder == str(code) else []
+    )
     for memory in MEMORY:
         _clear(workspace / memory)
         (workspace / memory).mkdir()
