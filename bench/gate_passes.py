@@ -24,13 +24,13 @@ from supervisor.gate.gatekeeper import Gatekeeper  # noqa: E402
 from tests.gate.repo_factory import make_repo, proposal, write_tree  # noqa: E402
 
 
-def submit_time(keeper: Gatekeeper, files: dict[str, str], passes: int) -> float:
-    candidate = keeper.create_candidate()
+def submit_time(gatekeeper: Gatekeeper, files: dict[str, str], passes: int) -> float:
+    candidate = gatekeeper.create_candidate()
     write_tree(Path(candidate.worktree), files)
     started = time.monotonic()
-    verdict = keeper.submit(candidate, proposal("bench"))
+    verdict = gatekeeper.submit(candidate, proposal("bench"))
     took = time.monotonic() - started
-    gate = keeper.store.load(candidate.id).gate
+    gate = gatekeeper.store.load(candidate.id).gate
     if verdict.state != "accepted" or gate is None or len(gate.passes) != passes:
         raise SystemExit(f"unexpected verdict {verdict.state} {verdict.reasons}")
     return took
@@ -44,15 +44,15 @@ def main() -> None:
     image = ensure_agent_image(engine, progress=lambda _m: None)
     root = Path(tempfile.mkdtemp(prefix="gate-passes-"))
     try:
-        keeper = Gatekeeper(make_repo(root / "r"), engine=engine, image=image, instance="bench")
-        keeper.genesis()
+        gatekeeper = Gatekeeper(make_repo(root / "r"), engine=engine, image=image, instance="bench")
+        gatekeeper.genesis()
         one, two = [], []
         for n in range(runs):
-            one.append(submit_time(keeper, {f"agent/mod{n}.py": f"X = {n}\n"}, passes=1))
+            one.append(submit_time(gatekeeper, {f"agent/mod{n}.py": f"X = {n}\n"}, passes=1))
             test = f"from agent.feat{n} import f\n\n\ndef test_f{n}():\n    assert f() == {n}\n"
             two.append(
                 submit_time(
-                    keeper,
+                    gatekeeper,
                     {f"agent/feat{n}.py": f"def f():\n    return {n}\n", f"agent/tests/test_feat{n}.py": test},
                     passes=2,
                 )

@@ -55,7 +55,7 @@ def proposal() -> Proposal:
     )
 
 
-def keeper(instance: Instance, engine: FakeEngine) -> Gatekeeper:
+def gatekeeper_of(instance: Instance, engine: FakeEngine) -> Gatekeeper:
     return Gatekeeper(
         instance.repo, engine=engine, journal_root=instance.journal, image="fake", instance=instance.instance_id
     )
@@ -67,7 +67,7 @@ def build(past: int, engine: FakeEngine) -> Instance:
     # The fake engine runs no real agent, so held-out acceptance (a real-engine stage) is off, as in
     # tests/supervisor/fakes.py: this measures the supervisor's own bookkeeping.
     instance.config_path.write_text(instance.config_path.read_text() + "\n[acceptance]\nenabled = false\n")
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     gk.genesis()
     template = decide(gk)  # one real finished candidate, copied `past` times
     write_past(gk, template, past)
@@ -131,7 +131,7 @@ def startup_s(instance: Instance, engine: FakeEngine) -> float:
 
 
 def decision_s(instance: Instance, engine: FakeEngine) -> float:
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     started = time.perf_counter()
     decide(gk)
     return time.perf_counter() - started

@@ -6,7 +6,7 @@ namespace (0 when the holder lives in another one, e.g. a supervisor inside a co
 
 - `holder(lock)`: the pid we may signal, or None when the lock is free, or `FOREIGN` when it is held
   from a namespace we cannot see into.
-- `request_stop(run_dir)` writes HOME/run/control/stop; the runner's loop sees it (`stop_requested`)
+- `request_stop(run_dir)` writes HOME/run/control/stop; the event loop sees it (`stop_requested`)
   and stops as on SIGTERM. That works across namespaces (the file is on the shared volume).
 """
 
@@ -96,10 +96,10 @@ def request_stop(run_dir: Path) -> Path:
 
 
 def stop_requested(run_dir: Path) -> bool:
-    """For the runner's loop (one stat per tick)."""
+    """For the event loop (one stat per tick)."""
     return stop_file(run_dir).exists()
 
 
 def clear(run_dir: Path) -> None:
-    """For the runner at start: a stop request left by an earlier run must not stop this one."""
+    """For the event loop at start: a stop request left by an earlier run must not stop this one."""
     stop_file(run_dir).unlink(missing_ok=True)

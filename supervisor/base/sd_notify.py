@@ -1,6 +1,6 @@
 """sd_notify without libsystemd: READY=1, STATUS=, STOPPING=1 and WATCHDOG=1 over $NOTIFY_SOCKET.
 
-The runner calls `publish(status)` whenever it writes its status, which its decision loop does at
+The event loop calls `publish(status)` whenever it writes its status, which it does at
 least twice a second while idle: so the watchdog pings come from the loop itself, and a hung loop
 stops them and systemd restarts the service (WatchdogSec= in packaging/systemd/). Outside systemd
 (no NOTIFY_SOCKET) every call is a no-op. A send that fails is dropped: systemd's absence or
@@ -98,7 +98,7 @@ _notifier: Notifier | None = None
 
 
 def publish(status: _StatusLike) -> None:
-    """The runner's one hook: called from `_write_status`."""
+    """The event loop's one hook: called from `StatusBoard.write` (supervisor/loop/reporting.py)."""
     global _notifier
     if _notifier is None:
         _notifier = Notifier()

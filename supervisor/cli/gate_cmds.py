@@ -24,7 +24,7 @@ from supervisor.store.candidates import CandidateRecord
 from supervisor.store.gate_results import GateResult
 
 
-def _keeper(repo: Path | None) -> Gatekeeper:
+def _gatekeeper(repo: Path | None) -> Gatekeeper:
     if repo is None:
         home = os.environ.get("OUROBOROS_HOME")
         instance_repo = Path(home or ".") / "repo.git"
@@ -84,7 +84,7 @@ def candidates_cmd(home: Path | None, repo: Path | None, limit: int, as_json: bo
 
     The newest 50 by default, oldest first: after weeks there are thousands (`--limit 0` for all).
     """
-    store = _keeper(resolve_repo(home, repo)).store
+    store = _gatekeeper(resolve_repo(home, repo)).store
     records, total = store.newest(limit)
     rows = [_row(r) for r in records]
     lines = [
@@ -103,14 +103,14 @@ def candidates_cmd(home: Path | None, repo: Path | None, limit: int, as_json: bo
 @json_option
 def show_cmd(candidate: str, home: Path | None, repo: Path | None, as_json: bool) -> None:
     """Show a candidate: why, diff stat and diff, gate result, failing tests, log tail."""
-    keeper = _keeper(resolve_repo(home, repo))
-    record = keeper.store.load(candidate)
-    if record.commit and keeper.git.rev_parse(record.commit) is None:
+    gatekeeper = _gatekeeper(resolve_repo(home, repo))
+    record = gatekeeper.store.load(candidate)
+    if record.commit and gatekeeper.git.rev_parse(record.commit) is None:
         diffstat, diff = "", "(the commit is gone: pruned under the rejected-proposal retention policy)"
     else:
-        base = keeper.git.parents(record.commit)[0] if record.commit else record.base
-        diffstat = keeper.git.diff(base, record.commit, stat_only=True) if record.commit else ""
-        diff = keeper.git.diff(base, record.commit) if record.commit else ""
+        base = gatekeeper.git.parents(record.commit)[0] if record.commit else record.base
+        diffstat = gatekeeper.git.diff(base, record.commit, stat_only=True) if record.commit else ""
+        diff = gatekeeper.git.diff(base, record.commit) if record.commit else ""
     if as_json:
         _emit(
             True,
@@ -191,20 +191,20 @@ def gate_cmd(
     head = worktree_head(source or Path("."))
     rev, base = in_worktree(rev, head), in_worktree(base, head)
     with tempfile.TemporaryDirectory(prefix="ouroboros-gate-") as scratch:
-        keeper = _keeper(_private_if_needed(source, Path(scratch)))
+        gatekeeper = _gatekeeper(_private_if_needed(source, Path(scratch)))
         for name in (rev, base):
-            if name is not None and keeper.git.rev_parse(name) is None:
-                raise click.UsageError(f"{name!r} names no commit in {keeper.common}")
+            if name is not None and gatekeeper.git.rev_parse(name) is None:
+                raise click.UsageError(f"{name!r} names no commit in {gatekeeper.common}")
         config = parse_config(config_path.read_text(), str(config_path)) if config_path else None
         # The engine and the image before judging, so a missing engine is exit 3, never a "rejected" verdict.
-        image = keeper.runner.agent_image(progress=lambda message: click.echo(message, err=True))
-        engine, instance = keeper.runner.engine, keeper.runner.instance
+        image = gatekeeper.gate_runner.agent_image(progress=lambda message: click.echo(message, err=True))
+        engine, instance = gatekeeper.gate_runner.engine, gatekeeper.gate_runner.instance
         with own_scratch(
-            keeper.state_dir,
+            gatekeeper.state_dir,
             lambda message: click.echo(message, err=True),
             reap=lambda run: engine.reconcile(instance=gate_label(instance, run)),
         ) as folder:
-            gating = Gatekeeper(keeper.common, engine=engine, image=image, instance=instance, gate_folder=folder)
+            gating = Gatekeeper(gatekeeper.common, engine=engine, image=image, instance=instance, gate_folder=folder)
             result = gating.gate_rev(rev, base=base, config=config)
     _report_gate(result, junit_path, as_json)
 
@@ -270,7 +270,7 @@ def _verdict_text(verdict: Any) -> str:
 @json_option
 def approve_cmd(candidate: str, home: Path | None, repo: Path | None, as_json: bool) -> None:
     """Let a candidate that changes existing tests reach main (re-gated first if main moved)."""
-    verdict = _keeper(resolve_repo(home, repo)).approve(candidate)
+    verdict = _gatekeeper(resolve_repo(home, repo)).approve(candidate)
     _emit(as_json, verdict, _verdict_text(verdict))
 
 
@@ -282,7 +282,7 @@ def approve_cmd(candidate: str, home: Path | None, repo: Path | None, as_json: b
 @json_option
 def reject_cmd(candidate: str, reason: str, home: Path | None, repo: Path | None, as_json: bool) -> None:
     """Reject a waiting candidate; it stays inspectable under refs/ouroboros/rejected/."""
-    verdict = _keeper(resolve_repo(home, repo)).reject(candidate, reason)
+    verdict = _gatekeeper(resolve_repo(home, repo)).reject(candidate, reason)
     _emit(as_json, verdict, _verdict_text(verdict))
 
 
@@ -309,7 +309,7 @@ def _generation_or_commit(value: str | None) -> str | None:
 @json_option
 def rollback_cmd(to: str | None, home: Path | None, repo: Path | None, as_json: bool) -> None:
     """Move main back to a commit that passed the gate; the rolled-back commits stay reachable."""
-    result = _keeper(resolve_repo(home, repo)).rollback(to)
+    result = _gatekeeper(resolve_repo(home, repo)).rollback(to)
     _emit(
         as_json,
         result,
@@ -325,7 +325,7 @@ def rollback_cmd(to: str | None, home: Path | None, repo: Path | None, as_json: 
 @json_option
 def log_cmd(count: int, home: Path | None, repo: Path | None, as_json: bool) -> None:
     """Show the last decisions (accepted, rejected, approvals, rollbacks), oldest first."""
-    records = _keeper(resolve_repo(home, repo)).log.tail(count)
+    records = _gatekeeper(resolve_repo(home, repo)).log.tail(count)
     lines = [
         f"{r.seq:>4} {r.at[:19]} {r.kind:<15} {r.candidate or '-':<7} {(r.commit or '-')[:12]} "
         f"{'; '.join(r.reasons)[:120]}"
@@ -340,7 +340,7 @@ def log_cmd(count: int, home: Path | None, repo: Path | None, as_json: bool) -> 
 @json_option
 def verify_log_cmd(home: Path | None, repo: Path | None, as_json: bool) -> None:
     """Check the decision log's hash chain; exit 1 and name the first broken line if tampered."""
-    result = _keeper(resolve_repo(home, repo)).log.verify()
+    result = _gatekeeper(resolve_repo(home, repo)).log.verify()
     text = (
         f"decision log OK ({result.records} records)"
         if result.ok

@@ -199,9 +199,9 @@ def _main_generation(instance: Instance) -> dict[str, str | int | None]:
     from supervisor.base.git_ops import MAIN_REF
     from supervisor.gate.gatekeeper import Gatekeeper
 
-    keeper = Gatekeeper(instance.repo, instance=instance.instance_id)
-    main = keeper.git.ref_value(MAIN_REF)
-    return {"commit": main, "generation": keeper.generation_of(main) if main else None}
+    gatekeeper = Gatekeeper(instance.repo, instance=instance.instance_id)
+    main = gatekeeper.git.ref_value(MAIN_REF)
+    return {"commit": main, "generation": gatekeeper.generation_of(main) if main else None}
 
 
 def _status_text(status: StatusOut) -> str:

@@ -41,7 +41,7 @@ from supervisor.store.candidates import CANDIDATE_PREFIX, CandidateError, Candid
 from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.decision_log import DecisionLog, verdict_details
 from supervisor.store.gate_results import GateResult
-from supervisor.store.journal_writer import JournalError, JournalWriter, verdict_note
+from supervisor.store.journal_writer import JournalWriter, journal_note, verdict_note
 from supervisor.store.protocol import Proposal
 from supervisor.store.states import FINAL, IN_FLIGHT, CandidateState, MergeOutcome
 from supervisor.store.verdicts import RollbackResult, Verdict
@@ -93,7 +93,7 @@ class Gatekeeper:
         engine = engine or DockerOnDemand()
         # The worktree area is capped in `supervisor start` (diskcap); recover() clears leftovers.
         site = GateSite(self.scratch, self.worktrees, instance)
-        self.runner = GateRunner(
+        self.gate_runner = GateRunner(
             self.git, engine, beside_supervisor(instance, gate_folder) if gate_folder else site, image=image
         )
         self._engine_wait = engine_wait or partial(outages.wait_for_engine, engine)
@@ -297,7 +297,7 @@ class Gatekeeper:
         base = self.git.parents(record.commit)[0]
         try:
             config = self.config(base)
-            result = self.runner.judge(record.commit, base, config, self.baseline)
+            result = self.gate_runner.judge(record.commit, base, config, self.baseline)
         except (
             OuroborosError,
             ValidationError,
@@ -308,7 +308,7 @@ class Gatekeeper:
             return
         if not result.passed and self.disk_full():  # whatever failed, a full disk is never the candidate's fault
             raise DiskFullError(28, f"no space left under {self.state_dir}; free disk space, gating resumes by itself")
-        if outages.engine_failed(result, self.runner.engine):
+        if outages.engine_failed(result, self.gate_runner.engine):
             self._after_infrastructure_failure(record, result)
             return
         record.gate = result
@@ -382,17 +382,10 @@ class Gatekeeper:
         return True
 
     def _journal(self, record: CandidateRecord, kind: str) -> None:
-        self.note(kind, verdict_note(record), candidate=record.id)
-
-    def note(self, kind: str, body: str, candidate: str | None = None) -> None:
-        """Journal for the agent; the agent can break its own journal, which must not block a decision."""
-        try:
-            self.journal.write(kind, body)
-        except (JournalError, OSError) as exc:
-            self.log.append(DecisionKind.JOURNAL_REFUSED, candidate=candidate, reasons=[str(exc)[:300]])
+        journal_note(self.journal, self.log, kind, verdict_note(record), candidate=record.id)
 
     def baseline(self, base: str, config: GateConfig) -> dict[str, str] | None:
-        return self.baselines.get(base, lambda: self.runner.baseline(base, config))
+        return self.baselines.get(base, lambda: self.gate_runner.baseline(base, config))
 
     def _remove_worktree(self, record: CandidateRecord) -> None:
         path = Path(record.worktree)
@@ -426,7 +419,7 @@ class Gatekeeper:
         """Run the gate on any commit (with a base: also protected paths, no-shrink, base's own tests)."""
         commit, base_commit = adoption.gate_target(self.git, rev, base)
         config = config or self.config(base_commit or commit)  # the fixed config if one was given, else the rev's
-        return self.runner.judge(commit, base_commit, config, self.baseline)
+        return self.gate_runner.judge(commit, base_commit, config, self.baseline)
 
     def rollback(self, to: str | None = None) -> RollbackResult:
         """Move main back to a commit that passed the gate (default: the previous generation)."""
@@ -440,7 +433,9 @@ class Gatekeeper:
             generation=result.generation,
             details={"kept_as": kept},
         )
-        self.note(
+        journal_note(
+            self.journal,
+            self.log,
             "rollback",
             f"main rolled back from {main} (generation {self.generation_of(main)}) to {result.target} "
             f"(generation {result.generation}). The rolled-back commits stay at {kept}.",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sandbox.engine import Engine
 from supervisor.base.appendfile import DiskFullError, is_disk_full
+from supervisor.base.backoff import Backoff
 from supervisor.base.errors import OuroborosError
 from supervisor.store.gate_results import GateResult
 
@@ -23,6 +24,7 @@ from supervisor.store.gate_results import GateResult
 # containers, so the tries must span the restart rather than one second of it.
 INFRA_BACKOFF_S = 5.0
 INFRA_BACKOFF_MAX_S = 60.0
+ENGINE_BACKOFF = Backoff(0.5, 10.0)  # asking an engine that does not answer (the default wait)
 INFRA_TRIES = 5  # gate runs that fail for the engine's reasons before "infrastructure error"
 MIN_FREE_BYTES = 4 * 1024 * 1024  # below this a failed write is a full disk, whatever git printed
 
@@ -37,7 +39,7 @@ class GateInterruptedError(OuroborosError, RuntimeError):
 
 def infra_backoff_s(tries: int) -> float:
     """The pause before trying again a gate the engine has failed `tries` times."""
-    return float(min(INFRA_BACKOFF_S * 2 ** (tries - 1), INFRA_BACKOFF_MAX_S))
+    return Backoff(INFRA_BACKOFF_S, INFRA_BACKOFF_MAX_S).delay(max(tries - 1, 0))
 
 
 def engine_failed(result: GateResult, engine: Engine) -> bool:
@@ -53,12 +55,11 @@ def wait_for_engine(engine: Engine, pause_s: float = 0.0, limit_s: float = 120) 
     """The default wait (a supervisor gives its own, which a stop interrupts): pause, then back off until
     the engine answers."""
     time.sleep(pause_s)
-    deadline, delay = time.monotonic() + limit_s, 0.5
+    deadline, delays = time.monotonic() + limit_s, ENGINE_BACKOFF.delays()
     while not engine.ping():
         if time.monotonic() > deadline:
             return True  # try again anyway: after INFRA_TRIES it is recorded, never blamed
-        time.sleep(delay)
-        delay = min(delay * 2, 10)
+        time.sleep(next(delays))
     return True
 
 

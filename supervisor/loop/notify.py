@@ -299,7 +299,7 @@ def _parse_time(value: object) -> datetime:
 
 
 def start(instance: Instance, config: InstanceConfig) -> Watcher | None:
-    """The runner's one hook (in `_prepare`): start watching, if `[notify]` names a webhook or command."""
+    """The event loop's one hook (in `_prepare`): start watching, if `[notify]` names a webhook or command."""
     from supervisor.route.ledger import LEDGER_FILE_NAME
 
     settings: NotifySettings = config.notify

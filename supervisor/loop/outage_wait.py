@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from sandbox.engine import Engine
 from sandbox.errors import SandboxError
+from supervisor.base.backoff import Backoff
 from supervisor.gate.agent_container import AgentRun
 from supervisor.store.states import SupervisorState
 
@@ -26,7 +27,7 @@ Transition = Callable[[SupervisorState, str], None]  # the event loop's one way 
 
 
 class StopFlag:
-    """Set by SIGTERM, SIGINT or `supervisor stop`; every wait of the runner is cut short by it."""
+    """Set by SIGTERM, SIGINT or `supervisor stop`; every wait of the event loop is cut short by it."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -73,11 +74,10 @@ class EngineWeather:
         log.info("%s", why)
         if pause_s and self.stop.pause(pause_s):
             return False
-        delay = 0.5
+        delays = Backoff(0.5, ENGINE_BACKOFF_MAX_S).delays()
         while not self.engine.ping():
-            if self.stop.pause(delay):
+            if self.stop.pause(next(delays)):
                 return False
-            delay = min(delay * 2, ENGINE_BACKOFF_MAX_S)
         log.info("the container engine answers")
         self.transition(before if before is not _S.WAITING_FOR_ENGINE else _S.RUNNING, "")
         agent = self.running()

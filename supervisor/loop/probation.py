@@ -10,9 +10,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
+from supervisor.base.backoff import Backoff
 from supervisor.store.instance import ProbationSettings
 
 BACKOFF_WINDOW_S = 600.0
+RESTART_DELAY_MAX_S = 60.0
+MAX_DOUBLINGS = 10  # a tiny restart delay still stays tiny: at most 1024 times itself, then the ceiling
 
 
 class Action(str, Enum):
@@ -53,8 +56,7 @@ class Probation:
             return self.settings.restart_delay_s
         # Counted over ten minutes, not the intensity window: the delays themselves would otherwise
         # push old crashes out of a short window and the backoff would never grow.
-        backoff: int = 2 ** min(len(self.recent), 10)  # int ** int is typed Any (a negative power is a float)
-        return min(60.0, self.settings.restart_delay_s * backoff)
+        return Backoff(self.settings.restart_delay_s, RESTART_DELAY_MAX_S).delay(min(len(self.recent), MAX_DOUBLINGS))
 
     def passed(self, now: float) -> bool:
         """True exactly once: the first time the generation has survived its probation period."""

@@ -10,17 +10,17 @@ The supervisor's state itself is changed only by the event loop (`Supervisor.tra
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from supervisor.base import sd_notify
+from supervisor.base.throttle import Throttle
 from supervisor.gate.gatekeeper import Gatekeeper
 from supervisor.route.server import LLMRoute
 from supervisor.store.decision_kinds import DecisionKind
-from supervisor.store.journal_writer import JournalError
+from supervisor.store.journal_writer import journal_note
 from supervisor.store.status_file import Status, StatusFile
 from supervisor.store.verdicts import Verdict
 
@@ -61,21 +61,16 @@ class Reporter:
 
     def __init__(self, gatekeeper: Gatekeeper) -> None:
         self.gatekeeper = gatekeeper
-        self._last_event_at: dict[str, float] = {}
+        self._throttle = Throttle(EVENT_THROTTLE_S)
 
     def note(self, kind: str, body: str) -> None:
         """Journal for the agent; a sabotaged journal is logged, never allowed to stop the supervisor."""
-        try:
-            self.gatekeeper.journal.write(kind, body)
-        except (JournalError, OSError) as exc:
-            self.gatekeeper.log.append(DecisionKind.JOURNAL_REFUSED, details={"kind": kind, "error": str(exc)[:300]})
+        journal_note(self.gatekeeper.journal, self.gatekeeper.log, kind, body)
 
     def refused(self, kind: DecisionKind, message: str) -> None:
         """Log a refusal, at most once a minute per kind: a hostile agent can repeat it forever."""
-        now = time.monotonic()
-        if now - self._last_event_at.get(kind, -EVENT_THROTTLE_S) < EVENT_THROTTLE_S:
+        if not self._throttle.allow(kind):
             return
-        self._last_event_at[kind] = now
         log.info("%s", message)
         try:
             self.gatekeeper.log.append(kind, details={"message": message[:500]})

@@ -54,28 +54,3 @@ class ConcurrencyGate:
         """Wait until no one holds the gate; False if someone still does after timeout_s."""
         with self._changed:
             return self._changed.wait_for(lambda: self.busy == 0, timeout=timeout_s)
-
-
-class Throttle:
-    """Lets one event of each kind through per `interval_s`, so a hostile client cannot flood the journal."""
-
-    def __init__(self, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = interval_s
-        self._clock = clock
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, key: str) -> bool:
-        return self.allow_counting(key)[0]
-
-    def allow_counting(self, key: str) -> tuple[bool, int]:
-        """Whether this one goes through, and how many of its kind were held back since the last."""
-        with self._lock:
-            now = self._clock()
-            last = self._last.get(key)
-            if last is not None and now - last < self._interval:
-                self._held[key] = self._held.get(key, 0) + 1
-                return False, 0
-            self._last[key] = now
-            return True, self._held.pop(key, 0)

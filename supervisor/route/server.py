@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from supervisor.base.errors import ConfigError
+from supervisor.base.throttle import Throttle
 from supervisor.base.unix_socket import bind_address
 from supervisor.route.config import RouteConfig
 from supervisor.route.handler import Call, Refusal, RouteHandler
 from supervisor.route.ledger import Ledger, LedgerEntry, LedgerError, Release, Reservation, utc_now
-from supervisor.route.limits import ConcurrencyGate, Throttle, TokenBucket
+from supervisor.route.limits import ConcurrencyGate, TokenBucket
 from supervisor.route.metering import BudgetGuard, EventSink, RouteEvent, new_reservation, refusal_event
 from supervisor.route.policy import Admitted
 from supervisor.route.pricing import Usage

@@ -11,8 +11,6 @@ import fcntl
 import hashlib
 import json
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from supervisor.base.appendfile import append_line, repair_tail
 from supervisor.base.errors import OuroborosError
 from supervisor.base.text import printable
+from supervisor.base.throttle import Throttle
 from supervisor.store.candidates import CandidateRecord, now
 from supervisor.store.decision_kinds import ROUTE_PREFIX, DecisionKind
 
@@ -93,32 +92,16 @@ class DecisionLog:
     def __init__(self, path: Path, throttle_s: float = THROTTLE_S) -> None:
         self.path = path
         self.lock_path = path.with_suffix(".lock")
-        self.throttle_s = throttle_s
-        self._last_at: dict[str, float] = {}
-        self._held_back: dict[str, int] = {}
-        self._throttle_lock = threading.Lock()
+        self._throttle = Throttle(throttle_s)
 
     def append(self, kind: DecisionKind, **fields: Any) -> Decision | None:
         """Append one record; None when a repeatable kind was throttled (counted, not written)."""
-        held_back = self._throttle(kind)
-        if held_back is None:
+        allowed, held_back = self._throttle.allow_counting(kind) if is_repeatable(kind) else (True, 0)
+        if not allowed:
             return None
         if held_back:
             fields["details"] = {**fields.get("details", {}), "suppressed": held_back}
         return self._append(kind, **fields)
-
-    def _throttle(self, kind: DecisionKind) -> int | None:
-        """None: hold this record back; else how many of its kind were held back before it."""
-        if not is_repeatable(kind):
-            return 0
-        now_s = time.monotonic()
-        with self._throttle_lock:
-            last = self._last_at.get(kind)
-            if last is not None and now_s - last < self.throttle_s:
-                self._held_back[kind] = self._held_back.get(kind, 0) + 1
-                return None
-            self._last_at[kind] = now_s
-            return self._held_back.pop(kind, 0)
 
     def _append(self, kind: DecisionKind, **fields: Any) -> Decision:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Writes the supervisor's verdicts into the agent's memory journal, so its next reflection sees them.
+"""Writes the supervisor's notes (verdicts, rollbacks, refusals) into the agent's memory journal, so its
+next reflection sees them; `journal_note` is the one way the supervisor writes one.
 
 The journal folder is bind-mounted writable into the agent's container, so the agent may have
 planted symlinks in it. Every path component is opened relative to a directory descriptor with
@@ -16,6 +17,8 @@ from supervisor.base.errors import OuroborosError
 from supervisor.base.safe_fs import Access, Folder, Refusal, UnsafeFileError
 from supervisor.base.text import printable
 from supervisor.store.candidates import CandidateRecord, now
+from supervisor.store.decision_kinds import DecisionKind
+from supervisor.store.decision_log import DecisionLog
 from supervisor.store.journal_tails import repair_journal_tails
 
 
@@ -83,6 +86,22 @@ def _append(folder: Folder, name: str, data: bytes, owner: os.stat_result) -> No
         append_all(fd, data, fsync=False, name=name)  # all or nothing: a full disk leaves no torn entry
     finally:
         os.close(fd)
+
+
+def journal_note(
+    journal: JournalWriter, decisions: DecisionLog, kind: str, body: str, candidate: str | None = None
+) -> bool:
+    """Write a note for the agent; False if its journal refused it. The agent can break its own
+    journal, which must never stop the supervisor nor block a decision: the refusal is logged instead
+    (`journal-refused`, which the decision log throttles), naming the note's kind and the error."""
+    try:
+        journal.write(kind, body)
+    except (JournalError, OSError) as exc:
+        decisions.append(
+            DecisionKind.JOURNAL_REFUSED, candidate=candidate, reasons=[str(exc)[:300]], details={"kind": kind}
+        )
+        return False
+    return True
 
 
 def verdict_note(record: CandidateRecord) -> str:

@@ -38,14 +38,14 @@ def test_a_candidate_filling_its_acceptance_workspace_meets_the_cap_not_the_host
     tmp_path, docker_engine, agent_image
 ):
     bench = Workbench(tmp_path, only=("word-count",))
-    keeper = Gatekeeper(
+    gatekeeper = Gatekeeper(
         bench.instance.repo, engine=docker_engine, image=agent_image, instance=bench.instance.instance_id
     )
-    area = diskcap.CappedArea("workspace", keeper.worktrees, CAP_MB)
+    area = diskcap.CappedArea("workspace", gatekeeper.worktrees, CAP_MB)
     assert diskcap.cap_areas([area], tmp_path / "disk", "loop")
     try:
         commit = bench.candidate("ballast", [("agent/tools/word_count.py", (HOOK, BALLAST + HOOK))])
-        result = keeper.gate_rev(commit, base="main")
+        result = gatekeeper.gate_rev(commit, base="main")
     finally:
         diskcap.release([area])
         docker_engine.reconcile(instance=bench.instance.instance_id)

@@ -43,10 +43,10 @@ def test_a_broken_word_count_is_rejected_by_acceptance_however_pytest_is_fooled(
     bench, docker_engine, agent_image, trick
 ):
     commit = bench.candidate(f"cand-{trick}", [*TRICKS[trick], BREAK_WORD_COUNT])
-    keeper = Gatekeeper(
+    gatekeeper = Gatekeeper(
         bench.instance.repo, engine=docker_engine, image=agent_image, instance=bench.instance.instance_id
     )
-    result = keeper.gate_rev(commit, base="main")
+    result = gatekeeper.gate_rev(commit, base="main")
     assert not result.passed, result.reasons
     report = result.acceptance
     fooled = report is not None  # acceptance runs only once every pytest pass and check has passed

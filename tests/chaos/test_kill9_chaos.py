@@ -28,7 +28,7 @@ from scripted_model.served import SERVED_LOG_ENV
 from supervisor.base.git_ops import MAIN_REF
 from supervisor.store.states import IN_FLIGHT
 from tests.chaos.chaos_instance import chaos_instance, decisions_per_proposal, ledger_audit, written_ids
-from tests.system.conftest import SupervisorProcess, containers_of, keeper
+from tests.system.conftest import SupervisorProcess, containers_of, gatekeeper_of
 
 pytestmark = pytest.mark.docker
 KILLS = int(os.environ.get("CHAOS_KILLS", "30"))
@@ -41,7 +41,7 @@ def test_kill_9_at_random_moments_then_restart_keeps_every_invariant(tmp_path, d
     print(f"chaos seed {seed} (replay with CHAOS_SEED={seed})")
     rng = random.Random(seed)
     instance = chaos_instance(tmp_path / "home", docker_engine, agent_image)
-    gk = keeper(instance, docker_engine, agent_image)
+    gk = gatekeeper_of(instance, docker_engine, agent_image)
     try:
         moments: dict[str, int] = {}
         for _ in range(KILLS):

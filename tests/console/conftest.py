@@ -22,16 +22,16 @@ HOSTILE = "<script>document.title='pwned'</script>\x1b[2J\x1b]0;owned\x07<b>bold
 def demo(tmp_path_factory, docker_engine, agent_image) -> Instance:
     instance, verdicts = run_demo(tmp_path_factory.mktemp("console") / "demo", progress=lambda message: None)
     assert [v.state for v in verdicts] == ["accepted", "rejected"]
-    keeper = Gatekeeper(
+    gatekeeper = Gatekeeper(
         instance.repo,
         engine=docker_engine,
         journal_root=instance.journal,
         image=agent_image,
         instance=instance.instance_id,
     )
-    candidate = keeper.create_candidate()
+    candidate = gatekeeper.create_candidate()
     # It changes nothing, so the real gatekeeper rejects it without a container: it is judged all the same.
-    verdict = keeper.submit(
+    verdict = gatekeeper.submit(
         candidate,
         Proposal(
             version=1, kind="proposal", id=uuid.uuid4().hex, summary=HOSTILE, why=HOSTILE, created_at=datetime.now(UTC)

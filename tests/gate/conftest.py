@@ -17,7 +17,7 @@ def bare_repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def offline_keeper(bare_repo: Path):
+def offline_gatekeeper(bare_repo: Path):
     """A gatekeeper for tests that must never reach a container (rejections before any test runs)."""
     engine = _NoEngine()
     yield Gatekeeper(bare_repo, engine=engine, image="never-used")
@@ -25,7 +25,7 @@ def offline_keeper(bare_repo: Path):
 
 
 @pytest.fixture
-def keeper_factory(docker_engine, agent_image, sandbox_instance, tmp_path: Path):
+def gatekeeper_factory(docker_engine, agent_image, sandbox_instance, tmp_path: Path):
     """Builds gatekeepers over fresh sample repositories that gate in real containers."""
 
     def build(

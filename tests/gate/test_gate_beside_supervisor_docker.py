@@ -34,14 +34,14 @@ for _command in COMMANDS:
 
 @pytest.mark.docker
 def test_a_supervisor_starting_mid_gate_does_not_spoil_the_operators_gate(
-    keeper_factory, docker_engine, sandbox_instance, monkeypatch, tmp_path
+    gatekeeper_factory, docker_engine, sandbox_instance, monkeypatch, tmp_path
 ):
-    keeper = keeper_factory(files={**sample_files(), "agent/tests/test_slow.py": SLOW_TEST})
-    repo = keeper.common
+    gatekeeper = gatekeeper_factory(files={**sample_files(), "agent/tests/test_slow.py": SLOW_TEST})
+    repo = gatekeeper.common
     monkeypatch.setattr(
-        "supervisor.cli.gate_cmds._keeper",
+        "supervisor.cli.gate_cmds._gatekeeper",
         lambda given: Gatekeeper(
-            given or repo, engine=docker_engine, image=keeper.runner.image, instance=sandbox_instance
+            given or repo, engine=docker_engine, image=gatekeeper.gate_runner.image, instance=sandbox_instance
         ),
     )
     outcome: dict[str, object] = {}
@@ -65,7 +65,9 @@ def test_a_supervisor_starting_mid_gate_does_not_spoil_the_operators_gate(
         # What `supervisor start` does before anything else, on the same repository:
         lock = RepoLock(repo).acquire(tmp_path / "home", attempts=1)  # the gate holds no lock it needs
         try:
-            Gatekeeper(repo, engine=docker_engine, image=keeper.runner.image, instance=sandbox_instance).recover()
+            Gatekeeper(
+                repo, engine=docker_engine, image=gatekeeper.gate_runner.image, instance=sandbox_instance
+            ).recover()
             docker_engine.reconcile(instance=sandbox_instance)
         finally:
             lock.release()

@@ -30,11 +30,11 @@ def run(*args: str, code: int = 0) -> str:
     return result.output
 
 
-def test_log_and_verify_log_detect_tampering(offline_keeper: Gatekeeper) -> None:
-    candidate = offline_keeper.create_candidate()
+def test_log_and_verify_log_detect_tampering(offline_gatekeeper: Gatekeeper) -> None:
+    candidate = offline_gatekeeper.create_candidate()
     write_tree(Path(candidate.worktree), {"gate.toml": "[gate]\n"})
-    offline_keeper.submit(candidate, proposal("loosen the gate"))
-    repo = str(offline_keeper.common)
+    offline_gatekeeper.submit(candidate, proposal("loosen the gate"))
+    repo = str(offline_gatekeeper.common)
     rows = json.loads(run("candidates", "--repo", repo, "--json"))
     assert rows[0]["state"] == "rejected" and "gate.toml" in "; ".join(rows[0]["reasons"])
     assert "loosen the gate" in run("show", candidate.id, "--repo", repo)
@@ -42,13 +42,13 @@ def test_log_and_verify_log_detect_tampering(offline_keeper: Gatekeeper) -> None
     assert "gate.toml" in shown["diffstat"]
     assert json.loads(run("log", "--repo", repo, "--json", "-n", "5"))[-1]["kind"] == "rejected"
     assert "OK (1 records)" in run("verify-log", "--repo", repo)
-    log = offline_keeper.log.path
+    log = offline_gatekeeper.log.path
     log.write_text(log.read_text().replace("rejected", "accepted", 1))
     assert "BROKEN at line 1" in run("verify-log", "--repo", repo, code=1)
 
 
-def test_usage_and_user_errors_are_one_line(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
-    repo = str(offline_keeper.common)
+def test_usage_and_user_errors_are_one_line(offline_gatekeeper: Gatekeeper, tmp_path: Path) -> None:
+    repo = str(offline_gatekeeper.common)
     assert "names no commit" in run("gate", "no-such-rev", "--repo", repo, code=2)
     assert "no candidate 9-9" in run("show", "9-9", "--repo", repo, code=1)
     assert "no earlier generation" in run("rollback", "--repo", repo, code=1)
@@ -57,21 +57,24 @@ def test_usage_and_user_errors_are_one_line(offline_keeper: Gatekeeper, tmp_path
 
 
 @pytest.mark.docker
-def test_gate_command_exit_codes_and_junit(keeper_factory, tmp_path: Path, monkeypatch) -> None:
-    keeper = keeper_factory(bare=False)  # a normal clone, as in CI
-    monkeypatch.chdir(keeper.common.parent / "agent")  # default --repo: the repository containing cwd
+def test_gate_command_exit_codes_and_junit(gatekeeper_factory, tmp_path: Path, monkeypatch) -> None:
+    gatekeeper = gatekeeper_factory(bare=False)  # a normal clone, as in CI
+    monkeypatch.chdir(gatekeeper.common.parent / "agent")  # default --repo: the repository containing cwd
     monkeypatch.setattr(
-        "supervisor.cli.gate_cmds._keeper",
+        "supervisor.cli.gate_cmds._gatekeeper",
         lambda repo: Gatekeeper(
-            repo or Path("."), engine=keeper.runner.engine, image=keeper.runner.image, instance=keeper.runner.instance
+            repo or Path("."),
+            engine=gatekeeper.gate_runner.engine,
+            image=gatekeeper.gate_runner.image,
+            instance=gatekeeper.gate_runner.instance,
         ),
     )
     report = tmp_path / "gate.xml"
     out = json.loads(run("gate", "--json", "--junit", str(report)))
     assert out["passed"] and "agent.tests.test_calc" in report.read_text()
-    write_tree(keeper.common.parent, {"agent/calc.py": "def add(a, b):\n    return 0\n"})
+    write_tree(gatekeeper.common.parent, {"agent/calc.py": "def add(a, b):\n    return 0\n"})
     from tests.gate.repo_factory import git
 
-    git(keeper.common.parent, "commit", "-qam", "break it")
+    git(gatekeeper.common.parent, "commit", "-qam", "break it")
     assert "FAIL" in run("gate", "HEAD", "--base", "HEAD~1", "--junit", str(report), code=1)
     assert 'name="verdict"' in report.read_text() and "<failure" in report.read_text()

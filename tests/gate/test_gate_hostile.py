@@ -38,31 +38,31 @@ def hostile_files() -> dict[str, str]:
 
 
 @pytest.fixture
-def keeper(keeper_factory) -> Gatekeeper:
-    keeper = keeper_factory(deadline=60, files=hostile_files())
-    assert keeper.genesis() == 0
-    return keeper
+def gatekeeper(gatekeeper_factory) -> Gatekeeper:
+    gatekeeper = gatekeeper_factory(deadline=60, files=hostile_files())
+    assert gatekeeper.genesis() == 0
+    return gatekeeper
 
 
-def _submit(keeper: Gatekeeper, files: dict[str, str]):
-    main = keeper.main()
-    candidate = keeper.create_candidate()
+def _submit(gatekeeper: Gatekeeper, files: dict[str, str]):
+    main = gatekeeper.main()
+    candidate = gatekeeper.create_candidate()
     write_tree(Path(candidate.worktree), files)
-    verdict = keeper.submit(candidate, proposal("improve word_count"))
-    assert keeper.main() == main, "a hostile proposal moved main"
-    return verdict, keeper.store.load(candidate.id).gate
+    verdict = gatekeeper.submit(candidate, proposal("improve word_count"))
+    assert gatekeeper.main() == main, "a hostile proposal moved main"
+    return verdict, gatekeeper.store.load(candidate.id).gate
 
 
-def test_a_new_test_module_cannot_repair_the_function_for_mains_tests(keeper: Gatekeeper) -> None:
-    verdict, gate = _submit(keeper, {"agent/words.py": BROKEN, "agent/tests/test_aa_repair.py": REPAIR_AT_IMPORT})
+def test_a_new_test_module_cannot_repair_the_function_for_mains_tests(gatekeeper: Gatekeeper) -> None:
+    verdict, gate = _submit(gatekeeper, {"agent/words.py": BROKEN, "agent/tests/test_aa_repair.py": REPAIR_AT_IMPORT})
     assert verdict.state == "rejected"
     assert [(p.name, p.ok) for p in gate.passes] == [("main-tests", False)]
     assert {f.test_id for f in verdict.failures} == {"agent.tests.test_words::test_word_count"}
 
 
-def test_pytest_plugins_in_a_new_test_module_never_reach_mains_tests(keeper: Gatekeeper) -> None:
+def test_pytest_plugins_in_a_new_test_module_never_reach_mains_tests(gatekeeper: Gatekeeper) -> None:
     verdict, gate = _submit(
-        keeper,
+        gatekeeper,
         {
             "agent/words.py": BROKEN,
             "agent/forge.py": FORGE,
@@ -76,11 +76,11 @@ def test_pytest_plugins_in_a_new_test_module_never_reach_mains_tests(keeper: Gat
     "config_file",
     ["agent/tests/pytest.toml", "agent/tests/.pytest.toml", "agent/.pytest.ini", "agent/tests/.pytest.ini"],
 )
-def test_pytest_config_files_in_the_tree_are_never_read(keeper: Gatekeeper, config_file: str) -> None:
+def test_pytest_config_files_in_the_tree_are_never_read(gatekeeper: Gatekeeper, config_file: str) -> None:
     addopts = 'addopts = ["-p", "agent.forge"]' if config_file.endswith("toml") else "addopts = -p agent.forge"
     failing_new_test = "def test_new_feature():\n    assert False\n"
     verdict, gate = _submit(
-        keeper,
+        gatekeeper,
         {
             "agent/words.py": BROKEN,
             "agent/forge.py": FORGE,
@@ -92,7 +92,7 @@ def test_pytest_config_files_in_the_tree_are_never_read(keeper: Gatekeeper, conf
     assert not gate.passes[0].ok and "test_word_count" in gate.passes[0].reason
     # Even the candidate's own suite runs with the gate's config: its failing test stays failing.
     verdict, gate = _submit(
-        keeper,
+        gatekeeper,
         {"agent/forge.py": FORGE, config_file: f"[pytest]\n{addopts}\n", "agent/tests/test_new.py": failing_new_test},
     )
     assert verdict.state == "rejected"
@@ -100,11 +100,11 @@ def test_pytest_config_files_in_the_tree_are_never_read(keeper: Gatekeeper, conf
     assert {f.test_id for f in gate.failures} == {"agent.tests.test_new::test_new_feature"}
 
 
-def test_a_sitecustomize_or_pth_in_the_tree_is_not_run(keeper_factory) -> None:
+def test_a_sitecustomize_or_pth_in_the_tree_is_not_run(gatekeeper_factory) -> None:
     # On main itself (no candidate graft involved): Python starts isolated, so neither runs.
     marker = "import pathlib\npathlib.Path('/tmp/started').write_text('x')\n"
     probe = "import os\n\n\ndef test_nothing_ran_at_start_up():\n    assert not os.path.exists('/tmp/started')\n"
-    keeper = keeper_factory(
+    gatekeeper = gatekeeper_factory(
         files={
             **hostile_files(),
             "sitecustomize.py": marker,
@@ -113,35 +113,35 @@ def test_a_sitecustomize_or_pth_in_the_tree_is_not_run(keeper_factory) -> None:
             "agent/tests/test_probe.py": probe,
         }
     )
-    result = keeper.gate_rev("main")
+    result = gatekeeper.gate_rev("main")
     assert result.passed, result.reasons
 
 
-def test_tampering_with_pytest_waits_for_approval_and_show_says_why(keeper: Gatekeeper) -> None:
+def test_tampering_with_pytest_waits_for_approval_and_show_says_why(gatekeeper: Gatekeeper) -> None:
     from click.testing import CliRunner
 
     from supervisor.cli import main as cli
 
     honest_code_with_exit_hook = WORDS + "\n\nimport atexit\n\natexit.register(print, 'bye')\n"
-    verdict, gate = _submit(keeper, {"agent/words.py": honest_code_with_exit_hook})
+    verdict, gate = _submit(gatekeeper, {"agent/words.py": honest_code_with_exit_hook})
     assert verdict.state == "needs-approval" and gate.passed
     assert any("agent/words.py:5: atexit" in hit for hit in gate.tamper)
-    shown = CliRunner().invoke(cli, ["show", verdict.candidate, "--repo", str(keeper.common)])
+    shown = CliRunner().invoke(cli, ["show", verdict.candidate, "--repo", str(gatekeeper.common)])
     assert shown.exit_code == 0 and "pytest or Python start-up machinery" in shown.output
     assert "agent/words.py:5: atexit" in shown.output
     # With the break as well, it is simply rejected: approval never overrides a failing gate.
-    verdict, _ = _submit(keeper, {"agent/words.py": BROKEN + "\nimport os\nos._exit(0)\n"})
+    verdict, _ = _submit(gatekeeper, {"agent/words.py": BROKEN + "\nimport os\nos._exit(0)\n"})
     assert verdict.state == "rejected"
 
 
-def test_an_honest_feature_with_its_test_is_accepted_with_every_pass(keeper: Gatekeeper) -> None:
+def test_an_honest_feature_with_its_test_is_accepted_with_every_pass(gatekeeper: Gatekeeper) -> None:
     feature = WORDS + "\n\ndef char_count(text):\n    return len(text)\n"
     test = "from agent.words import char_count\n\n\ndef test_char_count():\n    assert char_count('abc') == 3\n"
-    main = keeper.main()
-    candidate = keeper.create_candidate()
+    main = gatekeeper.main()
+    candidate = gatekeeper.create_candidate()
     write_tree(Path(candidate.worktree), {"agent/words.py": feature, "agent/tests/test_chars.py": test})
-    verdict = keeper.submit(candidate, proposal("add char_count"))
-    assert verdict.state == "accepted" and keeper.main() != main
-    gate = keeper.store.load(candidate.id).gate
+    verdict = gatekeeper.submit(candidate, proposal("add char_count"))
+    assert verdict.state == "accepted" and gatekeeper.main() != main
+    gate = gatekeeper.store.load(candidate.id).gate
     assert [(p.name, p.ok) for p in gate.passes] == [("main-tests", True), ("candidate", True)]
     assert gate.passes[0].counts["passed"] == 3 and gate.passes[1].counts["passed"] == 4

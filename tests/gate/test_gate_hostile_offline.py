@@ -27,16 +27,16 @@ ESCAPES = "\x1b[2J\x1b[8mhidden\x1b[0m\x1b[1A\x1b]0;pwned\x07\x1b]52;c;Y3VybCBld
 RAW = ("\x1b", "\x07", "\x9b", "\u202e")
 
 
-def _submit(keeper: Gatekeeper, plant, summary: str = "improve", why: str = "because"):
-    main = keeper.main()
-    candidate = keeper.create_candidate()
+def _submit(gatekeeper: Gatekeeper, plant, summary: str = "improve", why: str = "because"):
+    main = gatekeeper.main()
+    candidate = gatekeeper.create_candidate()
     plant(Path(candidate.worktree))
-    verdict = keeper.submit(candidate, proposal(summary, why=why))
-    assert keeper.main() == main
+    verdict = gatekeeper.submit(candidate, proposal(summary, why=why))
+    assert gatekeeper.main() == main
     return verdict
 
 
-def test_a_symlink_chain_that_climbs_out_is_rejected(offline_keeper: Gatekeeper) -> None:
+def test_a_symlink_chain_that_climbs_out_is_rejected(offline_gatekeeper: Gatekeeper) -> None:
     def plant(ws: Path) -> None:
         write_tree(ws, BREAK)
         os.symlink("..", ws / "agent" / "b")
@@ -45,19 +45,19 @@ def test_a_symlink_chain_that_climbs_out_is_rejected(offline_keeper: Gatekeeper)
             os.symlink(f"u{n - 1}/..", ws / "agent" / f"u{n}")
         os.symlink("u30/etc/shadow", ws / "agent" / "x")
 
-    verdict = _submit(offline_keeper, plant)
+    verdict = _submit(offline_gatekeeper, plant)
     assert verdict.state == "rejected"
     assert verdict.reasons[0].startswith("symlinks resolve outside the tree")
     assert "agent/u1 -> 'b/..'" in verdict.reasons[0] and "agent/b -> " not in verdict.reasons[0]
 
 
-def test_show_candidates_log_and_errors_print_escapes_visibly(offline_keeper: Gatekeeper) -> None:
+def test_show_candidates_log_and_errors_print_escapes_visibly(offline_gatekeeper: Gatekeeper) -> None:
     def plant(ws: Path) -> None:
         write_tree(ws, {**BREAK, "gate.toml": f"# {ESCAPES}\n", f"agent/{ESCAPES[:8]}.py": f"X = '{ESCAPES}'\n"})
 
-    verdict = _submit(offline_keeper, plant, summary=f"fix {ESCAPES}", why=f"why {ESCAPES}")
+    verdict = _submit(offline_gatekeeper, plant, summary=f"fix {ESCAPES}", why=f"why {ESCAPES}")
     assert verdict.state == "rejected"
-    runner, repo = CliRunner(), ["--repo", str(offline_keeper.common)]
+    runner, repo = CliRunner(), ["--repo", str(offline_gatekeeper.common)]
     for args in (["show", verdict.candidate], ["candidates"], ["log"]):
         result = runner.invoke(cli, [*args, *repo])
         assert result.exit_code == 0, result.output
@@ -101,27 +101,27 @@ def test_logs_and_status_are_terminal_safe_and_status_shows_space(tmp_path: Path
     )  # 3: no supervisor runs and "0 rejected proposals kept" in status.output
 
 
-def test_rejected_proposals_are_kept_under_a_retention_policy(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
+def test_rejected_proposals_are_kept_under_a_retention_policy(offline_gatekeeper: Gatekeeper, tmp_path: Path) -> None:
     # The policy comes from main's gate.toml, which a proposal can never change.
-    _set_gate_toml(offline_keeper, tmp_path, "[gate.retention]\nkeep = 2\nprune_grace_s = 0\ngc_every_s = 0\n")
+    _set_gate_toml(offline_gatekeeper, tmp_path, "[gate.retention]\nkeep = 2\nprune_grace_s = 0\ngc_every_s = 0\n")
     kept_blobs = []
     for _ in range(4):
         bulk = os.urandom(64 * 1024).hex()
         verdict = _submit(
-            offline_keeper,
+            offline_gatekeeper,
             lambda ws, bulk=bulk: write_tree(ws, {**BREAK, "gate.toml": "[gate]\n", "agent/bulk.txt": bulk}),
         )
         assert verdict.state == "rejected"
-        kept_blobs.append(offline_keeper.git.out("hash-object", "--stdin", input=bulk.encode()))
-    rejected = offline_keeper.git.refs("refs/ouroboros/rejected")
+        kept_blobs.append(offline_gatekeeper.git.out("hash-object", "--stdin", input=bulk.encode()))
+    rejected = offline_gatekeeper.git.refs("refs/ouroboros/rejected")
     assert len(rejected) == 2
-    present = [_has_object(offline_keeper, sha) for sha in kept_blobs]
+    present = [_has_object(offline_gatekeeper, sha) for sha in kept_blobs]
     assert present == [False, False, True, True]  # the two oldest are pruned from the object store
-    report = space(offline_keeper.git, offline_keeper.state_dir)
+    report = space(offline_gatekeeper.git, offline_gatekeeper.state_dir)
     assert report.rejected == 2 and report.rejected_bytes > 2 * 64 * 1024 and report.objects_bytes > 0
-    assert offline_keeper.log.verify().ok
-    oldest = sorted(offline_keeper.store.newest(0)[0], key=lambda r: r.created_at)[0]
-    shown = CliRunner().invoke(cli, ["show", oldest.id, "--repo", str(offline_keeper.common)])
+    assert offline_gatekeeper.log.verify().ok
+    oldest = sorted(offline_gatekeeper.store.newest(0)[0], key=lambda r: r.created_at)[0]
+    shown = CliRunner().invoke(cli, ["show", oldest.id, "--repo", str(offline_gatekeeper.common)])
     assert shown.exit_code == 0 and "pruned under the rejected-proposal retention policy" in shown.output
 
 
@@ -135,25 +135,25 @@ def test_retention_selects_by_count_age_and_size() -> None:
     assert select_expired(kept, RetentionPolicy(keep=100, max_age_days=100, max_total_mb=1000), now) == []
 
 
-def test_retention_never_raises_on_a_broken_config(offline_keeper: Gatekeeper) -> None:
+def test_retention_never_raises_on_a_broken_config(offline_gatekeeper: Gatekeeper) -> None:
     def broken() -> RetentionPolicy:
         raise OuroborosError("gate.toml is not valid TOML")
 
-    result = enforce(offline_keeper.git, broken, offline_keeper.state_dir)
+    result = enforce(offline_gatekeeper.git, broken, offline_gatekeeper.state_dir)
     assert result.deleted == [] and "not valid TOML" in result.error
 
 
-def test_a_sabotaged_journal_cannot_flood_the_decision_log(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
+def test_a_sabotaged_journal_cannot_flood_the_decision_log(offline_gatekeeper: Gatekeeper, tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("host\n")
-    day = offline_keeper.journal.write("setup", "x").parent
+    day = offline_gatekeeper.journal.write("setup", "x").parent
     (day / "notes.md").unlink()
     os.symlink(victim, day / "notes.md")
     verdicts = [
-        _submit(offline_keeper, lambda ws: write_tree(ws, {**BREAK, "gate.toml": "[gate]\n"})) for _ in range(5)
+        _submit(offline_gatekeeper, lambda ws: write_tree(ws, {**BREAK, "gate.toml": "[gate]\n"})) for _ in range(5)
     ]
     assert all(v.state == "rejected" for v in verdicts)
-    kinds = [record.kind for record in offline_keeper.log.records()]
+    kinds = [record.kind for record in offline_gatekeeper.log.records()]
     assert kinds.count("rejected") == 5 and kinds.count("journal-refused") == 1
     assert victim.read_text() == "host\n"
 
@@ -175,46 +175,48 @@ def test_repeatable_kinds_are_throttled_and_counted(tmp_path: Path) -> None:
     assert log.verify().ok
 
 
-def _set_gate_toml(keeper: Gatekeeper, tmp_path: Path, text: str) -> None:
+def _set_gate_toml(gatekeeper: Gatekeeper, tmp_path: Path, text: str) -> None:
     """The operator changes main's gate.toml by hand (a commit the gate adopts)."""
-    main = keeper.main()
-    blob = keeper.git.out("hash-object", "-w", "--stdin", input=f"[gate]\ndeadline_s = 60\n{text}".encode())
-    entries = [e if e.path != "gate.toml" else type(e)(e.mode, e.kind, blob, e.path) for e in keeper.git.ls_tree(main)]
-    tree = keeper.git.tree_from_entries(entries, tmp_path)
-    commit = keeper.git.commit_tree(tree, [main], "operator: retention")
-    keeper.git.update_ref("refs/heads/main", commit, main)
+    main = gatekeeper.main()
+    blob = gatekeeper.git.out("hash-object", "-w", "--stdin", input=f"[gate]\ndeadline_s = 60\n{text}".encode())
+    entries = [
+        e if e.path != "gate.toml" else type(e)(e.mode, e.kind, blob, e.path) for e in gatekeeper.git.ls_tree(main)
+    ]
+    tree = gatekeeper.git.tree_from_entries(entries, tmp_path)
+    commit = gatekeeper.git.commit_tree(tree, [main], "operator: retention")
+    gatekeeper.git.update_ref("refs/heads/main", commit, main)
 
 
-def _has_object(keeper: Gatekeeper, sha: str) -> bool:
-    return keeper.git.run("cat-file", "-e", sha, check=False).returncode == 0
+def _has_object(gatekeeper: Gatekeeper, sha: str) -> bool:
+    return gatekeeper.git.run("cat-file", "-e", sha, check=False).returncode == 0
 
 
-def test_git_runs_no_hook_from_the_tree_during_prune(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
+def test_git_runs_no_hook_from_the_tree_during_prune(offline_gatekeeper: Gatekeeper, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
-    hooks = offline_keeper.common / "hooks"
+    hooks = offline_gatekeeper.common / "hooks"
     hooks.mkdir(exist_ok=True)
     for name in ("pre-auto-gc", "post-rewrite", "reference-transaction"):
         (hooks / name).write_text(f"#!/bin/sh\ntouch {marker}\n")
         (hooks / name).chmod(0o755)
-    _set_gate_toml(offline_keeper, tmp_path, "[gate.retention]\nkeep = 0\nprune_grace_s = 0\ngc_every_s = 0\n")
-    verdict = _submit(offline_keeper, lambda ws: write_tree(ws, {**BREAK, "gate.toml": "[gate]\n"}))
-    assert verdict.state == "rejected" and offline_keeper.git.refs("refs/ouroboros/rejected") == {}
+    _set_gate_toml(offline_gatekeeper, tmp_path, "[gate.retention]\nkeep = 0\nprune_grace_s = 0\ngc_every_s = 0\n")
+    verdict = _submit(offline_gatekeeper, lambda ws: write_tree(ws, {**BREAK, "gate.toml": "[gate]\n"}))
+    assert verdict.state == "rejected" and offline_gatekeeper.git.refs("refs/ouroboros/rejected") == {}
     assert not marker.exists()
-    git(offline_keeper.common, "fsck", "--no-progress")  # nothing main needs was pruned
+    git(offline_gatekeeper.common, "fsck", "--no-progress")  # nothing main needs was pruned
 
 
 def test_the_graft_holds_mains_test_folder_even_if_the_candidate_replaced_it_by_a_link(
-    offline_keeper: Gatekeeper, tmp_path: Path
+    offline_gatekeeper: Gatekeeper, tmp_path: Path
 ) -> None:
     from supervisor.base.git_ops import TreeEntry
     from supervisor.gate.config import GateConfig
 
-    git_ = offline_keeper.git
-    main = offline_keeper.main()
+    git_ = offline_gatekeeper.git
+    main = offline_gatekeeper.main()
     link = git_.out("hash-object", "-w", "--stdin", input=b"../elsewhere")
     entries = [e for e in git_.ls_tree(main) if not e.path.startswith("agent/tests/")]
     tree = git_.tree_from_entries([*entries, TreeEntry("120000", "blob", link, "agent/tests")], tmp_path)
     commit = git_.commit_tree(tree, [main], "tests folder is now a link")
-    grafted = offline_keeper.runner.graft_tests(commit, main, GateConfig())
+    grafted = offline_gatekeeper.gate_runner.graft_tests(commit, main, GateConfig())
     paths = {e.path: e.mode for e in git_.ls_tree(grafted)}
     assert "agent/tests" not in paths and paths["agent/tests/test_calc.py"] == "100644"

@@ -43,19 +43,19 @@ def test_main_only_points_at_gated_commits(
     kinds, tmp_path_factory, docker_engine, agent_image, sandbox_instance
 ) -> None:
     repo = make_repo(tmp_path_factory.mktemp("prop"), deadline=3)
-    keeper = Gatekeeper(repo, engine=docker_engine, image=agent_image, instance=sandbox_instance)
-    keeper.genesis()
-    gated = {keeper.main()}
+    gatekeeper = Gatekeeper(repo, engine=docker_engine, image=agent_image, instance=sandbox_instance)
+    gatekeeper.genesis()
+    gated = {gatekeeper.main()}
     for step, kind in enumerate(kinds):
-        candidate = keeper.create_candidate()
+        candidate = gatekeeper.create_candidate()
         _apply(kind, step, Path(candidate.worktree))
-        verdict = keeper.submit(candidate, proposal(f"{kind} {step}"))
+        verdict = gatekeeper.submit(candidate, proposal(f"{kind} {step}"))
         assert verdict.state == ("accepted" if kind == "pass" else "rejected"), (kind, verdict.reasons)
-        record = keeper.store.load(candidate.id)
+        record = gatekeeper.store.load(candidate.id)
         if verdict.state == "accepted":
             assert record.gate and record.gate.passed and record.gate.commit == verdict.commit
             gated.add(verdict.commit)
-        main = keeper.main()
+        main = gatekeeper.main()
         assert main in gated
-        assert keeper.generation_of(main) is not None
-    assert keeper.log.verify().ok
+        assert gatekeeper.generation_of(main) is not None
+    assert gatekeeper.log.verify().ok

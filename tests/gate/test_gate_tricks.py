@@ -35,17 +35,17 @@ def _evil_gitdir(folder: Path, marker: Path) -> Path:
     return folder
 
 
-def _submit(keeper: Gatekeeper, plant) -> tuple:
-    main_before = keeper.main()
-    candidate = keeper.create_candidate()
+def _submit(gatekeeper: Gatekeeper, plant) -> tuple:
+    main_before = gatekeeper.main()
+    candidate = gatekeeper.create_candidate()
     plant(Path(candidate.worktree))
-    verdict = keeper.submit(candidate, proposal("trick"))
-    assert keeper.main() == main_before
+    verdict = gatekeeper.submit(candidate, proposal("trick"))
+    assert gatekeeper.main() == main_before
     assert not os.path.exists(Path(candidate.worktree))  # worktree removed after the verdict
     return verdict, candidate
 
 
-def test_replaced_dot_git_folder_with_hooks_and_config(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
+def test_replaced_dot_git_folder_with_hooks_and_config(offline_gatekeeper: Gatekeeper, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
 
     def plant(ws: Path) -> None:
@@ -53,13 +53,13 @@ def test_replaced_dot_git_folder_with_hooks_and_config(offline_keeper: Gatekeepe
         _evil_gitdir(ws / ".git", marker)
         write_tree(ws, {"agent/calc.py": "x = 1\n"})
 
-    verdict, _ = _submit(offline_keeper, plant)
+    verdict, _ = _submit(offline_gatekeeper, plant)
     assert verdict.state == "rejected"
     assert "replaced by a folder" in verdict.reasons[0]
     assert not marker.exists()
 
 
-def test_repointed_dot_git_file(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
+def test_repointed_dot_git_file(offline_gatekeeper: Gatekeeper, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     evil = _evil_gitdir(tmp_path / "evil.git", marker)
 
@@ -67,12 +67,12 @@ def test_repointed_dot_git_file(offline_keeper: Gatekeeper, tmp_path: Path) -> N
         (ws / ".git").write_text(f"gitdir: {evil}\n")
         write_tree(ws, {"agent/calc.py": "x = 1\n"})
 
-    verdict, _ = _submit(offline_keeper, plant)
+    verdict, _ = _submit(offline_gatekeeper, plant)
     assert verdict.state == "rejected" and "rewritten to point elsewhere" in verdict.reasons[0]
     assert not marker.exists()
 
 
-def test_gitattributes_filter_is_protected_and_never_runs(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
+def test_gitattributes_filter_is_protected_and_never_runs(offline_gatekeeper: Gatekeeper, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
 
     def plant(ws: Path) -> None:
@@ -85,29 +85,29 @@ def test_gitattributes_filter_is_protected_and_never_runs(offline_keeper: Gateke
             },
         )
 
-    verdict, candidate = _submit(offline_keeper, plant)
+    verdict, candidate = _submit(offline_gatekeeper, plant)
     assert verdict.state == "rejected"
     assert any(".gitattributes (protected" in hit for hit in verdict.protected)
     assert not marker.exists()
     # The rejected commit stays inspectable, with the file as plain data.
-    assert offline_keeper.git.read_blob(candidate.rejected_ref, ".gitattributes") is not None
+    assert offline_gatekeeper.git.read_blob(candidate.rejected_ref, ".gitattributes") is not None
 
 
 @pytest.mark.parametrize("target", ["/etc/passwd", "../../../../../../etc/shadow", "HOST_REPO", "../.git"])
-def test_symlinks_out_of_the_tree_are_refused(offline_keeper: Gatekeeper, target: str) -> None:
-    target = str(offline_keeper.common) if target == "HOST_REPO" else target
+def test_symlinks_out_of_the_tree_are_refused(offline_gatekeeper: Gatekeeper, target: str) -> None:
+    target = str(offline_gatekeeper.common) if target == "HOST_REPO" else target
 
     def plant(ws: Path) -> None:
         os.symlink(target, ws / "agent" / "leak")
         write_tree(ws, {"agent/calc.py": "x = 1\n"})
 
-    verdict, candidate = _submit(offline_keeper, plant)
+    verdict, candidate = _submit(offline_gatekeeper, plant)
     assert verdict.state == "rejected" and "leaves the tree" in verdict.reasons[0]
-    tree = {entry.path for entry in offline_keeper.git.ls_tree(candidate.rejected_ref)}
+    tree = {entry.path for entry in offline_gatekeeper.git.ls_tree(candidate.rejected_ref)}
     assert "agent/leak" not in tree  # nothing of the host was copied in
 
 
-def test_nested_repository_and_special_files_are_refused(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
+def test_nested_repository_and_special_files_are_refused(offline_gatekeeper: Gatekeeper, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
 
     def plant(ws: Path) -> None:
@@ -115,30 +115,30 @@ def test_nested_repository_and_special_files_are_refused(offline_keeper: Gatekee
         os.mkfifo(ws / "agent" / "pipe")  # reading it naively would hang the supervisor
         write_tree(ws, {"agent/calc.py": "x = 1\n"})
 
-    verdict, _ = _submit(offline_keeper, plant)
+    verdict, _ = _submit(offline_gatekeeper, plant)
     reasons = verdict.reasons[0]
     assert "nested git repository" in reasons and "agent/pipe: not a regular file" in reasons
     assert not marker.exists()
 
 
-def test_hooks_in_the_trusted_repository_never_run(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
+def test_hooks_in_the_trusted_repository_never_run(offline_gatekeeper: Gatekeeper, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     for name in ("post-checkout", "reference-transaction", "pre-commit", "post-commit", "pre-auto-gc"):
-        _hook(offline_keeper.common / "hooks" / name, marker)
-    candidate = offline_keeper.create_candidate()
-    verdict = offline_keeper.submit(candidate, proposal("nothing"))
+        _hook(offline_gatekeeper.common / "hooks" / name, marker)
+    candidate = offline_gatekeeper.create_candidate()
+    verdict = offline_gatekeeper.submit(candidate, proposal("nothing"))
     assert verdict.state == "rejected" and "changes nothing" in verdict.reasons[0]
     assert not marker.exists()
 
 
-def test_memory_paths_never_enter_a_proposal(offline_keeper: Gatekeeper) -> None:
-    candidate = offline_keeper.create_candidate()
+def test_memory_paths_never_enter_a_proposal(offline_gatekeeper: Gatekeeper) -> None:
+    candidate = offline_gatekeeper.create_candidate()
     write_tree(Path(candidate.worktree), {"agent/journal/2026/notes.md": "thoughts\n", "agent/goals/active.md": "x\n"})
-    verdict = offline_keeper.submit(candidate, proposal("memory only"))
+    verdict = offline_gatekeeper.submit(candidate, proposal("memory only"))
     assert verdict.state == "rejected" and "changes nothing outside memory paths" in verdict.reasons[0]
 
 
-def test_protected_path_rejected_before_any_container(offline_keeper: Gatekeeper) -> None:
+def test_protected_path_rejected_before_any_container(offline_gatekeeper: Gatekeeper) -> None:
     def plant(ws: Path) -> None:
         write_tree(
             ws,
@@ -150,7 +150,7 @@ def test_protected_path_rejected_before_any_container(offline_keeper: Gatekeeper
             },
         )
 
-    verdict, _ = _submit(offline_keeper, plant)
+    verdict, _ = _submit(offline_gatekeeper, plant)
     assert verdict.state == "rejected"
     hits = " ".join(verdict.protected)
     for path in ("gate.toml", "sitecustomize.py (new top-level", "agent/conftest.py", "agent/tests/pytest.ini"):
@@ -184,17 +184,17 @@ def test_journal_entry_format(tmp_path: Path) -> None:
     assert text.startswith("\n## ") and text.split("\n")[1].endswith("Z gate-accepted")
 
 
-def test_a_sabotaged_journal_does_not_block_the_verdict(offline_keeper: Gatekeeper, tmp_path: Path) -> None:
+def test_a_sabotaged_journal_does_not_block_the_verdict(offline_gatekeeper: Gatekeeper, tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("host\n")
-    day = offline_keeper.journal.write("setup", "x").parent
+    day = offline_gatekeeper.journal.write("setup", "x").parent
     (day / "notes.md").unlink()
     os.symlink(victim, day / "notes.md")
-    candidate = offline_keeper.create_candidate()
+    candidate = offline_gatekeeper.create_candidate()
     write_tree(Path(candidate.worktree), {"gate.toml": "[gate]\n"})
-    verdict = offline_keeper.submit(candidate, proposal("loosen"))
-    assert verdict.state == "rejected" and offline_keeper.store.load(candidate.id).state == "rejected"
-    assert offline_keeper.log.find("journal-refused", candidate=candidate.id)
+    verdict = offline_gatekeeper.submit(candidate, proposal("loosen"))
+    assert verdict.state == "rejected" and offline_gatekeeper.store.load(candidate.id).state == "rejected"
+    assert offline_gatekeeper.log.find("journal-refused", candidate=candidate.id)
     assert victim.read_text() == "host\n"
 
 
@@ -211,26 +211,26 @@ def test_in_tree_symlinks_are_kept_as_links(tmp_path: Path) -> None:
     assert not (staging / ".git").exists()
 
 
-def test_abandon_only_pending_candidates(offline_keeper: Gatekeeper) -> None:
+def test_abandon_only_pending_candidates(offline_gatekeeper: Gatekeeper) -> None:
     from supervisor.store.candidates import CandidateError
 
-    candidate = offline_keeper.create_candidate()
-    record = offline_keeper.abandon(candidate.id, "main moved")
+    candidate = offline_gatekeeper.create_candidate()
+    record = offline_gatekeeper.abandon(candidate.id, "main moved")
     assert record.state == "abandoned" and not os.path.exists(candidate.worktree)
-    assert offline_keeper.git.ref_value(candidate.branch) is None
+    assert offline_gatekeeper.git.ref_value(candidate.branch) is None
     with pytest.raises(CandidateError):
-        offline_keeper.abandon(candidate.id, "again")
+        offline_gatekeeper.abandon(candidate.id, "again")
 
 
 def test_a_normal_clone_works_like_a_bare_repository(tmp_path: Path) -> None:
     from tests.gate.repo_factory import make_repo
 
     clone = make_repo(tmp_path, bare=False)
-    keeper = Gatekeeper(clone, engine=None, image="never-used")
-    assert keeper.state_dir == (clone / ".git" / "ouroboros").resolve()
-    candidate = keeper.create_candidate()
+    gatekeeper = Gatekeeper(clone, engine=None, image="never-used")
+    assert gatekeeper.state_dir == (clone / ".git" / "ouroboros").resolve()
+    candidate = gatekeeper.create_candidate()
     write_tree(Path(candidate.worktree), {"gate.toml": "[gate]\n", "agent/new.py": "X = 1\n"})
-    verdict = keeper.submit(candidate, proposal("loosen"))
+    verdict = gatekeeper.submit(candidate, proposal("loosen"))
     assert verdict.state == "rejected" and "gate.toml (protected: gate.toml)" in verdict.protected
-    assert keeper.git.read_blob(candidate.rejected_ref, "agent/new.py") == b"X = 1\n"
+    assert gatekeeper.git.read_blob(candidate.rejected_ref, "agent/new.py") == b"X = 1\n"
     assert git(clone, "status", "--porcelain") == ""  # the operator's own checkout is untouched

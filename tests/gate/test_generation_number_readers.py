@@ -38,16 +38,16 @@ def _commit(g: Git, parent: str, text: str) -> str:
 
 
 @pytest.fixture
-def two_generations(offline_keeper: Gatekeeper) -> Gatekeeper:
+def two_generations(offline_gatekeeper: Gatekeeper) -> Gatekeeper:
     """Generation 0 at the first main, generation 1 on top of it, main at 1."""
-    g = offline_keeper.git
+    g = offline_gatekeeper.git
     first = g.ref_value(MAIN_REF)
     assert first is not None
     second = _commit(g, first, "generation one")
     g.update_ref(f"{GEN_TAG_PREFIX}0", first, ZERO)
     g.update_ref(f"{GEN_TAG_PREFIX}1", second, ZERO)
     g.update_ref(MAIN_REF, second, first)
-    return offline_keeper
+    return offline_gatekeeper
 
 
 @pytest.mark.parametrize("to", [*HOSTILE, *(f"gen/{t}" for t in HOSTILE), "gen/x"])
@@ -81,17 +81,17 @@ def test_rollback_to_a_number_as_written_and_to_a_commit_still_work(two_generati
 
 
 @pytest.mark.parametrize("name", ["\u00b2", "\u0663", "0010", "-1", "+1", "9" * 20, "1" * 10])
-def test_a_tag_of_another_spelling_is_no_generation_to_any_reader(offline_keeper: Gatekeeper, name: str) -> None:
-    g = offline_keeper.git
+def test_a_tag_of_another_spelling_is_no_generation_to_any_reader(offline_gatekeeper: Gatekeeper, name: str) -> None:
+    g = offline_gatekeeper.git
     main = g.ref_value(MAIN_REF)
     assert main is not None
     seven = _commit(g, main, "seven")
     g.update_ref(f"{GEN_TAG_PREFIX}7", seven, ZERO)
     odd = _commit(g, main, "tagged by hand")
     g.update_ref(f"{GEN_TAG_PREFIX}{name}", odd, ZERO)
-    assert offline_keeper.generations() == {7: seven}
-    assert offline_keeper.latest_generation() == (7, seven)
-    assert offline_keeper.generation_of(odd) is None
+    assert offline_gatekeeper.generations() == {7: seven}
+    assert offline_gatekeeper.latest_generation() == (7, seven)
+    assert offline_gatekeeper.generation_of(odd) is None
 
 
 @pytest.mark.parametrize("stem", ["\u00b2-1", "\u0663-1", "0010-1", "3-01", "9" * 20 + "-1", "-1-1", "+3-1"])

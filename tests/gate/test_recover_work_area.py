@@ -21,14 +21,14 @@ class _Observed(Exception):
 
 
 def test_recover_clears_leftover_acceptance_folders_before_it_resumes_a_gate(bare_repo: Path) -> None:
-    keeper = Gatekeeper(bare_repo, engine=None, image="never-used")
-    candidate = keeper.create_candidate()
+    gatekeeper = Gatekeeper(bare_repo, engine=None, image="never-used")
+    candidate = gatekeeper.create_candidate()
     write_tree(Path(candidate.worktree), {"agent/feature.py": "X = 1\n"})
-    record = keeper.store.load(candidate.id)
+    record = gatekeeper.store.load(candidate.id)
     record.proposal, record.state = proposal("killed mid-acceptance"), "committing"
-    keeper._commit(record)
-    assert keeper.store.load(candidate.id).state == "gating"
-    leftover = keeper.worktrees / "acceptance-0123456789ab"  # a kill during its stage left it behind
+    gatekeeper._commit(record)
+    assert gatekeeper.store.load(candidate.id).state == "gating"
+    leftover = gatekeeper.worktrees / "acceptance-0123456789ab"  # a kill during its stage left it behind
     (leftover / "acc-word-count-01234567" / "workspace").mkdir(parents=True)
     (leftover / "acc-word-count-01234567" / "workspace" / "ballast.bin").write_bytes(b"x" * 4096)
 
@@ -39,7 +39,7 @@ def test_recover_clears_leftover_acceptance_folders_before_it_resumes_a_gate(bar
         seen.append(leftover.exists())
         raise _Observed
 
-    restarted.runner.judge = judge  # type: ignore[method-assign]
+    restarted.gate_runner.judge = judge  # type: ignore[method-assign]
     with pytest.raises(_Observed):
         restarted.recover()
     assert seen == [False], "the resumed gate ran while the killed gate's acceptance folders filled the area"

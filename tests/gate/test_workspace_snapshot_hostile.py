@@ -84,11 +84,11 @@ def test_the_list_of_refusals_is_bounded(tmp_path: Path) -> None:
     assert snapshot.refused[-1] == f"and {500 - MAX_REFUSED} more refused"
 
 
-def test_a_deep_workspace_is_rejected_by_the_gatekeeper(offline_keeper: Gatekeeper) -> None:
-    candidate = offline_keeper.create_candidate()
+def test_a_deep_workspace_is_rejected_by_the_gatekeeper(offline_gatekeeper: Gatekeeper) -> None:
+    candidate = offline_gatekeeper.create_candidate()
     try:
         nest(Path(candidate.worktree), 2000)
-        verdict = offline_keeper.submit(candidate, proposal("deep"))
+        verdict = offline_gatekeeper.submit(candidate, proposal("deep"))
         assert verdict.state == "rejected"
         assert f"nested deeper than {MAX_DEPTH} folders" in verdict.reasons[0]
         assert not os.path.lexists(candidate.worktree)  # removed after the verdict, however deep

@@ -80,8 +80,8 @@ def test_errors_are_json_under_json_with_their_exit_code(tmp_path: Path, instanc
 
 
 def test_gate_commands_take_home_and_print_utc_timestamps(instance: Instance) -> None:
-    keeper = Gatekeeper(instance.repo, instance=instance.instance_id)
-    record = keeper.create_candidate()
+    gatekeeper = Gatekeeper(instance.repo, instance=instance.instance_id)
+    record = gatekeeper.create_candidate()
     rows = cli_json("candidates", "--home", str(instance.home))
     assert [row["id"] for row in rows] == [record.id]
     assert datetime.fromisoformat(rows[0]["created_at"]).utcoffset().total_seconds() == 0

@@ -66,10 +66,10 @@ def test_config_check_status_candidates_and_log_read_it(old_home: Path) -> None:
 
 
 def test_the_gatekeeper_opens_its_repository(old_home: Path) -> None:
-    keeper = Gatekeeper(old_home / "repo.git")
-    assert keeper.main() == GEN0
-    assert keeper.generations() == {0: GEN0}
-    assert keeper.log.verify().ok
+    gatekeeper = Gatekeeper(old_home / "repo.git")
+    assert gatekeeper.main() == GEN0
+    assert gatekeeper.generations() == {0: GEN0}
+    assert gatekeeper.log.verify().ok
 
 
 @pytest.mark.docker

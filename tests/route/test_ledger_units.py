@@ -9,9 +9,10 @@ import pytest
 
 from scripted_model.sse import sse_events
 from supervisor.base.errors import ConfigError
+from supervisor.base.throttle import Throttle
 from supervisor.route import Ledger, LedgerEntry, LedgerError, PricingTable, RouteConfig, Usage
 from supervisor.route.ledger import read_entries
-from supervisor.route.limits import Throttle, TokenBucket
+from supervisor.route.limits import TokenBucket
 from supervisor.route.sse import StreamUsage
 
 

@@ -28,11 +28,11 @@ def fake_instance(home: Path, engine: FakeEngine, extra_config: str = "") -> Ins
     # tests/acceptance) is off here; these tests are about the runner's decisions.
     extra_config = "[acceptance]\nenabled = false\n" + extra_config
     instance.config_path.write_text(instance.config_path.read_text() + "\n" + extra_config)
-    keeper(instance, engine).genesis()
+    gatekeeper_of(instance, engine).genesis()
     return instance
 
 
-def keeper(instance: Instance, engine: FakeEngine) -> Gatekeeper:
+def gatekeeper_of(instance: Instance, engine: FakeEngine) -> Gatekeeper:
     return Gatekeeper(
         instance.repo, engine=engine, journal_root=instance.journal, image="fake-image", instance=instance.instance_id
     )

@@ -6,12 +6,12 @@ from __future__ import annotations
 from sandbox.fake import FakeEngine
 from supervisor.loop.event_loop import Supervisor
 from supervisor.store.decision_log import DecisionLog
-from tests.supervisor.fakes import fake_instance, keeper
+from tests.supervisor.fakes import fake_instance, gatekeeper_of
 
 
 def _runs(instance, engine) -> list[tuple[str, str]]:
     """(kind, run id) of each start and end, in log order."""
-    records = keeper(instance, engine).log.records()
+    records = gatekeeper_of(instance, engine).log.records()
     return [(r.kind, r.details["run_id"]) for r in records if r.kind in ("agent-started", "agent-stopped")]
 
 

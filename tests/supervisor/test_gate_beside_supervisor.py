@@ -21,7 +21,7 @@ from supervisor.gate.gatekeeper import Gatekeeper
 from supervisor.gate.passes import SRC_DIR
 from supervisor.gate.scratch import GATE_LABEL_SUFFIX, GATE_RUNS, own_scratch
 from supervisor.loop.event_loop import Supervisor
-from tests.supervisor.fakes import fake_instance, keeper
+from tests.supervisor.fakes import fake_instance, gatekeeper_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,7 +53,7 @@ def test_a_supervisor_starting_mid_gate_leaves_the_operators_gate_alone(tmp_path
 
     engine.gate = gate
     monkeypatch.setattr(
-        "supervisor.cli.gate_cmds._keeper",
+        "supervisor.cli.gate_cmds._gatekeeper",
         lambda repo: Gatekeeper(
             repo or instance.repo, engine=engine, image="fake-image", instance=instance.instance_id
         ),
@@ -66,7 +66,7 @@ def test_a_supervisor_starting_mid_gate_leaves_the_operators_gate_alone(tmp_path
     assert str(seen["instance"]).startswith(
         instance.instance_id + GATE_LABEL_SUFFIX + "-"
     )  # no supervisor reconciles it
-    state = keeper(instance, engine).state_dir
+    state = gatekeeper_of(instance, engine).state_dir
     assert list((state / GATE_RUNS).iterdir()) == []  # its own folder is gone once it is done
 
 

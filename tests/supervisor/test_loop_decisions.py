@@ -30,7 +30,7 @@ from supervisor.loop.event_loop import Supervisor
 from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.states import StateError, SupervisorState
 from supervisor.store.status_file import StatusFile
-from tests.supervisor.fakes import fake_instance, keeper, proposing_agent
+from tests.supervisor.fakes import fake_instance, gatekeeper_of, proposing_agent
 
 
 @dataclass
@@ -76,7 +76,7 @@ def run(tmp_path, decision: Callable[[Supervisor], Decision], engine: FakeEngine
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=applier)
     assert supervisor.run() == 0
     assert applier.before is not None and applier.after is not None
-    return supervisor, applier, keeper(instance, engine)
+    return supervisor, applier, gatekeeper_of(instance, engine)
 
 
 def starts(gatekeeper) -> int:
@@ -153,7 +153,7 @@ def test_a_roll_back_with_nowhere_to_go_gives_up(tmp_path):
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=Applier(lambda s: RollBack(0)))
     with pytest.raises(GaveUpError, match="cannot be rolled back"):
         supervisor.run()
-    gave_up = [r for r in keeper(instance, engine).log.records() if r.kind == DecisionKind.GAVE_UP]
+    gave_up = [r for r in gatekeeper_of(instance, engine).log.records() if r.kind == DecisionKind.GAVE_UP]
     assert len(gave_up) == 1 and "cannot be rolled back" in gave_up[0].details["reason"]
     assert engine.running(instance.instance_id) == [] and StatusFile(instance.status_file).read().state == "stopped"
 
@@ -164,7 +164,7 @@ def test_give_up_records_journals_and_raises(tmp_path):
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=Applier(lambda s: GiveUp("it crash-loops")))
     with pytest.raises(GaveUpError, match="it crash-loops; inspect"):
         supervisor.run()
-    records = [r for r in keeper(instance, engine).log.records() if r.kind == DecisionKind.GAVE_UP]
+    records = [r for r in gatekeeper_of(instance, engine).log.records() if r.kind == DecisionKind.GAVE_UP]
     assert [r.details["reason"] for r in records] == ["it crash-loops"]
     notes = "\n".join(p.read_text() for p in instance.journal.rglob("notes.md"))
     assert "supervisor-gave-up" in notes and "it crash-loops" in notes

@@ -43,11 +43,11 @@ def test_a_proposal_whose_indexed_record_cannot_be_read_stays_decided(tmp_path):
     from sandbox.fake import FakeEngine
     from supervisor.loop.intake import DROPPED, Intake
     from supervisor.store.protocol import Proposal
-    from tests.supervisor.fakes import fake_instance, keeper, write_proposal
+    from tests.supervisor.fakes import fake_instance, gatekeeper_of, write_proposal
 
     engine = FakeEngine()
     instance = fake_instance(tmp_path / "home", engine)
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     folder = tmp_path / "outbox"
     folder.mkdir()
     proposal_id = write_proposal(folder)

@@ -23,7 +23,7 @@ from supervisor.store.candidates import CandidateError, CandidateRecord, Candida
 from supervisor.store.protocol import Proposal
 from supervisor.store.record_archive import BLOCK, HIGH_WATER
 from supervisor.store.states import CandidateState
-from tests.supervisor.fakes import fake_instance, keeper, proposing_agent, verdict_kinds, write_proposal
+from tests.supervisor.fakes import fake_instance, gatekeeper_of, proposing_agent, verdict_kinds, write_proposal
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -273,7 +273,7 @@ def test_a_replayed_proposal_id_stays_decided_after_its_record_is_archived(tmp_p
     instance = fake_instance(tmp_path / "home", engine)
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 3)
     assert supervisor.run() == 0
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     first = written[0]
     first_candidate = gk.store.candidate_for(first)
     kinds = verdict_kinds(gk)
@@ -322,7 +322,7 @@ def test_periodic_maintenance_archives_accepted_records_too(tmp_path):
 
     engine = FakeEngine()
     instance = fake_instance(tmp_path / "home", engine)
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     counts = {1: 30}
     store, saved = filled(gk.state_dir, {})
     for n in range(1, 31):

@@ -19,7 +19,14 @@ from supervisor.gate import workspace_commit
 from supervisor.loop.event_loop import Supervisor
 from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.states import SupervisorState
-from tests.supervisor.fakes import fake_instance, keeper, proposing_agent, run_in_thread, verdict_kinds, write_proposal
+from tests.supervisor.fakes import (
+    fake_instance,
+    gatekeeper_of,
+    proposing_agent,
+    run_in_thread,
+    verdict_kinds,
+    write_proposal,
+)
 
 
 def wait_until(predicate, timeout: float = 20.0) -> None:
@@ -59,7 +66,7 @@ def test_a_leftover_proposal_with_no_workspace_gets_a_candidate_and_one_verdict(
     proposal_id = write_proposal(outbox)  # as if the run that wrote it was stopped mid-gate and is gone
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
     assert supervisor.run() == 0
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     assert verdicts_for(gk, proposal_id) == ["rejected"]  # its workspace is gone: it changes nothing
     assert list(outbox.iterdir()) == []
     assert gk.log.verify().ok
@@ -72,7 +79,7 @@ def test_an_accepted_proposal_restarts_the_agent_on_the_new_main(tmp_path):
     instance = fake_instance(tmp_path / "home", engine)
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 2)
     assert supervisor.run() == 0
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     assert [verdicts_for(gk, pid) for pid in written[:2]] == [["accepted"], ["accepted"]]
     assert gk.main() == gk.generations()[2]
     assert engine.running(instance.instance_id) == []  # shutdown stopped the agent
@@ -110,7 +117,7 @@ def test_the_agent_is_stopped_before_its_workspace_is_judged_or_removed(tmp_path
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
     assert supervisor.run() == 0
     assert churned.is_set() and seen_running and set(seen_running) == {0}
-    assert keeper(instance, engine).log.verify().ok
+    assert gatekeeper_of(instance, engine).log.verify().ok
 
 
 def test_a_file_name_that_is_not_utf8_is_a_clean_recorded_rejection(tmp_path):
@@ -122,7 +129,7 @@ def test_a_file_name_that_is_not_utf8_is_a_clean_recorded_rejection(tmp_path):
     instance = fake_instance(tmp_path / "home", engine)
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
     assert supervisor.run() == 0
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     assert verdicts_for(gk, written[0]) == ["rejected"]
     record = next(r for r in gk.log.records() if r.kind == "rejected")
     assert "not valid UTF-8" in " ".join(record.reasons) and "\\xff" in " ".join(record.reasons)
@@ -152,7 +159,7 @@ def test_a_gate_the_engine_fails_is_retried_after_it_returns_never_rejected(tmp_
         instance, engine, "fake-image", stop_when=lambda s: states.append(s.status.state) or s.verdict_count >= 1
     )
     assert supervisor.run() == 0
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     assert verdicts_for(gk, written[0]) == ["accepted"]
     assert len(calls) == 2
     record = gk.store.load(gk.store.candidate_for(written[0]))
@@ -187,7 +194,7 @@ def test_a_gate_container_a_stopping_engine_killed_is_retried_never_rejected(tmp
     engine.gate = gate
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
     assert supervisor.run() == 0
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     assert verdicts_for(gk, written[0]) == ["accepted"]
     assert "rejected" not in verdict_kinds(gk) and len(calls) == 2
 
@@ -212,7 +219,7 @@ def test_a_gate_the_engine_keeps_failing_is_an_infrastructure_error_not_a_reject
     engine.gate = broken
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 1)
     assert supervisor.run() == 0
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     assert verdicts_for(gk, written[0]) == ["infrastructure-error"]
     assert "rejected" not in verdict_kinds(gk)
     assert not gk.git.refs("refs/ouroboros/rejected")
@@ -261,7 +268,7 @@ def test_a_full_disk_pauses_gating_then_the_proposal_gets_one_real_verdict(tmp_p
     wait_until(
         lambda: instance.status_file.exists() and '"paused: disk full"' in instance.status_file.read_text()
     )  # what `status` shows
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     assert verdict_kinds(gk) == []  # no verdict while the disk is full
     full.clear()
     monkeypatch.setattr("supervisor.loop.outage_wait.DISK_RETRY_S", 0.1)
@@ -322,7 +329,7 @@ def test_shutdown_stops_the_agent_and_removes_the_pid_file_even_when_steps_fail(
 def test_a_corrupt_finished_record_and_a_torn_log_tail_do_not_block_a_start(tmp_path):
     engine = FakeEngine()
     instance = fake_instance(tmp_path / "home", engine)
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     done = gk.store.done / "0-9.json"
     done.write_text('{"id": "0-9", "state": "acc')
     with open(gk.log.path, "ab") as handle:
@@ -344,7 +351,7 @@ def test_queued_proposals_of_a_judged_workspace_are_dropped_once_each_and_noted_
     instance = fake_instance(tmp_path / "home", engine)
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.verdict_count >= 2)
     assert supervisor.run() == 0
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     decided = [pid for pid in written if verdicts_for(gk, pid)]
     assert all(len(verdicts_for(gk, pid)) == 1 for pid in written)
     assert len(decided) >= 5  # two judged, the rest of their runs dropped
@@ -367,7 +374,7 @@ def test_a_stop_while_a_gate_waits_for_the_engine_leaves_a_state_the_next_start_
     supervisor.request_stop()
     thread.join(20)
     assert outcome == {"code": 0}
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     record = gk.store.load(gk.store.candidate_for(written[0]))
     assert record.state == "gating" and record.infra_tries == 1
     assert (instance.run_dir / "outbox" / f"{written[0]}.json").exists()
@@ -427,7 +434,7 @@ def test_an_agent_that_exits_143_while_the_engine_answers_is_a_crash_not_weather
     instance = fake_instance(tmp_path / "home", engine)
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.status.restarts >= 1)
     assert supervisor.run() == 0
-    crashes = [r for r in keeper(instance, engine).log.records() if r.kind == "agent-crashed"]
+    crashes = [r for r in gatekeeper_of(instance, engine).log.records() if r.kind == "agent-crashed"]
     assert [r.details["exit_code"] for r in crashes] == [143]
 
 
@@ -451,7 +458,7 @@ def test_a_kill_just_after_main_moved_is_finished_as_one_acceptance_with_one_tag
         Supervisor(instance, engine, "fake-image").run()
     monkeypatch.setattr(Git, "update_ref", real_update)
     engine.reconcile(instance=instance.instance_id)
-    gk = keeper(instance, engine)
+    gk = gatekeeper_of(instance, engine)
     moved = gk.main()
     assert verdicts_for(gk, written[0]) == []
 
@@ -480,5 +487,5 @@ def test_an_agent_that_fails_on_its_own_while_the_engine_is_away_is_still_a_cras
     instance = fake_instance(tmp_path / "home", engine)
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: len(runs) >= 2)
     assert supervisor.run() == 0
-    crashes = [r for r in keeper(instance, engine).log.records() if r.kind == "agent-crashed"]
+    crashes = [r for r in gatekeeper_of(instance, engine).log.records() if r.kind == "agent-crashed"]
     assert [r.details["exit_code"] for r in crashes] == [1]

@@ -36,7 +36,7 @@ def make_instance(tmp_path, docker_engine, agent_image):
         )
         if extra_config:
             instance.config_path.write_text(instance.config_path.read_text() + "\n" + extra_config)
-        keeper(instance, docker_engine, agent_image).genesis()
+        gatekeeper_of(instance, docker_engine, agent_image).genesis()
         made.append(instance)
         return instance
 
@@ -45,7 +45,7 @@ def make_instance(tmp_path, docker_engine, agent_image):
         docker_engine.reconcile(instance=instance.instance_id)
 
 
-def keeper(instance: Instance, engine, image: str) -> Gatekeeper:
+def gatekeeper_of(instance: Instance, engine, image: str) -> Gatekeeper:
     return Gatekeeper(
         instance.repo, engine=engine, journal_root=instance.journal, image=image, instance=instance.instance_id
     )

@@ -15,7 +15,7 @@ from supervisor.cli.log_lines import lines_to
 from supervisor.loop.event_loop import Supervisor
 from supervisor.store.protocol import Proposal
 
-from .conftest import containers_of, journal_by_file, journal_entries, keeper, scenario
+from .conftest import containers_of, gatekeeper_of, journal_by_file, journal_entries, scenario
 
 pytestmark = pytest.mark.docker
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.docker
 def test_demo_accepts_one_proposal_and_rejects_the_breaking_one(tmp_path, docker_engine, agent_image):
     instance, verdicts = run_demo(tmp_path / "demo", progress=lambda message: None)
     assert [v.state for v in verdicts] == ["accepted", "rejected"]
-    gk = keeper(instance, docker_engine, agent_image)
+    gk = gatekeeper_of(instance, docker_engine, agent_image)
     generations = gk.generations()
     assert sorted(generations) == [0, 1]
     assert gk.main() == generations[1] == verdicts[0].commit
@@ -44,7 +44,7 @@ def test_a_generation_that_crashes_on_start_is_rolled_back(make_instance, docker
     # Probation defaults (5 crashes in 10 s). Acceptance would reject this generation before it
     # reached main (it runs the entry point); probation is for crashes no scenario provokes.
     instance = make_instance(scenario("idle_loop.json"), extra_config="[acceptance]\nenabled = false\n")
-    gk = keeper(instance, docker_engine, agent_image)
+    gk = gatekeeper_of(instance, docker_engine, agent_image)
     good = gk.main()
     candidate = gk.create_candidate()
     # Passes the agent's tests (they never start `python -m agent`), crashes the real entry point.
@@ -92,7 +92,7 @@ def test_kill_9_at_a_step_boundary_then_restart_converges(
     boundary, make_instance, start_supervisor, docker_engine, agent_image
 ):
     instance = make_instance(scenario("demo.json"), max_cycles=1)
-    gk = keeper(instance, docker_engine, agent_image)
+    gk = gatekeeper_of(instance, docker_engine, agent_image)
     first = start_supervisor(instance)
     first.wait_for(boundary)
     before = journal_by_file(instance)
@@ -136,5 +136,5 @@ def test_hostile_outbox_and_journal_entries_do_not_stop_the_supervisor(
     assert process.terminate() == 0
     assert list(target.iterdir()) == []
     assert not (outbox / "evil.json").exists() and not (outbox / "junk.json").exists()
-    kinds = [record.kind for record in keeper(instance, docker_engine, agent_image).log.records()]
+    kinds = [record.kind for record in gatekeeper_of(instance, docker_engine, agent_image).log.records()]
     assert "proposal-refused" in kinds and "journal-refused" in kinds

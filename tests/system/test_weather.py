@@ -15,7 +15,7 @@ from supervisor.base.git_ops import MAIN_REF
 from tests.chaos.chaos_instance import chaos_instance, decisions_per_proposal, written_ids
 from tests.supervisor.fakes import write_proposal
 
-from .conftest import SUPERVISOR, SupervisorProcess, containers_of, keeper, scenario
+from .conftest import SUPERVISOR, SupervisorProcess, containers_of, gatekeeper_of, scenario
 
 pytestmark = pytest.mark.docker
 
@@ -59,7 +59,7 @@ def test_a_full_disk_pauses_gating_without_a_false_verdict_and_resumes_once_spac
     # The state directory's own disk fills here; the agent's areas stay on it (no loop-mounted caps,
     # which tests/sandbox/test_disk_cap.py covers), so the proposal can be moved in after it filled.
     instance.config_path.write_text(instance.config_path.read_text() + '\n[disk]\nmode = "off"\n')
-    gk = keeper(instance, docker_engine, agent_image)
+    gk = gatekeeper_of(instance, docker_engine, agent_image)
     gk.genesis()
     process = SupervisorProcess(instance)
     try:
@@ -179,7 +179,7 @@ def test_a_hostile_agent_churning_files_and_naming_them_in_invalid_utf8_gets_cle
     instance.config_path.write_text(
         config[:start] + "command = " + json.dumps(["python", "-c", HOSTILE_AGENT]) + config[end:]
     )
-    gk = keeper(instance, docker_engine, agent_image)
+    gk = gatekeeper_of(instance, docker_engine, agent_image)
     process = SupervisorProcess(instance)
     try:
         process.wait_for(r"rejected: candidate", timeout=120)

@@ -22,7 +22,7 @@ import pytest
 from supervisor.store.protocol import Proposal
 from tests.chaos.chaos_instance import chaos_instance, decisions_per_proposal, written_ids
 
-from .conftest import SupervisorProcess, containers_of, keeper, wait_until
+from .conftest import SupervisorProcess, containers_of, gatekeeper_of, wait_until
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def test_an_engine_restart_during_a_gate_gets_a_real_verdict_and_one_agent_after
     instance.config_path.write_text(
         config[:start] + "command = " + json.dumps(["python", "-c", ONE_PROPOSAL]) + config[end:]
     )
-    gk = keeper(instance, docker_engine, agent_image)
+    gk = gatekeeper_of(instance, docker_engine, agent_image)
     slow = gk.create_candidate()  # make main's own test slow, so the restart lands inside the gate
     Path(slow.worktree, "agent", "chaos_tests", "test_main.py").write_text(SLOW_TEST)
     verdict = gk.approve(

@@ -24,7 +24,7 @@ _DIGITS = re.compile(r"^\d+$")
 
 
 class Evidence:
-    """Everything one run left behind, gathered by the runner."""
+    """Everything one run left behind, gathered by the scenario run (scenario_run.py)."""
 
     def __init__(
         self,

@@ -137,7 +137,7 @@ def operator_detail(report: AcceptanceReport) -> str:
 
 @dataclass(frozen=True)
 class StageTools:
-    """What the stage runs with, handed in by the gate runner: its repository, engine, image and areas."""
+    """What the stage runs with, handed in by the gate's passes (GateRunner): its repository, engine, image and areas."""
 
     git: Git
     engine: Engine
