@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.base.git_ops import MAIN_REF
+from supervisor.store.decision_kinds import DecisionKind
 from tests.chaos.chaos_instance import chaos_instance, decisions_per_proposal, written_ids
 from tests.supervisor.fakes import write_proposal
 
@@ -75,7 +76,10 @@ def test_a_full_disk_pauses_gating_without_a_false_verdict_and_resumes_once_spac
         process.wait_for(r"disk full: gating paused", timeout=60)
         time.sleep(3)
         assert json.loads(instance.status_file.read_text())["state"] == "paused: disk full"
-        assert sum(1 for _ in gk.log.records()) == records_before  # no verdict, no torn record
+        # No verdict, no torn record: the only record since is the end of the agent's run, which the
+        # loop stopped to gate the proposal (the scorecard's time alive is made of these ends).
+        added = [r.kind for r in gk.log.records()][records_before:]
+        assert added == [DecisionKind.AGENT_STOPPED]
         assert gk.log.verify().ok
         filler.unlink()
         process.wait_for(r"accepted: main is now", timeout=90)
