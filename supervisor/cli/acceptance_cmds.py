@@ -8,7 +8,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,11 @@ from supervisor.gate.acceptance.stage import (
     stage_limits,
 )
 from supervisor.store.instance import CONFIG_NAME, HOME_ENV
+
+if TYPE_CHECKING:  # imported where used, so that `supervisor --help` stays quick
+    from supervisor.base.git_ops import Git
+    from supervisor.gate.acceptance.models import Scenario
+    from supervisor.gate.config import GateConfig
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -136,7 +141,7 @@ def run_cmd(rev: str | None, repo: Path | None, names: tuple[str, ...], home: Pa
 
 
 def _run(
-    git: Any, commit: str, scenarios: list[Any], config: Any, max_parallel: int, home: Path | None
+    git: Git, commit: str, scenarios: list[Scenario], config: GateConfig, max_parallel: int, home: Path | None
 ) -> AcceptanceReport:
     from sandbox.engine import DockerEngine
     from sandbox.images import ensure_agent_image

@@ -33,11 +33,15 @@ class _Settings(TypedDict):
 _SETTINGS: _Settings = {"terminal_width": 100, "max_content_width": 100, "help_option_names": ["-h", "--help"]}
 
 
+def _forget_help_option(command: click.Command) -> None:
+    """click (8.1.8 on) caches the help option of whichever context rendered the command first (a
+    test may have invoked it outside the group); render from the group's settings every time. An
+    older click has no such cache, and never reads the attribute."""
+    command._help_option = None
+
+
 def _walk(command: click.Command, ctx: click.Context, path: list[str]) -> Iterator[tuple[list[str], str]]:
-    if hasattr(command, "_help_option"):
-        # click caches the help option of whichever context rendered the command first (a test may
-        # have invoked it outside the group); render from the group's settings every time.
-        command._help_option = None
+    _forget_help_option(command)
     yield path, command.get_help(ctx)
     if isinstance(command, click.Group):
         for name in command.list_commands(ctx):
@@ -68,8 +72,7 @@ def render_gate_commands() -> str:
     )
     parts = [GATE_HEADING]
     for command in GATE_COMMANDS:
-        if hasattr(command, "_help_option"):
-            command._help_option = None  # click caches the help option of whichever group ran it first
+        _forget_help_option(command)
         result = CliRunner().invoke(group, [str(command.name), "--help"], prog_name="supervisor", terminal_width=80)
         parts.append(f"\n### supervisor {command.name}\n\n```\n{result.output.rstrip()}\n```\n")
     return "".join(parts)

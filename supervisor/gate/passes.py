@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandbox import ContainerSpec, Limits, Mount
+from sandbox import ContainerSpec, Limits, Mount, RunResult
 from sandbox.engine import Engine
 from supervisor.base.git_ops import Git, TreeEntry
 from supervisor.gate.acceptance.stage import StageTools, accept
@@ -307,10 +307,10 @@ def trusted_ini(config: GateConfig) -> str:
 
 
 def _evaluate(
-    name: PassName, run: Any, markers: tuple[str, str], config: GateConfig
+    name: PassName, run: RunResult, markers: tuple[str, str], config: GateConfig
 ) -> tuple[PassResult, JUnitReport | None]:
     output, report_text = split_report(run.output, markers)
-    base = dict(
+    base: dict[str, Any] = dict(  # the fields every PassResult of this run has
         name=name,
         exit_code=run.exit_code,
         timed_out=run.timed_out,

@@ -15,17 +15,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sandbox.engine import Engine
 from sandbox.errors import SandboxError
 from supervisor.gate.agent_container import AgentRun
 from supervisor.gate.gatekeeper import Gatekeeper
 from supervisor.loop.agent_process import AgentProcess
+from supervisor.loop.context import LoopContext
 from supervisor.loop.decisions import Adopt, Continue, Decision, GiveUp, Idle, PauseForDisk, Restart, RollBack
-from supervisor.loop.outage_wait import EngineWeather, StopFlag
+from supervisor.loop.outage_wait import EngineWeather
 from supervisor.loop.probation import Action, Probation
 from supervisor.route.server import LLMRoute
 from supervisor.store.decision_kinds import DecisionKind
-from supervisor.store.instance import InstanceConfig
 
 LAUNCH_TRIES = 3
 # What an engine stopping its containers leaves: 0 (the agent stops cleanly on SIGTERM), 143
@@ -50,19 +49,18 @@ class AgentLifecycle:
 
     def __init__(
         self,
-        config: InstanceConfig,
-        engine: Engine,
+        ctx: LoopContext,
+        *,
         gatekeeper: Gatekeeper,
         agent: AgentProcess,
-        stop: StopFlag,
         engine_weather: EngineWeather,
         route: Callable[[], LLMRoute | None],
     ) -> None:
-        self.config = config
-        self.engine = engine
+        self.config = ctx.config
+        self.engine = ctx.engine
+        self.stop = ctx.stop
         self.gatekeeper = gatekeeper
         self.agent = agent
-        self.stop = stop
         self.engine_weather = engine_weather
         self.route = route
         self.probation: Probation | None = None
@@ -102,6 +100,14 @@ class AgentLifecycle:
         self.current_commit, self.generation = main, generation
         candidate = self.agent.candidate.id if self.agent.candidate else None
         return Launched(run, generation, main, candidate, new_generation)
+
+    def check_probation(self, now: float) -> None:
+        """Record once that the running generation survived its probation (call only while it runs)."""
+        if self.probation and self.probation.passed(now):
+            self.gatekeeper.log.append(
+                DecisionKind.PROBATION_PASSED, commit=self.current_commit, generation=self.generation
+            )
+            log.info("generation %s survived probation: marked good", self.generation)
 
     # -- what an exit means -------------------------------------------------------------------
 

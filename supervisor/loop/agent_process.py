@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from sandbox.engine import Engine
 from sandbox.errors import SandboxError
 from supervisor.base.errors import OuroborosError
 from supervisor.gate.agent_container import (
@@ -28,11 +27,11 @@ from supervisor.gate.agent_container import (
 )
 from supervisor.gate.gatekeeper import Gatekeeper
 from supervisor.loop import lineage_view
+from supervisor.loop.context import LoopContext
 from supervisor.route.server import LLMRoute
 from supervisor.store.agent_log import RotatingLog
 from supervisor.store.candidates import CandidateError, CandidateRecord
 from supervisor.store.decision_kinds import DecisionKind
-from supervisor.store.instance import Instance, InstanceConfig
 from supervisor.store.states import CandidateState
 
 ExitSink = Callable[[str, int | None], None]
@@ -44,17 +43,16 @@ class AgentProcess:
 
     def __init__(
         self,
-        instance: Instance,
-        config: InstanceConfig,
-        engine: Engine,
+        ctx: LoopContext,
+        *,
         image: str,
         gatekeeper: Gatekeeper,
         log: RotatingLog,
         on_exit: ExitSink,
     ) -> None:
-        self.instance = instance
-        self.config = config
-        self.engine = engine
+        self.instance = ctx.instance
+        self.config = ctx.config
+        self.engine = ctx.engine
         self.image = image
         self.gatekeeper = gatekeeper
         self.log = log
@@ -82,7 +80,7 @@ class AgentProcess:
             workspace=Path(self.candidate.worktree),
             journal=self.instance.journal,
             goals=self.instance.goals,
-            outbox=self.instance.run_dir / "outbox",
+            outbox=self.instance.outbox,
             route_dir=route.socket_path.parent,
             history=lineage_view.folder_for(self.instance),  # its lineage, read-only at /history
         )
@@ -106,6 +104,11 @@ class AgentProcess:
         self.run = AgentRun(self.engine, spec, self.log)
         self.watch(self.run)
         return self.run
+
+    def resume_in(self, candidate: CandidateRecord) -> None:
+        """The workspace the agent writes in from its next start (a pending candidate it left, or
+        the stand-in made for its proposal)."""
+        self.candidate = candidate
 
     def workspace_for(self, main: str) -> CandidateRecord:
         """Keep the candidate across a crash restart (the agent's edits survive); else a fresh one."""

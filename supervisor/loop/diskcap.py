@@ -193,8 +193,15 @@ def _run(command: list[str]) -> None:
     try:
         subprocess.run(command, check=True, capture_output=True, timeout=120)
     except (OSError, subprocess.SubprocessError) as exc:
-        detail = getattr(exc, "stderr", b"") or b""
+        detail = _stderr(exc)
         raise ConfigError(
             f"`{' '.join(command)}` failed: {exc} {detail.decode(errors='replace').strip()}; "
             'check that loop devices are available, or set [disk] mode = "off"'
         ) from exc
+
+
+def _stderr(exc: BaseException) -> bytes:
+    """What a command that ran said on stderr (nothing if it could not be started)."""
+    if isinstance(exc, (subprocess.CalledProcessError, subprocess.TimeoutExpired)):
+        return exc.stderr or b""
+    return b""

@@ -1,13 +1,13 @@
 """`supervisor start`: run the agent in its container, gate its proposals, restart, watch probation.
 
 One thread decides; everything else (the container's exit, a new proposal file, a signal, the
-clock) only puts a typed event on a queue (supervisor/loop/decisions.py). So every decision happens
+clock) only puts a typed event in its inbox (supervisor/loop/inbox.py). So every decision happens
 in order, and a kill -9 at any point leaves only states that `Gatekeeper.recover()` and `reconcile`
 already know how to finish (see `supervisor/store/states.py` for the finite list, and
 docs/operations.md "Recovery"). The proposal flow and the agent's lifecycle return typed decisions;
 `Supervisor.apply` is the one place they are carried out (the agent started, restarted, re-adopted,
 rolled back, idled or given up on), and `Supervisor.transition` the one place the supervisor's state
-changes.
+changes. Its parts are built in supervisor/loop/wiring.py and share one `LoopContext`.
 
 Crash-only rules kept here: the repository lock comes before anything is read or written; a
 proposal file leaves the outbox only after its verdict (or its drop) is on disk; the agent is
@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import errno
 import logging
-import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from sandbox.engine import Engine
 from supervisor.base import process_control as control  # control/notify: operator hooks
@@ -33,13 +30,13 @@ from supervisor.base.appendfile import is_disk_full
 from supervisor.base.errors import OuroborosError
 from supervisor.base.repo_lock import AlreadyRunningError as AlreadyRunningError  # re-exported for callers
 from supervisor.base.repo_lock import HomeLock, RepoLock
-from supervisor.gate.agent_container import AgentRun, give_to_agent
+from supervisor.gate.agent_container import AgentRun
 from supervisor.gate.gatekeeper import Gatekeeper
 from supervisor.gate.outages import GateInterruptedError
 from supervisor.gate.rollback import RollbackError
-from supervisor.loop import notify, outbox
+from supervisor.loop import notify, outbox, wiring
 from supervisor.loop.agent_lifecycle import AgentLifecycle
-from supervisor.loop.agent_process import AgentProcess
+from supervisor.loop.context import LoopContext, StopFlag
 from supervisor.loop.decisions import (
     Adopt,
     AgentExited,
@@ -58,32 +55,23 @@ from supervisor.loop.decisions import (
     Tick,
 )
 from supervisor.loop.diskcap import DiskWatch
-from supervisor.loop.intake import Intake
-from supervisor.loop.outage_wait import DiskWeather, EngineWeather, StopFlag
-from supervisor.loop.proposal_flow import ProposalFlow
-from supervisor.loop.reporting import Reporter, StatusBoard, Tally
-from supervisor.loop.route_service import ModelService
-from supervisor.loop.startup import SignalHandlers, cap_agent_disk, take_locks
+from supervisor.loop.inbox import Inbox
+from supervisor.loop.outage_wait import DiskWeather
+from supervisor.loop.reporting import Tally
+from supervisor.loop.shutdown import Step, shut_down
+from supervisor.loop.startup import SignalHandlers, clear_leftovers, ready_agent_areas, take_locks
+from supervisor.loop.wiring import Parts
 from supervisor.route.metering import RouteEvent
 from supervisor.route.server import LLMRoute
-from supervisor.store.agent_log import RotatingLog
 from supervisor.store.decision_kinds import DecisionKind, route_kind
 from supervisor.store.instance import Instance, InstanceConfig
 from supervisor.store.states import SupervisorState
 from supervisor.store.status_file import Status
-from supervisor.store.verdicts import Verdict, VerdictSummary
+from supervisor.store.verdicts import Verdict
 
-OUTBOX_POLL_S = 5.0
 MAIN_CHECK_S = 2.0
 _S = SupervisorState
-_Part = TypeVar("_Part")
 log = logging.getLogger(__name__)
-
-
-def _ready(part: _Part | None) -> _Part:
-    if part is None:
-        raise OuroborosError("the supervisor has not taken its repository yet (call run())")
-    return part
 
 
 class Supervisor:
@@ -98,77 +86,60 @@ class Supervisor:
         config: InstanceConfig | None = None,
         stop_when: Callable[[Supervisor], bool] | None = None,
     ) -> None:
-        self.instance = instance
-        self.engine = engine
+        self.ctx = LoopContext(instance, config or instance.config(), engine, StopFlag())
         self.image = image
-        self.config = config or instance.config()
         self.stop_when = stop_when
-        self.events: queue.Queue[Event] = queue.Queue()
+        self.events = Inbox()
         self.tally = Tally()  # bounded: a supervisor that runs for weeks keeps no per-verdict state in memory
-        self._stop = StopFlag()
-        self._models = ModelService(instance, self.config, self._on_route_event)
-        self._board = StatusBoard(instance.status_file, lambda: self.route)
-        self.disk_weather = DiskWeather(self._state, self.transition)
-        self._engine_weather = EngineWeather(
-            engine, instance.instance_id, self._state, self.transition, self._stop, lambda: self.agent
+        self._services = wiring.services(
+            self.ctx, transition=self.transition, running=lambda: self.agent, on_route_event=self._on_route_event
         )
-        self._log = RotatingLog(
-            instance.agent_log,
-            max_bytes=self.config.logs.agent_log_max_mb * 2**20,
-            keep=self.config.logs.agent_log_keep,
-        )
-        # Made once the repository lock is held (_wire, _prepare):
-        self._gatekeeper: Gatekeeper | None = None
-        self._agent_process: AgentProcess | None = None
-        self._reporter: Reporter | None = None
-        self._lifecycle: AgentLifecycle | None = None
-        self._intake: Intake | None = None
-        self._flow: ProposalFlow | None = None
+        self._parts: Parts | None = None  # once the repository lock is held and the engine answers (_prepare)
         self._disk_watch: DiskWatch | None = None
         self._repo_lock: RepoLock | None = None
         self._home_lock: HomeLock | None = None
         self._watcher: outbox.OutboxWatcher | None = None
-        self._outbox = instance.run_dir / "outbox"
         self._main_checked_at = 0.0
         self._signals = SignalHandlers()
-        self._proposal_queued = threading.Event()
+
+    @property
+    def instance(self) -> Instance:
+        return self.ctx.instance
+
+    @property
+    def config(self) -> InstanceConfig:
+        return self.ctx.config
+
+    @property
+    def parts(self) -> Parts:
+        if self._parts is None:
+            raise OuroborosError("the supervisor has not taken its repository yet (call run())")
+        return self._parts
 
     @property
     def gatekeeper(self) -> Gatekeeper:
-        return _ready(self._gatekeeper)
-
-    @property
-    def agent_process(self) -> AgentProcess:
-        return _ready(self._agent_process)
-
-    @property
-    def reporter(self) -> Reporter:
-        return _ready(self._reporter)
+        return self.parts.gatekeeper
 
     @property
     def lifecycle(self) -> AgentLifecycle:
-        return _ready(self._lifecycle)
-
-    @property
-    def intake(self) -> Intake:
-        return _ready(self._intake)
-
-    @property
-    def flow(self) -> ProposalFlow:
-        return _ready(self._flow)
+        return self.parts.lifecycle
 
     @property
     def agent(self) -> AgentRun | None:
         """The agent's run in progress, if one is."""
-        return self._agent_process.run if self._agent_process is not None else None
+        return self._parts.agent.run if self._parts is not None else None
 
     @property
     def route(self) -> LLMRoute | None:
-        return self._models.route
+        return self._services.models.route
 
     @property
     def status(self) -> Status:
-        return self._board.status
+        return self._services.board.status
+
+    @property
+    def disk_weather(self) -> DiskWeather:
+        return self._services.disk_weather
 
     # What tests, benches and the demo read of a run:
     @property
@@ -196,7 +167,7 @@ class Supervisor:
         self._signals.install(self.request_stop)
         try:
             self._prepare()
-            if not self._stop.requested:
+            if not self.ctx.stop.requested:
                 self._gate_outbox()  # left by a run that was killed: gate before the agent restarts
             if self.status.state is not _S.DISK_FULL:
                 self.apply(Start("start"))
@@ -208,80 +179,50 @@ class Supervisor:
             self._shutdown()
 
     def request_stop(self) -> None:
-        self._stop.requested = True
-        self.events.put(StopRequested())
+        self.ctx.stop.request()
+        self.events.stop_requested()
 
     def _prepare(self) -> None:
-        gatekeeper = self._wire()
-        if not self._engine_weather.wait():
+        """The repository's parts, then what an earlier run left, then the agent's areas, the
+        notifications, the route and the outbox watcher."""
+        services = self._services
+        gatekeeper = wiring.open_gatekeeper(self.ctx, image=self.image, engine_wait=services.engine_weather.wait)
+        if not services.engine_weather.wait():
             return
-        removed = self.engine.reconcile(instance=self.instance.instance_id)
-        if removed:
-            log.info("removed %d leftover container(s) of an earlier run", len(removed))
-        outbox.prepare(self._outbox)
-        intake = self._intake = Intake(
-            gatekeeper, self._outbox, self.reporter.refused, lambda: self.agent_process.candidate
-        )
-        self._flow = ProposalFlow(gatekeeper, self.agent_process, intake, self.tally, self._stopping)
-        self._recover()
-        # Before the agent's folders are prepared:
-        self._disk_watch = cap_agent_disk(self.instance, self.config, gatekeeper.worktrees)
-        for folder in (self.instance.journal, self.instance.goals):
-            folder.mkdir(parents=True, exist_ok=True)
-            give_to_agent(folder)
-        notify.start(self.instance, self.config)
-        self._models.start()
-        self._watcher = outbox.OutboxWatcher(self._outbox, self._proposal_arrived).start()
-
-    def _wire(self) -> Gatekeeper:
-        """The parts that read and write the repository; made once its lock is held."""
-        gatekeeper = Gatekeeper(
-            self.instance.repo,
-            engine=self.engine,
-            journal_root=self.instance.journal,
+        clear_leftovers(self.ctx)
+        self._parts = wiring.parts(
+            self.ctx,
+            gatekeeper,
             image=self.image,
-            instance=self.instance.instance_id,
-            engine_wait=self._engine_weather.wait,
+            services=services,
+            on_agent_exit=self.events.agent_exited,
+            tally=self.tally,
+            stopping=self._stopping,
         )
-        self._gatekeeper = gatekeeper
-        agent = self._agent_process = AgentProcess(
-            self.instance, self.config, self.engine, self.image, gatekeeper, self._log, self._on_agent_exit
-        )
-        self._reporter = Reporter(gatekeeper)
-        self._lifecycle = AgentLifecycle(
-            self.config, self.engine, gatekeeper, agent, self._stop, self._engine_weather, lambda: self.route
-        )
-        return gatekeeper
+        self._recover()
+        self._disk_watch = ready_agent_areas(self.ctx, worktrees=gatekeeper.worktrees)
+        notify.start(self.ctx)
+        services.models.start()
+        self._watcher = outbox.OutboxWatcher(self.instance.outbox, self.events.proposal_arrived).start()
 
     def _stopping(self) -> bool:
         """A stop was asked for, or `stop_when` says the run is done."""
-        return self._stop.requested or bool(self.stop_when and self.stop_when(self))
+        return self.ctx.stop.requested or bool(self.stop_when and self.stop_when(self))
 
     def _shutdown(self) -> None:
-        """Every step is tried even if an earlier one failed (a full disk, a gone engine); the agent is
-        always stopped, the pid file always removed, the locks always released."""
-        steps: list[tuple[str, Callable[[], None]]] = [
+        """The agent is always stopped, the pid file always removed, the locks always released."""
+        services = self._services
+        steps: list[Step] = [
             ("publish stopping", lambda: self.transition(_S.STOPPING)),
             ("stop the agent", self._stop_agent),
             ("stop the outbox watcher", lambda: self._watcher.stop() if self._watcher else None),
-            ("stop the LLM route", self._models.stop_route),
-            ("stop the scripted model", self._models.stop_model),
+            ("stop the LLM route", services.models.stop_route),
+            ("stop the scripted model", services.models.stop_model),
             ("publish stopped", self._publish_stopped),
-            ("close the agent log", self._log.close),
+            ("close the agent log", services.agent_log.close),
             ("restore signal handlers", self._signals.restore),
         ]
-        try:
-            for name, step in steps:
-                try:
-                    step()
-                except Exception as exc:  # noqa: BLE001 - shutdown must reach its end whatever failed
-                    log.warning("during shutdown, could not %s: %s", name, exc)
-        finally:
-            self.instance.pid_file.unlink(missing_ok=True)
-            if self._home_lock is not None:
-                self._home_lock.release()
-            if self._repo_lock is not None:
-                self._repo_lock.release()
+        shut_down(steps, pid_file=self.instance.pid_file, locks=(self._home_lock, self._repo_lock))
 
     def _publish_stopped(self) -> None:
         self.status.agent_container = None
@@ -289,14 +230,11 @@ class Supervisor:
 
     # -- the supervisor's state: one transition function ----------------------------------------
 
-    def _state(self) -> SupervisorState:
-        return self.status.state
-
     def transition(self, state: SupervisorState, message: str | None = None) -> None:
         """The one place the supervisor's state changes (checked against
         `states.SUPERVISOR_TRANSITIONS`, a StateError if not allowed), then published."""
         self.status.change_state(state, message)
-        self._board.write()
+        self._services.board.write()
 
     # -- decisions: the one place they are applied ------------------------------------------------
 
@@ -307,17 +245,17 @@ class Supervisor:
             case Continue():
                 pass
             case Start(reason):
-                if self.agent is None and not self._stop.requested:
+                if self.agent is None and not self.ctx.stop.requested:
                     self._start(reason)
             case Restart(reason, keep_probation, delay_s, since):
-                if delay_s and self._stop.pause(delay_s):
+                if delay_s and self.ctx.stop.pause(delay_s):
                     return
                 self._restart(reason, keep_probation=keep_probation)
                 if since is not None:
                     self.tally.restart_latencies.append(self.lifecycle.last_start_at - since)
             case Adopt(run):
                 log.info("the agent survived the engine's restart: re-adopted")
-                self.agent_process.watch(run)
+                self.parts.agent.watch(run)
                 self.status.agent_container = run.container.id
             case RollBack(generation):
                 self._roll_back(generation)
@@ -330,7 +268,7 @@ class Supervisor:
 
     def _restart(self, reason: str, after_rollback: bool = False, keep_probation: bool = False) -> None:
         self._stop_agent()
-        if self._stop.requested:
+        if self.ctx.stop.requested:
             return  # the loop is about to shut down: starting an agent now would only be killed again
         self._start(reason, after_rollback=after_rollback, keep_probation=keep_probation)
 
@@ -354,8 +292,8 @@ class Supervisor:
 
     def _stop_agent(self) -> None:
         self.status.agent_container = None
-        if self._agent_process is not None:
-            self._agent_process.stop()
+        if self._parts is not None:
+            self._parts.agent.stop()
 
     def _roll_back(self, generation: int | None) -> None:
         try:
@@ -364,7 +302,7 @@ class Supervisor:
             self._give_up(f"generation {generation} crash-loops and cannot be rolled back ({exc})")
             return
         probation = self.config.probation
-        self.reporter.note(
+        self.parts.reporter.note(
             "probation-rollback",
             f"Generation {generation} crashed more than {probation.max_restarts} times "
             f"in {probation.window_s:g} s after its restart, so main was rolled back to "
@@ -378,28 +316,17 @@ class Supervisor:
         self.gatekeeper.log.append(
             DecisionKind.GAVE_UP, commit=self.lifecycle.current_commit, details={"reason": message}
         )
-        self.reporter.note("supervisor-gave-up", message)
+        self.parts.reporter.note("supervisor-gave-up", message)
         raise GaveUpError(f"{message}; inspect `supervisor log` and `supervisor logs`, fix main, then start again")
 
     # -- the decision loop ----------------------------------------------------------------------
 
     def _loop(self) -> int:
-        polled_at = time.monotonic()
         while True:
-            try:
-                event = self.events.get(timeout=0.5)
-            except queue.Empty:
-                event = Tick()
-            if isinstance(event, StopRequested) or self._stop.requested:
+            event = self.events.take(poll_now=self.status.state is _S.DISK_FULL)
+            if isinstance(event, StopRequested) or self.ctx.stop.requested:
                 log.info("stopping: SIGTERM or `supervisor stop`")
                 return 0
-            if (
-                isinstance(event, Tick)
-                and not event.poll
-                and (time.monotonic() - polled_at > OUTBOX_POLL_S or self.status.state is _S.DISK_FULL)
-            ):
-                polled_at = time.monotonic()
-                event = Tick(poll=True)  # a safety net under watchfiles (inotify limits, a dead thread)
             try:
                 self._dispatch(event)
             except OSError as exc:  # a full disk anywhere (a log record, a status, an export) is weather
@@ -409,21 +336,9 @@ class Supervisor:
             if self.stop_when is not None and self.stop_when(self):
                 return 0
 
-    def _proposal_arrived(self) -> None:
-        """From the watcher thread: at most one proposal event is queued at a time, however busy the
-        agent (each event looks at the whole outbox), so the queue cannot grow without bound."""
-        if not self._proposal_queued.is_set():
-            self._proposal_queued.set()
-            self.events.put(ProposalArrived())
-
-    def _on_agent_exit(self, run_id: str, code: int | None) -> None:
-        """From the agent process's waiter thread: the decision is the loop's."""
-        self.events.put(AgentExited(run_id, code))
-
     def _dispatch(self, event: Event) -> None:
         match event:
             case ProposalArrived():
-                self._proposal_queued.clear()
                 self._gate_outbox()
             case AgentExited(run_id, code) if self.agent and run_id == self.agent.run_id:
                 self.status.agent_container = None
@@ -441,7 +356,7 @@ class Supervisor:
     def _recover(self) -> None:
         """Finish what an earlier run left (a full disk makes this wait and retry, never fail the start)."""
         try:
-            self.flow.recover()
+            self.parts.flow.recover()
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
@@ -457,8 +372,8 @@ class Supervisor:
                 weather.pause(OSError(errno.ENOSPC, "still no space left"))
                 return
         try:
-            if not self.flow.recovered:
-                self.flow.recover()
+            if not self.parts.flow.recovered:
+                self.parts.flow.recover()
             self._gate_next()
         except OSError as exc:
             if not is_disk_full(exc):
@@ -471,23 +386,20 @@ class Supervisor:
             self.apply(Start("disk space freed"))
 
     def _gate_next(self) -> None:
-        if self._stop.requested:
+        if self.ctx.stop.requested:
             return  # what is queued stays in the outbox for the next start
-        found = self.intake.next()
+        found = self.parts.intake.next()
         if found is None:
             return
         self._stop_agent()  # the agent must not touch what is being judged, nor the worktree being removed
         if not found.resume:
-            self.agent_process.candidate = found.candidate  # the workspace it wrote the proposal in, or its stand-in
+            self.parts.agent.resume_in(found.candidate)  # the workspace it wrote the proposal in, or its stand-in
         self.transition(_S.GATING, found.proposal.summary)
-        decision = self.flow.judge(found, self.status.generation)
-        self.status.verdicts = [
-            VerdictSummary.model_validate(v.model_dump(include=set(VerdictSummary.model_fields)))
-            for v in self.tally.verdicts
-        ]
+        decision = self.parts.flow.judge(found, self.status.generation)
+        self.status.verdicts = self.tally.summaries()
         self.apply(decision)
         self.transition(_S.RUNNING, "")
-        self.flow.maintain()
+        self.parts.flow.maintain()
 
     # -- the clock -------------------------------------------------------------------------------
 
@@ -496,23 +408,20 @@ class Supervisor:
             self.request_stop()  # `supervisor stop` from another PID namespace (docs/operations.md)
         now = time.monotonic()
         if self.status.state is _S.DISK_FULL:
-            self._board.write()
+            self._services.board.write()
             return
         life = self.lifecycle
-        # Only a generation that is actually running can prove itself.
-        if self.agent is not None and life.probation and life.probation.passed(now):
-            generation = self.status.generation
-            self.gatekeeper.log.append(DecisionKind.PROBATION_PASSED, commit=life.current_commit, generation=generation)
-            log.info("generation %s survived probation: marked good", generation)
+        if self.agent is not None:  # only a generation that is actually running can prove itself
+            life.check_probation(now)
         if now - self._main_checked_at < MAIN_CHECK_S:
-            self._board.write()
+            self._services.board.write()
             return
         self._main_checked_at = now  # each look at main is a git process: not on every tick, for weeks
         for message in self._disk_watch.newly_full() if self._disk_watch else []:
             # the agent gets ENOSPC; the supervisor says so and runs on
-            self.reporter.refused(DecisionKind.DISK_FULL, message)
+            self.parts.reporter.refused(DecisionKind.DISK_FULL, message)
         main = self.gatekeeper.main()
-        if main != life.current_commit and not self._stop.requested:
+        if main != life.current_commit and not self.ctx.stop.requested:
             # An operator moved main (approve, rollback): follow it, after gating what the agent
             # already proposed on the old workspace.
             self._gate_outbox()
@@ -521,8 +430,8 @@ class Supervisor:
             log.info("main moved to %s outside the agent loop; restarting on it", main[:12])
             self.apply(Restart("main moved"))
         self.status.probation = "passed" if life.probation and life.probation.good else "on probation"
-        self._board.write()
+        self._services.board.write()
 
     def _on_route_event(self, event: RouteEvent) -> None:
         # Called from route threads; a refused agent may retry at the route's rate, hence the throttle.
-        self.reporter.refused(route_kind(event.kind), f"LLM route: {event.message}")
+        self.parts.reporter.refused(route_kind(event.kind), f"LLM route: {event.message}")

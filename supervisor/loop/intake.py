@@ -39,6 +39,7 @@ class Next:
 class Intake:
     def __init__(
         self,
+        *,
         gatekeeper: Gatekeeper,
         folder: Path,
         refused: Callable[[DecisionKind, str], None],

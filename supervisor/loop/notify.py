@@ -31,9 +31,9 @@ from supervisor.store.decision_kinds import DecisionKind, known
 from supervisor.store.instance import EventName, NotifySettings
 
 if TYPE_CHECKING:
+    from supervisor.loop.context import LoopContext
     from supervisor.route.config import Caps
     from supervisor.route.metering import CapStatus
-    from supervisor.store.instance import Instance, InstanceConfig
 
 DECISION_EVENTS: dict[DecisionKind, EventName] = {
     DecisionKind.NEEDS_APPROVAL: "needs-approval",
@@ -154,6 +154,7 @@ class Watcher:
 
     def __init__(
         self,
+        *,
         home: Path,
         decisions: Path,
         ledger: Path,
@@ -298,20 +299,21 @@ def _parse_time(value: object) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def start(instance: Instance, config: InstanceConfig) -> Watcher | None:
-    """The event loop's one hook (in `_prepare`): start watching, if `[notify]` names a webhook or command."""
+def start(ctx: LoopContext) -> Watcher | None:
+    """The event loop's one hook (when it prepares a run): start watching, if `[notify]` names a
+    webhook or command."""
     from supervisor.route.ledger import LEDGER_FILE_NAME
 
-    settings: NotifySettings = config.notify
+    instance, settings = ctx.instance, ctx.config.notify
     if not settings.enabled:
         return None
     instance.run_dir.mkdir(parents=True, exist_ok=True)
     sender = Sender(settings).start()
     return Watcher(
-        instance.home,
-        instance.state / "decisions.jsonl",
-        instance.state / LEDGER_FILE_NAME,
-        config.route.caps,
-        instance.run_dir / "notify.json",
-        sender,
+        home=instance.home,
+        decisions=instance.state / "decisions.jsonl",
+        ledger=instance.state / LEDGER_FILE_NAME,
+        caps=ctx.config.route.caps,
+        state_file=instance.run_dir / "notify.json",
+        sender=sender,
     ).start()

@@ -12,10 +12,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from sandbox.engine import Engine
 from sandbox.errors import SandboxError
 from supervisor.base.backoff import Backoff
 from supervisor.gate.agent_container import AgentRun
+from supervisor.loop.context import LoopContext
 from supervisor.store.states import SupervisorState
 
 ENGINE_BACKOFF_MAX_S = 30.0
@@ -26,38 +26,23 @@ State = Callable[[], SupervisorState]  # the supervisor's state now
 Transition = Callable[[SupervisorState, str], None]  # the event loop's one way to change it
 
 
-class StopFlag:
-    """Set by SIGTERM, SIGINT or `supervisor stop`; every wait of the event loop is cut short by it."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def pause(self, seconds: float) -> bool:
-        """Wait without making a stop request wait too; True if one came."""
-        deadline = time.monotonic() + seconds
-        while not self.requested and time.monotonic() < deadline:
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-        return self.requested
-
-
 class EngineWeather:
     """Waits until the container engine answers; then removes what it left of this instance but the
     agent's run in progress (`running`)."""
 
     def __init__(
         self,
-        engine: Engine,
-        instance_id: str,
+        ctx: LoopContext,
+        *,
         state: State,
         transition: Transition,
-        stop: StopFlag,
         running: Callable[[], AgentRun | None],
     ) -> None:
-        self.engine = engine
-        self.instance_id = instance_id
+        self.engine = ctx.engine
+        self.instance_id = ctx.instance.instance_id
+        self.stop = ctx.stop
         self.state = state
         self.transition = transition
-        self.stop = stop
         self.running = running
 
     def wait(self, pause_s: float = 0.0) -> bool:
@@ -92,7 +77,7 @@ class EngineWeather:
 class DiskWeather:
     """A full disk pauses gating (status says so) until `retry_at`, when the next try looks again."""
 
-    def __init__(self, state: State, transition: Transition) -> None:
+    def __init__(self, *, state: State, transition: Transition) -> None:
         self.state = state
         self.transition = transition
         self.retry_at = 0.0

@@ -34,6 +34,7 @@ class ProposalFlow:
 
     def __init__(
         self,
+        *,
         gatekeeper: Gatekeeper,
         agent: AgentProcess,
         intake: Intake,
@@ -70,7 +71,7 @@ class ProposalFlow:
                 self.gatekeeper.abandon(record.id, "a newer workspace or a new main replaced it")
                 log.info("abandoned stale candidate %s", record.id)
         if keep is not None:
-            self.agent.candidate = keep
+            self.agent.resume_in(keep)
             log.info("resuming candidate %s and its workspace", keep.id)
 
     def judge(self, found: Next, generation: int | None) -> Decision:

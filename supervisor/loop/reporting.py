@@ -22,7 +22,7 @@ from supervisor.route.server import LLMRoute
 from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.journal_writer import journal_note
 from supervisor.store.status_file import Status, StatusFile
-from supervisor.store.verdicts import Verdict
+from supervisor.store.verdicts import Verdict, VerdictSummary
 
 EVENT_THROTTLE_S = 60.0
 log = logging.getLogger(__name__)
@@ -38,12 +38,17 @@ class Tally:
     restart_latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100))
     rollbacks: int = 0
 
+    def summaries(self) -> list[VerdictSummary]:
+        """The last verdicts as `supervisor status` shows them."""
+        fields = set(VerdictSummary.model_fields)
+        return [VerdictSummary.model_validate(v.model_dump(include=fields)) for v in self.verdicts]
+
 
 class StatusBoard:
     """The supervisor's status, published to status.json and to systemd on every write; its state is
     changed only through the event loop's one transition function."""
 
-    def __init__(self, path: Path, route: Callable[[], LLMRoute | None]) -> None:
+    def __init__(self, *, path: Path, route: Callable[[], LLMRoute | None]) -> None:
         self.status = Status()
         self._file = StatusFile(path)
         self._route = route
@@ -59,7 +64,7 @@ class StatusBoard:
 class Reporter:
     """Journal notes for the agent and refusals for the operator, through the gatekeeper's records."""
 
-    def __init__(self, gatekeeper: Gatekeeper) -> None:
+    def __init__(self, *, gatekeeper: Gatekeeper) -> None:
         self.gatekeeper = gatekeeper
         self._throttle = Throttle(EVENT_THROTTLE_S)
 

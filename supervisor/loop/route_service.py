@@ -11,19 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.base.errors import ConfigError
+from supervisor.loop.context import LoopContext
 from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger
 from supervisor.route.metering import EventSink
 from supervisor.route.server import SOCKET_NAME, LLMRoute
 from supervisor.route.upstream import Upstream
-from supervisor.store.instance import Instance, InstanceConfig
 
 
 class ModelService:
     """The route (and its ledger) and, with `scripted_scenario`, the scripted model it forwards to."""
 
-    def __init__(self, instance: Instance, config: InstanceConfig, on_event: EventSink) -> None:
-        self.instance = instance
-        self.config = config
+    def __init__(self, ctx: LoopContext, *, on_event: EventSink) -> None:
+        self.instance = ctx.instance
+        self.config = ctx.config
         self.on_event = on_event
         self.route: LLMRoute | None = None
         self._scripted: Any = None

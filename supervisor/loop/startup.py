@@ -1,4 +1,4 @@
-"""Chores of `supervisor start` that decide nothing: the locks, the signal handlers, the disk caps.
+"""Chores of `supervisor start` that decide nothing: the locks, the signal handlers, leftovers, disk caps.
 
 The repository lock comes before anything is read or written (a second supervisor on the same
 repository, through whichever home, stops there); SIGTERM and SIGINT only ask the loop to stop.
@@ -16,10 +16,12 @@ from typing import Any
 from supervisor.base import process_control
 from supervisor.base.git_ops import find_common_dir
 from supervisor.base.repo_lock import HomeLock, RepoLock
-from supervisor.loop import diskcap
+from supervisor.gate.agent_container import give_to_agent
+from supervisor.loop import diskcap, outbox
+from supervisor.loop.context import LoopContext
 from supervisor.loop.diskcap import DiskWatch
 from supervisor.store.agent_log import reopen_on_sighup
-from supervisor.store.instance import Instance, InstanceConfig
+from supervisor.store.instance import Instance
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +58,30 @@ class SignalHandlers:
         self._old.clear()
 
 
-def cap_agent_disk(instance: Instance, config: InstanceConfig, worktrees: Path) -> DiskWatch:
+def clear_leftovers(ctx: LoopContext) -> None:
+    """What an earlier run left that nothing will finish: its containers; the outbox made ready."""
+    removed = ctx.engine.reconcile(instance=ctx.instance.instance_id)
+    if removed:
+        log.info("removed %d leftover container(s) of an earlier run", len(removed))
+    outbox.prepare(ctx.instance.outbox)
+
+
+def ready_agent_areas(ctx: LoopContext, *, worktrees: Path) -> DiskWatch:
+    """The host areas the agent writes, capped, then its own folders made and given to it."""
+    watch = cap_agent_disk(ctx, worktrees=worktrees)  # before the folders are made
+    for folder in (ctx.instance.journal, ctx.instance.goals):
+        folder.mkdir(parents=True, exist_ok=True)
+        give_to_agent(folder)
+    return watch
+
+
+def cap_agent_disk(ctx: LoopContext, *, worktrees: Path) -> DiskWatch:
     """Each host area the agent writes on its own size-capped filesystem (supervisor/loop/diskcap.py)."""
-    disk = config.disk
+    instance, disk = ctx.instance, ctx.config.disk
     areas = diskcap.agent_areas(
         worktrees=worktrees,
         memory=instance.memory,
-        outbox=instance.run_dir / "outbox",
+        outbox=instance.outbox,
         workspace_mb=disk.workspace_mb,
         memory_mb=disk.memory_mb,
         outbox_mb=disk.outbox_mb,

@@ -91,6 +91,7 @@ class RouteHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the SDK's connection pool reuses the connection
     server_version = "ouroboros-llm-route"
     sys_version = ""
+    _answered = False  # a status line went out for the request in hand (set again by each request)
     wbufsize = 64 * 1024  # status, headers and body leave in one write; streams flush per chunk
     route: RouteServices  # bound by LLMRoute when it builds its server
 
@@ -397,7 +398,7 @@ class RouteHandler(BaseHTTPRequestHandler):
 
     def _send_error(self, refusal: Refusal) -> None:
         self.route.count_refusal(refusal.kind)
-        if getattr(self, "_answered", False):
+        if self._answered:
             self.close_connection = True  # too late for a status line; drop the connection
             return
         body = json.dumps({"type": "error", "error": {"type": refusal.kind, "message": refusal.message}}).encode()

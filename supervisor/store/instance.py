@@ -183,6 +183,11 @@ class Instance:
         return self.home / "run"
 
     @property
+    def outbox(self) -> Path:
+        """Where the agent writes its proposals (mounted into its container)."""
+        return self.run_dir / "outbox"
+
+    @property
     def logs(self) -> Path:
         return self.home / "logs"
 

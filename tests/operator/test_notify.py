@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.fake import FakeEngine
 from supervisor.cli.log_lines import lines_to
 from supervisor.loop import notify
+from supervisor.loop.context import LoopContext, StopFlag
 from supervisor.loop.notify import NotifyEvent, NotifySettings, Sender
 from supervisor.route.ledger import LEDGER_FILE_NAME, LedgerEntry
 from supervisor.route.pricing import Usage
@@ -67,6 +69,10 @@ def _config(instance: Instance, **notify_settings) -> InstanceConfig:
     return InstanceConfig.model_validate(base)
 
 
+def _context(instance: Instance, config: InstanceConfig) -> LoopContext:
+    return LoopContext(instance, config, FakeEngine(), StopFlag())
+
+
 def _spend(instance: Instance, usd: str) -> None:
     entry = LedgerEntry(
         ts=datetime.now(UTC),
@@ -97,7 +103,7 @@ def test_decisions_and_budget_thresholds_reach_webhook_and_command(
         headers={"Authorization": "Bearer t"},
         command=["sh", "-c", f"cat >> {out}; echo >> {out}"],
     )
-    watcher = notify.start(instance, config)
+    watcher = notify.start(_context(instance, config))
     try:
         log.append("needs-approval", candidate="1-1", commit="b" * 40, reasons=["changes tests"])
         log.append("gave-up", commit="b" * 40, details={"reason": "crash loop"})
@@ -126,7 +132,7 @@ def test_a_restart_resumes_after_the_last_decision_it_handed_on(instance: Instan
     log.append("rejected", candidate="0-1")
     instance.run_dir.mkdir(exist_ok=True)
     (instance.run_dir / "notify.json").write_text(json.dumps({"decision_seq": 0}))  # crashed before seq 1 went out
-    watcher = notify.start(instance, _config(instance, webhook=receiver.url))
+    watcher = notify.start(_context(instance, _config(instance, webhook=receiver.url)))
     try:
         assert [b["event"] for b in receiver.wait_for(1)] == ["rejected"]
     finally:

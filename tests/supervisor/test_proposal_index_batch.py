@@ -54,7 +54,7 @@ def test_a_proposal_whose_indexed_record_cannot_be_read_stays_decided(tmp_path):
     gk.store.index_proposal(proposal_id, "1-1")
     gk.store.path("1-1").parent.mkdir(parents=True, exist_ok=True)
     gk.store.path("1-1").write_bytes(b"{not a record")
-    intake = Intake(gk, folder, refused=lambda _kind, _text: None, workspace=lambda: None)
+    intake = Intake(gatekeeper=gk, folder=folder, refused=lambda _kind, _text: None, workspace=lambda: None)
     proposal = Proposal.model_validate_json((folder / f"{proposal_id}.json").read_bytes())
     assert intake.recorded(proposal) == DROPPED
     assert intake.next() is None and list(folder.iterdir()) == []

@@ -291,7 +291,7 @@ def test_a_replayed_proposal_id_stays_decided_after_its_record_is_archived(tmp_p
     assert again.run() == 0
     from supervisor.loop.intake import Intake
 
-    intake = Intake(gk, outbox, refused=lambda k, m: None, workspace=lambda: None)
+    intake = Intake(gatekeeper=gk, folder=outbox, refused=lambda k, m: None, workspace=lambda: None)
     assert intake.next() is None  # decided: the file is simply removed
     assert not (outbox / f"{first}.json").exists()
     assert verdict_kinds(gk) == kinds and gk.store.candidate_for(first) == first_candidate

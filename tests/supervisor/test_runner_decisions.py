@@ -316,7 +316,7 @@ def test_shutdown_stops_the_agent_and_removes_the_pid_file_even_when_steps_fail(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("supervisor.loop.route_service.ModelService.stop_route", broken)
-    monkeypatch.setattr("supervisor.loop.event_loop.RotatingLog.close", broken)
+    monkeypatch.setattr("supervisor.store.agent_log.RotatingLog.close", broken)
     lines: list[str] = []
     supervisor = Supervisor(instance, engine, "fake-image", stop_when=lambda s: s.agent is not None)
     with lines_to(lines.append):

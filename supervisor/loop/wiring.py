@@ -1,0 +1,120 @@
+"""Building a running supervisor's parts, so the event loop only decides and applies.
+
+Two steps, because the repository lock comes first: `services` at construction (the model route,
+the published status, the weather, the agent's log: nothing of the repository), `open_gatekeeper`
+once the lock is held, and `parts` (the agent's process, its lifecycle, the intake, the proposal
+flow, the reporter) once the engine answers. Every part gets the shared `LoopContext` and its own
+collaborators through its constructor; nothing is wired after construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from supervisor.gate.agent_container import AgentRun
+from supervisor.gate.gatekeeper import Gatekeeper
+from supervisor.gate.outages import EngineWait
+from supervisor.loop.agent_lifecycle import AgentLifecycle
+from supervisor.loop.agent_process import AgentProcess, ExitSink
+from supervisor.loop.context import LoopContext
+from supervisor.loop.intake import Intake
+from supervisor.loop.outage_wait import DiskWeather, EngineWeather, Transition
+from supervisor.loop.proposal_flow import ProposalFlow
+from supervisor.loop.reporting import Reporter, StatusBoard, Tally
+from supervisor.loop.route_service import ModelService
+from supervisor.route.metering import EventSink
+from supervisor.store.agent_log import RotatingLog
+from supervisor.store.states import SupervisorState
+
+
+@dataclass(frozen=True)
+class Services:
+    """What a supervisor has from its construction on."""
+
+    models: ModelService  # the LLM route (and the scripted model), started once recovery is done
+    board: StatusBoard  # the published status
+    engine_weather: EngineWeather
+    disk_weather: DiskWeather
+    agent_log: RotatingLog
+
+
+def services(
+    ctx: LoopContext,
+    *,
+    transition: Transition,
+    running: Callable[[], AgentRun | None],
+    on_route_event: EventSink,
+) -> Services:
+    """`transition`: the event loop's one way to change its state; `running`: the agent's run now."""
+    models = ModelService(ctx, on_event=on_route_event)
+    board = StatusBoard(path=ctx.instance.status_file, route=lambda: models.route)
+
+    def state() -> SupervisorState:
+        return board.status.state
+
+    logs = ctx.config.logs
+    return Services(
+        models=models,
+        board=board,
+        engine_weather=EngineWeather(ctx, state=state, transition=transition, running=running),
+        disk_weather=DiskWeather(state=state, transition=transition),
+        agent_log=RotatingLog(
+            ctx.instance.agent_log, max_bytes=logs.agent_log_max_mb * 2**20, keep=logs.agent_log_keep
+        ),
+    )
+
+
+def open_gatekeeper(ctx: LoopContext, *, image: str, engine_wait: EngineWait) -> Gatekeeper:
+    """The gate on the instance's repository; only once its lock is held."""
+    return Gatekeeper(
+        ctx.instance.repo,
+        engine=ctx.engine,
+        journal_root=ctx.instance.journal,
+        image=image,
+        instance=ctx.instance.instance_id,
+        engine_wait=engine_wait,
+    )
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What reads and writes the repository, made once its lock is held and the engine answers."""
+
+    gatekeeper: Gatekeeper
+    agent: AgentProcess
+    reporter: Reporter
+    lifecycle: AgentLifecycle
+    intake: Intake
+    flow: ProposalFlow
+
+
+def parts(
+    ctx: LoopContext,
+    gatekeeper: Gatekeeper,
+    *,
+    image: str,
+    services: Services,
+    on_agent_exit: ExitSink,
+    tally: Tally,
+    stopping: Callable[[], bool],
+) -> Parts:
+    """`on_agent_exit`: where the agent's exits go (the event loop's queue); `stopping`: a stop was
+    asked for or the run is done."""
+    agent = AgentProcess(ctx, image=image, gatekeeper=gatekeeper, log=services.agent_log, on_exit=on_agent_exit)
+    reporter = Reporter(gatekeeper=gatekeeper)
+    lifecycle = AgentLifecycle(
+        ctx,
+        gatekeeper=gatekeeper,
+        agent=agent,
+        engine_weather=services.engine_weather,
+        route=lambda: services.models.route,
+    )
+    intake = Intake(
+        gatekeeper=gatekeeper,
+        folder=ctx.instance.outbox,
+        refused=reporter.refused,
+        workspace=lambda: agent.candidate,
+    )
+    flow = ProposalFlow(gatekeeper=gatekeeper, agent=agent, intake=intake, tally=tally, stopping=stopping)
+    return Parts(gatekeeper, agent, reporter, lifecycle, intake, flow)
