@@ -36,7 +36,7 @@ def new_instance(engine, image, scenario: Path, max_cycles: int | None):
     home = Path(tempfile.mkdtemp(prefix="ouroboros-bench-")) / "home"
     instance = init_instance(home, scenario, max_cycles=max_cycles, model=DEMO_MODEL)
     Gatekeeper(
-        instance.repo, engine, journal_root=instance.journal, image=image, instance=instance.instance_id
+        instance.repo, engine=engine, journal_root=instance.journal, image=image, instance=instance.instance_id
     ).genesis()
     return instance
 
