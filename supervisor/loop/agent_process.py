@@ -101,7 +101,11 @@ class AgentProcess:
             generation=generation,
             details={"run_id": run_id, "reason": reason[:200]},
         )  # for the scorecard
-        self.run = AgentRun(self.engine, spec, self.log)
+        try:
+            self.run = AgentRun(self.engine, spec, self.log)
+        except BaseException:
+            self._record_end(run_id, None)  # a start the engine refused is a run that ended at once
+            raise
         self.watch(self.run)
         return self.run
 
@@ -133,20 +137,22 @@ class AgentProcess:
     def _await_exit(self, run: AgentRun) -> None:
         code = run.container.wait(timeout_s=10**9)
         if code is not None:  # None: the engine went away, the run may live on (and be watched again)
-            self._record_end(run, code)
+            self._record_end(run.run_id, code)
         self.on_exit(run.run_id, code)
 
-    def _record_end(self, run: AgentRun, code: int | None) -> None:
+    def _record_end(self, run_id: str, code: int | None) -> None:
         """The end of a run, once (its exit and a `stop` after it are one end), for the scorecard's
-        time alive; a crash is also recorded as one."""
+        time alive; a crash is also recorded as one. The lock is held while the record is written: the
+        loop's `stop` returns only once the end is on disk, whoever writes it, so no next run's start
+        can come before it (a late end would close that run instead)."""
         with self._end_lock:
-            if self._ended_run == run.run_id:
+            if self._ended_run == run_id:
                 return
-            self._ended_run = run.run_id
-        try:
-            self.gatekeeper.log.append(DecisionKind.AGENT_STOPPED, details={"run_id": run.run_id, "exit_code": code})
-        except (OSError, OuroborosError) as exc:  # a full disk: the scorecard counts to its last request
-            log.warning("could not record the end of the agent's run: %s", exc)
+            self._ended_run = run_id
+            try:
+                self.gatekeeper.log.append(DecisionKind.AGENT_STOPPED, details={"run_id": run_id, "exit_code": code})
+            except (OSError, OuroborosError) as exc:  # a full disk: the scorecard counts to its last request
+                log.warning("could not record the end of the agent's run: %s", exc)
 
     def stop(self) -> None:
         """Stop and remove the agent's container; an engine error is reported, never raised (whatever
@@ -158,4 +164,4 @@ class AgentProcess:
             run.stop(self.config.agent.stop_grace_s)
         except SandboxError as exc:
             log.warning("could not stop the agent's container (%s); it is removed once the engine answers", exc)
-        self._record_end(run, None)
+        self._record_end(run.run_id, None)

@@ -2,7 +2,9 @@
 
 The outbox watcher, the agent's waiter thread and the signal handlers only put an event here. At most
 one `ProposalArrived` is queued at a time however busy the agent (each looks at the whole outbox), so
-the queue cannot grow without bound. When nothing comes, the clock does: a `Tick` every half second,
+the queue cannot grow without bound. The clock comes however busy the queue is: a `Tick` every
+TICK_S, taken before what is queued once it is due (an agent that keeps its outbox changing must
+not starve what only the clock does: `supervisor stop`'s file, probation, following a moved main),
 and one that also looks at the outbox every OUTBOX_POLL_S (a safety net under watchfiles: inotify
 limits, a dead thread), or on every tick while gating is paused for a full disk.
 """
@@ -25,7 +27,8 @@ class Inbox:
     def __init__(self) -> None:
         self._queue: queue.Queue[Event] = queue.Queue()
         self._proposal_queued = threading.Event()
-        self._polled_at: float | None = None  # the loop's first `take` starts the poll clock
+        self._ticked_at: float | None = None  # the loop's first `take` starts the clock
+        self._polled_at = 0.0
 
     def put(self, event: Event) -> None:
         self._queue.put(event)
@@ -44,21 +47,23 @@ class Inbox:
         self._queue.put(AgentExited(run_id, code))
 
     def take(self, *, poll_now: bool = False) -> Event:
-        """The next event, or the clock's tick after TICK_S; `poll_now`: a tick looks at the outbox
-        whatever the poll clock says."""
-        if self._polled_at is None:
-            self._polled_at = time.monotonic()
-        try:
-            event = self._queue.get(timeout=TICK_S)
-        except queue.Empty:
-            event = Tick()
-        if isinstance(event, ProposalArrived):
-            self._proposal_queued.clear()  # from here on, a change of the outbox queues a new one
-        if (
-            isinstance(event, Tick)
-            and not event.poll
-            and (poll_now or time.monotonic() - self._polled_at > OUTBOX_POLL_S)
-        ):
-            self._polled_at = time.monotonic()
+        """The next event until the clock's tick is due (TICK_S after the last one), then the tick;
+        `poll_now`: a tick looks at the outbox whatever the poll clock says."""
+        now = time.monotonic()
+        if self._ticked_at is None:
+            self._ticked_at = self._polled_at = now
+        due_in = self._ticked_at + TICK_S - now
+        if due_in > 0:
+            try:
+                event = self._queue.get(timeout=due_in)
+            except queue.Empty:
+                pass
+            else:
+                if isinstance(event, ProposalArrived):
+                    self._proposal_queued.clear()  # from here on, a change of the outbox queues a new one
+                return event
+        self._ticked_at = time.monotonic()
+        if poll_now or self._ticked_at - self._polled_at > OUTBOX_POLL_S:
+            self._polled_at = self._ticked_at
             return Tick(poll=True)
-        return event
+        return Tick()
