@@ -25,6 +25,7 @@ from supervisor.gate.agent_container import GENERATION_LABEL, live_command
 from supervisor.gate.gatekeeper import Gatekeeper
 from supervisor.loop import outbox
 from supervisor.loop.agent_process import AgentProcess
+from supervisor.loop.context import LoopContext, StopFlag
 from supervisor.route import Ledger, LLMRoute, RouteConfig, Upstream
 from supervisor.store.agent_log import RotatingLog
 from supervisor.store.instance import Instance, InstanceConfig
@@ -130,7 +131,11 @@ def live_spec(instance: Instance, tmp_path: Path) -> ContainerSpec:
     upstream = Upstream.from_config(route_config.upstream, environ={"ANTHROPIC_API_KEY": "k"})
     route = LLMRoute(route_config, ledger, upstream, lambda event: None, socket_path=socket)
     agent = AgentProcess(
-        instance, config, engine, "img", gatekeeper, RotatingLog(tmp_path / "agent.log"), lambda *a: None
+        LoopContext(instance, config, engine, StopFlag()),
+        image="img",
+        gatekeeper=gatekeeper,
+        log=RotatingLog(tmp_path / "agent.log"),
+        on_exit=lambda *a: None,
     )
     main = gatekeeper.git.rev_parse("main")
     assert main is not None
