@@ -47,9 +47,12 @@ def _path_problem(path: str, test_name: str | None) -> str | None:
 def _dotted_problem(dotted: str) -> str | None:
     parts = dotted.split(".")
     for cut in range(len(parts), 1, -1):
+        module = ".".join(parts[:cut])
         try:
-            target: object = importlib.import_module(".".join(parts[:cut]))
-        except ModuleNotFoundError:
+            target: object = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and not module.startswith(exc.name):
+                return None  # a third-party package this environment lacks (the gate's image): checked on the host
             continue
         for attribute in parts[cut:]:
             if not hasattr(target, attribute):
