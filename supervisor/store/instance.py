@@ -7,6 +7,9 @@ HOME/memory/journal/     the agent's journal  } mounted over /workspace/agent/{j
 HOME/memory/goals/       the agent's goals    } memory, never part of a code proposal
 HOME/run/                what the running supervisor publishes: pid, status, sockets, code
 HOME/logs/agent.log      the agent's output, rotated
+HOME/projects/NAME/      a project: project.toml and the supervisor's bare mirror.git
+HOME/tasks.sqlite3       the task queue (embedded default)
+HOME/task-work/          the task work areas (the running one is the agent's /projects/NAME)
 """
 
 from __future__ import annotations
@@ -199,6 +202,21 @@ class Instance:
     def disk_images(self) -> Path:
         """Where the size-capped images of the agent's writable areas live."""
         return self.home / "disk"
+
+    @property
+    def projects(self) -> Path:
+        """The projects the agent works on: HOME/projects/NAME/{project.toml,mirror.git}."""
+        return self.home / "projects"
+
+    @property
+    def tasks_db(self) -> Path:
+        """The embedded task queue (SQLite); never mounted into a container."""
+        return self.home / "tasks.sqlite3"
+
+    @property
+    def task_work(self) -> Path:
+        """Private work areas of tasks; the running task's is mounted at /projects/NAME."""
+        return self.home / "task-work"
 
     @property
     def pid_file(self) -> Path:

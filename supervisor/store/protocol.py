@@ -44,3 +44,30 @@ def parse_proposal(data: bytes) -> Proposal:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"proposal is not JSON ({exc}); it is ignored") from exc
     return Proposal.model_validate(payload)
+
+
+class TaskResult(BaseModel):
+    """v2: the agent says it is done with its task. Trusted for nothing but "please judge now":
+    the task id must be the task the supervisor gave this run, and the summary is only text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[2]
+    kind: Literal["task-result"]
+    id: str = Field(pattern=r"^[0-9a-f]{32}$", description="uuid4 hex chosen by the agent.")
+    task: int = Field(ge=1, description="The task id the agent was given.")
+    summary: str = Field(min_length=1, max_length=20_000, description="The agent's words for the pull request.")
+    created_at: datetime
+
+
+def parse_message(data: bytes) -> Proposal | TaskResult:
+    """A v1 proposal or a v2 task result; anything else is refused (ProtocolError or ValueError)."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message is {len(data)} bytes, more than {MAX_MESSAGE_BYTES}; it is ignored")
+    try:
+        payload = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"message is not JSON ({exc}); it is ignored") from exc
+    if isinstance(payload, dict) and payload.get("kind") == "task-result":
+        return TaskResult.model_validate(payload)
+    return Proposal.model_validate(payload)
