@@ -31,7 +31,7 @@ class TaskQueue(Protocol):
         """The task; TaskError if there is none with that id."""
         ...
 
-    def list(
+    def find(
         self, *, states: Iterable[TaskState] | None = None, project: str | None = None, limit: int | None = None
     ) -> list[Task]:
         """Tasks by id, oldest first, optionally only in the given states or of one project."""
