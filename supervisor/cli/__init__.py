@@ -102,10 +102,20 @@ from supervisor.cli import (  # noqa: E402
     console_cmds,
     engine_cmds,
     gate_cmds,
+    project_cmds,
     run_cmds,
 )
 
-for _module in (run_cmds, gate_cmds, engine_cmds, budget_cmds, config_cmds, console_cmds, acceptance_cmds):
+for _module in (
+    run_cmds,
+    gate_cmds,
+    engine_cmds,
+    budget_cmds,
+    config_cmds,
+    console_cmds,
+    acceptance_cmds,
+    project_cmds,
+):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

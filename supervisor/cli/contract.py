@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from supervisor.gate.retention import SpaceReport
 from supervisor.store.decision_log import Decision, VerifyResult
 from supervisor.store.gate_results import Failure, GateResult
+from supervisor.store.projects import ProjectConfig
 from supervisor.store.verdicts import RollbackResult, Verdict, VerdictSummary
+from supervisor.work.mirror import FetchReport
 
 
 class _Out(BaseModel):
@@ -218,6 +220,32 @@ class BudgetOut(_Out):
     caps: list[BudgetCap]
     refusing: bool = Field(description="A cap is reached: the route refuses new requests.")
     torn_tail: bool = Field(description="The ledger's last line was cut short (a crash while writing).")
+
+
+class ProjectOut(_Out):
+    """`supervisor project show --json`, and each item of `project list --json`."""
+
+    config: ProjectConfig = Field(description="The project's project.toml, validated (docs/projects.md).")
+    folder: str = Field(description="HOME/projects/NAME.")
+    mirror: str = Field(description="The supervisor's bare mirror, HOME/projects/NAME/mirror.git.")
+    source: str = Field(description="The source, a password or token in its URL shown as ***.")
+    head: str | None = Field(description="The commit the default branch points at in the mirror; null: not there.")
+    refs: int = Field(description="Branches and tags in the mirror.")
+    size_mb: float = Field(description="The mirror's size on disk.")
+
+
+class ProjectAddOut(_Out):
+    """`supervisor project add --json`."""
+
+    project: ProjectOut
+    fetch: FetchReport
+
+
+class ProjectRemoveOut(_Out):
+    """`supervisor project remove --json`."""
+
+    removed: str = Field(description="The project's name.")
+    folder: str = Field(description="The folder deleted with its mirror (tasks of the project are not touched).")
 
 
 # Models the gate commands print as they are (owned by the gate; listed here for the docs).

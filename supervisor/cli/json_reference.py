@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from supervisor.cli import contract
+from supervisor.work.mirror import FetchReport
 
 HEADER = """# JSON output of `supervisor` commands
 
@@ -43,6 +44,10 @@ COMMANDS: list[tuple[str, type[BaseModel]]] = [
     ("image build / image show", contract.ImageOut),
     ("reconcile", contract.ReconcileOut),
     ("config check", contract.ConfigCheckOut),
+    ("project add", contract.ProjectAddOut),
+    ("project show / project list (an array of these)", contract.ProjectOut),
+    ("project fetch", FetchReport),
+    ("project remove", contract.ProjectRemoveOut),
     ("any command, on error", contract.ErrorOut),
 ]
 
