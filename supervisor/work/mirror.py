@@ -149,6 +149,9 @@ def fetch(
             say("too large: putting the old refs back and dropping what was fetched ...")
             _restore(git, before)
             raise
+        except ProjectError:
+            _drop_partial_packs(git)  # a fetch stopped midway moved no ref (--atomic)
+            raise
         notes: list[str] = []
         head = git.ref_value(f"refs/heads/{config.default_branch}")
         if head is None:
@@ -270,9 +273,13 @@ def _restore(git: Git, before: dict[str, str]) -> None:
     lines += [f"update {ref} {sha}" for ref, sha in before.items() if now.get(ref) != sha]
     if lines:
         git.run("update-ref", "--stdin", input=("\n".join(lines) + "\n").encode())
+    _drop_partial_packs(git)
+    git.run("gc", "--prune=now", "--quiet", timeout_s=1800)
+
+
+def _drop_partial_packs(git: Git) -> None:
     for leftover in (git.git_dir / "objects" / "pack").glob("tmp_*"):
         leftover.unlink(missing_ok=True)
-    git.run("gc", "--prune=now", "--quiet", timeout_s=1800)
 
 
 def _clear_leftovers(registry: ProjectRegistry, name: str, say: Progress) -> None:

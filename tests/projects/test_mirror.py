@@ -267,3 +267,20 @@ def test_one_command_at_a_time_per_project(tmp_path: Path) -> None:
             create_mirror(projects, config("demo", source))
         create_mirror(projects, config("other", source))
     create_mirror(projects, config("demo", source))
+
+
+def test_a_fetch_that_fails_keeps_the_mirror_as_it_was(tmp_path: Path) -> None:
+    source = make_source(tmp_path / "src")
+    projects = registry(tmp_path)
+    create_mirror(projects, config("demo", source))
+    before = Git(projects.mirror("demo")).refs("refs/")
+    with silent_server() as url:
+        projects.save(projects.get("demo").model_copy(update={"source": url}))
+        with pytest.raises(ProjectError, match="took longer than 1 s"):
+            fetch(projects, "demo", timeout_s=1)
+    shutil.move(source, tmp_path / "moved")
+    projects.save(projects.get("demo").model_copy(update={"source": str(source)}))
+    with pytest.raises(ProjectError, match="no such folder"):
+        fetch(projects, "demo")
+    assert Git(projects.mirror("demo")).refs("refs/") == before
+    assert not list((projects.mirror("demo") / "objects" / "pack").glob("tmp_*"))
