@@ -39,6 +39,15 @@ __all__ = [
 ]
 
 MAX_GIT_MESSAGE = 2000
+_NO_ANSWER = (
+    "could not resolve host",
+    "connection refused",
+    "failed to connect",
+    "couldn't connect",
+    "timed out",
+    "no route to host",
+    "network is unreachable",
+)
 # Applied to every push on top of git_ops.SAFE_CONFIG (which already disables hooks and helpers).
 PUSH_CONFIG = (
     "http.followRedirects=false",  # a redirect would carry the credential to another host
@@ -266,16 +275,16 @@ def _push_problem(said: str, branch: str, shown: str) -> str:
     lower = said.lower()
     if "could not read username" in lower or "terminal prompts disabled" in lower:
         hint = "the remote asks for credentials: set [contribute] token_env or token_file"
-    elif "authentication failed" in lower or "403" in lower or "permission" in lower and "denied" in lower:
+    elif any(words in lower for words in ("authentication failed", "error: 403", "permission denied", "denied to")):
         hint = "the remote refused the credentials: check the token and that it may push to this repository"
     elif "non-fast-forward" in lower or "fetch first" in lower or "[rejected]" in lower:
         hint = f"the remote already holds {branch} at another commit; delete that branch there to push again"
-    elif "could not resolve host" in lower or "connection refused" in lower or "timed out" in lower:
+    elif any(words in lower for words in _NO_ANSWER):
         hint = "the remote does not answer: check [contribute] remote (or --remote) and the network"
     elif "not a git repository" in lower or "not found" in lower or "does not appear" in lower:
         hint = "there is no repository at that address: check [contribute] remote (or --remote)"
     else:
-        hint = "see git's words above"
+        hint = "git's own words are quoted before this"
     tail = said[-MAX_GIT_MESSAGE:].strip().replace("\n", " | ")
     return f"the push to {shown} failed: {tail}; {hint}"
 
