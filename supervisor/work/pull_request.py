@@ -34,7 +34,7 @@ MAX_ERROR_TEXT = 300
 API_VERSION = "2022-11-28"
 _DROPPED = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # controls, bidi/zero-width, surrogates, unassigned
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-_BACKSLASHED = set("\\`*_[]()!|~{}")
+_BACKSLASHED = set("\\`*_[]|~")  # links and images need [ ], so ( ) ! stay as they are
 
 
 class DeliveryError(OuroborosError):
