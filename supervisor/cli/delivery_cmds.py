@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import click
+from pydantic import BaseModel, ConfigDict
 
 from supervisor.cli.common import emit, home_option, json_option
 from supervisor.cli.terminal_text import terminal_safe
@@ -20,12 +21,26 @@ from supervisor.store.tasks.models import Task
 from supervisor.store.tasks.queue import TaskQueue
 from supervisor.work.delivery import (
     DeliveryError,
+    PullRequestReport,
+    PushReport,
     check_deliverable,
     export_patch,
     open_pull_request,
     push,
     task_branch,
 )
+
+
+class ExportOut(BaseModel):
+    """`task export --json`: where the patch went."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: int
+    file: str
+    bytes: int
+    sha256: str
+
 
 force_option = click.option(
     "--force",
@@ -75,12 +90,9 @@ def export_cmd(task_id: int, patch: str, home: Path | None, as_json: bool) -> No
         Path(patch).write_bytes(data)
     except OSError as exc:
         raise DeliveryError(f"cannot write the patch to {patch}: {exc.strerror}; choose another file") from exc
-    report = {
-        "task_id": task.id,
-        "file": str(Path(patch).resolve()),
-        "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-    }
+    report = ExportOut(
+        task_id=task.id, file=str(Path(patch).resolve()), bytes=len(data), sha256=hashlib.sha256(data).hexdigest()
+    )
     emit(as_json, report, f"wrote the change of task {task.id} ({len(data)} bytes) to {patch}")
 
 
@@ -120,3 +132,9 @@ def pr_cmd(task_id: int, head: str | None, force: bool, home: Path | None, as_js
 
 
 TASK_DELIVERY_COMMANDS: list[click.Command] = [export_cmd, push_cmd, pr_cmd]
+# For supervisor/cli/json_reference.py's COMMANDS (docs/json.md), once the commands are attached.
+TASK_DELIVERY_JSON: list[tuple[str, type[BaseModel]]] = [
+    ("task export", ExportOut),
+    ("task push", PushReport),
+    ("task pr", PullRequestReport),
+]

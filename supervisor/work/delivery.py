@@ -8,7 +8,10 @@ pushed automatically, and by hand only with `force` (docs/delivery.md).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -120,7 +123,7 @@ def check_deliverable(task: Task, *, force: bool = False) -> str:
 def export_patch(mirror: Path, task: Task) -> bytes:
     """The task's change as a binary-safe diff from its base commit to its result (applies with `git apply`)."""
     commit = check_deliverable(task, force=True)
-    git = Git(mirror)
+    git = _mirror(mirror, task)
     for name, rev in (("base", task.base_commit), ("result", commit)):
         if git.rev_parse(rev) is None:
             raise DeliveryError(
@@ -147,7 +150,7 @@ def push(
     """
     commit = check_deliverable(task, force=force)
     url = _remote(remote if remote is not None else settings.remote)
-    git = Git(mirror)
+    git = _mirror(mirror, task)
     if git.rev_parse(commit) is None:
         raise DeliveryError(
             f"the result commit {commit[:12]} of task {task.id} is not in the mirror {mirror}; retry the task"
@@ -162,15 +165,7 @@ def push(
     command = git.command(*[item for pair in config for item in ("-c", pair)], *args)
     with askpass_env(settings.token_user, token) as extra:
         try:
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                cwd=git.git_dir,
-                env=safe_env(extra),
-                timeout=settings.push_timeout_s,
-                stdin=subprocess.DEVNULL,
-                check=False,
-            )
+            done = _run_group(command, git.git_dir, safe_env(extra), settings.push_timeout_s)
         except subprocess.TimeoutExpired as exc:
             raise DeliveryError(
                 f"the push of task {task.id} to {shown} did not finish within {settings.push_timeout_s:g} s; "
@@ -190,6 +185,30 @@ def push(
         needs_review=bool(verdict and verdict.needs_review),
         forced=force and not _clean_pass(task),
     )
+
+
+def _run_group(
+    command: list[str], cwd: Path, env: dict[str, str], timeout_s: float
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `command` in its own process group; past the deadline the whole group is killed (git's
+    transport helpers too, which would otherwise outlive it holding the connection)."""
+    with subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    ) as process:
+        try:
+            out, err = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+        return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 def auto_deliver(
@@ -233,6 +252,15 @@ def shown_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _mirror(mirror: Path, task: Task) -> Git:
+    if not (mirror / "objects").is_dir():
+        raise DeliveryError(
+            f"there is no mirror of project {task.project!r} at {mirror}; add the project again "
+            f"(`supervisor project add`) and fetch it, or retry the task"
+        )
+    return Git(mirror)
 
 
 def _remote(url: str | None) -> str:

@@ -144,6 +144,25 @@ def test_a_remote_that_never_answers_is_cut_at_the_timeout(project) -> None:
         with pytest.raises(DeliveryError, match="did not finish within 1 s.*push_timeout_s"):
             push(project.mirror, make_task(project), settings, f"{server.url}/o/r.git")
         assert time.monotonic() - started < 4
+        port = server.url.rsplit(":", 1)[1]
+        assert not [cmd for cmd in _command_lines() if f"127.0.0.1:{port}" in cmd]  # git's helpers killed too
+
+
+def _command_lines() -> list[str]:
+    lines = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return lines
+
+
+def test_a_missing_mirror_is_named(project, remote: Path, tmp_path: Path) -> None:
+    with pytest.raises(DeliveryError, match="no mirror of project 'calc'"):
+        push(tmp_path / "gone.git", make_task(project), ContributeSettings(remote=str(remote)))
+    with pytest.raises(DeliveryError, match="no mirror of project 'calc'"):
+        export_patch(tmp_path / "gone.git", make_task(project))
 
 
 def test_the_token_reaches_git_through_askpass_only(project, tmp_path: Path, monkeypatch) -> None:
