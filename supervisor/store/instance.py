@@ -15,10 +15,11 @@ HOME/task-work/          the task work areas (the running one is the agent's /pr
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from supervisor.base.errors import ConfigError
 from supervisor.base.toml_config import read_toml, validate
@@ -26,6 +27,7 @@ from supervisor.route.config import RouteConfig
 
 CONFIG_NAME = "ouroboros.toml"
 HOME_ENV = "OUROBOROS_HOME"
+REMOTE_PATTERN = r"^(https?|file)://[^@\s/]+(/\S*)?$|^file:///\S*$|^/\S*$"  # no user:password@ in it
 
 
 class _Strict(BaseModel):
@@ -113,6 +115,57 @@ class DiskSettings(_Strict):
     outbox_mb: int = Field(default=64, ge=16, description="Cap of the proposal outbox.")
 
 
+class ContributeSettings(_Strict):
+    """`[contribute]` in ouroboros.toml: where the supervisor delivers task results (docs/delivery.md).
+
+    Credentials are never written here: only the name of an environment variable or of a file that
+    only the supervisor's user can read. One setting for every project (no per-project override yet).
+    """
+
+    auto: Literal["never", "passed"] = Field(
+        default="never", description="passed: push (and open a PR) after a clean passed verdict; never: by hand only."
+    )
+    remote: str | None = Field(
+        default=None,
+        description="URL (https, http, file) or absolute path task branches are pushed to; no credential in it.",
+    )
+    branch_prefix: str = Field(
+        default="ouroboros/task-",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$",
+        description="A task's branch on the remote is this prefix followed by the task id.",
+    )
+    github_api: str = Field(default="https://api.github.com", pattern=r"^https?://\S+$", description="GitHub REST API.")
+    github_repo: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+        description="owner/name the pull requests are opened on; None: no pull requests.",
+    )
+    token_env: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Environment variable holding the token."
+    )
+    token_file: Path | None = Field(
+        default=None, description="File holding the token; refused when group or others may read it."
+    )
+    token_user: str = Field(
+        default="x-access-token", min_length=1, description="User name given with the token on an https push."
+    )
+    base_branch: str | None = Field(
+        default=None, min_length=1, description="Base of pull requests; None: the project's default branch."
+    )
+    push_timeout_s: float = Field(default=120, gt=0, le=3600, description="Deadline of one push.")
+    api_timeout_s: float = Field(default=30, gt=0, le=600, description="Deadline of one GitHub API call.")
+
+    @field_validator("remote")
+    @classmethod
+    def _remote_without_credentials(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(REMOTE_PATTERN, value):
+            raise ValueError(
+                "give an https://, http:// or file:// URL or an absolute path, without a user or password "
+                "in it (the token goes in token_env or token_file)"
+            )
+        return value
+
+
 class InstanceConfig(_Strict):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     probation: ProbationSettings = Field(default_factory=ProbationSettings)
@@ -121,6 +174,7 @@ class InstanceConfig(_Strict):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     logs: LogSettings = Field(default_factory=LogSettings)
     disk: DiskSettings = Field(default_factory=DiskSettings)
+    contribute: ContributeSettings = Field(default_factory=ContributeSettings)
     scripted_scenario: Path | None = Field(
         default=None,
         description="Serve the agent from this scripted-model scenario instead of the real API.",
