@@ -42,6 +42,7 @@ from supervisor.work.task_tests import (
     load_base_outcomes,
     patch_bytes,
     save_base_outcomes,
+    settings_digest,
 )
 
 MAX_REASON = 20_000
@@ -135,7 +136,8 @@ class TaskJudge:
         self, runner: GateRunner, config: GateConfig, task: Task, tests: str, verdict: TaskVerdict
     ) -> dict[str, str]:
         """The base's outcomes with the test patch: from the cache, else run once and cached."""
-        cached = load_base_outcomes(self.cache, task.base_commit, task.test_patch)
+        settings = settings_digest(config.command, config.image or "")
+        cached = load_base_outcomes(self.cache, task.base_commit, task.test_patch, settings)
         if cached is not None:
             return cached
         run, report = self._run(runner, tests, config, "baseline", verdict)
@@ -144,9 +146,8 @@ class TaskJudge:
         if report is None or not report.tests:
             why = run.reason or "no test report"
             raise _Infrastructure(f"the project's tests cannot run on the base ({why}); fix the test command or image")
-        save_base_outcomes(
-            self.cache, task.base_commit, task.test_patch, {k: r.outcome for k, r in report.tests.items()}
-        )
+        outcomes = {test_id: result.outcome for test_id, result in report.tests.items()}
+        save_base_outcomes(self.cache, task.base_commit, task.test_patch, settings, outcomes)
         return _outcomes(report)
 
     def _run(

@@ -110,6 +110,7 @@ class BaseOutcomes(BaseModel):
     version: int = CACHE_VERSION
     base_commit: str
     patch_sha256: str
+    settings: str = Field(description="What else the outcomes depend on (command, image), as a digest.")
     tests: dict[str, Outcome] = Field(min_length=1)
 
 
@@ -129,7 +130,12 @@ def cache_file(cache: Path, base_commit: str, test_patch: str) -> Path:
     return cache / f"base-{base_commit}-{patch_digest(test_patch)}.json"
 
 
-def load_base_outcomes(cache: Path, base_commit: str, test_patch: str) -> dict[str, str] | None:
+def settings_digest(command: list[str], image: str) -> str:
+    """The run settings a cached outcome is valid for: another command or image runs the base again."""
+    return hashlib.sha256(json.dumps([command, image]).encode()).hexdigest()
+
+
+def load_base_outcomes(cache: Path, base_commit: str, test_patch: str, settings: str) -> dict[str, str] | None:
     """The cached outcomes, or None if there are none or the file is not one we wrote (read with care)."""
     path = cache_file(cache, base_commit, test_patch)
     try:
@@ -137,18 +143,23 @@ def load_base_outcomes(cache: Path, base_commit: str, test_patch: str) -> dict[s
         record = BaseOutcomes.model_validate_json(data)
     except (OSError, ValueError, ValidationError):
         return None
-    if (record.version, record.base_commit, record.patch_sha256) != (
+    if (record.version, record.base_commit, record.patch_sha256, record.settings) != (
         CACHE_VERSION,
         base_commit,
         patch_digest(test_patch),
+        settings,
     ):
         return None
     return dict(record.tests)
 
 
-def save_base_outcomes(cache: Path, base_commit: str, test_patch: str, tests: dict[str, Outcome]) -> None:
+def save_base_outcomes(
+    cache: Path, base_commit: str, test_patch: str, settings: str, tests: dict[str, Outcome]
+) -> None:
     """Write the cache file atomically (a kill leaves the old file, the new one, or none)."""
-    record = BaseOutcomes(base_commit=base_commit, patch_sha256=patch_digest(test_patch), tests=tests)
+    record = BaseOutcomes(
+        base_commit=base_commit, patch_sha256=patch_digest(test_patch), settings=settings, tests=tests
+    )
     cache.mkdir(parents=True, exist_ok=True)
     target = cache_file(cache, base_commit, test_patch)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")

@@ -86,4 +86,3 @@ def make_task(base: str, test_patch: str = "", fail_to_pass: list[str] | None = 
 
 def project(**extra: object) -> ProjectConfig:
     return ProjectConfig.model_validate({"name": "calc", "source": "/nowhere", "test_deadline_s": 60, **extra})
-

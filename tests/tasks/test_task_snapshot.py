@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from supervisor.base.git_ops import Git, GitError
-from supervisor.work.task_snapshot import commit_work_area, refusals_of, with_refusals
 from supervisor.work.task_review import review_reasons
+from supervisor.work.task_snapshot import commit_work_area, refusals_of, with_refusals
 from tests.tasks.task_factory import FIXED_OPS, make_mirror, work_area
 
 BRANCH = "ouroboros/task-12-a3"
@@ -38,7 +38,11 @@ def test_agent_edits_become_a_commit_on_the_task_branch(tmp_path: Path) -> None:
     git = Git(mirror)
     assert made.refused == [] and made.files == 6
     assert git.ref_value(f"refs/heads/{BRANCH}") == made.commit and git.parents(made.commit) == [base]
-    assert sorted(git.changed_paths(base, made.commit)) == [("A", "calc/new.py"), ("D", "README.md"), ("M", "calc/ops.py")]
+    assert sorted(git.changed_paths(base, made.commit)) == [
+        ("A", "calc/new.py"),
+        ("D", "README.md"),
+        ("M", "calc/ops.py"),
+    ]
     assert git.read_blob(made.commit, "calc/ops.py") == FIXED_OPS.encode()
     assert not (mirror / "ouroboros-staging" / f"refs-heads-{BRANCH.replace('/', '-')}").exists()
 
