@@ -14,6 +14,7 @@ from sandbox.fake import FakeEngine, gate_output
 from sandbox.spec import ContainerSpec, RunResult
 from supervisor.base.git_ops import Git, TreeEntry
 from supervisor.work.task_judge import TaskJudge
+from supervisor.work.task_review import review_reasons
 from supervisor.work.task_snapshot import commit_work_area
 from supervisor.work.task_tests import (
     cache_file,
@@ -301,3 +302,18 @@ def test_a_base_run_past_its_deadline_is_infrastructure(tmp_path: Path) -> None:
 
     verdict = _judge(tmp_path, FakeEngine(gate=hangs)).judge(mirror, project(), make_task(base, patch), result)
     assert verdict.outcome == "infrastructure" and "timeout" in verdict.reason and verdict.test_time_s == 0.5
+
+
+def test_pyproject_changes_need_review_only_in_their_test_sections(tmp_path: Path) -> None:
+    pyproject = '[project]\nname = "calc"\nversion = "0"\n'
+    cases = {
+        pyproject.replace('"0"', '"1"'): False,
+        pyproject + '[tool.pytest.ini_options]\naddopts = "-p calc.forge"\n': True,
+        pyproject + '[tool.coverage.run]\nomit = ["calc/*"]\n': True,
+        "not [ toml": True,
+    }
+    for number, (content, flagged) in enumerate(cases.items()):
+        root = tmp_path / str(number)
+        mirror, base, _, result = _result(root, {"pyproject.toml": content})
+        reasons = review_reasons(Git(mirror), base, result, frozenset(), [])
+        assert bool(reasons) is flagged, (content, reasons)
