@@ -263,18 +263,11 @@ def _silent(_message: str) -> None:
 def graft(git: Git, scratch: Path, code: str, tests: str, is_tests: Callable[[str], bool]) -> str:
     """A tree: `code`'s entries that are not tests, and `tests`' entries that are.
 
-    An entry of `code` that would clash with them (a file or link where the tests need a folder, or a
-    folder where they have a file) is left out: the tests' layout wins.
+    The tests' entries are written last, so where a code entry clashes with them (a file where the
+    tests need a folder, a folder where they have a file) git drops the code's: the tests' layout wins.
     """
+    keep = [e for e in git.ls_tree(code) if not is_tests(e.path)]
     test_entries = [e for e in git.ls_tree(tests) if is_tests(e.path)]
-    taken = {e.path for e in test_entries}
-    folders = {"/".join(parts[:i]) for parts in (p.split("/") for p in taken) for i in range(1, len(parts))}
-
-    def clashes(path: str) -> bool:
-        parts = path.split("/")
-        return path in folders or any("/".join(parts[:i]) in taken for i in range(1, len(parts)))
-
-    keep = [e for e in git.ls_tree(code) if not is_tests(e.path) and not clashes(e.path)]
     entries = [TreeEntry(e.mode, e.kind, e.sha, e.path) for e in keep + test_entries]
     scratch.mkdir(parents=True, exist_ok=True)
     return git.tree_from_entries(entries, scratch)

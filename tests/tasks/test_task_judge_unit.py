@@ -13,6 +13,7 @@ from sandbox.errors import EngineUnavailableError
 from sandbox.fake import FakeEngine, gate_output
 from sandbox.spec import ContainerSpec, RunResult
 from supervisor.base.git_ops import Git, TreeEntry
+from supervisor.gate.passes import graft
 from supervisor.work.task_judge import TaskJudge
 from supervisor.work.task_review import review_reasons
 from supervisor.work.task_snapshot import commit_work_area
@@ -25,7 +26,16 @@ from supervisor.work.task_tests import (
     load_base_outcomes,
     save_base_outcomes,
 )
-from tests.tasks.task_factory import FIXED_OPS, HIDDEN_TEST, hidden_patch, make_mirror, make_task, project, work_area
+from tests.tasks.task_factory import (
+    FIXED_OPS,
+    HIDDEN_TEST,
+    hidden_patch,
+    make_mirror,
+    make_task,
+    project,
+    project_files,
+    work_area,
+)
 
 BASE = {"t::a": "passed", "t::b": "passed", "t::f2p": "failed", "t::flaky": "failed", "t::s": "skipped"}
 
@@ -317,3 +327,20 @@ def test_pyproject_changes_need_review_only_in_their_test_sections(tmp_path: Pat
         mirror, base, _, result = _result(root, {"pyproject.toml": content})
         reasons = review_reasons(Git(mirror), base, result, frozenset(), [])
         assert bool(reasons) is flagged, (content, reasons)
+
+
+def test_graft_lets_the_tests_layout_win_over_a_clashing_result(tmp_path: Path) -> None:
+    mirror, base = make_mirror(tmp_path, {**project_files(), "calc/conftest.py": "X = 1\n"})
+    git = Git(mirror)
+    blob = git.out("hash-object", "-w", "--stdin", input=b"a file where a folder was\n")
+    entries = [e for e in git.ls_tree(base) if not e.path.startswith("calc/")]
+    entries += [TreeEntry("100644", "blob", blob, "calc"), TreeEntry("100644", "blob", blob, "README.md/inner.py")]
+    entries = [e for e in entries if e.path != "README.md"]
+    result = git.tree_from_entries(entries, tmp_path)
+    tests = git.tree_from_entries(
+        [*git.ls_tree(base), TreeEntry("100644", "blob", blob, "README.md")], tmp_path
+    )  # the tests tree holds a file where the result has a folder
+    judged = graft(git, tmp_path, result, tests, lambda path: is_task_test_path(path, frozenset({"README.md"})))
+    paths = {e.path for e in git.ls_tree(judged)}
+    assert "calc/conftest.py" in paths and "calc" not in paths
+    assert "README.md" in paths and "README.md/inner.py" not in paths
