@@ -194,11 +194,7 @@ class GateRunner:
         def is_tests(path: str) -> bool:  # a test folder replaced by a file or link counts too
             return config.is_test_path(path) or config.is_test_path(path + "/") or is_test_machinery(path)
 
-        keep = [e for e in self.git.ls_tree(commit) if not is_tests(e.path)]
-        tests = [e for e in self.git.ls_tree(base) if is_tests(e.path)]
-        entries = [TreeEntry(e.mode, e.kind, e.sha, e.path) for e in keep + tests]
-        self.scratch.mkdir(parents=True, exist_ok=True)
-        return self.git.tree_from_entries(entries, self.scratch)
+        return graft(self.git, self.scratch, commit, base, is_tests)
 
     # -- one container run ------------------------------------------------------------------
 
@@ -262,6 +258,19 @@ class GateRunner:
 
 def _silent(_message: str) -> None:
     return None
+
+
+def graft(git: Git, scratch: Path, code: str, tests: str, is_tests: Callable[[str], bool]) -> str:
+    """A tree: `code`'s entries that are not tests, and `tests`' entries that are.
+
+    The tests' entries are written last, so where a code entry clashes with them (a file where the
+    tests need a folder, a folder where they have a file) git drops the code's: the tests' layout wins.
+    """
+    keep = [e for e in git.ls_tree(code) if not is_tests(e.path)]
+    test_entries = [e for e in git.ls_tree(tests) if is_tests(e.path)]
+    entries = [TreeEntry(e.mode, e.kind, e.sha, e.path) for e in keep + test_entries]
+    scratch.mkdir(parents=True, exist_ok=True)
+    return git.tree_from_entries(entries, scratch)
 
 
 def pytest_command(config: GateConfig) -> list[str]:

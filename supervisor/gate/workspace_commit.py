@@ -52,11 +52,19 @@ class _Limits:
         self.names_left = 2 * config.max_files  # every name walked, copied or not
 
 
-def snapshot_workspace(workspace: Path, staging: Path, config: GateConfig, gitfile: str) -> Snapshot:
-    """Copy the workspace into `staging` without ever following a link; report what was refused."""
+def snapshot_workspace(workspace: Path, staging: Path, config: GateConfig, gitfile: str | None) -> Snapshot:
+    """Copy the workspace into `staging` without ever following a link; report what was refused.
+
+    `gitfile`: the content the worktree's `.git` file must have; None for a plain folder (a task's
+    work area), where any top-level `.git` is refused like a nested one.
+    """
     result = Snapshot()
     with Folder.open(workspace) as root:
-        _check_gitfile(root, gitfile, result)
+        if gitfile is None:
+            if root.kind(".git") is not Kind.MISSING:
+                result.refused.append(".git: a nested git repository or git file")
+        else:
+            _check_gitfile(root, gitfile, result)
         staging.mkdir(parents=True, exist_ok=True)
         _copy_folder(root, staging, "", config, _Limits(config), result)
     if len(result.refused) > MAX_REFUSED:
@@ -199,22 +207,31 @@ def make_candidate_commit(
     staging = scratch / f"stage-{record.id}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        try:
-            snapshot = snapshot_workspace(Path(record.worktree), staging, config, record.gitfile)
-        except OverflowError:
-            snapshot = Snapshot(
-                refused=[
-                    f"workspace larger than {config.max_snapshot_mb} MB or {config.max_files} files "
-                    f"({2 * config.max_files} names of any kind)"
-                ]
-            )
-        except FileNotFoundError:
-            snapshot = Snapshot(refused=["the candidate worktree is gone"])
-        if snapshot.refused and not staging.exists():
-            return git.commit_tree(git.tree_of(record.base), [record.base], message), snapshot
-        if snapshot.refused and snapshot.files == 0:
-            return git.commit_tree(git.tree_of(record.base), [record.base], message), snapshot
-        commit = commit_snapshot(git, record.base, staging, scratch, config, message)
+        snapshot = take_snapshot(Path(record.worktree), staging, config, record.gitfile, "the candidate worktree")
+        return commit_staging(git, record.base, staging, snapshot, scratch, config, message), snapshot
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return commit, snapshot
+
+
+def take_snapshot(workspace: Path, staging: Path, config: GateConfig, gitfile: str | None, what: str) -> Snapshot:
+    """`snapshot_workspace`, with a tree over the limits or a vanished `what` turned into a refusal."""
+    try:
+        return snapshot_workspace(workspace, staging, config, gitfile)
+    except OverflowError:
+        return Snapshot(
+            refused=[
+                f"workspace larger than {config.max_snapshot_mb} MB or {config.max_files} files "
+                f"({2 * config.max_files} names of any kind)"
+            ]
+        )
+    except FileNotFoundError:
+        return Snapshot(refused=[f"{what} is gone"])
+
+
+def commit_staging(
+    git: Git, base: str, staging: Path, snapshot: Snapshot, scratch: Path, config: GateConfig, message: str
+) -> str:
+    """The staging copy committed on `base`; the base's own tree when the snapshot kept nothing."""
+    if snapshot.refused and (not staging.exists() or snapshot.files == 0):
+        return git.commit_tree(git.tree_of(base), [base], message)
+    return commit_snapshot(git, base, staging, scratch, config, message)
