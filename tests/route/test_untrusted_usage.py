@@ -11,10 +11,10 @@ import pytest
 from route_helpers import MODEL, FakeUpstream
 
 from scripted_model.sse import sse_events
+from supervisor.route import Usage as SettleUsage
 from supervisor.route.ledger import iter_records, read_entries
 from supervisor.route.ledger_records import Reservation
 from supervisor.route.settle import MAX_BYTES_PER_TOKEN
-from supervisor.route.settle import Usage as SettleUsage
 
 MAX_TOKENS = 400
 TEXT = "produced text " * 40  # 560 bytes: at least 70 output tokens by the floor
