@@ -78,11 +78,19 @@ def cached_prefix(system: str, tools: list[dict[str, Any]]) -> tuple[list[dict[s
     return system_blocks, marked
 
 
-def _block_to_param(block: Any) -> dict[str, Any] | None:
-    if block.type == "text":
-        return {"type": "text", "text": block.text}
-    if block.type == "tool_use":
-        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+def _block_to_param(block: Any, index: int) -> dict[str, Any] | None:
+    """A reply block as a request block; servers other than Anthropic's may leave fields out."""
+    kind = getattr(block, "type", None)
+    if kind == "text":
+        return {"type": "text", "text": str(getattr(block, "text", "") or "")}
+    if kind == "tool_use":
+        tool_id = getattr(block, "id", None)
+        return {
+            "type": "tool_use",
+            "id": tool_id if isinstance(tool_id, str) and tool_id else f"toolu_unnamed_{index}",
+            "name": str(getattr(block, "name", "") or "unnamed"),
+            "input": getattr(block, "input", None),
+        }
     return None  # other block kinds (e.g. thinking) are not replayed
 
 
@@ -147,8 +155,10 @@ class LLMClient:
         except anthropic.APIConnectionError as e:
             where = self.config.llm_socket or self.client.base_url
             raise LLMError(f"cannot reach the model at {where}: {e}; start the route or the scripted model") from e
-        usage = Usage.from_api(response.usage)
+        usage = Usage.from_api(getattr(response, "usage", None))  # other servers may report none
         if self.on_usage is not None:
             self.on_usage(usage)
-        content = [p for p in (_block_to_param(b) for b in response.content) if p is not None]
-        return LLMReply(content=content, stop_reason=response.stop_reason, usage=usage)
+        blocks = getattr(response, "content", None) or []
+        content = [p for p in (_block_to_param(b, n) for n, b in enumerate(blocks)) if p is not None]
+        stop_reason = getattr(response, "stop_reason", None)
+        return LLMReply(content=content, stop_reason=stop_reason if isinstance(stop_reason, str) else None, usage=usage)

@@ -7,6 +7,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 
+def _count(usage: Any, name: str) -> int:
+    value = getattr(usage, name, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 class Usage(BaseModel):
     """Input, output and prompt-cache tokens; `calls` counts the LLM calls summed into it."""
 
@@ -20,12 +25,13 @@ class Usage(BaseModel):
 
     @classmethod
     def from_api(cls, usage: Any) -> Usage:
-        """From the SDK's `Usage` object (missing cache fields count as 0)."""
+        """From the SDK's `Usage` object; a count that is missing or not a count (as from servers that
+        report usage loosely or not at all) is 0 here: the supervisor's ledger, not this, is what caps."""
         return cls(
-            input_tokens=usage.input_tokens or 0,
-            output_tokens=usage.output_tokens or 0,
-            cache_read_input_tokens=getattr(usage, "cache_read_input_tokens", 0) or 0,
-            cache_creation_input_tokens=getattr(usage, "cache_creation_input_tokens", 0) or 0,
+            input_tokens=_count(usage, "input_tokens"),
+            output_tokens=_count(usage, "output_tokens"),
+            cache_read_input_tokens=_count(usage, "cache_read_input_tokens"),
+            cache_creation_input_tokens=_count(usage, "cache_creation_input_tokens"),
             calls=1,
         )
 

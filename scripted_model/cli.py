@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from scripted_model.scenario import ScenarioError, load_scenario
+from scripted_model.scenario import Compat, Scenario, ScenarioError, load_scenario
 from scripted_model.server import ScriptedModelServer
 
 
@@ -26,10 +26,19 @@ def main() -> None:
 @click.option(
     "--socket", "socket_path", type=click.Path(path_type=Path), help="Listen on this Unix socket instead of TCP."
 )
-def serve(scenario_path: Path, host: str, port: int, socket_path: Path | None) -> None:
+@click.option(
+    "--compat",
+    type=click.Choice(["approximate", "missing", "exact"]),
+    help="Behave like Ollama/llama.cpp/vLLM: ignore tool_choice, report usage approximately, not at all, or exactly.",
+)
+@click.option("--compat-seed", default=0, show_default=True, help="Seed of the approximate usage (runs repeat).")
+def serve(
+    scenario_path: Path, host: str, port: int, socket_path: Path | None, compat: str | None, compat_seed: int
+) -> None:
     """Serve the scenario until interrupted; prints the URL (or unix:PATH) it listens on."""
     try:
-        server = ScriptedModelServer(load_scenario(scenario_path), host=host, port=port, socket_path=socket_path)
+        scenario = with_compat(load_scenario(scenario_path), compat, compat_seed)
+        server = ScriptedModelServer(scenario, host=host, port=port, socket_path=socket_path)
     except ScenarioError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:
@@ -45,6 +54,13 @@ def serve(scenario_path: Path, host: str, port: int, socket_path: Path | None) -
         server.stop()
 
 
+def with_compat(scenario: Scenario, usage: str | None, seed: int) -> Scenario:
+    """The scenario in the compat mode the command line asked for (none: as the file says)."""
+    if usage is None:
+        return scenario
+    return scenario.model_copy(update={"compat": Compat.model_validate({"usage": usage, "seed": seed})})
+
+
 @main.command()
 @click.option(
     "--scenario", "scenario_path", required=True, type=click.Path(path_type=Path), help="JSON or TOML scenario file."
@@ -55,4 +71,5 @@ def check(scenario_path: Path) -> None:
         scenario = load_scenario(scenario_path)
     except ScenarioError as e:
         raise click.ClickException(str(e)) from e
-    click.echo(f"{scenario.name}: {len(scenario.steps)} steps, on_exhausted={scenario.on_exhausted}")
+    compat = f", compat usage={scenario.compat.usage}" if scenario.compat else ""
+    click.echo(f"{scenario.name}: {len(scenario.steps)} steps, on_exhausted={scenario.on_exhausted}{compat}")

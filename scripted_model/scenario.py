@@ -91,6 +91,21 @@ class Step(_Strict):
         return "tool_use" if any(isinstance(b, ToolUseBlock) for b in self.content) else "end_turn"
 
 
+class Compat(_Strict):
+    """Behave like another server that speaks the Messages API (Ollama, llama.cpp, vLLM), not like Anthropic's.
+
+    `ignore_tool_choice`: serve each step as scripted whatever `tool_choice` says (otherwise the server
+    honours it: `none` drops the step's tool_use blocks, `any`/`tool` on a step without one is a 400).
+    `usage`: `exact` as computed; `approximate` reports only `input_tokens` (all input) and
+    `output_tokens`, each off by up to `spread` (seeded, so a run repeats); `missing` reports none.
+    """
+
+    ignore_tool_choice: bool = True
+    usage: Literal["exact", "approximate", "missing"] = "approximate"
+    spread: float = Field(default=0.2, ge=0, le=0.9)
+    seed: int = 0
+
+
 class Scenario(_Strict):
     """An ordered list of steps; each request consumes the next one."""
 
@@ -102,6 +117,7 @@ class Scenario(_Strict):
         default="error", description="after the last step: answer an error, or start again at the first step"
     )
     steps: list[Step] = Field(min_length=1)
+    compat: Compat | None = Field(default=None, description="behave like a non-Anthropic server (see Compat)")
 
 
 def load_scenario(path: str | Path) -> Scenario:

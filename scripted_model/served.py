@@ -27,7 +27,11 @@ SERVED_LOG_ENV = "SCRIPTED_MODEL_SERVED_LOG"
 
 
 class ServedLog:
-    """Appends `{"ts", "server", "id", "stream", "usage"}` lines; thread-safe."""
+    """Appends `{"ts", "server", "id", "stream", "usage", "reported"}` lines; thread-safe.
+
+    `usage` is what the answer really used; `reported` what the answer said (None: no usage object),
+    which differs only in a `compat` mode.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -37,7 +41,7 @@ class ServedLog:
     def message_id(self, index: int) -> str:
         return f"msg_scripted_{self.server}_{index:04d}"
 
-    def record(self, message: dict[str, Any], stream: bool) -> None:
+    def record(self, message: dict[str, Any], used: dict[str, int], stream: bool) -> None:
         """List one answer (call before sending it); raises OSError if it cannot be listed."""
         line = (
             json.dumps(
@@ -46,7 +50,8 @@ class ServedLog:
                     "server": self.server,
                     "id": message["id"],
                     "stream": stream,
-                    "usage": message["usage"],
+                    "usage": used,
+                    "reported": message.get("usage"),
                 }
             )
             + "\n"

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from scripted_model.compat import honour_tool_choice, reported_usage, tool_choice_problem
 from scripted_model.scenario import Scenario, ScriptedError, Step, ToolUseBlock, load_scenario
 from scripted_model.served import ServedLog, served_log_from_env
 from scripted_model.sse import sse_events
@@ -38,10 +39,19 @@ class ScriptState:
             if index >= len(steps) and self.scenario.on_exhausted == "error":
                 return index, None, None
             step = steps[index % len(steps)]
-            problem = match_problem(step, index, body)
+            problem = match_problem(step, index, body) or self._tool_choice_problem(step, index, body)
             if problem is None:
                 self.steps_served += 1
             return index, step, problem
+
+    def honours_tool_choice(self) -> bool:
+        compat = self.scenario.compat
+        return compat is None or not compat.ignore_tool_choice
+
+    def _tool_choice_problem(self, step: Step, index: int, body: dict[str, Any]) -> str | None:
+        if step.error is not None or not self.honours_tool_choice():
+            return None
+        return tool_choice_problem(body, [b.name for b in step.content if isinstance(b, ToolUseBlock)], index)
 
     def usage_for(self, step: Step, body: dict[str, Any], content: list[dict[str, Any]]) -> dict[str, int]:
         prefix, rest = request_token_split(body)
@@ -177,20 +187,25 @@ class MessagesHandler(BaseHTTPRequestHandler):
         if step.error is not None:
             self._send_scripted_error(step.error)
             return
-        content = render_content(step, index)
+        content, stop_reason = render_content(step, index), step.resolved_stop_reason()
+        if self.state.honours_tool_choice():
+            content, stop_reason = honour_tool_choice(body, content, stop_reason)
         log = self.state.served_log
-        message = {
+        used = self.state.usage_for(step, body, content)
+        message: dict[str, Any] = {
             "id": log.message_id(index) if log else f"msg_scripted_{index:04d}",
             "type": "message",
             "role": "assistant",
             "model": self.state.scenario.model or body["model"],
             "content": content,
-            "stop_reason": step.resolved_stop_reason(),
+            "stop_reason": stop_reason,
             "stop_sequence": None,
-            "usage": self.state.usage_for(step, body, content),
         }
+        reported = reported_usage(self.state.scenario.compat, used, index)
+        if reported is not None:
+            message["usage"] = reported
         if log is not None:
-            log.record(message, stream=bool(body.get("stream")))  # before any byte of it is sent
+            log.record(message, used, stream=bool(body.get("stream")))  # before any byte of it is sent
         if body.get("stream"):
             self._send_stream(message)
         else:

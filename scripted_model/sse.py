@@ -35,15 +35,17 @@ def _block_events(index: int, block: dict[str, Any]) -> Iterator[bytes]:
 
 def sse_events(message: dict[str, Any]) -> Iterator[bytes]:
     """message_start, ping, per block start/delta/stop, message_delta (with final usage), message_stop."""
-    usage = message["usage"]
-    start_usage = {**usage, "output_tokens": 1}
-    yield _event(
-        "message_start",
-        {"type": "message_start", "message": {**message, "content": [], "stop_reason": None, "usage": start_usage}},
-    )
+    usage = message.get("usage")  # a compat mode may report none: then no event carries any
+    start = {**message, "content": [], "stop_reason": None}
+    if usage is not None:
+        start["usage"] = {**usage, "output_tokens": 1}
+    yield _event("message_start", {"type": "message_start", "message": start})
     yield _event("ping", {"type": "ping"})
     for index, block in enumerate(message["content"]):
         yield from _block_events(index, block)
     delta = {"stop_reason": message["stop_reason"], "stop_sequence": None}
-    yield _event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
+    final: dict[str, Any] = {"type": "message_delta", "delta": delta}
+    if usage is not None:
+        final["usage"] = usage
+    yield _event("message_delta", final)
     yield _event("message_stop", {"type": "message_stop"})

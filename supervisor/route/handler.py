@@ -23,7 +23,7 @@ from supervisor.route.config import RouteConfig
 from supervisor.route.ledger import NO_CYCLE, LedgerError, Reservation
 from supervisor.route.limits import ConcurrencyGate, TokenBucket
 from supervisor.route.policy import Admitted, PolicyError, admit, parse_json
-from supervisor.route.pricing import Usage
+from supervisor.route.settle import Settlement, produced_bytes, settle
 from supervisor.route.sse import StreamUsage
 from supervisor.route.upstream import Upstream
 
@@ -75,7 +75,7 @@ class RouteServices(Protocol):
     def reserve(self, run_id: str, cycle: str, admitted: Admitted) -> Reservation: ...
 
     def record(
-        self, call: Call, usage: Usage, *, stream: bool, status: int, message_id: str | None, complete: bool
+        self, call: Call, settled: Settlement, *, stream: bool, status: int, message_id: str | None, complete: bool
     ) -> None: ...
 
     def release(self, call: Call, reason: str) -> None: ...
@@ -315,18 +315,19 @@ class RouteHandler(BaseHTTPRequestHandler):
         return recorded
 
     def _meter_message(self, content: bytes, call: Call) -> None:
+        """Settle a whole answer by `settle.py`'s rules (no usage, or none that parses: the worst case)."""
+        if call.reservation is None:
+            return
         try:
             message = json.loads(content)
-        except ValueError:
+        except ValueError:  # includes integers too long to convert
             message = None
-        usage = Usage.from_api(message.get("usage")) if isinstance(message, dict) else None
-        message_id = message.get("id") if isinstance(message, dict) and isinstance(message.get("id"), str) else None
-        if usage is None and call.reservation is not None:  # nothing to price: charge the worst case
-            self.route.emit_throttled("upstream_error", "upstream answered 200 without a usage object")
-            usage = call.reservation.usage
-        if usage is not None:
-            self._metering_tried = True
-            self.route.record(call, usage, stream=False, status=200, message_id=message_id, complete=True)
+        if not isinstance(message, dict):
+            message = {}
+        message_id = message.get("id") if isinstance(message.get("id"), str) else None
+        settled = settle(message.get("usage"), call.reservation.usage, produced_bytes(message.get("content")))
+        self._metering_tried = True
+        self.route.record(call, settled, stream=False, status=200, message_id=message_id, complete=True)
 
     def _relay_stream(self, response: httpx2.Response, call: Call) -> bool:
         self.send_response(response.status_code)
@@ -352,11 +353,12 @@ class RouteHandler(BaseHTTPRequestHandler):
         except httpx2.HTTPError as exc:
             self._stream_error("api_error", f"upstream stream failed: {exc}", client_gone)
         finally:
-            if call.reservation is not None and tracker.usage is not None:
+            if call.reservation is not None and tracker.started:  # nothing arrived at all: released
                 self._metering_tried = True
+                settled = settle(tracker.usage_to_settle(), call.reservation.usage, tracker.produced_bytes)
                 self.route.record(
                     call,
-                    tracker.usage,
+                    settled,
                     stream=True,
                     status=response.status_code,
                     message_id=tracker.message_id,

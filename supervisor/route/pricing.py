@@ -6,7 +6,6 @@ Money is `Decimal` throughout so the ledger's sum is exact, never a float that d
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,28 +31,6 @@ class Usage(BaseModel):
     @property
     def total_tokens(self) -> int:
         return sum(getattr(self, name) for name in USAGE_FIELDS)
-
-    @classmethod
-    def from_api(cls, raw: Any) -> Usage | None:
-        """Pick the billed counts out of an API `usage` object (which carries other fields too)."""
-        if not isinstance(raw, dict):
-            return None
-        counts = {}
-        for name in USAGE_FIELDS:
-            value = raw.get(name)
-            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                counts[name] = value
-        return cls(**counts)
-
-    def merged_with(self, later: Usage | None, later_raw: dict[str, Any] | None) -> Usage:
-        """Streaming: message_delta counts are cumulative and replace the fields they name."""
-        if later is None or later_raw is None:
-            return self
-        fields = {name: getattr(self, name) for name in USAGE_FIELDS}
-        for name in USAGE_FIELDS:
-            if isinstance(later_raw.get(name), int):
-                fields[name] = getattr(later, name)
-        return Usage(**fields)
 
 
 class ModelPrice(BaseModel):

@@ -29,6 +29,7 @@ from supervisor.route.limits import ConcurrencyGate, TokenBucket
 from supervisor.route.metering import BudgetGuard, EventSink, RouteEvent, new_reservation, refusal_event
 from supervisor.route.policy import Admitted
 from supervisor.route.pricing import Usage
+from supervisor.route.settle import Settlement, settled_cost
 from supervisor.route.upstream import Upstream
 
 log = logging.getLogger("ouroboros.route")
@@ -305,14 +306,17 @@ class LLMRoute:
         raise Refusal(402, "billing_error", message, headers)
 
     def record(
-        self, call: Call, usage: Usage, *, stream: bool, status: int, message_id: str | None, complete: bool
+        self, call: Call, settled: Settlement, *, stream: bool, status: int, message_id: str | None, complete: bool
     ) -> None:
-        """Settle the call's reservation to the real usage."""
+        """Settle the call's reservation to the usage `settle.py` decided from the upstream's report."""
         held = call.reservation
         if held is None:
             return
+        usage = settled.usage
         price = self.config.pricing.price_for(held.model)
-        cost = price.cost(usage) if price is not None else held.cost_usd
+        cost = settled_cost(price, settled, held.cost_usd) if price is not None else held.cost_usd
+        if settled.notes:
+            self.emit_throttled("upstream_error", f"upstream usage not taken as reported: {settled.note}")
         if usage.total_tokens > held.usage.total_tokens or cost > held.cost_usd:
             self.emit_throttled(
                 "reservation_exceeded",
@@ -332,6 +336,7 @@ class LLMRoute:
             cost_usd=cost,
             reservation=held.id,
             charged_day=held.day,
+            note=settled.note,
         )
         self.ledger.append(entry)
         self.guard.after_spend(call.cycle, call.run_id)

@@ -21,9 +21,7 @@ MODEL = "claude-haiku-4-5"
 
 def scenario(*usages: dict[str, int], repeat: bool = False) -> Scenario:
     """One step per usage dict, each a short text answer reporting exactly that usage."""
-    steps = [
-        {"content": [{"type": "text", "text": f"answer {n} " * 12}], "usage": usage} for n, usage in enumerate(usages)
-    ]
+    steps = [{"content": [{"type": "text", "text": f"answer {n}"}], "usage": usage} for n, usage in enumerate(usages)]
     return Scenario.model_validate(
         {"name": "route-test", "steps": steps, "on_exhausted": "repeat" if repeat else "error"}
     )
@@ -66,9 +64,16 @@ def stop(harness: RouteHarness) -> None:
 
 class FakeUpstream:
     """A stand-in upstream for what the scripted model cannot show: the headers it was sent, and
-    an upstream that is slow (it holds each request until `release` is set or `delay_s` passes)."""
+    an upstream that is slow (it holds each request until `release` is set or `delay_s` passes), and one
+    that answers with exact bytes (usage the SDK would never send)."""
 
-    def __init__(self, delay_s: float = 0.0, stream: list[bytes] | None = None, event_delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        delay_s: float = 0.0,
+        stream: list[bytes] | None = None,
+        event_delay_s: float = 0.0,
+        body: bytes | None = None,
+    ) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -76,6 +81,7 @@ class FakeUpstream:
         self.delay_s = delay_s
         self.stream = stream  # when set: answer with these SSE events, then just close (no message_stop unless given)
         self.event_delay_s = event_delay_s
+        self.body = body  # when set: answer every request with exactly these bytes (a JSON 200)
         self.release = threading.Event()
         fake = self
 
@@ -90,7 +96,7 @@ class FakeUpstream:
                 if fake.stream is not None:
                     self._stream()
                     return
-                body = json.dumps(fake.message()).encode()
+                body = fake.body if fake.body is not None else json.dumps(fake.message()).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))

@@ -35,7 +35,7 @@ OPEN = {"rate_per_s": 1000, "rate_burst": 1000, "max_concurrent": 64, "max_conne
 
 
 def slow_scenario(usage: dict[str, int], delay_ms: int = 150) -> Scenario:
-    step = {"content": [{"type": "text", "text": "streamed " * 20}], "usage": usage, "delay_ms": delay_ms}
+    step = {"content": [{"type": "text", "text": "streamed " * 6}], "usage": usage, "delay_ms": delay_ms}
     return Scenario.model_validate({"name": "caps", "steps": [step], "on_exhausted": "repeat"})
 
 

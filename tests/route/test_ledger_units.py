@@ -13,6 +13,7 @@ from supervisor.base.throttle import Throttle
 from supervisor.route import Ledger, LedgerEntry, LedgerError, PricingTable, RouteConfig, Usage
 from supervisor.route.ledger import read_entries
 from supervisor.route.limits import TokenBucket
+from supervisor.route.settle import Settlement, settle
 from supervisor.route.sse import StreamUsage
 
 
@@ -39,10 +40,11 @@ def test_prices_match_exactly_else_by_longest_prefix():
     assert table.price_for("gpt-4") is None
 
 
-def test_usage_from_api_takes_only_the_billed_counts():
-    raw = {"input_tokens": 4, "output_tokens": 2, "cache_read_input_tokens": None, "server_tool_use": {"x": 1}}
-    assert Usage.from_api(raw) == Usage(input_tokens=4, output_tokens=2)
-    assert Usage.from_api("nonsense") is None
+def test_settling_takes_only_the_billed_counts():
+    raw = {"input_tokens": 4, "output_tokens": 2, "server_tool_use": {"x": 1}}
+    worst = Usage(input_tokens=1000, output_tokens=100)
+    assert settle(raw, worst, produced_bytes=16) == Settlement(usage=Usage(input_tokens=4, output_tokens=2))
+    assert settle("nonsense", worst, 0).usage == worst
 
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 100_000])
@@ -65,7 +67,8 @@ def test_stream_usage_survives_any_chunking(chunk_size, crlf):
     tracker = StreamUsage()
     for start in range(0, len(raw), chunk_size):
         tracker.feed(raw[start : start + chunk_size])
-    assert tracker.usage == Usage(**usage)
+    assert tracker.usage_to_settle() == usage
+    assert tracker.produced_bytes == len("word " * 50)
     assert tracker.stopped and tracker.message_id == "msg_1"
 
 
@@ -75,7 +78,7 @@ def test_a_cut_stream_keeps_the_usage_it_saw():
         b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":9,"output_tokens":1}}}\n\n'
     )
     tracker.feed(b"event: content_block_delta\ndata: {not json}\n\n")
-    assert tracker.usage == Usage(input_tokens=9, output_tokens=1) and not tracker.stopped
+    assert tracker.usage_to_settle() == {"input_tokens": 9, "output_tokens": 1} and not tracker.stopped
 
 
 def test_ledger_reload_skips_a_torn_last_line_and_keeps_appending(tmp_path):
