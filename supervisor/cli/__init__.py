@@ -103,9 +103,10 @@ from supervisor.cli import (  # noqa: E402
     engine_cmds,
     gate_cmds,
     run_cmds,
+    task_cmds,
 )
 
-for _module in (run_cmds, gate_cmds, engine_cmds, budget_cmds, config_cmds, console_cmds, acceptance_cmds):
+for _module in (run_cmds, gate_cmds, engine_cmds, budget_cmds, config_cmds, console_cmds, acceptance_cmds, task_cmds):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

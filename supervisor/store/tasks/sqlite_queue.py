@@ -94,6 +94,8 @@ class SqliteTaskQueue:
 
     def add_many(self, news: Iterable[NewTask]) -> list[Task]:
         batch = [NewTask.model_validate(new.model_dump()) for new in news]
+        for new in batch:
+            _encodable(new)
         seen: set[tuple[str, str]] = set()
         for new in batch:
             if new.external_id is not None:
@@ -345,6 +347,16 @@ def _claim_of(task: Task) -> Claim:
         worker=task.worker,
         lease_expires_at=task.lease_expires_at,
     )
+
+
+def _encodable(new: NewTask) -> None:
+    """Text SQLite can store: a lone surrogate (from a JSON escape) is refused here, not half-way in."""
+    try:
+        new.model_dump_json()
+        for text in (new.title, new.body, new.test_patch, new.external_id or "", new.source):
+            text.encode("utf-8")
+    except (UnicodeEncodeError, ValueError) as exc:
+        raise TaskError(f"task {new.title!r} holds text that is not valid Unicode ({exc}); fix it") from exc
 
 
 def _named(key: tuple[str, str]) -> str:
