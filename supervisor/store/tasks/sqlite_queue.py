@@ -26,7 +26,19 @@ from supervisor.store.tasks.models import (
     TaskVerdict,
     check_task,
 )
-from supervisor.store.tasks.sqlite_schema import TASK_FIELDS, attempt_of, migrate, stamp, task_of, task_values
+from supervisor.store.tasks.sqlite_schema import (
+    TASK_FIELDS,
+    attempt_of,
+    claim_of,
+    encodable,
+    end_attempt,
+    migrate,
+    named,
+    stamp,
+    task_of,
+    task_values,
+    unhold,
+)
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -95,13 +107,13 @@ class SqliteTaskQueue:
     def add_many(self, news: Iterable[NewTask]) -> list[Task]:
         batch = [NewTask.model_validate(new.model_dump()) for new in news]
         for new in batch:
-            _encodable(new)
+            encodable(new)
         seen: set[tuple[str, str]] = set()
         for new in batch:
             if new.external_id is not None:
                 key = (new.project, new.external_id)
                 if key in seen:
-                    raise TaskError(f"{_named(key)} is given twice; give each once (nothing was queued)")
+                    raise TaskError(f"{named(key)} is given twice; give each once (nothing was queued)")
                 seen.add(key)
         now = stamp(self._clock())
         with self._write() as db:
@@ -123,7 +135,7 @@ class SqliteTaskQueue:
         ).fetchone()
         if row is not None:
             raise TaskError(
-                f"{_named((project, external_id))} is already task {row['id']}; leave it out, or retry task "
+                f"{named((project, external_id))} is already task {row['id']}; leave it out, or retry task "
                 f"{row['id']} (nothing was queued)"
             )
 
@@ -171,7 +183,7 @@ class SqliteTaskQueue:
                 "SELECT * FROM tasks WHERE worker = ? AND state IN (?, ?) ORDER BY id", (worker, *held)
             ).fetchall()
         tasks = [task_of(row) for row in rows]
-        return [(task, _claim_of(task)) for task in tasks]
+        return [(task, claim_of(task)) for task in tasks]
 
     # -- one attempt ------------------------------------------------------------------------
 
@@ -203,7 +215,7 @@ class SqliteTaskQueue:
                 "INSERT INTO attempts (task_id, number, fence, worker, started_at) VALUES (?, ?, ?, ?, ?)",
                 (row["id"], number, fence, worker, stamp(now)),
             )
-            return _claim_of(task_of(self._row(db, row["id"])))
+            return claim_of(task_of(self._row(db, row["id"])))
 
     def _holds(self, db: sqlite3.Connection, claim: Claim, *, lease: bool = False) -> sqlite3.Row | None:
         """The task row if `claim` still holds it; else None, with the attempt marked refused_late."""
@@ -266,7 +278,7 @@ class SqliteTaskQueue:
                 " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
                 (verdict.state.value, text, result, now, claim.task_id),
             )
-            self._end_attempt(db, claim, verdict.state, verdict.reason, now, result, verdict.tokens, text)
+            end_attempt(db, claim, verdict.state, verdict.reason, now, result, verdict.tokens, text)
             return True
 
     def release(self, claim: Claim, reason: str) -> bool:
@@ -276,35 +288,9 @@ class SqliteTaskQueue:
                 return False
             check_task(TaskState(row["state"]), TaskState.QUEUED)
             now = stamp(self._clock())
-            self._unhold(db, claim.task_id, TaskState.QUEUED, reason, now)
-            self._end_attempt(db, claim, TaskState.QUEUED, reason, now, row["result_commit"])
+            unhold(db, claim.task_id, TaskState.QUEUED, reason, now)
+            end_attempt(db, claim, TaskState.QUEUED, reason, now, row["result_commit"])
             return True
-
-    @staticmethod
-    def _unhold(db: sqlite3.Connection, task_id: int, state: TaskState, note: str, now: str) -> None:
-        """The task in `state` with no holder and no result of an attempt that ended unjudged."""
-        db.execute(
-            "UPDATE tasks SET state = ?, note = ?, worker = NULL, lease_expires_at = NULL, result_commit = NULL,"
-            " result_branch = NULL, summary = NULL, verdict = NULL, updated_at = ? WHERE id = ?",
-            (state.value, note, now, task_id),
-        )
-
-    @staticmethod
-    def _end_attempt(
-        db: sqlite3.Connection,
-        claim: Claim,
-        state: TaskState,
-        reason: str,
-        now: str,
-        result: str | None,
-        tokens: int = 0,
-        verdict: str | None = None,
-    ) -> None:
-        db.execute(
-            "UPDATE attempts SET ended_at = ?, ended_as = ?, reason = ?, result_commit = ?, tokens = ?, verdict = ?"
-            " WHERE task_id = ? AND number = ?",
-            (now, state.value, reason, result, tokens, verdict, claim.task_id, claim.attempt),
-        )
 
     # -- the operator -----------------------------------------------------------------------
 
@@ -316,10 +302,10 @@ class SqliteTaskQueue:
                 raise TaskError(f"task {task_id} is {before} already; only a queued or running task can be cancelled")
             check_task(before, TaskState.CANCELLED)
             now = stamp(self._clock())
-            self._unhold(db, task_id, TaskState.CANCELLED, reason, now)
+            unhold(db, task_id, TaskState.CANCELLED, reason, now)
             if before in HELD:
-                claim = _claim_of(task_of(row))
-                self._end_attempt(db, claim, TaskState.CANCELLED, reason, now, row["result_commit"])
+                claim = claim_of(task_of(row))
+                end_attempt(db, claim, TaskState.CANCELLED, reason, now, row["result_commit"])
             return task_of(self._row(db, task_id))
 
     def retry(self, task_id: int) -> Task:
@@ -329,38 +315,12 @@ class SqliteTaskQueue:
             if before in (TaskState.QUEUED, *HELD):
                 raise TaskError(f"task {task_id} is {before}; only a finished or cancelled task can be retried")
             check_task(before, TaskState.QUEUED)
-            self._unhold(db, task_id, TaskState.QUEUED, f"retried after {before}", stamp(self._clock()))
+            unhold(db, task_id, TaskState.QUEUED, f"retried after {before}", stamp(self._clock()))
             return task_of(self._row(db, task_id))
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def _claim_of(task: Task) -> Claim:
-    if task.worker is None or task.lease_expires_at is None:
-        raise TaskError(f"task {task.id} is {task.state} but names no holder; the queue file is damaged")
-    return Claim(
-        task_id=task.id,
-        attempt=task.attempts,
-        fence=task.fence,
-        worker=task.worker,
-        lease_expires_at=task.lease_expires_at,
-    )
-
-
-def _encodable(new: NewTask) -> None:
-    """Text SQLite can store: a lone surrogate (from a JSON escape) is refused here, not half-way in."""
-    try:
-        new.model_dump_json()
-        for text in (new.title, new.body, new.test_patch, new.external_id or "", new.source):
-            text.encode("utf-8")
-    except (UnicodeEncodeError, ValueError) as exc:
-        raise TaskError(f"task {new.title!r} holds text that is not valid Unicode ({exc}); fix it") from exc
-
-
-def _named(key: tuple[str, str]) -> str:
-    return f"instance {key[1]!r} of project {key[0]!r}"
 
 
 def open_queue(path: Path) -> SqliteTaskQueue:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from supervisor.store.tasks.models import Attempt, NewTask, Task, TaskError, TaskState, TaskVerdict
+from supervisor.store.tasks.models import Attempt, Claim, NewTask, Task, TaskError, TaskState, TaskVerdict
 
 SCHEMA_VERSION = 1
 
@@ -126,3 +126,55 @@ def attempt_of(row: sqlite3.Row) -> Attempt:
     data["started_at"] = moment(data["started_at"])
     data["ended_at"] = moment(data["ended_at"])
     return Attempt.model_validate(data)
+
+
+def unhold(db: sqlite3.Connection, task_id: int, state: TaskState, note: str, now: str) -> None:
+    """The task in `state` with no holder and no result of an attempt that ended unjudged."""
+    db.execute(
+        "UPDATE tasks SET state = ?, note = ?, worker = NULL, lease_expires_at = NULL, result_commit = NULL,"
+        " result_branch = NULL, summary = NULL, verdict = NULL, updated_at = ? WHERE id = ?",
+        (state.value, note, now, task_id),
+    )
+
+
+def end_attempt(
+    db: sqlite3.Connection,
+    claim: Claim,
+    state: TaskState,
+    reason: str,
+    now: str,
+    result: str | None,
+    tokens: int = 0,
+    verdict: str | None = None,
+) -> None:
+    db.execute(
+        "UPDATE attempts SET ended_at = ?, ended_as = ?, reason = ?, result_commit = ?, tokens = ?, verdict = ?"
+        " WHERE task_id = ? AND number = ?",
+        (now, state.value, reason, result, tokens, verdict, claim.task_id, claim.attempt),
+    )
+
+
+def claim_of(task: Task) -> Claim:
+    if task.worker is None or task.lease_expires_at is None:
+        raise TaskError(f"task {task.id} is {task.state} but names no holder; the queue file is damaged")
+    return Claim(
+        task_id=task.id,
+        attempt=task.attempts,
+        fence=task.fence,
+        worker=task.worker,
+        lease_expires_at=task.lease_expires_at,
+    )
+
+
+def encodable(new: NewTask) -> None:
+    """Text SQLite can store: a lone surrogate (from a JSON escape) is refused here, not half-way in."""
+    try:
+        new.model_dump_json()
+        for text in (new.title, new.body, new.test_patch, new.external_id or "", new.source):
+            text.encode("utf-8")
+    except (UnicodeEncodeError, ValueError) as exc:
+        raise TaskError(f"task {new.title!r} holds text that is not valid Unicode ({exc}); fix it") from exc
+
+
+def named(key: tuple[str, str]) -> str:
+    return f"instance {key[1]!r} of project {key[0]!r}"
