@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from supervisor.cli import contract
+from supervisor.cli import contract, task_contract
 
 HEADER = """# JSON output of `supervisor` commands
 
@@ -43,6 +43,9 @@ COMMANDS: list[tuple[str, type[BaseModel]]] = [
     ("image build / image show", contract.ImageOut),
     ("reconcile", contract.ReconcileOut),
     ("config check", contract.ConfigCheckOut),
+    ("task add / cancel / retry; task list (an array of these)", task_contract.TaskOut),
+    ("task show", task_contract.TaskShowOut),
+    ("task import", task_contract.TaskImportOut),
     ("any command, on error", contract.ErrorOut),
 ]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from supervisor.cli.common import emit, home_option, json_option
+from supervisor.cli.task_contract import SkippedLine, TaskImportOut
 from supervisor.cli.task_git import check_patch, has_commit, mirror_git, patch_problems, read_text_file, resolve_base
 from supervisor.cli.task_show import LIST_HEADER, instance_queue, render_task, show_cmd, task_json, task_line
 from supervisor.store.projects import ProjectRegistry
@@ -95,11 +96,11 @@ def import_cmd(file: Path, skip_bad: bool, home: Path | None, as_json: bool) -> 
         tasks = queue.add_many(item.task for item in batch.tasks)
     finally:
         queue.close()
-    data = {
-        "file": str(file),
-        "queued": [task.id for task in tasks],
-        "skipped": [{"line": error.line, "message": error.message} for error in bad],
-    }
+    data = TaskImportOut(
+        file=str(file),
+        queued=[task.id for task in tasks],
+        skipped=[SkippedLine(line=error.line, message=error.message) for error in bad],
+    )
     lines = [f"queued {len(tasks)} task(s) from {file}" + (f": {tasks[0].id}..{tasks[-1].id}" if tasks else "")]
     if bad:
         lines += [f"skipped {len(bad)} bad line(s):"] + [f"  {error}" for error in bad]

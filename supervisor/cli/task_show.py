@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from supervisor.cli.common import emit, home_option, json_option
+from supervisor.cli.task_contract import TaskOut, TaskShowOut
 from supervisor.cli.task_git import mirror_git, result_diff
 from supervisor.store.instance import Instance
 from supervisor.store.projects import ProjectRegistry
@@ -28,9 +29,9 @@ def instance_queue(home: Path | None) -> tuple[Instance, SqliteTaskQueue]:
 
 def task_json(task: Task) -> dict[str, Any]:
     """The task as printed under --json: every field but the hidden test patch, which is only sized."""
-    data = task.model_dump(mode="json", exclude={"test_patch"})
+    data = task.model_dump(exclude={"test_patch"})
     data["test_patch_bytes"] = len(task.test_patch.encode("utf-8"))
-    return data
+    return TaskOut.model_validate(data).model_dump(mode="json")
 
 
 def task_line(task: Task) -> str:
@@ -143,10 +144,7 @@ def show_cmd(task_id: int, home: Path | None, as_json: bool) -> None:
     finally:
         queue.close()
     diff, diff_note = result_diff_of(instance, task)
-    data = {
-        "task": task_json(task),
-        "attempts": [attempt.model_dump(mode="json") for attempt in attempts],
-        "diff": diff,
-        "diff_note": diff_note,
-    }
+    data = TaskShowOut.model_validate(
+        {"task": task_json(task), "attempts": attempts, "diff": diff, "diff_note": diff_note}
+    )
     emit(as_json, data, render_show(task, attempts, diff, diff_note))
