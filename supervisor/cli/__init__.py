@@ -104,6 +104,7 @@ from supervisor.cli import (  # noqa: E402
     gate_cmds,
     project_cmds,
     run_cmds,
+    task_cmds,
 )
 
 for _module in (
@@ -115,6 +116,7 @@ for _module in (
     console_cmds,
     acceptance_cmds,
     project_cmds,
+    task_cmds,
 ):
     for _command in _module.COMMANDS:
         main.add_command(_command)

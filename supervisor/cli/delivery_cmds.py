@@ -19,6 +19,7 @@ from supervisor.store.instance import ContributeSettings, Instance
 from supervisor.store.projects import ProjectRegistry
 from supervisor.store.tasks.models import Task
 from supervisor.store.tasks.queue import TaskQueue
+from supervisor.store.tasks.sqlite_queue import open_queue
 from supervisor.work.delivery import (
     DeliveryError,
     PullRequestReport,
@@ -50,10 +51,7 @@ force_option = click.option(
 
 
 def _open_queue(instance: Instance) -> TaskQueue:
-    from supervisor.store.tasks.sqlite_queue import open_queue  # type: ignore[import-not-found, import-untyped, unused-ignore]
-
-    queue: TaskQueue = open_queue(instance)
-    return queue
+    return open_queue(instance.tasks_db)
 
 
 def _load(home: Path | None, task_id: int) -> tuple[Instance, Task]:

@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from supervisor.cli import contract
+from supervisor.cli import contract, task_contract
+from supervisor.cli.delivery_cmds import TASK_DELIVERY_JSON
 from supervisor.work.mirror import FetchReport
 
 HEADER = """# JSON output of `supervisor` commands
@@ -48,6 +49,10 @@ COMMANDS: list[tuple[str, type[BaseModel]]] = [
     ("project show / project list (an array of these)", contract.ProjectOut),
     ("project fetch", FetchReport),
     ("project remove", contract.ProjectRemoveOut),
+    ("task add / cancel / retry; task list (an array of these)", task_contract.TaskOut),
+    ("task show", task_contract.TaskShowOut),
+    ("task import", task_contract.TaskImportOut),
+    *TASK_DELIVERY_JSON,
     ("any command, on error", contract.ErrorOut),
 ]
 
