@@ -34,6 +34,9 @@ class AgentConfig(BaseModel):
     base_url: str | None = Field(default=None, description="Messages API base URL (env ANTHROPIC_BASE_URL)")
     llm_socket: Path | None = Field(default=None, description="Unix socket of the LLM route (env OUROBOROS_LLM_SOCKET)")
     outbox: Path = Field(description="where proposals are dropped (env OUROBOROS_OUTBOX)")
+    task_file: Path | None = Field(
+        default=None, description="the task the supervisor gives this run, if any (env OUROBOROS_TASK_FILE)"
+    )
     max_retries: int = Field(
         default=4, ge=0, description="SDK retries on 408/409/429/5xx/overloaded (env OUROBOROS_MAX_RETRIES)"
     )
@@ -61,6 +64,7 @@ class AgentConfig(BaseModel):
             "base_url": env.get("ANTHROPIC_BASE_URL") or None,
             "llm_socket": env.get("OUROBOROS_LLM_SOCKET") or None,
             "outbox": env.get("OUROBOROS_OUTBOX") or workspace / ".ouroboros" / "outbox",
+            "task_file": env.get("OUROBOROS_TASK_FILE") or None,
         }
         for key in ("max_tokens", "max_retries"):
             if env.get(f"OUROBOROS_{key.upper()}"):

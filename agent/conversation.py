@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -84,6 +85,12 @@ class Conversation:
         self.max_turns = max_turns
         self.stop = stop
         self.messages: list[dict[str, Any]] = []
+
+    def work_in(self, workspace: Path, *, guards_source: bool) -> None:
+        """Point the tools at another tree for the following steps (a task's project, then our own)."""
+        self.base_context = self.base_context.model_copy(
+            update={"workspace": workspace, "guards_source": guards_source}
+        )
 
     def step(self, prompt: str, phase: Phase, allow_tools: bool = True) -> StepOutcome:
         """Ask, run the tools the model calls, repeat until it answers in text (or a cap or stop ends it).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +26,7 @@ from agent.prompts import (
 )
 from agent.registry import ToolContext, ToolRegistry
 from agent.source_guard import SourceSnapshot
+from agent.task import AssignedTask, read_task, write_task_result
 from agent.usage import Usage
 
 _STATUS = re.compile(r"GOAL STATUS:\s*(complete|incomplete)", re.IGNORECASE)
@@ -46,6 +48,7 @@ class CycleReport(BaseModel):
     reflection: str = ""
     self_modification: str = ""
     proposals: list[str] = Field(default_factory=list)
+    task_result: str | None = Field(default=None, description="id of the task-result message written")
     usage: Usage = Field(default_factory=Usage)
     stopped: bool = False
 
@@ -82,10 +85,12 @@ class Agent:
         self.stop = stop or threading.Event()
         self.journal = Journal(config.journal_dir)
         self.goals = GoalBook(config.goals_dir)
+        self.reported: set[int] = set()  # tasks this run said were done (the supervisor takes the file away)
 
-    def _conversation(self) -> Conversation:
+    def _conversation(self, task: AssignedTask | None = None) -> Conversation:
         ctx = ToolContext(
-            workspace=self.config.workspace,
+            workspace=Path(task.path) if task else self.config.workspace,
+            guards_source=task is None,
             outbox=self.config.outbox,
             stop=self.stop,
             command_timeout_s=self.config.command_timeout_s,
@@ -127,18 +132,26 @@ class Agent:
 
     def cycle(self) -> CycleReport:
         self.llm.cycle_id = uuid.uuid4().hex[:16]
-        goal = self.goals.select()  # steps 1-2
+        task = read_task(self.config.task_file)
+        if task is not None and task.id in self.reported:
+            task = None
+        goal = task.goal() if task else self.goals.select()  # steps 1-2: a given task comes first
         memory = build_memory(self.journal.entries(), self.config.context)
-        talk = self._conversation()
+        talk = self._conversation(task)
         report = CycleReport(goal=goal.title)
         plan = talk.step(plan_prompt(memory, goal), "execute", allow_tools=False)  # step 3
         report.plan, report.usage = plan.text, plan.usage
         if not self.stop.is_set():
             self._execute(talk, report)  # step 4
         report.stopped = self.stop.is_set()
-        self._journal_cycle(goal, report)  # step 5
+        if task is not None and report.completed:
+            report.task_result = write_task_result(self.config.outbox, task.id, report.result).id
+            self.reported.add(task.id)
+        self._journal_cycle(goal, report, task)  # step 5
         if report.stopped:
             return report
+        if task is not None:  # reflection and self-modification work on the agent's own tree again
+            talk.work_in(self.config.workspace, guards_source=True)
         self._reflect_and_modify(talk, report, REFLECT_PROMPT)  # steps 6-8
         return report
 
@@ -162,7 +175,7 @@ class Agent:
         result = _STATUS.sub("", outcome.text).strip() or "(no result)"
         report.result = result if outcome.ended == "end_turn" else f"{result}\n\n(step ended: {outcome.ended})"
 
-    def _journal_cycle(self, goal: Goal, report: CycleReport) -> None:
+    def _journal_cycle(self, goal: Goal, report: CycleReport, task: AssignedTask | None = None) -> None:
         status = "stopped" if report.stopped else "complete" if report.completed else "incomplete"
         body = (
             f"**Goal:** {goal.title}\n\n**Status:** {status}\n\n**Tokens:** {report.usage.line()}\n\n"
@@ -173,8 +186,10 @@ class Agent:
             body += "\n\n### Restored\n\nSource changed during execution was put back: " + ", ".join(
                 report.restored_source
             )
+        if report.task_result:
+            body += f"\n\n### Task result\n\nReported task {task.id if task else '?'} done (message {report.task_result}); the supervisor judges it."
         self.journal.append("notes", "cycle", body, usage=report.usage, data={"goal": goal.title, "status": status})
-        if report.completed and not goal.self_improvement:
+        if report.completed and not goal.self_improvement and task is None:
             self.goals.complete(goal, report.result, timestamp(utc_now()))
 
     def _reflect_and_modify(self, talk: Conversation, report: CycleReport, reflect_prompt: str) -> None:

@@ -30,6 +30,9 @@ class ToolContext(BaseModel):
     outbox: Path
     command_timeout_s: float = 120.0
     output_cap: int = 16_000
+    guards_source: bool = Field(
+        default=True, description="the workspace is the agent's own tree (False: a project's work area)"
+    )
 
     def path(self, path: str) -> Path:
         """A path inside the workspace (symlinks followed); raises PathEscapeError otherwise."""
@@ -38,7 +41,8 @@ class ToolContext(BaseModel):
     def writable_path(self, path: str) -> Path:
         """Like `path`, and also refuses the agent's own source outside the reflection phase."""
         resolved = self.path(path)
-        check_write_allowed(self.workspace, resolved, self.phase)
+        if self.guards_source:
+            check_write_allowed(self.workspace, resolved, self.phase)
         return resolved
 
     def cap(self, text: str) -> str:

@@ -109,6 +109,20 @@ class DemoOut(_Out):
 
     home: str = Field(description="The throw-away instance the demo made (kept for inspection).")
     verdicts: list[VerdictSummary] = Field(description="One per gated proposal, in order.")
+    tasks: list[DemoTask] = Field(default_factory=list, description="The sample project's tasks and their verdicts.")
+
+
+class DemoTask(_Out):
+    """One task of the demo, as its verdict left it."""
+
+    id: int
+    title: str
+    state: str = Field(description="passed, failed, gave-up, infrastructure, ...")
+    reason: str = ""
+    fail_to_pass_passed: list[str] = Field(default_factory=list)
+    fail_to_pass_failed: list[str] = Field(default_factory=list)
+    regressions: list[str] = Field(default_factory=list)
+    branch: str | None = Field(default=None, description="The task branch in the project mirror.")
 
 
 class CandidateRow(_Out):

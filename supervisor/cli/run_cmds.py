@@ -350,22 +350,38 @@ def _since(moment: datetime) -> str:
 )
 @json_option
 def demo_cmd(home: Path | None, as_json: bool) -> None:
-    """Run the whole system once with the scripted model: one accepted and one rejected proposal.
+    """Run the whole system once with the scripted model: two tasks on a sample project, one accepted and
+    one rejected proposal.
 
     Needs no API key and no network: a throw-away instance, the real supervisor, gate, route and
     containers, and a scripted model server speaking the Anthropic Messages API.
     """
-    from supervisor.cli.demo import lineage, run_demo
+    from supervisor.cli.demo import demo_tasks, lineage, run_demo, task_patch
     from supervisor.store.verdicts import VerdictSummary
 
-    instance, verdicts = run_demo(home, progress=_say)
+    instance, verdicts, task_ids = run_demo(home, progress=_say)
+    tasks = demo_tasks(instance, task_ids)
     if as_json:
         summary = [
             VerdictSummary.model_validate(v.model_dump(include=set(VerdictSummary.model_fields))) for v in verdicts
         ]
-        emit(True, DemoOut(home=str(instance.home), verdicts=summary), "")
+        emit(True, DemoOut(home=str(instance.home), verdicts=summary, tasks=tasks), "")
         return
-    click.echo("\nVerdicts:")
+    click.echo("\nTask verdicts (the sample project, judged by its own tests in containers):")
+    for task in tasks:
+        echo(f"  task {task.id} {task.title}: {task.state}: {task.reason[:300]}")
+        for label, ids in (("now passing", task.fail_to_pass_passed), ("still failing", task.fail_to_pass_failed)):
+            if ids:
+                echo(f"    {label}: {', '.join(ids)}")
+        if task.regressions:
+            echo(f"    regressions: {', '.join(task.regressions)}")
+        if task.branch:
+            echo(f"    branch: {task.branch} in {instance.projects / 'sample' / 'mirror.git'}")
+    passed = next((t for t in tasks if t.state == "passed"), None)
+    if passed is not None:
+        click.echo(f"\nThe patch of task {passed.id}:")
+        echo(task_patch(instance, passed.id))
+    click.echo("\nVerdicts of the agent's proposals about itself:")
     for verdict in verdicts:
         outcome = (
             f"accepted as generation {verdict.generation}"
@@ -384,6 +400,7 @@ Where to look:
   agent log    {instance.agent_log}
   candidates   {exe} candidates --home {instance.home}
   a verdict    {exe} show {shown} --home {instance.home}
+  tasks        {exe} task list --home {instance.home}   (one: {exe} task show ID --home {instance.home})
   decisions    {exe} log --home {instance.home}   (verify: {exe} verify-log --home {instance.home})
   git          git --git-dir {instance.repo} log --graph --all --oneline""")
 

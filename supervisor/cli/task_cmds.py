@@ -13,9 +13,9 @@ from pathlib import Path
 import click
 
 from supervisor.cli.common import emit, home_option, json_option
+from supervisor.cli.delivery_cmds import TASK_DELIVERY_COMMANDS
 from supervisor.cli.task_contract import SkippedLine, TaskImportOut
 from supervisor.cli.task_git import check_patch, has_commit, mirror_git, patch_problems, read_text_file, resolve_base
-from supervisor.cli.delivery_cmds import TASK_DELIVERY_COMMANDS
 from supervisor.cli.task_show import LIST_HEADER, instance_queue, render_task, show_cmd, task_json, task_line
 from supervisor.store.projects import ProjectRegistry
 from supervisor.store.tasks.models import MAX_BODY, MAX_TEST_PATCH, NewTask, TaskError, TaskState

@@ -27,6 +27,8 @@ WORKSPACE = "/workspace"
 JOURNAL = f"{WORKSPACE}/agent/journal"
 GOALS = f"{WORKSPACE}/agent/goals"
 OUTBOX = "/ouroboros/outbox"
+PROJECTS = "/projects"
+TASK = "/ouroboros/task"
 ROUTE_DIR = "/run/ouroboros"
 GENERATION_LABEL = "io.ouroboros.generation"
 COMPLETE = ".complete"  # marks a finished export; it is part of what the container sees at /code
@@ -44,6 +46,8 @@ class AgentFolders(BaseModel):
     outbox: Path = Field(description="Where proposals go; writable at /ouroboros/outbox.")
     route_dir: Path = Field(description="The folder of the model's socket; read-only at /run/ouroboros.")
     history: Path | None = Field(description="The lineage folder, read-only at /history; None: not built.")
+    projects: Path = Field(description="The task work areas' folder (root's); /projects, the task's area writable.")
+    task: Path = Field(description="The folder of the task the agent is given; read-only at /ouroboros/task.")
 
 
 def live_command(settings: AgentSettings) -> list[str]:
@@ -80,6 +84,7 @@ def agent_spec(
         "OUROBOROS_WORKSPACE": WORKSPACE,
         "OUROBOROS_OUTBOX": OUTBOX,
         "OUROBOROS_GENERATION": str(generation),
+        "OUROBOROS_TASK_FILE": f"{TASK}/task.json",
     }
     if settings.model:
         env["OUROBOROS_MODEL"] = settings.model
@@ -90,6 +95,8 @@ def agent_spec(
         Mount(source=folders.goals, target=GOALS, read_only=False),
         Mount(source=folders.outbox, target=OUTBOX, read_only=False),
         Mount(source=folders.route_dir, target=ROUTE_DIR),
+        Mount(source=folders.projects, target=PROJECTS, read_only=False),
+        Mount(source=folders.task, target=TASK),
     ]
     if folders.history is not None:
         mounts.append(Mount(source=folders.history, target=history_layout.TARGET))

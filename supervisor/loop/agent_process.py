@@ -33,6 +33,7 @@ from supervisor.store.agent_log import RotatingLog
 from supervisor.store.candidates import CandidateError, CandidateRecord
 from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.states import CandidateState
+from supervisor.work.task_area import TaskArea
 
 ExitSink = Callable[[str, int | None], None]
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class AgentProcess:
         gatekeeper: Gatekeeper,
         log: RotatingLog,
         on_exit: ExitSink,
+        task_area: TaskArea,
     ) -> None:
         self.instance = ctx.instance
         self.config = ctx.config
@@ -57,6 +59,7 @@ class AgentProcess:
         self.gatekeeper = gatekeeper
         self.log = log
         self.on_exit = on_exit
+        self.task_area = task_area  # mounted in every run: the task, when one is given, appears there
         self.run: AgentRun | None = None
         self._ended_run: str | None = None  # the run whose end was recorded last (`_record_end`)
         self._end_lock = threading.Lock()  # the exit watcher and `stop` may both report one end
@@ -83,6 +86,8 @@ class AgentProcess:
             outbox=self.instance.outbox,
             route_dir=route.socket_path.parent,
             history=lineage_view.folder_for(self.instance),  # its lineage, read-only at /history
+            projects=self.task_area.projects,
+            task=self.task_area.task_dir,
         )
         spec = agent_spec(
             image=self.image,

@@ -203,6 +203,7 @@ class Supervisor:
         self._disk_watch = ready_agent_areas(self.ctx, worktrees=gatekeeper.worktrees)
         notify.start(self.ctx)
         services.models.start()
+        self.parts.tasks.recover()  # after the route: a task's tokens are counted from its ledger
         self._watcher = outbox.OutboxWatcher(self.instance.outbox, self.events.proposal_arrived).start()
 
     def _stopping(self) -> bool:
@@ -374,6 +375,7 @@ class Supervisor:
         try:
             if not self.parts.flow.recovered:
                 self.parts.flow.recover()
+            self.parts.tasks.take_results(self.instance.outbox)  # the agent's "task done": judged first
             self._gate_next()
         except OSError as exc:
             if not is_disk_full(exc):
@@ -413,6 +415,8 @@ class Supervisor:
         life = self.lifecycle
         if self.agent is not None:  # only a generation that is actually running can prove itself
             life.check_probation(now)
+        if not self.ctx.stop.requested:
+            self.parts.tasks.tick()  # the next task, an attempt past its limits, a verdict an outage held up
         if now - self._main_checked_at < MAIN_CHECK_S:
             self._services.board.write()
             return

@@ -18,7 +18,7 @@ from supervisor.gate.gatekeeper import Gatekeeper
 from supervisor.loop import outbox
 from supervisor.store.candidates import CandidateError, CandidateRecord
 from supervisor.store.decision_kinds import DecisionKind
-from supervisor.store.protocol import Proposal, ProtocolError
+from supervisor.store.protocol import Proposal, ProtocolError, TaskResult
 from supervisor.store.states import FINAL, CandidateState
 
 DROPPED = "dropped"  # what the proposal index says of a proposal dropped unjudged
@@ -55,11 +55,13 @@ class Intake:
         """The oldest proposal not decided yet; refused and already-decided files are removed on the way."""
         for path in outbox.pending(self.folder):
             try:
-                proposal = outbox.read(path)
+                proposal = outbox.read_message(path)
             except (ProtocolError, ValueError, OSError) as exc:
                 self.refused(DecisionKind.PROPOSAL_REFUSED, f"Your proposal file {path.name} was refused: {exc}")
                 outbox.discard(path)
                 continue
+            if isinstance(proposal, TaskResult):
+                continue  # the task flow's (supervisor/loop/task_flow.py)
             recorded = self.recorded(proposal)
             if recorded == DROPPED or (isinstance(recorded, CandidateRecord) and recorded.state in FINAL):
                 outbox.discard(path)  # decided before a crash; only the file was left
@@ -107,11 +109,14 @@ class Intake:
         (logged, then indexed, then removed, so a kill in between neither loses nor repeats a record)."""
         stale_files = outbox.pending(self.folder)
         ids: list[str] = []
-        for stale in stale_files:
+        for stale in list(stale_files):
             try:
-                proposal = outbox.read(stale)
+                proposal = outbox.read_message(stale)
             except (ProtocolError, ValueError, OSError):
                 continue  # not a proposal: nothing to record, it just goes
+            if isinstance(proposal, TaskResult):
+                stale_files.remove(stale)  # a task's "done" is not a proposal of that workspace: it stays
+                continue
             if self.recorded(proposal) is None:
                 ids.append(proposal.id)
         for start in range(0, len(ids), DROP_IDS_PER_RECORD):

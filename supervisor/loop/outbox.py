@@ -16,7 +16,14 @@ from pathlib import Path
 import watchfiles
 
 from supervisor.base import safe_fs
-from supervisor.store.protocol import MAX_MESSAGE_BYTES, Proposal, ProtocolError, parse_proposal
+from supervisor.store.protocol import (
+    MAX_MESSAGE_BYTES,
+    Proposal,
+    ProtocolError,
+    TaskResult,
+    parse_message,
+    parse_proposal,
+)
 
 CONTAINER_UID = 10001
 
@@ -50,6 +57,11 @@ def read(path: Path) -> Proposal:
     The file stays until `discard`: a supervisor killed before the proposal is recorded finds it again.
     """
     return parse_proposal(_read_regular(path, MAX_MESSAGE_BYTES))
+
+
+def read_message(path: Path) -> Proposal | TaskResult:
+    """Read one outbox file as a v1 proposal or a v2 task result (ProtocolError or ValueError otherwise)."""
+    return parse_message(_read_regular(path, MAX_MESSAGE_BYTES))
 
 
 def discard(path: Path) -> None:

@@ -53,6 +53,11 @@ class ModelService:
         ).start()
         return self.route
 
+    def tokens_served(self) -> int:
+        """Tokens the route has settled so far (0 before it starts): what a task's budget is counted in."""
+        route = self.route
+        return route.ledger.totals.total.tokens if route is not None else 0
+
     def scenario_path(self) -> Path:
         path = Path(self.config.scripted_scenario or "")
         return path if path.is_absolute() else self.instance.home / path

@@ -23,9 +23,14 @@ from supervisor.loop.outage_wait import DiskWeather, EngineWeather, Transition
 from supervisor.loop.proposal_flow import ProposalFlow
 from supervisor.loop.reporting import Reporter, StatusBoard, Tally
 from supervisor.loop.route_service import ModelService
+from supervisor.loop.task_flow import TaskFlow, delivery_for
 from supervisor.route.metering import EventSink
 from supervisor.store.agent_log import RotatingLog
+from supervisor.store.projects import ProjectRegistry
 from supervisor.store.states import SupervisorState
+from supervisor.store.tasks.sqlite_queue import open_queue
+from supervisor.work.task_area import TaskArea
+from supervisor.work.task_judge import TaskJudge
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class Parts:
     lifecycle: AgentLifecycle
     intake: Intake
     flow: ProposalFlow
+    tasks: TaskFlow
 
 
 def parts(
@@ -101,7 +107,11 @@ def parts(
 ) -> Parts:
     """`on_agent_exit`: where the agent's exits go (the event loop's queue); `stopping`: a stop was
     asked for or the run is done."""
-    agent = AgentProcess(ctx, image=image, gatekeeper=gatekeeper, log=services.agent_log, on_exit=on_agent_exit)
+    instance = ctx.instance
+    area = TaskArea(instance.task_work, instance.run_dir / "task")
+    agent = AgentProcess(
+        ctx, image=image, gatekeeper=gatekeeper, log=services.agent_log, on_exit=on_agent_exit, task_area=area
+    )
     reporter = Reporter(gatekeeper=gatekeeper)
     lifecycle = AgentLifecycle(
         ctx,
@@ -117,4 +127,22 @@ def parts(
         workspace=lambda: agent.candidate,
     )
     flow = ProposalFlow(gatekeeper=gatekeeper, agent=agent, intake=intake, tally=tally, stopping=stopping)
-    return Parts(gatekeeper, agent, reporter, lifecycle, intake, flow)
+    tasks = TaskFlow(
+        ctx,
+        queue=open_queue(instance.tasks_db),
+        registry=ProjectRegistry(instance.projects),
+        area=area,
+        judge=TaskJudge(
+            ctx.engine,
+            scratch=instance.state / "task-scratch",
+            instance=instance.instance_id,
+            cache=instance.state / "task-baselines",
+            agent_image=lambda: image,
+        ),
+        decisions=gatekeeper.log,
+        note=reporter.note,
+        tokens=services.models.tokens_served,
+        generation=lambda: lifecycle.generation,
+        deliver=delivery_for(ctx),
+    )
+    return Parts(gatekeeper, agent, reporter, lifecycle, intake, flow, tasks)

@@ -32,6 +32,12 @@ class DecisionKind(StrEnum):
     AGENT_STOPPED = "agent-stopped"  # a run's end that is not a crash: stopped by the supervisor, or done
     PROBATION_PASSED = "probation-passed"
     GAVE_UP = "gave-up"
+    # Tasks on projects (docs/tasks.md).
+    TASK_STARTED = "task-started"
+    TASK_JUDGED = "task-judged"  # a verdict: passed, failed, gave-up or infrastructure
+    TASK_RELEASED = "task-released"  # back to the queue unjudged (a stop, a lost work area)
+    TASK_RESULT_REFUSED = "task-result-refused"  # a task-result message for a task the agent does not hold
+    TASK_DELIVERED = "task-delivered"
     # What the supervisor refused or could not do for the agent.
     JOURNAL_REFUSED = "journal-refused"
     DISK_FULL = "disk-full"

@@ -37,7 +37,9 @@ class DecisionLogError(OuroborosError, ValueError):
 # THROTTLE_S by one log writer; the next one written counts those held back (`details.suppressed`).
 # Not `proposal-dropped`: that record is the fate of each proposal it names (one verdict per
 # proposal, supervisor/loop/intake.py), already batched, and its journal note is throttled instead.
-REPEATABLE_KINDS = frozenset({DecisionKind.JOURNAL_REFUSED, DecisionKind.PROPOSAL_REFUSED})
+REPEATABLE_KINDS = frozenset(
+    {DecisionKind.JOURNAL_REFUSED, DecisionKind.PROPOSAL_REFUSED, DecisionKind.TASK_RESULT_REFUSED}
+)
 REPEATABLE_PREFIXES = (ROUTE_PREFIX,)
 THROTTLE_S = 60.0
 

@@ -51,7 +51,7 @@ def commit_work_area(
     max_files: int,
     max_mb: int,
 ) -> WorkCommit:
-    """Snapshot `work_area`, commit it on `base_commit` in `mirror`, point `refs/heads/<branch>` at it.
+    """Snapshot `work_area`, commit it on `base_commit` in `mirror`, point `refs/ouroboros/tasks/<branch>` at it.
 
     Idempotent: called again (after a kill, say) it commits the same tree again, and the branch is
     left alone when it already holds an equivalent commit (same tree, same parent, same message).
@@ -75,9 +75,12 @@ def commit_work_area(
     return WorkCommit(commit=commit, refused=snapshot.refused, files=snapshot.files, bytes=snapshot.bytes)
 
 
+TASK_REFS = "refs/ouroboros/tasks/"  # never under refs/heads or refs/tags: a fetch owns (and prunes) those
+
+
 def branch_ref(git: Git, branch: str) -> str:
-    """`refs/heads/<branch>`, refused unless git accepts it as a branch name."""
-    ref = f"refs/heads/{branch}"
+    """`refs/ouroboros/tasks/<branch>`, refused unless git accepts it as a ref name."""
+    ref = f"{TASK_REFS}{branch}"
     if branch.startswith("-") or git.run("check-ref-format", ref, check=False).returncode != 0:
         raise GitError(f"{branch!r} is not a valid branch name")
     return ref

@@ -30,6 +30,7 @@ from supervisor.route import Ledger, LLMRoute, RouteConfig, Upstream
 from supervisor.store.agent_log import RotatingLog
 from supervisor.store.instance import Instance, InstanceConfig
 from supervisor.store.instance_init import init_instance, package_dir
+from supervisor.work.task_area import TaskArea
 
 Check = Callable[[object, object], bool]
 CREDENTIAL = re.compile(r"ouroboros-run-[A-Za-z0-9_-]{43}")
@@ -136,6 +137,7 @@ def live_spec(instance: Instance, tmp_path: Path) -> ContainerSpec:
         gatekeeper=gatekeeper,
         log=RotatingLog(tmp_path / "agent.log"),
         on_exit=lambda *a: None,
+        task_area=_task_area(instance),
     )
     main = gatekeeper.git.rev_parse("main")
     assert main is not None
@@ -144,6 +146,12 @@ def live_spec(instance: Instance, tmp_path: Path) -> ContainerSpec:
     finally:
         agent.stop()
         ledger.close()
+
+
+def _task_area(instance: Instance) -> TaskArea:
+    area = TaskArea(instance.task_work, instance.run_dir / "task")
+    area.prepare()  # as the supervisor's start does
+    return area
 
 
 def judged_spec(instance: Instance, tmp_path: Path, argv: list[str]) -> ContainerSpec:

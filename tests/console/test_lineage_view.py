@@ -45,7 +45,10 @@ print(json.dumps(found))
 def test_history_is_readable_and_nothing_in_it_is_writable_or_leads_back(demo, docker_engine, agent_image, tmp_path):
     folder = lineage_view.build(demo)
     assert not (folder / "repo.git" / "FETCH_HEAD").exists()
-    mounts = {name: tmp_path / name for name in ("code", "workspace", "journal", "goals", "outbox", "route")}
+    mounts = {
+        name: tmp_path / name
+        for name in ("code", "workspace", "journal", "goals", "outbox", "route", "projects", "task")
+    }
     for path in mounts.values():
         path.mkdir()
     spec = agent_spec(
@@ -62,6 +65,8 @@ def test_history_is_readable_and_nothing_in_it_is_writable_or_leads_back(demo, d
             outbox=mounts["outbox"],
             route_dir=mounts["route"],
             history=lineage_view.folder_for(demo),
+            projects=mounts["projects"],
+            task=mounts["task"],
         ),
         route_env={},
         generation=1,

@@ -37,7 +37,7 @@ def test_agent_edits_become_a_commit_on_the_task_branch(tmp_path: Path) -> None:
     made = _commit(mirror, area, base)
     git = Git(mirror)
     assert made.refused == [] and made.files == 6
-    assert git.ref_value(f"refs/heads/{BRANCH}") == made.commit and git.parents(made.commit) == [base]
+    assert git.ref_value(f"refs/ouroboros/tasks/{BRANCH}") == made.commit and git.parents(made.commit) == [base]
     assert sorted(git.changed_paths(base, made.commit)) == [
         ("A", "calc/new.py"),
         ("D", "README.md"),
@@ -112,11 +112,11 @@ def test_a_second_call_after_a_kill_keeps_an_equivalent_commit(tmp_path: Path) -
     (stale / "leftover.py").write_text("junk\n")
     second = _commit(mirror, area, base)
     git = Git(mirror)
-    assert second.commit == first.commit and git.ref_value(f"refs/heads/{BRANCH}") == first.commit
+    assert second.commit == first.commit and git.ref_value(f"refs/ouroboros/tasks/{BRANCH}") == first.commit
     assert "leftover.py" not in {e.path for e in git.ls_tree(second.commit)}
     (area / "calc" / "ops.py").write_text(FIXED_OPS + "# more\n")  # the work went on: the branch moves
     third = _commit(mirror, area, base)
-    assert third.commit != first.commit and git.ref_value(f"refs/heads/{BRANCH}") == third.commit
+    assert third.commit != first.commit and git.ref_value(f"refs/ouroboros/tasks/{BRANCH}") == third.commit
 
 
 def test_refusal_trailers_cannot_be_forged_or_hidden_by_a_file_name(tmp_path: Path) -> None:

@@ -104,6 +104,12 @@ def run_scenario(plan: RunPlan, scenario: Scenario) -> ScenarioResult:
     )
 
 
+def _empty(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o755)
+    return folder
+
+
 def scenario_spec(plan: RunPlan, scenario: Scenario, workspace: Path, outbox: Path, sockets: Path) -> ContainerSpec:
     """The live agent's container (`agent_spec`), given this scenario's folders and the model's socket."""
     journal, goals = (workspace / memory for memory in MEMORY)
@@ -115,6 +121,8 @@ def scenario_spec(plan: RunPlan, scenario: Scenario, workspace: Path, outbox: Pa
         outbox=outbox,
         route_dir=sockets,
         history=plan.history,
+        projects=_empty(workspace.parent / "projects"),  # as live: the folder of task work areas, none here
+        task=_empty(workspace.parent / "task"),
     )
     route_env = {  # as the route gives the live agent (LLMRoute.agent_env), for the scripted model
         "ANTHROPIC_BASE_URL": UDS_BASE_URL,
