@@ -66,7 +66,7 @@ def demo_gate_time(root: Path) -> None:
     from supervisor.cli.demo import run_demo
     from supervisor.gate.gatekeeper import Gatekeeper
 
-    instance, verdicts = run_demo(root / "demo", progress=lambda _message: None)
+    instance, verdicts, _tasks = run_demo(root / "demo", progress=lambda _message: None)
     accepted = [v for v in verdicts if v.state == "accepted"]
     if not accepted:
         print(f"demo: no accepted proposal ({[v.state for v in verdicts]})")

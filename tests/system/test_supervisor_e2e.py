@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.base.git_ops import MAIN_REF
-from supervisor.cli.demo import run_demo
+from supervisor.cli.demo import demo_tasks, run_demo, task_patch
 from supervisor.cli.log_lines import lines_to
 from supervisor.loop.event_loop import Supervisor
 from supervisor.store.protocol import Proposal
@@ -21,8 +21,21 @@ pytestmark = pytest.mark.docker
 
 
 def test_demo_accepts_one_proposal_and_rejects_the_breaking_one(tmp_path, docker_engine, agent_image):
-    instance, verdicts = run_demo(tmp_path / "demo", progress=lambda message: None)
+    instance, verdicts, task_ids = run_demo(tmp_path / "demo", progress=lambda message: None)
     assert [v.state for v in verdicts] == ["accepted", "rejected"]
+    # The sample project's two tasks: the fix passes with its fail-to-pass test, the hasty change
+    # fails with the regression it made; both are branches in the project's mirror.
+    fixed, hasty = demo_tasks(instance, task_ids)
+    assert (fixed.state, fixed.fail_to_pass_passed) == ("passed", ["tests/test_stats.py::test_median_of_even_length"])
+    assert hasty.state == "failed" and hasty.regressions == ["tests.test_stats::test_mode"]
+    assert hasty.fail_to_pass_passed == ["tests/test_stats.py::test_mode_of_a_tie_is_the_smallest"]
+    assert fixed.branch and hasty.branch and fixed.branch != hasty.branch
+    assert "(ordered[middle - 1] + ordered[middle]) / 2" in task_patch(instance, fixed.id)
+    judged = [r for r in gatekeeper_of(instance, docker_engine, agent_image).log.records() if r.kind == "task-judged"]
+    assert [(r.details["task"], r.details["outcome"], r.generation) for r in judged] == [
+        (fixed.id, "passed", 0),
+        (hasty.id, "failed", 1),
+    ]
     gk = gatekeeper_of(instance, docker_engine, agent_image)
     generations = gk.generations()
     assert sorted(generations) == [0, 1]
