@@ -20,6 +20,8 @@ from supervisor.cli.contract import ProjectAddOut, ProjectOut, ProjectRemoveOut
 from supervisor.cli.terminal_text import echo
 from supervisor.store.instance import Instance
 from supervisor.store.projects import DEFAULT_TASK_TOKENS, ProjectConfig, ProjectError, ProjectRegistry
+from supervisor.store.tasks.models import TaskError, TaskState
+from supervisor.store.tasks.sqlite_queue import open_queue
 from supervisor.work.git_fetch import folder_mb
 from supervisor.work.mirror import (
     SOURCE_REFS,
@@ -204,16 +206,19 @@ def fetch_cmd(name: str, home: Path | None, as_json: bool) -> None:
 @click.option(
     "--force",
     is_flag=True,
-    help="Remove even if tasks of the project are queued. Removing a project never touches its tasks.",
+    help="Remove even if tasks of the project are not finished: they are cancelled first.",
 )
 @home_option
 @json_option
 def remove_cmd(name: str, yes: bool, force: bool, home: Path | None, as_json: bool) -> None:
     """Delete the project's config and mirror (task branches kept in the mirror go with it).
 
-    The tasks of the project stay in the queue as they are.
+    Refused while tasks of the project are queued, running or being judged, unless --force, which
+    cancels them first. Finished tasks stay in the queue as records.
     """
     registry = _registry(home)
+    instance = Instance.locate(home)
+    _unfinished(instance, name, force)  # refused before anything is asked or changed
     if not registry.exists(name) and not registry.folder(name).exists():
         registry.get(name)  # the "no project named …" error, with the known names
     folder = registry.folder(name)
@@ -224,8 +229,36 @@ def remove_cmd(name: str, yes: bool, force: bool, home: Path | None, as_json: bo
     with project_lock(registry, name):
         if not folder.exists():
             raise ProjectError(f"no project named {name!r}; `supervisor project list` shows the known ones")
+        for task_id in _unfinished(instance, name, force):
+            _cancel(instance, task_id, f"project {name} was removed")
         registry.remove(name)
     emit(as_json, ProjectRemoveOut(removed=name, folder=str(folder)), f"removed project {name} ({folder})")
+
+
+def _unfinished(instance: Instance, name: str, force: bool) -> list[int]:
+    """Ids of the project's tasks not finished yet; without --force, any is an error."""
+    queue = open_queue(instance.tasks_db)
+    try:
+        unfinished = queue.find(states=[TaskState.QUEUED, TaskState.RUNNING, TaskState.JUDGING], project=name)
+    finally:
+        queue.close()
+    if unfinished and not force:
+        ids = ", ".join(str(task.id) for task in unfinished[:20])
+        raise ProjectError(
+            f"project {name} has {len(unfinished)} unfinished task(s) ({ids}); cancel them with "
+            "`supervisor task cancel ID`, or pass --force to cancel them with the project"
+        )
+    return [task.id for task in unfinished]
+
+
+def _cancel(instance: Instance, task_id: int, reason: str) -> None:
+    queue = open_queue(instance.tasks_db)
+    try:
+        queue.cancel(task_id, reason)
+    except TaskError:
+        pass  # finished meanwhile: a record, nothing to cancel
+    finally:
+        queue.close()
 
 
 COMMANDS = [project_group]

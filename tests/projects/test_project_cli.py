@@ -116,3 +116,23 @@ def test_a_password_in_the_url_is_never_printed(tmp_path: Path, instance: Instan
         code=1,
     )
     assert "s3cret" not in out["error"]["message"] and "***@127.0.0.1:9" in out["error"]["message"]
+
+
+def test_a_project_with_unfinished_tasks_is_removed_only_with_force_which_cancels_them(
+    tmp_path: Path, instance: Instance
+) -> None:
+    source = make_source(tmp_path / "src", branch="main")
+    home = str(instance.home)
+    cli_json("project", "add", "demo", str(source), "--home", home)
+    queued = cli_json("task", "add", "--project", "demo", "--title", "Fix it", "--home", home)
+    done = cli_json("task", "add", "--project", "demo", "--title", "Old one", "--home", home)
+    cli_json("task", "cancel", str(done["id"]), "--home", home)
+    error = cli_json("project", "remove", "demo", "--yes", "--home", home, code=1)
+    assert f"1 unfinished task(s) ({queued['id']})" in error["error"]["message"]
+    assert "--force" in error["error"]["message"]
+    assert ProjectRegistry(instance.projects).names() == ["demo"]  # nothing changed
+    assert cli_json("task", "show", str(queued["id"]), "--home", home)["task"]["state"] == "queued"
+    cli_json("project", "remove", "demo", "--yes", "--force", "--home", home)
+    assert ProjectRegistry(instance.projects).names() == []
+    shown = cli_json("task", "show", str(queued["id"]), "--home", home)["task"]
+    assert shown["state"] == "cancelled" and "removed" in shown["note"]
