@@ -38,20 +38,23 @@ def summary_from_why(why: str) -> str:
 def write_proposal(outbox: Path, why: str, summary: str | None = None) -> tuple[Proposal, Path]:
     """Validate and drop the proposal atomically (temp file in the outbox, then rename)."""
     proposal = Proposal(why=why.strip(), summary=(summary or summary_from_why(why)).strip())
+    return proposal, drop_message(outbox, f"proposal-{proposal.id}.json", proposal.model_dump_json())
+
+
+def drop_message(outbox: Path, name: str, text: str) -> Path:
+    """Write one message into the outbox atomically (temp file, fsync, rename): a reader sees all or nothing."""
     try:
         outbox.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".proposal-", suffix=".tmp", dir=outbox)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=outbox)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(proposal.model_dump_json())
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        final = outbox / f"proposal-{proposal.id}.json"
+        final = outbox / name
         os.replace(tmp, final)
     except OSError as e:
-        raise AgentConfigError(
-            f"cannot write a proposal into {outbox}: {e.strerror or e}; check OUROBOROS_OUTBOX"
-        ) from e
-    return proposal, final
+        raise AgentConfigError(f"cannot write {name} into {outbox}: {e.strerror or e}; check OUROBOROS_OUTBOX") from e
+    return final
 
 
 def pending_proposals(outbox: Path) -> list[Proposal]:

@@ -9,8 +9,6 @@ the project's own tests (and tests we never see). The message asks for judging, 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.errors import AgentConfigError
 from agent.goals import Goal
+from agent.proposal import drop_message
 
 MAX_TASK_FILE = 1_000_000
 
@@ -76,14 +74,5 @@ def read_task(path: Path | None) -> AssignedTask | None:
 def write_task_result(outbox: Path, task_id: int, summary: str) -> TaskResult:
     """Drop the message atomically (temp file in the outbox, then rename)."""
     message = TaskResult(task=task_id, summary=(summary.strip() or "(no summary)")[:20_000])
-    try:
-        outbox.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".task-result-", suffix=".tmp", dir=outbox)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(message.model_dump_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, outbox / f"task-result-{message.id}.json")
-    except OSError as e:
-        raise AgentConfigError(f"cannot write a task result into {outbox}: {e.strerror or e}") from e
+    drop_message(outbox, f"task-result-{message.id}.json", message.model_dump_json())
     return message

@@ -37,13 +37,16 @@ class Proposal(BaseModel):
 
 def parse_proposal(data: bytes) -> Proposal:
     """Validate raw bytes from the outbox; anything oversized or malformed is refused."""
+    return Proposal.model_validate(_payload(data, "proposal"))
+
+
+def _payload(data: bytes, what: str) -> object:
     if len(data) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"proposal is {len(data)} bytes, more than {MAX_MESSAGE_BYTES}; it is ignored")
+        raise ProtocolError(f"{what} is {len(data)} bytes, more than {MAX_MESSAGE_BYTES}; it is ignored")
     try:
-        payload = json.loads(data)
+        return json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"proposal is not JSON ({exc}); it is ignored") from exc
-    return Proposal.model_validate(payload)
+        raise ProtocolError(f"{what} is not JSON ({exc}); it is ignored") from exc
 
 
 class TaskResult(BaseModel):
@@ -62,12 +65,7 @@ class TaskResult(BaseModel):
 
 def parse_message(data: bytes) -> Proposal | TaskResult:
     """A v1 proposal or a v2 task result; anything else is refused (ProtocolError or ValueError)."""
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message is {len(data)} bytes, more than {MAX_MESSAGE_BYTES}; it is ignored")
-    try:
-        payload = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"message is not JSON ({exc}); it is ignored") from exc
+    payload = _payload(data, "message")
     if isinstance(payload, dict) and payload.get("kind") == "task-result":
         return TaskResult.model_validate(payload)
     return Proposal.model_validate(payload)
