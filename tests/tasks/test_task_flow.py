@@ -262,14 +262,17 @@ def test_a_base_commit_missing_from_the_mirror_is_infrastructure_and_the_next_ta
 
 def test_a_mirror_that_lost_the_base_commit_before_the_result_is_infrastructure(rig: FlowRig, tmp_path: Path) -> None:
     first, second = _two_tasks(rig)
-    other, _ = make_mirror(tmp_path / "rewritten", {"README.md": "history rewritten\n"})
+    other, new_base = make_mirror(tmp_path / "rewritten", {"README.md": "history rewritten\n"})
     shutil.rmtree(rig.mirror)
     shutil.copytree(other, rig.mirror)  # a forced fetch and a gc: the base is gone
+    third = rig.add("on the new history", base=new_base).id
     rig.done(first)
     rig.flow.take_results(rig.outbox)
     task = rig.queue.get(first)
     assert task.state is _S.INFRASTRUCTURE and "fetch" in task.verdict.reason
-    assert rig.outbox_files() == [] and rig.flow.active is not None and rig.flow.active.claim.task_id == second
+    assert rig.state(second) is _S.INFRASTRUCTURE  # its base is gone too: set up, refused, the next one tried
+    assert rig.outbox_files() == [] and rig.state(third) is _S.RUNNING
+    assert "task-verdict" in rig.note_kinds()
 
 
 # -- limits -----------------------------------------------------------------------------------------------
