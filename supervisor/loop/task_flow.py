@@ -209,6 +209,8 @@ class TaskFlow:
         self.assign()  # the agent is free again: its next task is ready before its next cycle
 
     def _on_result(self, message: TaskResult) -> None:
+        if self._unjudged is not None and message.task == self._unjudged.task_id:
+            return  # said again while it waits for its verdict (an engine outage)
         active = self.active
         if active is None or message.task != active.claim.task_id:
             if not self._taken_before(message):

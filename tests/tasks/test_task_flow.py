@@ -392,10 +392,14 @@ def test_a_kill_between_the_verdict_and_the_area_removal_leaves_no_area_and_no_s
 def test_an_engine_outage_while_judging_leaves_the_task_judging_until_it_answers(rig: FlowRig) -> None:
     first, second = _two_tasks(rig)
     rig.judge.down = True
+    rig.spent = 300
     rig.done(first)
+    rig.flow.take_results(rig.outbox)
+    rig.done(first, "said again while it waits")
     rig.flow.take_results(rig.outbox)
     for _ in range(3):
         rig.flow.tick()
+    assert "task-withdrawn" not in rig.note_kinds() and rig.outbox_files() == []
     assert rig.state(first) is _S.JUDGING and rig.queue.get(first).verdict is None
     assert rig.state(second) is _S.QUEUED  # no new attempt while one waits for its verdict
     rig.restart()  # the outage outlasts a restart too
@@ -403,6 +407,7 @@ def test_an_engine_outage_while_judging_leaves_the_task_judging_until_it_answers
     rig.judge.down = False
     rig.flow.tick()
     assert rig.state(first) is _S.PASSED and [d["applied"] for d in rig.judged(first)] == [True]
+    assert rig.queue.get(first).verdict.tokens == 300
     rig.flow.tick()
     assert rig.state(second) is _S.RUNNING
 
