@@ -4,13 +4,16 @@ The caller stops the agent first, so nothing writes into the tree meanwhile. `sh
 follows symlinks (it works on file descriptors on Linux); folders the agent made unwritable are
 made writable and tried again. A tree nested deeper than Python's recursion limit (an agent can
 make one) goes through `rm -rf`, which walks any depth. What still cannot go is reported, and the
-next start retries.
+next start retries. A link or a file found where the folder was (planted by someone with write
+access to its parent) is unlinked itself: what it points to is never touched, and no parent's mode
+is changed for it.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -31,10 +34,15 @@ def remove_tree(path: Path, warn: Callable[[str], None]) -> bool:
             problems.append(f"{target}: {exc.strerror}")
 
     for _ in range(3):
-        if not os.path.lexists(path):
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
             return True
         problems.clear()
         try:
+            if not stat.S_ISDIR(mode):
+                os.unlink(path)  # rmtree would refuse a link (and chmod its parent trying again)
+                continue
             shutil.rmtree(path, onerror=retry)
         except RecursionError:
             _remove_deep(path, problems)

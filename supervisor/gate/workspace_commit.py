@@ -226,6 +226,8 @@ def take_snapshot(workspace: Path, staging: Path, config: GateConfig, gitfile: s
         )
     except FileNotFoundError:
         return Snapshot(refused=[f"{what} is gone"])
+    except UnsafeFileError as exc:  # the root itself replaced by a link or a file: never followed
+        return Snapshot(refused=[f"{what} is not a folder ({exc.reason}); nothing in it was taken"])
 
 
 def commit_staging(

@@ -9,8 +9,15 @@ verdict recorded in the queue (fenced), the decision log and the agent's journal
 
 Crash-only: `recover` resumes each task this instance holds: a `judging` one is judged (its
 verdict is written once: `finish` is fenced), a `running` one continues if its work area is whole,
-else goes back to the queue. An engine that stops answering while judging leaves the task
-`judging`; it is judged again on a later tick, never turned into a verdict.
+else goes back to the queue. The note of the attempt (`active.json`) is written before its work
+area is made and forgotten only after its verdict is logged, so a kill between the queue's verdict
+and its `task-judged` record is logged at the next start, once. An engine that stops answering
+while judging leaves the task `judging`; it is judged again on a later tick, never turned into a
+verdict, and no other task starts meanwhile (attempts never overlap).
+
+Nothing the agent or the operator does raises out of here: a project removed under a running task
+puts the task back in the queue; a mirror that lost the base commit is `infrastructure`; a
+`task-result` already taken before a kill is dropped quietly; refusals are throttled with the log.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.decision_log import DecisionLog
 from supervisor.store.projects import ProjectConfig, ProjectError, ProjectRegistry
 from supervisor.store.protocol import ProtocolError, TaskResult
-from supervisor.store.tasks.models import Claim, Task, TaskState, TaskVerdict
+from supervisor.store.tasks.models import VERDICTS, Claim, Task, TaskError, TaskState, TaskVerdict
 from supervisor.store.tasks.queue import TaskQueue
 from supervisor.work.delivery import DeliveryOutcome, auto_deliver
 from supervisor.work.task_area import ActiveAttempt, TaskArea
@@ -87,7 +94,7 @@ class TaskFlow:
             elif (
                 remembered is not None
                 and remembered.claim.fence == claim.fence
-                and self.area.path_for(task.project).is_dir()
+                and self.area.is_whole(task.project)
                 and self.active is None
             ):
                 self.active = remembered
@@ -95,9 +102,13 @@ class TaskFlow:
                 log.info("task %s: resumed (attempt %s)", task.id, claim.attempt)
             else:
                 self._release(claim, task, "the supervisor restarted and the attempt's work area was gone")
+        if remembered is not None:
+            self._record_missed(remembered)
         if self.active is None:
             self.area.withdraw()
-            self.area.forget()
+            if self._note_of(self._unjudged) is None:  # a judged attempt's note keeps its tokens and refusals
+                self.area.forget()
+        self.area.remove_others(self.active.project if self.active else None)
         self._judge_pending()
         self.assign()  # before the agent's first start: its first cycle already sees the task
 
@@ -116,7 +127,11 @@ class TaskFlow:
         if task.state not in (TaskState.RUNNING,) or task.fence != self.active.claim.fence:
             self._lost(task)  # cancelled by the operator, or no longer ours
             return
-        project = self.registry.get(task.project)
+        try:
+            project = self.registry.get(task.project)
+        except ProjectError as exc:
+            self._project_gone(self.active.claim, task, exc)
+            return
         spent = self.tokens() - self.active.tokens_at_start
         elapsed = (datetime.now(UTC) - self.active.started_at).total_seconds()
         if spent > project.task_tokens or elapsed > project.task_deadline_s:
@@ -142,7 +157,9 @@ class TaskFlow:
         """Claim the next task and give it to the agent (nothing when the queue is empty). A task
         whose work area cannot be made is `infrastructure` and the next one is tried, a few per call."""
         for _ in range(MAX_SETUP_FAILURES):
-            if self.active is not None or self.ctx.stop.requested or not self._start_next():
+            if self.active is not None or self._unjudged is not None or self.ctx.stop.requested:
+                return  # one attempt at a time: a task waiting for its verdict holds the agent's turn
+            if not self._start_next():
                 return
 
     def _start_next(self) -> bool:
@@ -152,6 +169,10 @@ class TaskFlow:
         if claim is None:
             return False
         task = self.queue.get(claim.task_id)
+        attempt = ActiveAttempt(
+            claim=claim, project=task.project, tokens_at_start=self.tokens(), started_at=datetime.now(UTC)
+        )
+        self.area.remember(attempt)  # first: from here a kill is resumed, released or its verdict logged
         try:
             self.area.create(self.registry.mirror(task.project), task.project, task.base_commit)
         except (ProjectError, GitError, OSError) as exc:
@@ -162,11 +183,8 @@ class TaskFlow:
             )
             self._finish(claim, task, verdict, journal=False)
             return True
-        self.active = ActiveAttempt(
-            claim=claim, project=task.project, tokens_at_start=self.tokens(), started_at=datetime.now(UTC)
-        )
+        self.active = attempt
         self._renewed_at = time.monotonic()
-        self.area.remember(self.active)
         self.area.publish(task)
         self.decisions.append(
             DecisionKind.TASK_STARTED,
@@ -187,34 +205,47 @@ class TaskFlow:
                 continue  # not a message at all: the intake refuses it
             if isinstance(message, TaskResult):
                 self._on_result(message)
-                outbox.discard(path)
+                outbox.discard(path)  # after its fate is on disk: a kill before this finds it taken
         self.assign()  # the agent is free again: its next task is ready before its next cycle
 
     def _on_result(self, message: TaskResult) -> None:
+        if self._unjudged is not None and message.task == self._unjudged.task_id:
+            return  # said again while it waits for its verdict (an engine outage)
         active = self.active
         if active is None or message.task != active.claim.task_id:
-            held = f"task {active.claim.task_id}" if active else "no task"
-            self.decisions.append(
-                DecisionKind.TASK_RESULT_REFUSED, details={"task": message.task, "message": message.id, "held": held}
-            )
-            self.note(
-                "task-result-refused",
-                f"Your task-result message for task {message.task} was refused: you hold {held}.",
-            )
+            if not self._taken_before(message):
+                self._refuse(message, f"task {active.claim.task_id}" if active else "no task")
             return
         task = self.queue.get(active.claim.task_id)
+        if task.state is not TaskState.RUNNING or task.fence != active.claim.fence:
+            self._lost(task)  # cancelled before the agent said done: nothing to judge
+            return
         self.area.withdraw()
-        project = self.registry.get(task.project)
+        try:
+            project = self.registry.get(task.project)
+            mirror = self.registry.mirror(task.project)
+        except ProjectError as exc:
+            self._project_gone(active.claim, task, exc)
+            return
         branch = f"task-{task.id}-{active.claim.attempt}"
-        work = commit_work_area(
-            self.registry.mirror(task.project),
-            self.area.path_for(task.project),
-            base_commit=task.base_commit,
-            branch=branch,
-            message=f"Task {task.id}: {task.title}\n\n{message.summary}\n\nTask-Id: {task.id}\n",
-            max_files=project.max_files,
-            max_mb=MAX_SNAPSHOT_MB,
-        )
+        try:
+            work = commit_work_area(
+                mirror,
+                self.area.path_for(task.project),
+                base_commit=task.base_commit,
+                branch=branch,
+                message=f"Task {task.id}: {task.title}\n\n{message.summary}\n\nTask-Id: {task.id}\n",
+                max_files=project.max_files,
+                max_mb=MAX_SNAPSHOT_MB,
+            )
+        except GitError as exc:  # the mirror, not the agent: e.g. a forced fetch lost the base commit
+            reason = f"the work could not be committed in the project's mirror: {exc}"
+            self._finish(
+                active.claim,
+                task,
+                TaskVerdict(outcome="infrastructure", reason=reason[:20_000], base_commit=task.base_commit),
+            )
+            return
         self.active = active.model_copy(update={"refused": work.refused})
         self.area.remember(self.active)  # before `judging`: a re-judge after a kill still knows them
         if not self.queue.mark_judging(active.claim, work.commit, TASK_REFS + branch, message.summary):
@@ -222,6 +253,25 @@ class TaskFlow:
             return
         self._unjudged = active.claim
         self._judge_pending()
+
+    def _taken_before(self, message: TaskResult) -> bool:
+        """The message was acted on before a kill left its file: its task was marked judging with it."""
+        try:
+            task = self.queue.get(message.task)
+        except (TaskError, OverflowError):  # no such task (or an id no database can hold)
+            return False
+        return task.state not in (TaskState.QUEUED, TaskState.RUNNING) and task.summary == message.summary
+
+    def _refuse(self, message: TaskResult, held: str) -> None:
+        """Logged and journaled once a minute at most (the log throttles it): the agent may repeat it forever."""
+        written = self.decisions.append(
+            DecisionKind.TASK_RESULT_REFUSED, details={"task": message.task, "message": message.id, "held": held}
+        )
+        if written is not None:
+            self.note(
+                "task-result-refused",
+                f"Your task-result message for task {message.task} was refused: you hold {held}.",
+            )
 
     # -- verdicts ---------------------------------------------------------------------------------
 
@@ -231,7 +281,8 @@ class TaskFlow:
             return
         task = self.queue.get(claim.task_id)
         if task.state is not TaskState.JUDGING or task.fence != claim.fence or task.result_commit is None:
-            self._unjudged = None
+            self._unjudged = None  # cancelled or taken while it waited: nothing here is ours any more
+            self._clear(task)
             return
         try:
             project = self.registry.get(task.project)
@@ -239,14 +290,14 @@ class TaskFlow:
         except SandboxError as exc:  # the engine, not the task: judged again once it answers
             log.warning("task %s: judging waits for the engine (%s)", task.id, exc)
             return
-        except ProjectError as exc:
+        except (ProjectError, GitError) as exc:  # the project or its mirror, never the agent's fault
             verdict = TaskVerdict(
                 outcome="infrastructure",
-                reason=str(exc),
+                reason=str(exc)[:20_000],
                 base_commit=task.base_commit,
                 result_commit=task.result_commit,
             )
-        remembered = self.active if self.active and self.active.claim.fence == claim.fence else self.area.recall()
+        remembered = self._note_of(claim)
         spent = self.tokens() - remembered.tokens_at_start if remembered else 0
         refused = remembered.refused if remembered else []
         verdict = verdict.model_copy(update={"tokens": max(0, spent), "refused": refused})
@@ -262,6 +313,11 @@ class TaskFlow:
 
     def _finish(self, claim: Claim, task: Task, verdict: TaskVerdict, *, journal: bool = True) -> None:
         applied = self.queue.finish(claim, verdict)
+        self._record(claim, task, verdict, applied=applied, journal=journal)
+        self._clear(task)  # last: the attempt's note goes only after its verdict is logged
+
+    def _record(self, claim: Claim, task: Task, verdict: TaskVerdict, *, applied: bool, journal: bool = True) -> None:
+        """The verdict into the decision log and the agent's journal; a clean pass delivered if so configured."""
         self.decisions.append(
             DecisionKind.TASK_JUDGED,
             generation=self.generation(),
@@ -284,11 +340,35 @@ class TaskFlow:
         log.info("task %s: %s (%s)", task.id, verdict.outcome, verdict.reason[:120])
         if applied and verdict.outcome == "passed" and self.deliver is not None:
             self._deliver(self.deliver, task)
-        self._clear(task)
+
+    def _record_missed(self, note: ActiveAttempt) -> None:
+        """A kill between the queue's verdict and its `task-judged` record: logged now, once."""
+        task = self.queue.get(note.claim.task_id)
+        if task.state not in VERDICTS or task.fence != note.claim.fence or task.verdict is None:
+            return
+        last = self.decisions.find_recent(DecisionKind.TASK_JUDGED)
+        details = last.details if last is not None else {}
+        if details.get("task") == task.id and details.get("attempt") == note.claim.attempt:
+            return  # logged; the kill came after (the note would have gone next)
+        self._record(note.claim, task, task.verdict, applied=True)
+
+    def _note_of(self, claim: Claim | None) -> ActiveAttempt | None:
+        """The supervisor's note of this very attempt (in memory, else on disk), or None."""
+        if claim is None:
+            return None
+        for note in (self.active, self.area.recall()):
+            if note is not None and (note.claim.task_id, note.claim.fence) == (claim.task_id, claim.fence):
+                return note
+        return None
 
     def _deliver(self, deliver: Deliver, task: Task) -> None:
         """`[contribute] auto = "passed"`: a clean pass is pushed (never raises; a failure is recorded)."""
-        outcome = deliver(self.queue.get(task.id), self.registry.get(task.project), self.registry.mirror(task.project))
+        try:
+            project, mirror = self.registry.get(task.project), self.registry.mirror(task.project)
+        except ProjectError as exc:
+            log.warning("task %s: not delivered, its project is gone (%s)", task.id, exc)
+            return
+        outcome = deliver(self.queue.get(task.id), project, mirror)
         if outcome.action != "skipped":
             self.decisions.append(
                 DecisionKind.TASK_DELIVERED,
@@ -300,6 +380,11 @@ class TaskFlow:
         self.decisions.append(
             DecisionKind.TASK_RELEASED, details={"task": task.id, "reason": reason[:300], "applied": applied}
         )
+
+    def _project_gone(self, claim: Claim, task: Task, exc: ProjectError) -> None:
+        """The operator removed the task's project: the task waits in the queue for it (never judged without it)."""
+        self._release(claim, task, f"its project is gone ({exc}); it runs again once the project is added")
+        self._lost(self.queue.get(task.id))
 
     def _lost(self, task: Task) -> None:
         """The task is no longer ours (cancelled, or its lease lost): stop working on it."""

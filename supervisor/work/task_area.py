@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from datetime import datetime
 from pathlib import Path
 
@@ -74,6 +75,19 @@ class TaskArea:
 
     def remove(self, project: str) -> None:
         remove_tree(self.path_for(project), log.warning)
+
+    def is_whole(self, project: str) -> bool:
+        """The project's work area is a real folder (a link or a file in its place is not followed)."""
+        try:
+            return stat.S_ISDIR(os.lstat(self.path_for(project)).st_mode)
+        except FileNotFoundError:
+            return False
+
+    def remove_others(self, keep: str | None) -> None:
+        """Every work area but `keep`'s goes: what a killed run left must not be shown to the next task."""
+        for entry in self.projects.iterdir():
+            if entry.name != keep:
+                remove_tree(entry, log.warning)
 
     def publish(self, task: Task) -> None:
         """Tell the agent its task (atomically: it reads a whole file or none)."""

@@ -1,4 +1,4 @@
-"""An instance for kill tests: a cheap gate on main and an agent that proposes every cycle."""
+"""An instance for kill tests: a cheap gate on main, an agent that proposes every cycle and works on tasks."""
 
 from __future__ import annotations
 
@@ -7,10 +7,16 @@ from pathlib import Path
 
 from scripted_model.served import read_served
 from supervisor.base.git_ops import MAIN_REF, Git
+from supervisor.cli.demo import SAMPLE, sample_repository
 from supervisor.gate.gatekeeper import Gatekeeper
 from supervisor.route import LEDGER_FILE_NAME
+from supervisor.store.decision_log import DecisionLog
 from supervisor.store.instance import Instance
 from supervisor.store.instance_init import init_instance, package_dir
+from supervisor.store.projects import ProjectConfig, ProjectRegistry
+from supervisor.store.tasks.models import FINAL, VERDICTS, NewTask, TaskState
+from supervisor.store.tasks.sqlite_queue import open_queue
+from supervisor.work.mirror import create_mirror, resolve_commit
 from tests.chaos.ledger_audit import Audit, audit_ledger
 
 CHEAP_GATE = """\
@@ -25,6 +31,8 @@ CHEAP_TEST = "def test_main_is_fine():\n    assert True\n"
 # Runs in the agent container from main's read-only code: asks the model through the supervisor's
 # route a few times (the real SDK, built as the real agent builds it), proposes, waits, and again.
 # Every proposal written is listed (after its rename) in the journal, which lives outside the repo.
+# When a task is given it edits the project's work area and, now and then, says it is done (the
+# same task again and again until the supervisor withdraws it: repeats are part of the test).
 # A small max_tokens keeps each worst-case reservation small, so the caps never refuse the agent.
 PROPOSING_AGENT = r"""
 import datetime, json, os, random, time, uuid
@@ -49,8 +57,26 @@ def ask(pid):
     except Exception as exc:  # the route went away with a killed supervisor: propose anyway
         print("chaos agent: model call failed:", type(exc).__name__, flush=True)
 
+def task_step():
+    try:
+        with open(os.environ["OUROBOROS_TASK_FILE"]) as f:
+            task = json.load(f)
+        with open(os.path.join(task["path"], "chaos_fix.txt"), "a") as f:
+            f.write("worked on task %s\n" % task["id"])
+    except (OSError, ValueError, KeyError):
+        return
+    if random.random() < 0.8:  # a task lasts a few cycles: kills land while it runs too
+        return
+    mid = uuid.uuid4().hex
+    message = {"version": 2, "kind": "task-result", "id": mid, "task": task["id"], "summary": "Chaos work",
+               "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    with open(os.path.join(out, "task-" + mid + ".json.tmp"), "w") as f:
+        f.write(json.dumps(message))
+    os.rename(os.path.join(out, "task-" + mid + ".json.tmp"), os.path.join(out, "task-" + mid + ".json"))
+
 while True:
     time.sleep(random.uniform(0.1, 0.8))
+    task_step()
     pid = uuid.uuid4().hex
     for step in range(3):  # plan, execute, reflect: a few calls per proposal, as the real agent makes
         ask(pid)
@@ -124,3 +150,53 @@ def decisions_per_proposal(gatekeeper: Gatekeeper) -> dict[str, list[str]]:
             if proposal_id:
                 found.setdefault(proposal_id, []).append(record.kind)
     return found
+
+
+def queue_chaos_tasks(instance: Instance, scratch: Path, count: int) -> list[int]:
+    """The sample project registered and `count` tasks on it (the agent's edits fail them: any verdict will do)."""
+    registry = ProjectRegistry(instance.projects)
+    create_mirror(registry, ProjectConfig(name=SAMPLE, source=str(sample_repository(scratch)), test_deadline_s=120))
+    base = resolve_commit(registry.mirror(SAMPLE), "main")
+    queue = open_queue(instance.tasks_db)
+    try:
+        news = [
+            NewTask(
+                project=SAMPLE,
+                title=f"chaos task {number}",
+                base_commit=base,
+                fail_to_pass=["tests/test_stats.py::test_median_of_even_length"],
+            )
+            for number in range(count)
+        ]
+        return [task.id for task in queue.add_many(news)]
+    finally:
+        queue.close()
+
+
+def task_problems(instance: Instance, log: DecisionLog) -> tuple[list[str], dict[TaskState, int]]:
+    """What breaks the task invariants: a task neither final nor resumable by this instance, an attempt
+    with two applied verdicts in the log, a verdict never logged, attempts that overlap."""
+    problems: list[str] = []
+    applied: dict[tuple[int, int], int] = {}
+    for record in log.records():
+        if record.kind == "task-judged" and record.details.get("applied"):
+            key = (int(record.details["task"]), int(record.details["attempt"]))
+            applied[key] = applied.get(key, 0) + 1
+    problems += [f"task {t} attempt {a} has {n} applied verdicts" for (t, a), n in applied.items() if n > 1]
+    queue = open_queue(instance.tasks_db)
+    try:
+        spans = []
+        for task in queue.find():
+            if task.state not in FINAL and task.state is not TaskState.QUEUED and task.worker != instance.instance_id:
+                problems.append(f"task {task.id} is {task.state} held by {task.worker!r}, not this instance")
+            if task.state in VERDICTS and applied.get((task.id, task.attempts)) != 1:
+                problems.append(f"task {task.id} is {task.state} but its verdict is not logged once")
+            spans += [(a.started_at, a.ended_at, task.id, a.number) for a in queue.attempts(task.id)]
+        spans.sort(key=lambda span: span[0])
+        for (_, end, task_id, number), (start, _, next_id, next_number) in zip(spans, spans[1:], strict=False):
+            if end is None or end > start:
+                problems.append(f"attempt {task_id}/{number} overlaps attempt {next_id}/{next_number}")
+        counts = queue.counts()
+    finally:
+        queue.close()
+    return problems, counts

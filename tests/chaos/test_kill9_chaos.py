@@ -11,6 +11,11 @@ it was served and charged at its worst case at the next start; the ledger charge
 at most one request per kill is charged at its worst case. Served money <= charged money, with the
 difference only in requests a kill interrupted. A route that skips recording fails it
 (tests/chaos/test_ledger_audit.py shows both ways it fails).
+
+The task invariants: a few tasks on a small project are queued before the run and the agent works
+on them (and says "done" again and again); at the end every task is final or resumable by this
+instance, no attempt has two applied verdicts in the decision log, every verdict is logged, and
+attempts never overlap.
 """
 
 from __future__ import annotations
@@ -27,11 +32,19 @@ import pytest
 from scripted_model.served import SERVED_LOG_ENV
 from supervisor.base.git_ops import MAIN_REF
 from supervisor.store.states import IN_FLIGHT
-from tests.chaos.chaos_instance import chaos_instance, decisions_per_proposal, ledger_audit, written_ids
+from tests.chaos.chaos_instance import (
+    chaos_instance,
+    decisions_per_proposal,
+    ledger_audit,
+    queue_chaos_tasks,
+    task_problems,
+    written_ids,
+)
 from tests.system.conftest import SupervisorProcess, containers_of, gatekeeper_of
 
 pytestmark = pytest.mark.docker
 KILLS = int(os.environ.get("CHAOS_KILLS", "30"))
+TASKS = 4
 
 
 def test_kill_9_at_random_moments_then_restart_keeps_every_invariant(tmp_path, docker_engine, agent_image, monkeypatch):
@@ -42,6 +55,7 @@ def test_kill_9_at_random_moments_then_restart_keeps_every_invariant(tmp_path, d
     rng = random.Random(seed)
     instance = chaos_instance(tmp_path / "home", docker_engine, agent_image)
     gk = gatekeeper_of(instance, docker_engine, agent_image)
+    queue_chaos_tasks(instance, tmp_path / "sample", TASKS)
     try:
         moments: dict[str, int] = {}
         for _ in range(KILLS):
@@ -97,6 +111,9 @@ def test_kill_9_at_random_moments_then_restart_keeps_every_invariant(tmp_path, d
         f"chaos: {audit.served} answers served, {audit.recorded} recorded exactly, "
         f"{audit.covered_by_worst_case} cut by a kill and charged at their worst case, {audit.held} held"
     )
+    problems, counts = task_problems(instance, gk.log)
+    assert not problems, f"task invariants broken (seed {seed}): {problems}"
+    print(f"chaos: tasks { ({str(state): n for state, n in counts.items() if n}) }")
     kinds = [k for ks in decided.values() for k in ks]
     assert "accepted" in kinds
     print(
@@ -109,8 +126,8 @@ def test_kill_9_at_random_moments_then_restart_keeps_every_invariant(tmp_path, d
 def _wait_for_a_verdict_after(gk, since: float, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        tail = gk.log.tail(1)
-        if tail and tail[0].kind in ("accepted", "rejected") and tail[0].at > _iso(since):
+        tail = gk.log.tail(20)  # task records may come after it
+        if any(record.kind in ("accepted", "rejected") and record.at > _iso(since) for record in tail):
             return
         time.sleep(0.5)
     raise AssertionError("no verdict after the last restart")
@@ -146,7 +163,7 @@ def _last_step(process: SupervisorProcess) -> str:
     time.sleep(0.1)
     lines = _drain(process).splitlines()
     last = lines[-1] if lines else "starting"
-    for step in ("gating proposal", "accepted", "rejected", "agent running", "recovered", "resuming"):
+    for step in ("gating proposal", "accepted", "rejected", "agent running", "recovered", "resuming", "task"):
         if step in last:
             return step
     return " ".join(re.sub(r"^\[[^]]*\]\s*", "", last).split()[:3]) or "starting"
