@@ -54,6 +54,7 @@ class PgCluster:
     port: int
     password: str
     runas: str | None
+    options: str = ""
 
     @property
     def data(self) -> Path:
@@ -86,8 +87,11 @@ class PgCluster:
         if result.returncode != 0:
             raise RuntimeError(f"pg_ctl {' '.join(args)} failed: {result.stderr or result.stdout}")
 
-    def restart(self) -> None:
-        self.pg_ctl("restart", "-m", "fast", "-l", str(self.folder / "server.log"))
+    def start_server(self) -> None:
+        self.pg_ctl("start", "-o", self.options, "-l", str(self.folder / "server.log"))
+
+    def stop_server(self) -> None:
+        self.pg_ctl("stop", "-m", "fast")
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
@@ -119,10 +123,10 @@ def start_cluster() -> PgCluster:
     if init.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
         raise RuntimeError(f"initdb failed: {init.stderr or init.stdout}")
-    options = " ".join(f"-c {setting}" for setting in SERVER_SETTINGS)
-    options += f" -c listen_addresses=127.0.0.1 -p {cluster.port} -k {folder}"
+    cluster.options = " ".join(f"-c {setting}" for setting in SERVER_SETTINGS)
+    cluster.options += f" -c listen_addresses=127.0.0.1 -p {cluster.port} -k {folder}"
     try:
-        cluster.pg_ctl("start", "-o", options, "-l", str(folder / "server.log"))
+        cluster.start_server()
     except RuntimeError:
         log = (folder / "server.log").read_text(errors="replace") if (folder / "server.log").exists() else ""
         cluster.stop()
