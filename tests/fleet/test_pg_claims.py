@@ -6,7 +6,6 @@ import multiprocessing
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
@@ -31,7 +30,10 @@ def _claim_until_empty(db: Database, worker: str, gate: threading.Barrier | None
 
 def _run_claimers(url: str, password: str, claimers: int) -> list[list[int]]:
     """`claimers` threads, each with its own connection, started together; the ids each claimed."""
-    dbs = [Database(url, password=password, application_name=f"c{n}", min_size=1, max_size=1).open() for n in range(claimers)]
+    dbs = [
+        Database(url, password=password, application_name=f"c{n}", min_size=1, max_size=1).open()
+        for n in range(claimers)
+    ]
     taken: list[list[int]] = [[] for _ in range(claimers)]
     gate = threading.Barrier(claimers)
 
@@ -87,7 +89,9 @@ def test_fifty_claimers_in_ten_processes(pg_cluster, pg_database, fleet_queue) -
 def _process_claims(url: str, password: str, n: int, start: object, results: object) -> None:
     """Five claimer threads in one process, each with its own connection; every id claimed goes to `results`."""
     sys.path.insert(0, ".")
-    dbs = [Database(url, password=password, application_name=f"p{n}-{k}", min_size=1, max_size=1).open() for k in range(5)]
+    dbs = [
+        Database(url, password=password, application_name=f"p{n}-{k}", min_size=1, max_size=1).open() for k in range(5)
+    ]
     taken: list[int] = []
     start.wait()  # type: ignore[attr-defined]
     threads = [

@@ -67,7 +67,11 @@ def test_the_defaults_are_the_seeds() -> None:
     settings = FleetSettings()
     assert (settings.lease_s, settings.heartbeat_s, settings.pool_min, settings.pool_max) == (1800, 300, 2, 10)
     assert settings.weights.model_dump() == {"health": 1.0, "impact": 2.0, "solvability": 1.5, "urgency": 0.5}
-    assert settings.budgets.model_dump() == {"project_tokens": 100_000, "language_tasks": 50, "weekly_tokens": 5_000_000}
+    assert settings.budgets.model_dump() == {
+        "project_tokens": 100_000,
+        "language_tasks": 50,
+        "weekly_tokens": 5_000_000,
+    }
     assert not settings.enabled
     assert FleetSettings(node="n-1").node_name(Path("/x")) == "n-1"
     assert FleetSettings().node_name(Path("/a")) != FleetSettings().node_name(Path("/b"))

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 import psycopg
+from psycopg.abc import Buffer
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg.types.string import StrBinaryDumper, StrDumperUnknown, TextBinaryLoader, TextLoader
 
@@ -52,23 +53,27 @@ def loads(data: str | bytes) -> Any:
 
 
 class EscapingStrDumper(StrDumperUnknown):
-    def dump(self, obj: str) -> bytes:
+    def dump(self, obj: str) -> Buffer | None:
         return super().dump(escape(obj))
 
 
 class EscapingStrBinaryDumper(StrBinaryDumper):
-    def dump(self, obj: str) -> bytes:
+    def dump(self, obj: str) -> Buffer | None:
         return super().dump(escape(obj))
 
 
+def _text(value: bytes | str) -> bytes | str:
+    return unescape(value) if isinstance(value, str) else value  # bytes: a connection without an encoding
+
+
 class UnescapingTextLoader(TextLoader):
-    def load(self, data: Any) -> str:
-        return unescape(super().load(data))
+    def load(self, data: Buffer) -> bytes | str:
+        return _text(super().load(data))
 
 
 class UnescapingTextBinaryLoader(TextBinaryLoader):
-    def load(self, data: Any) -> str:
-        return unescape(super().load(data))
+    def load(self, data: Buffer) -> bytes | str:
+        return _text(super().load(data))
 
 
 def register(conn: psycopg.Connection[Any]) -> None:

@@ -6,7 +6,9 @@ runs. A claim is one statement: it picks the claimable task of highest priority 
 and issues a lease in the database's clock (now(); a node's clock is never used) with a fence one
 larger than before. Claimable: queued, or held with a lease that has run out (its node died or
 stalled): the fence then grows, the old attempt is ended, and every later write with the old fence
-is refused. Every write that takes a Claim names `fence = %s AND state IN (...)` in its WHERE; a
+is refused. The statement takes the best candidate of each kind (the queued one from the claim
+index, an expired one from the lease index) and claims the better; the other candidate's row lock
+ends with the statement's transaction, a moment later. Every write that takes a Claim names `fence = %s AND state IN (...)` in its WHERE; a
 write that finds no such row changes nothing but its attempt's `refused_late` mark.
 """
 
@@ -48,11 +50,17 @@ from supervisor.store.tasks.pg_rows import (
 from supervisor.store.tasks.sqlite_schema import encodable, named
 
 _CLAIM = f"""
-WITH picked AS (
-    SELECT id, state AS was, attempts AS was_attempt FROM tasks
-    WHERE state IN ('queued', 'running', 'judging') AND (state = 'queued' OR lease_expires_at < now()) {{only}}
+WITH queued AS (
+    SELECT id, state, attempts, priority FROM tasks WHERE state = 'queued' {{only}}
+    ORDER BY state, priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED
+), expired AS (
+    SELECT id, state, attempts, priority FROM tasks
+    WHERE state IN ('running', 'judging') AND lease_expires_at < now() {{only}}
+    ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id, state AS was, attempts AS was_attempt
+    FROM (SELECT * FROM queued UNION ALL SELECT * FROM expired) claimable
     ORDER BY priority DESC, id LIMIT 1
-    FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE tasks t SET state = 'running', fence = t.fence + 1, attempts = t.attempts + 1, worker = %(worker)s,
         lease_expires_at = now() + make_interval(secs => %(lease)s), updated_at = now(), note = NULL,

@@ -47,6 +47,10 @@ def _utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.astimezone(UTC)
 
 
+def _aware(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
 def task_of(row: dict[str, Any]) -> Task:
     data = {key: row[key] for key in TASK_COLUMNS.replace(" ", "").split(",")}
     data["state"] = TaskState(data["state"])
@@ -72,5 +76,5 @@ def claim_of(row: dict[str, Any]) -> Claim:
         attempt=row["attempts"],
         fence=row["fence"],
         worker=row["worker"],
-        lease_expires_at=_utc(row["lease_expires_at"]),
+        lease_expires_at=_aware(row["lease_expires_at"]),
     )
