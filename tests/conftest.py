@@ -1,4 +1,4 @@
-"""Shared fixtures. Docker tests need a real engine: with CI=true a missing one fails them."""
+"""Shared fixtures. Docker and PostgreSQL tests need the real thing: with CI=true a missing one fails them."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from sandbox.engine import DockerEngine
 from sandbox.errors import SandboxError
 
 
-def _no_engine(message: str) -> None:
+def _no_engine(message: str, what: str = "Docker") -> None:
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and {message}: Docker tests must run in CI, not skip", pytrace=False)
+        pytest.fail(f"CI=true and {message}: {what} tests must run in CI, not skip", pytrace=False)
     pytest.skip(message)
 
 
@@ -56,3 +56,34 @@ def _unmount_agent_disks(tmp_path_factory):
         points = [line.split()[1] for line in mounts if line.split()[1].startswith(base)]
     for point in sorted(points, key=len, reverse=True):
         subprocess.run(["umount", point], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throw-away PostgreSQL cluster (tests/pg_cluster.py); fails under CI=true, skips elsewhere, without one."""
+    from tests.pg_cluster import start_cluster
+
+    try:
+        cluster = start_cluster()
+    except (RuntimeError, OSError) as exc:
+        _no_engine(f"no PostgreSQL to start ({exc})", "PostgreSQL")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_schema_template(pg_cluster) -> str:
+    """A database with every migration applied, copied (CREATE DATABASE ... TEMPLATE) for each test."""
+    from supervisor.base.pg.migrate import migrate
+    from supervisor.base.pg.pool import Database
+
+    name = pg_cluster.create_database("schema_template")
+    with Database(pg_cluster.url(name), password=pg_cluster.password, application_name="tests", min_size=1) as db:
+        migrate(db.open())
+    return name
+
+
+@pytest.fixture
+def pg_database(pg_cluster, pg_schema_template) -> str:
+    """The URL (no password: pg_cluster.password) of a fresh, migrated database of this test's own."""
+    return pg_cluster.url(pg_cluster.create_database(pg_cluster.fresh_name(), pg_schema_template))

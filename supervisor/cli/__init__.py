@@ -101,6 +101,7 @@ from supervisor.cli import (  # noqa: E402
     config_cmds,
     console_cmds,
     engine_cmds,
+    fleet_cmds,
     gate_cmds,
     project_cmds,
     run_cmds,
@@ -117,6 +118,7 @@ for _module in (
     acceptance_cmds,
     project_cmds,
     task_cmds,
+    fleet_cmds,
 ):
     for _command in _module.COMMANDS:
         main.add_command(_command)

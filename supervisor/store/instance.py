@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from supervisor.base.errors import ConfigError
 from supervisor.base.toml_config import read_toml, validate
 from supervisor.route.config import RouteConfig
+from supervisor.store.fleet_settings import FleetSettings
 
 CONFIG_NAME = "ouroboros.toml"
 HOME_ENV = "OUROBOROS_HOME"
@@ -175,6 +176,7 @@ class InstanceConfig(_Strict):
     logs: LogSettings = Field(default_factory=LogSettings)
     disk: DiskSettings = Field(default_factory=DiskSettings)
     contribute: ContributeSettings = Field(default_factory=ContributeSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
     scripted_scenario: Path | None = Field(
         default=None,
         description="Serve the agent from this scripted-model scenario instead of the real API.",

@@ -8,20 +8,40 @@ from pathlib import Path
 import pytest
 
 from supervisor.store.tasks.queue import TaskQueue
-from tests.tasks.queue_specs import QueueSpec
+from tests.tasks.queue_specs import PROJECTS, QueueSpec
 
-KINDS = ["sqlite"]  # the fleet's PostgreSQL queue joins here
+KINDS = ["sqlite", "postgres"]
 
 
-def _spec(kind: str, folder: Path) -> QueueSpec:
+@pytest.fixture(scope="session")
+def pg_tasks_template(request: pytest.FixtureRequest) -> str:
+    """A migrated database that knows the contract tests' projects (a fleet refuses tasks of unknown ones)."""
+    from supervisor.base.pg.pool import Database
+    from supervisor.store.tasks.pg_queue import PostgresTaskQueue
+
+    cluster = request.getfixturevalue("pg_cluster")
+    name = cluster.create_database("tasks_template", request.getfixturevalue("pg_schema_template"))
+    db = Database(cluster.url(name), password=cluster.password, application_name="tests", min_size=1).open()
+    queue = PostgresTaskQueue(db, owns_database=True)
+    for project in PROJECTS:
+        queue.add_project(project, f"file:///srv/{project}.git")
+    queue.close()
+    return name
+
+
+def _spec(kind: str, folder: Path, request: pytest.FixtureRequest) -> QueueSpec:
     if kind == "sqlite":
         return QueueSpec("sqlite", str(folder / "tasks.sqlite3"))
+    if kind == "postgres":
+        cluster = request.getfixturevalue("pg_cluster")
+        name = cluster.create_database(cluster.fresh_name(), request.getfixturevalue("pg_tasks_template"))
+        return QueueSpec("postgres", cluster.url(name), cluster.password)
     raise ValueError(kind)
 
 
 @pytest.fixture(params=KINDS)
 def queue_spec(request: pytest.FixtureRequest, tmp_path: Path) -> QueueSpec:
-    return _spec(request.param, tmp_path)
+    return _spec(request.param, tmp_path, request)
 
 
 @pytest.fixture
@@ -33,10 +53,17 @@ def queue(queue_spec: QueueSpec) -> Iterator[TaskQueue]:
 
 @pytest.fixture(params=KINDS)
 def fresh_queue(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Callable[[], TaskQueue]:
-    """A factory of new, empty queues (a property test needs one per example)."""
+    """A factory of new, empty queues (a property test needs one per example). PostgreSQL: the test's own
+    database, emptied for each new queue (a new database per example would take most of the test's time)."""
     kind = request.param
+    spec = _spec(kind, tmp_path_factory.mktemp("queue"), request) if kind == "postgres" else None
 
     def make() -> TaskQueue:
-        return _spec(kind, tmp_path_factory.mktemp("queue")).open()
+        if spec is None:
+            return _spec(kind, tmp_path_factory.mktemp("queue"), request).open()
+        queue = spec.open()
+        with queue.db.transaction() as cursor:  # type: ignore[attr-defined]
+            cursor.execute("TRUNCATE attempts, tasks RESTART IDENTITY")
+        return queue
 
     return make

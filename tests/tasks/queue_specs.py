@@ -14,14 +14,24 @@ from supervisor.store.tasks.sqlite_queue import SqliteTaskQueue
 BASE = "a" * 40
 
 
+PROJECTS = ("demo", "alpha", "beta", "other", "gamma")  # the projects the contract tests name (the fleet knows them)
+
+
 @dataclass(frozen=True)
 class QueueSpec:
     kind: str
-    location: str
+    location: str  # sqlite: the file; postgres: the database URL
+    password: str | None = None
 
     def open(self) -> TaskQueue:
         if self.kind == "sqlite":
             return SqliteTaskQueue(Path(self.location))
+        if self.kind == "postgres":
+            from supervisor.base.pg.pool import Database
+            from supervisor.store.tasks.pg_queue import PostgresTaskQueue
+
+            db = Database(self.location, password=self.password, application_name="tests", min_size=1, max_size=4)
+            return PostgresTaskQueue(db.open(), owns_database=True)
         raise ValueError(f"no queue kind {self.kind!r}")
 
 

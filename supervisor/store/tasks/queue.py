@@ -2,7 +2,9 @@
 
 Rules every implementation keeps (tests/tasks/test_queue_contract.py):
 - `claim` takes the queued task of highest priority (then oldest) in one atomic step, never the
-  same task twice at once, and issues a fence larger than any before it for that task;
+  same task twice at once, and issues a fence larger than any before it for that task; a shared
+  store (the fleet's PostgreSQL queue) also takes a held task whose lease has run out by the
+  store's own clock (its holder died or stalled): that attempt ends and its fence is then stale;
 - every call that takes a `Claim` applies only when the task is still held with that claim's fence
   (and, for `renew`, its lease has not run out by the store's own clock); otherwise it returns False
   and changes nothing but the attempt's `refused_late` mark;

@@ -1,0 +1,1 @@
+"""The fleet's PostgreSQL plumbing: a connection pool, versioned migrations, clear errors. Knows nothing of tasks."""

@@ -1,0 +1,134 @@
+"""A pool of connections to the fleet's PostgreSQL: one `Database` per process, short transactions only.
+
+Every connection carries the node's name (`application_name`, seen in pg_stat_activity), a connect
+timeout, and the NUL-safe text codec (text_codec.py). The pool checks a connection before handing
+it out (`ConnectionPool.check_connection`), so one the server closed (a restart,
+pg_terminate_backend) is replaced, never used; connections are also renewed after `max_lifetime_s`.
+A failure becomes a DatabaseError that says what to do (errors.py), never a psycopg traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from supervisor.base.errors import ConfigError
+from supervisor.base.pg import text_codec
+from supervisor.base.pg.errors import DatabaseError, explain
+
+Row = dict[str, Any]
+Cursor = psycopg.Cursor[Row]
+
+
+def check_url(url: str) -> str:
+    """A postgresql:// URL without a password in it (the password comes from password_env/password_file)."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"{url!r} is not a postgresql:// URL; give postgresql://USER@HOST:PORT/DATABASE")
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"cannot read the database URL ({exc}); give postgresql://USER@HOST:PORT/DATABASE") from exc
+    if "password" in parts or "passfile" in parts:
+        raise ConfigError(
+            "the database URL holds a password; remove it and set [fleet] password_env or password_file instead"
+        )
+    return url
+
+
+def describe(url: str) -> str:
+    """host:port/name of a URL, for messages (no user, no options)."""
+    parts = conninfo_to_dict(url)
+    return f"{parts.get('host', 'localhost')}:{parts.get('port', '5432')}/{parts.get('dbname', '')}"
+
+
+class Database:
+    """The fleet database of one process; `transaction()` lends a connection for one short transaction."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        password: str | None,
+        application_name: str,
+        min_size: int = 2,
+        max_size: int = 10,
+        connect_timeout_s: float = 5.0,
+        max_lifetime_s: float = 1800.0,
+        wait_s: float = 30.0,
+    ) -> None:
+        self.where = describe(check_url(url))
+        self.application_name = application_name
+        self._conninfo = make_conninfo(
+            url, application_name=application_name[:63], connect_timeout=max(1, round(connect_timeout_s))
+        )
+        self._password = password
+        self._connect_timeout_s = connect_timeout_s
+        self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
+            self._conninfo,
+            kwargs={"password": password, "row_factory": dict_row} if password else {"row_factory": dict_row},
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            configure=text_codec.register,
+            check=ConnectionPool.check_connection,
+            max_lifetime=max_lifetime_s,
+            timeout=wait_s,
+            name=application_name,
+        )
+
+    def open(self) -> Database:
+        """Connect once directly (so a wrong password or host is one clear error), then fill the pool."""
+        try:
+            with (
+                psycopg.connect(self._conninfo, password=self._password)
+                if self._password
+                else psycopg.connect(self._conninfo)
+            ):
+                pass
+        except psycopg.Error as exc:
+            raise explain(exc, self.where) from None
+        try:
+            self._pool.open(wait=True, timeout=max(self._connect_timeout_s * 2, 5.0))
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise explain(exc, self.where) from None
+        return self
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        """A cursor inside one transaction: committed when the block ends, rolled back on an error."""
+        try:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+                yield cursor
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            raise explain(exc, self.where) from None
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Row]]:
+        """A pooled connection for a caller that manages its own transactions (migrations)."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            raise explain(exc, self.where) from None
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._pool.get_stats())
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+__all__ = ["Cursor", "Database", "DatabaseError", "Row", "check_url", "describe"]

@@ -1,0 +1,74 @@
+"""The fleet's nodes: each supervisor registers itself and heartbeats, all in the database's own clock.
+
+A node's row says who it is (host, home, version), when it started and when it last said it is
+alive (`heartbeat_at`, set to the database's now()), and whether the operator asked it to drain
+(finish its task, claim no more). A heartbeat that updates no row means the node's registration is
+gone (an operator removed it): the node must register again before it claims anything.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from supervisor.base.pg.pool import Database
+from supervisor.store.fleet_settings import NODE_PATTERN
+
+
+class NodeInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=NODE_PATTERN)
+    host: str = Field(min_length=1, max_length=255)
+    home: str = Field(min_length=1, max_length=4096)
+    version: str = Field(min_length=1, max_length=100)
+
+
+class Node(NodeInfo):
+    started_at: datetime
+    heartbeat_at: datetime
+    draining: bool
+
+
+def _node(row: dict[str, object]) -> Node:
+    data = dict(row)
+    for key in ("started_at", "heartbeat_at"):
+        moment = data[key]
+        assert isinstance(moment, datetime)
+        data[key] = moment.astimezone(UTC)
+    return Node.model_validate(data)
+
+
+def register_node(db: Database, info: NodeInfo) -> Node:
+    """Register (or re-register after a restart) this node: started and alive now; `draining` is kept."""
+    with db.transaction() as cursor:
+        cursor.execute(
+            "INSERT INTO nodes (id, host, home, version, started_at, heartbeat_at) VALUES (%s, %s, %s, %s, now(), now())"
+            " ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, home = EXCLUDED.home, version = EXCLUDED.version,"
+            " started_at = now(), heartbeat_at = now() RETURNING *",
+            (info.id, info.host, info.home, info.version),
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    return _node(row)
+
+
+def heartbeat(db: Database, node: str) -> bool:
+    """Say `node` is alive; False when no row was updated (not registered: register again)."""
+    with db.transaction() as cursor:
+        cursor.execute("UPDATE nodes SET heartbeat_at = now() WHERE id = %s", (node,))
+        return cursor.rowcount == 1
+
+
+def set_draining(db: Database, node: str, draining: bool) -> bool:
+    """Ask `node` to drain (or stop draining); False when there is no such node."""
+    with db.transaction() as cursor:
+        cursor.execute("UPDATE nodes SET draining = %s WHERE id = %s", (draining, node))
+        return cursor.rowcount == 1
+
+
+def nodes(db: Database) -> list[Node]:
+    with db.transaction() as cursor:
+        cursor.execute("SELECT * FROM nodes ORDER BY id")
+        return [_node(row) for row in cursor.fetchall()]
