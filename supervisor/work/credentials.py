@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from supervisor.base.errors import ConfigError
+from supervisor.base.secret_file import read_secret_file
 from supervisor.store.instance import ContributeSettings
 
 MAX_TOKEN_FILE = 64 * 1024
@@ -52,30 +52,8 @@ def resolve_token(settings: ContributeSettings, environ: Mapping[str, str] | Non
 
 def read_token_file(path: Path) -> str:
     """The token in `path`: a regular file that neither group nor others may read, at most 64 KiB."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read [contribute] token_file {path}: {exc.strerror}; fix the path or its permissions"
-        ) from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"[contribute] token_file {path} is not a regular file; point it at the token's file")
-        if info.st_mode & 0o077:
-            raise ConfigError(
-                f"refusing [contribute] token_file {path}: group or others may access it (mode "
-                f"{stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {path}` (and check who else saw it)"
-            )
-        data = os.read(fd, MAX_TOKEN_FILE + 1)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_TOKEN_FILE:
-        raise ConfigError(
-            f"[contribute] token_file {path} is larger than {MAX_TOKEN_FILE} bytes; it should hold a token"
-        )
-    token = data.decode("utf-8", errors="replace").strip()
-    if not token or any(char.isspace() for char in token):
+    token = read_secret_file(path, "[contribute] token_file")
+    if any(char.isspace() for char in token):
         raise ConfigError(f"[contribute] token_file {path} must hold the token alone, on one line")
     return token
 

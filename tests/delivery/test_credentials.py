@@ -53,7 +53,7 @@ def _catch(outcome: list[BaseException], path: Path) -> None:
 
 @pytest.mark.parametrize("text", ["", "  \n", "two words\n", "a\nb\n"])
 def test_a_token_file_must_hold_one_token(tmp_path: Path, text: str) -> None:
-    with pytest.raises(ConfigError, match="must hold the token alone"):
+    with pytest.raises(ConfigError, match="must hold the (token|secret) alone"):
         read_token_file(_token_file(tmp_path, 0o600, text))
 
 
