@@ -77,6 +77,7 @@ def main_page(view: InstanceView) -> str:
         + status_section(view, snapshot)
         + lineage_section(cards, others)
         + charts_section(cards, snapshot)
+        + task_trend_section(cards)
         + waiting_section(view)
         + log_section(view, snapshot)
         + journal_section(view, 3000)
@@ -182,6 +183,10 @@ CARD_HEADERS = (
     "crashes",
     "restarts",
     "rolled back",
+    "tasks pass/fail/infra",
+    "task pass rate",
+    "regressions",
+    "tokens/passed task",
 )
 
 
@@ -204,7 +209,19 @@ def _card_row(card: GenerationCard) -> list[str]:
         str(card.crashes),
         str(card.restarts),
         "yes" if card.rolled_back else "",
+        f"{card.tasks_passed}/{card.tasks_failed}/{card.tasks_infrastructure}",
+        percent(card.task_pass_rate),
+        str(card.task_regressions),
+        whole(card.tokens_per_passed_task),
     ]
+
+
+def percent(rate: float | None) -> str:
+    return "" if rate is None else f"{rate:.0%}"
+
+
+def whole(value: float | None) -> str:
+    return "" if value is None else f"{value:,.0f}"
 
 
 def charts_section(cards: list[GenerationCard], snapshot: dict[str, Any]) -> str:
@@ -234,6 +251,51 @@ def charts_section(cards: list[GenerationCard], snapshot: dict[str, Any]) -> str
                 (d["day"], safe(d["usd"]), f"{d['tokens']:,}", str(d["requests"]), str(d["gates"]), str(d["passes"]))
                 for d in days
             ],
+        )
+        + "</section>"
+    )
+
+
+def task_trend_section(cards: list[GenerationCard]) -> str:
+    """Per generation that was judged on tasks: pass rate and tokens per passed task, oldest first."""
+    tried = [c for c in reversed(cards) if c.tasks_attempted or c.tasks_infrastructure]
+    rates = [Bar(f"gen {c.generation}", (c.task_pass_rate or 0.0) * 100, f"/g/{c.generation}") for c in tried]
+    costs = [
+        Bar(f"gen {c.generation}", c.tokens_per_passed_task or 0.0, f"/g/{c.generation}")
+        for c in tried
+        if c.tokens_per_passed_task is not None
+    ]
+    rows = [
+        (
+            gen_link(c.generation),
+            str(c.tasks_attempted),
+            str(c.tasks_passed),
+            str(c.tasks_failed),
+            str(c.tasks_infrastructure),
+            str(c.task_regressions),
+            percent(c.task_pass_rate),
+            whole(c.tokens_per_passed_task),
+        )
+        for c in reversed(tried)
+    ]
+    return (
+        '<section id="tasks-trend"><h2>Tasks per generation</h2>'
+        "<p>From the supervisor's task verdicts (decision log <code>task-judged</code> records); "
+        "infrastructure verdicts are never counted against the agent.</p>"
+        '<figure id="task-pass-rate"><figcaption>Task pass rate per generation (%)</figcaption>'
+        + bar_chart("task pass rate per generation", rates, "%", "rate")
+        + "</figure>"
+        '<figure id="tokens-per-passed-task"><figcaption>Tokens per passed task, per generation</figcaption>'
+        + bar_chart("tokens per passed task", costs, "tokens", "tokens")
+        + "</figure>"
+        + (
+            table(
+                ("gen", "attempted", "passed", "failed", "infrastructure", "regressions", "pass rate", "tokens/passed"),
+                rows,
+                "trend",
+            )
+            if rows
+            else "<p>no task verdicts yet</p>"
         )
         + "</section>"
     )
@@ -316,7 +378,7 @@ def generation_page(view: InstanceView, number: int) -> str | None:
     card = view.store.card(number)
     if card is None:
         return None
-    data = card.model_dump(mode="json") | {"restarts": card.restarts, "tokens_per_goal": card.tokens_per_goal}
+    data = card.model_dump(mode="json") | card.derived()
     rows = [(safe(k), safe(v)) for k, v in data.items()]
     body = (
         "<h2>Scorecard</h2>"
@@ -398,9 +460,6 @@ def journal_page(view: InstanceView) -> str:
 
 def scorecard_json(view: InstanceView, limit: int | None) -> str:
     return json.dumps(
-        [
-            c.model_dump(mode="json") | {"restarts": c.restarts, "tokens_per_goal": c.tokens_per_goal}
-            for c in view.store.cards(limit=limit)
-        ],
+        [c.model_dump(mode="json") | c.derived() for c in view.store.cards(limit=limit)],
         indent=1,
     )
