@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from supervisor.cli import contract, task_contract
 from supervisor.cli.delivery_cmds import TASK_DELIVERY_JSON
+from supervisor.store.tasks.bench_results import BenchReport
 from supervisor.work.mirror import FetchReport
 
 HEADER = """# JSON output of `supervisor` commands
@@ -52,6 +53,7 @@ COMMANDS: list[tuple[str, type[BaseModel]]] = [
     ("task add / cancel / retry; task list (an array of these)", task_contract.TaskOut),
     ("task show", task_contract.TaskShowOut),
     ("task import", task_contract.TaskImportOut),
+    ("task bench", BenchReport),
     *TASK_DELIVERY_JSON,
     ("any command, on error", contract.ErrorOut),
 ]

@@ -7,60 +7,19 @@ formatted here. Each page reads a bounded amount whatever the history's length (
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from supervisor.console import agent_files
+from supervisor.console.html import cand_link, duration, gen_link, page, percent, table, when, whole
 from supervisor.console.svg import Bar, Node, bar_chart, lineage_graph
+from supervisor.console.task_pages import bench_section, task_trend_section
 from supervisor.console.text import safe
 from supervisor.console.view import InstanceView
 from supervisor.store.scorecard import CandidateRow, GenerationCard
 
 LINEAGE_ROWS = 20  # the newest; older ones are a link away (/generations)
 LOG_ROWS = 20
-
-
-def page(title: str, body: str) -> str:
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width">'
-        f'<title>{safe(title)}</title><link rel="stylesheet" href="/static/console.css"></head><body>'
-        '<header><a href="/">Ouroboros console</a> · <a href="/log">decision log</a> · '
-        '<a href="/journal">journal</a> · <a href="/metrics">metrics</a> '
-        '<span class="ro">read-only</span></header>'
-        f"<main><h1>{safe(title)}</h1>{body}</main></body></html>"
-    )
-
-
-def table(headers: Iterable[str], rows: Iterable[Iterable[str]], css: str = "") -> str:
-    """`rows` hold HTML already made safe by the caller."""
-    head = "".join(f"<th>{safe(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def when(epoch: float | None) -> str:
-    if epoch is None:
-        return ""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    return (f"{days}d " if days else "") + f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
-
-
-def gen_link(number: int | None) -> str:
-    return "" if number is None else f'<a href="/g/{number}">gen {number}</a>'
-
-
-def cand_link(candidate_id: str | None) -> str:
-    return "" if not candidate_id else f'<a href="/c/{safe(candidate_id)}">{safe(candidate_id)}</a>'
 
 
 # -- the main page ---------------------------------------------------------------------------------
@@ -78,6 +37,7 @@ def main_page(view: InstanceView) -> str:
         + lineage_section(cards, others)
         + charts_section(cards, snapshot)
         + task_trend_section(cards)
+        + bench_section(view)
         + waiting_section(view)
         + log_section(view, snapshot)
         + journal_section(view, 3000)
@@ -216,14 +176,6 @@ def _card_row(card: GenerationCard) -> list[str]:
     ]
 
 
-def percent(rate: float | None) -> str:
-    return "" if rate is None else f"{rate:.0%}"
-
-
-def whole(value: float | None) -> str:
-    return "" if value is None else f"{value:,.0f}"
-
-
 def charts_section(cards: list[GenerationCard], snapshot: dict[str, Any]) -> str:
     days = snapshot["days"][-30:]
     oldest_first = list(reversed(cards))
@@ -251,51 +203,6 @@ def charts_section(cards: list[GenerationCard], snapshot: dict[str, Any]) -> str
                 (d["day"], safe(d["usd"]), f"{d['tokens']:,}", str(d["requests"]), str(d["gates"]), str(d["passes"]))
                 for d in days
             ],
-        )
-        + "</section>"
-    )
-
-
-def task_trend_section(cards: list[GenerationCard]) -> str:
-    """Per generation that was judged on tasks: pass rate and tokens per passed task, oldest first."""
-    tried = [c for c in reversed(cards) if c.tasks_attempted or c.tasks_infrastructure]
-    rates = [Bar(f"gen {c.generation}", (c.task_pass_rate or 0.0) * 100, f"/g/{c.generation}") for c in tried]
-    costs = [
-        Bar(f"gen {c.generation}", c.tokens_per_passed_task or 0.0, f"/g/{c.generation}")
-        for c in tried
-        if c.tokens_per_passed_task is not None
-    ]
-    rows = [
-        (
-            gen_link(c.generation),
-            str(c.tasks_attempted),
-            str(c.tasks_passed),
-            str(c.tasks_failed),
-            str(c.tasks_infrastructure),
-            str(c.task_regressions),
-            percent(c.task_pass_rate),
-            whole(c.tokens_per_passed_task),
-        )
-        for c in reversed(tried)
-    ]
-    return (
-        '<section id="tasks-trend"><h2>Tasks per generation</h2>'
-        "<p>From the supervisor's task verdicts (decision log <code>task-judged</code> records); "
-        "infrastructure verdicts are never counted against the agent.</p>"
-        '<figure id="task-pass-rate"><figcaption>Task pass rate per generation (%)</figcaption>'
-        + bar_chart("task pass rate per generation", rates, "%", "rate")
-        + "</figure>"
-        '<figure id="tokens-per-passed-task"><figcaption>Tokens per passed task, per generation</figcaption>'
-        + bar_chart("tokens per passed task", costs, "tokens", "tokens")
-        + "</figure>"
-        + (
-            table(
-                ("gen", "attempted", "passed", "failed", "infrastructure", "regressions", "pass rate", "tokens/passed"),
-                rows,
-                "trend",
-            )
-            if rows
-            else "<p>no task verdicts yet</p>"
         )
         + "</section>"
     )
@@ -463,3 +370,6 @@ def scorecard_json(view: InstanceView, limit: int | None) -> str:
         [c.model_dump(mode="json") | c.derived() for c in view.store.cards(limit=limit)],
         indent=1,
     )
+
+
+__all__ = ["duration", "page", "percent", "whole"]  # used by the commands and the server through this module
