@@ -145,6 +145,7 @@ def _remove(folder: Path) -> None:
     """The scratch, once whatever is mounted under it (its capped disk areas, when root) is unmounted."""
     if not folder.exists():
         return
+    folder = folder.resolve()
     inside = [point for point in _mount_points() if point == folder or folder in point.parents]
     diskcap.release([diskcap.CappedArea(point.name, point, 0) for point in sorted(inside, reverse=True)])
     shutil.rmtree(folder, ignore_errors=True)

@@ -53,7 +53,9 @@ def test_scorecard_of_the_demo_equals_the_records(demo):
     switch = accepted[0].at
     before = sum(e.usage.total_tokens for e in entries if e.ts.isoformat() < switch)
     assert cards[0].tokens == before
-    assert cards[0].goals >= 1 and cards[0].tokens_per_goal == cards[0].tokens / cards[0].goals
+    # The demo's generations work on tasks, not on goals of their own: a task is no goal (goals stay
+    # what the agent's completed.md says; task figures are the supervisor's verdicts, below).
+    assert cards[0].goals == 0 and cards[0].tokens_per_goal is None
     # Agent starts come from the runner's own records (one per launch), crashes likewise (none here).
     starts = [r for r in records if r.kind == "agent-started"]
     assert cards[0].starts == sum(r.generation == 0 for r in starts) >= 1
