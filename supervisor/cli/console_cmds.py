@@ -31,17 +31,22 @@ def scorecard_cmd(home: Path | None, limit: int | None, as_json: bool) -> None:
         return
     click.echo(
         f"{'gen':>4} {'commit':<12} {'alive':>12} {'cycles':>6} {'goals*':>6} {'tokens':>10} {'USD':>9} "
-        f"{'tok/goal':>9} {'m/a/r/w':>9} {'crash':>5} {'rb':>3}  why"
+        f"{'tok/goal':>9} {'m/a/r/w':>9} {'crash':>5} {'rb':>3} {'tasks p/f/i':>11} {'pass':>5} {'regr':>4} "
+        f"{'tok/pass':>9}  why"
     )
     for card in view.store.cards(limit=limit):
         per_goal = f"{card.tokens_per_goal:,.0f}" if card.tokens_per_goal is not None else "-"
         counts = f"{card.made}/{card.accepted}/{card.rejected}/{card.waiting}"
+        tasks = f"{card.tasks_passed}/{card.tasks_failed}/{card.tasks_infrastructure}"
         click.echo(
             f"{card.generation:>4} {card.commit[:12]:<12} {pages.duration(card.alive_s):>12} {card.cycles:>6} "
             f"{card.goals:>6} {card.tokens:>10,} {card.usd:>9.4f} {per_goal:>9} {counts:>9} "
-            f"{card.crashes:>5} {'yes' if card.rolled_back else '':>3}  {plain(card.why, 80)}"
+            f"{card.crashes:>5} {'yes' if card.rolled_back else '':>3} {tasks:>11} "
+            f"{pages.percent(card.task_pass_rate) or '-':>5} {card.task_regressions:>4} "
+            f"{pages.whole(card.tokens_per_passed_task) or '-':>9}  {plain(card.why, 80)}"
         )
     click.echo("* goals: as the agent's goals file says (the one figure the agent supplies); see docs/console.md")
+    click.echo("tasks p/f/i: passed / failed or gave up / infrastructure, from the supervisor's task verdicts")
 
 
 @click.command("console")

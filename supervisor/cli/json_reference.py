@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from supervisor.cli import contract, task_contract
 from supervisor.cli.delivery_cmds import TASK_DELIVERY_JSON
 from supervisor.cli.fleet_cmds import FLEET_JSON
+from supervisor.store.tasks.bench_results import BenchReport
 from supervisor.work.mirror import FetchReport
 
 HEADER = """# JSON output of `supervisor` commands
@@ -53,6 +54,7 @@ COMMANDS: list[tuple[str, type[BaseModel]]] = [
     ("task add / cancel / retry; task list (an array of these)", task_contract.TaskOut),
     ("task show", task_contract.TaskShowOut),
     ("task import", task_contract.TaskImportOut),
+    ("task bench", BenchReport),
     *TASK_DELIVERY_JSON,
     *FLEET_JSON,
     ("any command, on error", contract.ErrorOut),

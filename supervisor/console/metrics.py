@@ -46,6 +46,25 @@ class InstanceCollector(Collector):
             ["kind"],
         )
         yield _histogram(counters)
+        yield _labelled(
+            "ouroboros_tasks",
+            "Task verdicts the queue took, by outcome (infrastructure is never the agent's).",
+            counters,
+            "tasks|",
+            ["outcome"],
+        )
+        yield _counter(
+            "ouroboros_task_tokens",
+            "Tokens of the task attempts judged passed, failed or gave-up.",
+            counters,
+            "task_tokens",
+        )
+        yield _counter(
+            "ouroboros_task_regressions",
+            "Tests that passed on a task's base and failed after its failed attempts.",
+            counters,
+            "task_regressions",
+        )
         # The agent names the model of each request; labelled by the pricing entry it matched, the
         # series stay as few as the operator's pricing table, whatever names the agent invents.
         price_of = _pricing_names(self.view)

@@ -7,60 +7,19 @@ formatted here. Each page reads a bounded amount whatever the history's length (
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from supervisor.console import agent_files
+from supervisor.console.html import cand_link, duration, gen_link, page, percent, table, when, whole
 from supervisor.console.svg import Bar, Node, bar_chart, lineage_graph
+from supervisor.console.task_pages import bench_section, task_trend_section
 from supervisor.console.text import safe
 from supervisor.console.view import InstanceView
 from supervisor.store.scorecard import CandidateRow, GenerationCard
 
 LINEAGE_ROWS = 20  # the newest; older ones are a link away (/generations)
 LOG_ROWS = 20
-
-
-def page(title: str, body: str) -> str:
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width">'
-        f'<title>{safe(title)}</title><link rel="stylesheet" href="/static/console.css"></head><body>'
-        '<header><a href="/">Ouroboros console</a> · <a href="/log">decision log</a> · '
-        '<a href="/journal">journal</a> · <a href="/metrics">metrics</a> '
-        '<span class="ro">read-only</span></header>'
-        f"<main><h1>{safe(title)}</h1>{body}</main></body></html>"
-    )
-
-
-def table(headers: Iterable[str], rows: Iterable[Iterable[str]], css: str = "") -> str:
-    """`rows` hold HTML already made safe by the caller."""
-    head = "".join(f"<th>{safe(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def when(epoch: float | None) -> str:
-    if epoch is None:
-        return ""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    return (f"{days}d " if days else "") + f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
-
-
-def gen_link(number: int | None) -> str:
-    return "" if number is None else f'<a href="/g/{number}">gen {number}</a>'
-
-
-def cand_link(candidate_id: str | None) -> str:
-    return "" if not candidate_id else f'<a href="/c/{safe(candidate_id)}">{safe(candidate_id)}</a>'
 
 
 # -- the main page ---------------------------------------------------------------------------------
@@ -77,6 +36,8 @@ def main_page(view: InstanceView) -> str:
         + status_section(view, snapshot)
         + lineage_section(cards, others)
         + charts_section(cards, snapshot)
+        + task_trend_section(cards)
+        + bench_section(view)
         + waiting_section(view)
         + log_section(view, snapshot)
         + journal_section(view, 3000)
@@ -182,6 +143,10 @@ CARD_HEADERS = (
     "crashes",
     "restarts",
     "rolled back",
+    "tasks pass/fail/infra",
+    "task pass rate",
+    "regressions",
+    "tokens/passed task",
 )
 
 
@@ -204,6 +169,10 @@ def _card_row(card: GenerationCard) -> list[str]:
         str(card.crashes),
         str(card.restarts),
         "yes" if card.rolled_back else "",
+        f"{card.tasks_passed}/{card.tasks_failed}/{card.tasks_infrastructure}",
+        percent(card.task_pass_rate),
+        str(card.task_regressions),
+        whole(card.tokens_per_passed_task),
     ]
 
 
@@ -316,7 +285,7 @@ def generation_page(view: InstanceView, number: int) -> str | None:
     card = view.store.card(number)
     if card is None:
         return None
-    data = card.model_dump(mode="json") | {"restarts": card.restarts, "tokens_per_goal": card.tokens_per_goal}
+    data = card.model_dump(mode="json") | card.derived()
     rows = [(safe(k), safe(v)) for k, v in data.items()]
     body = (
         "<h2>Scorecard</h2>"
@@ -398,9 +367,9 @@ def journal_page(view: InstanceView) -> str:
 
 def scorecard_json(view: InstanceView, limit: int | None) -> str:
     return json.dumps(
-        [
-            c.model_dump(mode="json") | {"restarts": c.restarts, "tokens_per_goal": c.tokens_per_goal}
-            for c in view.store.cards(limit=limit)
-        ],
+        [c.model_dump(mode="json") | c.derived() for c in view.store.cards(limit=limit)],
         indent=1,
     )
+
+
+__all__ = ["duration", "page", "percent", "whole"]  # used by the commands and the server through this module

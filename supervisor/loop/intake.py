@@ -23,6 +23,7 @@ from supervisor.store.states import FINAL, CandidateState
 
 DROPPED = "dropped"  # what the proposal index says of a proposal dropped unjudged
 DROP_IDS_PER_RECORD = 200
+UNGATED = 'this instance does not gate proposals ([agent] proposals = "drop"), so its generation stays fixed'
 log = logging.getLogger(__name__)
 
 
@@ -44,8 +45,11 @@ class Intake:
         folder: Path,
         refused: Callable[[DecisionKind, str], None],
         workspace: Callable[[], CandidateRecord | None],
+        gate: bool = True,
     ) -> None:
+        """`gate` False (`[agent] proposals = "drop"`): a new proposal is dropped unjudged, recorded."""
         self.gatekeeper = gatekeeper
+        self.gate = gate
         self.folder = folder
         self.refused = refused  # (kind, message): logged and journaled, throttled by the caller
         self.workspace = workspace  # the agent's current workspace, if it has one
@@ -68,6 +72,9 @@ class Intake:
                 continue
             if isinstance(recorded, CandidateRecord):
                 return Next(path, proposal, recorded, resume=recorded.state != CandidateState.PENDING)
+            if not self.gate:
+                self._drop_ungated(path, proposal)
+                continue
             return Next(path, proposal, self._candidate_for(proposal), resume=False)
         return None
 
@@ -103,6 +110,21 @@ class Intake:
         if record.proposal is None or record.proposal.id != proposal.id:
             return None  # indexed, then killed before the candidate took it: not decided yet
         return record
+
+    def _drop_ungated(self, path: Path, proposal: Proposal) -> None:
+        """This instance does not gate (`[agent] proposals = "drop"`): logged, indexed, then removed,
+        the same order as `drop_stale`, so a kill in between neither loses nor repeats the record."""
+        self.gatekeeper.log.append(
+            DecisionKind.PROPOSAL_DROPPED, details={"proposals": [proposal.id], "reason": UNGATED}
+        )
+        self.recently_dropped = {proposal.id}
+        self.gatekeeper.store.index_proposals([proposal.id], DROPPED)
+        outbox.discard(path)
+        log.info("proposal %s dropped unjudged: %s", proposal.id[:8], UNGATED)
+        self.refused(
+            DecisionKind.PROPOSAL_DROPPED,
+            f"Your proposal {proposal.id[:8]} was dropped unjudged: {UNGATED}. Your source stays as it is.",
+        )
 
     def drop_stale(self) -> None:
         """Proposals still queued were written on the workspace just judged: dropped, each recorded once

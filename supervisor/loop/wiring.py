@@ -125,6 +125,7 @@ def parts(
         folder=ctx.instance.outbox,
         refused=reporter.refused,
         workspace=lambda: agent.candidate,
+        gate=ctx.config.agent.proposals == "gate",
     )
     flow = ProposalFlow(gatekeeper=gatekeeper, agent=agent, intake=intake, tally=tally, stopping=stopping)
     tasks = TaskFlow(

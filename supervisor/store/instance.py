@@ -80,6 +80,11 @@ class AgentSettings(_Strict):
     stop_grace_s: float = Field(default=10, ge=0, description="SIGTERM-to-SIGKILL grace on stop.")
     model: str | None = Field(default=None, description="Model id passed to the agent (OUROBOROS_MODEL).")
     max_cycles: int | None = Field(default=None, ge=1, description="Cycles per agent run; None: forever.")
+    proposals: Literal["gate", "drop"] = Field(
+        default="gate",
+        description="gate: judge the agent's proposals; drop: record each as proposal-dropped and discard it, "
+        "so main never moves (a `task bench` scratch instance pins its generation so).",
+    )
     command: list[str] = Field(
         default_factory=lambda: ["python", "-m", "agent", "run"], description="Agent entry point."
     )

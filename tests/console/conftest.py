@@ -20,7 +20,7 @@ HOSTILE = "<script>document.title='pwned'</script>\x1b[2J\x1b]0;owned\x07<b>bold
 
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory, docker_engine, agent_image) -> Instance:
-    instance, verdicts, _tasks = run_demo(tmp_path_factory.mktemp("console") / "demo", progress=lambda message: None)
+    instance, verdicts, _task_ids = run_demo(tmp_path_factory.mktemp("console") / "demo", progress=lambda message: None)
     assert [v.state for v in verdicts] == ["accepted", "rejected"]
     gatekeeper = Gatekeeper(
         instance.repo,

@@ -53,12 +53,22 @@ def test_scorecard_of_the_demo_equals_the_records(demo):
     switch = accepted[0].at
     before = sum(e.usage.total_tokens for e in entries if e.ts.isoformat() < switch)
     assert cards[0].tokens == before
-    assert cards[0].goals >= 1 and cards[0].tokens_per_goal == cards[0].tokens / cards[0].goals
+    # The demo's generations work on tasks, not on goals of their own: a task is no goal (goals stay
+    # what the agent's completed.md says; task figures are the supervisor's verdicts, below).
+    assert cards[0].goals == 0 and cards[0].tokens_per_goal is None
     # Agent starts come from the runner's own records (one per launch), crashes likewise (none here).
     starts = [r for r in records if r.kind == "agent-started"]
     assert cards[0].starts == sum(r.generation == 0 for r in starts) >= 1
     assert cards[1].starts == sum(r.generation == 1 for r in starts) >= 1
     assert sum(c.crashes for c in cards.values()) == sum(r.kind == "agent-crashed" for r in records)
+    # Tasks: generation 0 fixed the first task, generation 1 got the second wrong (with a regression).
+    judged = [r for r in records if r.kind == "task-judged" and r.details["applied"] is True]
+    assert [(r.generation, r.details["outcome"]) for r in judged] == [(0, "passed"), (1, "failed")]
+    assert (cards[0].tasks_attempted, cards[0].tasks_passed, cards[0].tasks_failed) == (1, 1, 0)
+    assert (cards[1].tasks_attempted, cards[1].tasks_passed, cards[1].tasks_failed) == (1, 0, 1)
+    assert cards[1].task_regressions == judged[1].details["regressions"] >= 1
+    assert cards[0].tokens_per_passed_task == judged[0].details["tokens"] > 0
+    assert cards[1].task_pass_rate == 0 and cards[1].tokens_per_passed_task is None
 
 
 def demo_git_subject(demo, commit: str) -> str:
@@ -87,6 +97,10 @@ def test_metrics_equal_the_ledger_and_the_decision_log(demo, console):
     assert samples[("ouroboros_generation", ())] == 1
     assert samples[("ouroboros_rollbacks_total", ())] == sum(1 for r in records if r.kind == "rollback")
     assert samples[("ouroboros_decision_chain_ok", ())] == 1
+    for outcome in ("passed", "failed"):
+        assert samples[("ouroboros_tasks_total", (("outcome", outcome),))] == sum(
+            1 for r in records if r.kind == "task-judged" and r.details["outcome"] == outcome
+        )
 
 
 def test_the_console_in_a_real_browser(demo, console):
@@ -130,6 +144,11 @@ def test_the_console_in_a_real_browser(demo, console):
             # The spend chart is drawn: bars with a real height.
             bars = page.locator("#spend-per-day svg rect.bar")
             assert bars.count() >= 1 and float(bars.first.get_attribute("height")) > 0
+            # The task trend: both generations were judged on a task (0 passed it, 1 failed its).
+            rates = page.locator("#task-pass-rate svg rect.bar")
+            assert rates.count() == 2 and float(rates.first.get_attribute("height") or 0) > 0
+            assert "100 %" in (rates.first.locator("title").text_content() or "")
+            assert page.locator("#tokens-per-passed-task svg rect.bar").count() == 1
             page.screenshot(path=str(ARTIFACTS / "console-main.png"), full_page=True)
             # The hostile summary is text: no script ran, no element was made, escapes are visible.
             assert page.title().startswith("Ouroboros") and "pwned" not in page.title()

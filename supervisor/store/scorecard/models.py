@@ -37,6 +37,12 @@ class GenerationCard(BaseModel):
     rollbacks_from: int = 0
     rolled_back: bool = False
     probation_passed: bool = False
+    tasks_attempted: int = 0
+    tasks_passed: int = 0
+    tasks_failed: int = 0
+    tasks_infrastructure: int = 0
+    task_regressions: int = 0
+    task_tokens: int = 0
 
     @property
     def restarts(self) -> int:
@@ -45,6 +51,25 @@ class GenerationCard(BaseModel):
     @property
     def tokens_per_goal(self) -> float | None:
         return self.tokens / self.goals if self.goals else None
+
+    @property
+    def task_pass_rate(self) -> float | None:
+        """Passed over attempted (infrastructure verdicts are neither): None before any attempt."""
+        return self.tasks_passed / self.tasks_attempted if self.tasks_attempted else None
+
+    @property
+    def tokens_per_passed_task(self) -> float | None:
+        """Tokens of every attempt the generation was judged on, over the tasks it passed."""
+        return self.task_tokens / self.tasks_passed if self.tasks_passed else None
+
+    def derived(self) -> dict[str, Any]:
+        """The figures computed from the stored ones, as shown beside them (JSON, pages)."""
+        return {
+            "restarts": self.restarts,
+            "tokens_per_goal": self.tokens_per_goal,
+            "task_pass_rate": self.task_pass_rate,
+            "tokens_per_passed_task": self.tokens_per_passed_task,
+        }
 
 
 class CandidateRow(BaseModel):

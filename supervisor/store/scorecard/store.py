@@ -37,8 +37,15 @@ from supervisor.store.decision_kinds import ROUTE_PREFIX, VERDICTS, DecisionKind
 from supervisor.store.decision_log import GENESIS, Decision, record_hash
 from supervisor.store.scorecard.models import CandidateRow, GenerationCard
 
-# What `alive_s` means in this store; a store that counted something else is recounted once.
+# What this store counts, by rule: a store whose rule says otherwise (an older release's) is recounted
+# from the start once, the note saying why.
 ALIVE_RULE = "agent-runs"
+TASK_RULE = "task-judged"
+RULES = (
+    ("alive_rule", ALIVE_RULE, "time alive is now the time the agent ran"),
+    ("task_rule", TASK_RULE, "task verdicts are now counted per generation"),
+)
+TASK_OUTCOMES = ("passed", "failed", "gave-up", "infrastructure")
 GATE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
@@ -71,6 +78,7 @@ class ScorecardStore:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.executescript(schema.SCHEMA)
+                schema.add_columns(db)
                 self._db = db
             yield self._db
 
@@ -88,8 +96,7 @@ class ScorecardStore:
             try:
                 db.execute("BEGIN IMMEDIATE")  # one updater at a time; readers are never blocked (WAL)
                 cutoff = time.time()
-                if schema.meta(db, "alive_rule", "") != ALIVE_RULE:
-                    self._recount_alive(db)
+                self._recount_for_rules(db)
                 count = self._consume_log(db) + self._consume_ledger(db, cutoff) + self._consume_goals(db)
                 db.execute("COMMIT")
                 return count
@@ -98,11 +105,15 @@ class ScorecardStore:
                     db.execute("ROLLBACK")
                 raise
 
-    def _recount_alive(self, db: sqlite3.Connection) -> None:
-        """A store that counted time as main as time alive (or a new one) counts again from the start."""
+    def _recount_for_rules(self, db: sqlite3.Connection) -> None:
+        """A store an older release counted by other rules counts again from the start (a new one just
+        records the rules)."""
+        stale = [why for key, value, why in RULES if schema.meta(db, key, "") != value]
+        if not stale:
+            return
         if schema.meta(db, "log_offset", "0") != "0":
-            schema.reset(db, "recounted from the start: time alive is now the time the agent ran")
-        schema.set_meta(db, alive_rule=ALIVE_RULE)
+            schema.reset(db, "recounted from the start: " + "; ".join(stale))
+        schema.set_meta(db, **{key: value for key, value, _why in RULES})
 
     def _consume_log(self, db: sqlite3.Connection) -> int:
         offset, last_hash = int(schema.meta(db, "log_offset", "0")), schema.meta(db, "log_hash", GENESIS)
@@ -157,6 +168,8 @@ class ScorecardStore:
             db.execute("UPDATE candidates SET state='approved' WHERE id=?", (d.candidate,))
         elif d.kind == DecisionKind.ROLLBACK and d.main_after:
             self._rollback(db, d, at)
+        elif d.kind == DecisionKind.TASK_JUDGED:
+            self._task_verdict(db, d)
         elif d.kind == DecisionKind.PROBATION_PASSED and d.generation is not None:
             db.execute("UPDATE generations SET probation_passed=1 WHERE n=?", (d.generation,))
         elif d.kind == DecisionKind.AGENT_STARTED:
@@ -224,6 +237,30 @@ class ScorecardStore:
                 schema.observe_gate(db, gate_s, GATE_BUCKETS)
         if d.kind == DecisionKind.ACCEPTED and d.commit:
             self._new_generation(db, d, at, d.commit, d.candidate)
+
+    def _task_verdict(self, db: sqlite3.Connection, d: Decision) -> None:
+        """A task verdict the queue took (`applied`), for the generation that ran at the verdict:
+        infrastructure counts apart, never as an attempt; the others are attempts with their tokens."""
+        details = d.details
+        outcome = details.get("outcome")
+        if details.get("applied") is not True or outcome not in TASK_OUTCOMES:
+            return
+        gen = _gen_or_main(db, d)
+        schema.bump(db, f"tasks|{outcome}")
+        if outcome == "infrastructure":
+            db.execute("UPDATE generations SET tasks_infrastructure=tasks_infrastructure+1 WHERE n=?", (gen,))
+            return
+        tokens, regressions = _count(details.get("tokens")), _count(details.get("regressions"))
+        column = "tasks_passed" if outcome == "passed" else "tasks_failed"
+        if outcome != "failed":
+            regressions = 0  # a regression counts against a failed verdict only
+        db.execute(
+            f"UPDATE generations SET tasks_attempted=tasks_attempted+1, {column}={column}+1, "
+            "task_regressions=task_regressions+?, task_tokens=task_tokens+? WHERE n=?",
+            (regressions, tokens, gen),
+        )
+        schema.bump(db, "task_tokens", tokens)
+        schema.bump(db, "task_regressions", regressions)
 
     def _rollback(self, db: sqlite3.Connection, d: Decision, at: float) -> None:
         left = schema.generation_of(db, d.main_before) if d.main_before else None
@@ -320,3 +357,8 @@ class ScorecardStore:
 
 def _gen_or_main(db: sqlite3.Connection, d: Decision) -> int | None:
     return d.generation if d.generation is not None else schema.main_generation(db)
+
+
+def _count(value: object) -> int:
+    """A count from a record's details: a whole number >= 0, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -38,13 +38,32 @@ CREATE TABLE IF NOT EXISTS cycles (gen INTEGER NOT NULL, cycle TEXT NOT NULL, to
   usd TEXT NOT NULL DEFAULT '0', requests INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (gen, cycle));
 CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# Columns added after the first release: a store made before them gains them (ALTER TABLE), then
+# recounts from the start (their records were read before they existed: see store.py COUNT_RULE).
+ADDED_COLUMNS = (
+    "tasks_attempted",
+    "tasks_passed",
+    "tasks_failed",
+    "tasks_infrastructure",
+    "task_regressions",
+    "task_tokens",
+)
 TABLES = ("meta", "generations", "candidates", "timeline", "days", "cycles", "counters")
 CARD_COLUMNS = (
     "n AS generation, commit_sha AS [commit], parent, parent_gen AS parent_generation, candidate, "
     "accepted_at, why, gate_s, acceptance, alive_s, cycles, goals, tokens, usd, requests, made, "
-    "accepted, rejected, waiting, starts, crashes, rollbacks_from, rolled_back, probation_passed"
+    "accepted, rejected, waiting, starts, crashes, rollbacks_from, rolled_back, probation_passed, "
+    + ", ".join(ADDED_COLUMNS)
 )
 NO_CYCLE = "-"
+
+
+def add_columns(db: sqlite3.Connection) -> None:
+    """Give a `generations` table made before ADDED_COLUMNS existed those columns (zero)."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(generations)")}
+    for column in ADDED_COLUMNS:
+        if column not in present:
+            db.execute(f"ALTER TABLE generations ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
 
 def meta(db: sqlite3.Connection, key: str, default: str) -> str:
