@@ -20,7 +20,6 @@ from supervisor.cli.fleet_contract import (
 from supervisor.cli.fleet_import import fleet_import_cmd
 from supervisor.cli.fleet_project_cmds import fleet_project_group
 from supervisor.cli.fleet_task_cmds import fleet_add_cmd, fleet_task_group, fleet_tasks_cmd
-from supervisor.store.fleet_nodes import set_draining
 from supervisor.store.fleet_settings import open_database
 from supervisor.store.fleet_status import FleetSnapshot, read_snapshot
 from supervisor.store.instance import Instance
@@ -120,6 +119,8 @@ def status_cmd(home: Path | None, as_json: bool) -> None:
 @json_option
 def drain_cmd(node: str, undo: bool, home: Path | None, as_json: bool) -> None:
     """Ask NODE to finish the task it runs and claim no more (or, with --undo, to claim again)."""
+    from supervisor.store.fleet_nodes import set_draining
+
     with open_fleet(home) as fleet:
         if not set_draining(fleet.queue.db, node, not undo):
             known = ", ".join(n.id for n in read_snapshot(fleet.queue.db, fleet.settings, 0).nodes) or "none"

@@ -6,11 +6,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from supervisor.base.errors import ConfigError
 from supervisor.store.fleet_settings import FleetSettings, open_database
 from supervisor.store.instance import Instance
-from supervisor.store.tasks.pg_queue import PostgresTaskQueue
+
+if TYPE_CHECKING:  # psycopg is imported only when a fleet command runs (the gate's container has none)
+    from supervisor.store.tasks.pg_queue import PostgresTaskQueue
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ def fleet_settings(instance: Instance) -> FleetSettings:
 @contextmanager
 def open_fleet(home: Path | None) -> Iterator[Fleet]:
     """The fleet of the instance HOME names: connected, its schema checked (SchemaMismatch says what to run)."""
+    from supervisor.store.tasks.pg_queue import PostgresTaskQueue
+
     instance = Instance.locate(home)
     settings = fleet_settings(instance)
     with open_database(settings, instance.home) as db:

@@ -23,7 +23,6 @@ from supervisor.cli.task_checks import check_in_mirrors, import_refusal
 from supervisor.cli.task_contract import SkippedLine
 from supervisor.store.projects import ProjectConfig, ProjectRegistry
 from supervisor.store.tasks.models import TaskError
-from supervisor.store.tasks.pg_fleet import add_prioritised, fleet_projects, queued_external_ids
 from supervisor.store.tasks.priority import PriorityHints
 from supervisor.store.tasks.swebench import ImportBatch, ImportedTask, LineError, project_resolver, read_instances
 
@@ -53,6 +52,8 @@ def _check_local(registry: ProjectRegistry, batch: ImportBatch) -> list[str]:
 @json_option
 def fleet_import_cmd(file: Path, skip_bad: bool, home: Path | None, as_json: bool) -> None:
     """Queue SWE-bench-style instances in the fleet, all or none, each with its computed priority."""
+    from supervisor.store.tasks.pg_fleet import add_prioritised, fleet_projects, queued_external_ids
+
     with open_fleet(home) as fleet:
         known = [ProjectConfig(name=p.name, source=p.source) for p in fleet_projects(fleet.queue.db)]
         batch = read_instances(file, project_resolver(known), source=f"fleet import {file.name}")

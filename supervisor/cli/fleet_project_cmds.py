@@ -18,7 +18,6 @@ from supervisor.cli.fleet_contract import FleetProjectOut
 from supervisor.cli.task_git import mirror_git
 from supervisor.store.projects import ProjectError, ProjectRegistry
 from supervisor.store.tasks.models import TaskError
-from supervisor.store.tasks.pg_fleet import fleet_projects
 from supervisor.store.tasks.priority import LANGUAGE_PATTERN, UNKNOWN_LANGUAGE, detect_language
 
 
@@ -71,6 +70,8 @@ def project_add_cmd(name: str, source: str, language: str | None, home: Path | N
 @json_option
 def project_list_cmd(home: Path | None, as_json: bool) -> None:
     """The fleet's projects."""
+    from supervisor.store.tasks.pg_fleet import fleet_projects
+
     with open_fleet(home) as fleet:
         found = fleet_projects(fleet.queue.db)
     outs = [

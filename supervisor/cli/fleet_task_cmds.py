@@ -23,7 +23,6 @@ from supervisor.cli.task_git import check_patch, mirror_git, read_text_file, res
 from supervisor.cli.task_show import LIST_HEADER, render_attempts, render_task, render_verdict, task_json, task_line
 from supervisor.store.projects import ProjectRegistry
 from supervisor.store.tasks.models import COMMIT_PATTERN, MAX_BODY, MAX_TEST_PATCH, NewTask, Task, TaskError, TaskState
-from supervisor.store.tasks.pg_fleet import add_prioritised, breakdown_of, fleet_projects
 from supervisor.store.tasks.priority import PriorityBreakdown, PriorityHints, render_breakdown
 
 FACTOR = click.FloatRange(0, 1)
@@ -98,6 +97,8 @@ def fleet_add_cmd(
         health=health, impact=impact, solvability=solvability, urgency=urgency, labels=list(labels),
         created_at=opened.replace(tzinfo=UTC) if opened else None, language=language,
     )  # fmt: skip
+    from supervisor.store.tasks.pg_fleet import add_prioritised, breakdown_of, fleet_projects
+
     with open_fleet(home) as fleet:
         if project_name not in {p.name for p in fleet_projects(fleet.queue.db)}:
             raise TaskError(
@@ -130,6 +131,8 @@ def fleet_tasks_cmd(
     states: tuple[str, ...], project: str | None, limit: int | None, home: Path | None, as_json: bool
 ) -> None:
     """List the fleet's tasks, oldest first (priority: the computed one × 1000)."""
+    from supervisor.store.tasks.pg_fleet import breakdown_of
+
     with open_fleet(home) as fleet:
         tasks = fleet.queue.find(
             states=[TaskState(s) for s in states] if states else None, project=project, limit=limit
@@ -153,6 +156,8 @@ def fleet_task_group() -> None:
 @json_option
 def fleet_task_show_cmd(task_id: int, home: Path | None, as_json: bool) -> None:
     """Show a fleet task: fields, priority breakdown, verdict, attempts, and its result's diff."""
+    from supervisor.store.tasks.pg_fleet import breakdown_of
+
     with open_fleet(home) as fleet:
         task, attempts = fleet.queue.get(task_id), fleet.queue.attempts(task_id)
         breakdown, metadata = breakdown_of(fleet.queue.db, task_id)

@@ -9,15 +9,19 @@ tables (migration 010, `budget_*`) are not in the database, it is what the task 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from supervisor.base.pg.pool import Cursor, Database
 from supervisor.store.fleet_settings import FleetSettings
 from supervisor.store.tasks.models import TaskState
-from supervisor.store.tasks.pg_fleet import open_by_language
+from supervisor.store.tasks.priority import UNKNOWN_LANGUAGE
+
+if TYPE_CHECKING:  # psycopg is imported only where a fleet is used (the gate's container has none)
+    from supervisor.base.pg.pool import Cursor, Database
 
 RECENT = 20
+OPEN_SQL = "('queued', 'running', 'judging')"
 ATTEMPT_SPEND_NOTE = (
     "from the tokens recorded with task attempts; the fleet's budget reservations (migration 010) are not in "
     "this database"
@@ -79,6 +83,15 @@ class FleetSnapshot(_Out):
 
 def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
+
+
+def open_by_language(cursor: Cursor) -> dict[str, int]:
+    """Open tasks (queued, running, judging) per language (the task's metadata; "unknown" without one)."""
+    cursor.execute(
+        f"SELECT coalesce(metadata->>'language', '{UNKNOWN_LANGUAGE}') AS language, count(*) AS n FROM tasks"
+        f" WHERE state IN {OPEN_SQL} GROUP BY 1"
+    )
+    return {row["language"]: int(row["n"]) for row in cursor.fetchall()}
 
 
 def _nodes(cursor: Cursor, settings: FleetSettings) -> list[NodeStatus]:

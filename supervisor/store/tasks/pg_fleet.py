@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.base.pg.pool import Cursor, Database
 from supervisor.store.fleet_settings import PriorityWeights
+from supervisor.store.fleet_status import open_by_language
 from supervisor.store.tasks.models import NewTask, Task, TaskError
 from supervisor.store.tasks.pg_queue import PostgresTaskQueue
 from supervisor.store.tasks.pg_rows import TaskExtras
@@ -30,7 +31,6 @@ from supervisor.store.tasks.priority import (
     prioritise,
 )
 
-OPEN_SQL = "('queued', 'running', 'judging')"
 JUDGED_SQL = "('passed', 'failed', 'gave-up', 'infrastructure')"
 
 
@@ -75,14 +75,6 @@ def project_health(db: Database, projects: Sequence[str], window: int = HEALTH_W
         )
         found = {row["project"]: (int(row["passed"]), int(row["judged"])) for row in cursor.fetchall()}
     return {name: found.get(name, (0, 0)) for name in projects}
-
-
-def open_by_language(cursor: Cursor) -> dict[str, int]:
-    cursor.execute(
-        f"SELECT coalesce(metadata->>'language', '{UNKNOWN_LANGUAGE}') AS language, count(*) AS n FROM tasks"
-        f" WHERE state IN {OPEN_SQL} GROUP BY 1"
-    )
-    return {row["language"]: int(row["n"]) for row in cursor.fetchall()}
 
 
 def language_counts(db: Database) -> dict[str, int]:
