@@ -131,13 +131,13 @@ def fleet_tasks_cmd(
     states: tuple[str, ...], project: str | None, limit: int | None, home: Path | None, as_json: bool
 ) -> None:
     """List the fleet's tasks, oldest first (priority: the computed one × 1000)."""
-    from supervisor.store.tasks.pg_fleet import breakdown_of
+    from supervisor.store.tasks.pg_fleet import breakdowns_of
 
     with open_fleet(home) as fleet:
         tasks = fleet.queue.find(
             states=[TaskState(s) for s in states] if states else None, project=project, limit=limit
         )
-        extra = {task.id: breakdown_of(fleet.queue.db, task.id) for task in tasks} if as_json else {}
+        extra = breakdowns_of(fleet.queue.db, [task.id for task in tasks]) if as_json else {}
     if as_json:
         outs = [fleet_task_json(t, extra[t.id][0], extra[t.id][1].get("language")) for t in tasks]
         return emit(True, outs, "")

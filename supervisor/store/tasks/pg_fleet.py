@@ -133,15 +133,27 @@ def add_prioritised(
     return list(zip(tasks, breakdowns, strict=True))
 
 
-def breakdown_of(db: Database, task_id: int) -> tuple[PriorityBreakdown | None, dict[str, Any]]:
-    """The task's saved breakdown (None: queued without one, e.g. by `task bench`) and metadata."""
+def breakdowns_of(db: Database, task_ids: Sequence[int]) -> dict[int, tuple[PriorityBreakdown | None, dict[str, Any]]]:
+    """Each task's saved breakdown (None: queued without one, e.g. by the queue's own add) and metadata."""
     with db.transaction() as cursor:
-        cursor.execute("SELECT priority_breakdown, metadata FROM tasks WHERE id = %s", (task_id,))
-        row = cursor.fetchone()
-    if row is None:
+        cursor.execute(
+            "SELECT id, priority_breakdown, metadata FROM tasks WHERE id = ANY(%s::bigint[])", (list(task_ids),)
+        )
+        rows = cursor.fetchall()
+    return {
+        int(row["id"]): (
+            None if row["priority_breakdown"] is None else PriorityBreakdown.model_validate(row["priority_breakdown"]),
+            dict(row["metadata"] or {}),
+        )
+        for row in rows
+    }
+
+
+def breakdown_of(db: Database, task_id: int) -> tuple[PriorityBreakdown | None, dict[str, Any]]:
+    found = breakdowns_of(db, [task_id]).get(task_id)
+    if found is None:
         raise TaskError(f"no task {task_id} in the fleet; `supervisor fleet tasks` lists them")
-    saved = row["priority_breakdown"]
-    return (None if saved is None else PriorityBreakdown.model_validate(saved)), dict(row["metadata"] or {})
+    return found
 
 
 def queued_external_ids(db: Database, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
