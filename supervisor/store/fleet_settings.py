@@ -60,6 +60,10 @@ class FleetSettings(_Strict):
     connect_timeout_s: float = Field(default=5, gt=0, le=120)
     pool_wait_s: float = Field(default=30, gt=0, le=600, description="Longest wait for a pooled connection.")
     max_lifetime_s: float = Field(default=1800, ge=60, description="A connection is replaced after this long.")
+    results_remote: str | None = Field(
+        default=None,
+        description="A shared bare repository (path, file:// or https:// URL) every node pushes task branches to.",
+    )
     weights: PriorityWeights = Field(default_factory=PriorityWeights)
     budgets: FleetBudgets = Field(default_factory=FleetBudgets)
 
