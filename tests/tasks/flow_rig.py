@@ -58,12 +58,12 @@ class FlowRig:
         root: Path,
         *,
         open_queue: Callable[[Path], TaskQueue] = lambda home: open_queue(home / "tasks.sqlite3"),
-        holding: Holding = Holding(worker=WORKER),
+        holding: Holding | None = None,
         **project_extra: object,
     ) -> None:
         self.root = root
         self.open_queue = open_queue
-        self.holding = holding
+        self.holding = holding or Holding(worker=WORKER)
         self.home = root / "home"
         self.registry = ProjectRegistry(self.home / "projects")
         self.mirror, self.base = make_mirror(self.registry.folder("calc"))
