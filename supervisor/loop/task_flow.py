@@ -338,8 +338,8 @@ class TaskFlow:
                     "review_reasons": [*verdict.review_reasons, "the snapshot refused entries"],
                 }
             )
-        self._unjudged = None
         self._finish(claim, task, verdict)
+        self._unjudged = None  # only now: a verdict the queue could not take (its database gone) is judged again
 
     def _finish(self, claim: Claim, task: Task, verdict: TaskVerdict, *, journal: bool = True) -> None:
         applied = self.queue.finish(claim, verdict)
