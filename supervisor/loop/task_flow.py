@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,6 +46,21 @@ from supervisor.work.task_snapshot import TASK_REFS, commit_work_area
 
 LEASE_S = 24 * 3600.0  # one machine: the lease only has to outlast a restart; renewed every RENEW_S
 RENEW_S = 60.0
+Share = Callable[[Path, str, str], None]  # (mirror, ref, commit): the fleet's results repository gets it
+
+
+@dataclass(frozen=True)
+class Holding:
+    """How this supervisor holds tasks: its name in the queue, its lease, whether it may claim now, and
+    where results are shared. One machine: the defaults; a fleet node: supervisor/loop/fleet_node.py."""
+
+    worker: str
+    lease_s: float = LEASE_S
+    renew_s: float = RENEW_S
+    may_claim: Callable[[], bool] = lambda: True
+    share: Share | None = None
+
+
 MAX_SNAPSHOT_MB = 512
 MAX_SETUP_FAILURES = 20  # tasks tried in one go when their work areas cannot be made
 Note = Callable[[str, str], None]
@@ -65,10 +81,12 @@ class TaskFlow:
         note: Note,
         tokens: Callable[[], int],
         generation: Callable[[], int | None],
+        holding: Holding,
         deliver: Deliver | None = None,
     ) -> None:
         self.ctx = ctx
-        self.worker = ctx.instance.instance_id
+        self.holding = holding
+        self.worker = holding.worker
         self.queue = queue
         self.registry = registry
         self.area = area
@@ -144,8 +162,8 @@ class TaskFlow:
             verdict = TaskVerdict(outcome="gave-up", reason=why, base_commit=task.base_commit, tokens=spent)
             self._finish(self.active.claim, task, verdict)
             return
-        if time.monotonic() - self._renewed_at > RENEW_S:
-            renewed = self.queue.renew(self.active.claim, LEASE_S)
+        if time.monotonic() - self._renewed_at > self.holding.renew_s:
+            renewed = self.queue.renew(self.active.claim, self.holding.lease_s)
             self._renewed_at = time.monotonic()
             if renewed is None:
                 self._lost(task)
@@ -165,7 +183,9 @@ class TaskFlow:
     def _start_next(self) -> bool:
         """True when a task was claimed but could not be set up (so another may be tried)."""
         names = self.registry.names()
-        claim = self.queue.claim(self.worker, LEASE_S, projects=names) if names else None
+        if not names or not self.holding.may_claim():
+            return False
+        claim = self.queue.claim(self.worker, self.holding.lease_s, projects=names)
         if claim is None:
             return False
         task = self.queue.get(claim.task_id)
@@ -248,11 +268,21 @@ class TaskFlow:
             return
         self.active = active.model_copy(update={"refused": work.refused})
         self.area.remember(self.active)  # before `judging`: a re-judge after a kill still knows them
+        self._share(mirror, TASK_REFS + branch, work.commit)
         if not self.queue.mark_judging(active.claim, work.commit, TASK_REFS + branch, message.summary):
             self._lost(task)
             return
         self._unjudged = active.claim
         self._judge_pending()
+
+    def _share(self, mirror: Path, ref: str, commit: str) -> None:
+        """A fleet node pushes the result ref to the shared results repository; a failure only costs that."""
+        if self.holding.share is None:
+            return
+        try:
+            self.holding.share(mirror, ref, commit)
+        except GitError as exc:
+            log.warning("task result %s was not shared with the fleet (%s); it stays in this node's mirror", ref, exc)
 
     def _taken_before(self, message: TaskResult) -> bool:
         """The message was acted on before a kill left its file: its task was marked judging with it."""
@@ -308,8 +338,8 @@ class TaskFlow:
                     "review_reasons": [*verdict.review_reasons, "the snapshot refused entries"],
                 }
             )
-        self._unjudged = None
         self._finish(claim, task, verdict)
+        self._unjudged = None  # only now: a verdict the queue could not take (its database gone) is judged again
 
     def _finish(self, claim: Claim, task: Task, verdict: TaskVerdict, *, journal: bool = True) -> None:
         applied = self.queue.finish(claim, verdict)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from supervisor.gate.agent_container import AgentRun
 from supervisor.gate.gatekeeper import Gatekeeper
@@ -23,11 +24,15 @@ from supervisor.loop.outage_wait import DiskWeather, EngineWeather, Transition
 from supervisor.loop.proposal_flow import ProposalFlow
 from supervisor.loop.reporting import Reporter, StatusBoard, Tally
 from supervisor.loop.route_service import ModelService
-from supervisor.loop.task_flow import TaskFlow, delivery_for
+from supervisor.loop.task_flow import Holding, TaskFlow, delivery_for
 from supervisor.route.metering import EventSink
 from supervisor.store.agent_log import RotatingLog
+
+if TYPE_CHECKING:  # psycopg is imported only by a node of a fleet
+    from supervisor.loop.fleet_node import FleetNode
 from supervisor.store.projects import ProjectRegistry
 from supervisor.store.states import SupervisorState
+from supervisor.store.tasks.queue import TaskQueue
 from supervisor.store.tasks.sqlite_queue import open_queue
 from supervisor.work.task_area import TaskArea
 from supervisor.work.task_judge import TaskJudge
@@ -93,6 +98,7 @@ class Parts:
     intake: Intake
     flow: ProposalFlow
     tasks: TaskFlow
+    fleet: FleetNode | None  # with `[fleet] database`: this supervisor as a node of the fleet
 
 
 def parts(
@@ -128,9 +134,10 @@ def parts(
         gate=ctx.config.agent.proposals == "gate",
     )
     flow = ProposalFlow(gatekeeper=gatekeeper, agent=agent, intake=intake, tally=tally, stopping=stopping)
+    queue, holding, node = task_queue(ctx)
     tasks = TaskFlow(
         ctx,
-        queue=open_queue(instance.tasks_db),
+        queue=queue,
         registry=ProjectRegistry(instance.projects),
         area=area,
         judge=TaskJudge(
@@ -144,6 +151,36 @@ def parts(
         note=reporter.note,
         tokens=services.models.tokens_served,
         generation=lambda: lifecycle.generation,
+        holding=holding,
         deliver=delivery_for(ctx),
     )
-    return Parts(gatekeeper, agent, reporter, lifecycle, intake, flow, tasks)
+    return Parts(gatekeeper, agent, reporter, lifecycle, intake, flow, tasks, node)
+
+
+def task_queue(ctx: LoopContext) -> tuple[TaskQueue, Holding, FleetNode | None]:
+    """The embedded queue; or, with `[fleet] database`, the fleet's, this node's identity and lease.
+
+    A fleet database that does not answer at start, or whose schema this node does not know, stops
+    the start with what to do (docs/fleet.md); once running, an outage only pauses claims.
+    """
+    settings = ctx.config.fleet
+    if not settings.enabled:
+        return open_queue(ctx.instance.tasks_db), Holding(worker=ctx.instance.instance_id), None
+    from supervisor.loop.fleet_node import FleetNode
+    from supervisor.store.fleet_settings import open_database
+    from supervisor.store.tasks.pg_queue import PostgresTaskQueue
+    from supervisor.work.results_remote import share_result
+
+    database = open_database(settings, ctx.instance.home)
+    queue = PostgresTaskQueue(database, owns_database=True)  # checks the schema: SchemaMismatch says what to run
+    name = settings.node_name(ctx.instance.home)
+    node = FleetNode(database, name=name, home=str(ctx.instance.home), heartbeat_s=settings.heartbeat_s)
+    remote = settings.results_remote
+    holding = Holding(
+        worker=name,
+        lease_s=settings.lease_s,
+        renew_s=settings.heartbeat_s,
+        may_claim=node.may_claim,
+        share=(lambda mirror, ref, commit: share_result(mirror, ref, commit, remote)) if remote else None,
+    )
+    return queue, holding, node

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from supervisor.base.pg.errors import DatabaseError
 from supervisor.base.pg.pool import Database
 from supervisor.store.fleet_settings import NODE_PATTERN
 
@@ -35,8 +36,8 @@ def _node(row: dict[str, object]) -> Node:
     data = dict(row)
     for key in ("started_at", "heartbeat_at"):
         moment = data[key]
-        assert isinstance(moment, datetime)
-        data[key] = moment.astimezone(UTC)
+        if isinstance(moment, datetime):  # a timestamptz column; pydantic refuses anything else
+            data[key] = moment.astimezone(UTC)
     return Node.model_validate(data)
 
 
@@ -50,7 +51,8 @@ def register_node(db: Database, info: NodeInfo) -> Node:
             (info.id, info.host, info.home, info.version),
         )
         row = cursor.fetchone()
-    assert row is not None
+    if row is None:  # INSERT … RETURNING always returns the row; a server that does not is not PostgreSQL
+        raise DatabaseError(f"registering node {info.id} returned nothing; check the fleet database")
     return _node(row)
 
 
@@ -59,6 +61,14 @@ def heartbeat(db: Database, node: str) -> bool:
     with db.transaction() as cursor:
         cursor.execute("UPDATE nodes SET heartbeat_at = now() WHERE id = %s", (node,))
         return cursor.rowcount == 1
+
+
+def heartbeat_state(db: Database, node: str) -> bool | None:
+    """Say `node` is alive and learn whether it must drain; None when it is not registered (register again)."""
+    with db.transaction() as cursor:
+        cursor.execute("UPDATE nodes SET heartbeat_at = now() WHERE id = %s RETURNING draining", (node,))
+        row = cursor.fetchone()
+    return None if row is None else bool(row["draining"])
 
 
 def set_draining(db: Database, node: str, draining: bool) -> bool:

@@ -62,7 +62,7 @@ class FleetSettings(_Strict):
     max_lifetime_s: float = Field(default=1800, ge=60, description="A connection is replaced after this long.")
     results_remote: str | None = Field(
         default=None,
-        description="The shared repository task results are pushed to (a bare repository's path or a git URL).",
+        description="A shared bare repository (path, file:// or https:// URL) every node pushes task branches to.",
     )
     weights: PriorityWeights = Field(default_factory=PriorityWeights)
     budgets: FleetBudgets = Field(default_factory=FleetBudgets)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,10 +16,11 @@ from typing import Any
 from agent.task import write_task_result
 from sandbox.errors import EngineUnavailableError
 from supervisor.loop.context import StopFlag
-from supervisor.loop.task_flow import TaskFlow
+from supervisor.loop.task_flow import Holding, TaskFlow
 from supervisor.store.decision_log import DecisionLog
 from supervisor.store.projects import ProjectRegistry
 from supervisor.store.tasks.models import NewTask, Task, TaskState, TaskVerdict
+from supervisor.store.tasks.queue import TaskQueue
 from supervisor.store.tasks.sqlite_queue import open_queue
 from supervisor.work.task_area import TaskArea
 from tests.tasks.task_factory import make_mirror, project
@@ -51,8 +53,17 @@ class FakeJudge:
 
 
 class FlowRig:
-    def __init__(self, root: Path, **project_extra: object) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        open_queue: Callable[[Path], TaskQueue] = lambda home: open_queue(home / "tasks.sqlite3"),
+        holding: Holding | None = None,
+        **project_extra: object,
+    ) -> None:
         self.root = root
+        self.open_queue = open_queue
+        self.holding = holding or Holding(worker=WORKER)
         self.home = root / "home"
         self.registry = ProjectRegistry(self.home / "projects")
         self.mirror, self.base = make_mirror(self.registry.folder("calc"))
@@ -66,7 +77,7 @@ class FlowRig:
         self.flow = self._flow()
 
     def _flow(self) -> TaskFlow:
-        self.queue = open_queue(self.home / "tasks.sqlite3")
+        self.queue = self.open_queue(self.home)
         self.decisions = DecisionLog(self.home / "decisions.jsonl")
         ctx: Any = SimpleNamespace(instance=SimpleNamespace(instance_id=WORKER), stop=self.stop)
         return TaskFlow(
@@ -79,6 +90,7 @@ class FlowRig:
             note=lambda kind, body: self.notes.append((kind, body)),
             tokens=lambda: self.spent,
             generation=lambda: 0,
+            holding=self.holding,
         )
 
     def restart(self) -> TaskFlow:

@@ -1,9 +1,9 @@
-"""Errors of the fleet's database, each said as what was wrong and what to do (never a traceback)."""
+"""Errors of the fleet's database, each said as what was wrong and what to do (never a traceback).
+
+Importable without psycopg (the loop catches these on every instance; only a fleet node has psycopg).
+"""
 
 from __future__ import annotations
-
-import psycopg
-import psycopg_pool
 
 from supervisor.base.errors import OuroborosError
 
@@ -22,6 +22,9 @@ class SchemaMismatch(DatabaseError):
 
 def explain(exc: BaseException, where: str) -> DatabaseError:
     """One clear error for a failed connection or call to the database at `where` (host:port/name)."""
+    import psycopg
+    import psycopg_pool
+
     text = " ".join(str(exc).split()) or type(exc).__name__
     lowered = text.lower()
     if isinstance(exc, psycopg_pool.PoolTimeout):
