@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from supervisor.base.errors import ConfigError
 from supervisor.base.pg import text_codec
 from supervisor.base.pg.errors import DatabaseError, DatabaseUnavailable, SchemaMismatch
-from supervisor.base.pg.migrate import check_schema, load_migrations, migrate, schema_version
+from supervisor.base.pg.migrate import check_schema, latest, load_migrations, migrate, schema_version
 from supervisor.base.pg.pool import Database
 from supervisor.cli import main
 from supervisor.store.fleet_nodes import NodeInfo, heartbeat, nodes, register_node, set_draining
@@ -71,6 +71,8 @@ def test_the_defaults_are_the_seeds() -> None:
         "project_tokens": 100_000,
         "language_tasks": 50,
         "weekly_tokens": 5_000_000,
+        "day_tokens": None,
+        "day_usd": None,
     }
     assert not settings.enabled
     assert FleetSettings(node="n-1").node_name(Path("/x")) == "n-1"
@@ -98,7 +100,7 @@ def test_migrations_apply_once_even_when_nodes_race(pg_cluster) -> None:
         for thread in threads:
             thread.join(60)
         assert sorted(applied, key=len) == [[], [], [], [m.name for m in load_migrations()]]
-        assert check_schema(dbs[1]) == schema_version(dbs[1]) == len(load_migrations())
+        assert check_schema(dbs[1]) == schema_version(dbs[1]) == latest(load_migrations())
     finally:
         for db in dbs:
             db.close()
