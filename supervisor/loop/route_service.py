@@ -79,7 +79,7 @@ class ModelService:
             day_usd=budgets.day_usd,
         )
         # A short wait for a connection: with the database away a request is refused at once, not held.
-        quick = settings.model_copy(update={"pool_min": 1, "pool_max": min(settings.pool_max, 4), "pool_wait_s": 2.0})
+        quick = settings.model_copy(update={"pool_min": 1, "pool_max": min(settings.pool_max, 4), "pool_wait_s": 3.0})
         db = open_database(quick, self.instance.home)
         try:
             return FleetBudget(

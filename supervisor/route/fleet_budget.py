@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
+
 from supervisor.base.errors import ConfigError
 from supervisor.base.pg.errors import DatabaseError
 from supervisor.base.pg.pool import Database
@@ -81,7 +83,7 @@ class FleetBudget:
             self.tick(own_leftovers=True)
         except CapBelowUse as exc:
             raise ConfigError(f"[fleet.budgets]: {exc}") from None
-        except DatabaseError as exc:
+        except (DatabaseError, psycopg.Error) as exc:
             log.warning("fleet budget: %s; LLM requests are refused until the database answers", exc)
         self._thread = threading.Thread(target=self._run, name="fleet-budget", daemon=True)
         self._thread.start()
@@ -95,7 +97,7 @@ class FleetBudget:
             self._land_pending()
             if fleet_caps.drop_holder(self.db, self.holder):
                 self._registered = False
-        except DatabaseError as exc:
+        except (DatabaseError, psycopg.Error) as exc:
             log.warning("fleet budget: %s; what is left is settled at its worst case by a sweep", exc)
 
     def _run(self) -> None:
@@ -111,6 +113,8 @@ class FleetBudget:
         `own_leftovers`: also sweep this node's earlier holders (its processes before a restart).
         """
         try:
+            if self._quiet_until:  # the last call failed: drop the connections an outage broke, all at once
+                self.db.check()
             if not self._registered:
                 self._register()
             else:
@@ -132,7 +136,7 @@ class FleetBudget:
                     count,
                 )
             self._quiet_until = 0.0
-        except DatabaseError as exc:
+        except (DatabaseError, psycopg.Error) as exc:
             self._failed(exc)
 
     def _register(self) -> None:
@@ -140,7 +144,7 @@ class FleetBudget:
         self._offset = now - datetime.now(UTC)
         self._registered = True
 
-    def _failed(self, exc: DatabaseError) -> None:
+    def _failed(self, exc: DatabaseError | psycopg.Error) -> None:
         self._quiet_until = time.monotonic() + _QUIET_AFTER_FAILURE_S
         log.warning("fleet budget: %s", exc)
 
@@ -202,7 +206,7 @@ class FleetBudget:
             except HolderGone:
                 self._register()
                 refused = fleet_caps.reserve(self.db, held, self.asks(tokens, usd))
-        except DatabaseError as exc:
+        except (DatabaseError, psycopg.Error) as exc:  # psycopg.Error: one the pool does not explain (a bug)
             self._failed(exc)
             raise FleetUnavailable(str(exc)) from None
         except HolderGone as exc:  # swept again between registering and reserving: a stalled node
@@ -222,7 +226,7 @@ class FleetBudget:
         try:
             self._land(item)
             return
-        except DatabaseError as exc:
+        except (DatabaseError, psycopg.Error) as exc:
             self._failed(exc)
         try:
             self.pending.add(item)

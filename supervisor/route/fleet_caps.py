@@ -22,6 +22,7 @@ from typing import Literal
 import psycopg
 
 from supervisor.base.errors import OuroborosError
+from supervisor.base.pg.errors import DatabaseError
 from supervisor.base.pg.pool import Cursor, Database
 
 CapScope = Literal["week", "day", "project"]
@@ -131,16 +132,20 @@ def reserve(db: Database, held: Held, asks: list[CapAsk]) -> CapState | None:
                 state = _state(row, ask)
                 if state.spent + state.reserved + ask > state.cap:
                     return state  # nothing was changed; the transaction ends with no write
-            cursor.execute(
-                "UPDATE budget_caps c SET reserved = c.reserved + v.ask, updated_at = now()"
-                " FROM unnest(%s::text[], %s::numeric[]) AS v(id, ask) WHERE c.id = v.id",
-                (ids, [by_id[i].ask for i in ids]),
+            cursor.execute(  # one round trip for both writes (the rows are locked already)
+                "WITH held AS (UPDATE budget_caps c SET reserved = c.reserved + v.ask, updated_at = now()"
+                " FROM unnest(%s::text[], %s::numeric[]) AS v(id, ask) WHERE c.id = v.id RETURNING c.id)"
+                " INSERT INTO budget_reservations (id, holder, caps, tokens, usd, run_id, model)"
+                " SELECT %s, %s, %s, %s, %s, %s, %s WHERE (SELECT count(*) FROM held) = %s",
+                (
+                    ids,
+                    [by_id[i].ask for i in ids],
+                    *(held.id, held.holder, ids, held.tokens, held.usd, held.run_id, held.model),
+                    len(ids),
+                ),
             )
-            cursor.execute(
-                "INSERT INTO budget_reservations (id, holder, caps, tokens, usd, run_id, model)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (held.id, held.holder, ids, held.tokens, held.usd, held.run_id, held.model),
-            )
+            if cursor.rowcount != 1:
+                raise DatabaseError(f"reservation {held.id}: its cap rows changed under their locks (nothing was held)")
     except psycopg.errors.ForeignKeyViolation:
         raise HolderGone(f"budget holder {held.holder} was swept; it must register again") from None
     return None

@@ -136,7 +136,9 @@ class PeakWatcher:
 def main(argv: list[str]) -> None:
     url, password, upstream_url, state, name, caps_json, lease = argv
     caps = FleetCaps.model_validate(json.loads(caps_json))
-    node = start_node(url, password, upstream_url, Path(state), name, caps, lease_s=float(lease), heartbeat_s=float(lease) / 3)
+    node = start_node(
+        url, password, upstream_url, Path(state), name, caps, lease_s=float(lease), heartbeat_s=float(lease) / 3
+    )
     print(f"ready {node.route.url_tcp} {node.credential}", flush=True)
     threading.Event().wait()
 

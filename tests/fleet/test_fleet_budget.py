@@ -85,7 +85,10 @@ def test_concurrent_requests_on_several_nodes_never_pass_a_fleet_cap(scripted, n
         node.fleet.charge_project("demo")
     outcomes: list[str] = []
     barrier = threading.Barrier(60)
-    threads = [threading.Thread(target=ask, args=(fleet[i % 3].route.url_tcp, fleet[i % 3].credential, outcomes, barrier)) for i in range(60)]
+    threads = [
+        threading.Thread(target=ask, args=(fleet[i % 3].route.url_tcp, fleet[i % 3].credential, outcomes, barrier))
+        for i in range(60)
+    ]
     with PeakWatcher(open_db("watcher")) as watcher:
         for thread in threads:
             thread.start()
@@ -174,7 +177,9 @@ def test_a_stalled_holder_is_swept_and_its_late_settlement_refused(open_db, tmp_
         assert stalled.reserve("r1", "run", MODEL, 3000, Decimal("0.01")) is None
         db = open_db("check")
         with db.transaction() as cursor:  # as if it had been SIGSTOPped past its lease
-            cursor.execute("UPDATE budget_holders SET heartbeat_at = now() - interval '61 seconds' WHERE node = 'stalled'")
+            cursor.execute(
+                "UPDATE budget_holders SET heartbeat_at = now() - interval '61 seconds' WHERE node = 'stalled'"
+            )
         other.tick()
         stalled.settle("r1", 100, Decimal("0.001"))  # late: the sweep charged it at its worst case first
         assert stalled.late == 1 and len(stalled.pending) == 0
