@@ -114,9 +114,11 @@ def one_kind(url: str, password: str, kind: str, args: Any, scratch: Path) -> di
                 "SELECT count(*) AS n, coalesce(sum(tokens), 0) AS tokens FROM budget_settlements WHERE how = 'spent'"
             )
             settled = cursor.fetchone()
-            cursor.execute("TRUNCATE budget_settlements, budget_reservations, budget_caps, budget_holders")
     for proc in procs:
         proc.join(60)
+    with Database(url, password=password, application_name="bench-reset", min_size=1, max_size=1).open() as db:
+        with db.transaction() as cursor:  # the next kind starts from nothing
+            cursor.execute("TRUNCATE budget_settlements, budget_reservations, budget_caps, budget_holders")
     served = sum(r[2]["served"] for r in results)
     return {
         "row": row,

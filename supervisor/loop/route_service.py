@@ -89,6 +89,11 @@ class ModelService:
             db.close()
             raise
 
+    def charge_project(self, project: str | None) -> None:
+        """With a fleet: charge LLM requests from now on to `project`'s fleet cap too (None between tasks)."""
+        if self.fleet is not None:
+            self.fleet.charge_project(project)
+
     def tokens_served(self) -> int:
         """Tokens the route has settled so far (0 before it starts): what a task's budget is counted in."""
         route = self.route

@@ -240,7 +240,7 @@ class FleetBudget:
         if not landed:
             self.late += 1
             log.warning(
-                "fleet budget: reservation %s had been swept (charged at worst case); its settlement is refused",
+                "fleet budget: reservation %s was already ended (by a sweep, at its worst case, or by an earlier try); this settlement changes nothing",
                 item.id,
             )
         return landed

@@ -19,8 +19,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-import psycopg
-
 from supervisor.base.errors import OuroborosError
 from supervisor.base.pg.errors import DatabaseError
 from supervisor.base.pg.pool import Cursor, Database
@@ -110,72 +108,113 @@ def _create(cursor: Cursor, asks: list[CapAsk]) -> None:
     )
 
 
+# One statement, run on its own (autocommit): the cap rows are locked only while the server runs it,
+# never across a round trip or a Python thread waiting for its turn (which made every node queue
+# behind the hottest row under load). The holder is locked first, then the caps in id order.
+_RESERVE = """
+WITH h AS (SELECT holder FROM budget_holders WHERE holder = %(holder)s FOR KEY SHARE),
+c AS (
+    SELECT b.id, b.scope, b.key, b.unit, b.cap, b.spent, b.reserved, v.ask
+    FROM budget_caps b JOIN unnest(%(ids)s::text[], %(asks)s::numeric[]) AS v(id, ask) ON b.id = v.id
+    WHERE EXISTS (SELECT 1 FROM h)
+    ORDER BY b.id FOR UPDATE OF b
+),
+ok AS (SELECT count(*) = %(n)s AND coalesce(bool_and(spent + reserved + ask <= cap), false) AS fits FROM c),
+u AS (
+    UPDATE budget_caps b SET reserved = b.reserved + c.ask, updated_at = now()
+    FROM c, ok WHERE ok.fits AND b.id = c.id RETURNING b.id
+),
+i AS (
+    INSERT INTO budget_reservations (id, holder, caps, tokens, usd, run_id, model)
+    SELECT %(id)s, %(holder)s, %(ids)s, %(tokens)s, %(usd)s, %(run_id)s, %(model)s FROM ok WHERE ok.fits
+    RETURNING id
+)
+SELECT c.id, c.scope, c.key, c.unit, c.cap, c.spent, c.reserved, c.ask,
+    (SELECT count(*) FROM h) AS holders, (SELECT count(*) FROM i) AS held
+FROM c ORDER BY c.id
+"""
+
+
 def reserve(db: Database, held: Held, asks: list[CapAsk]) -> CapState | None:
     """Hold `held`'s worst case against every cap in `asks`: None when it fits, else the cap it would pass.
 
     Raises HolderGone when the holder was swept, DatabaseError when the database cannot be used.
     """
-    ids = [a.id for a in asks]
+    ids = sorted(a.id for a in asks)
     by_id = {a.id: a for a in asks}
-    try:
-        with db.transaction() as cursor:
-            # Locks are taken in one order on every path (holder, reservation, caps): no deadlocks.
-            cursor.execute("SELECT 1 FROM budget_holders WHERE holder = %s FOR KEY SHARE", (held.holder,))
-            if cursor.fetchone() is None:
-                raise HolderGone(f"budget holder {held.holder} was swept; it must register again")
-            rows = _lock(cursor, ids)
-            if len(rows) < len(ids):  # the first request of a period or project: its rows are made here
-                _create(cursor, [a for a in asks if a.id not in {r["id"] for r in rows}])
-                rows = _lock(cursor, ids)
+    params = {
+        "holder": held.holder,
+        "ids": ids,
+        "asks": [by_id[i].ask for i in ids],
+        "n": len(ids),
+        "id": held.id,
+        "tokens": held.tokens,
+        "usd": held.usd,
+        "run_id": held.run_id,
+        "model": held.model,
+    }
+    for _ in range(2):
+        with db.connection() as conn:
+            conn.autocommit = True
+            try:
+                rows = conn.execute(_RESERVE, params).fetchall()
+                if not rows:
+                    holders = conn.execute(
+                        "SELECT count(*) AS n FROM budget_holders WHERE holder = %s", (held.holder,)
+                    ).fetchone()
+                    if holders is None or not holders["n"]:
+                        raise HolderGone(f"budget holder {held.holder} was swept; it must register again")
+            finally:
+                conn.autocommit = False
+        if rows and rows[0]["held"]:
+            return None
+        if len(rows) == len(ids):
             for row in rows:
-                ask = by_id[str(row["id"])].ask
-                state = _state(row, ask)
-                if state.spent + state.reserved + ask > state.cap:
-                    return state  # nothing was changed; the transaction ends with no write
-            cursor.execute(  # one round trip for both writes (the rows are locked already)
-                "WITH held AS (UPDATE budget_caps c SET reserved = c.reserved + v.ask, updated_at = now()"
-                " FROM unnest(%s::text[], %s::numeric[]) AS v(id, ask) WHERE c.id = v.id RETURNING c.id)"
-                " INSERT INTO budget_reservations (id, holder, caps, tokens, usd, run_id, model)"
-                " SELECT %s, %s, %s, %s, %s, %s, %s WHERE (SELECT count(*) FROM held) = %s",
-                (
-                    ids,
-                    [by_id[i].ask for i in ids],
-                    *(held.id, held.holder, ids, held.tokens, held.usd, held.run_id, held.model),
-                    len(ids),
-                ),
-            )
-            if cursor.rowcount != 1:
-                raise DatabaseError(f"reservation {held.id}: its cap rows changed under their locks (nothing was held)")
-    except psycopg.errors.ForeignKeyViolation:
-        raise HolderGone(f"budget holder {held.holder} was swept; it must register again") from None
-    return None
+                state = _state(row, Decimal(str(row["ask"])))
+                if state.spent + state.reserved + state.asked > state.cap:
+                    return state
+            raise DatabaseError(f"reservation {held.id} was not held, and no cap refused it; retry")
+        with db.transaction() as cursor:  # the first request of a period or project: its rows are made
+            _create(cursor, [a for a in asks if a.id not in {r["id"] for r in rows}])
+    raise DatabaseError(f"reservation {held.id}: its cap rows could not be made; retry")
+
+
+_SETTLE = """
+WITH r AS (
+    DELETE FROM budget_reservations x USING budget_holders h WHERE x.id = %(id)s AND h.holder = x.holder
+    RETURNING x.id, x.caps, x.tokens, x.usd, x.created_at, h.node
+),
+l AS (SELECT b.id, b.unit FROM budget_caps b, r WHERE b.id = ANY(r.caps) ORDER BY b.id FOR UPDATE OF b),
+u AS (
+    UPDATE budget_caps b SET updated_at = now(),
+        reserved = b.reserved - CASE l.unit WHEN 'tokens' THEN r.tokens::numeric ELSE r.usd END,
+        spent = b.spent + CASE l.unit WHEN 'tokens' THEN %(tokens)s::numeric ELSE %(usd)s::numeric END
+    FROM l, r WHERE b.id = l.id RETURNING b.id
+),
+s AS (
+    INSERT INTO budget_settlements (id, node, settled_by, how, caps, reserved_tokens, reserved_usd, tokens, usd,
+        created_at)
+    SELECT r.id, r.node, %(by)s, %(how)s, r.caps, r.tokens, r.usd, %(tokens)s, %(usd)s, r.created_at FROM r
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM r) AS ended, (SELECT count(*) FROM u) AS moved
+"""
 
 
 def settle(db: Database, reservation: str, tokens: int, usd: Decimal, *, how: How, by: str) -> bool:
     """End a reservation: its worst case leaves `reserved`, `tokens`/`usd` join `spent` (0 for a release).
 
-    False when the reservation was already ended (a sweep charged it at its worst case first).
+    False when the reservation was already ended (a sweep charged it at its worst case first). One
+    statement on its own, like `reserve`: the cap rows are locked only while the server runs it.
     """
-    with db.transaction() as cursor:
-        cursor.execute(
-            "DELETE FROM budget_reservations r USING budget_holders h WHERE r.id = %s AND h.holder = r.holder"
-            " RETURNING r.caps, r.tokens, r.usd, r.created_at, h.node",
-            (reservation,),
-        )
-        row = cursor.fetchone()
-        if row is None:
-            return False
-        caps: list[str] = list(row["caps"])
-        _lock(cursor, caps)
-        cursor.execute(
-            "UPDATE budget_caps SET updated_at = now(),"
-            " reserved = reserved - CASE unit WHEN 'tokens' THEN %s::numeric ELSE %s::numeric END,"
-            " spent = spent + CASE unit WHEN 'tokens' THEN %s::numeric ELSE %s::numeric END"
-            " WHERE id = ANY(%s)",
-            (row["tokens"], row["usd"], tokens, usd, caps),
-        )
-        _record(cursor, reservation, row, by, how, tokens, usd)
-    return True
+    params = {"id": reservation, "tokens": tokens, "usd": usd, "by": by, "how": how}
+    with db.connection() as conn:
+        conn.autocommit = True
+        try:
+            row = conn.execute(_SETTLE, params).fetchone()
+        finally:
+            conn.autocommit = False
+    return row is not None and bool(row["ended"])
 
 
 def _record(

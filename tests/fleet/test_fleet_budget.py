@@ -31,6 +31,9 @@ CAPS = {  # each allows a handful of the 60 requests, the other caps open
     "day usd": FleetCaps(weekly_tokens=None, project_tokens=None, day_usd=Decimal("0.03")),
     "project tokens": FleetCaps(weekly_tokens=None, project_tokens=8_000),
     "day tokens": FleetCaps(weekly_tokens=None, project_tokens=None, day_tokens=10_000),
+    "all four at once": FleetCaps(
+        weekly_tokens=12_000, project_tokens=9_000, day_tokens=11_000, day_usd=Decimal("0.05")
+    ),
 }
 
 
@@ -99,14 +102,15 @@ def test_concurrent_requests_on_several_nodes_never_pass_a_fleet_cap(scripted, n
     served = outcomes.count("served")
     assert served == upstream.steps_served >= 3
     assert watcher.samples > 10 and watcher.worst <= 1, watcher.worst  # spent + reserved <= cap, at every sample
-    (row,) = _rows(db)
-    assert row["spent"] <= row["cap"] and row["reserved"] == 0
+    rows = _rows(db)
+    assert len(rows) == (4 if kind == "all four at once" else 1)
     assert count(db, "SELECT count(*) FROM budget_reservations") == 0
     assert count(db, "SELECT count(*) FROM budget_settlements WHERE how = 'spent'") == served
     settled = count(db, "SELECT sum(tokens) FROM budget_settlements")
     assert settled == served * 950 == sum(node.ledger.totals.total.tokens for node in fleet)  # fleet = local = served
-    if row["id"].endswith("tokens"):
-        assert row["spent"] == settled
+    for row in rows:
+        assert row["spent"] <= row["cap"] and row["reserved"] == 0
+        assert row["spent"] == (settled if row["unit"] == "tokens" else served * Decimal("0.00455"))
 
 
 def _rows(db: Database) -> list[dict[str, object]]:
@@ -213,3 +217,16 @@ def test_a_cap_set_below_what_is_spent_is_a_clear_error_and_changes_nothing(open
     assert states["project"].cap == 100_000  # nothing changed
     budget.settle("r2", 2000, Decimal(0))
     budget.close()
+
+
+def test_migrations_run_in_number_order_with_gaps_and_a_number_used_twice_is_refused(tmp_path: Path) -> None:
+    from supervisor.base.pg.errors import DatabaseError
+    from supervisor.base.pg.migrate import latest, load_migrations
+
+    for name in ("010_budget.sql", "001_queue.sql", "002_more.sql"):
+        (tmp_path / name).write_text("SELECT 1;")
+    found = load_migrations(tmp_path)
+    assert [m.version for m in found] == [1, 2, 10] and latest(found) == 10
+    (tmp_path / "010_again.sql").write_text("SELECT 2;")
+    with pytest.raises(DatabaseError, match="010 .* used twice; renumber it"):
+        load_migrations(tmp_path)

@@ -211,7 +211,9 @@ def test_fleet_migrate_command(pg_cluster, tmp_path: Path) -> None:
     first = runner.invoke(main, ["fleet", "migrate", "--home", str(home), "--json"], env=env)
     assert first.exit_code == 0, first.output
     out = json.loads(first.output)
-    assert out["applied"] == ["001_task_queue"] and out["version"] == out["known"] == 1
+    every = load_migrations()
+    assert out["applied"] == [f"{m.version:03d}_{m.name}" for m in every]
+    assert out["version"] == out["known"] == latest(every)
     again = runner.invoke(main, ["fleet", "migrate", "--home", str(home)], env=env)
     assert again.exit_code == 0 and "nothing to apply" in again.output
     wrong = runner.invoke(main, ["fleet", "migrate", "--home", str(home)], env={"FLEET_TEST_PW": "nope"})
@@ -219,4 +221,4 @@ def test_fleet_migrate_command(pg_cluster, tmp_path: Path) -> None:
     unset = runner.invoke(main, ["fleet", "migrate", "--home", str(home), "--json"], env={"FLEET_TEST_PW": ""})
     assert unset.exit_code == 1 and json.loads(unset.output)["error"]["kind"] == "ConfigError"
     with psycopg.connect(url, password=pg_cluster.password) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (1,)
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (latest(every),)
