@@ -58,7 +58,7 @@ def fleet_group() -> None:
 @json_option
 def migrate_cmd(home: Path | None, as_json: bool) -> None:
     """Bring the fleet database's schema up to this node's; safe while other nodes migrate too."""
-    from supervisor.base.pg.migrate import load_migrations, migrate, schema_version  # psycopg: only when used
+    from supervisor.base.pg.migrate import latest, load_migrations, migrate, schema_version  # psycopg: only when used
 
     instance = Instance.locate(home)
     with open_database(instance.config().fleet, instance.home) as db:
@@ -67,7 +67,7 @@ def migrate_cmd(home: Path | None, as_json: bool) -> None:
             database=db.where,
             applied=[f"{m.version:03d}_{m.name}" for m in done],
             version=schema_version(db),
-            known=len(load_migrations()),
+            known=latest(load_migrations()),
         )
     text = (
         f"applied {', '.join(out.applied)}; {out.database} is at schema {out.version}"
