@@ -59,6 +59,7 @@ class Holding:
     renew_s: float = RENEW_S
     may_claim: Callable[[], bool] = lambda: True
     share: Share | None = None
+    charge: Callable[[str | None], None] = lambda project: None  # the route's per-project cap (a fleet)
 
 
 MAX_SNAPSHOT_MB = 512
@@ -117,6 +118,7 @@ class TaskFlow:
             ):
                 self.active = remembered
                 self.area.publish(task)
+                self.holding.charge(task.project)
                 log.info("task %s: resumed (attempt %s)", task.id, claim.attempt)
             else:
                 self._release(claim, task, "the supervisor restarted and the attempt's work area was gone")
@@ -206,6 +208,7 @@ class TaskFlow:
         self.active = attempt
         self._renewed_at = time.monotonic()
         self.area.publish(task)
+        self.holding.charge(task.project)  # the agent's requests count against the project's cap from now
         self.decisions.append(
             DecisionKind.TASK_STARTED,
             generation=self.generation(),
@@ -425,6 +428,7 @@ class TaskFlow:
     def _clear(self, task: Task) -> None:
         if self.active is not None and self.active.claim.task_id != task.id:
             return  # another attempt runs: nothing here is this task's
+        self.holding.charge(None)
         self.area.withdraw()
         self.area.remove(task.project)
         self.area.forget()
