@@ -4,7 +4,7 @@ The caller stops the agent first, so nothing writes into the tree meanwhile. `sh
 follows symlinks (it works on file descriptors on Linux); folders the agent made unwritable are
 made writable and tried again. A tree nested deeper than Python's recursion limit (an agent can
 make one) goes through `rm -rf`, which walks any depth. What still cannot go is reported, and the
-next start retries.
+next start retries. A link, file or FIFO at `path` itself is unlinked (a link is never followed).
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ def remove_tree(path: Path, warn: Callable[[str], None]) -> bool:
             return True
         problems.clear()
         try:
+            if not os.path.isdir(path) or os.path.islink(path):
+                os.unlink(path)  # a link (never followed), a file or a FIFO where a folder was expected
+                continue
             shutil.rmtree(path, onerror=retry)
         except RecursionError:
             _remove_deep(path, problems)
