@@ -127,9 +127,8 @@ def test_code_under_test_printing_markers_or_writing_the_report_changes_nothing(
 
 
 def test_an_atexit_forge_from_the_code_is_never_delivered_automatically(judge_result) -> None:
-    """The residual risk (docs/security.md): code under test shares pytest's process, so it can
-    rewrite the report after pytest wrote it. The verdict then reads `passed` (today it does); the
-    tamper screen marks it for review, so it is never pushed without a person."""
+    """Code under test shares pytest's process, so it can rewrite the report after pytest wrote it.
+    pytest's own exit code (1: test_mul failed) then contradicts the report: failed, and flagged."""
     forging = (
         "import atexit\n\n\n"
         "def _forge():\n"
@@ -137,7 +136,40 @@ def test_an_atexit_forge_from_the_code_is_never_delivered_automatically(judge_re
         "atexit.register(_forge)\n\n\n" + OPS
     )
     verdict = judge_result({"calc/ops.py": forging})
+    assert verdict.outcome == "failed" and "exit code 1" in verdict.reason
     assert verdict.needs_review and any("atexit" in reason for reason in verdict.review_reasons)
+
+
+def test_a_forge_that_also_fakes_the_exit_code_is_never_delivered_automatically(judge_result) -> None:
+    """The residual risk (docs/security.md): the same forge ending with `os._exit(0)` agrees with
+    itself, so the verdict reads `passed` (today it does); the tamper screen marks it for review."""
+    forging = (
+        "import atexit, os\n\n\n"
+        "def _forge():\n"
+        f"    with open('/tmp/ouroboros-junit.xml', 'w') as handle:\n        handle.write({FORGED_REPORT!r})\n"
+        "    os._exit(0)\n\n\n"
+        "atexit.register(_forge)\n\n\n" + OPS
+    )
+    verdict = judge_result({"calc/ops.py": forging})
+    assert verdict.needs_review and any("os._exit" in reason for reason in verdict.review_reasons)
+
+
+def test_a_forged_report_printed_before_killing_the_wrapper_is_failed(judge_result) -> None:
+    """Plain names, no tamper-screen hit: the code prints a forged report between the run's markers
+    (read from its environment) on the container's own stdout, then kills the wrapper before it
+    prints the real one. The run's exit code then disagrees with the report: never a pass."""
+    forging = OPS.replace(
+        "def mul(a, b):\n",
+        "def mul(a, b):\n"
+        "    import os, signal\n"
+        f"    text = os.environ['OUROBOROS_BEGIN'] + '\\n' + {FORGED_REPORT!r} + '\\n' + os.environ['OUROBOROS_END']\n"
+        "    with open(f'/proc/{os.getppid()}/fd/1', 'w') as out:\n"
+        "        out.write('\\n' + text + '\\n')\n"
+        "    os.kill(os.getppid(), signal.SIGKILL)\n",
+    )
+    verdict = judge_result({"calc/ops.py": forging})
+    assert verdict.outcome == "failed", verdict.reason
+    assert "exit code" in verdict.reason
 
 
 def test_a_project_whose_tests_find_nothing_is_infrastructure(judge_result) -> None:
