@@ -7,7 +7,18 @@ import pytest
 from supervisor.store.tasks.models import TaskVerdict
 from supervisor.work.task_judge import TaskJudge
 from supervisor.work.task_snapshot import commit_work_area
-from tests.tasks.task_factory import FIXED_OPS, OPS, TEST_OPS, hidden_patch, make_mirror, make_task, project, work_area
+from tests.tasks.task_factory import (
+    FIXED_OPS,
+    OPS,
+    TEST_OPS,
+    hidden_patch,
+    make_mirror,
+    make_patch,
+    make_task,
+    project,
+    project_files,
+    work_area,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -182,3 +193,40 @@ def test_a_project_whose_tests_find_nothing_is_infrastructure(judge_result) -> N
 def test_a_missing_image_is_infrastructure(judge_result) -> None:
     verdict = judge_result({"calc/ops.py": FIXED_OPS}, image="ouroboros-no-such-image:never")
     assert verdict.outcome == "infrastructure" and "image" in verdict.reason
+
+
+def test_weakened_assertion_helpers_outside_test_folders_are_never_delivered_automatically(
+    tmp_path, docker_engine, agent_image, sandbox_instance
+) -> None:
+    """Many projects keep what their tests assert with in code folders (`numpy/testing`,
+    `pandas/_testing`, `sklearn/utils/_testing.py`): code the agent may change, that no test path
+    rule covers and no tamper pattern matches. Emptying it makes every hidden test pass."""
+    helper = "def check(got, want):\n    assert got == want, (got, want)\n"
+    files = {
+        **project_files(),
+        "calc/_testing.py": helper,
+        "tests/test_ops.py": "from calc._testing import check\nfrom calc.ops import add\n\n\n"
+        "def test_add():\n    check(add(2, 3), 5)\n",
+    }
+    mirror, base = make_mirror(tmp_path, files)
+    patch = make_patch(
+        tmp_path / "seed",
+        {
+            "tests/test_mul.py": "from calc._testing import check\nfrom calc.ops import mul\n\n\n"
+            "def test_mul():\n    check(mul(3, 4), 12)\n"
+        },
+    )
+    area = work_area(mirror, base, tmp_path / "area", {"calc/_testing.py": "def check(got, want):\n    pass\n"})
+    made = commit_work_area(
+        mirror, area, base_commit=base, branch="ouroboros/task-12-a", message="m", max_files=100, max_mb=5
+    )
+    judge = TaskJudge(
+        docker_engine,
+        scratch=tmp_path / "scratch",
+        instance=sandbox_instance,
+        cache=tmp_path / "cache",
+        agent_image=lambda: agent_image,
+    )
+    verdict = judge.judge(mirror, project(), make_task(base, patch), made.commit)
+    assert verdict.outcome == "passed", verdict.reason  # the forge works: the helper is the agent's code
+    assert verdict.needs_review and any("calc/_testing.py" in reason for reason in verdict.review_reasons)
