@@ -10,13 +10,17 @@ from typing import Any
 
 import pytest
 
+from supervisor.base.errors import ConfigError
+from supervisor.base.git_ops import GitError
 from supervisor.base.pg.errors import DatabaseUnavailable
+from supervisor.base.toml_config import validate
 from supervisor.loop import fleet_node
 from supervisor.loop.wiring import task_queue
 from supervisor.store.fleet_nodes import NodeNameTaken, nodes
 from supervisor.store.fleet_settings import FleetSettings
 from supervisor.store.tasks.models import TaskState
 from supervisor.store.tasks.pg_queue import PostgresTaskQueue
+from supervisor.work.results_remote import remote_location
 from tests.tasks.queue_specs import new_task
 
 pytestmark = pytest.mark.postgres
@@ -89,3 +93,24 @@ def test_a_second_node_with_a_live_nodes_name_is_refused_at_start(
         cursor.execute("UPDATE nodes SET heartbeat_at = now() - interval '1 hour'")
     _q, _h, second = _wired_node(tmp_path / "b", pg_cluster, pg_database, monkeypatch, node="twin")
     assert second.registered and [n.home for n in nodes(queue.db)] == [str(tmp_path / "b" / "home")]
+
+
+@pytest.mark.parametrize(
+    ("remote", "said"),
+    [
+        ("https://bob:s3cr3t@git.example/results.git", "credentials"),
+        ("https://token@git.example/results.git", "credentials"),
+        ("ssh://git@git.example/results.git", "a path, a file:// URL or an https:// URL"),
+        ("git@git.example:results.git", "a path, a file:// URL or an https:// URL"),
+        ("--upload-pack=touch /tmp/x", "a path, a file:// URL or an https:// URL"),
+    ],
+)
+def test_a_results_remote_with_credentials_or_another_scheme_is_refused_when_read(remote: str, said: str) -> None:
+    """It was accepted and failed only at each push (a warning per task, results never shared), and a
+    token in it sat in ouroboros.toml and in every push's command line."""
+    with pytest.raises(ConfigError, match=said) as caught:  # as ouroboros.toml is read
+        validate(FleetSettings, {"results_remote": remote}, "[fleet]")
+    assert "s3cr3t" not in str(caught.value)
+    with pytest.raises(GitError, match=said) as pushed:  # and where a push would give it to git
+        remote_location(remote)
+    assert "s3cr3t" not in str(pushed.value)
