@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import socketserver
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -241,7 +242,20 @@ class MessagesHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class _ThreadingUnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class _QuietOnHangUp:
+    """A client that hangs up mid-answer (a timeout, a killed agent) is normal here: no traceback on stderr."""
+
+    def handle_error(self, request, client_address):  # type: ignore[no-untyped-def]
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)  # type: ignore[misc]
+
+
+class _ThreadingTCPHTTPServer(_QuietOnHangUp, ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _ThreadingUnixHTTPServer(_QuietOnHangUp, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
     def get_request(self):  # type: ignore[no-untyped-def]
@@ -274,8 +288,7 @@ class ScriptedModelServer:
             self._httpd: socketserver.BaseServer = _ThreadingUnixHTTPServer(str(self.socket_path), handler)
             self.url = "http://scripted-model"  # the host is ignored over a Unix socket
         else:
-            httpd = ThreadingHTTPServer((host, port), handler)
-            httpd.daemon_threads = True
+            httpd = _ThreadingTCPHTTPServer((host, port), handler)
             self._httpd = httpd
             self.url = f"http://{host}:{httpd.server_address[1]}"
         self._thread: threading.Thread | None = None

@@ -255,9 +255,12 @@ class TaskFlow:
                 self._refuse(message, f"task {active.claim.task_id}" if active else "no task")
             return
         task = self.queue.get(active.claim.task_id)
-        if task.state is not TaskState.RUNNING or task.fence != active.claim.fence:
-            self._lost(task)  # cancelled before the agent said done: nothing to judge
+        renewed = self.queue.renew(active.claim, self.holding.lease_s) if task.state is TaskState.RUNNING else None
+        if renewed is None or task.fence != active.claim.fence:
+            self._lost(task)  # cancelled, or its lease lost, before the agent said done: nothing to judge
             return
+        active = self.active = active.model_copy(update={"claim": renewed})  # a whole lease to be judged in
+        self._renewed_at = time.monotonic()
         self.area.withdraw()
         try:
             project = self.registry.get(task.project)

@@ -115,3 +115,19 @@ def test_a_result_reaches_the_shared_results_repository(tmp_path, open_db) -> No
         ["git", "--git-dir", str(results), "rev-parse", held.result_branch], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert shared == held.result_commit
+
+
+def test_a_result_after_the_lease_ran_out_is_refused_even_before_another_node_claims(tmp_path, open_db) -> None:
+    a = _node(tmp_path, "node-a", open_db, lease_s=1.0)
+    task = a.add().id
+    a.flow.recover()
+    claim = a.flow.active.claim
+    time.sleep(1.5)  # paused past its lease; no other node has claimed the task yet
+    assert a.queue.mark_judging(claim, a.base, "refs/ouroboros/tasks/late", "late") is False
+    assert [x.refused_late for x in a.queue.attempts(task)] == [True]
+    a.done(task)
+    a.flow.take_results(a.outbox)  # its lease is gone: that attempt ends unjudged, the task is claimable again
+    assert a.judged(task) == [] and a.judge.calls == []
+    attempts = a.queue.attempts(task)
+    assert len(attempts) == 2 and attempts[0].ended_as is _S.QUEUED  # taken again, by the database's clock
+    assert a.queue.get(task).fence > claim.fence

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ def claim_all_together(spec: QueueSpec, worker: str, start: Any, results: Any) -
         taken = []
         while (claim := queue.claim(worker, 60)) is not None:
             taken.append(claim.task_id)
+            time.sleep(0.002)  # let the others run too: on a busy machine one child could take all before they start
         results.put((worker, taken))
     finally:
         queue.close()

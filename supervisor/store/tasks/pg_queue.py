@@ -362,7 +362,7 @@ class PostgresTaskQueue:
         with self.db.transaction() as cursor:
             changes = "state = 'judging', result_commit = %(commit)s, result_branch = %(branch)s, summary = %(summary)s"
             args = {"commit": result_commit, "branch": result_branch, "summary": summary}
-            if self._fenced(cursor, claim, TaskState.JUDGING, changes, args) is None:
+            if self._fenced(cursor, claim, TaskState.JUDGING, changes, args, lease=True) is None:
                 return False
             cursor.execute(
                 "UPDATE attempts SET result_commit = %s WHERE task_id = %s AND number = %s",
@@ -377,7 +377,7 @@ class PostgresTaskQueue:
                 " worker = NULL, lease_expires_at = NULL"
             )
             args = {"state": verdict.state.value, "verdict": verdict_value(verdict), "commit": verdict.result_commit}
-            row = self._fenced(cursor, claim, verdict.state, changes, args)
+            row = self._fenced(cursor, claim, verdict.state, changes, args, lease=True)
             if row is None:
                 return False
             self._end_attempt(

@@ -1,4 +1,4 @@
-"""The interface of a task queue; the embedded SQLite queue and (later) the fleet's PostgreSQL one keep it.
+"""The interface of a task queue; the embedded SQLite queue and the fleet's PostgreSQL one keep it.
 
 Rules every implementation keeps (tests/tasks/test_queue_contract.py):
 - `claim` takes the queued task of highest priority (then oldest) in one atomic step, never the
@@ -6,8 +6,11 @@ Rules every implementation keeps (tests/tasks/test_queue_contract.py):
   store (the fleet's PostgreSQL queue) also takes a held task whose lease has run out by the
   store's own clock (its holder died or stalled): that attempt ends and its fence is then stale;
 - every call that takes a `Claim` applies only when the task is still held with that claim's fence
-  (and, for `renew`, its lease has not run out by the store's own clock); otherwise it returns False
-  and changes nothing but the attempt's `refused_late` mark;
+  (and, for `renew`, its lease has not run out by the store's own clock; in a shared store also for
+  `mark_judging` and `finish`: a late result of an expired lease is refused even before another node
+  claims the task, and the task is then claimable again); otherwise it returns False and changes
+  nothing but the attempt's `refused_late` mark. The embedded store keeps fences only (one machine:
+  a lease there only has to outlast a restart, and nothing else would take the task);
 - no call holds a lock or transaction after it returns;
 - state changes go through `models.check_task`.
 """
