@@ -88,6 +88,21 @@ def test_a_node_paused_past_its_lease_loses_the_task_and_its_late_result_is_refu
     assert a.task_file() is None and not a.area.exists()  # it stopped working on it
     attempts = a.queue.attempts(task)
     assert [x.worker for x in attempts] == ["node-a", "node-b"] and attempts[1].ended_as is _S.PASSED
+    assert attempts[0].refused_late and not attempts[1].refused_late  # its late result is recorded
+
+
+def test_a_node_paused_past_its_lease_that_only_wakes_up_records_its_late_attempt(tmp_path, open_db) -> None:
+    a = _node(tmp_path, "node-a", open_db, lease_s=1.0)
+    b = _node(tmp_path, "node-b", open_db, like=a)
+    task = a.add().id
+    a.flow.recover()
+    time.sleep(1.5)
+    b.flow.recover()
+    a.flow.tick()  # it wakes up before its agent says anything: it learns the task is gone, and says so
+    assert a.task_file() is None and not a.area.exists()
+    first, second = a.queue.attempts(task)
+    assert first.worker == "node-a" and first.refused_late and not second.refused_late
+    assert a.queue.get(task).worker == "node-b" and a.state(task) is _S.RUNNING
 
 
 def test_a_draining_node_claims_nothing_and_others_take_the_work(tmp_path, open_db) -> None:
