@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from supervisor.base.pg.pool import Database
+from supervisor.loop.fleet_node import FleetNode
 from supervisor.loop.task_flow import Holding
+from supervisor.loop.task_steps import TaskSteps
 from supervisor.store.tasks.models import TaskState
 from supervisor.store.tasks.pg_queue import PostgresTaskQueue
 from supervisor.work.results_remote import share_result
@@ -34,9 +36,10 @@ def _node(
     may_claim: Callable[[], bool] = lambda: True,
     results: Path | None = None,
     like: FlowRig | None = None,
+    wait_s: float = 30,
 ) -> FlowRig:
     def open_queue(_home: Path) -> PostgresTaskQueue:
-        queue = PostgresTaskQueue(open_db(name))
+        queue = PostgresTaskQueue(open_db(name, wait_s=wait_s))
         queue.add_project("calc", "file:///srv/calc.git")
         return queue
 
@@ -130,3 +133,55 @@ def test_a_result_reaches_the_shared_results_repository(tmp_path, open_db) -> No
         ["git", "--git-dir", str(results), "rev-parse", held.result_branch], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert shared == held.result_commit
+
+
+def _beating(open_db: Callable[..., Database], rig: FlowRig, name: str) -> tuple[FleetNode, TaskSteps]:
+    fleet = FleetNode(open_db(f"{name}-beat", wait_s=2), name=name, home=str(rig.home), heartbeat_s=1)
+    return fleet, TaskSteps(rig.flow, fleet, rig.outbox)
+
+
+def test_a_result_given_while_the_database_was_gone_is_judged_once_it_answers(tmp_path, pg_cluster, open_db) -> None:
+    a = _node(tmp_path, "node-a", open_db, wait_s=2)
+    fleet, steps = _beating(open_db, a, "node-a")
+    task = a.add().id
+    fleet.start()
+    steps.recover()
+    assert a.task_file()["id"] == task
+    pg_cluster.stop_server()
+    try:
+        a.done(task)
+        steps.take_results()  # the database is gone: the result waits in the outbox, the node claims nothing
+        assert not fleet.reachable and not fleet.may_claim() and a.outbox_files()
+        a.spent = 10**9  # the agent went on working on its own goals meanwhile
+        steps.tick()
+    finally:
+        pg_cluster.start_server()
+    fleet.start()  # its next beat (RETRY_S later in a running supervisor)
+    steps.tick()  # the result first: judged, not given up for what it spent while nobody could judge
+    assert a.state(task) is _S.PASSED and [d["applied"] for d in a.judged(task)] == [True]
+    assert a.outbox_files() == []
+
+
+def test_a_node_started_while_the_database_is_gone_recovers_its_task_once_it_answers(
+    tmp_path, pg_cluster, open_db
+) -> None:
+    a = _node(tmp_path, "node-a", open_db, wait_s=2)
+    task = a.add().id
+    a.flow.recover()
+    assert a.task_file()["id"] == task
+    a.queue.close()  # killed: the next start finds the database gone
+    a.flow = a._flow()
+    fleet, steps = _beating(open_db, a, "node-a")
+    pg_cluster.stop_server()
+    try:
+        fleet.start()
+        steps.recover()
+        a.done(task)
+        steps.take_results()
+        steps.tick()
+        assert not fleet.reachable
+    finally:
+        pg_cluster.start_server()
+    fleet.start()
+    steps.tick()  # recovered (its task resumed), then the result taken and judged
+    assert a.state(task) is _S.PASSED and [x.worker for x in a.queue.attempts(task)] == ["node-a"]
