@@ -18,6 +18,7 @@ from supervisor.base.generation_number import generation_number_or_none
 from supervisor.store.scorecard.store import GATE_BUCKETS
 
 if TYPE_CHECKING:
+    from supervisor.console.fleet_page import FleetView
     from supervisor.console.view import InstanceView
 
 STATES = ("starting", "running", "gating", "idle", "stopping", "stopped")
@@ -187,7 +188,21 @@ def _histogram(counters: dict[str, Any]) -> HistogramMetricFamily:
     )
 
 
-def render(view: InstanceView) -> tuple[bytes, str]:
+class FleetCollector(Collector):
+    """The fleet's nodes and queue (supervisor/console/fleet_page.py), when [fleet] is configured."""
+
+    def __init__(self, fleet: FleetView) -> None:
+        self.fleet = fleet
+
+    def collect(self) -> Iterator[Metric]:
+        from supervisor.console.fleet_page import fleet_metrics
+
+        yield from fleet_metrics(self.fleet)
+
+
+def render(view: InstanceView, fleet: FleetView | None = None) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(InstanceCollector(view))
+    if fleet is not None:
+        registry.register(FleetCollector(fleet))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -31,8 +31,10 @@ def main_page(view: InstanceView) -> str:
     oldest = cards[-1].generation if cards else 0
     others = view.store.not_accepted_since(oldest)
     warning = f'<p class="warning">{safe(view.stale)}</p>' if view.stale else ""
+    fleet = '<p id="fleet-link"><a href="/fleet">the fleet</a>: nodes, queue, verdicts</p>'
     body = (
         warning
+        + (fleet if view.config().fleet.enabled else "")
         + status_section(view, snapshot)
         + lineage_section(cards, others)
         + charts_section(cards, snapshot)

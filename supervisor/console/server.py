@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 from supervisor.base.errors import ConfigError
 from supervisor.base.generation_number import candidate_id_or_none, generation_number_or_none
 from supervisor.console import metrics, pages
+from supervisor.console.fleet_page import FleetView, fleet_page
 from supervisor.console.text import safe
 from supervisor.console.view import InstanceView
 from supervisor.store.instance import Instance
@@ -70,10 +71,15 @@ class ConsoleServer(ThreadingHTTPServer):
         if not is_loopback(host) and not token:
             raise ConsoleError(f"binding {host} (not loopback) needs an access token: add --token")
         self.view = view
+        self.fleet = FleetView(view)
         self.token = token
         self.loopback = is_loopback(host)
         self.refresh_lock = threading.Lock()
         super().__init__((host, port), Handler)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.fleet.close()
 
     @property
     def url(self) -> str:
@@ -153,7 +159,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/":
             html = pages.main_page(view)
         elif path == "/metrics":
-            body, kind = metrics.render(view)
+            body, kind = metrics.render(view, self.server.fleet)
             return HTTPStatus.OK, body, kind
         elif path.startswith("/g/") and (number := generation_number_or_none(path[3:])) is not None:
             html = pages.generation_page(view, number)
@@ -165,6 +171,8 @@ class Handler(BaseHTTPRequestHandler):
                 html = pages.generations_page(view, 10**9)
             elif (number := generation_number_or_none(before)) is not None:
                 html = pages.generations_page(view, number)
+        elif path == "/fleet":
+            html = fleet_page(self.server.fleet)
         elif path == "/log":
             html = pages.log_page(view)
         elif path == "/journal":

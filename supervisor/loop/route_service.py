@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supervisor.base.errors import ConfigError
 from supervisor.loop.context import LoopContext
@@ -16,6 +16,9 @@ from supervisor.route.ledger import LEDGER_FILE_NAME, Ledger
 from supervisor.route.metering import EventSink
 from supervisor.route.server import SOCKET_NAME, LLMRoute
 from supervisor.route.upstream import Upstream
+
+if TYPE_CHECKING:
+    from supervisor.route.fleet_budget import FleetBudget
 
 
 class ModelService:
@@ -26,6 +29,7 @@ class ModelService:
         self.config = ctx.config
         self.on_event = on_event
         self.route: LLMRoute | None = None
+        self.fleet: FleetBudget | None = None
         self._scripted: Any = None
 
     def start(self) -> LLMRoute:
@@ -48,10 +52,47 @@ class ModelService:
         upstream = Upstream.from_config(route_config.upstream, environ=environ)
         ledger = Ledger.open(self.instance.state / LEDGER_FILE_NAME)
         socket_dir = self.instance.run_dir / "llm"
+        try:
+            self.fleet = self._fleet_budget()
+        except BaseException:
+            ledger.close()
+            raise
         self.route = LLMRoute(
-            route_config, ledger, upstream, self.on_event, socket_path=socket_dir / SOCKET_NAME
+            route_config, ledger, upstream, self.on_event, socket_path=socket_dir / SOCKET_NAME, fleet=self.fleet
         ).start()
         return self.route
+
+    def _fleet_budget(self) -> FleetBudget | None:
+        """With [fleet]: the fleet's caps every request also reserves against (its own small pool)."""
+        settings = self.config.fleet
+        if not settings.enabled:
+            return None
+        from supervisor.route.fleet_budget import FleetBudget, FleetCaps  # psycopg: only with a fleet
+        from supervisor.route.fleet_pending import PENDING_FILE_NAME
+        from supervisor.store.fleet_settings import open_database
+
+        budgets = settings.budgets
+        caps = FleetCaps(
+            weekly_tokens=budgets.weekly_tokens,
+            project_tokens=budgets.project_tokens,
+            day_tokens=budgets.day_tokens,
+            day_usd=budgets.day_usd,
+        )
+        # A short wait for a connection: with the database away a request is refused at once, not held.
+        quick = settings.model_copy(update={"pool_min": 1, "pool_max": min(settings.pool_max, 4), "pool_wait_s": 3.0})
+        db = open_database(quick, self.instance.home)
+        try:
+            return FleetBudget(
+                db, settings.node_name(self.instance.home), caps, self.instance.state / PENDING_FILE_NAME
+            ).open()
+        except BaseException:
+            db.close()
+            raise
+
+    def charge_project(self, project: str | None) -> None:
+        """With a fleet: charge LLM requests from now on to `project`'s fleet cap too (None between tasks)."""
+        if self.fleet is not None:
+            self.fleet.charge_project(project)
 
     def tokens_served(self) -> int:
         """Tokens the route has settled so far (0 before it starts): what a task's budget is counted in."""
@@ -66,6 +107,9 @@ class ModelService:
         if self.route is not None:
             self.route.stop()
             self.route.ledger.close()
+        if self.fleet is not None:
+            self.fleet.close()
+            self.fleet.db.close()
 
     def stop_model(self) -> None:
         if self._scripted is not None:

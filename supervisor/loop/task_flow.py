@@ -59,6 +59,7 @@ class Holding:
     renew_s: float = RENEW_S
     may_claim: Callable[[], bool] = lambda: True
     share: Share | None = None
+    charge: Callable[[str | None], None] = lambda project: None  # the route's per-project cap (a fleet)
 
 
 MAX_SNAPSHOT_MB = 512
@@ -117,6 +118,7 @@ class TaskFlow:
             ):
                 self.active = remembered
                 self.area.publish(task)
+                self.holding.charge(task.project)
                 log.info("task %s: resumed (attempt %s)", task.id, claim.attempt)
             else:
                 self._release(claim, task, "the supervisor restarted and the attempt's work area was gone")
@@ -206,6 +208,7 @@ class TaskFlow:
         self.active = attempt
         self._renewed_at = time.monotonic()
         self.area.publish(task)
+        self.holding.charge(task.project)  # the agent's requests count against the project's cap from now
         self.decisions.append(
             DecisionKind.TASK_STARTED,
             generation=self.generation(),
@@ -338,8 +341,8 @@ class TaskFlow:
                     "review_reasons": [*verdict.review_reasons, "the snapshot refused entries"],
                 }
             )
-        self._unjudged = None
         self._finish(claim, task, verdict)
+        self._unjudged = None  # only now: a verdict the queue could not take (its database gone) is judged again
 
     def _finish(self, claim: Claim, task: Task, verdict: TaskVerdict, *, journal: bool = True) -> None:
         applied = self.queue.finish(claim, verdict)
@@ -432,6 +435,7 @@ class TaskFlow:
     def _clear(self, task: Task) -> None:
         if self.active is not None and self.active.claim.task_id != task.id:
             return  # another attempt runs: nothing here is this task's
+        self.holding.charge(None)
         self.area.withdraw()
         self.area.remove(task.project)
         self.area.forget()

@@ -136,7 +136,7 @@ def parts(
         gate=ctx.config.agent.proposals == "gate",
     )
     flow = ProposalFlow(gatekeeper=gatekeeper, agent=agent, intake=intake, tally=tally, stopping=stopping)
-    queue, holding, node = task_queue(ctx)
+    queue, holding, node = task_queue(ctx, charge=services.models.charge_project)
     tasks = TaskFlow(
         ctx,
         queue=queue,
@@ -160,7 +160,9 @@ def parts(
     return Parts(gatekeeper, agent, reporter, lifecycle, intake, flow, tasks, node, steps)
 
 
-def task_queue(ctx: LoopContext) -> tuple[TaskQueue, Holding, FleetNode | None]:
+def task_queue(
+    ctx: LoopContext, *, charge: Callable[[str | None], None]
+) -> tuple[TaskQueue, Holding, FleetNode | None]:
     """The embedded queue; or, with `[fleet] database`, the fleet's, this node's identity and lease.
 
     A fleet database that does not answer at start, or whose schema this node does not know, stops
@@ -185,5 +187,6 @@ def task_queue(ctx: LoopContext) -> tuple[TaskQueue, Holding, FleetNode | None]:
         renew_s=settings.heartbeat_s,
         may_claim=node.may_claim,
         share=(lambda mirror, ref, commit: share_result(mirror, ref, commit, remote)) if remote else None,
+        charge=charge,
     )
     return queue, holding, node

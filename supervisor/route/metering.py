@@ -34,6 +34,7 @@ EventKind = Literal[
     "ledger_failed",
     "policy_refused",
     "reservation_exceeded",
+    "fleet_unavailable",
 ]
 
 

@@ -23,6 +23,7 @@ from supervisor.base.errors import ConfigError
 from supervisor.base.throttle import Throttle
 from supervisor.base.unix_socket import bind_address
 from supervisor.route.config import RouteConfig
+from supervisor.route.fleet_limits import FleetUnavailable
 from supervisor.route.handler import Call, Refusal, RouteHandler
 from supervisor.route.ledger import Ledger, LedgerEntry, LedgerError, Release, Reservation, utc_now
 from supervisor.route.limits import ConcurrencyGate, TokenBucket
@@ -49,6 +50,9 @@ def log_only(event: RouteEvent) -> None:
 
 
 if TYPE_CHECKING:
+    from supervisor.route.fleet_budget import FleetBudget  # psycopg: loaded only by a node with a fleet
+    from supervisor.route.fleet_caps import CapState
+
     # What the mixin below is always mixed into: a threading socket server (for the type checker only).
     class _CapBase(socketserver.ThreadingMixIn, socketserver.BaseServer): ...
 
@@ -110,6 +114,7 @@ class LLMRoute:
 
     `socket_path`: serve on this Unix socket (its directory is what the agent container mounts).
     `tcp_port`: also serve on 127.0.0.1 (0 picks a free port); None for no TCP.
+    `fleet`: the fleet's budget (an opened FleetBudget): each request also reserves against its caps.
     """
 
     def __init__(
@@ -121,11 +126,13 @@ class LLMRoute:
         *,
         socket_path: Path | None = None,
         tcp_port: int | None = None,
+        fleet: FleetBudget | None = None,
     ) -> None:
         if socket_path is None and tcp_port is None:
             raise ConfigError("the LLM route needs a socket_path or a tcp_port to listen on")
         self.config = config
         self.ledger = ledger
+        self.fleet = fleet
         self.upstream = upstream
         self.socket_path = socket_path
         self._tcp_port = tcp_port
@@ -295,6 +302,8 @@ class LLMRoute:
         held = new_reservation(run_id, cycle, admitted.model, admitted.stream, worst, cost)
         status = self.guard.reserve(self.ledger, held)
         if status is None:
+            if self.fleet is not None:
+                self._reserve_in_fleet(self.fleet, held)
             return held
         self._emit(refusal_event(status, run_id, cycle))
         headers = {"x-should-retry": "false"}
@@ -304,6 +313,42 @@ class LLMRoute:
             f"budget cap: {status.describe()}; lower max_tokens or the request's size, or idle until the budget resets"
         )
         raise Refusal(402, "billing_error", message, headers)
+
+    def _reserve_in_fleet(self, fleet: FleetBudget, held: Reservation) -> None:
+        """Hold `held` against the fleet's caps too; if it cannot be, release it locally and refuse."""
+        try:
+            refused: CapState | None = fleet.reserve(
+                held.id, held.run_id, held.model, held.usage.total_tokens, held.cost_usd
+            )
+        except FleetUnavailable as exc:
+            self.ledger.append(Release(ts=utc_now(), id=held.id, reason="fleet budget unavailable"), sync=False)
+            self.emit_throttled("fleet_unavailable", f"a request was refused: the fleet budget is unavailable ({exc})")
+            raise Refusal(
+                503,
+                "api_error",
+                f"the fleet's budget cannot be checked, so the request was not forwarded (nothing was spent): "
+                f"{exc}; retry later",
+                {"retry-after": "10"},
+            ) from None
+        if refused is None:
+            return
+        self.ledger.append(Release(ts=utc_now(), id=held.id, reason="fleet budget cap"), sync=False)
+        self._emit(
+            RouteEvent(
+                kind="budget_refused",
+                message=f"fleet budget cap reached: {refused.describe()}",
+                run_id=held.run_id,
+                cycle=held.cycle,
+                details={"scope": f"fleet-{refused.scope}", "key": refused.key, "unit": refused.unit},
+            )
+        )
+        raise Refusal(
+            402,
+            "billing_error",
+            f"budget cap: {refused.describe()}; lower max_tokens or the request's size, "
+            "or idle until the fleet's budget resets",
+            {"x-should-retry": "false"},
+        )
 
     def record(
         self, call: Call, settled: Settlement, *, stream: bool, status: int, message_id: str | None, complete: bool
@@ -338,13 +383,21 @@ class LLMRoute:
             charged_day=held.day,
             note=settled.note,
         )
-        self.ledger.append(entry)
+        try:
+            self.ledger.append(entry)
+        finally:  # the usage is real even when the local ledger cannot record it
+            if self.fleet is not None:
+                self.fleet.settle(held.id, usage.total_tokens, cost)
         self.guard.after_spend(call.cycle, call.run_id)
 
     def release(self, call: Call, reason: str) -> None:
         """End a reservation that spent nothing (refused or failed upstream before any usage)."""
         if call.reservation is not None:
-            self.ledger.append(Release(ts=utc_now(), id=call.reservation.id, reason=reason[:200]), sync=False)
+            try:
+                self.ledger.append(Release(ts=utc_now(), id=call.reservation.id, reason=reason[:200]), sync=False)
+            finally:
+                if self.fleet is not None:
+                    self.fleet.release(call.reservation.id)
 
     def count_refusal(self, kind: str) -> None:
         with self._refusals_lock:

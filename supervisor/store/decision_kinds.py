@@ -50,6 +50,7 @@ class DecisionKind(StrEnum):
     ROUTE_LEDGER_FAILED = "route-ledger_failed"
     ROUTE_POLICY_REFUSED = "route-policy_refused"
     ROUTE_RESERVATION_EXCEEDED = "route-reservation_exceeded"
+    ROUTE_FLEET_UNAVAILABLE = "route-fleet_unavailable"
 
 
 ROUTE_PREFIX = "route-"

@@ -11,6 +11,7 @@ import hashlib
 import os
 import socket
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,11 +40,14 @@ class PriorityWeights(_Strict):
 
 
 class FleetBudgets(_Strict):
-    """The fleet's budget filters (the seed's defaults); stored here, enforced by the fleet's budget step."""
+    """The fleet's budget filters (the seed's defaults). Tokens and dollars are enforced on every LLM request
+    by the route (supervisor/route/fleet_budget.py); `language_tasks` by the fleet's prioritisation."""
 
     project_tokens: int = Field(default=100_000, ge=0, description="Tokens per project.")
     language_tasks: int = Field(default=50, ge=0, description="Tasks per language.")
     weekly_tokens: int = Field(default=5_000_000, ge=0, description="Tokens per week, the whole fleet.")
+    day_tokens: int | None = Field(default=None, ge=0, description="Tokens per UTC day, the whole fleet.")
+    day_usd: Decimal | None = Field(default=None, ge=0, description="US dollars per UTC day, the whole fleet.")
 
 
 class FleetSettings(_Strict):

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from supervisor.base.errors import ConfigError
 from supervisor.base.pg import text_codec
 from supervisor.base.pg.errors import DatabaseError, DatabaseUnavailable, SchemaMismatch
-from supervisor.base.pg.migrate import check_schema, load_migrations, migrate, schema_version
+from supervisor.base.pg.migrate import check_schema, latest, load_migrations, migrate, schema_version
 from supervisor.base.pg.pool import Database
 from supervisor.cli import main
 from supervisor.store.fleet_nodes import NodeInfo, heartbeat, nodes, register_node, set_draining
@@ -71,6 +71,8 @@ def test_the_defaults_are_the_seeds() -> None:
         "project_tokens": 100_000,
         "language_tasks": 50,
         "weekly_tokens": 5_000_000,
+        "day_tokens": None,
+        "day_usd": None,
     }
     assert not settings.enabled
     assert FleetSettings(node="n-1").node_name(Path("/x")) == "n-1"
@@ -98,7 +100,7 @@ def test_migrations_apply_once_even_when_nodes_race(pg_cluster) -> None:
         for thread in threads:
             thread.join(60)
         assert sorted(applied, key=len) == [[], [], [], [m.name for m in load_migrations()]]
-        assert check_schema(dbs[1]) == schema_version(dbs[1]) == len(load_migrations())
+        assert check_schema(dbs[1]) == schema_version(dbs[1]) == latest(load_migrations())
     finally:
         for db in dbs:
             db.close()
@@ -209,7 +211,9 @@ def test_fleet_migrate_command(pg_cluster, tmp_path: Path) -> None:
     first = runner.invoke(main, ["fleet", "migrate", "--home", str(home), "--json"], env=env)
     assert first.exit_code == 0, first.output
     out = json.loads(first.output)
-    assert out["applied"] == ["001_task_queue"] and out["version"] == out["known"] == 1
+    every = load_migrations()
+    assert out["applied"] == [f"{m.version:03d}_{m.name}" for m in every]
+    assert out["version"] == out["known"] == latest(every)
     again = runner.invoke(main, ["fleet", "migrate", "--home", str(home)], env=env)
     assert again.exit_code == 0 and "nothing to apply" in again.output
     wrong = runner.invoke(main, ["fleet", "migrate", "--home", str(home)], env={"FLEET_TEST_PW": "nope"})
@@ -217,4 +221,4 @@ def test_fleet_migrate_command(pg_cluster, tmp_path: Path) -> None:
     unset = runner.invoke(main, ["fleet", "migrate", "--home", str(home), "--json"], env={"FLEET_TEST_PW": ""})
     assert unset.exit_code == 1 and json.loads(unset.output)["error"]["kind"] == "ConfigError"
     with psycopg.connect(url, password=pg_cluster.password) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (1,)
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (latest(every),)

@@ -430,3 +430,16 @@ def test_attempts_never_overlap_across_many_restarts(rig: FlowRig) -> None:
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert end <= start, spans
     assert git(rig.mirror, "for-each-ref", "refs/ouroboros/tasks/")
+
+
+def test_the_route_charges_the_running_tasks_project_and_nothing_between_tasks(tmp_path: Path) -> None:
+    from supervisor.loop.task_flow import Holding
+
+    charged: list[str | None] = []
+    rig = FlowRig(tmp_path, holding=Holding(worker="rig-instance", charge=charged.append))
+    first = rig.add("first").id
+    rig.flow.recover()
+    assert charged == ["calc"]
+    rig.done(first)
+    rig.flow.take_results(rig.outbox)
+    assert charged == ["calc", None] and rig.state(first) is _S.PASSED

@@ -1,5 +1,7 @@
 """Versioned migrations of the fleet's schema: migrations/NNN_name.sql, applied in order, each once.
 
+Migrations are applied in the order of their numbers, which need not be consecutive (each part of the
+schema keeps its own range: the task queue from 001, the fleet's budget from 010).
 `schema_migrations` holds what was applied (version, name, checksum, when). `migrate` applies each
 missing migration in its own transaction under a transaction-scoped advisory lock, so two nodes
 migrating at once are serialised and the second finds nothing left to do; a failed migration rolls
@@ -42,17 +44,22 @@ class Migration:
 
 
 def load_migrations(folder: Path = MIGRATIONS) -> list[Migration]:
-    """The migrations in `folder`, numbered 001, 002, ... without a gap."""
-    found = []
-    for path in sorted(folder.glob("*.sql")):
+    """The migrations in `folder`, sorted by number (gaps allowed; a number used twice is refused)."""
+    found: dict[int, Migration] = {}
+    for path in folder.glob("*.sql"):
         match = _FILE.match(path.name)
         if match is None:
             raise DatabaseError(f"{path} is not named NNN_name.sql; rename it")
-        found.append(Migration(int(match.group(1)), match.group(2), path.read_text(encoding="utf-8")))
-    for expected, migration in enumerate(found, start=1):
-        if migration.version != expected:
-            raise DatabaseError(f"migration {expected:03d} is missing from {folder} (found {migration.version:03d})")
-    return found
+        version = int(match.group(1))
+        if version == 0 or version in found:
+            raise DatabaseError(f"migration number {version:03d} in {folder} is 000 or used twice; renumber it")
+        found[version] = Migration(version, match.group(2), path.read_text(encoding="utf-8"))
+    return [found[version] for version in sorted(found)]
+
+
+def latest(migrations: list[Migration]) -> int:
+    """The schema version a set of migrations brings a database to: the highest number (0 for none)."""
+    return max((m.version for m in migrations), default=0)
 
 
 def applied(cursor: Cursor) -> dict[int, tuple[str, str]]:
@@ -67,9 +74,9 @@ def applied(cursor: Cursor) -> dict[int, tuple[str, str]]:
 
 def _refuse_newer(done: dict[int, tuple[str, str]], known: list[Migration]) -> None:
     newest = max(done, default=0)
-    if newest > len(known):
+    if newest > latest(known):
         raise SchemaMismatch(
-            f"the fleet database has schema {newest}, and this node knows up to {len(known)}: this node is older "
+            f"the fleet database has schema {newest}, and this node knows up to {latest(known)}: this node is older "
             f"than the database's schema {newest}; upgrade it (nothing was changed)"
         )
 
@@ -110,7 +117,7 @@ def check_schema(db: Database, migrations: list[Migration] | None = None) -> int
     if missing:
         have = max(done, default=0)
         raise SchemaMismatch(
-            f"the fleet database has schema {have}, older than this node's {len(known)} (missing: "
+            f"the fleet database has schema {have}, older than this node's {latest(known)} (missing: "
             f"{', '.join(f'{m.version:03d}_{m.name}' for m in missing)}); run `supervisor fleet migrate`"
         )
     for migration in known:
@@ -120,4 +127,4 @@ def check_schema(db: Database, migrations: list[Migration] | None = None) -> int
                 f"migration {migration.version:03d}_{migration.name} in the fleet database differs from this "
                 f"node's copy (applied as {name!r}); nodes of different builds share it: run one release everywhere"
             )
-    return len(known)
+    return latest(known)

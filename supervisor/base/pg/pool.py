@@ -118,6 +118,11 @@ class Database:
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             raise explain(exc, self.where) from None
 
+    def check(self) -> None:
+        """Test every idle connection now, replacing the broken ones (after an outage: before a caller
+        meets them one by one, each costing the pool's backoff)."""
+        self._pool.check()
+
     def stats(self) -> dict[str, int]:
         return dict(self._pool.get_stats())
 

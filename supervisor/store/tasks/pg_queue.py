@@ -14,7 +14,7 @@ write that finds no such row changes nothing but its attempt's `refused_late` ma
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -41,6 +41,7 @@ from supervisor.store.tasks.pg_rows import (
     NEW_COLUMNS,
     TASK_COLUMNS,
     TASK_COLUMNS_T,
+    TaskExtras,
     attempt_of,
     claim_of,
     new_values,
@@ -124,8 +125,20 @@ class PostgresTaskQueue:
     def add(self, new: NewTask) -> Task:
         return self.add_many([new])[0]
 
-    def add_many(self, news: Iterable[NewTask]) -> list[Task]:
+    def add_many(
+        self,
+        news: Iterable[NewTask],
+        *,
+        extras: Sequence[TaskExtras] | None = None,
+        guard: Callable[[Cursor, list[NewTask]], None] | None = None,
+    ) -> list[Task]:
+        """The contract's add_many; the fleet's own add (pg_fleet.py) also gives each task its priority
+        factors, breakdown and metadata (`extras`, in order), and a `guard` that may refuse the batch
+        inside the inserting transaction (the per-language limit)."""
         batch = [NewTask.model_validate(new.model_dump()) for new in news]
+        more = list(extras) if extras is not None else [TaskExtras() for _ in batch]
+        if len(more) != len(batch):
+            raise TaskError(f"{len(more)} extras for {len(batch)} tasks; give one for each")
         for new in batch:
             encodable(new)
         keys = [(new.project, new.external_id) for new in batch if new.external_id is not None]
@@ -140,11 +153,13 @@ class PostgresTaskQueue:
             with self.db.transaction() as cursor:
                 self._refuse_unknown_projects(cursor, sorted({new.project for new in batch}))
                 self._refuse_duplicates(cursor, keys)
+                if guard is not None:
+                    guard(cursor, batch)
                 cursor.executemany(
-                    f"INSERT INTO tasks ({NEW_COLUMNS}, state, created_at, updated_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued', now(), now())"
+                    f"INSERT INTO tasks ({NEW_COLUMNS}, factors, priority_breakdown, metadata, state, created_at,"
+                    " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued', now(), now())"
                     f" RETURNING {TASK_COLUMNS}",
-                    [new_values(new) for new in batch],
+                    [new_values(new) + extra.values() for new, extra in zip(batch, more, strict=True)],
                     returning=True,
                 )
                 added = []

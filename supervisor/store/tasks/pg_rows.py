@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +38,23 @@ def new_values(new: NewTask) -> tuple[Any, ...]:
         new.external_id,
         new.source,
     )
+
+
+@dataclass(frozen=True)
+class TaskExtras:
+    """What a fleet task holds beyond NewTask: its priority factors, their breakdown, an import's metadata."""
+
+    factors: dict[str, Any] | None = None
+    breakdown: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def values(self) -> tuple[Any, ...]:
+        """The values of the columns factors, priority_breakdown, metadata."""
+        return (
+            None if self.factors is None else Jsonb(self.factors),
+            None if self.breakdown is None else Jsonb(self.breakdown),
+            Jsonb(self.metadata),
+        )
 
 
 def verdict_value(verdict: TaskVerdict) -> Jsonb:

@@ -57,10 +57,14 @@ class LineError:
         return f"line {self.line}: {self.message}"
 
 
+HINT_KEYS = ("health", "impact", "solvability", "urgency", "labels", "created_at", "language")
+
+
 @dataclass(frozen=True)
 class ImportedTask:
     line: int
     task: NewTask
+    hints: dict[str, Any] = field(default_factory=dict)  # the line's HINT_KEYS, unchecked (the fleet checks them)
 
 
 @dataclass
@@ -124,7 +128,7 @@ def read_instances(path: Path, resolve_project: Resolver, *, source: str | None 
                     raise BadLine(f"longer than {MAX_LINE} bytes; split or shorten the instance")
                 if not raw.strip():
                     continue
-                task = parse_instance(raw, resolve_project, origin)
+                task, hints = parse_line(raw, resolve_project, origin)
             except BadLine as exc:
                 batch.errors.append(LineError(number, str(exc)))
                 continue
@@ -135,7 +139,7 @@ def read_instances(path: Path, resolve_project: Resolver, *, source: str | None 
                 )
                 continue
             first_line[key] = number
-            batch.tasks.append(ImportedTask(number, task))
+            batch.tasks.append(ImportedTask(number, task, hints))
     return batch
 
 
@@ -169,6 +173,11 @@ def _lines(handle: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
 
 def parse_instance(raw: bytes, resolve_project: Resolver, source: str) -> NewTask:
     """One line as a task; BadLine naming what to fix."""
+    return parse_line(raw, resolve_project, source)[0]
+
+
+def parse_line(raw: bytes, resolve_project: Resolver, source: str) -> tuple[NewTask, dict[str, Any]]:
+    """One line as a task and the line's optional priority hints (HINT_KEYS); BadLine naming what to fix."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -194,7 +203,7 @@ def parse_instance(raw: bytes, resolve_project: Resolver, source: str) -> NewTas
             "named owner__name or with a source ending in the repo) or leave the line out"
         )
     try:
-        return NewTask(
+        task = NewTask(
             project=project,
             title=fields["title"],
             body=fields["problem_statement"],
@@ -208,6 +217,7 @@ def parse_instance(raw: bytes, resolve_project: Resolver, source: str) -> NewTas
         )
     except ValidationError as exc:
         raise BadLine(_validation_text(exc)) from exc
+    return task, {key: data[key] for key in HINT_KEYS if key in data}
 
 
 def _task_fields(data: dict[str, Any]) -> dict[str, Any]:
