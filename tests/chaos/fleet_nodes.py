@@ -57,6 +57,9 @@ def make_node(home: Path, name: str, *, url: str, results: Path, source: Path, t
         f'\n[fleet]\ndatabase = "{url}"\npassword_env = "{PASSWORD_ENV}"\nnode = "{name}"\n'
         f"lease_s = {timing.lease_s}\nheartbeat_s = {timing.heartbeat_s}\npool_min = 1\npool_max = 4\n"
         f'connect_timeout_s = 2\npool_wait_s = 5\nresults_remote = "{results}"\n'
+        # Caps far above what the run spends (the agent calls the model without pause): the test is that
+        # the fleet's ledger adds up and no cap row is ever passed, not what a cap refuses.
+        "\n[fleet.budgets]\nweekly_tokens = 2000000000\nproject_tokens = 2000000000\n"
     )
     instance.config_path.write_text(config)
     commit_on_main(Git(instance.repo), {"gate.toml": CHEAP_GATE, "agent/chaos_tests/test_main.py": CHEAP_TEST})

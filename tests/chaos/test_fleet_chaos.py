@@ -8,8 +8,10 @@ stopped (SIGSTOP) while it works on a task until another node has claimed that t
 (SIGCONT) so it tries to go on with it. The agent reports every task done (GOAL STATUS: complete);
 any verdict will do. At the end: every task has exactly one applied verdict, on its last attempt;
 every verdict that was refused (an expired lease) is marked late on its attempt; the paused node's
-attempt is marked late; nothing is lost or held; every node's decision log verifies, its main is a
-gated generation and none of its containers is left.
+attempt is marked late; nothing is lost or held; each node's ledger is what its model served
+(tests/chaos/ledger_audit.py), the fleet's ledger equals the nodes' ledgers and no cap row was ever
+above its cap (tests/chaos/fleet_ledger.py); every node's decision log verifies, its main is a gated
+generation and none of its containers is left.
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
+from scripted_model.served import SERVED_LOG_ENV
 from supervisor.base.pg.errors import DatabaseError
 from supervisor.cli.demo import sample_repository
 from supervisor.store.instance import Instance
 from supervisor.store.tasks.models import VERDICTS, TaskState
 from supervisor.store.tasks.pg_queue import PostgresTaskQueue
+from tests.chaos.chaos_instance import ledger_audit
+from tests.chaos.fleet_ledger import audit_fleet_ledger, cap_overshoot
 from tests.chaos.fleet_nodes import (
     PASSWORD_ENV,
     Timing,
@@ -48,6 +54,7 @@ TASKS = int(os.environ.get("FLEET_CHAOS_TASKS", "40"))
 KILLS = int(os.environ.get("FLEET_CHAOS_KILLS", "6"))
 LIMIT_S = float(os.environ.get("FLEET_CHAOS_LIMIT_S", "480"))
 TIMING = Timing(lease_s=20, heartbeat_s=5)
+RESTART_S = 5.0  # packaging/systemd: RestartSec=5
 
 
 @dataclass
@@ -74,8 +81,11 @@ class FleetRun:
     events: list[str] = field(default_factory=list)
     pause: Pause | None = None
     pg_restarted: bool = False
+    kills: dict[str, int] = field(default_factory=dict)  # node -> kill -9 it took
+    overshoot: list[str] = field(default_factory=list)  # cap rows seen above their cap during the run
 
     def start(self, name: str) -> None:
+        os.environ[SERVED_LOG_ENV] = str(served_log(self.nodes[name]))  # each node's model lists its answers
         self.processes[name] = SupervisorProcess(self.nodes[name])
 
     def note(self, event: str) -> None:
@@ -90,9 +100,17 @@ class FleetRun:
         return sum(n for state, n in counts.items() if state in VERDICTS)
 
     def check_alive(self) -> None:
+        """A node never exits by itself, except a start refused while PostgreSQL was down (docs/fleet.md):
+        started again after RESTART_S, as its systemd unit does (Restart=on-failure)."""
         for name, process in self.processes.items():
-            if name not in self.restarts and process.process.poll() is not None:
-                raise AssertionError(f"{name} exited by itself ({process.process.returncode}):\n{self.tail(name)}")
+            if name in self.restarts or process.process.poll() is None:
+                continue
+            output = self.tail(name)
+            if process.process.returncode != 0 and "cannot reach the fleet database" in output:
+                self.restarts[name] = time.monotonic() + RESTART_S
+                self.note(f"{name} refused to start without the database; started again in {RESTART_S:g} s")
+                continue
+            raise AssertionError(f"{name} exited by itself ({process.process.returncode}):\n{output}")
 
     def tail(self, name: str) -> str:
         process = self.processes[name]
@@ -117,6 +135,7 @@ class FleetRun:
             return
         name = self.rng.choice(alive)
         self.processes[name].kill9()
+        self.kills[name] = self.kills.get(name, 0) + 1
         self.restarts[name] = time.monotonic() + self.rng.uniform(0.0, 4.0)
         self.note(f"kill -9 {name}: {self.tail(name).splitlines()[-1:]}")
 
@@ -184,6 +203,10 @@ class FleetRun:
             finals = self.finals()
             if finals is None:
                 continue
+            try:
+                self.overshoot += cap_overshoot(self.queue.db)
+            except DatabaseError:
+                continue
             if finals != seen:
                 seen = finals
                 print(f"fleet chaos: {time.monotonic() - self.started:6.1f}s {finals} final", flush=True)
@@ -211,6 +234,7 @@ def test_fleet_of_nodes_under_kills_a_database_restart_and_a_pause_keeps_every_i
     seed = int(os.environ.get("FLEET_CHAOS_SEED") or random.SystemRandom().randrange(1 << 32))
     print(f"fleet chaos seed {seed} (replay with FLEET_CHAOS_SEED={seed})")
     monkeypatch.setenv(PASSWORD_ENV, pg_cluster.password)
+    monkeypatch.setenv(SERVED_LOG_ENV, "")  # set for each node as it starts; restored after the test
     url = pg_cluster.url(pg_cluster.create_database(pg_cluster.fresh_name()))
     source = sample_repository(tmp_path / "sample")
     results = tmp_path / "results.git"
@@ -242,6 +266,13 @@ def test_fleet_of_nodes_under_kills_a_database_restart_and_a_pause_keeps_every_i
                 if task.result_branch:
                     assert shared.get(task.result_branch) == task.result_commit, f"task {task.id} not shared"
             counts = {str(s): n for s, n in queue.counts().items() if n}
+            for name, instance in nodes.items():
+                audit = ledger_audit(instance, served_log(instance), kills=run.kills.get(name, 0))
+                assert audit.ok, f"{name}'s ledger is not what its model served (seed {seed}): {audit.problems}"
+            fleet = audit_fleet_ledger(queue.db, nodes, kills=sum(run.kills.values()))
+            assert not fleet.problems, f"the fleet's ledger does not add up (seed {seed}): {fleet.problems}"
+            assert not run.overshoot, f"caps passed during the run (seed {seed}): {run.overshoot}"
+            assert fleet.settled.get("spent", 0) >= TASKS, "the fleet's ledger hardly settled anything"
     finally:
         if run is not None:
             for process in run.processes.values():
@@ -255,6 +286,12 @@ def test_fleet_of_nodes_under_kills_a_database_restart_and_a_pause_keeps_every_i
         assert main_is_gated(gatekeeper), f"main of {instance.home} is not a gated generation"
         assert containers_of(docker_engine, instance) == [], f"containers left by {instance.home}"
     print(f"fleet chaos: {counts} in {time.monotonic() - run.started:.0f} s (seed {seed})")
+    print(f"fleet chaos: the fleet's ledger settled {fleet.settled}, {fleet.tokens} tokens")
+
+
+def served_log(instance: Instance) -> Path:
+    """What this node's scripted model served, outside its home (the supervisor cannot touch it)."""
+    return instance.home.parent / f"served-{instance.home.name}.jsonl"
 
 
 def _shared_results(results) -> dict[str, str]:
