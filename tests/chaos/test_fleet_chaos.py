@@ -129,8 +129,7 @@ class FleetRun:
     # -- the chaos -----------------------------------------------------------------------------
 
     def kill_one(self) -> None:
-        paused = self.pause.node if self.pause and self.pause.continued_at is None else None
-        alive = [n for n in sorted(self.processes) if n not in self.restarts and n != paused]
+        alive = [n for n in sorted(self.processes) if n not in self.restarts and n != self.sparing()]
         if not alive:
             return
         name = self.rng.choice(alive)
@@ -138,6 +137,13 @@ class FleetRun:
         self.kills[name] = self.kills.get(name, 0) + 1
         self.restarts[name] = time.monotonic() + self.rng.uniform(0.0, 4.0)
         self.note(f"kill -9 {name}: {self.tail(name).splitlines()[-1:]}")
+
+    def sparing(self) -> str | None:
+        """The paused node is not killed while stopped, nor until it has had time to try to go on."""
+        pause = self.pause
+        if pause is None or (pause.continued_at and time.monotonic() - pause.continued_at > 3 * TIMING.heartbeat_s):
+            return None
+        return pause.node
 
     def restart_due(self) -> None:
         for name, when in list(self.restarts.items()):
@@ -220,9 +226,7 @@ class FleetRun:
                 self.try_pause()
             elif self.pause is not None and self.pause.continued_at is None:
                 self.continue_when_taken()
-            paused = self.pause
-            settled = paused is not None and paused.continued_at is not None
-            settled = settled and time.monotonic() - paused.continued_at > 3 * TIMING.heartbeat_s  # type: ignore[operator]
+            settled = self.pause is not None and self.pause.continued_at is not None and self.sparing() is None
             if finals == TASKS and not kills and self.pg_restarted and settled and not self.restarts:
                 self.note(f"every task is final after {time.monotonic() - self.started:.0f} s")
                 return
