@@ -14,9 +14,10 @@ import re
 import subprocess
 import uuid
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TypedDict, Unpack
 
+from supervisor.base.blob_stream import BlobStream, BlobStreamError
 from supervisor.base.errors import OuroborosError
 from supervisor.base.safe_fs import Access, Folder, UnsafeFileError
 
@@ -32,6 +33,7 @@ class _RunOptions(TypedDict, total=False):
 
 
 ZERO = "0" * 40
+EXPORT_S = 1800.0  # an export of even 100,000 files takes well under this; a hung git is killed
 MAX_LINK_HOPS = 40  # as the kernel's limit on symlinks followed in one lookup
 MAIN_REF = "refs/heads/main"
 GEN_TAG_PREFIX = "refs/tags/gen/"
@@ -209,10 +211,7 @@ class Git:
 
     def escaping_links(self, rev: str, entries: list[TreeEntry] | None = None) -> list[str]:
         """Symlinks of `rev` that, resolved component by component inside the tree, leave it."""
-        links = self.link_targets(rev, entries)
-        return [
-            f"{path} -> {target!r}" for path, target in sorted(links.items()) if resolve_in_tree(path, links) is None
-        ]
+        return escaping_of(self.link_targets(rev, entries))
 
     def changed_paths(self, old: str, new: str) -> list[tuple[str, str]]:
         """(status letter, path) for every file that differs; renames show as delete + add."""
@@ -288,25 +287,44 @@ class Git:
         symlink that resolves outside itself (alone or through a chain of links) is refused whole.
         """
         entries = [e for e in self.ls_tree(rev) if e.kind == "blob"]
-        escaping = self.escaping_links(rev, entries)
+        links = self.link_targets(rev, entries)
+        escaping = escaping_of(links)
         if escaping:
             raise GitError(
                 f"refusing to export {rev[:12]}: symlinks resolve outside the tree: {', '.join(escaping[:5])}"
             )
-        blobs = self.read_blobs([e.sha for e in entries])
+        files = [e.sha for e in entries if e.mode != "120000"]
         os.chmod(dest, 0o755)
-        with _OpenParents(Folder.open(dest)) as parents:
+        with _OpenParents(Folder.open(dest)) as parents, self._blob_stream(files) as stream:
             for entry in entries:
                 *names, name = _inside(entry.path)
                 folder = parents.enter(names)
-                content = blobs[entry.sha]
                 if entry.mode == "120000":
-                    os.symlink(content.decode("utf-8", "surrogateescape"), name, dir_fd=folder.fd)
+                    os.symlink(links[entry.path], name, dir_fd=folder.fd)
                     continue
                 mode = 0o755 if entry.mode == "100755" else 0o644
-                with os.fdopen(folder.open_file(name, Access.WRITE, create=mode, exclusive=True), "wb") as handle:
-                    handle.write(content)
+                fd = folder.open_file(name, Access.WRITE, create=mode, exclusive=True)
+                try:
+                    stream.copy(entry.sha, fd)
+                except BlobStreamError as exc:
+                    raise GitError(f"could not export {rev[:12]}: {exc}") from exc
+                finally:
+                    os.close(fd)
         return len(entries)
+
+    def _blob_stream(self, shas: list[str]) -> BlobStream:
+        """The blobs `shas`, in that order, streamed out of one `git cat-file --batch` (bounded memory)."""
+        try:
+            return BlobStream(
+                self.command("cat-file", "--batch"), cwd=self.git_dir, env=safe_env(), shas=shas, timeout_s=EXPORT_S
+            )
+        except OSError as exc:
+            raise GitError(f"could not run `git cat-file --batch`: {exc}") from exc
+
+
+def escaping_of(links: dict[str, str]) -> list[str]:
+    """The links (path -> target) of a tree that, resolved inside it, leave it."""
+    return [f"{path} -> {target!r}" for path, target in sorted(links.items()) if resolve_in_tree(path, links) is None]
 
 
 def resolve_in_tree(path: str, links: dict[str, str]) -> list[str] | None:
@@ -342,10 +360,12 @@ def resolve_in_tree(path: str, links: dict[str, str]) -> list[str] | None:
 
 
 def _inside(relative: str) -> list[str]:
-    parts = PurePosixPath(relative).parts
-    if not parts or any(part in ("..", ".", "") for part in parts) or PurePosixPath(relative).is_absolute():
+    """The components of a tree path; an empty, absolute, `.` or `..` one is refused (split, not
+    parsed: this runs once per file of an export)."""
+    parts = relative.split("/")
+    if any(part in ("..", ".", "") for part in parts):
         raise GitError(f"refusing tree path {relative!r}: it would leave the export directory")
-    return list(parts)
+    return parts
 
 
 class _OpenParents:

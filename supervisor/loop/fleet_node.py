@@ -17,7 +17,7 @@ from importlib import metadata
 from supervisor.base.pg.errors import DatabaseError
 from supervisor.base.pg.pool import Database
 from supervisor.base.throttle import Throttle
-from supervisor.store.fleet_nodes import NodeInfo, heartbeat_state, register_node
+from supervisor.store.fleet_nodes import NodeInfo, NodeNameTaken, heartbeat_state, register_node
 
 RETRY_S = 10.0  # how soon an unreachable database is tried again (a heartbeat is far longer)
 log = logging.getLogger(__name__)
@@ -35,8 +35,15 @@ class FleetNode:
         self._beat_at = -float("inf")
         self._warned = Throttle(60.0)
 
+    @property
+    def live_s(self) -> float:
+        """How recently another supervisor must have heartbeated for its name to count as taken."""
+        return 2 * self.heartbeat_s + RETRY_S
+
     def start(self) -> None:
-        self._beat()
+        """Register now (NodeNameTaken when another live supervisor has this name: the start stops);
+        an unreachable database only delays it to a later tick."""
+        self._beat(refuse_taken=True)
 
     def tick(self) -> None:
         wait = self.heartbeat_s if self.reachable and self.registered else RETRY_S
@@ -53,15 +60,22 @@ class FleetNode:
         if self._warned.allow("unreachable"):
             log.warning("fleet database unreachable (%s); no task is claimed until it answers", exc)
 
-    def _beat(self) -> None:
+    def _beat(self, *, refuse_taken: bool = False) -> None:
         self._beat_at = time.monotonic()
         try:
             state = heartbeat_state(self.db, self.name) if self.registered else None
             if state is None:
-                node = register_node(self.db, NodeInfo(id=self.name, host=_host(), home=self.home, version=_version()))
+                info = NodeInfo(id=self.name, host=_host(), home=self.home, version=_version())
+                node = register_node(self.db, info, live_s=self.live_s)
                 state = node.draining
                 log.info("fleet node %s registered", self.name)
             self.registered, self.reachable, self.draining = True, True, state
+        except NodeNameTaken as exc:
+            if refuse_taken:
+                raise
+            self.registered, self.reachable = False, True  # claims nothing until the name is free again
+            if self._warned.allow("taken"):
+                log.error("fleet node not registered: %s", exc)
         except DatabaseError as exc:
             self.lost_database(exc)
 

@@ -135,6 +135,21 @@ class TaskFlow:
     # -- the clock --------------------------------------------------------------------------------
 
     def tick(self) -> None:
+        """One step of the attempt (below), then the next task's work area is made ahead while the agent works."""
+        self._step()
+        if not self.ctx.stop.requested:
+            self._prepare_next()
+
+    def _prepare_next(self) -> None:
+        """The queue head's work area, so its claim only renames it into place (supervisor/work/task_area.py)."""
+        names = self.registry.names()
+        head = self.queue.peek(projects=names) if names else None
+        if head is None:
+            self.area.tidy()
+        else:
+            self.area.ahead(self.registry.mirror(head.project), head.project, head.base_commit)
+
+    def _step(self) -> None:
         """Judge what an outage interrupted, end an attempt past its limits, renew, or start the next task."""
         if self._unjudged is not None:
             self._judge_pending()

@@ -176,10 +176,18 @@ def task_queue(
     from supervisor.store.tasks.pg_queue import PostgresTaskQueue
     from supervisor.work.results_remote import share_result
 
-    database = open_database(settings, ctx.instance.home)
+    # The event loop is this pool's only user: no other caller can hold its connections, so waiting
+    # longer than one connect attempt only holds the loop (30 s per call) while the server is gone.
+    loop_wait = min(settings.pool_wait_s, settings.connect_timeout_s + 1.0)
+    database = open_database(settings.model_copy(update={"pool_wait_s": loop_wait}), ctx.instance.home)
     queue = PostgresTaskQueue(database, owns_database=True)  # checks the schema: SchemaMismatch says what to run
     name = settings.node_name(ctx.instance.home)
     node = FleetNode(database, name=name, home=str(ctx.instance.home), heartbeat_s=settings.heartbeat_s)
+    try:
+        node.start()  # registered before anything runs: a live node of the same name stops this start
+    except BaseException:
+        queue.close()
+        raise
     remote = settings.results_remote
     holding = Holding(
         worker=name,

@@ -4,6 +4,11 @@ A node's row says who it is (host, home, version), when it started and when it l
 alive (`heartbeat_at`, set to the database's now()), and whether the operator asked it to drain
 (finish its task, claim no more). A heartbeat that updates no row means the node's registration is
 gone (an operator removed it): the node must register again before it claims anything.
+
+A node's name is its worker name in the queue and its holder name for the budget: two live
+supervisors under one name would take each other's tasks and sweep each other's reservations. So a
+registration is refused (NodeNameTaken) while the name's row was heartbeated within `live_s` from
+another host or home; the same host and home is the same node restarting.
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from supervisor.base.pg.errors import DatabaseError
 from supervisor.base.pg.pool import Database
 from supervisor.store.fleet_settings import NODE_PATTERN
+
+
+class NodeNameTaken(DatabaseError):
+    """Another live supervisor (another host or home) is registered under this node's name."""
 
 
 class NodeInfo(BaseModel):
@@ -41,16 +50,33 @@ def _node(row: dict[str, object]) -> Node:
     return Node.model_validate(data)
 
 
-def register_node(db: Database, info: NodeInfo) -> Node:
-    """Register (or re-register after a restart) this node: started and alive now; `draining` is kept."""
+def register_node(db: Database, info: NodeInfo, *, live_s: float = 0.0) -> Node:
+    """Register (or re-register after a restart) this node: started and alive now; `draining` is kept.
+
+    NodeNameTaken when the name is held by another host or home that heartbeated within `live_s`.
+    """
     with db.transaction() as cursor:
         cursor.execute(
             "INSERT INTO nodes (id, host, home, version, started_at, heartbeat_at) VALUES (%s, %s, %s, %s, now(), now())"
             " ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, home = EXCLUDED.home, version = EXCLUDED.version,"
-            " started_at = now(), heartbeat_at = now() RETURNING *",
-            (info.id, info.host, info.home, info.version),
+            " started_at = now(), heartbeat_at = now()"
+            " WHERE (nodes.host = EXCLUDED.host AND nodes.home = EXCLUDED.home)"
+            " OR nodes.heartbeat_at < now() - make_interval(secs => %s) RETURNING *",
+            (info.id, info.host, info.home, info.version, float(live_s)),
         )
         row = cursor.fetchone()
+        if row is None:
+            cursor.execute(
+                "SELECT host, home, extract(epoch FROM now() - heartbeat_at) AS age FROM nodes WHERE id = %s",
+                (info.id,),
+            )
+            other = cursor.fetchone()
+    if row is None and other is not None:
+        raise NodeNameTaken(
+            f"node name {info.id!r} is in use by {other['host']}:{other['home']} (heartbeat {float(other['age']):.0f} s "
+            f"ago); give this node another [fleet] node name, or stop that one (its name is free {live_s:.0f} s "
+            "after its last heartbeat)"
+        )
     if row is None:  # INSERT … RETURNING always returns the row; a server that does not is not PostgreSQL
         raise DatabaseError(f"registering node {info.id} returned nothing; check the fleet database")
     return _node(row)

@@ -26,6 +26,22 @@ if TYPE_CHECKING:  # psycopg is imported only by an instance that has a fleet
 NODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
 
+def check_results_remote(remote: str) -> str:
+    """`remote` when git may be given it as the results repository: a path, a file:// URL, or an
+    https:// URL without credentials (they would sit in ouroboros.toml and on every push's command
+    line); ConfigError otherwise (never repeating the URL, which may hold a token)."""
+    if remote.startswith(("file://", "https://")):
+        if remote.startswith("https://") and "@" in remote[len("https://") :].split("/", 1)[0]:
+            raise ConfigError(
+                "[fleet] results_remote holds credentials (user@ in the URL); remove them and give the nodes' user "
+                "access another way (a credential-free https remote, or a shared path)"
+            )
+        return remote
+    if "://" in remote or remote.startswith("-") or ":" in remote.split("/", 1)[0] or not remote.strip():
+        raise ConfigError("[fleet] results_remote must be a path, a file:// URL or an https:// URL")
+    return remote
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -79,6 +95,16 @@ class FleetSettings(_Strict):
 
             try:
                 check_url(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("results_remote")
+    @classmethod
+    def _results_remote(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_results_remote(value)
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
         return value

@@ -36,6 +36,7 @@ FETCH_CONFIG = (
     "transfer.fsckObjects=true",
     "fetch.fsckObjects=true",
     "fetch.writeCommitGraph=false",
+    "transfer.unpackLimit=1",  # every fetch is kept as one pack: a refused one is dropped whole (mirror._restore)
     "fetch.showForcedUpdates=false",
     "http.lowSpeedLimit=1000",
     "http.lowSpeedTime=60",

@@ -141,13 +141,14 @@ def fetch(
             _init_bare(mirror, config.default_branch)
         git = Git(mirror)
         before = git.refs(*SOURCE_REFS)
+        packs = _packs(git)
         started = time.monotonic()
         say(f"fetching {source.shown} ...")
         try:
             run_fetch(mirror, source, config.max_mirror_mb, timeout_s)
         except MirrorSizeError:
             say("too large: putting the old refs back and dropping what was fetched ...")
-            _restore(git, before)
+            _restore(git, before, packs)
             raise
         except ProjectError:
             _drop_partial_packs(git)  # a fetch stopped midway moved no ref (--atomic)
@@ -266,15 +267,28 @@ def _init_bare(mirror: Path, branch: str) -> None:
     Git(mirror).run("symbolic-ref", "HEAD", f"refs/heads/{branch}")
 
 
-def _restore(git: Git, before: dict[str, str]) -> None:
-    """Put the source refs back as they were before a refused fetch and drop the objects it brought."""
+def _restore(git: Git, before: dict[str, str], packs: set[str]) -> None:
+    """Put the source refs back as they were before a refused fetch and drop the packs it brought.
+
+    Only those packs go (every fetched object lands in one: `transfer.unpackLimit=1`), never a
+    prune: objects nothing references yet (a snapshot or judged tree the supervisor is writing) and
+    commits a force-push left behind (the base of a queued task) stay.
+    """
     now = git.refs(*SOURCE_REFS)
     lines = [f"delete {ref} {sha}" for ref, sha in now.items() if ref not in before]
     lines += [f"update {ref} {sha}" for ref, sha in before.items() if now.get(ref) != sha]
     if lines:
         git.run("update-ref", "--stdin", input=("\n".join(lines) + "\n").encode())
     _drop_partial_packs(git)
-    git.run("gc", "--prune=now", "--quiet", timeout_s=1800)
+    folder = git.git_dir / "objects" / "pack"
+    for name in _packs(git) - packs:
+        for leftover in folder.glob(f"{name}.*"):
+            leftover.unlink(missing_ok=True)
+
+
+def _packs(git: Git) -> set[str]:
+    """The names (without suffix) of the mirror's packs."""
+    return {path.stem for path in (git.git_dir / "objects" / "pack").glob("pack-*.pack")}
 
 
 def _drop_partial_packs(git: Git) -> None:

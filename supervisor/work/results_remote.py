@@ -11,17 +11,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from supervisor.base.errors import ConfigError
 from supervisor.base.git_ops import Git, GitError
+from supervisor.store.fleet_settings import check_results_remote
 
 PUSH_TIMEOUT_S = 120.0
 
 
 def remote_location(remote: str) -> str:
-    """The remote as git is given it: a path stays a path; only file:// and https:// URLs are allowed."""
+    """The remote as git is given it: a path stays a path; only file:// and https:// URLs (without
+    credentials) are allowed."""
+    try:
+        check_results_remote(remote)
+    except ConfigError as exc:
+        raise GitError(str(exc)) from None
     if remote.startswith(("file://", "https://")):
         return remote
-    if "://" in remote or remote.startswith("-") or ":" in remote.split("/", 1)[0]:
-        raise GitError(f"[fleet] results_remote {remote!r} must be a path, a file:// URL or an https:// URL")
     return str(Path(remote).resolve())
 
 

@@ -11,7 +11,9 @@
 4. Verdict: `passed` when every FAIL_TO_PASS test passes and nothing that passed on the base fails;
    `failed` otherwise; `infrastructure` when the base's tests cannot run at all. An engine that
    stops answering raises `EngineUnavailableError`: no verdict, the caller judges again later.
-5. Review (`task_review.py`): a diff touching tests or machinery, a tamper-screen hit or a refused
+5. The result's run must be consistent: its exit code is pytest's 0 (nothing failed) or 1 (something
+   did) and agrees with the report, else the verdict is `failed` and flagged (`exit_mismatch`).
+6. Review (`task_review.py`): a diff touching tests or machinery, a tamper-screen hit or a refused
    work-area entry sets `needs_review`; such a result is never delivered automatically.
 """
 
@@ -108,6 +110,12 @@ class TaskJudge:
             why = run.reason or "no test ran on the result"
             verdict.reason = f"the tests could not run on the result: {why}"[:MAX_REASON]
             return
+        mismatch = exit_mismatch(run, report)
+        if mismatch:  # the report is not the one pytest wrote, or the run was cut short: never a pass
+            verdict.outcome, verdict.reason = "failed", mismatch[:MAX_REASON]
+            verdict.review_reasons.append(mismatch)
+            verdict.needs_review = True
+            return
         verdict.outcome = "passed" if is_pass(verdict.tests) else "failed"
         verdict.reason = describe(verdict.tests)[:MAX_REASON]
 
@@ -193,6 +201,23 @@ def tests_tree(git: Git, base: str, test_patch: str, scratch: Path) -> str:
         raise _Infrastructure(f"the task's test patch could not be applied: {exc}") from exc
     finally:
         index.unlink(missing_ok=True)
+
+
+def exit_mismatch(run: PassResult, report: JUnitReport | None) -> str | None:
+    """Why the run's exit code and its report cannot both be pytest's own, or None when they agree.
+
+    pytest exits 0 when nothing failed and 1 when something did (collection errors included: the judge
+    passes `--continue-on-collection-errors`). Any other code (killed, interrupted, internal error), or
+    a code that contradicts the report, means the report printed was not the run's honest account:
+    the code under test printed its own and ended the wrapper, or rewrote the file after pytest wrote it.
+    """
+    failing = len(report.failed) if report else 0
+    if run.exit_code == (1 if failing else 0):
+        return None
+    return (
+        f"the test run's exit code {run.exit_code} disagrees with its report ({failing} failing tests): "
+        "the run ended abnormally or its report was rewritten"
+    )
 
 
 def _outcomes(report: JUnitReport | None) -> dict[str, str]:

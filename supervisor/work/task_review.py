@@ -2,7 +2,8 @@
 
 A result is flagged (`needs_review`, never delivered automatically) when its diff from the base
 touches a test path or test machinery (the judge's own rule, `task_tests.is_task_test_path`: added
-files count too), changes pytest's or coverage's sections of `pyproject.toml` (not read by the
+files count too) or code the tests lean on outside test folders (`task_tests.is_test_support`:
+`numpy/testing`, `pandas/_testing`, `sklearn/utils/_testing.py`), changes pytest's or coverage's sections of `pyproject.toml` (not read by the
 judged run, but the project's own CI reads them), trips the gate's tamper screen
 (`supervisor/gate/tamper.py`: pytest internals, `atexit`, `os._exit`, `sys.modules`, ... on an
 added line), holds a symlink that resolves outside the tree, or when the work-area snapshot refused
@@ -17,7 +18,7 @@ from typing import Any
 from supervisor.base.git_ops import Git
 from supervisor.base.text import printable
 from supervisor.gate.tamper import tamper_hits
-from supervisor.work.task_tests import is_task_test_path
+from supervisor.work.task_tests import is_task_test_path, is_test_support
 
 MAX_LISTED = 20
 PYPROJECT_TEST_TABLES = ("pytest", "coverage", "tox", "hatch")
@@ -31,6 +32,9 @@ def review_reasons(git: Git, base: str, result: str, patch_paths: frozenset[str]
     tests = [printable(path) for _, path in changes if is_task_test_path(path, patch_paths)]
     if tests:
         reasons.append(f"changes tests or test machinery ({len(tests)}): " + ", ".join(tests[:MAX_LISTED]))
+    support = [printable(p) for _, p in changes if is_test_support(p) and not is_task_test_path(p, patch_paths)]
+    if support:
+        reasons.append(f"changes code the tests lean on ({len(support)}): " + ", ".join(support[:MAX_LISTED]))
     pyprojects = [path for status, path in changes if path.rsplit("/", 1)[-1] == "pyproject.toml"]
     changed_sections = [printable(path) for path in pyprojects if _test_sections_differ(git, base, result, path)]
     if changed_sections:

@@ -9,6 +9,9 @@ file or link), when the gate's `is_test_machinery` says so (`test_*.py`, `*_test
 pytest.ini, pytest.toml, .pytest.ini, .pytest.toml, tox.ini, setup.cfg, sitecustomize.py,
 usercustomize.py, `*.pth`, `*.dist-info`/`*.egg-info`/`*.egg-link` anywhere), or when the hidden
 test patch touches it.
+
+A path is *test support* (`is_test_support`: the agent's in the judged tree, but a diff touching it
+needs review) when a part of it names testing on its own: `testing/`, `_testing.py`, `test_utils.py`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -36,6 +40,18 @@ def is_task_test_path(path: str, patch_paths: frozenset[str] = frozenset()) -> b
     if path in patch_paths or not TEST_FOLDERS.isdisjoint(path.split("/")):
         return True
     return is_test_machinery(path)
+
+
+# A name part that says "test support": `testing/`, `_testing.py`, `test_utils.py`, `testutils/`,
+# `django/test/`, `helpers_test/`... (`pytest`, `latest`, `contest` are not: the word must stand alone).
+_TEST_SUPPORT = re.compile(r"(?:^|[_.-])(?:tests?|testing|testutils?)(?:$|[_.-])", re.IGNORECASE)
+
+
+def is_test_support(path: str) -> bool:
+    """Code the tests lean on that lives outside test folders (`numpy/testing`, `pandas/_testing`,
+    `sklearn/utils/_testing.py`): the agent's in the judged tree (the project ships it as code), but a
+    diff touching it can make the project's assertions vacuous, so it needs review."""
+    return any(_TEST_SUPPORT.search(part) for part in path.split("/"))
 
 
 def junit_id(test_id: str) -> str:

@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from supervisor.base.remove_tree import remove_tree
 
 
@@ -29,3 +31,16 @@ def test_a_tree_deeper_than_the_recursion_limit_is_removed(tmp_path: Path) -> No
         assert (tmp_path / "outside" / "keep").read_text() == "host"
     finally:
         subprocess.run(["rm", "-rf", "--", str(root)], check=True)  # pytest's own clean-up of tmp_path recurses
+
+
+def test_a_link_file_or_fifo_where_the_tree_was_is_unlinked_never_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("mine")
+    (tmp_path / "link").symlink_to(outside)
+    (tmp_path / "file").write_text("x")
+    os.mkfifo(tmp_path / "fifo")
+    for name in ("link", "file", "fifo"):
+        assert remove_tree(tmp_path / name, pytest.fail) is True
+        assert not os.path.lexists(tmp_path / name)
+    assert (outside / "keep").read_text() == "mine"

@@ -197,6 +197,26 @@ def test_an_oversize_fetch_keeps_the_old_refs_and_drops_what_it_brought(tmp_path
     assert folder_mb(mirror) < 1  # the 3 MB the refused fetch brought are gone
 
 
+def test_a_refused_fetch_drops_only_what_it_brought(tmp_path: Path) -> None:
+    """A task queued on a commit the source later force-pushed away, and objects the supervisor wrote
+    and has not referenced yet (a snapshot, a judged tree): a refused fetch must not prune them."""
+    source = make_source(tmp_path / "src")
+    projects = registry(tmp_path)
+    create_mirror(projects, config("demo", source, max_mirror_mb=2))
+    mirror = Git(projects.mirror("demo"))
+    queued_base = git(source, "rev-parse", "HEAD")
+    git(source, "commit", "-q", "--amend", "-m", "rewritten")  # force-pushed: the queued base is unreachable
+    fetch(projects, "demo")
+    unreferenced = mirror.out("hash-object", "-w", "--stdin", input=b"a judged tree's blob\n")
+    _big_file(source / "blob.bin", 3)
+    commit(source, "big")
+    with pytest.raises(MirrorSizeError):
+        fetch(projects, "demo")
+    assert mirror.rev_parse(queued_base) == queued_base
+    assert mirror.run("cat-file", "-e", unreferenced, check=False).returncode == 0
+    assert folder_mb(projects.mirror("demo")) < 1  # the 3 MB the refused fetch brought are gone
+
+
 def test_kill_safety_leftovers_of_an_interrupted_add_are_cleared_by_the_next(tmp_path: Path) -> None:
     source = make_source(tmp_path / "src")
     projects = registry(tmp_path)

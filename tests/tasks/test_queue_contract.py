@@ -71,6 +71,27 @@ def test_claim_only_from_the_projects_given(queue: TaskQueue) -> None:
     assert queue.claim("w", 60, projects=["beta"]) is None
 
 
+def test_peek_names_what_claim_takes_next_and_changes_nothing(queue: TaskQueue) -> None:
+    assert queue.peek() is None
+    low = queue.add(new_task("low", project="alpha"))
+    high = queue.add(new_task("high", project="beta", priority=3))
+    queue.add(new_task("cancelled", project="alpha", priority=9))
+    queue.cancel(3, "not needed")
+    before = (queue.counts(), queue.get(high.id), queue.attempts(high.id))
+    head = queue.peek()
+    assert head is not None and head == queue.get(high.id)
+    assert (queue.counts(), queue.get(high.id), queue.attempts(high.id)) == before
+    assert queue.peek(projects=[]) is None
+    only = queue.peek(projects=["alpha", "gamma"])
+    assert only is not None and only.id == low.id
+    order = []
+    while (peeked := queue.peek()) is not None:
+        claim = queue.claim("w", 60)
+        assert claim is not None and claim.task_id == peeked.id
+        order.append(claim.task_id)
+    assert order == [high.id, low.id] and queue.claim("w", 60) is None
+
+
 def test_claim_issues_a_growing_fence_and_an_attempt(queue: TaskQueue) -> None:
     task = queue.add(new_task())
     start = datetime.now(UTC)

@@ -168,6 +168,8 @@ def test_deep_folders_and_many_empty_files_end_in_a_verdict(tmp_path: Path) -> N
     task = rig.queue.get(first)
     assert task.state is _S.PASSED and task.verdict is not None and task.verdict.refused
     assert rig.state(second) is _S.RUNNING and not (rig.area / "d").exists()
+    rig.flow.area.tidy()  # the set-aside area goes now (pytest's own clean-up of tmp_path recurses)
+    assert not any(p.name.startswith(".gone-") for p in (rig.home / "task-work").iterdir())
 
 
 def test_an_emptied_work_area_is_judged_as_it_is(rig: FlowRig) -> None:

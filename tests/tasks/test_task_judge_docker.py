@@ -7,7 +7,18 @@ import pytest
 from supervisor.store.tasks.models import TaskVerdict
 from supervisor.work.task_judge import TaskJudge
 from supervisor.work.task_snapshot import commit_work_area
-from tests.tasks.task_factory import FIXED_OPS, OPS, TEST_OPS, hidden_patch, make_mirror, make_task, project, work_area
+from tests.tasks.task_factory import (
+    FIXED_OPS,
+    OPS,
+    TEST_OPS,
+    hidden_patch,
+    make_mirror,
+    make_patch,
+    make_task,
+    project,
+    project_files,
+    work_area,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -127,9 +138,8 @@ def test_code_under_test_printing_markers_or_writing_the_report_changes_nothing(
 
 
 def test_an_atexit_forge_from_the_code_is_never_delivered_automatically(judge_result) -> None:
-    """The residual risk (docs/security.md): code under test shares pytest's process, so it can
-    rewrite the report after pytest wrote it. The verdict then reads `passed` (today it does); the
-    tamper screen marks it for review, so it is never pushed without a person."""
+    """Code under test shares pytest's process, so it can rewrite the report after pytest wrote it.
+    pytest's own exit code (1: test_mul failed) then contradicts the report: failed, and flagged."""
     forging = (
         "import atexit\n\n\n"
         "def _forge():\n"
@@ -137,7 +147,40 @@ def test_an_atexit_forge_from_the_code_is_never_delivered_automatically(judge_re
         "atexit.register(_forge)\n\n\n" + OPS
     )
     verdict = judge_result({"calc/ops.py": forging})
+    assert verdict.outcome == "failed" and "exit code 1" in verdict.reason
     assert verdict.needs_review and any("atexit" in reason for reason in verdict.review_reasons)
+
+
+def test_a_forge_that_also_fakes_the_exit_code_is_never_delivered_automatically(judge_result) -> None:
+    """The residual risk (docs/security.md): the same forge ending with `os._exit(0)` agrees with
+    itself, so the verdict reads `passed` (today it does); the tamper screen marks it for review."""
+    forging = (
+        "import atexit, os\n\n\n"
+        "def _forge():\n"
+        f"    with open('/tmp/ouroboros-junit.xml', 'w') as handle:\n        handle.write({FORGED_REPORT!r})\n"
+        "    os._exit(0)\n\n\n"
+        "atexit.register(_forge)\n\n\n" + OPS
+    )
+    verdict = judge_result({"calc/ops.py": forging})
+    assert verdict.needs_review and any("os._exit" in reason for reason in verdict.review_reasons)
+
+
+def test_a_forged_report_printed_before_killing_the_wrapper_is_failed(judge_result) -> None:
+    """Plain names, no tamper-screen hit: the code prints a forged report between the run's markers
+    (read from its environment) on the container's own stdout, then kills the wrapper before it
+    prints the real one. The run's exit code then disagrees with the report: never a pass."""
+    forging = OPS.replace(
+        "def mul(a, b):\n",
+        "def mul(a, b):\n"
+        "    import os, signal\n"
+        f"    text = os.environ['OUROBOROS_BEGIN'] + '\\n' + {FORGED_REPORT!r} + '\\n' + os.environ['OUROBOROS_END']\n"
+        "    with open(f'/proc/{os.getppid()}/fd/1', 'w') as out:\n"
+        "        out.write('\\n' + text + '\\n')\n"
+        "    os.kill(os.getppid(), signal.SIGKILL)\n",
+    )
+    verdict = judge_result({"calc/ops.py": forging})
+    assert verdict.outcome == "failed", verdict.reason
+    assert "exit code" in verdict.reason
 
 
 def test_a_project_whose_tests_find_nothing_is_infrastructure(judge_result) -> None:
@@ -150,3 +193,40 @@ def test_a_project_whose_tests_find_nothing_is_infrastructure(judge_result) -> N
 def test_a_missing_image_is_infrastructure(judge_result) -> None:
     verdict = judge_result({"calc/ops.py": FIXED_OPS}, image="ouroboros-no-such-image:never")
     assert verdict.outcome == "infrastructure" and "image" in verdict.reason
+
+
+def test_weakened_assertion_helpers_outside_test_folders_are_never_delivered_automatically(
+    tmp_path, docker_engine, agent_image, sandbox_instance
+) -> None:
+    """Many projects keep what their tests assert with in code folders (`numpy/testing`,
+    `pandas/_testing`, `sklearn/utils/_testing.py`): code the agent may change, that no test path
+    rule covers and no tamper pattern matches. Emptying it makes every hidden test pass."""
+    helper = "def check(got, want):\n    assert got == want, (got, want)\n"
+    files = {
+        **project_files(),
+        "calc/_testing.py": helper,
+        "tests/test_ops.py": "from calc._testing import check\nfrom calc.ops import add\n\n\n"
+        "def test_add():\n    check(add(2, 3), 5)\n",
+    }
+    mirror, base = make_mirror(tmp_path, files)
+    patch = make_patch(
+        tmp_path / "seed",
+        {
+            "tests/test_mul.py": "from calc._testing import check\nfrom calc.ops import mul\n\n\n"
+            "def test_mul():\n    check(mul(3, 4), 12)\n"
+        },
+    )
+    area = work_area(mirror, base, tmp_path / "area", {"calc/_testing.py": "def check(got, want):\n    pass\n"})
+    made = commit_work_area(
+        mirror, area, base_commit=base, branch="ouroboros/task-12-a", message="m", max_files=100, max_mb=5
+    )
+    judge = TaskJudge(
+        docker_engine,
+        scratch=tmp_path / "scratch",
+        instance=sandbox_instance,
+        cache=tmp_path / "cache",
+        agent_image=lambda: agent_image,
+    )
+    verdict = judge.judge(mirror, project(), make_task(base, patch), made.commit)
+    assert verdict.outcome == "passed", verdict.reason  # the forge works: the helper is the agent's code
+    assert verdict.needs_review and any("calc/_testing.py" in reason for reason in verdict.review_reasons)

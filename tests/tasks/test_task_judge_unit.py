@@ -22,6 +22,7 @@ from supervisor.work.task_tests import (
     compute_outcomes,
     is_pass,
     is_task_test_path,
+    is_test_support,
     junit_id,
     load_base_outcomes,
     save_base_outcomes,
@@ -114,6 +115,27 @@ def test_test_paths_and_machinery_come_from_the_tests_commit(path: str) -> None:
 def test_code_and_mixed_config_come_from_the_result(path: str) -> None:
     assert not is_task_test_path(path)
     assert is_task_test_path(path, frozenset({path}))  # unless the hidden test patch touches it
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "numpy/testing/utils.py",
+        "pandas/_testing/asserters.py",
+        "sklearn/utils/_testing.py",
+        "django/test/client.py",
+        "pkg/test_utils.py",
+        "lib/testutils/x.py",
+        "Pkg/Testing.py",
+    ],
+)
+def test_test_support_code_is_named(path: str) -> None:
+    assert is_test_support(path)
+
+
+@pytest.mark.parametrize("path", ["pkg/mod.py", "src/_pytest/main.py", "latest.py", "contest/x.py", "attest.py"])
+def test_other_code_is_not_test_support(path: str) -> None:
+    assert not is_test_support(path)
 
 
 # -- the base cache, read with care -------------------------------------------------------------

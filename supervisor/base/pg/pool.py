@@ -5,6 +5,11 @@ timeout, and the NUL-safe text codec (text_codec.py). The pool checks a connecti
 it out (`ConnectionPool.check_connection`), so one the server closed (a restart,
 pg_terminate_backend) is replaced, never used; connections are also renewed after `max_lifetime_s`.
 A failure becomes a DatabaseError that says what to do (errors.py), never a psycopg traceback.
+
+Once a call found the server unreachable, the next call first tries one direct connection (refused
+at once, or within `connect_timeout_s`) instead of waiting `wait_s` for a pool that cannot connect:
+a caller on an event loop that retries during an outage is never held for long. The first
+successful try drops the connections the outage broke and clears the mark.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from supervisor.base.errors import ConfigError
 from supervisor.base.pg import text_codec
-from supervisor.base.pg.errors import DatabaseError, explain
+from supervisor.base.pg.errors import DatabaseError, DatabaseUnavailable, explain
 
 Row = dict[str, Any]
 Cursor = psycopg.Cursor[Row]
@@ -69,6 +74,7 @@ class Database:
         )
         self._password = password
         self._connect_timeout_s = connect_timeout_s
+        self._down = False  # the last call found the server unreachable: the next one probes it first
         self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
             self._conninfo,
             kwargs={"password": password, "row_factory": dict_row} if password else {"row_factory": dict_row},
@@ -82,8 +88,8 @@ class Database:
             name=application_name,
         )
 
-    def open(self) -> Database:
-        """Connect once directly (so a wrong password or host is one clear error), then fill the pool."""
+    def _connect_once(self) -> None:
+        """One direct connection, closed at once: DatabaseError (what to do) when it fails."""
         try:
             with (
                 psycopg.connect(self._conninfo, password=self._password)
@@ -93,6 +99,23 @@ class Database:
                 pass
         except psycopg.Error as exc:
             raise explain(exc, self.where) from None
+
+    def _probe(self) -> None:
+        """After a call found the server gone: fail fast while it still is; once it answers, replace the
+        connections the outage broke before lending one."""
+        self._connect_once()
+        self._down = False
+        self._pool.check()
+
+    def _failed(self, exc: BaseException) -> DatabaseError:
+        error = explain(exc, self.where)
+        if isinstance(error, DatabaseUnavailable):
+            self._down = True
+        return error
+
+    def open(self) -> Database:
+        """Connect once directly (so a wrong password or host is one clear error), then fill the pool."""
+        self._connect_once()
         try:
             self._pool.open(wait=True, timeout=max(self._connect_timeout_s * 2, 5.0))
         except PoolTimeout as exc:
@@ -103,20 +126,24 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
         """A cursor inside one transaction: committed when the block ends, rolled back on an error."""
+        if self._down:
+            self._probe()
         try:
             with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
                 yield cursor
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-            raise explain(exc, self.where) from None
+            raise self._failed(exc) from None
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Row]]:
         """A pooled connection for a caller that manages its own transactions (migrations)."""
+        if self._down:
+            self._probe()
         try:
             with self._pool.connection() as conn:
                 yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-            raise explain(exc, self.where) from None
+            raise self._failed(exc) from None
 
     def check(self) -> None:
         """Test every idle connection now, replacing the broken ones (after an outage: before a caller

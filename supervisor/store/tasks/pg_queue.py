@@ -78,6 +78,13 @@ WITH queued AS (
 SELECT * FROM claimed
 """
 
+# What `claim` would take now, without taking it (no lock: another node may claim it first).
+_PEEK = f"""
+SELECT {TASK_COLUMNS} FROM tasks
+WHERE (state = 'queued' OR (state IN ('running', 'judging') AND lease_expires_at < now())) {{only}}
+ORDER BY priority DESC, id LIMIT 1
+"""
+
 _FENCED = f"""
 UPDATE tasks t SET {{changes}}, updated_at = now()
 FROM (SELECT id, result_commit AS was_result FROM tasks WHERE id = %(id)s FOR UPDATE) old
@@ -276,6 +283,16 @@ class PostgresTaskQueue:
                 check_task(was, TaskState.QUEUED)  # a lost lease ends its attempt as a release would
             check_task(TaskState.QUEUED, TaskState.RUNNING)
             return claim_of(row)
+
+    def peek(self, *, projects: Iterable[str] | None = None) -> Task | None:
+        only = None if projects is None else sorted(set(projects))
+        if only == []:
+            return None
+        query = _PEEK.format(only="" if only is None else "AND project = ANY(%(only)s::text[])")
+        with self.db.transaction() as cursor:
+            cursor.execute(query, {"only": only})
+            row = cursor.fetchone()
+        return None if row is None else task_of(row)
 
     def _fenced(
         self,

@@ -47,6 +47,11 @@ class TaskQueue(Protocol):
         """The next queued task for `worker`, or None; its lease runs out `lease_s` from now."""
         ...
 
+    def peek(self, *, projects: Iterable[str] | None = None) -> Task | None:
+        """The task `claim` would take now with these `projects`, changing nothing (None: none queued);
+        a hint only: another worker may claim it first (what the supervisor prepares ahead)."""
+        ...
+
     def renew(self, claim: Claim, lease_s: float) -> Claim | None:
         """Extend a lease still held; None: the lease was lost (the caller stops the work)."""
         ...

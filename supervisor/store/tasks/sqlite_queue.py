@@ -192,15 +192,11 @@ class SqliteTaskQueue:
             raise TaskError("a claim needs a worker name")
         if not lease_s > 0:
             raise TaskError(f"a lease of {lease_s} s runs out at once; give a positive number of seconds")
-        only = None if projects is None else sorted(set(projects))
-        if only == []:
+        head = _head_query(projects)
+        if head is None:
             return None
-        where, args = "state = ?", [TaskState.QUEUED.value]
-        if only is not None:
-            where += f" AND project IN ({', '.join('?' * len(only))})"
-            args += only
         with self._write() as db:
-            row = db.execute(f"SELECT * FROM tasks WHERE {where} ORDER BY priority DESC, id LIMIT 1", args).fetchone()
+            row = db.execute(*head).fetchone()
             if row is None:
                 return None
             check_task(TaskState(row["state"]), TaskState.RUNNING)
@@ -216,6 +212,14 @@ class SqliteTaskQueue:
                 (row["id"], number, fence, worker, stamp(now)),
             )
             return claim_of(task_of(self._row(db, row["id"])))
+
+    def peek(self, *, projects: Iterable[str] | None = None) -> Task | None:
+        head = _head_query(projects)
+        if head is None:
+            return None
+        with self._lock:
+            row = self._db.execute(*head).fetchone()
+        return None if row is None else task_of(row)
 
     def _holds(self, db: sqlite3.Connection, claim: Claim, *, lease: bool = False) -> sqlite3.Row | None:
         """The task row if `claim` still holds it; else None, with the attempt marked refused_late."""
@@ -321,6 +325,18 @@ class SqliteTaskQueue:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _head_query(projects: Iterable[str] | None) -> tuple[str, list[str]] | None:
+    """The query of the queued task a claim takes next (None: an empty list of projects, so none)."""
+    only = None if projects is None else sorted(set(projects))
+    if only == []:
+        return None
+    where, args = "state = ?", [TaskState.QUEUED.value]
+    if only is not None:
+        where += f" AND project IN ({', '.join('?' * len(only))})"
+        args += only
+    return f"SELECT * FROM tasks WHERE {where} ORDER BY priority DESC, id LIMIT 1", args
 
 
 def open_queue(path: Path) -> SqliteTaskQueue:
