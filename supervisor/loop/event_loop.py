@@ -28,7 +28,6 @@ from sandbox.engine import Engine
 from supervisor.base import process_control as control  # control/notify: operator hooks
 from supervisor.base.appendfile import is_disk_full
 from supervisor.base.errors import OuroborosError
-from supervisor.base.pg.errors import DatabaseError
 from supervisor.base.repo_lock import AlreadyRunningError as AlreadyRunningError  # re-exported for callers
 from supervisor.base.repo_lock import HomeLock, RepoLock
 from supervisor.gate.agent_container import AgentRun
@@ -206,7 +205,7 @@ class Supervisor:
         services.models.start()
         if self.parts.fleet is not None:
             self.parts.fleet.start()  # registered before it claims (an outage: it claims once it answers)
-        self._tasks(self.parts.tasks.recover)  # after the route: a task's tokens are counted from its ledger
+        self.parts.task_steps.recover()  # after the route: a task's tokens are counted from its ledger
         self._watcher = outbox.OutboxWatcher(self.instance.outbox, self.events.proposal_arrived).start()
 
     def _stopping(self) -> bool:
@@ -378,7 +377,7 @@ class Supervisor:
         try:
             if not self.parts.flow.recovered:
                 self.parts.flow.recover()
-            self._tasks(lambda: self.parts.tasks.take_results(self.instance.outbox))  # "task done": judged first
+            self.parts.task_steps.take_results()  # "task done": judged first
             self._gate_next()
         except OSError as exc:
             if not is_disk_full(exc):
@@ -421,7 +420,7 @@ class Supervisor:
         if self.parts.fleet is not None:
             self.parts.fleet.tick()  # the heartbeat, and whether the operator asked this node to drain
         if not self.ctx.stop.requested:
-            self._tasks(self.parts.tasks.tick)  # the next task, an attempt past its limits, a held-up verdict
+            self.parts.task_steps.tick()  # the next task, an attempt past its limits, a held-up verdict
         if now - self._main_checked_at < MAIN_CHECK_S:
             self._services.board.write()
             return
@@ -440,19 +439,6 @@ class Supervisor:
             self.apply(Restart("main moved"))
         self.status.probation = "passed" if life.probation and life.probation.good else "on probation"
         self._services.board.write()
-
-    def _tasks(self, step: Callable[[], None]) -> None:
-        """A step of the task flow; a fleet database that stops answering only pauses it (the agent runs
-        on, a `task-result` stays in the outbox, the step runs again on a later tick)."""
-        fleet = self.parts.fleet
-        if fleet is not None and not fleet.reachable:
-            return
-        try:
-            step()
-        except DatabaseError as exc:
-            if fleet is None:
-                raise
-            fleet.lost_database(exc)
 
     def _on_route_event(self, event: RouteEvent) -> None:
         # Called from route threads; a refused agent may retry at the route's rate, hence the throttle.

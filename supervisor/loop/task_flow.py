@@ -160,7 +160,7 @@ class TaskFlow:
             return
         task = self.queue.get(self.active.claim.task_id)
         if task.state not in (TaskState.RUNNING,) or task.fence != self.active.claim.fence:
-            self._lost(task)  # cancelled by the operator, or no longer ours
+            self._late(self.active.claim, task)  # cancelled by the operator, or no longer ours
             return
         try:
             project = self.registry.get(task.project)
@@ -255,9 +255,12 @@ class TaskFlow:
                 self._refuse(message, f"task {active.claim.task_id}" if active else "no task")
             return
         task = self.queue.get(active.claim.task_id)
-        renewed = self.queue.renew(active.claim, self.holding.lease_s) if task.state is TaskState.RUNNING else None
-        if renewed is None or task.fence != active.claim.fence:
-            self._lost(task)  # cancelled, or its lease lost, before the agent said done: nothing to judge
+        if task.state is not TaskState.RUNNING or task.fence != active.claim.fence:
+            self._late(active.claim, task)  # cancelled or taken before the agent said done: nothing to judge
+            return
+        renewed = self.queue.renew(active.claim, self.holding.lease_s)  # fenced: a late renewal is marked late
+        if renewed is None:
+            self._lost(task)  # its lease ran out before the agent said done: nothing of it is judged
             return
         active = self.active = active.model_copy(update={"claim": renewed})  # a whole lease to be judged in
         self._renewed_at = time.monotonic()
@@ -436,6 +439,13 @@ class TaskFlow:
         """The operator removed the task's project: the task waits in the queue for it (never judged without it)."""
         self._release(claim, task, f"its project is gone ({exc}); it runs again once the project is added")
         self._lost(self.queue.get(task.id))
+
+    def _late(self, claim: Claim, task: Task) -> None:
+        """The attempt ended without this supervisor (its lease ran out and another node took the task,
+        or the operator cancelled it), which it learnt by reading: its write is still made, fenced, so
+        the queue refuses it and records the attempt as late (`refused_late`); then the work stops."""
+        self.queue.renew(claim, self.holding.lease_s)
+        self._lost(task)
 
     def _lost(self, task: Task) -> None:
         """The task is no longer ours (cancelled, or its lease lost): stop working on it."""

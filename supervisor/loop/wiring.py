@@ -25,6 +25,7 @@ from supervisor.loop.proposal_flow import ProposalFlow
 from supervisor.loop.reporting import Reporter, StatusBoard, Tally
 from supervisor.loop.route_service import ModelService
 from supervisor.loop.task_flow import Holding, TaskFlow, delivery_for
+from supervisor.loop.task_steps import TaskSteps
 from supervisor.route.metering import EventSink
 from supervisor.store.agent_log import RotatingLog
 
@@ -99,6 +100,7 @@ class Parts:
     flow: ProposalFlow
     tasks: TaskFlow
     fleet: FleetNode | None  # with `[fleet] database`: this supervisor as a node of the fleet
+    task_steps: TaskSteps  # how the loop runs the task flow (a fleet database's outage pauses it)
 
 
 def parts(
@@ -154,7 +156,8 @@ def parts(
         holding=holding,
         deliver=delivery_for(ctx),
     )
-    return Parts(gatekeeper, agent, reporter, lifecycle, intake, flow, tasks, node)
+    steps = TaskSteps(tasks, node, instance.outbox)
+    return Parts(gatekeeper, agent, reporter, lifecycle, intake, flow, tasks, node, steps)
 
 
 def task_queue(

@@ -105,14 +105,14 @@ def chaos_instance(home: Path, engine, image: str, agent: str = PROPOSING_AGENT)
     # acceptance (its own tests in tests/acceptance) would add ~15 s to every one of many gates.
     config += "\n[acceptance]\nenabled = false\n"
     instance.config_path.write_text(config)
-    _commit_on_main(Git(instance.repo), {"gate.toml": CHEAP_GATE, "agent/chaos_tests/test_main.py": CHEAP_TEST})
+    commit_on_main(Git(instance.repo), {"gate.toml": CHEAP_GATE, "agent/chaos_tests/test_main.py": CHEAP_TEST})
     Gatekeeper(
         instance.repo, engine=engine, journal_root=instance.journal, image=image, instance=instance.instance_id
     ).genesis()
     return instance
 
 
-def _commit_on_main(git: Git, files: dict[str, str]) -> None:
+def commit_on_main(git: Git, files: dict[str, str]) -> None:
     main = git.out("rev-parse", MAIN_REF)
     index = git.git_dir / "chaos-index"
     git.run("read-tree", main, index_file=index)

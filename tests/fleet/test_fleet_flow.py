@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from supervisor.base.pg.pool import Database
+from supervisor.loop.fleet_node import FleetNode
 from supervisor.loop.task_flow import Holding
+from supervisor.loop.task_steps import TaskSteps
 from supervisor.store.tasks.models import TaskState
 from supervisor.store.tasks.pg_queue import PostgresTaskQueue
 from supervisor.work.results_remote import share_result
@@ -34,9 +36,10 @@ def _node(
     may_claim: Callable[[], bool] = lambda: True,
     results: Path | None = None,
     like: FlowRig | None = None,
+    wait_s: float = 30,
 ) -> FlowRig:
     def open_queue(_home: Path) -> PostgresTaskQueue:
-        queue = PostgresTaskQueue(open_db(name))
+        queue = PostgresTaskQueue(open_db(name, wait_s=wait_s))
         queue.add_project("calc", "file:///srv/calc.git")
         return queue
 
@@ -88,6 +91,21 @@ def test_a_node_paused_past_its_lease_loses_the_task_and_its_late_result_is_refu
     assert a.task_file() is None and not a.area.exists()  # it stopped working on it
     attempts = a.queue.attempts(task)
     assert [x.worker for x in attempts] == ["node-a", "node-b"] and attempts[1].ended_as is _S.PASSED
+    assert attempts[0].refused_late and not attempts[1].refused_late  # its late result is recorded
+
+
+def test_a_node_paused_past_its_lease_that_only_wakes_up_records_its_late_attempt(tmp_path, open_db) -> None:
+    a = _node(tmp_path, "node-a", open_db, lease_s=1.0)
+    b = _node(tmp_path, "node-b", open_db, like=a)
+    task = a.add().id
+    a.flow.recover()
+    time.sleep(1.5)
+    b.flow.recover()
+    a.flow.tick()  # it wakes up before its agent says anything: it learns the task is gone, and says so
+    assert a.task_file() is None and not a.area.exists()
+    first, second = a.queue.attempts(task)
+    assert first.worker == "node-a" and first.refused_late and not second.refused_late
+    assert a.queue.get(task).worker == "node-b" and a.state(task) is _S.RUNNING
 
 
 def test_a_draining_node_claims_nothing_and_others_take_the_work(tmp_path, open_db) -> None:
@@ -131,3 +149,55 @@ def test_a_result_after_the_lease_ran_out_is_refused_even_before_another_node_cl
     attempts = a.queue.attempts(task)
     assert len(attempts) == 2 and attempts[0].ended_as is _S.QUEUED  # taken again, by the database's clock
     assert a.queue.get(task).fence > claim.fence
+
+
+def _beating(open_db: Callable[..., Database], rig: FlowRig, name: str) -> tuple[FleetNode, TaskSteps]:
+    fleet = FleetNode(open_db(f"{name}-beat", wait_s=2), name=name, home=str(rig.home), heartbeat_s=1)
+    return fleet, TaskSteps(rig.flow, fleet, rig.outbox)
+
+
+def test_a_result_given_while_the_database_was_gone_is_judged_once_it_answers(tmp_path, pg_cluster, open_db) -> None:
+    a = _node(tmp_path, "node-a", open_db, wait_s=2)
+    fleet, steps = _beating(open_db, a, "node-a")
+    task = a.add().id
+    fleet.start()
+    steps.recover()
+    assert a.task_file()["id"] == task
+    pg_cluster.stop_server()
+    try:
+        a.done(task)
+        steps.take_results()  # the database is gone: the result waits in the outbox, the node claims nothing
+        assert not fleet.reachable and not fleet.may_claim() and a.outbox_files()
+        a.spent = 10**9  # the agent went on working on its own goals meanwhile
+        steps.tick()
+    finally:
+        pg_cluster.start_server()
+    fleet.start()  # its next beat (RETRY_S later in a running supervisor)
+    steps.tick()  # the result first: judged, not given up for what it spent while nobody could judge
+    assert a.state(task) is _S.PASSED and [d["applied"] for d in a.judged(task)] == [True]
+    assert a.outbox_files() == []
+
+
+def test_a_node_started_while_the_database_is_gone_recovers_its_task_once_it_answers(
+    tmp_path, pg_cluster, open_db
+) -> None:
+    a = _node(tmp_path, "node-a", open_db, wait_s=2)
+    task = a.add().id
+    a.flow.recover()
+    assert a.task_file()["id"] == task
+    a.queue.close()  # killed: the next start finds the database gone
+    a.flow = a._flow()
+    fleet, steps = _beating(open_db, a, "node-a")
+    pg_cluster.stop_server()
+    try:
+        fleet.start()
+        steps.recover()
+        a.done(task)
+        steps.take_results()
+        steps.tick()
+        assert not fleet.reachable
+    finally:
+        pg_cluster.start_server()
+    fleet.start()
+    steps.tick()  # recovered (its task resumed), then the result taken and judged
+    assert a.state(task) is _S.PASSED and [x.worker for x in a.queue.attempts(task)] == ["node-a"]

@@ -70,6 +70,7 @@ def test_a_result_for_a_cancelled_task_gives_no_verdict_and_the_next_task_starts
     assert not [d for d in rig.judged(first) if d["applied"]]
     assert rig.state(second) is _S.RUNNING and rig.task_file()["id"] == second
     assert "task-withdrawn" in rig.note_kinds()
+    assert [a.refused_late for a in rig.queue.attempts(first)] == [True]  # its result came after the end
 
 
 def test_a_thousand_results_for_a_task_not_held_cost_one_note_and_no_hang(rig: FlowRig) -> None:
