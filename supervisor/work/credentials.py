@@ -1,17 +1,15 @@
 """The delivery token: read from the supervisor's environment or a private file, handed to git without a trace.
 
 The token is never in ouroboros.toml, never in a URL, never on a command line (another user's
-`ps` would show it) and never in a repository's config. git gets it from a GIT_ASKPASS helper in a
-private 0700 folder that reads it from git's own environment, and the folder is removed after.
+`ps` would show it) and never in a repository's config or a file. git gets it from a credential
+helper given inline (`-c credential.helper=!…`, a shell function that prints two variables of git's
+own environment), so no helper file is written or run: a `noexec` temporary folder cannot break it.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from ipaddress import ip_address
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,13 +21,9 @@ from supervisor.store.instance import ContributeSettings
 MAX_TOKEN_FILE = 64 * 1024
 TOKEN_VAR = "OUROBOROS_DELIVERY_TOKEN"
 USER_VAR = "OUROBOROS_DELIVERY_USER"
-ASKPASS = (
-    "#!/bin/sh\n"
-    "# Written by the Ouroboros supervisor for one push; the token is only in git's environment.\n"
-    'case "$1" in\n'
-    '  Username*) printf "%s\\n" "$' + USER_VAR + '" ;;\n'
-    '  *) printf "%s\\n" "$' + TOKEN_VAR + '" ;;\n'
-    "esac\n"
+# git's credential protocol: asked to `get`, print the user and the token from git's environment.
+CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get && printf "username=%s\\npassword=%s\\n" "$' + USER_VAR + '" "$' + TOKEN_VAR + '"; }; f'
 )
 
 
@@ -73,18 +67,9 @@ def may_carry_token(url: str) -> bool:
         return False
 
 
-@contextmanager
-def askpass_env(user: str, token: str | None) -> Iterator[dict[str, str]]:
-    """Environment entries that make git answer its credential prompts with `user`/`token` (none: no token)."""
+def credential_setup(user: str, token: str | None) -> tuple[list[str], dict[str, str]]:
+    """The `-c` settings and the environment entries that make git answer its credential prompts with
+    `user`/`token`; none of either without a token. Only the environment holds the token."""
     if token is None:
-        yield {}
-        return
-    folder = Path(tempfile.mkdtemp(prefix="ouroboros-askpass-"))  # 0700, ours alone
-    try:
-        script = folder / "askpass"
-        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o700)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(ASKPASS)
-        yield {"GIT_ASKPASS": str(script), TOKEN_VAR: token, USER_VAR: user}
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        return [], {}
+    return [f"credential.helper={CREDENTIAL_HELPER}"], {TOKEN_VAR: token, USER_VAR: user}

@@ -25,7 +25,7 @@ from supervisor.base.git_ops import Git, safe_env
 from supervisor.store.instance import REMOTE_PATTERN, ContributeSettings
 from supervisor.store.projects import ProjectConfig
 from supervisor.store.tasks.models import Task, TaskState
-from supervisor.work.credentials import askpass_env, may_carry_token, resolve_token
+from supervisor.work.credentials import credential_setup, may_carry_token, resolve_token
 from supervisor.work.pull_request import DeliveryError, PullRequestReport, open_pull_request
 
 __all__ = [
@@ -160,19 +160,19 @@ def push(
         raise DeliveryError(f"{branch!r} is not a valid branch name; fix [contribute] branch_prefix")
     token = _token_for(url, settings, environ)
     shown = shown_url(url)
-    config = (f"protocol.{urlsplit(url).scheme or 'file'}.allow=always", *PUSH_CONFIG)
+    helper, extra = credential_setup(settings.token_user, token)
+    config = (f"protocol.{urlsplit(url).scheme or 'file'}.allow=always", *PUSH_CONFIG, *helper)
     args = ["push", "--porcelain", "--no-verify", url, f"{commit}:refs/heads/{branch}"]
     command = git.command(*[item for pair in config for item in ("-c", pair)], *args)
-    with askpass_env(settings.token_user, token) as extra:
-        try:
-            done = _run_group(command, git.git_dir, safe_env(extra), settings.push_timeout_s)
-        except subprocess.TimeoutExpired as exc:
-            raise DeliveryError(
-                f"the push of task {task.id} to {shown} did not finish within {settings.push_timeout_s:g} s; "
-                "check the remote answers, or raise [contribute] push_timeout_s"
-            ) from exc
-        except OSError as exc:
-            raise DeliveryError(f"could not run git to push task {task.id}: {exc}") from exc
+    try:
+        done = _run_group(command, git.git_dir, safe_env(extra), settings.push_timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise DeliveryError(
+            f"the push of task {task.id} to {shown} did not finish within {settings.push_timeout_s:g} s; "
+            "check the remote answers, or raise [contribute] push_timeout_s"
+        ) from exc
+    except OSError as exc:
+        raise DeliveryError(f"could not run git to push task {task.id}: {exc}") from exc
     status = _push_status(done, branch, shown, token)
     verdict = task.verdict
     return PushReport(

@@ -10,7 +10,14 @@ import pytest
 
 from supervisor.base.errors import ConfigError
 from supervisor.store.instance import ContributeSettings, InstanceConfig
-from supervisor.work.credentials import askpass_env, may_carry_token, read_token_file, resolve_token
+from supervisor.work.credentials import (
+    TOKEN_VAR,
+    USER_VAR,
+    credential_setup,
+    may_carry_token,
+    read_token_file,
+    resolve_token,
+)
 
 
 def _token_file(tmp_path: Path, mode: int, text: str = "tok-123\n") -> Path:
@@ -103,11 +110,9 @@ def test_which_addresses_may_carry_the_token(url: str, ok: bool) -> None:
     assert may_carry_token(url) is ok
 
 
-def test_the_askpass_folder_is_private_and_removed(tmp_path: Path) -> None:
-    with askpass_env("bot", "Zq7-unique-token") as env:
-        script = Path(env["GIT_ASKPASS"])
-        assert (script.parent.stat().st_mode & 0o777) == 0o700 and (script.stat().st_mode & 0o777) == 0o700
-        assert "Zq7-unique-token" not in script.read_text()  # the token is only in git's environment
-    assert not script.parent.exists()
-    with askpass_env("bot", None) as env:
-        assert env == {}
+def test_the_token_is_only_in_the_environment_and_the_helper_is_inline() -> None:
+    config, env = credential_setup("bot", "Zq7-unique-token")
+    assert env == {TOKEN_VAR: "Zq7-unique-token", USER_VAR: "bot"}
+    assert all("Zq7-unique-token" not in item for item in config)  # the command line names variables only
+    assert config and config[0].startswith("credential.helper=!")  # no file to write or run (noexec /tmp)
+    assert credential_setup("bot", None) == ([], {})

@@ -165,9 +165,9 @@ def test_a_missing_mirror_is_named(project, remote: Path, tmp_path: Path) -> Non
         export_patch(tmp_path / "gone.git", make_task(project))
 
 
-def test_the_token_reaches_git_through_askpass_only(project, tmp_path: Path, monkeypatch) -> None:
-    """A git host asking for credentials: git answers with the token from the askpass helper, and no
-    trace of it is left in the mirror, in the error or in a temporary folder."""
+def test_the_token_reaches_git_through_the_inline_helper_only(project, tmp_path: Path, monkeypatch) -> None:
+    """A git host asking for credentials: git answers with the token from the inline credential helper,
+    and no trace of it is left in the mirror, in the error or in a temporary folder."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     challenge = Answer(status=401, body={"message": "auth"}, headers={"WWW-Authenticate": 'Basic realm="git"'})
@@ -182,7 +182,7 @@ def test_the_token_reaches_git_through_askpass_only(project, tmp_path: Path, mon
     assert not any(TOKEN in r.path for r in server.requests)
     assert "refused the credentials" in str(caught.value) and TOKEN not in str(caught.value)
     assert not _files_holding(project.mirror, TOKEN.encode())
-    assert os.listdir(tmp_path / "tmp") == []  # the askpass folder is gone
+    assert os.listdir(tmp_path / "tmp") == []  # nothing was written for it
 
 
 def test_without_a_token_a_host_asking_for_one_fails_clearly(project) -> None:
