@@ -7,7 +7,9 @@ code path, timed per call. The same is done with 1,000 queued tasks, to show tha
 does not grow with the queue, and with one claimer alone (the cost of a claim without waiting for
 a CPU). 50 claimers in a closed loop wait for each other's CPU: by Little's law their latency is
 50 / throughput, so on a small machine the p99 says how many cores there are more than how the
-queue scales; the load average is printed with it. The last line is the headline.
+queue scales; the load average is printed with it. A claim is one statement in autocommit and the
+pool's check costs no round trip (supervisor/base/pg/pool.py), so it takes one round trip in all.
+The last line is the headline.
 Usage: python bench/fleet_claims.py [--tasks N] [--claims-per-claimer N]
 """
 

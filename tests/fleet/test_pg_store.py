@@ -170,6 +170,25 @@ def test_the_pool_never_hands_out_a_connection_the_server_closed(
     assert claim is not None and victim.release(claim, "done")
 
 
+def test_a_live_connection_with_unasked_news_is_checked_and_still_lent(
+    open_db: Callable[..., Database], pg_database: str, pg_cluster
+) -> None:
+    """A readable idle socket is not proof of death: a NOTIFY makes it readable too, and the full check
+    then finds the connection alive (and the pool lends it, not a new one)."""
+    db = open_db("listener", min_size=1, max_size=1)
+    with db.connection() as conn:
+        conn.autocommit = True
+        conn.execute("LISTEN wake")
+        pid = conn.info.backend_pid
+        conn.autocommit = False
+    with psycopg.connect(pg_database, password=pg_cluster.password, autocommit=True) as other:
+        other.execute("NOTIFY wake, 'hello'")
+    for _ in range(3):
+        with db.transaction() as cursor:
+            cursor.execute("SELECT pg_backend_pid() AS pid")
+            assert cursor.fetchone()["pid"] == pid  # type: ignore[index]
+
+
 def test_a_database_that_goes_away_refuses_clearly_and_comes_back(pg_cluster, open_db, fleet_queue) -> None:
     node = PostgresTaskQueue(open_db("node", min_size=1, max_size=2, wait_s=2))
     task = node.add(new_task())

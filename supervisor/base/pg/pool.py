@@ -2,8 +2,11 @@
 
 Every connection carries the node's name (`application_name`, seen in pg_stat_activity), a connect
 timeout, and the NUL-safe text codec (text_codec.py). The pool checks a connection before handing
-it out (`ConnectionPool.check_connection`), so one the server closed (a restart,
-pg_terminate_backend) is replaced, never used; connections are also renewed after `max_lifetime_s`.
+it out (`alive_or_checked`), so one the server closed (a restart, pg_terminate_backend) is
+replaced, never used; connections are also renewed after `max_lifetime_s`. The check costs no round
+trip for a healthy connection: a server that ends a connection sends a termination notice and closes
+its end, which makes the idle socket readable, and only a readable socket gets the full check
+(`ConnectionPool.check_connection`, an empty query).
 A failure becomes a DatabaseError that says what to do (errors.py), never a psycopg traceback.
 
 Once a call found the server unreachable, the next call first tries one direct connection (refused
@@ -17,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+import select
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -52,6 +57,21 @@ def describe(url: str) -> str:
     return f"{parts.get('host', 'localhost')}:{parts.get('port', '5432')}/{parts.get('dbname', '')}"
 
 
+def alive_or_checked(conn: psycopg.Connection[Row]) -> None:
+    """The pool's check before it lends `conn`: raises when the connection is dead.
+
+    An idle connection's socket has nothing to read unless the server sent something unasked: the
+    notice and end-of-file of a connection it terminated (restart, pg_terminate_backend, idle
+    timeout), or, rarely, an asynchronous notice. Only then is the full check made; a quiet socket is
+    lent as it is (a peer that vanished without closing is found by the next query either way, and
+    that query's failure is a DatabaseUnavailable)."""
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        ConnectionPool.check_connection(conn)
+
+
 class Database:
     """The fleet database of one process; `transaction()` lends a connection for one short transaction."""
 
@@ -82,7 +102,7 @@ class Database:
             max_size=max_size,
             open=False,
             configure=text_codec.register,
-            check=ConnectionPool.check_connection,
+            check=alive_or_checked,
             max_lifetime=max_lifetime_s,
             timeout=wait_s,
             name=application_name,
@@ -131,6 +151,24 @@ class Database:
         try:
             with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
                 yield cursor
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            raise self._failed(exc) from None
+
+    @contextmanager
+    def statement(self) -> Iterator[Cursor]:
+        """A cursor whose every execute is a transaction of its own (autocommit): a write that is one
+        statement costs one round trip, not three (BEGIN, the statement, COMMIT)."""
+        if self._down:
+            self._probe()
+        try:
+            with self._pool.connection() as conn:
+                conn.autocommit = True
+                try:
+                    with conn.cursor() as cursor:
+                        yield cursor
+                finally:
+                    if not conn.closed:
+                        conn.autocommit = False
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             raise self._failed(exc) from None
 

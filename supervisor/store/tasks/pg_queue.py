@@ -78,6 +78,18 @@ WITH queued AS (
 SELECT * FROM claimed
 """
 
+
+def _claim_moves_allowed() -> None:
+    """The claim statement moves a task queued -> running, and a held one whose lease ran out back
+    through queued (its attempt ends as a release would): the state table must allow both. Checked
+    once, at import, since the statement commits by itself."""
+    for held in HELD:
+        check_task(held, TaskState.QUEUED)
+    check_task(TaskState.QUEUED, TaskState.RUNNING)
+
+
+_claim_moves_allowed()
+
 # What `claim` would take now, without taking it (no lock: another node may claim it first).
 _PEEK = f"""
 SELECT {TASK_COLUMNS} FROM tasks
@@ -273,16 +285,10 @@ class PostgresTaskQueue:
         args = {"worker": worker, "lease": float(lease_s), "only": only}
         args["reason"] = f"its lease ran out; claimed again by {worker}"
         query = _CLAIM.format(only="" if only is None else "AND project = ANY(%(only)s::text[])")
-        with self.db.transaction() as cursor:
+        with self.db.statement() as cursor:  # one statement, its own transaction: one round trip
             cursor.execute(query, args)
             row = cursor.fetchone()
-            if row is None:
-                return None
-            was = TaskState(row["was"])
-            if was in HELD:
-                check_task(was, TaskState.QUEUED)  # a lost lease ends its attempt as a release would
-            check_task(TaskState.QUEUED, TaskState.RUNNING)
-            return claim_of(row)
+        return None if row is None else claim_of(row)
 
     def peek(self, *, projects: Iterable[str] | None = None) -> Task | None:
         only = None if projects is None else sorted(set(projects))
