@@ -17,11 +17,10 @@ successful try drops the connections the outage broke and clears the mark.
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-
-import select
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
