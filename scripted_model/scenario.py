@@ -91,6 +91,15 @@ class Step(_Strict):
         return "tool_use" if any(isinstance(b, ToolUseBlock) for b in self.content) else "end_turn"
 
 
+class Aside(_Strict):
+    """An answer outside the order: every request whose system prompt contains `system_contains` gets
+    `step`, however often and whenever it comes, and consumes no step of the scenario (so a side
+    channel, e.g. the supervisor's task analysis, can run beside an agent's scripted conversation)."""
+
+    system_contains: str = Field(min_length=1)
+    step: Step
+
+
 class Compat(_Strict):
     """Behave like another server that speaks the Messages API (Ollama, llama.cpp, vLLM), not like Anthropic's.
 
@@ -117,6 +126,7 @@ class Scenario(_Strict):
         default="error", description="after the last step: answer an error, or start again at the first step"
     )
     steps: list[Step] = Field(min_length=1)
+    asides: list[Aside] = Field(default_factory=list, description="answers outside the order (see Aside)")
     compat: Compat | None = Field(default=None, description="behave like a non-Anthropic server (see Compat)")
 
 

@@ -19,6 +19,8 @@ from scripted_model.served import ServedLog, served_log_from_env
 from scripted_model.sse import sse_events
 from scripted_model.tokens import estimate_tokens, request_token_split
 
+ASIDE_INDEX = 900_000  # asides are numbered from here, apart from the steps' indexes
+
 
 class ScriptState:
     """The position in the scenario, the cache of seen prefixes, and the request log; thread-safe."""
@@ -28,6 +30,7 @@ class ScriptState:
         self.served_log = served_log
         self.requests: list[dict[str, Any]] = []
         self.steps_served = 0
+        self.asides_served = 0
         self._seen_prefixes: set[str] = set()
         self._lock = threading.Lock()
 
@@ -35,6 +38,11 @@ class ScriptState:
         """The step answering this request, and why the request does not match it (then not consumed)."""
         with self._lock:
             self.requests.append(body)
+            system = _system_text(body)
+            for aside in self.scenario.asides:
+                if aside.system_contains in system:
+                    self.asides_served += 1
+                    return ASIDE_INDEX + self.asides_served - 1, aside.step, None
             index = self.steps_served
             steps = self.scenario.steps
             if index >= len(steps) and self.scenario.on_exhausted == "error":
@@ -74,6 +82,15 @@ class ScriptState:
             if given.cache_creation_input_tokens is None
             else given.cache_creation_input_tokens,
         }
+
+
+def _system_text(body: dict[str, Any]) -> str:
+    system = body.get("system")
+    if isinstance(system, str):
+        return system
+    if isinstance(system, list):
+        return "\n".join(b.get("text", "") for b in system if isinstance(b, dict) and isinstance(b.get("text"), str))
+    return ""
 
 
 def _last_user_texts(body: dict[str, Any]) -> tuple[str, str]:

@@ -9,8 +9,10 @@ import click
 from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.cli.common import emit, home_option, json_option
+from supervisor.cli.fleet_analysis_cmds import fleet_analyse_cmd
 from supervisor.cli.fleet_common import open_fleet
 from supervisor.cli.fleet_contract import (
+    FleetAnalyseOut,
     FleetDrainOut,
     FleetImportOut,
     FleetProjectOut,
@@ -43,6 +45,7 @@ FLEET_JSON: list[tuple[str, type[BaseModel]]] = [
     ("fleet add; fleet tasks (an array of these)", FleetTaskOut),
     ("fleet import", FleetImportOut),
     ("fleet task show", FleetTaskShowOut),
+    ("fleet analyse", FleetAnalyseOut),
     ("fleet drain", FleetDrainOut),
     ("fleet project add; fleet project list (an array of these)", FleetProjectOut),
 ]
@@ -133,7 +136,14 @@ def drain_cmd(node: str, undo: bool, home: Path | None, as_json: bool) -> None:
     emit(as_json, out, said + (f"; it still runs {', '.join(map(str, holds))}" if holds and not undo else ""))
 
 
-for _command in (fleet_add_cmd, fleet_tasks_cmd, fleet_import_cmd, fleet_task_group, fleet_project_group):
+for _command in (
+    fleet_add_cmd,
+    fleet_tasks_cmd,
+    fleet_import_cmd,
+    fleet_analyse_cmd,
+    fleet_task_group,
+    fleet_project_group,
+):
     fleet_group.add_command(_command)
 
 COMMANDS = [fleet_group]

@@ -41,8 +41,17 @@ class FleetTaskShowOut(_Out):
     attempts: list[Attempt] = Field(description="Oldest first.")
     breakdown: PriorityBreakdown | None
     metadata: dict[str, Any] = Field(description="The task's fleet metadata (language, labels, issue date).")
+    analysis: dict[str, Any] | None = Field(
+        description="The model's estimate (state, node, at, result) when one was asked for (`fleet analyse`)."
+    )
     diff: str | None = Field(description="base..result_commit from [fleet] results_remote (agent-written).")
     diff_note: str | None = Field(description="Why there is no diff although there is a result.")
+
+
+class FleetAnalyseOut(_Out):
+    """`supervisor fleet analyse [ID]... [--queued] --json`."""
+
+    asked: list[int] = Field(description="The tasks now waiting for a node's analysis.")
 
 
 class FleetDrainOut(_Out):

@@ -156,21 +156,25 @@ def fleet_task_group() -> None:
 @json_option
 def fleet_task_show_cmd(task_id: int, home: Path | None, as_json: bool) -> None:
     """Show a fleet task: fields, priority breakdown, verdict, attempts, and its result's diff."""
+    from supervisor.store.tasks.pg_analysis import analysis_of
     from supervisor.store.tasks.pg_fleet import breakdown_of
 
     with open_fleet(home) as fleet:
         task, attempts = fleet.queue.get(task_id), fleet.queue.attempts(task_id)
         breakdown, metadata = breakdown_of(fleet.queue.db, task_id)
+        analysis = analysis_of(fleet.queue.db, task_id)
         remote = fleet.settings.results_remote
     diff, note = remote_result_diff(remote, task)
     data = FleetTaskShowOut.model_validate(
         {"task": task_json(task), "attempts": attempts, "breakdown": breakdown, "metadata": metadata,
-         "diff": diff, "diff_note": note}
+         "analysis": analysis.model_dump(mode="json") if analysis.state else None, "diff": diff, "diff_note": note}
     )  # fmt: skip
     lines = render_task(task)
     lines += render_breakdown(breakdown) if breakdown else ["priority     set without factors"]
     if metadata.get("language"):
         lines.append(f"language     {metadata['language']}" + _labels(metadata))
+    if analysis.state:
+        lines.append(f"analysis     {analysis.state}" + (f": {_said(analysis.result)}" if analysis.result else ""))
     lines += render_verdict(task) + render_attempts(attempts)
     if task.summary:
         lines += ["summary (the agent's words):"] + [f"  {line}" for line in task.summary.splitlines()]
@@ -179,6 +183,10 @@ def fleet_task_show_cmd(task_id: int, home: Path | None, as_json: bool) -> None:
     elif note:
         lines.append(f"diff         unavailable: {note}")
     emit(as_json, data, "\n".join(lines))
+
+
+def _said(result: dict[str, object]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in result.items())
 
 
 def _labels(metadata: dict[str, object]) -> str:

@@ -206,6 +206,8 @@ class Supervisor:
         if self.parts.fleet is not None:
             self.parts.fleet.start()  # registered before it claims (an outage: it claims once it answers)
         self.parts.task_steps.recover()  # after the route: a task's tokens are counted from its ledger
+        if self.parts.analyst is not None:
+            self.parts.analyst.start()  # after the route: it asks the model through it
         self._watcher = outbox.OutboxWatcher(self.instance.outbox, self.events.proposal_arrived).start()
 
     def _stopping(self) -> bool:
@@ -219,6 +221,7 @@ class Supervisor:
             ("publish stopping", lambda: self.transition(_S.STOPPING)),
             ("stop the agent", self._stop_agent),
             ("stop the outbox watcher", lambda: self._watcher.stop() if self._watcher else None),
+            ("stop the task analyst", self._stop_analyst),
             ("stop the LLM route", services.models.stop_route),
             ("stop the scripted model", services.models.stop_model),
             ("publish stopped", self._publish_stopped),
@@ -226,6 +229,10 @@ class Supervisor:
             ("restore signal handlers", self._signals.restore),
         ]
         shut_down(steps, pid_file=self.instance.pid_file, locks=(self._home_lock, self._repo_lock))
+
+    def _stop_analyst(self) -> None:
+        if self._parts is not None and self._parts.analyst is not None:
+            self._parts.analyst.stop()
 
     def _publish_stopped(self) -> None:
         self.status.agent_container = None

@@ -9,6 +9,7 @@ collaborators through its constructor; nothing is wired after construction.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -31,12 +32,15 @@ from supervisor.store.agent_log import RotatingLog
 
 if TYPE_CHECKING:  # psycopg is imported only by a node of a fleet
     from supervisor.loop.fleet_node import FleetNode
+    from supervisor.loop.task_analyst import TaskAnalyst
 from supervisor.store.projects import ProjectRegistry
 from supervisor.store.states import SupervisorState
 from supervisor.store.tasks.queue import TaskQueue
 from supervisor.store.tasks.sqlite_queue import open_queue
 from supervisor.work.task_area import TaskArea
 from supervisor.work.task_judge import TaskJudge
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class Parts:
     tasks: TaskFlow
     fleet: FleetNode | None  # with `[fleet] database`: this supervisor as a node of the fleet
     task_steps: TaskSteps  # how the loop runs the task flow (a fleet database's outage pauses it)
+    analyst: TaskAnalyst | None  # a fleet node's answers to `fleet analyse` (a thread beside the loop)
 
 
 def parts(
@@ -157,7 +162,28 @@ def parts(
         deliver=delivery_for(ctx),
     )
     steps = TaskSteps(tasks, node, instance.outbox)
-    return Parts(gatekeeper, agent, reporter, lifecycle, intake, flow, tasks, node, steps)
+    analyst = fleet_analyst(ctx, queue, node, services.models) if node is not None else None
+    return Parts(gatekeeper, agent, reporter, lifecycle, intake, flow, tasks, node, steps, analyst)
+
+
+def fleet_analyst(ctx: LoopContext, queue: TaskQueue, node: FleetNode, models: ModelService) -> TaskAnalyst | None:
+    """The node's analyst, on the node's own pool and route; None when it has no model to ask."""
+    from supervisor.loop.task_analyst import TaskAnalyst
+    from supervisor.store.tasks.pg_queue import PostgresTaskQueue
+
+    settings = ctx.config.fleet
+    model = settings.analysis.model or ctx.config.agent.model or next(iter(ctx.config.route.policy.models), None)
+    if not isinstance(queue, PostgresTaskQueue) or model is None:
+        log.warning("fleet analysis is off on this node: set [fleet.analysis] model or [agent] model")
+        return None
+    return TaskAnalyst(
+        queue.db,
+        node=node.name,
+        route=lambda: models.route,
+        model=model,
+        settings=settings.analysis,
+        weights=settings.weights,
+    )
 
 
 def task_queue(

@@ -66,6 +66,18 @@ class FleetBudgets(_Strict):
     day_usd: Decimal | None = Field(default=None, ge=0, description="US dollars per UTC day, the whole fleet.")
 
 
+class FleetAnalysis(_Strict):
+    """How a node answers `fleet analyse` requests: one model call per task through its metered route
+    (supervisor/loop/task_analyst.py)."""
+
+    enabled: bool = Field(default=True, description="Whether this node takes analysis requests at all.")
+    model: str | None = Field(default=None, description="None: [agent] model, else the route's first listed model.")
+    max_tokens: int = Field(default=128, ge=16, le=4096, description="The answer's limit (it needs about 30).")
+    body_chars: int = Field(default=1500, ge=100, le=100_000, description="Problem statement characters sent.")
+    poll_s: float = Field(default=30, gt=0, le=3600, description="How often a node looks for requests.")
+    stale_s: float = Field(default=600, ge=10, description="A taking older than this is a dead node's.")
+
+
 class FleetSettings(_Strict):
     database: str | None = Field(
         default=None, description="postgresql://USER@HOST:PORT/NAME, no password; None: the embedded queue."
@@ -86,6 +98,7 @@ class FleetSettings(_Strict):
     )
     weights: PriorityWeights = Field(default_factory=PriorityWeights)
     budgets: FleetBudgets = Field(default_factory=FleetBudgets)
+    analysis: FleetAnalysis = Field(default_factory=FleetAnalysis)
 
     @field_validator("database")
     @classmethod

@@ -189,10 +189,11 @@ class InstanceConfig(_Strict):
 
     @model_validator(mode="after")
     def _route_allows_the_agent_model(self) -> InstanceConfig:
-        """The route forwards only listed models; agent.model is always one of them."""
+        """The route forwards only listed models; agent.model (and a fleet analysis model) is always one of them."""
         models = self.route.policy.models
-        if self.agent.model and self.agent.model not in models:
-            models.append(self.agent.model)
+        for model in (self.agent.model, self.fleet.analysis.model):
+            if model and model not in models:
+                models.append(model)
         return self
 
     @classmethod

@@ -130,3 +130,22 @@ def test_a_scenario_file_can_ask_for_compat(tmp_path):
         timeout=60,
     )
     assert bad.returncode != 0 and "compat.usage" in bad.stderr
+
+
+def test_an_aside_answers_its_requests_wherever_they_come_and_consumes_no_step(serve):
+    first, second = ({"content": [{"type": "text", "text": word}]} for word in ("first", "second"))
+    aside = {"system_contains": "side-channel/1", "step": {"content": [{"type": "text", "text": "aside"}]}}
+    server = serve(Scenario.model_validate({"steps": [first, second], "asides": [aside]}))
+    model = client(server)
+
+    def text(**extra: object) -> str:
+        block = model.messages.create(**ASK, **extra).content[0]  # type: ignore[call-overload]
+        assert block.type == "text"
+        return block.text
+
+    side = {"system": [{"type": "text", "text": "you are side-channel/1 here"}]}
+    assert [text(**side), text(), text(system="side-channel/1"), text(system="another"), text(**side)] == [
+        "aside", "first", "aside", "second", "aside",
+    ]  # fmt: skip
+    with pytest.raises(anthropic.BadRequestError, match="exhausted"):
+        text()

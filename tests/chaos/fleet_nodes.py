@@ -60,6 +60,7 @@ def make_node(home: Path, name: str, *, url: str, results: Path, source: Path, t
         # Caps far above what the run spends (the agent calls the model without pause): the test is that
         # the fleet's ledger adds up and no cap row is ever passed, not what a cap refuses.
         "\n[fleet.budgets]\nweekly_tokens = 2000000000\nproject_tokens = 2000000000\n"
+        "\n[fleet.analysis]\npoll_s = 1\n"  # the tasks are analysed while they wait (`fleet analyse --queued`)
     )
     instance.config_path.write_text(config)
     commit_on_main(Git(instance.repo), {"gate.toml": CHEAP_GATE, "agent/chaos_tests/test_main.py": CHEAP_TEST})

@@ -31,6 +31,8 @@ from supervisor.base.pg.errors import DatabaseError
 from supervisor.cli.demo import sample_repository
 from supervisor.store.instance import Instance
 from supervisor.store.tasks.models import VERDICTS, TaskState
+from supervisor.store.tasks.pg_analysis import analysis_of, request_analysis
+from supervisor.store.tasks.pg_fleet import breakdown_of
 from supervisor.store.tasks.pg_queue import PostgresTaskQueue
 from tests.chaos.chaos_instance import ledger_audit
 from tests.chaos.fleet_ledger import audit_fleet_ledger, cap_overshoot
@@ -255,6 +257,7 @@ def test_fleet_of_nodes_under_kills_a_database_restart_and_a_pause_keeps_every_i
     try:
         with fleet_queue(url, pg_cluster.password) as queue:
             queue_tasks(queue, nodes["node-0"], source, TASKS)
+            assert len(request_analysis(queue.db, None)) == TASKS  # each node's analyst answers some, metered
             run = FleetRun(random.Random(seed), nodes, queue, pg_cluster)
             run.run()
             for name, process in run.processes.items():
@@ -277,6 +280,8 @@ def test_fleet_of_nodes_under_kills_a_database_restart_and_a_pause_keeps_every_i
             assert not fleet.problems, f"the fleet's ledger does not add up (seed {seed}): {fleet.problems}"
             assert not run.overshoot, f"caps passed during the run (seed {seed}): {run.overshoot}"
             assert fleet.settled.get("spent", 0) >= TASKS, "the fleet's ledger hardly settled anything"
+            analysed = analyses_done(queue)
+            assert analysed, f"no node analysed a waiting task (seed {seed})"
     finally:
         if run is not None:
             for process in run.processes.values():
@@ -291,6 +296,19 @@ def test_fleet_of_nodes_under_kills_a_database_restart_and_a_pause_keeps_every_i
         assert containers_of(docker_engine, instance) == [], f"containers left by {instance.home}"
     print(f"fleet chaos: {counts} in {time.monotonic() - run.started:.0f} s (seed {seed})")
     print(f"fleet chaos: the fleet's ledger settled {fleet.settled}, {fleet.tokens} tokens")
+    print(f"fleet chaos: {len(analysed)} of {TASKS} tasks analysed by the nodes while they waited")
+
+
+def analyses_done(queue: PostgresTaskQueue) -> list[int]:
+    """Tasks whose analysis was applied; each must carry the analysed solvability in its breakdown."""
+    done = []
+    for task in queue.find():
+        record = analysis_of(queue.db, task.id)
+        if record.state == "done":
+            breakdown, _ = breakdown_of(queue.db, task.id)
+            assert breakdown is not None and breakdown.factors["solvability"].source.value == "analysis", task.id
+            done.append(task.id)
+    return done
 
 
 def served_log(instance: Instance) -> Path:

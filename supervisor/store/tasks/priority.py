@@ -67,6 +67,7 @@ EXTENSIONS = {
 class FactorSource(str, Enum):
     GIVEN = "given"  # came with the task (an import's field, a `fleet add` option)
     RULE = "rule"  # computed by the rule of this module named in `why`
+    ANALYSIS = "analysis"  # the model's estimate, asked for with `fleet analyse` (analysis.py)
 
 
 class FactorEntry(BaseModel):
