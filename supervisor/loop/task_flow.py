@@ -6,7 +6,8 @@ area made at the task's base commit, and the task published to the agent (docs/t
 instance holds. The work area is withdrawn from the agent, committed by the supervisor's race-free
 snapshot, marked `judging` (fenced), judged from outside by the project's own tests, and the
 verdict written to the queue (fenced); the decision log, the agent's journal and a delivery then
-learn of it (supervisor/loop/task_verdicts.py).
+learn of it (supervisor/loop/task_verdicts.py). A running task's lease is renewed on the ticks;
+while its work is committed and judged (no ticks) from a thread of its own (lease_keeper.py).
 
 Crash-only: `recover` resumes each task this instance holds: a `judging` one is judged (its
 verdict is written once: `finish` is fenced), a `running` one continues if its work area is whole,
@@ -34,6 +35,7 @@ from sandbox.errors import SandboxError
 from supervisor.base.git_ops import GitError
 from supervisor.loop import outbox
 from supervisor.loop.context import LoopContext
+from supervisor.loop.lease_keeper import LeaseKeeper
 from supervisor.loop.task_verdicts import Deliver, Note, TaskVerdicts
 from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.decision_log import DecisionLog
@@ -274,15 +276,17 @@ class TaskFlow:
             return
         branch = f"task-{task.id}-{active.claim.attempt}"
         try:
-            work = commit_work_area(
-                mirror,
-                self.area.path_for(task.project),
-                base_commit=task.base_commit,
-                branch=branch,
-                message=f"Task {task.id}: {task.title}\n\n{message.summary}\n\nTask-Id: {task.id}\n",
-                max_files=project.max_files,
-                max_mb=MAX_SNAPSHOT_MB,
-            )
+            with self._kept(active.claim, "committed"):  # a big area's snapshot and its push take their time
+                work = commit_work_area(
+                    mirror,
+                    self.area.path_for(task.project),
+                    base_commit=task.base_commit,
+                    branch=branch,
+                    message=f"Task {task.id}: {task.title}\n\n{message.summary}\n\nTask-Id: {task.id}\n",
+                    max_files=project.max_files,
+                    max_mb=MAX_SNAPSHOT_MB,
+                )
+                self._share(mirror, TASK_REFS + branch, work.commit)
         except GitError as exc:  # the mirror, not the agent: e.g. a forced fetch lost the base commit
             reason = f"the work could not be committed in the project's mirror: {exc}"
             self._finish(
@@ -293,7 +297,6 @@ class TaskFlow:
             return
         self.active = active.model_copy(update={"refused": work.refused})
         self.area.remember(self.active)  # before `judging`: a re-judge after a kill still knows them
-        self._share(mirror, TASK_REFS + branch, work.commit)
         if not self.queue.mark_judging(active.claim, work.commit, TASK_REFS + branch, message.summary):
             self._lost(task)
             return
@@ -341,7 +344,8 @@ class TaskFlow:
             return
         try:
             project = self.registry.get(task.project)
-            verdict = self.judge.judge(self.registry.mirror(task.project), project, task, task.result_commit)
+            with self._kept(claim, "judged"):  # the project's tests may outlast the lease
+                verdict = self.judge.judge(self.registry.mirror(task.project), project, task, task.result_commit)
         except SandboxError as exc:  # the engine, not the task: judged again once it answers
             log.warning("task %s: judging waits for the engine (%s)", task.id, exc)
             return
@@ -365,6 +369,11 @@ class TaskFlow:
             )
         self._finish(claim, task, verdict)
         self._unjudged = None  # only now: a verdict the queue could not take (its database gone) is judged again
+
+    def _kept(self, claim: Claim, doing: str) -> LeaseKeeper:
+        """The claim's lease renewed every `renew_s` while this thread works on the task without ticking
+        (ended before the task's next write: a renewal after a verdict would be late)."""
+        return LeaseKeeper(self.queue, claim, lease_s=self.holding.lease_s, every_s=self.holding.renew_s, doing=doing)
 
     def _finish(self, claim: Claim, task: Task, verdict: TaskVerdict, *, journal: bool = True) -> None:
         applied = self.queue.finish(claim, verdict)
