@@ -5,7 +5,9 @@ area made at the task's base commit, and the task published to the agent (docs/t
 `task-result` message is trusted for nothing but "please judge now", and only for the task this
 instance holds. The work area is withdrawn from the agent, committed by the supervisor's race-free
 snapshot, marked `judging` (fenced), judged from outside by the project's own tests, and the
-verdict recorded in the queue (fenced), the decision log and the agent's journal.
+verdict written to the queue (fenced); the decision log, the agent's journal and a delivery then
+learn of it (supervisor/loop/task_verdicts.py). A running task's lease is renewed on the ticks;
+while its work is committed and judged (no ticks) from a thread of its own (lease_keeper.py).
 
 Crash-only: `recover` resumes each task this instance holds: a `judging` one is judged (its
 verdict is written once: `finish` is fenced), a `running` one continues if its work area is whole,
@@ -33,13 +35,14 @@ from sandbox.errors import SandboxError
 from supervisor.base.git_ops import GitError
 from supervisor.loop import outbox
 from supervisor.loop.context import LoopContext
+from supervisor.loop.lease_keeper import LeaseKeeper
+from supervisor.loop.task_verdicts import Deliver, Note, TaskVerdicts
 from supervisor.store.decision_kinds import DecisionKind
 from supervisor.store.decision_log import DecisionLog
-from supervisor.store.projects import ProjectConfig, ProjectError, ProjectRegistry
+from supervisor.store.projects import ProjectError, ProjectRegistry
 from supervisor.store.protocol import ProtocolError, TaskResult
-from supervisor.store.tasks.models import VERDICTS, Claim, Task, TaskError, TaskState, TaskVerdict
+from supervisor.store.tasks.models import Claim, Task, TaskError, TaskState, TaskVerdict
 from supervisor.store.tasks.queue import TaskQueue
-from supervisor.work.delivery import DeliveryOutcome, auto_deliver
 from supervisor.work.task_area import ActiveAttempt, TaskArea
 from supervisor.work.task_judge import TaskJudge
 from supervisor.work.task_snapshot import TASK_REFS, commit_work_area
@@ -64,8 +67,6 @@ class Holding:
 
 MAX_SNAPSHOT_MB = 512
 MAX_SETUP_FAILURES = 20  # tasks tried in one go when their work areas cannot be made
-Note = Callable[[str, str], None]
-Deliver = Callable[[Task, ProjectConfig, Path], DeliveryOutcome]
 log = logging.getLogger(__name__)
 
 
@@ -96,7 +97,9 @@ class TaskFlow:
         self.note = note  # (kind, body) into the agent's journal
         self.tokens = tokens  # tokens the route has served so far
         self.generation = generation  # the generation running: a verdict counts for it on the scorecard
-        self.deliver = deliver
+        self.verdicts = TaskVerdicts(
+            queue=queue, registry=registry, decisions=decisions, note=note, generation=generation, deliver=deliver
+        )
         self.active: ActiveAttempt | None = None
         self._renewed_at = 0.0
         self._unjudged: Claim | None = None  # judging interrupted by an outage: judged again on a tick
@@ -123,7 +126,7 @@ class TaskFlow:
             else:
                 self._release(claim, task, "the supervisor restarted and the attempt's work area was gone")
         if remembered is not None:
-            self._record_missed(remembered)
+            self.verdicts.record_missed(remembered)
         if self.active is None:
             self.area.withdraw()
             if self._note_of(self._unjudged) is None:  # a judged attempt's note keeps its tokens and refusals
@@ -273,15 +276,17 @@ class TaskFlow:
             return
         branch = f"task-{task.id}-{active.claim.attempt}"
         try:
-            work = commit_work_area(
-                mirror,
-                self.area.path_for(task.project),
-                base_commit=task.base_commit,
-                branch=branch,
-                message=f"Task {task.id}: {task.title}\n\n{message.summary}\n\nTask-Id: {task.id}\n",
-                max_files=project.max_files,
-                max_mb=MAX_SNAPSHOT_MB,
-            )
+            with self._kept(active.claim, "committed"):  # a big area's snapshot and its push take their time
+                work = commit_work_area(
+                    mirror,
+                    self.area.path_for(task.project),
+                    base_commit=task.base_commit,
+                    branch=branch,
+                    message=f"Task {task.id}: {task.title}\n\n{message.summary}\n\nTask-Id: {task.id}\n",
+                    max_files=project.max_files,
+                    max_mb=MAX_SNAPSHOT_MB,
+                )
+                self._share(mirror, TASK_REFS + branch, work.commit)
         except GitError as exc:  # the mirror, not the agent: e.g. a forced fetch lost the base commit
             reason = f"the work could not be committed in the project's mirror: {exc}"
             self._finish(
@@ -292,7 +297,6 @@ class TaskFlow:
             return
         self.active = active.model_copy(update={"refused": work.refused})
         self.area.remember(self.active)  # before `judging`: a re-judge after a kill still knows them
-        self._share(mirror, TASK_REFS + branch, work.commit)
         if not self.queue.mark_judging(active.claim, work.commit, TASK_REFS + branch, message.summary):
             self._lost(task)
             return
@@ -340,7 +344,8 @@ class TaskFlow:
             return
         try:
             project = self.registry.get(task.project)
-            verdict = self.judge.judge(self.registry.mirror(task.project), project, task, task.result_commit)
+            with self._kept(claim, "judged"):  # the project's tests may outlast the lease
+                verdict = self.judge.judge(self.registry.mirror(task.project), project, task, task.result_commit)
         except SandboxError as exc:  # the engine, not the task: judged again once it answers
             log.warning("task %s: judging waits for the engine (%s)", task.id, exc)
             return
@@ -365,46 +370,15 @@ class TaskFlow:
         self._finish(claim, task, verdict)
         self._unjudged = None  # only now: a verdict the queue could not take (its database gone) is judged again
 
+    def _kept(self, claim: Claim, doing: str) -> LeaseKeeper:
+        """The claim's lease renewed every `renew_s` while this thread works on the task without ticking
+        (ended before the task's next write: a renewal after a verdict would be late)."""
+        return LeaseKeeper(self.queue, claim, lease_s=self.holding.lease_s, every_s=self.holding.renew_s, doing=doing)
+
     def _finish(self, claim: Claim, task: Task, verdict: TaskVerdict, *, journal: bool = True) -> None:
         applied = self.queue.finish(claim, verdict)
-        self._record(claim, task, verdict, applied=applied, journal=journal)
+        self.verdicts.record(claim, task, verdict, applied=applied, journal=journal)
         self._clear(task)  # last: the attempt's note goes only after its verdict is logged
-
-    def _record(self, claim: Claim, task: Task, verdict: TaskVerdict, *, applied: bool, journal: bool = True) -> None:
-        """The verdict into the decision log and the agent's journal; a clean pass delivered if so configured."""
-        self.decisions.append(
-            DecisionKind.TASK_JUDGED,
-            generation=self.generation(),
-            commit=verdict.result_commit,
-            details={
-                "task": task.id,
-                "attempt": claim.attempt,
-                "project": task.project,
-                "outcome": verdict.outcome,
-                "reason": verdict.reason[:300],
-                "tokens": verdict.tokens,
-                "result": verdict.result_commit,
-                "regressions": len(verdict.tests.regressions),
-                "needs_review": verdict.needs_review,
-                "applied": applied,
-            },
-        )
-        if journal:
-            self.note("task-verdict", verdict_note(task, verdict))
-        log.info("task %s: %s (%s)", task.id, verdict.outcome, verdict.reason[:120])
-        if applied and verdict.outcome == "passed" and self.deliver is not None:
-            self._deliver(self.deliver, task)
-
-    def _record_missed(self, note: ActiveAttempt) -> None:
-        """A kill between the queue's verdict and its `task-judged` record: logged now, once."""
-        task = self.queue.get(note.claim.task_id)
-        if task.state not in VERDICTS or task.fence != note.claim.fence or task.verdict is None:
-            return
-        last = self.decisions.find_recent(DecisionKind.TASK_JUDGED)
-        details = last.details if last is not None else {}
-        if details.get("task") == task.id and details.get("attempt") == note.claim.attempt:
-            return  # logged; the kill came after (the note would have gone next)
-        self._record(note.claim, task, task.verdict, applied=True)
 
     def _note_of(self, claim: Claim | None) -> ActiveAttempt | None:
         """The supervisor's note of this very attempt (in memory, else on disk), or None."""
@@ -414,20 +388,6 @@ class TaskFlow:
             if note is not None and (note.claim.task_id, note.claim.fence) == (claim.task_id, claim.fence):
                 return note
         return None
-
-    def _deliver(self, deliver: Deliver, task: Task) -> None:
-        """`[contribute] auto = "passed"`: a clean pass is pushed (never raises; a failure is recorded)."""
-        try:
-            project, mirror = self.registry.get(task.project), self.registry.mirror(task.project)
-        except ProjectError as exc:
-            log.warning("task %s: not delivered, its project is gone (%s)", task.id, exc)
-            return
-        outcome = deliver(self.queue.get(task.id), project, mirror)
-        if outcome.action != "skipped":
-            self.decisions.append(
-                DecisionKind.TASK_DELIVERED,
-                details={"task": task.id, "action": outcome.action, "reason": (outcome.error or outcome.reason)[:300]},
-            )
 
     def _release(self, claim: Claim, task: Task, reason: str) -> None:
         applied = self.queue.release(claim, reason)
@@ -461,33 +421,3 @@ class TaskFlow:
         self.area.remove(task.project)
         self.area.forget()
         self.active = None
-
-
-def verdict_note(task: Task, verdict: TaskVerdict) -> str:
-    """What the agent learns of a verdict: outcomes and test ids, never the hidden tests' source."""
-    lines = [f"Task {task.id} ({task.title}): {verdict.outcome}.", f"Reason: {verdict.reason}"]
-    tests = verdict.tests
-    if tests.fail_to_pass_passed:
-        lines.append("Now passing as required: " + ", ".join(tests.fail_to_pass_passed[:30]))
-    if tests.fail_to_pass_failed:
-        lines.append("Still failing (must pass): " + ", ".join(tests.fail_to_pass_failed[:30]))
-    if tests.regressions:
-        lines.append("Broken by the change (passed before): " + ", ".join(tests.regressions[:30]))
-    if verdict.needs_review:
-        lines.append("Marked for review: " + "; ".join(verdict.review_reasons[:10]))
-    if verdict.refused:
-        lines.append("Refused in the work area: " + "; ".join(verdict.refused[:10]))
-    lines.append(f"Tokens: {verdict.tokens}")
-    return "\n".join(lines)
-
-
-def delivery_for(ctx: LoopContext) -> Deliver | None:
-    """What a passed verdict triggers: `[contribute] auto = "passed"` pushes (docs/delivery.md)."""
-    settings = ctx.config.contribute
-    if settings.auto != "passed":
-        return None
-
-    def deliver(task: Task, project: ProjectConfig, mirror: Path) -> DeliveryOutcome:
-        return auto_deliver(task, project, mirror, settings)
-
-    return deliver

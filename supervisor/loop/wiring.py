@@ -25,8 +25,9 @@ from supervisor.loop.outage_wait import DiskWeather, EngineWeather, Transition
 from supervisor.loop.proposal_flow import ProposalFlow
 from supervisor.loop.reporting import Reporter, StatusBoard, Tally
 from supervisor.loop.route_service import ModelService
-from supervisor.loop.task_flow import Holding, TaskFlow, delivery_for
+from supervisor.loop.task_flow import Holding, TaskFlow
 from supervisor.loop.task_steps import TaskSteps
+from supervisor.loop.task_verdicts import delivery_for
 from supervisor.route.metering import EventSink
 from supervisor.store.agent_log import RotatingLog
 

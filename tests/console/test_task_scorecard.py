@@ -39,7 +39,7 @@ def judged(
     regressions: object = 0,
     applied: object = True,
 ) -> None:
-    """A `task-judged` record as supervisor/loop/task_flow.py writes it."""
+    """A `task-judged` record as supervisor/loop/task_verdicts.py writes it."""
     log.append(
         DecisionKind.TASK_JUDGED,
         generation=generation,

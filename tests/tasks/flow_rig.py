@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -50,6 +52,40 @@ class FakeJudge:
             base_commit=task.base_commit,
             result_commit=result_commit,
         )
+
+
+class SlowJudge(FakeJudge):
+    """The stand-in judge, taking `seconds` (a project whose tests outlast a lease); `meanwhile` runs
+    `at` seconds in, on the judging thread (what another node or the operator does meanwhile);
+    `raises` ends the judging with that error instead of a verdict."""
+
+    def __init__(
+        self,
+        seconds: float,
+        *,
+        at: float = 0.0,
+        meanwhile: Callable[[], None] = lambda: None,
+        raises: BaseException | None = None,
+    ) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.at = at
+        self.meanwhile = meanwhile
+        self.raises = raises
+
+    def judge(self, mirror: Path, config: Any, task: Task, result_commit: str) -> TaskVerdict:
+        started = time.monotonic()
+        time.sleep(self.at)
+        self.meanwhile()
+        time.sleep(max(0.0, self.seconds - (time.monotonic() - started)))
+        if self.raises is not None:
+            raise self.raises
+        return super().judge(mirror, config, task, result_commit)
+
+
+def renewal_threads() -> list[str]:
+    """The lease renewals running now (supervisor/loop/lease_keeper.py names its threads)."""
+    return [t.name for t in threading.enumerate() if t.name.startswith("lease-renewal")]
 
 
 class FlowRig:

@@ -10,15 +10,17 @@ import json
 import os
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from sandbox.errors import EngineUnavailableError
 from supervisor.base.git_ops import Git
 from supervisor.store.protocol import MAX_MESSAGE_BYTES
 from supervisor.store.tasks.models import TaskState
 from tests.gate.repo_factory import git
-from tests.tasks.flow_rig import FlowRig, Killed
+from tests.tasks.flow_rig import FlowRig, Killed, SlowJudge, renewal_threads
 from tests.tasks.task_factory import FIXED_OPS, make_mirror
 
 _S = TaskState
@@ -445,3 +447,47 @@ def test_the_route_charges_the_running_tasks_project_and_nothing_between_tasks(t
     rig.done(first)
     rig.flow.take_results(rig.outbox)
     assert charged == ["calc", None] and rig.state(first) is _S.PASSED
+
+
+# -- the lease while the work is committed and judged -----------------------------------------------
+
+
+def _lease_left_s(rig: FlowRig, task: int) -> float:
+    lease = rig.queue.get(task).lease_expires_at
+    assert lease is not None
+    return (lease - datetime.now(UTC)).total_seconds()
+
+
+def test_a_long_judge_keeps_the_lease_renewed_and_the_renewals_end_with_it(tmp_path: Path) -> None:
+    from supervisor.loop.task_flow import Holding
+
+    rig = FlowRig(tmp_path, holding=Holding(worker="rig-instance", lease_s=3600, renew_s=0.2))
+    task = rig.add().id
+    rig.flow.recover()
+    left: list[float] = []
+    rig.flow.judge = SlowJudge(2.0, at=1.5, meanwhile=lambda: left.append(_lease_left_s(rig, task)))
+    rig.done(task)
+    rig.flow.take_results(rig.outbox)
+    assert left[0] > 3600 - 0.8  # renewed within the last moments, not only before the judge began (1.5 s ago)
+    assert rig.state(task) is _S.PASSED and [d["applied"] for d in rig.judged(task)] == [True]
+    assert renewal_threads() == []
+
+
+@pytest.mark.parametrize("error", [EngineUnavailableError("the engine went away"), Killed("kill -9 mid-judge")])
+def test_renewals_stop_when_the_judge_ends_with_an_error(tmp_path: Path, error: BaseException) -> None:
+    from supervisor.loop.task_flow import Holding
+
+    rig = FlowRig(tmp_path, holding=Holding(worker="rig-instance", lease_s=3600, renew_s=0.1))
+    task = rig.add().id
+    rig.flow.recover()
+    rig.flow.judge = SlowJudge(0.5, raises=error)
+    rig.done(task)
+    if isinstance(error, Killed):
+        with pytest.raises(Killed):
+            rig.flow.take_results(rig.outbox)
+    else:
+        rig.flow.take_results(rig.outbox)  # judged again once the engine answers
+    assert renewal_threads() == [] and rig.state(task) is _S.JUDGING
+    lease = rig.queue.get(task).lease_expires_at
+    time.sleep(0.4)
+    assert rig.queue.get(task).lease_expires_at == lease  # nothing renews it behind the loop's back
