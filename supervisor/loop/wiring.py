@@ -203,8 +203,9 @@ def task_queue(
     from supervisor.store.tasks.pg_queue import PostgresTaskQueue
     from supervisor.work.results_remote import share_result
 
-    # The event loop is this pool's only user: no other caller can hold its connections, so waiting
-    # longer than one connect attempt only holds the loop (30 s per call) while the server is gone.
+    # The loop's pool: the event loop, the lease keeper while a task is judged, and the analyst, each
+    # one short transaction at a time. Waiting longer than one connect attempt only holds the loop
+    # (30 s per call) while the server is gone.
     loop_wait = min(settings.pool_wait_s, settings.connect_timeout_s + 1.0)
     database = open_database(settings.model_copy(update={"pool_wait_s": loop_wait}), ctx.instance.home)
     queue = PostgresTaskQueue(database, owns_database=True)  # checks the schema: SchemaMismatch says what to run
