@@ -5,8 +5,7 @@ A thread beside the event loop, only on a node of a fleet with `[fleet.analysis]
 for the task's category, complexity and solvability through this node's own LLM route, as a client
 with a credential of its own (run `fleet-analysis`), so the call is reserved at its worst case
 against the node's and the fleet's caps before it is forwarded and settled after, like the agent's.
-Its spend is charged to the project of the task the node is working on, if any (a project cap
-follows the running task); the weekly and daily caps count it whatever.
+Its spend counts against the weekly and daily caps and the analysed task's project cap.
 
 What can happen to a request: an answer that is one valid estimate re-prioritises the task; any
 other answer (malformed, out of range, too long, an error the model will repeat) is recorded as
@@ -138,6 +137,8 @@ class TaskAnalyst:
         """The model's answer text, asked through `route`; Later for what passes, AnalysisError for the rest."""
         body = analysis_request(taking.task, self.model, self.settings.max_tokens, self.settings.body_chars)
         credential = route.issue_credential(RUN_ID)
+        if route.fleet is not None:
+            route.fleet.charge_run(RUN_ID, taking.task.project)  # the analysed task's project cap
         socket = None if route.socket_path is None else str(route.socket_path)
         transport = httpx2.HTTPTransport(uds=socket, trust_env=False)
         base_url = UDS_BASE_URL if socket else str(route.url_tcp)
@@ -156,6 +157,8 @@ class TaskAnalyst:
             raise Later(f"the LLM route did not answer ({type(exc).__name__})") from None
         finally:
             route.revoke_credential(credential)
+            if route.fleet is not None:
+                route.fleet.charge_run(RUN_ID, None)
         if response.status_code in RETRY_STATUSES:
             raise Later(f"the LLM route answered {response.status_code}: {_said(response)}")
         if response.status_code != 200:

@@ -62,6 +62,7 @@ class FleetBudget:
         self.reserve_ms: deque[float] = deque(maxlen=100_000)  # time each reservation took (benchmarks)
         self.late = 0  # settlements refused because a sweep had charged their reservation first
         self._project: str | None = None
+        self._run_projects: dict[str, str] = {}  # runs charged to a project of their own (charge_run)
         self._registered = False
         self._offset = timedelta(0)  # the database's clock minus ours: periods follow the database's
         self._quiet_until = 0.0
@@ -155,14 +156,23 @@ class FleetBudget:
         with self._lock:
             self._project = project
 
-    def asks(self, tokens: int, usd: Decimal) -> list[CapAsk]:
-        """The caps a request of this worst case reserves against now."""
+    def charge_run(self, run_id: str, project: str | None) -> None:
+        """Charge `run_id`'s requests to `project`'s cap instead of the running task's (None: as before);
+        a node's task analysis is charged to the analysed task's project so."""
+        with self._lock:
+            if project is None:
+                self._run_projects.pop(run_id, None)
+            else:
+                self._run_projects[run_id] = project
+
+    def asks(self, tokens: int, usd: Decimal, run_id: str | None = None) -> list[CapAsk]:
+        """The caps a request of this worst case (made by `run_id`) reserves against now."""
         now = datetime.now(UTC) + self._offset
         year, week, _ = now.isocalendar()
         day = now.date().isoformat()
         caps = self.caps
         with self._lock:
-            project = self._project
+            project = self._run_projects.get(run_id, self._project) if run_id is not None else self._project
         found: list[CapAsk] = []
         if caps.weekly_tokens is not None:
             found.append(CapAsk("week", f"{year}-W{week:02d}", "tokens", Decimal(caps.weekly_tokens), Decimal(tokens)))
@@ -202,10 +212,10 @@ class FleetBudget:
             if not self._registered:
                 self._register()
             try:
-                refused = fleet_caps.reserve(self.db, held, self.asks(tokens, usd))
+                refused = fleet_caps.reserve(self.db, held, self.asks(tokens, usd, run_id))
             except HolderGone:
                 self._register()
-                refused = fleet_caps.reserve(self.db, held, self.asks(tokens, usd))
+                refused = fleet_caps.reserve(self.db, held, self.asks(tokens, usd, run_id))
         except (DatabaseError, psycopg.Error) as exc:  # psycopg.Error: one the pool does not explain (a bug)
             self._failed(exc)
             raise FleetUnavailable(str(exc)) from None

@@ -41,7 +41,7 @@ pytestmark = pytest.mark.postgres
 GOOD = '{"category": "bug", "complexity": 4, "solvability": 0.95}'
 USAGE = {"input_tokens": 400, "output_tokens": 30}
 NOW = datetime(2026, 12, 7, tzinfo=UTC)
-OPEN_CAPS = FleetCaps(weekly_tokens=10_000_000, project_tokens=None)
+OPEN_CAPS = FleetCaps(weekly_tokens=10_000_000, project_tokens=1_000_000)
 
 
 def scenario(answer: str | None = GOOD, error: dict[str, Any] | None = None) -> Scenario:
@@ -125,6 +125,7 @@ def test_a_node_analyses_a_requested_task_through_its_metered_route(fleet, node_
     assert len(spent) == 1 and spent[0]["usage"]["input_tokens"] == 400 and spent[0]["usage"]["output_tokens"] == 30
     assert spent[0]["cycle"] == f"analysis-task-{first}"
     assert count(fleet.db, "SELECT sum(spent) FROM budget_caps WHERE unit = 'tokens' AND scope = 'week'") == 430
+    assert count(fleet.db, "SELECT spent FROM budget_caps WHERE id = 'project:demo:tokens'") == 430  # its project's
     assert count(fleet.db, "SELECT count(*) FROM budget_reservations") == 0
 
 
