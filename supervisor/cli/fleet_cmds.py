@@ -23,7 +23,7 @@ from supervisor.cli.fleet_import import fleet_import_cmd
 from supervisor.cli.fleet_project_cmds import fleet_project_group
 from supervisor.cli.fleet_task_cmds import fleet_add_cmd, fleet_task_group, fleet_tasks_cmd
 from supervisor.store.fleet_settings import open_database
-from supervisor.store.fleet_status import FleetSnapshot, read_snapshot
+from supervisor.store.fleet_status import FleetSnapshot, read_snapshot, spend_text
 from supervisor.store.instance import Instance
 from supervisor.store.tasks.models import TaskError
 
@@ -101,7 +101,7 @@ def render_status(snap: FleetSnapshot) -> str:
     lines.append("open tasks per language (limit each):")
     lines += [f"  {use.language:<16} {use.open} of {use.limit}" for use in snap.languages] or ["  none"]
     lines.append(f"spend ({snap.spend_note}):")
-    lines += [f"  {line.cap:<15} {line.scope:<20} {line.spent:,} of {line.limit:,} tokens" for line in snap.spend]
+    lines += [f"  {line.cap:<15} {line.scope:<20} {spend_text(line)}" for line in snap.spend]
     return "\n".join(lines)
 
 

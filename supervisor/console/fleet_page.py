@@ -18,6 +18,7 @@ from supervisor.base.errors import OuroborosError
 from supervisor.console.html import page, table
 from supervisor.console.text import safe
 from supervisor.console.view import InstanceView
+from supervisor.store.fleet_status import spend_text
 
 if TYPE_CHECKING:  # psycopg is imported only when a fleet is configured
     from supervisor.base.pg.pool import Database
@@ -89,7 +90,7 @@ def fleet_page(fleet: FleetView) -> str | None:
     ]
     queue = [(safe(state.value), str(count)) for state, count in snap.queue.items()]
     languages = [(safe(u.language), f"{u.open} of {u.limit}") for u in snap.languages]
-    spend = [(safe(s.cap), safe(s.scope), f"{s.spent:,} of {s.limit:,} tokens") for s in snap.spend]
+    spend = [(safe(s.cap), safe(s.scope), safe(spend_text(s))) for s in snap.spend]
     recent = [
         (str(v.task_id), safe(v.project), safe(v.title, 200), safe(v.outcome.value), safe(v.worker or ""),
          f"{v.tokens:,}", safe(v.at.strftime("%Y-%m-%d %H:%M:%S")))

@@ -1,15 +1,16 @@
 """What the operator sees of the fleet (`fleet status`, the console's fleet page, /metrics): one read.
 
 Every age is computed by the database's clock (now() - heartbeat_at), never a node's. A node is
-`late` when it has not said it is alive for two heartbeat periods. Spend: when the fleet's budget
-tables (migration 010, `budget_*`) are not in the database, it is what the task attempts recorded
-(their tokens), and `spend_note` says so.
+`late` when it has not said it is alive for two heartbeat periods. Spend is what the fleet's budget
+holds (migration 010, `budget_caps`: every node's requests reserve there before they are forwarded):
+this week's and today's rows (by the database's clock) and every project's, each with what is
+spent, what requests in flight still hold, and the cap.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,9 +23,9 @@ if TYPE_CHECKING:  # psycopg is imported only where a fleet is used (the gate's 
 
 RECENT = 20
 OPEN_SQL = "('queued', 'running', 'judging')"
-ATTEMPT_SPEND_NOTE = (
-    "from the tokens recorded with task attempts; the fleet's budget reservations (migration 010) are not in "
-    "this database"
+SPEND_NOTE = (
+    "the fleet's budget (budget_caps): settled spend, reservations of requests in flight, and each cap; "
+    "a period or project no request has reached yet shows 0"
 )
 
 
@@ -62,10 +63,12 @@ class LanguageUse(_Out):
 
 
 class SpendLine(_Out):
-    cap: str = Field(description="weekly_tokens, or project_tokens for one project.")
-    scope: str = Field(description="fleet, or the project's name.")
-    spent: int
-    limit: int
+    cap: str = Field(description="weekly_tokens, day_tokens, day_usd, or project_tokens ([fleet.budgets]).")
+    scope: str = Field(description="The ISO week (2026-W49), the UTC day (2026-12-07), or the project's name.")
+    unit: Literal["tokens", "usd"]
+    spent: float = Field(description="Settled spend.")
+    reserved: float = Field(description="Held by requests in flight (their worst case).")
+    limit: float = Field(description="The cap, as the database holds it.")
 
 
 class FleetSnapshot(_Out):
@@ -140,22 +143,49 @@ def _recent(cursor: Cursor, count: int) -> list[RecentVerdict]:
     ]
 
 
+_CAP_NAMES = {("week", "tokens"): "weekly_tokens", ("day", "tokens"): "day_tokens", ("day", "usd"): "day_usd",
+              ("project", "tokens"): "project_tokens"}  # fmt: skip
+
+
 def _spend(cursor: Cursor, settings: FleetSettings) -> list[SpendLine]:
-    budgets = settings.budgets
-    cursor.execute("SELECT coalesce(sum(tokens), 0) AS n FROM attempts WHERE ended_at > now() - interval '7 days'")
-    row = cursor.fetchone()
-    lines = [
-        SpendLine(cap="weekly_tokens", scope="fleet", spent=int(row["n"]) if row else 0, limit=budgets.weekly_tokens)
-    ]
     cursor.execute(
-        "SELECT t.project, sum(a.tokens) AS n FROM attempts a JOIN tasks t ON t.id = a.task_id"
-        " GROUP BY t.project HAVING sum(a.tokens) > 0 ORDER BY t.project"
+        "SELECT to_char(now() AT TIME ZONE 'UTC', 'IYYY-\"W\"IW') AS week,"
+        " to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day"
     )
-    lines += [
-        SpendLine(cap="project_tokens", scope=r["project"], spent=int(r["n"]), limit=budgets.project_tokens)
+    period = cursor.fetchone()
+    assert period is not None  # a SELECT without FROM returns one row
+    cursor.execute(
+        "SELECT scope, key, unit, cap, spent, reserved FROM budget_caps"
+        " WHERE (scope = 'week' AND key = %(week)s) OR (scope = 'day' AND key = %(day)s) OR scope = 'project'"
+        " ORDER BY CASE scope WHEN 'week' THEN 0 WHEN 'day' THEN 1 ELSE 2 END, key, unit",
+        {"week": period["week"], "day": period["day"]},
+    )
+    lines = [
+        SpendLine(
+            cap=_CAP_NAMES.get((r["scope"], r["unit"]), f"{r['scope']}_{r['unit']}"),
+            scope=r["key"],
+            unit=r["unit"],
+            spent=float(r["spent"]),
+            reserved=float(r["reserved"]),
+            limit=float(r["cap"]),
+        )
         for r in cursor.fetchall()
     ]
+    if not any(line.cap == "weekly_tokens" for line in lines):
+        limit = float(settings.budgets.weekly_tokens)
+        lines.insert(
+            0, SpendLine(cap="weekly_tokens", scope=period["week"], unit="tokens", spent=0, reserved=0, limit=limit)
+        )
     return lines
+
+
+def spend_text(line: SpendLine) -> str:
+    """`12,345 of 5,000,000 tokens (+950 held)` or `$1.23 of $40.00 (+$0.05 held)`."""
+    if line.unit == "usd":
+        said = f"${line.spent:,.2f} of ${line.limit:,.2f}"
+        return said + (f" (+${line.reserved:,.2f} held)" if line.reserved else "")
+    said = f"{line.spent:,.0f} of {line.limit:,.0f} tokens"
+    return said + (f" (+{line.reserved:,.0f} held)" if line.reserved else "")
 
 
 def read_snapshot(db: Database, settings: FleetSettings, recent: int = RECENT) -> FleetSnapshot:
@@ -179,6 +209,6 @@ def read_snapshot(db: Database, settings: FleetSettings, recent: int = RECENT) -
         queue={state: counts.get(state, 0) for state in TaskState},
         languages=[LanguageUse(language=k, open=v, limit=limit) for k, v in sorted(languages.items())],
         spend=spend,
-        spend_note=ATTEMPT_SPEND_NOTE,
+        spend_note=SPEND_NOTE,
         recent=verdicts,
     )

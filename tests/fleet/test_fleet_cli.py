@@ -243,8 +243,24 @@ def test_status_drain_and_task_show_with_the_result_diff(
     assert by_id["node-a"]["holds"] == [task_id] and not by_id["node-a"]["late"]
     assert by_id["node-a"]["heartbeat_age_s"] < 60 and by_id["node-b"]["late"]
     assert 3590 < by_id["node-b"]["heartbeat_age_s"] < 3700 and status["queue"]["judging"] == 1
-    assert "migration 010" in status["spend_note"]
+    assert status["spend"] == [  # no request yet: this week at 0 of the configured cap
+        {"cap": "weekly_tokens", "scope": status["spend"][0]["scope"], "unit": "tokens", "spent": 0.0,
+         "reserved": 0.0, "limit": 5_000_000.0}
+    ]  # fmt: skip
+    with db.transaction() as cursor:  # what the fleet's budget holds once requests were made (last week's: not shown)
+        cursor.execute(
+            "INSERT INTO budget_caps (id, scope, key, unit, cap, spent, reserved) VALUES"
+            " ('project:demo:tokens', 'project', 'demo', 'tokens', 100000, 1234, 50),"
+            " ('week:2001-W01:tokens', 'week', '2001-W01', 'tokens', 5000000, 99, 0),"
+            " ('day:' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ':usd', 'day',"
+            "  to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD'), 'usd', 40, 1.25, 0.5)"
+        )
+    spend = one.json("fleet", "status")["spend"]  # type: ignore[index]
+    assert [(line["cap"], line["spent"], line["reserved"], line["limit"]) for line in spend] == [
+        ("weekly_tokens", 0.0, 0.0, 5_000_000.0), ("day_usd", 1.25, 0.5, 40.0), ("project_tokens", 1234.0, 50.0, 100_000.0)
+    ]  # fmt: skip
     text = one.cli("fleet", "status")
+    assert "1,234 of 100,000 tokens (+50 held)" in text and "$1.25 of $40.00 (+$0.50 held)" in text
     assert "runs " + str(task_id) in text and "LATE" in text and "\x1b" not in text
     assert "node 'nobody'" in one.error("fleet", "drain", "nobody") and "node-a, node-b" in one.error(
         "fleet", "drain", "nobody"
