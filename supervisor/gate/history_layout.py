@@ -35,8 +35,9 @@ TREND_HEAD = [
     "",
     "## Scorecard trend (newest first)",
     "",
-    "| gen | tokens | USD | goals | tokens/goal | proposals made/accepted/rejected | crashes |",
-    "|---|---|---|---|---|---|---|",
+    "| gen | tokens | USD | goals | tokens/goal | proposals made/accepted/rejected | crashes "
+    "| tasks passed/failed/infrastructure | regressions | tokens/passed task |",
+    "|---|---|---|---|---|---|---|---|---|---|",
 ]
 
 

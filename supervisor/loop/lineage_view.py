@@ -9,7 +9,8 @@
                   alternates, no remote, no FETCH_HEAD, no hooks, no reflogs; nothing in it names
                   the trusted repository.
     SUMMARY.md    accepted generations with their whys, rejected proposals with their verdicts, and
-                  the scorecard trend, from the supervisor's own records.
+                  the scorecard trend (its own goals and the tasks it was judged on), from the
+                  supervisor's own records.
     gitconfig     `safe.directory = *`, so git inside the container reads a repository it does not own.
 
 `folder_for()` is what the agent's container gets: that folder, read-only, at /history, with the
@@ -245,9 +246,11 @@ def summary(store: ScorecardStore) -> str:
     lines += history_layout.TREND_HEAD
     for c in cards[:10]:
         per_goal = f"{c.tokens_per_goal:,.0f}" if c.tokens_per_goal is not None else "-"
+        per_task = f"{c.tokens_per_passed_task:,.0f}" if c.tokens_per_passed_task is not None else "-"
         lines.append(
             f"| {c.generation} | {c.tokens:,} | {c.usd:.4f} | {c.goals} | {per_goal} | "
-            f"{c.made}/{c.accepted}/{c.rejected} | {c.crashes} |"
+            f"{c.made}/{c.accepted}/{c.rejected} | {c.crashes} | "
+            f"{c.tasks_passed}/{c.tasks_failed}/{c.tasks_infrastructure} | {c.task_regressions} | {per_task} |"
         )
     return "\n".join(lines) + "\n"
 
