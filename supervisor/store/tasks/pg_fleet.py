@@ -64,14 +64,8 @@ def fleet_projects(db: Database) -> list[FleetProject]:
     ]
 
 
-def project_health(db: Database, projects: Sequence[str], window: int = HEALTH_WINDOW) -> dict[str, tuple[int, int]]:
-    """(passed, judged) over each project's last `window` judged tasks (by when they were judged)."""
-    with db.transaction() as cursor:
-        return health_in(cursor, projects, window)
-
-
 def health_in(cursor: Cursor, projects: Sequence[str], window: int = HEALTH_WINDOW) -> dict[str, tuple[int, int]]:
-    """`project_health` inside a transaction the caller holds."""
+    """(passed, judged) over each project's last `window` judged tasks (by when they were judged)."""
     cursor.execute(
         "SELECT project, count(*) FILTER (WHERE state = 'passed') AS passed, count(*) AS judged FROM ("
         f" SELECT project, state, row_number() OVER (PARTITION BY project ORDER BY updated_at DESC, id DESC) AS n"
@@ -198,16 +192,8 @@ def breakdown_of(db: Database, task_id: int) -> tuple[PriorityBreakdown | None, 
     return found
 
 
-def queued_external_ids(db: Database, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Which (project, external_id) pairs the fleet already has, with their task ids."""
-    if not keys:
-        return {}
-    with db.transaction() as cursor:
-        return queued_in(cursor, keys)
-
-
 def queued_in(cursor: Cursor, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """`queued_external_ids` inside a transaction the caller holds."""
+    """Which (project, external_id) pairs the fleet already has, with their task ids."""
     if not keys:
         return {}
     cursor.execute(
