@@ -54,11 +54,14 @@ def _move_to_errors(batch: ImportBatch, bad: dict[int, str]) -> None:
     batch.tasks = [item for index, item in enumerate(batch.tasks) if index not in bad]
 
 
-def import_refusal(file: Path, bad: list[LineError]) -> str:
+def import_refusal(file: Path, bad: list[LineError], total: int | None = None) -> str:
+    """The error of an import refused for its bad lines: the first SHOWN_ERRORS of `bad` (in line order)
+    and how many there were (`total`, when only the first ones were kept)."""
+    count = len(bad) if total is None else total
     shown = [f"  {error}" for error in bad[:SHOWN_ERRORS]]
-    if len(bad) > SHOWN_ERRORS:
-        shown.append(f"  ... and {len(bad) - SHOWN_ERRORS} more")
+    if count > len(shown):
+        shown.append(f"  ... and {count - len(shown)} more")
     return (
-        f"{file}: {len(bad)} bad line(s), nothing was queued; fix them, or pass --skip-bad to queue the good "
+        f"{file}: {count} bad line(s), nothing was queued; fix them, or pass --skip-bad to queue the good "
         "ones:\n" + "\n".join(shown)
     )

@@ -309,3 +309,63 @@ def test_clear_errors(nodes: tuple[Node, Node], pg_cluster, tmp_path: Path) -> N
     old_url = pg_cluster.url(pg_cluster.create_database(pg_cluster.fresh_name()))  # never migrated
     old_node = Node(tmp_path / "old", old_url, pg_cluster.password)
     assert "run `supervisor fleet migrate`" in old_node.error("fleet", "status")
+
+
+def test_an_import_of_many_chunks_is_all_or_nothing(pg_cluster, pg_database: str, db: Database, tmp_path: Path) -> None:
+    """2,100 lines (three chunks of the streaming import): a bad line near the end, an unknown project,
+    a repeated or already queued instance, or the per-language limit refuses the whole file, naming
+    the line, and queues nothing; a good file comes back as ids in file order."""
+    base, count = "ab" * 20, 2100
+    big = Node(tmp_path / "big", pg_database, pg_cluster.password, "[fleet.budgets]\nlanguage_tasks = 5000\n")
+    small = Node(
+        tmp_path / "small", pg_database, pg_cluster.password, f"[fleet.budgets]\nlanguage_tasks = {count - 1}\n"
+    )
+    big.cli("fleet", "project", "add", "demo", "https://example.invalid/acme/demo.git", "--language", "python")
+    lines: list[object] = [_instance(base, n, impact=0.25 if n % 2 else None) for n in range(count)]
+
+    def queued() -> int:
+        with db.transaction() as cursor:
+            cursor.execute("SELECT count(*) AS n FROM tasks")
+            row = cursor.fetchone()
+        assert row is not None
+        return int(row["n"])
+
+    cases = {
+        "not JSON": b"{not json",
+        "repo 'nobody/nothing' is no registered project": _instance(base, 9999, repo="nobody/nothing"),
+        "instance 'demo-2' repeats line 3": _instance(base, 2),
+        "priority hints: impact": _instance(base, 9998, impact=7),
+    }
+    for what, bad in cases.items():
+        at = count - 10 + list(cases).index(what)  # in the last chunk, after two were inserted
+        said = f"line {at + 1}: {what}"
+        message = big.error("fleet", "import", str(_jsonl(tmp_path, [*lines[:at], bad, *lines[at + 1 :]])))
+        assert message.startswith(f"{tmp_path / 'set.jsonl'}: 1 bad line(s), nothing was queued"), message
+        assert said in message, (said, message)
+        assert queued() == 0
+    everything_bad = _jsonl(tmp_path, [b"[]"] * 120 + lines[120:])
+    message = big.error("fleet", "import", str(everything_bad))
+    assert "120 bad line(s)" in message and "line 50: a JSON list" in message and "line 51:" not in message
+    assert "... and 70 more" in message and queued() == 0
+    # The per-language limit counts the whole file, not a chunk.
+    message = small.error("fleet", "import", str(_jsonl(tmp_path, lines)))
+    assert (
+        f"python: 0 open + {count} new > {count - 1}" in message and "nothing was queued" in message and queued() == 0
+    )
+    out = big.json("fleet", "import", str(_jsonl(tmp_path, lines)))
+    assert isinstance(out, dict) and out["skipped"] == [] and out["unchecked_bases"] == ["demo"]
+    ids = out["queued"]
+    assert len(ids) == count and ids == sorted(ids)
+    with db.transaction() as cursor:
+        cursor.execute("SELECT id, external_id, priority, priority_breakdown FROM tasks ORDER BY id")
+        rows = cursor.fetchall()
+    assert [row["id"] for row in rows] == ids
+    assert [row["external_id"] for row in rows] == [f"demo-{n}" for n in range(count)]  # file order
+    for n in (0, 1, 1499, count - 1):  # each with its own breakdown: impact given on odd lines, by rule on even ones
+        breakdown = rows[n]["priority_breakdown"]
+        assert breakdown["priority"] == rows[n]["priority"]
+        assert breakdown["factors"]["impact"]["source"] == ("given" if n % 2 else "rule")
+    # One more file whose last line is already queued: refused whole.
+    more = [_instance(base, count + n) for n in range(count - 1)] + [_instance(base, 7)]
+    message = big.error("fleet", "import", str(_jsonl(tmp_path, more)))
+    assert f"line {count}: instance 'demo-7' is already task {ids[7]}" in message and queued() == count

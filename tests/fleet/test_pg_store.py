@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -19,8 +19,10 @@ from supervisor.base.pg.pool import Database
 from supervisor.cli import main
 from supervisor.store.fleet_nodes import NodeInfo, heartbeat, nodes, register_node, set_draining
 from supervisor.store.fleet_settings import FleetSettings
-from supervisor.store.tasks.models import TaskError, TaskState
+from supervisor.store.tasks.models import NewTask, TaskError, TaskState
+from supervisor.store.tasks.pg_insert import CHUNK
 from supervisor.store.tasks.pg_queue import PostgresTaskQueue
+from supervisor.store.tasks.pg_rows import TaskExtras
 from tests.pg_cluster import _free_port
 from tests.tasks.queue_specs import new_task
 
@@ -150,6 +152,31 @@ def test_a_task_for_an_unknown_project_queues_nothing(fleet_queue: PostgresTaskQ
     assert fleet_queue.find() == []
     with pytest.raises(TaskError, match="not a project name"):
         fleet_queue.add_project("Bad Name", "x")
+
+
+def test_an_add_of_many_chunks_is_all_or_nothing_and_in_order(fleet_queue: PostgresTaskQueue) -> None:
+    count = CHUNK * 2 + 100  # three INSERTs
+    news = [new_task(f"t{n}", external_id=f"i{n}", project="alpha" if n % 3 else "demo") for n in range(count)]
+    for late in (new_task("lost", project="ghost"), new_task("again", external_id="i0")):
+        with pytest.raises(TaskError, match="no project 'ghost'|'i0' of project 'demo' is given twice"):
+            fleet_queue.add_many([*news, late])
+        assert fleet_queue.counts()[TaskState.QUEUED] == 0
+
+    def failing(_cursor: object) -> Iterator[list[tuple[NewTask, TaskExtras]]]:
+        yield [(new, TaskExtras()) for new in news[:CHUNK]]
+        raise TaskError("the producer found a bad line")
+
+    with pytest.raises(TaskError, match="found a bad line"):
+        fleet_queue.add_chunks(failing)
+    assert fleet_queue.find() == []
+    added = fleet_queue.add_many(iter(news))  # any iterable, read once
+    assert [task.title for task in added] == [new.title for new in news]
+    ids = [task.id for task in added]
+    assert ids == sorted(ids) and len(set(ids)) == count and fleet_queue.get_many(ids[::-1])[0].title == news[-1].title
+    assert [task.id for task in fleet_queue.find()] == ids
+    with pytest.raises(TaskError, match="'i3' of project 'demo' is already task"):
+        fleet_queue.add_many([new_task("new", external_id="new-1"), new_task("old", external_id="i3")])
+    assert len(fleet_queue.find()) == count
 
 
 def test_the_pool_never_hands_out_a_connection_the_server_closed(

@@ -4,14 +4,15 @@ A task's language is the one its import gave, else its project's (`config.langua
 `fleet project add`), else "unknown"; it is kept in the task's metadata. The per-language limit
 counts a language's open tasks (queued, running, judging): adding tasks that would take it past
 the limit is refused whole, checked inside the inserting transaction under a per-language advisory
-lock, so two nodes adding at once cannot both slip under it.
+lock, so two nodes adding at once cannot both slip under it. An import of any size is streamed
+(`queue_prioritised`): read, prioritised and inserted a chunk at a time in that one transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -63,17 +64,16 @@ def fleet_projects(db: Database) -> list[FleetProject]:
     ]
 
 
-def project_health(db: Database, projects: Sequence[str], window: int = HEALTH_WINDOW) -> dict[str, tuple[int, int]]:
+def health_in(cursor: Cursor, projects: Sequence[str], window: int = HEALTH_WINDOW) -> dict[str, tuple[int, int]]:
     """(passed, judged) over each project's last `window` judged tasks (by when they were judged)."""
-    with db.transaction() as cursor:
-        cursor.execute(
-            "SELECT project, count(*) FILTER (WHERE state = 'passed') AS passed, count(*) AS judged FROM ("
-            f" SELECT project, state, row_number() OVER (PARTITION BY project ORDER BY updated_at DESC, id DESC) AS n"
-            f" FROM tasks WHERE project = ANY(%s::text[]) AND state IN {JUDGED_SQL}) recent"
-            " WHERE n <= %s GROUP BY project",
-            (list(projects), window),
-        )
-        found = {row["project"]: (int(row["passed"]), int(row["judged"])) for row in cursor.fetchall()}
+    cursor.execute(
+        "SELECT project, count(*) FILTER (WHERE state = 'passed') AS passed, count(*) AS judged FROM ("
+        f" SELECT project, state, row_number() OVER (PARTITION BY project ORDER BY updated_at DESC, id DESC) AS n"
+        f" FROM tasks WHERE project = ANY(%s::text[]) AND state IN {JUDGED_SQL}) recent"
+        " WHERE n <= %s GROUP BY project",
+        (list(projects), window),
+    )
+    found = {row["project"]: (int(row["passed"]), int(row["judged"])) for row in cursor.fetchall()}
     return {name: found.get(name, (0, 0)) for name in projects}
 
 
@@ -83,22 +83,76 @@ def language_counts(db: Database) -> dict[str, int]:
         return open_by_language(cursor)
 
 
-def _language_guard(languages: list[str], limit: int) -> Any:
-    wanted = Counter(languages)
+def _within_language_limit(cursor: Cursor, added: Counter[str], limit: int) -> None:
+    """After this add's inserts, in its transaction: refuse it when a language is now over the limit.
 
-    def guard(cursor: Cursor, _batch: list[NewTask]) -> None:
-        for language in sorted(wanted):  # in one order, so two adds never wait for each other's locks
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(language),))
-        have = open_by_language(cursor)
-        over = [(lang, have.get(lang, 0), n) for lang, n in sorted(wanted.items()) if have.get(lang, 0) + n > limit]
-        if over:
-            said = "; ".join(f"{lang}: {open_} open + {n} new > {limit}" for lang, open_, n in over)
-            raise TaskError(
-                f"the fleet's per-language task limit ([fleet.budgets] language_tasks = {limit}) would be passed "
-                f"({said}); wait for tasks to finish, cancel some, or raise the limit (nothing was queued)"
-            )
+    Each language's advisory lock is taken (in one order, so two adds never wait for each other's
+    locks) and held to the commit: an add that commits first is counted here, one that has not
+    waits for these locks, then counts these tasks."""
+    for language in sorted(added):
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(language),))
+    have = open_by_language(cursor)  # this add's own tasks among them
+    over = [(lang, have.get(lang, 0) - n, n) for lang, n in sorted(added.items()) if have.get(lang, 0) > limit]
+    if over:
+        said = "; ".join(f"{lang}: {open_} open + {n} new > {limit}" for lang, open_, n in over)
+        raise TaskError(
+            f"the fleet's per-language task limit ([fleet.budgets] language_tasks = {limit}) would be passed "
+            f"({said}); wait for tasks to finish, cancel some, or raise the limit (nothing was queued)"
+        )
 
-    return guard
+
+def _row_of(
+    task: NewTask, hints: PriorityHints, breakdown: PriorityBreakdown, known: FleetProject | None
+) -> tuple[NewTask, TaskExtras, str]:
+    """The task with its priority, the extras it is saved with, and its language."""
+    language = hints.language or (known.language if known else UNKNOWN_LANGUAGE)
+    metadata: dict[str, Any] = {"language": language, "labels": hints.labels}
+    if hints.created_at is not None:
+        metadata["issue_created_at"] = hints.created_at.isoformat()
+    extras = TaskExtras(
+        factors={name: entry.value for name, entry in breakdown.factors.items()},
+        breakdown=breakdown.model_dump(mode="json"),
+        metadata=metadata,
+    )
+    return task.model_copy(update={"priority": breakdown.priority}), extras, language
+
+
+Chunks = Callable[[Cursor], Iterable[Sequence[tuple[NewTask, PriorityHints]]]]
+
+
+def queue_prioritised(
+    queue: PostgresTaskQueue,
+    produce: Chunks,
+    weights: PriorityWeights,
+    language_limit: int,
+    now: datetime,
+    *,
+    breakdowns: list[PriorityBreakdown] | None = None,
+) -> list[int]:
+    """Queue every task `produce(cursor)` yields, all or none, each with its computed priority and
+    breakdown, within the per-language limit: their ids, in order. The chunks are prioritised and
+    inserted as they come (`PostgresTaskQueue.add_chunks`: whatever `produce` raises queues none), so
+    a large import holds one chunk at a time. `breakdowns`, when given, gets each task's breakdown."""
+    projects = {p.name: p for p in fleet_projects(queue.db)}
+    health: dict[str, tuple[int, int]] = {}
+    languages: Counter[str] = Counter()
+
+    def rows(cursor: Cursor) -> Iterator[list[tuple[NewTask, TaskExtras]]]:
+        for chunk in produce(cursor):
+            unseen = sorted({task.project for task, _ in chunk} - health.keys())
+            if unseen:  # judged tasks only: this add's own queued ones never change it
+                health.update(health_in(cursor, unseen))
+            out = []
+            for task, hints in chunk:
+                breakdown = prioritise(task, hints, weights, health[task.project], now)
+                new, extras, language = _row_of(task, hints, breakdown, projects.get(task.project))
+                languages[language] += 1
+                out.append((new, extras))
+                if breakdowns is not None:
+                    breakdowns.append(breakdown)
+            yield out
+
+    return queue.add_chunks(rows, check=lambda cursor: _within_language_limit(cursor, languages, language_limit))
 
 
 def add_prioritised(
@@ -108,29 +162,11 @@ def add_prioritised(
     language_limit: int,
     now: datetime,
 ) -> list[tuple[Task, PriorityBreakdown]]:
-    """Queue all of `items` or none, each with its computed priority and breakdown, within the language limit."""
-    projects = {p.name: p for p in fleet_projects(queue.db)}
-    health = project_health(queue.db, sorted({task.project for task, _ in items}))
-    news, extras, breakdowns, languages = [], [], [], []
-    for task, hints in items:
-        breakdown = prioritise(task, hints, weights, health.get(task.project, (0, 0)), now)
-        known = projects.get(task.project)
-        language = hints.language or (known.language if known else UNKNOWN_LANGUAGE)
-        metadata: dict[str, Any] = {"language": language, "labels": hints.labels}
-        if hints.created_at is not None:
-            metadata["issue_created_at"] = hints.created_at.isoformat()
-        news.append(task.model_copy(update={"priority": breakdown.priority}))
-        extras.append(
-            TaskExtras(
-                factors={name: entry.value for name, entry in breakdown.factors.items()},
-                breakdown=breakdown.model_dump(mode="json"),
-                metadata=metadata,
-            )
-        )
-        breakdowns.append(breakdown)
-        languages.append(language)
-    tasks = queue.add_many(news, extras=extras, guard=_language_guard(languages, language_limit))
-    return list(zip(tasks, breakdowns, strict=True))
+    """Queue all of `items` or none, each with its computed priority and breakdown, within the language limit
+    (a small add that shows what it queued; an import streams through `queue_prioritised`)."""
+    breakdowns: list[PriorityBreakdown] = []
+    ids = queue_prioritised(queue, lambda _cursor: [items], weights, language_limit, now, breakdowns=breakdowns)
+    return list(zip(queue.get_many(ids), breakdowns, strict=True))
 
 
 def breakdowns_of(db: Database, task_ids: Sequence[int]) -> dict[int, tuple[PriorityBreakdown | None, dict[str, Any]]]:
@@ -156,14 +192,13 @@ def breakdown_of(db: Database, task_id: int) -> tuple[PriorityBreakdown | None, 
     return found
 
 
-def queued_external_ids(db: Database, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+def queued_in(cursor: Cursor, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
     """Which (project, external_id) pairs the fleet already has, with their task ids."""
     if not keys:
         return {}
-    with db.transaction() as cursor:
-        cursor.execute(
-            "SELECT t.id, t.project, t.external_id FROM tasks t"
-            " JOIN unnest(%s::text[], %s::text[]) AS k(project, external_id) USING (project, external_id)",
-            ([key[0] for key in keys], [key[1] for key in keys]),
-        )
-        return {(row["project"], row["external_id"]): int(row["id"]) for row in cursor.fetchall()}
+    cursor.execute(
+        "SELECT t.id, t.project, t.external_id FROM tasks t"
+        " JOIN unnest(%s::text[], %s::text[]) AS k(project, external_id) USING (project, external_id)",
+        ([key[0] for key in keys], [key[1] for key in keys]),
+    )
+    return {(row["project"], row["external_id"]): int(row["id"]) for row in cursor.fetchall()}

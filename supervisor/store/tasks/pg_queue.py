@@ -35,20 +35,18 @@ from supervisor.store.tasks.models import (
     TaskVerdict,
     check_task,
 )
+from supervisor.store.tasks.pg_insert import CHUNK, ChunkWriter, chunked
 from supervisor.store.tasks.pg_rows import (
     ATTEMPT_COLUMNS,
     HELD_SQL,
-    NEW_COLUMNS,
     TASK_COLUMNS,
     TASK_COLUMNS_T,
     TaskExtras,
     attempt_of,
     claim_of,
-    new_values,
     task_of,
     verdict_value,
 )
-from supervisor.store.tasks.sqlite_schema import encodable, named
 
 _CLAIM = f"""
 WITH queued AS (
@@ -144,84 +142,54 @@ class PostgresTaskQueue:
     def add(self, new: NewTask) -> Task:
         return self.add_many([new])[0]
 
-    def add_many(
+    def add_many(self, news: Iterable[NewTask]) -> list[Task]:
+        """The contract's add_many: all or none, in one transaction, CHUNK rows per statement."""
+        ids = self.add_chunks(lambda _cursor: chunked(((new, TaskExtras()) for new in news), CHUNK))
+        return self.get_many(ids)
+
+    def add_chunks(
         self,
-        news: Iterable[NewTask],
+        produce: Callable[[Cursor], Iterable[Sequence[tuple[NewTask, TaskExtras]]]],
         *,
-        extras: Sequence[TaskExtras] | None = None,
-        guard: Callable[[Cursor, list[NewTask]], None] | None = None,
-    ) -> list[Task]:
-        """The contract's add_many; the fleet's own add (pg_fleet.py) also gives each task its priority
-        factors, breakdown and metadata (`extras`, in order), and a `guard` that may refuse the batch
-        inside the inserting transaction (the per-language limit)."""
-        batch = [NewTask.model_validate(new.model_dump()) for new in news]
-        more = list(extras) if extras is not None else [TaskExtras() for _ in batch]
-        if len(more) != len(batch):
-            raise TaskError(f"{len(more)} extras for {len(batch)} tasks; give one for each")
-        for new in batch:
-            encodable(new)
-        keys = [(new.project, new.external_id) for new in batch if new.external_id is not None]
-        seen: set[tuple[str, str]] = set()
-        for key in keys:
-            if key in seen:
-                raise TaskError(f"{named(key)} is given twice; give each once (nothing was queued)")
-            seen.add(key)
-        if not batch:
-            return []
+        check: Callable[[Cursor], None] | None = None,
+    ) -> list[int]:
+        """Queue every task `produce(cursor)` yields, all or none, in one transaction: their ids, in order.
+
+        The chunks are read one at a time and inserted as they come (CHUNK rows per statement, only
+        ids sent back), so a large add is never held whole. `produce` is given the transaction's
+        cursor for its own lookups between chunks; whatever it raises queues none. Each task may
+        bring its extras (priority factors, breakdown, metadata: the fleet's add, pg_fleet.py).
+        `check` runs after the last insert, inside the transaction, and may refuse all by raising
+        (the per-language limit, which then sees these tasks among the open ones)."""
         try:
             with self.db.transaction() as cursor:
-                self._refuse_unknown_projects(cursor, sorted({new.project for new in batch}))
-                self._refuse_duplicates(cursor, keys)
-                if guard is not None:
-                    guard(cursor, batch)
-                cursor.executemany(
-                    f"INSERT INTO tasks ({NEW_COLUMNS}, factors, priority_breakdown, metadata, state, created_at,"
-                    " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued', now(), now())"
-                    f" RETURNING {TASK_COLUMNS}",
-                    [new_values(new) + extra.values() for new, extra in zip(batch, more, strict=True)],
-                    returning=True,
-                )
-                added = []
-                while True:
-                    row = cursor.fetchone()
-                    if row is not None:
-                        added.append(task_of(row))
-                    if not cursor.nextset():
-                        break
-                return added
+                writer = ChunkWriter(cursor)
+                ids: list[int] = []
+                for rows in produce(cursor):
+                    for part in chunked(rows, CHUNK):
+                        ids += writer.write(part)
+                if check is not None:
+                    check(cursor)
+                return ids
         except psycopg.errors.UniqueViolation as exc:  # the same instance added by another node just now
             raise TaskError(
                 f"a task of this import was queued at the same time ({exc.diag.message_detail}); "
                 "run the import again (nothing was queued)"
             ) from None
 
-    def _refuse_unknown_projects(self, cursor: Cursor, projects: list[str]) -> None:
-        cursor.execute("SELECT name FROM projects WHERE name = ANY(%s::text[])", (projects,))
-        known = {row["name"] for row in cursor.fetchall()}
-        unknown = [name for name in projects if name not in known]
-        if unknown:
-            raise TaskError(
-                f"no project {', '.join(repr(name) for name in unknown)} in the fleet; add the project first "
-                "(nothing was queued)"
-            )
-
-    def _refuse_duplicates(self, cursor: Cursor, keys: list[tuple[str, str]]) -> None:
-        if not keys:
-            return
-        cursor.execute(
-            "SELECT t.id, t.project, t.external_id FROM tasks t"
-            " JOIN unnest(%s::text[], %s::text[]) AS k(project, external_id) USING (project, external_id)",
-            ([key[0] for key in keys], [key[1] for key in keys]),
-        )
-        found = {(row["project"], row["external_id"]): row["id"] for row in cursor.fetchall()}
-        for key in keys:
-            if key in found:
-                raise TaskError(
-                    f"{named(key)} is already task {found[key]}; leave it out, or retry task {found[key]} "
-                    "(nothing was queued)"
-                )
-
     # -- reading ----------------------------------------------------------------------------
+
+    def get_many(self, task_ids: Sequence[int]) -> list[Task]:
+        """The tasks of `task_ids`, in that order; TaskError naming the first that does not exist."""
+        found: dict[int, Task] = {}
+        for part in chunked(task_ids, CHUNK):
+            with self.db.transaction() as cursor:
+                cursor.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ANY(%s::bigint[])", (list(part),))
+                found.update((task.id, task) for task in map(task_of, cursor.fetchall()))
+        missing = [task_id for task_id in task_ids if task_id not in found]
+        if missing:
+            raise TaskError(f"no task {missing[0]}; `supervisor fleet tasks` shows the tasks there are")
+        return [found[task_id] for task_id in task_ids]
 
     def _row(self, cursor: Cursor, task_id: int, *, lock: bool = False) -> Row:
         cursor.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = %s{' FOR UPDATE' if lock else ''}", (task_id,))

@@ -14,7 +14,8 @@ fields above reaches the queue, so the agent is never handed the answer.
 
 The file is third-party data: a line that is not UTF-8, not JSON, not an object, over 4 MB, or
 misses a field is an error naming its line number; `read_instances` reads every line and returns
-the good tasks and the errors, and the caller queues all or none (or, asked to, the good ones).
+the good tasks and the errors, and the caller queues all or none (or, asked to, the good ones);
+`read_instance_chunks` gives the same a chunk of lines at a time, for a file too large to hold.
 """
 
 from __future__ import annotations
@@ -118,8 +119,42 @@ def _source_ends_with(source: str, repo: str) -> bool:
 
 def read_instances(path: Path, resolve_project: Resolver, *, source: str | None = None) -> ImportBatch:
     """Every line of `path`; TaskError only when the file itself cannot be read."""
-    origin = (source or f"import {path.name}")[:200]
     batch = ImportBatch()
+    for found in iter_instances(path, resolve_project, source=source):
+        if isinstance(found, LineError):
+            batch.errors.append(found)
+        else:
+            batch.tasks.append(found)
+    return batch
+
+
+def read_instance_chunks(
+    path: Path, resolve_project: Resolver, *, source: str | None = None, lines: int = 1000
+) -> Iterator[ImportBatch]:
+    """`read_instances` a chunk at a time: each batch holds what `lines` consecutive lines gave (the
+    last may hold fewer), so a large file is never held whole; a repeat is still found across chunks."""
+    batch, first, last = ImportBatch(), 0, 0
+    for found in iter_instances(path, resolve_project, source=source):
+        last = found.line
+        if not first:
+            first = last
+        elif last - first >= lines:
+            yield batch
+            batch, first = ImportBatch(), last
+        if isinstance(found, LineError):
+            batch.errors.append(found)
+        else:
+            batch.tasks.append(found)
+    if batch.tasks or batch.errors:
+        yield batch
+
+
+def iter_instances(
+    path: Path, resolve_project: Resolver, *, source: str | None = None
+) -> Iterator[ImportedTask | LineError]:
+    """Each line of `path` as a task or an error, in line order (blank lines give nothing); only the
+    (project, instance_id) keys seen so far are kept. TaskError when the file itself cannot be read."""
+    origin = (source or f"import {path.name}")[:200]
     first_line: dict[tuple[str, str], int] = {}
     with _open_regular(path) as handle:
         for number, raw in _lines(handle):
@@ -130,17 +165,14 @@ def read_instances(path: Path, resolve_project: Resolver, *, source: str | None 
                     continue
                 task, hints = parse_line(raw, resolve_project, origin)
             except BadLine as exc:
-                batch.errors.append(LineError(number, str(exc)))
+                yield LineError(number, str(exc))
                 continue
             key = (task.project, task.external_id or "")
             if key in first_line:
-                batch.errors.append(
-                    LineError(number, f"instance {key[1]!r} repeats line {first_line[key]}; keep one of them")
-                )
+                yield LineError(number, f"instance {key[1]!r} repeats line {first_line[key]}; keep one of them")
                 continue
             first_line[key] = number
-            batch.tasks.append(ImportedTask(number, task, hints))
-    return batch
+            yield ImportedTask(number, task, hints)
 
 
 def _open_regular(path: Path) -> BinaryIO:
