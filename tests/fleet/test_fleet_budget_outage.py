@@ -128,7 +128,7 @@ def test_connections_the_server_terminated_are_never_used(
         admin = open_db("admin")
         with admin.transaction() as cursor:
             cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE application_name = 'n1'"
+                "SELECT count(pg_terminate_backend(pid, 10000)) AS n FROM pg_stat_activity WHERE application_name = 'n1'"
             )
         for _ in range(5):
             ask(node)  # no refusal: the pool checks a connection before lending it

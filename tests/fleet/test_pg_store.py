@@ -185,10 +185,12 @@ def test_the_pool_never_hands_out_a_connection_the_server_closed(
     victim = PostgresTaskQueue(open_db("victim", min_size=3, max_size=3))
     victim.add(new_task())
     admin = open_db("admin")
+    # pg_terminate_backend(pid, timeout) returns once each backend has exited: the connections are closed
+    # (without it, the call returns when the signal is sent and a backend may still answer a moment).
     for _ in range(3):
         with admin.transaction() as cursor:
             cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE application_name = 'victim'"
+                "SELECT count(pg_terminate_backend(pid, 10000)) AS n FROM pg_stat_activity WHERE application_name = 'victim'"
             )
             assert cursor.fetchone()["n"] >= 1  # type: ignore[index]
         for _ in range(5):  # more calls than connections: each one taken from the pool is checked first
