@@ -48,13 +48,13 @@ from supervisor.store.tasks.pg_rows import (
     verdict_value,
 )
 
-_CLAIM = f"""
+_CLAIM = """
 WITH queued AS (
-    SELECT id, state, attempts, priority FROM tasks WHERE state = 'queued' {{only}}
+    SELECT id, state, attempts, priority FROM tasks WHERE state = 'queued' {only}
     ORDER BY state, priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED
 ), expired AS (
     SELECT id, state, attempts, priority FROM tasks
-    WHERE state IN ('running', 'judging') AND lease_expires_at < now() {{only}}
+    WHERE state IN ('running', 'judging') AND lease_expires_at < now() {only}
     ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED
 ), picked AS (
     SELECT id, state AS was, attempts AS was_attempt
@@ -65,7 +65,7 @@ WITH queued AS (
         lease_expires_at = now() + make_interval(secs => %(lease)s), updated_at = now(), note = NULL,
         result_commit = NULL, result_branch = NULL, summary = NULL, verdict = NULL
     FROM picked WHERE t.id = picked.id
-    RETURNING {TASK_COLUMNS_T}, picked.was, picked.was_attempt
+    RETURNING t.id, t.state, t.attempts, t.fence, t.worker, t.lease_expires_at, picked.was, picked.was_attempt
 ), ended AS (
     UPDATE attempts a SET ended_at = now(), ended_as = 'queued', reason = %(reason)s
     FROM claimed c WHERE a.task_id = c.id AND a.number = c.was_attempt AND c.was <> 'queued'
