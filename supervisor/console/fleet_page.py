@@ -114,7 +114,8 @@ def fleet_page(fleet: FleetView) -> str | None:
 
 
 def fleet_metrics(fleet: FleetView) -> Iterator[Metric]:
-    """Per node (heartbeat age, draining, tasks held) and the queue by state; nothing without a fleet."""
+    """Per node (heartbeat age, draining, tasks held), the queue by state, the fleet's budget; nothing
+    without a fleet."""
     snap = fleet.snapshot()
     if snap is None:
         return
@@ -142,3 +143,20 @@ def fleet_metrics(fleet: FleetView) -> Iterator[Metric]:
     for state, count in snap.queue.items():
         tasks.add_metric([state.value], count)
     yield from (age, draining, held, tasks)
+    yield from _budget_metrics(snap)
+
+
+def _budget_metrics(snap: FleetSnapshot) -> Iterator[Metric]:
+    """The fleet's budget rows (this week's, today's, every project's): spent, held in flight, cap."""
+    labels = ["cap", "scope", "unit"]
+    spent = GaugeMetricFamily("ouroboros_fleet_budget_spent", "Settled spend against a fleet cap.", labels=labels)
+    reserved = GaugeMetricFamily(
+        "ouroboros_fleet_budget_reserved", "Worst case held by requests in flight against a fleet cap.", labels=labels
+    )
+    limit = GaugeMetricFamily("ouroboros_fleet_budget_limit", "A fleet cap.", labels=labels)
+    for line in snap.spend:
+        key = [line.cap, line.scope, line.unit]
+        spent.add_metric(key, line.spent)
+        reserved.add_metric(key, line.reserved)
+        limit.add_metric(key, line.limit)
+    yield from (spent, reserved, limit)

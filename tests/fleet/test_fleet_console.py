@@ -72,7 +72,12 @@ def console(fleet_home: Path, filled: PostgresTaskQueue) -> Iterator[ConsoleServ
     server.server_close()
 
 
-def test_the_page_and_the_metrics(console: ConsoleServer) -> None:
+def test_the_page_and_the_metrics(console: ConsoleServer, filled: PostgresTaskQueue) -> None:
+    with filled.db.transaction() as cursor:  # what the fleet's budget holds once requests were made
+        cursor.execute(
+            "INSERT INTO budget_caps (id, scope, key, unit, cap, spent, reserved)"
+            " VALUES ('project:demo:tokens', 'project', 'demo', 'tokens', 100000, 1234, 50)"
+        )
     main = httpx.get(console.url).text
     assert 'href="/fleet"' in main
     page = httpx.get(console.url + "fleet")
@@ -83,6 +88,7 @@ def test_the_page_and_the_metrics(console: ConsoleServer) -> None:
         "&lt;img src=x onerror=alert(1)&gt;", ""
     )
     assert "&lt;script&gt;" in html and "\x1b" not in html
+    assert "1,234 of 100,000 tokens (+50 held)" in html
     text = httpx.get(console.url + "metrics").text
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -98,6 +104,16 @@ def test_the_page_and_the_metrics(console: ConsoleServer) -> None:
     assert samples[("ouroboros_fleet_tasks", (("state", "running"),))] == 1
     assert samples[("ouroboros_fleet_tasks", (("state", "failed"),))] == 1
     assert samples[("ouroboros_fleet_tasks", (("state", "passed"),))] == 0
+    limits = {dict(key[1])["cap"]: key[1] for key in samples if key[0] == "ouroboros_fleet_budget_limit"}
+    assert (
+        set(limits) == {"weekly_tokens", "project_tokens"}
+        and samples[("ouroboros_fleet_budget_limit", limits["weekly_tokens"])] == 5_000_000
+    )
+    project = (("cap", "project_tokens"), ("scope", "demo"), ("unit", "tokens"))
+    assert samples[("ouroboros_fleet_budget_spent", project)] == 1234
+    assert samples[("ouroboros_fleet_budget_reserved", project)] == 50
+    assert samples[("ouroboros_fleet_budget_limit", project)] == 100_000
+    assert samples[("ouroboros_fleet_budget_spent", limits["weekly_tokens"])] == 0
 
 
 def test_no_fleet_no_page_and_an_unreachable_database_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
