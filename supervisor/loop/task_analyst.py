@@ -96,7 +96,7 @@ class TaskAnalyst:
 
     def step(self) -> bool:
         """Take and answer one request; False when there was none or it must wait (then the poll ends)."""
-        from supervisor.store.tasks.pg_analysis import fail_analysis, finish_analysis, hand_back, take_analysis
+        from supervisor.store.tasks.pg_analysis import fail_analysis, take_analysis
 
         route = self.route()
         if route is None or (route.socket_path is None and route.url_tcp is None):
@@ -107,6 +107,19 @@ class TaskAnalyst:
         if taking.task.state != TaskState.QUEUED:
             self._failed(fail_analysis(self.db, taking, f"the task was {taking.task.state.value} before its analysis"))
             return True
+        try:
+            return self._answer(route, taking)
+        except DatabaseError:
+            raise  # nothing can be recorded now: the taking goes stale and is taken again
+        except Exception as exc:  # a bug, or a row this node cannot read: never left to go stale and be paid again
+            log.exception("task %s: its analysis failed unexpectedly; recorded as failed", taking.task.id)
+            self._failed(fail_analysis(self.db, taking, f"unexpected error: {type(exc).__name__}: {exc}"))
+            return True
+
+    def _answer(self, route: LLMRoute, taking: Taking) -> bool:
+        """Ask about the taken task and record what came of it; False when it must wait."""
+        from supervisor.store.tasks.pg_analysis import fail_analysis, finish_analysis, hand_back
+
         try:
             analysis = parse_analysis(self._ask(route, taking))
         except Later as exc:
@@ -136,13 +149,13 @@ class TaskAnalyst:
     def _ask(self, route: LLMRoute, taking: Taking) -> str:
         """The model's answer text, asked through `route`; Later for what passes, AnalysisError for the rest."""
         body = analysis_request(taking.task, self.model, self.settings.max_tokens, self.settings.body_chars)
-        credential = route.issue_credential(RUN_ID)
-        if route.fleet is not None:
-            route.fleet.charge_run(RUN_ID, taking.task.project)  # the analysed task's project cap
         socket = None if route.socket_path is None else str(route.socket_path)
-        transport = httpx2.HTTPTransport(uds=socket, trust_env=False)
         base_url = UDS_BASE_URL if socket else str(route.url_tcp)
-        try:
+        credential = route.issue_credential(RUN_ID)
+        try:  # from here on the credential and the project charge are always taken back
+            if route.fleet is not None:
+                route.fleet.charge_run(RUN_ID, taking.task.project)  # the analysed task's project cap
+            transport = httpx2.HTTPTransport(uds=socket, trust_env=False)
             with httpx2.Client(transport=transport, base_url=base_url, timeout=self.timeout_s) as client:
                 response = client.post(
                     "/v1/messages",

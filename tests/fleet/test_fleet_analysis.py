@@ -240,3 +240,26 @@ def test_the_cli_asks_and_shows(fleet, pg_cluster, pg_database: str, tmp_path: P
     shown = node.json("fleet", "task", "show", str(ids[0]))
     assert isinstance(shown, dict) and shown["analysis"]["state"] == "pending"
     assert "analysis     pending" in node.cli("fleet", "task", "show", str(ids[0]))
+
+
+def test_an_unexpected_error_after_the_taking_fails_the_request_once(fleet, node_with, caplog) -> None:
+    """A task whose saved breakdown this node cannot read (written by a newer node, with a factor source
+    it does not know): the answer, paid for, cannot be applied. The request is recorded as failed with
+    why, not left running to go stale and be asked (and paid for) again at every `stale_s`."""
+    [task_id] = queue_tasks(fleet, 1)
+    with fleet.db.transaction() as cursor:
+        cursor.execute(
+            "UPDATE tasks SET priority_breakdown = jsonb_set(priority_breakdown, '{factors,impact,source}',"
+            " '\"learned\"') WHERE id = %s",
+            (task_id,),
+        )
+    request_analysis(fleet.db, [task_id])
+    before = fleet.get(task_id).priority
+    node, analyst = node_with(scenario())
+    assert analyst.step() is True
+    record = analysis_of(fleet.db, task_id)
+    assert record.state == "failed" and record.result is not None and "learned" in record.result["error"]
+    with fleet.db.transaction() as cursor:  # long after: no taking of it is left to go stale
+        cursor.execute("UPDATE tasks SET analysis_at = now() - interval '1 day' WHERE id = %s", (task_id,))
+    assert analyst.step() is False
+    assert len([e for e in spends(node) if e["run_id"] == RUN_ID]) == 1 and fleet.get(task_id).priority == before
