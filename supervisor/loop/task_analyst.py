@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 RUN_ID = "fleet-analysis"
 API_VERSION = "2023-06-01"
+ROUTE_MARGIN_S = 30.0  # beyond the route's own bound on a call, before the analyst stops waiting for its answer
 RETRY_STATUSES = frozenset({402, 408, 409, 429, 500, 502, 503, 504, 529})  # passes: asked again later
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,14 @@ class TaskAnalyst:
             )
         return True
 
+    def _timeout(self, route: LLMRoute) -> httpx2.Timeout:
+        """`timeout_s` to reach the route; for its answer, longer than the route can take to end the call
+        itself (its answer metered, or its 504 with nothing charged). An analyst that gave up sooner would
+        hand the request back after the route charged the model's answer, and pay again at every poll.
+        The route waits up to its deadline for the answer to begin, and the answer may have begun just
+        before the deadline with a read of up to the deadline again: twice the deadline, and a margin."""
+        return httpx2.Timeout(self.timeout_s, read=max(self.timeout_s, 2 * route.upstream.deadline_s + ROUTE_MARGIN_S))
+
     def _failed(self, recorded: bool) -> None:
         if recorded:
             self.failed += 1
@@ -156,7 +165,7 @@ class TaskAnalyst:
             if route.fleet is not None:
                 route.fleet.charge_run(RUN_ID, taking.task.project)  # the analysed task's project cap
             transport = httpx2.HTTPTransport(uds=socket, trust_env=False)
-            with httpx2.Client(transport=transport, base_url=base_url, timeout=self.timeout_s) as client:
+            with httpx2.Client(transport=transport, base_url=base_url, timeout=self._timeout(route)) as client:
                 response = client.post(
                     "/v1/messages",
                     json=body,
