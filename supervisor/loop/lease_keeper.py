@@ -9,7 +9,9 @@ runs) and stops, joined, when the work ends, by a return or an exception.
 
 A renewal that finds the lease lost (the task cancelled, or claimed by another node after a stall)
 is logged and renewals stop; the work goes on, and its result is refused as late by the queue's
-fenced write. A renewal the database does not answer is tried again at the next period.
+fenced write. A renewal that fails, whatever the error (the database does not answer, a read-only
+standby, an error the pool does not explain), is logged and tried again at the next period: the
+thread never dies while the work goes on, or the lease would run out under it.
 """
 
 from __future__ import annotations
@@ -56,13 +58,14 @@ class LeaseKeeper:
         while not self._stop.wait(self.every_s):
             try:
                 renewed = self.queue.renew(self.claim, self.lease_s)
-            except DatabaseError as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever failed, a dead renewal thread would lose the lease
                 log.warning(
                     "task %s: its lease could not be renewed while it was %s (%s); tried again in %g s",
                     self.claim.task_id,
                     self.doing,
-                    exc,
+                    exc if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {exc}",
                     self.every_s,
+                    exc_info=not isinstance(exc, DatabaseError),  # not an outage: a bug or a database we do not expect
                 )
                 continue
             if renewed is None:

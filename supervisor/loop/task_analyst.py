@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 RUN_ID = "fleet-analysis"
 API_VERSION = "2023-06-01"
+ROUTE_MARGIN_S = 30.0  # beyond the route's own bound on a call, before the analyst stops waiting for its answer
 RETRY_STATUSES = frozenset({402, 408, 409, 429, 500, 502, 503, 504, 529})  # passes: asked again later
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class TaskAnalyst:
 
     def step(self) -> bool:
         """Take and answer one request; False when there was none or it must wait (then the poll ends)."""
-        from supervisor.store.tasks.pg_analysis import fail_analysis, finish_analysis, hand_back, take_analysis
+        from supervisor.store.tasks.pg_analysis import fail_analysis, take_analysis
 
         route = self.route()
         if route is None or (route.socket_path is None and route.url_tcp is None):
@@ -107,6 +108,19 @@ class TaskAnalyst:
         if taking.task.state != TaskState.QUEUED:
             self._failed(fail_analysis(self.db, taking, f"the task was {taking.task.state.value} before its analysis"))
             return True
+        try:
+            return self._answer(route, taking)
+        except DatabaseError:
+            raise  # nothing can be recorded now: the taking goes stale and is taken again
+        except Exception as exc:  # a bug, or a row this node cannot read: never left to go stale and be paid again
+            log.exception("task %s: its analysis failed unexpectedly; recorded as failed", taking.task.id)
+            self._failed(fail_analysis(self.db, taking, f"unexpected error: {type(exc).__name__}: {exc}"))
+            return True
+
+    def _answer(self, route: LLMRoute, taking: Taking) -> bool:
+        """Ask about the taken task and record what came of it; False when it must wait."""
+        from supervisor.store.tasks.pg_analysis import fail_analysis, finish_analysis, hand_back
+
         try:
             analysis = parse_analysis(self._ask(route, taking))
         except Later as exc:
@@ -129,6 +143,14 @@ class TaskAnalyst:
             )
         return True
 
+    def _timeout(self, route: LLMRoute) -> httpx2.Timeout:
+        """`timeout_s` to reach the route; for its answer, longer than the route can take to end the call
+        itself (its answer metered, or its 504 with nothing charged). An analyst that gave up sooner would
+        hand the request back after the route charged the model's answer, and pay again at every poll.
+        The route waits up to its deadline for the answer to begin, and the answer may have begun just
+        before the deadline with a read of up to the deadline again: twice the deadline, and a margin."""
+        return httpx2.Timeout(self.timeout_s, read=max(self.timeout_s, 2 * route.upstream.deadline_s + ROUTE_MARGIN_S))
+
     def _failed(self, recorded: bool) -> None:
         if recorded:
             self.failed += 1
@@ -136,14 +158,14 @@ class TaskAnalyst:
     def _ask(self, route: LLMRoute, taking: Taking) -> str:
         """The model's answer text, asked through `route`; Later for what passes, AnalysisError for the rest."""
         body = analysis_request(taking.task, self.model, self.settings.max_tokens, self.settings.body_chars)
-        credential = route.issue_credential(RUN_ID)
-        if route.fleet is not None:
-            route.fleet.charge_run(RUN_ID, taking.task.project)  # the analysed task's project cap
         socket = None if route.socket_path is None else str(route.socket_path)
-        transport = httpx2.HTTPTransport(uds=socket, trust_env=False)
         base_url = UDS_BASE_URL if socket else str(route.url_tcp)
-        try:
-            with httpx2.Client(transport=transport, base_url=base_url, timeout=self.timeout_s) as client:
+        credential = route.issue_credential(RUN_ID)
+        try:  # from here on the credential and the project charge are always taken back
+            if route.fleet is not None:
+                route.fleet.charge_run(RUN_ID, taking.task.project)  # the analysed task's project cap
+            transport = httpx2.HTTPTransport(uds=socket, trust_env=False)
+            with httpx2.Client(transport=transport, base_url=base_url, timeout=self._timeout(route)) as client:
                 response = client.post(
                     "/v1/messages",
                     json=body,

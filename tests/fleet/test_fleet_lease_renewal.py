@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.base.pg.pool import Database
+from supervisor.loop.lease_keeper import LeaseKeeper
 from supervisor.loop.task_flow import Holding
 from supervisor.store.tasks.models import Claim, NewTask, TaskState
 from supervisor.store.tasks.pg_queue import PostgresTaskQueue
@@ -158,3 +159,33 @@ def test_the_real_judge_outlasting_the_lease_keeps_the_task(
     assert claims and not any(claims)
     assert [d["applied"] for d in a.judged(task)] == [True]
     assert [(x.worker, x.refused_late) for x in a.queue.attempts(task)] == [("node-a", False)]
+
+
+def test_renewals_outlive_an_error_the_pool_does_not_explain(open_db, caplog) -> None:
+    """Renewals meet an error that is not a DatabaseError for a while (here a trigger refuses every
+    update of a task, as a read-only standby or a constraint an operator added would): the renewal
+    thread logs it and tries again, and once the database takes writes again the lease is kept."""
+    caplog.set_level(logging.WARNING)
+    queue = PostgresTaskQueue(open_db("node-a"))
+    queue.add_project("calc", "file:///srv/calc.git")
+    task = queue.add(NewTask(project="calc", title="t", base_commit="0" * 40)).id
+    claim = queue.claim("node-a", 1.0)
+    assert claim is not None
+    with queue.db.transaction() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'tasks are read-only for maintenance'; END $$"
+        )
+    with LeaseKeeper(queue, claim, lease_s=1.0, every_s=0.1, doing="judged") as keeper:
+        with queue.db.transaction() as cursor:
+            cursor.execute("CREATE TRIGGER refuse BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION refuse()")
+        time.sleep(0.5)
+        before = keeper.renewals
+        with queue.db.transaction() as cursor:
+            cursor.execute("DROP TRIGGER refuse ON tasks")
+        time.sleep(1.5)  # past the lease of the last renewal before the refusals
+        assert keeper.renewals > before and not keeper.lost
+        assert queue.claim("node-b", 600, projects=["calc"]) is None  # still held by node-a
+    said = [r.getMessage() for r in caplog.records if "could not be renewed" in r.getMessage()]
+    assert said and "read-only for maintenance" in said[0]
+    assert queue.get(task).worker == "node-a" and renewal_threads() == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -197,6 +199,39 @@ def test_the_pool_never_hands_out_a_connection_the_server_closed(
             assert victim.counts()[TaskState.QUEUED] == 1
     claim = victim.claim("w", 60)
     assert claim is not None and victim.release(claim, "done")
+
+
+def test_the_pool_checks_connections_whose_descriptors_are_past_select_s_limit(
+    open_db: Callable[..., Database], fleet_queue: PostgresTaskQueue
+) -> None:
+    """A node with many files open (a raised RLIMIT_NOFILE, as in a container) gets sockets numbered
+    past 1024, which select() cannot watch: the check still lends live connections and replaces the
+    ones the server closed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"the hard limit of open files is {hard}; the test needs 2048")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))
+    filler: list[int] = []
+    try:
+        while len(filler) < 1100:
+            filler.append(os.open(os.devnull, os.O_RDONLY))
+        victim = PostgresTaskQueue(open_db("crowded", min_size=2, max_size=2, wait_s=3))
+        with victim.db.transaction() as cursor:
+            cursor.execute("SELECT 1 AS one")
+        victim.add(new_task())
+        admin = open_db("admin")
+        with admin.transaction() as cursor:  # returns once the backends have exited (see the test above)
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = 'crowded'"
+            )
+        for _ in range(4):
+            assert victim.counts()[TaskState.QUEUED] == 1
+        claim = victim.claim("w", 60)
+        assert claim is not None and victim.release(claim, "done")
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_a_live_connection_with_unasked_news_is_checked_and_still_lent(

@@ -66,9 +66,18 @@ def alive_or_checked(conn: psycopg.Connection[Row]) -> None:
     that query's failure is a DatabaseUnavailable)."""
     if conn.closed:
         raise psycopg.OperationalError("the connection is closed")
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if readable:
+    if _has_news(conn.fileno()):
         ConnectionPool.check_connection(conn)
+
+
+def _has_news(fd: int) -> bool:
+    """The socket has something to read, or was hung up or broken, now (no wait).
+
+    poll(), not select(): select() refuses a descriptor numbered 1024 or more (a node with many files
+    open, a raised RLIMIT_NOFILE as in a container), which would fail every check and lend nothing."""
+    watch = select.poll()
+    watch.register(fd, select.POLLIN | select.POLLPRI)  # POLLHUP, POLLERR and POLLNVAL are always said
+    return bool(watch.poll(0))
 
 
 class Database:
