@@ -102,7 +102,7 @@ class TaskAnalyst:
         route = self.route()
         if route is None or (route.socket_path is None and route.url_tcp is None):
             return False
-        taking = take_analysis(self.db, self.node, self.settings.stale_s)
+        taking = take_analysis(self.db, self.node, self._stale_s(route))
         if taking is None:
             return False
         if taking.task.state != TaskState.QUEUED:
@@ -142,6 +142,11 @@ class TaskAnalyst:
                 breakdown.priority,
             )
         return True
+
+    def _stale_s(self, route: LLMRoute) -> float:
+        """When another node's taking counts as abandoned: `stale_s`, but never before a call this node
+        would still wait for could have ended (else a slow answer is taken over and paid twice)."""
+        return max(self.settings.stale_s, 2 * route.upstream.deadline_s + 2 * ROUTE_MARGIN_S)
 
     def _timeout(self, route: LLMRoute) -> httpx2.Timeout:
         """`timeout_s` to reach the route; for its answer, longer than the route can take to end the call

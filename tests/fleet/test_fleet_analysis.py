@@ -299,3 +299,37 @@ def test_hostile_task_text_is_sent_bounded_and_analysed(fleet, node_with) -> Non
     assert analysis_of(fleet.db, task.id).state == "done"
     [spent] = [e for e in spends(node) if e["run_id"] == RUN_ID]
     assert spent["cycle"] == f"analysis-task-{task.id}"
+
+
+def test_asking_for_every_queued_task_goes_in_batches_and_skips_the_rest(fleet, monkeypatch) -> None:
+    import supervisor.store.tasks.pg_analysis as pg_analysis
+
+    monkeypatch.setattr(pg_analysis, "BATCH", 7)
+    ids = queue_tasks(fleet, 20)
+    claim = fleet.claim("w", 60)
+    assert claim is not None
+    request_analysis(fleet.db, [ids[-1]])  # asked for already: not again
+    asked = request_analysis(fleet.db, None)
+    assert asked == [n for n in ids if n not in (claim.task_id, ids[-1])]
+    assert request_analysis(fleet.db, None) == []  # repeating asks for nothing more
+    assert analysis_of(fleet.db, claim.task_id).state is None
+
+
+def test_a_taking_is_not_stale_before_a_call_the_node_would_still_wait_for(fleet, node_with) -> None:
+    [task_id] = queue_tasks(fleet, 1)
+    request_analysis(fleet.db, [task_id])
+    node, analyst = node_with(scenario())
+    stale = analyst._stale_s(node.route)
+    assert stale >= 2 * node.route.upstream.deadline_s
+    taken = take_analysis(fleet.db, "other", 600)
+    assert taken is not None
+    with fleet.db.transaction() as cursor:  # older than stale_s, younger than the longest call
+        cursor.execute(
+            "UPDATE tasks SET analysis_at = now() - make_interval(secs => %s) WHERE id = %s", (stale - 60, task_id)
+        )
+    assert analyst.step() is False  # not taken over: the other node may still be waiting for its answer
+    with fleet.db.transaction() as cursor:
+        cursor.execute(
+            "UPDATE tasks SET analysis_at = now() - make_interval(secs => %s) WHERE id = %s", (stale + 60, task_id)
+        )
+    assert analyst.step() is True and analysis_of(fleet.db, task_id).node == "n1"

@@ -307,3 +307,27 @@ def test_fleet_migrate_command(pg_cluster, tmp_path: Path) -> None:
     assert unset.exit_code == 1 and json.loads(unset.output)["error"]["kind"] == "ConfigError"
     with psycopg.connect(url, password=pg_cluster.password) as conn:
         assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (latest(every),)
+
+
+def test_an_error_the_server_raises_is_one_clear_database_error_and_a_repeated_key_stays_the_callers(
+    open_db: Callable[..., Database], fleet_queue: PostgresTaskQueue
+) -> None:
+    task = fleet_queue.add(new_task(external_id="i-1"))
+    admin = open_db("admin")
+    with admin.transaction() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'tasks are read-only for maintenance'; END $$"
+        )
+        cursor.execute("CREATE TRIGGER refuse BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION refuse()")
+    with pytest.raises(DatabaseError, match="failed: tasks are read-only for maintenance") as caught:
+        fleet_queue.claim("w", 60)
+    assert not isinstance(caught.value, DatabaseUnavailable)
+    with pytest.raises(DatabaseError, match="read-only for maintenance"):
+        fleet_queue.cancel(task.id, "no")
+    with admin.transaction() as cursor:
+        cursor.execute("DROP TRIGGER refuse ON tasks")
+    with pytest.raises(psycopg.errors.UniqueViolation), fleet_queue.db.transaction() as cursor:  # the caller's own
+        cursor.execute("INSERT INTO projects (name, source) VALUES ('demo', 'x')")
+    claim = fleet_queue.claim("w", 60)  # the same handle goes on
+    assert claim is not None and claim.task_id == task.id

@@ -7,7 +7,10 @@ replaced, never used; connections are also renewed after `max_lifetime_s`. The c
 trip for a healthy connection: a server that ends a connection sends a termination notice and closes
 its end, which makes the idle socket readable, and only a readable socket gets the full check
 (`ConnectionPool.check_connection`, an empty query).
-A failure becomes a DatabaseError that says what to do (errors.py), never a psycopg traceback.
+A failure becomes a DatabaseError that says what to do (errors.py), never a psycopg traceback: an
+unreachable server a DatabaseUnavailable, anything else the server refused (a read-only standby, a
+trigger) a DatabaseError naming it; only a constraint violation (IntegrityError) is left to the
+caller, who may expect it.
 
 Once a call found the server unreachable, the next call first tries one direct connection (refused
 at once, or within `connect_timeout_s`) instead of waiting `wait_s` for a pool that cannot connect:
@@ -159,7 +162,9 @@ class Database:
         try:
             with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
                 yield cursor
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+        except psycopg.IntegrityError:
+            raise  # a constraint the caller may expect (a repeated key): its own to say
+        except (psycopg.Error, PoolTimeout) as exc:
             raise self._failed(exc) from None
 
     @contextmanager
@@ -177,7 +182,9 @@ class Database:
                 finally:
                     if not conn.closed:
                         conn.autocommit = False
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+        except psycopg.IntegrityError:
+            raise  # a constraint the caller may expect (a repeated key): its own to say
+        except (psycopg.Error, PoolTimeout) as exc:
             raise self._failed(exc) from None
 
     @contextmanager
@@ -188,7 +195,9 @@ class Database:
         try:
             with self._pool.connection() as conn:
                 yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+        except psycopg.IntegrityError:
+            raise  # a constraint the caller may expect (a repeated key): its own to say
+        except (psycopg.Error, PoolTimeout) as exc:
             raise self._failed(exc) from None
 
     def check(self) -> None:

@@ -25,6 +25,7 @@ from supervisor.store.tasks.pg_rows import TASK_COLUMNS_T, task_of
 from supervisor.store.tasks.priority import PriorityBreakdown
 
 WHY_CHARS = 500
+BATCH = 10_000  # tasks asked for per transaction by `fleet analyse --queued`
 
 
 class Taking(BaseModel):
@@ -42,13 +43,9 @@ def request_analysis(db: Database, task_ids: Sequence[int] | None) -> list[int]:
 
     All or none: an unknown id, or a task that is no longer queued, is a TaskError naming it. A task
     whose analysis is being made keeps it (its new answer is on the way)."""
+    if task_ids is None:
+        return _request_all_queued(db)
     with db.transaction() as cursor:
-        if task_ids is None:
-            cursor.execute(
-                "UPDATE tasks SET analysis_state = 'pending', analysis_node = NULL, analysis_at = now()"
-                " WHERE state = 'queued' AND analysis_state IS NULL RETURNING id"
-            )
-            return sorted(int(row["id"]) for row in cursor.fetchall())
         wanted = sorted(set(task_ids))
         cursor.execute("SELECT id, state FROM tasks WHERE id = ANY(%s::bigint[]) FOR UPDATE", (wanted,))
         states = {int(row["id"]): str(row["state"]) for row in cursor.fetchall()}
@@ -65,6 +62,25 @@ def request_analysis(db: Database, task_ids: Sequence[int] | None) -> list[int]:
         )
         cursor.fetchall()
     return wanted
+
+
+def _request_all_queued(db: Database) -> list[int]:
+    """Every queued task never analysed, BATCH at a time, each batch its own short transaction (a
+    million rows in one would hold their locks for half a minute; claims would skip them). Repeating it
+    after a kill asks for the rest."""
+    asked: list[int] = []
+    while True:
+        with db.transaction() as cursor:
+            cursor.execute(
+                "UPDATE tasks SET analysis_state = 'pending', analysis_node = NULL, analysis_at = now()"
+                " WHERE id IN (SELECT id FROM tasks WHERE state = 'queued' AND analysis_state IS NULL"
+                " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id",
+                (BATCH,),
+            )
+            batch = [int(row["id"]) for row in cursor.fetchall()]
+        if not batch:
+            return sorted(asked)
+        asked += batch
 
 
 _TAKE = f"""
