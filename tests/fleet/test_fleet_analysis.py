@@ -8,7 +8,12 @@ serves), the real `supervisor fleet` CLI.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -333,3 +338,49 @@ def test_a_taking_is_not_stale_before_a_call_the_node_would_still_wait_for(fleet
             "UPDATE tasks SET analysis_at = now() - make_interval(secs => %s) WHERE id = %s", (stale + 60, task_id)
         )
     assert analyst.step() is True and analysis_of(fleet.db, task_id).node == "n1"
+
+
+def test_a_node_killed_mid_analysis_leaves_a_state_that_converges(
+    fleet, node_with, pg_cluster, pg_database: str, tmp_path: Path
+) -> None:
+    """kill -9 while the model answers: its reservation is swept at worst case once, its taking is taken
+    over once stale, and the task is analysed once by the survivor."""
+    [task_id] = queue_tasks(fleet, 1)
+    request_analysis(fleet.db, [task_id])
+    slow = ScriptedModelServer(scenario_with_delay(20_000)).start()
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "tests.fleet.analyst_rig", pg_database, pg_cluster.password, slow.url,
+         str(tmp_path / "victim"), "victim", "2"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )  # fmt: skip
+    try:
+        assert victim.stdout is not None and victim.stdout.readline().split() == ["ready"]
+        deadline = time.monotonic() + 30
+        while count(fleet.db, "SELECT count(*) FROM budget_reservations") < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        record = analysis_of(fleet.db, task_id)
+        assert record.state == "running" and record.node == "victim"
+        assert count(fleet.db, "SELECT count(*) FROM budget_reservations") == 1
+    finally:
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(10)
+        slow.stop()
+    node, analyst = node_with(scenario())
+    time.sleep(2.5)  # past the victim's budget lease
+    node.fleet.tick()
+    assert count(fleet.db, "SELECT count(*) FROM budget_reservations") == 0
+    assert count(fleet.db, "SELECT count(*) FROM budget_settlements WHERE how = 'swept' AND node = 'victim'") == 1
+    assert analyst.step() is False  # the victim's taking is not stale yet: nobody asks twice
+    with fleet.db.transaction() as cursor:  # time passes beyond the longest call
+        cursor.execute("UPDATE tasks SET analysis_at = now() - interval '1 day' WHERE id = %s", (task_id,))
+    assert analyst.step() is True
+    record = analysis_of(fleet.db, task_id)
+    assert record.state == "done" and record.node == "n1" and record.result is not None
+    assert len([e for e in spends(node) if e["run_id"] == RUN_ID]) == 1
+    assert analyst.step() is False
+
+
+def scenario_with_delay(delay_ms: int) -> Scenario:
+    slow = scenario()
+    aside = slow.asides[0].model_copy(update={"step": slow.asides[0].step.model_copy(update={"delay_ms": delay_ms})})
+    return slow.model_copy(update={"asides": [aside]})
